@@ -1,0 +1,13 @@
+//! Shared plumbing of every Economy service (DESIGN.md §1 `shared/kit`): layered
+//! configuration, tracing, the gRPC server builder (health, reflection, limits, graceful
+//! shutdown), database open + migrate for SQLite and PostgreSQL, the error model and the
+//! signed internal identity.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod identity;
+pub mod server;
+pub mod telemetry;
+pub mod testing;
+pub mod time;

@@ -1,0 +1,128 @@
+//! The gRPC server every service runs (DESIGN.md §3 Gateway "health/reflection", §6):
+//! the service's routes plus `grpc.health.v1` and server reflection (v1 and v1alpha) over
+//! the Economy descriptor set, request timeout, per-connection concurrency limit and
+//! graceful shutdown on a cancellation token.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+/// `[server]` limits shared by every service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerLimits {
+    /// Largest request or response message, bytes.
+    pub max_message_bytes: usize,
+    /// Deadline of one request, seconds.
+    pub request_timeout_secs: u64,
+    /// Concurrent requests on one HTTP/2 connection.
+    pub concurrency_per_connection: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self { max_message_bytes: 4 * 1024 * 1024, request_timeout_secs: 30, concurrency_per_connection: 256 }
+    }
+}
+
+/// A server running in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address (the real port when started on `:0`).
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://addr`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, drains in-flight requests and waits for the server to end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await?
+    }
+
+    /// Waits until the server ends (after its token is cancelled, or on failure).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Binds `listen` (e.g. `127.0.0.1:50061`, or port 0 for any) and serves `routes` with
+/// health (`service_name` and the empty name reported SERVING) and reflection until
+/// `shutdown` is cancelled.
+pub async fn spawn(
+    listen: &str,
+    service_name: &str,
+    routes: Routes,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    let listener =
+        TcpListener::bind(listen).await.map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
+    let addr = listener.local_addr()?;
+    let routes = with_operator_services(routes, service_name).await?;
+    let mut builder = Server::builder()
+        .timeout(Duration::from_secs(limits.request_timeout_secs))
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let serve = builder
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+    let name = service_name.to_owned();
+    let task = tokio::spawn(async move {
+        serve.await?;
+        tracing::info!(service = %name, "server stopped");
+        Ok(())
+    });
+    tracing::info!(service = service_name, %addr, "serving");
+    Ok(RunningServer { addr, shutdown, task })
+}
+
+async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::Result<Routes> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(service_name, ServingStatus::Serving).await;
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(economy_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,54 @@
+//! Test support: a fresh, empty database per test. SQLite by default (a temporary file,
+//! removed on drop); PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set (a new database
+//! created on that server per test).
+
+use std::path::PathBuf;
+
+use sqlx::{Connection, Executor};
+
+/// Environment variable naming a PostgreSQL server for tests.
+pub const POSTGRES_URL_ENV: &str = "ECONOMY_TEST_POSTGRES_URL";
+
+/// A fresh database for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// URL to connect to.
+    pub url: String,
+    sqlite_file: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    /// Creates the database.
+    pub async fn new() -> anyhow::Result<Self> {
+        let name = format!("economy_test_{}", uuid::Uuid::now_v7().simple());
+        match std::env::var(POSTGRES_URL_ENV).ok().filter(|url| !url.is_empty()) {
+            Some(server) => Self::postgres(&server, &name).await,
+            None => {
+                let file = std::env::temp_dir().join(format!("{name}.db"));
+                Ok(Self { url: format!("sqlite://{}", file.display()), sqlite_file: Some(file) })
+            }
+        }
+    }
+
+    async fn postgres(server: &str, name: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(server).await?;
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+        admin.close().await?;
+        let (base, query) =
+            server.split_once('?').map_or((server, String::new()), |(base, query)| (base, format!("?{query}")));
+        let host_start = base.find("://").map_or(0, |index| index + 3);
+        let server_root = base[host_start..].find('/').map_or(base, |slash| &base[..host_start + slash]);
+        Ok(Self { url: format!("{server_root}/{name}{query}"), sqlite_file: None })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Generated protobuf messages and gRPC services of every Economy API, compiled from
+//! `proto/` by `build.rs` (protox + tonic-prost-build, no system protoc), and the
+//! encoded file descriptor set used for server reflection and by the gateway.
+
+#![allow(missing_docs, clippy::all)]
+
+/// Encoded `google.protobuf.FileDescriptorSet` of every Economy proto and its imports.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/economy_descriptor.bin"));
+
+/// `economy.options.v1`: method and field policies read by the gateway.
+pub mod options {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.options.v1.rs"));
+    }
+}
+
+/// `economy.ledger.v1`: the Asset Ledger API.
+pub mod ledger {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.ledger.v1.rs"));
+    }
+}
