@@ -1,1 +1,84 @@
-//! x
+//! Asset Ledger service (`economy.ledger.v1.LedgerService`, DESIGN.md §3 Ledger):
+//! double-entry balances of stackable assets, holds, conversions and reconciliation.
+//!
+//! Layers: `domain` (rules, no SQL or gRPC), `store` (sqlx, owns `migrations/ledger`),
+//! `grpc` (proto conversion, authorization, error mapping); `jobs` runs the hold-expiry
+//! worker.
+
+pub mod domain;
+pub mod grpc;
+pub mod jobs;
+pub mod store;
+
+use std::time::Duration;
+
+use economy_kit::db::DbOptions;
+use economy_kit::identity::IdentityKey;
+use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use crate::domain::ids::{SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE};
+
+/// Name under which the service reports health.
+pub const SERVICE_NAME: &str = "economy.ledger.v1.LedgerService";
+
+/// `[ledger]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LedgerConfig {
+    /// Listen address (`127.0.0.1:50061`; port 0 picks one).
+    pub listen: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Pool settings.
+    pub database: DbOptions,
+    /// System accounts beyond SYSTEM_ISSUANCE and SYSTEM_PLATFORM_FEE.
+    pub extra_system_accounts: Vec<String>,
+    /// Period of the hold-expiry job, seconds.
+    pub hold_expiry_interval_secs: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50061".into(),
+            database_url: "sqlite://data/ledger.db".into(),
+            database: DbOptions::default(),
+            extra_system_accounts: Vec::new(),
+            hold_expiry_interval_secs: 30,
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// Every system account the ledger creates at start.
+    pub fn system_accounts(&self) -> Vec<String> {
+        let mut accounts = vec![SYSTEM_ISSUANCE.to_owned(), SYSTEM_PLATFORM_FEE.to_owned()];
+        accounts.extend(self.extra_system_accounts.iter().cloned());
+        accounts
+    }
+}
+
+/// Opens the database (migrating it), starts the hold-expiry job and serves the API
+/// until `shutdown` is cancelled. Requests must carry an identity signed with `identity`.
+pub async fn start(
+    config: &LedgerConfig,
+    identity: &IdentityKey,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    let store = store::LedgerStore::open(&config.database_url, &config.database, &config.system_accounts()).await?;
+    jobs::spawn_hold_expiry(
+        store.clone(),
+        Duration::from_secs(config.hold_expiry_interval_secs.max(1)),
+        shutdown.clone(),
+    );
+    let service = LedgerServiceServer::new(grpc::LedgerApi::new(store))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));
+    spawn(&config.listen, SERVICE_NAME, routes, limits, shutdown).await
+}

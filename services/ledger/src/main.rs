@@ -1,1 +1,43 @@
-fn main() {}
+//! `economy-ledger`: the Asset Ledger as its own process (production deployments).
+//! Configuration: `--config FILE` (TOML) and `ECONOMY_<SECTION>__<KEY>` variables.
+
+use std::path::PathBuf;
+
+use economy_kit::identity::{IdentityConfig, IdentityKey};
+use economy_kit::server::{ServerLimits, shutdown_signal};
+use economy_kit::telemetry::{self, LogConfig};
+use economy_ledger::LedgerConfig;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Settings {
+    ledger: LedgerConfig,
+    identity: IdentityConfig,
+    server: ServerLimits,
+    log: LogConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config_file = config_file_argument()?;
+    let settings: Settings = economy_kit::config::load(config_file.as_deref())?;
+    telemetry::init(&settings.log);
+    let identity = IdentityKey::new(&settings.identity)?;
+    let shutdown = CancellationToken::new();
+    let server = economy_ledger::start(&settings.ledger, &identity, &settings.server, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
+    server.wait().await
+}
+
+/// `--config FILE`, the only argument.
+fn config_file_argument() -> anyhow::Result<Option<PathBuf>> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next()) {
+        (None, _) => Ok(None),
+        (Some("--config"), Some(file)) => Ok(Some(PathBuf::from(file))),
+        _ => anyhow::bail!("usage: economy-ledger [--config FILE]"),
+    }
+}

@@ -3,7 +3,6 @@
 //! the Economy descriptor set, request timeout, per-connection concurrency limit and
 //! graceful shutdown on a cancellation token.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -105,24 +104,17 @@ async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::R
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub fn shutdown_signal() -> impl Future<Output = ()> {
-    async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
             tokio::select! {
-                _ = ctrl_c => {}
+                _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
+            return;
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
     }
+    let _ = tokio::signal::ctrl_c().await;
 }

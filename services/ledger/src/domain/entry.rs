@@ -1,0 +1,249 @@
+//! Journal entries (DESIGN.md §3 Ledger): legs that sum to zero per asset, applied at
+//! once, and the per-balance deltas with the bounds a conditional update must respect.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::LedgerError;
+use super::ids::{AccountId, AssetCode, HoldId, IdempotencyKey};
+
+/// The part of a balance a leg moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Bucket {
+    /// Spendable.
+    Available,
+    /// Frozen by holds.
+    Frozen,
+}
+
+impl Bucket {
+    /// Storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Frozen => "frozen",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "available" => Some(Self::Available),
+            "frozen" => Some(Self::Frozen),
+            _ => None,
+        }
+    }
+}
+
+/// One posting: a signed, non-zero amount moved in one bucket of one balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leg {
+    /// The account.
+    pub account: AccountId,
+    /// The asset.
+    pub asset: AssetCode,
+    /// The bucket.
+    pub bucket: Bucket,
+    /// Signed amount, smallest units; never 0.
+    pub amount: i64,
+    /// The hold this leg creates, settles or releases.
+    pub hold_id: Option<HoldId>,
+}
+
+impl Leg {
+    /// An available-bucket leg.
+    pub fn available(account: AccountId, asset: AssetCode, amount: i64) -> Self {
+        Self { account, asset, bucket: Bucket::Available, amount, hold_id: None }
+    }
+}
+
+/// Fails with `UNBALANCED_TRANSACTION` unless the legs of every asset sum to zero.
+/// Sums are exact (`i128`), so no overflow can hide an imbalance.
+pub fn check_balanced(legs: &[Leg]) -> Result<(), LedgerError> {
+    let mut sums: BTreeMap<&AssetCode, i128> = BTreeMap::new();
+    for leg in legs {
+        *sums.entry(&leg.asset).or_default() += i128::from(leg.amount);
+    }
+    match sums.into_iter().find(|(_, sum)| *sum != 0) {
+        Some((asset, sum)) => Err(LedgerError::Unbalanced { asset: asset.clone(), sum }),
+        None => Ok(()),
+    }
+}
+
+/// The net change of one balance within an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceDelta {
+    /// The account.
+    pub account: AccountId,
+    /// The asset.
+    pub asset: AssetCode,
+    /// Change of `available`.
+    pub available: i64,
+    /// Change of `frozen`.
+    pub frozen: i64,
+}
+
+/// Inclusive range a current value must lie in for `value + delta` to stay in
+/// `[floor, i64::MAX]`. Saturation is exact: it clips a mathematical range to i64.
+pub fn allowed_range(delta: i64, floor: i64) -> (i64, i64) {
+    (floor.saturating_sub(delta), i64::MAX.saturating_sub(delta))
+}
+
+impl BalanceDelta {
+    /// Range `available` must lie in before the update (the account's floor applies).
+    pub fn available_range(&self) -> (i64, i64) {
+        allowed_range(self.available, self.account.floor())
+    }
+
+    /// Range `frozen` must lie in before the update (frozen never goes negative).
+    pub fn frozen_range(&self) -> (i64, i64) {
+        allowed_range(self.frozen, 0)
+    }
+}
+
+/// Nets the legs per balance, ordered by (account, asset) so concurrent writers lock
+/// rows in one order. Fails with `BALANCE_OVERFLOW` when a net change leaves i64.
+pub fn balance_deltas(legs: &[Leg]) -> Result<Vec<BalanceDelta>, LedgerError> {
+    let mut nets: BTreeMap<(&AccountId, &AssetCode), (i128, i128)> = BTreeMap::new();
+    for leg in legs {
+        let net = nets.entry((&leg.account, &leg.asset)).or_default();
+        match leg.bucket {
+            Bucket::Available => net.0 += i128::from(leg.amount),
+            Bucket::Frozen => net.1 += i128::from(leg.amount),
+        }
+    }
+    nets.into_iter()
+        .filter(|(_, (available, frozen))| *available != 0 || *frozen != 0)
+        .map(|((account, asset), (available, frozen))| {
+            let overflow = || LedgerError::BalanceOverflow { account: account.clone(), asset: asset.clone() };
+            Ok(BalanceDelta {
+                account: account.clone(),
+                asset: asset.clone(),
+                available: i64::try_from(available).map_err(|_| overflow())?,
+                frozen: i64::try_from(frozen).map_err(|_| overflow())?,
+            })
+        })
+        .collect()
+}
+
+/// SHA-256 (hex) of a canonical JSON form of `{operation, actor, content}`: two requests
+/// with the same key are "the same" exactly when their fingerprints are equal.
+pub fn fingerprint(operation: &str, actor: &str, content: &impl Serialize) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a, T> {
+        operation: &'a str,
+        actor: &'a str,
+        content: &'a T,
+    }
+    let json = serde_json::to_vec(&Canonical { operation, actor, content }).unwrap_or_default();
+    hex::encode(Sha256::digest(json))
+}
+
+/// Who/why/what of an entry to be written.
+#[derive(Debug, Clone)]
+pub struct EntryMeta {
+    /// Unique key of the movement.
+    pub key: IdempotencyKey,
+    /// `fingerprint` of the request.
+    pub fingerprint: String,
+    /// UPPER_SNAKE business type.
+    pub business_type: String,
+    /// Groups entries of one business event (may be empty).
+    pub correlation_id: String,
+    /// Free text.
+    pub memo: String,
+    /// `user:<id>` or `service:<name>`.
+    pub actor: String,
+}
+
+/// A recorded journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// UUIDv7.
+    pub id: String,
+    /// Its idempotency key.
+    pub idempotency_key: String,
+    /// Business type.
+    pub business_type: String,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// Memo.
+    pub memo: String,
+    /// Actor.
+    pub actor: String,
+    /// Ms since the epoch.
+    pub created_at: i64,
+    /// The legs, in posting order.
+    pub legs: Vec<Leg>,
+}
+
+impl Entry {
+    /// The hold this entry created, settled or released, if any.
+    pub fn hold_id(&self) -> Option<&HoldId> {
+        self.legs.iter().find_map(|leg| leg.hold_id.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::{Code, UserId};
+
+    fn user(id: i64) -> AccountId {
+        AccountId::User(UserId::parse(id).expect("id"))
+    }
+
+    fn code(value: &str) -> AssetCode {
+        Code::parse(value).expect("code")
+    }
+
+    #[test]
+    fn balanced_per_asset() {
+        let legs = [
+            Leg::available(user(1), code("A"), -5),
+            Leg::available(user(2), code("A"), 5),
+            Leg::available(user(1), code("B"), 3),
+        ];
+        assert_eq!(check_balanced(&legs[..2]), Ok(()));
+        assert_eq!(check_balanced(&legs), Err(LedgerError::Unbalanced { asset: code("B"), sum: 3 }));
+    }
+
+    #[test]
+    fn extreme_legs_cannot_hide_imbalance() {
+        let legs = [Leg::available(user(1), code("A"), i64::MAX), Leg::available(user(2), code("A"), i64::MAX)];
+        assert!(check_balanced(&legs).is_err());
+    }
+
+    #[test]
+    fn deltas_net_per_balance_in_key_order() -> Result<(), LedgerError> {
+        let legs = [
+            Leg::available(user(2), code("A"), 5),
+            Leg::available(user(1), code("A"), -5),
+            Leg { bucket: Bucket::Frozen, ..Leg::available(user(1), code("A"), 5) },
+            Leg::available(user(2), code("A"), -5),
+        ];
+        let deltas = balance_deltas(&legs)?;
+        assert_eq!(deltas, [BalanceDelta { account: user(1), asset: code("A"), available: -5, frozen: 5 }]);
+        Ok(())
+    }
+
+    #[test]
+    fn ranges_enforce_floors_without_overflow() {
+        assert_eq!(allowed_range(-10, 0), (10, i64::MAX));
+        assert_eq!(allowed_range(10, 0), (-10, i64::MAX - 10));
+        assert_eq!(allowed_range(-10, i64::MIN), (i64::MIN + 10, i64::MAX));
+        assert_eq!(allowed_range(i64::MAX, i64::MIN), (i64::MIN, 0));
+    }
+
+    #[test]
+    fn fingerprints_depend_on_every_part() {
+        let base = fingerprint("OP", "user:1", &("a", 1));
+        assert_eq!(base, fingerprint("OP", "user:1", &("a", 1)));
+        assert_ne!(base, fingerprint("OP2", "user:1", &("a", 1)));
+        assert_ne!(base, fingerprint("OP", "user:2", &("a", 1)));
+        assert_ne!(base, fingerprint("OP", "user:1", &("a", 2)));
+        assert_eq!(base.len(), 64);
+    }
+}

@@ -1,0 +1,187 @@
+//! Holds (DESIGN.md §3 Ledger): an amount moved from available to frozen under a hold id,
+//! then resolved exactly once — settled (all or part, the rest released), released, or
+//! expired by the background job.
+
+use super::LedgerError;
+use super::entry::{Bucket, Leg};
+use super::ids::{AccountId, Amount, AssetCode, HoldId};
+
+/// State of a hold; every state but `Open` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldStatus {
+    /// Frozen, unresolved.
+    Open,
+    /// Paid out (all or part; the rest released).
+    Settled,
+    /// Returned to available.
+    Released,
+    /// Returned to available by the expiry job.
+    Expired,
+}
+
+impl HoldStatus {
+    /// Storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Settled => "settled",
+            Self::Released => "released",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Open, Self::Settled, Self::Released, Self::Expired].into_iter().find(|status| status.as_str() == value)
+    }
+}
+
+/// A hold as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// UUIDv7.
+    pub id: HoldId,
+    /// The user account frozen.
+    pub account: AccountId,
+    /// The asset.
+    pub asset: AssetCode,
+    /// Amount frozen.
+    pub amount: i64,
+    /// Amount paid out by the settlement (0 unless settled).
+    pub settled_amount: i64,
+    /// State.
+    pub status: HoldStatus,
+    /// Caller's reference.
+    pub reference: String,
+    /// Expiry, ms since the epoch.
+    pub expires_at: Option<i64>,
+    /// Creation, ms since the epoch.
+    pub created_at: i64,
+    /// Resolution, ms since the epoch.
+    pub resolved_at: Option<i64>,
+}
+
+/// How a hold is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Pay out `amount` (the whole hold when `None`), release the rest.
+    Settle(Option<Amount>),
+    /// Return everything to available (operator or service).
+    Release,
+    /// Return everything to available (expiry job).
+    Expire,
+}
+
+impl Resolution {
+    /// The final status this resolution leads to.
+    pub fn status(self) -> HoldStatus {
+        match self {
+            Self::Settle(_) => HoldStatus::Settled,
+            Self::Release => HoldStatus::Released,
+            Self::Expire => HoldStatus::Expired,
+        }
+    }
+
+    /// Amount paid out of a hold of `hold_amount`; `HOLD_AMOUNT_EXCEEDED` if more.
+    pub fn settled_amount(self, hold_id: &HoldId, hold_amount: i64) -> Result<i64, LedgerError> {
+        match self {
+            Self::Settle(None) => Ok(hold_amount),
+            Self::Settle(Some(amount)) if amount.get() <= hold_amount => Ok(amount.get()),
+            Self::Settle(Some(amount)) => Err(LedgerError::HoldAmountExceeded {
+                hold_id: hold_id.to_string(),
+                amount: hold_amount,
+                requested: amount.get(),
+            }),
+            Self::Release | Self::Expire => Ok(0),
+        }
+    }
+}
+
+/// Legs that freeze `amount`: available -amount, frozen +amount.
+pub fn freeze_legs(hold_id: &HoldId, account: &AccountId, asset: &AssetCode, amount: Amount) -> Vec<Leg> {
+    let leg = |bucket, amount| Leg {
+        account: account.clone(),
+        asset: asset.clone(),
+        bucket,
+        amount,
+        hold_id: Some(hold_id.clone()),
+    };
+    vec![leg(Bucket::Available, -amount.get()), leg(Bucket::Frozen, amount.get())]
+}
+
+/// Legs that resolve `hold`, paying out `settled` (the caller adds the destinations):
+/// frozen -amount, and available +(amount - settled) for the released rest.
+pub fn resolution_legs(hold: &Hold, settled: i64) -> Vec<Leg> {
+    let leg = |bucket, amount| Leg {
+        account: hold.account.clone(),
+        asset: hold.asset.clone(),
+        bucket,
+        amount,
+        hold_id: Some(hold.id.clone()),
+    };
+    let mut legs = vec![leg(Bucket::Frozen, -hold.amount)];
+    if hold.amount > settled {
+        legs.push(leg(Bucket::Available, hold.amount - settled));
+    }
+    legs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entry::{balance_deltas, check_balanced};
+    use crate::domain::ids::{Code, UserId};
+
+    fn hold(amount: i64) -> Hold {
+        Hold {
+            id: HoldId::generate(),
+            account: AccountId::User(UserId::parse(1).expect("id")),
+            asset: Code::parse("GOLD").expect("code"),
+            amount,
+            settled_amount: 0,
+            status: HoldStatus::Open,
+            reference: String::new(),
+            expires_at: None,
+            created_at: 0,
+            resolved_at: None,
+        }
+    }
+
+    #[test]
+    fn freeze_moves_available_to_frozen() -> Result<(), LedgerError> {
+        let hold = hold(10);
+        let legs = freeze_legs(&hold.id, &hold.account, &hold.asset, Amount::parse(10).expect("amount"));
+        check_balanced(&legs)?;
+        let delta = &balance_deltas(&legs)?[0];
+        assert_eq!((delta.available, delta.frozen), (-10, 10));
+        Ok(())
+    }
+
+    #[test]
+    fn partial_settlement_releases_the_rest() -> Result<(), LedgerError> {
+        let hold = hold(10);
+        let settle = Resolution::Settle(Some(Amount::parse(4).expect("amount")));
+        let settled = settle.settled_amount(&hold.id, hold.amount)?;
+        let legs = resolution_legs(&hold, settled);
+        let delta = &balance_deltas(&legs)?[0];
+        assert_eq!((settled, delta.available, delta.frozen), (4, 6, -10));
+        Ok(())
+    }
+
+    #[test]
+    fn release_returns_everything_and_over_settlement_fails() {
+        let hold = hold(10);
+        assert_eq!(Resolution::Release.settled_amount(&hold.id, 10), Ok(0));
+        assert_eq!(resolution_legs(&hold, 0).iter().map(|leg| leg.amount).sum::<i64>(), 0);
+        let too_much = Resolution::Settle(Some(Amount::parse(11).expect("amount")));
+        assert!(matches!(too_much.settled_amount(&hold.id, 10), Err(LedgerError::HoldAmountExceeded { .. })));
+    }
+
+    #[test]
+    fn status_spellings_round_trip() {
+        for status in [HoldStatus::Open, HoldStatus::Settled, HoldStatus::Released, HoldStatus::Expired] {
+            assert_eq!(HoldStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(HoldStatus::parse("x"), None);
+    }
+}

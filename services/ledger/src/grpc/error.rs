@@ -1,0 +1,75 @@
+//! The one mapping from `LedgerError` to `tonic::Status` (DESIGN.md §4): gRPC code,
+//! stable `ErrorInfo.reason`, and metadata naming the entities involved.
+
+use economy_kit::error::{internal, status};
+use tonic::{Code, Status};
+
+use super::DOMAIN;
+use crate::domain::LedgerError;
+
+impl From<LedgerError> for Status {
+    fn from(error: LedgerError) -> Self {
+        let message = error.to_string();
+        let (code, reason, metadata): (Code, &str, Vec<(&str, String)>) = match error {
+            LedgerError::AssetNotFound(asset) => (Code::NotFound, "ASSET_NOT_FOUND", vec![("asset_code", asset)]),
+            LedgerError::AccountNotFound(account) => (Code::NotFound, "ACCOUNT_NOT_FOUND", vec![("account", account)]),
+            LedgerError::RuleNotFound(rule) => (Code::NotFound, "RULE_NOT_FOUND", vec![("rule_id", rule)]),
+            LedgerError::RuleDisabled(rule) => (Code::FailedPrecondition, "RULE_DISABLED", vec![("rule_id", rule)]),
+            LedgerError::InsufficientBalance { account, asset } => (
+                Code::FailedPrecondition,
+                "INSUFFICIENT_BALANCE",
+                vec![("account", account.key()), ("asset_code", asset.to_string())],
+            ),
+            LedgerError::BalanceOverflow { account, asset } => (
+                Code::OutOfRange,
+                "BALANCE_OVERFLOW",
+                vec![("account", account.key()), ("asset_code", asset.to_string())],
+            ),
+            LedgerError::Unbalanced { asset, sum } => (
+                Code::InvalidArgument,
+                "UNBALANCED_TRANSACTION",
+                vec![("asset_code", asset.to_string()), ("sum", sum.to_string())],
+            ),
+            LedgerError::HoldNotFound(hold) => (Code::NotFound, "HOLD_NOT_FOUND", vec![("hold_id", hold)]),
+            LedgerError::HoldAlreadyResolved { hold_id, status } => (
+                Code::FailedPrecondition,
+                "HOLD_ALREADY_RESOLVED",
+                vec![("hold_id", hold_id), ("status", status.to_owned())],
+            ),
+            LedgerError::HoldAmountExceeded { hold_id, amount, requested } => (
+                Code::FailedPrecondition,
+                "HOLD_AMOUNT_EXCEEDED",
+                vec![("hold_id", hold_id), ("amount", amount.to_string()), ("requested", requested.to_string())],
+            ),
+            LedgerError::IdempotencyKeyReused(key) => {
+                (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", vec![("idempotency_key", key)])
+            }
+            LedgerError::TransactionNotFound(id) => {
+                (Code::NotFound, "TRANSACTION_NOT_FOUND", vec![("transaction_id", id)])
+            }
+            LedgerError::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED", vec![]),
+            LedgerError::Storage(_) => return internal(DOMAIN, &message),
+        };
+        status(code, DOMAIN, reason, message, metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use economy_kit::error::reason;
+
+    use super::*;
+
+    #[test]
+    fn storage_errors_are_opaque() {
+        let status = Status::from(LedgerError::Storage("UNIQUE constraint failed: balances".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("balances"));
+    }
+
+    #[test]
+    fn reasons_are_stable() {
+        let status = Status::from(LedgerError::IdempotencyKeyReused("k".into()));
+        assert_eq!((status.code(), reason(&status).as_deref()), (Code::AlreadyExists, Some("IDEMPOTENCY_KEY_REUSED")));
+    }
+}

@@ -1,0 +1,293 @@
+//! gRPC adapter of `economy.ledger.v1.LedgerService`: each handler authorizes the signed
+//! caller, converts the request, calls the domain and store, and converts back.
+
+mod convert;
+mod error;
+mod requests;
+
+use economy_kit::error::Violations;
+use economy_kit::identity::{Caller, caller};
+use economy_proto::ledger::v1 as pb;
+use pb::ledger_service_server::LedgerService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::LedgerError;
+use crate::domain::ids::AccountId;
+use crate::store::{Applied, LedgerStore};
+
+/// `ErrorInfo.domain` of every ledger error.
+pub const DOMAIN: &str = "economy.ledger";
+
+/// The service implementation.
+#[derive(Debug, Clone)]
+pub struct LedgerApi {
+    store: LedgerStore,
+}
+
+impl LedgerApi {
+    /// Serves `store`.
+    pub fn new(store: LedgerStore) -> Self {
+        Self { store }
+    }
+}
+
+fn deny(what: &str) -> Status {
+    LedgerError::PermissionDenied(format!("caller may not {what}")).into()
+}
+
+fn require(allowed: bool, what: &str) -> Result<(), Status> {
+    if allowed { Ok(()) } else { Err(deny(what)) }
+}
+
+/// A user reads their own account; admins and services read any.
+fn may_read(caller: &Caller, account: &AccountId) -> bool {
+    match account.user() {
+        Some(user) => caller.may_act_for(user.get()),
+        None => caller.is_privileged(),
+    }
+}
+
+fn validated<T>(violations: Violations, value: Option<T>) -> Result<T, Status> {
+    violations.finish(DOMAIN)?;
+    value.ok_or_else(|| Status::internal("validated value missing"))
+}
+
+fn entry_response(applied: &Applied) -> (Option<pb::Transaction>, bool) {
+    (Some(convert::transaction(&applied.entry)), applied.replayed)
+}
+
+#[tonic::async_trait]
+impl LedgerService for LedgerApi {
+    async fn define_asset(
+        &self,
+        request: Request<pb::DefineAssetRequest>,
+    ) -> Result<Response<pb::DefineAssetResponse>, Status> {
+        require(caller(&request)?.is_admin(), "define assets")?;
+        let asset = requests::asset(request.get_ref())?;
+        let (stored, created) = self.store.define_asset(&asset).await?;
+        Ok(Response::new(pb::DefineAssetResponse { asset: Some(convert::asset(&stored)), created }))
+    }
+
+    async fn list_assets(
+        &self,
+        request: Request<pb::ListAssetsRequest>,
+    ) -> Result<Response<pb::ListAssetsResponse>, Status> {
+        caller(&request)?;
+        let assets = self.store.assets().await?;
+        Ok(Response::new(pb::ListAssetsResponse { assets: assets.iter().map(convert::asset).collect() }))
+    }
+
+    async fn define_conversion_rule(
+        &self,
+        request: Request<pb::DefineConversionRuleRequest>,
+    ) -> Result<Response<pb::DefineConversionRuleResponse>, Status> {
+        require(caller(&request)?.is_admin(), "define conversion rules")?;
+        let rule = requests::rule(request.get_ref())?;
+        let stored = self.store.define_rule(&rule).await?;
+        Ok(Response::new(pb::DefineConversionRuleResponse { rule: Some(convert::rule(&stored)) }))
+    }
+
+    async fn list_conversion_rules(
+        &self,
+        request: Request<pb::ListConversionRulesRequest>,
+    ) -> Result<Response<pb::ListConversionRulesResponse>, Status> {
+        caller(&request)?;
+        let rules = self.store.rules().await?;
+        Ok(Response::new(pb::ListConversionRulesResponse { rules: rules.iter().map(convert::rule).collect() }))
+    }
+
+    async fn adjust_balance(
+        &self,
+        request: Request<pb::AdjustBalanceRequest>,
+    ) -> Result<Response<pb::AdjustBalanceResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "adjust balances")?;
+        let plan = requests::adjust(request.get_ref(), &caller.actor())?;
+        let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);
+        Ok(Response::new(pb::AdjustBalanceResponse { transaction, replayed }))
+    }
+
+    async fn post_transaction(
+        &self,
+        request: Request<pb::PostTransactionRequest>,
+    ) -> Result<Response<pb::PostTransactionResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "post transactions")?;
+        let plan = requests::post(request.get_ref(), &caller.actor())?;
+        let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);
+        Ok(Response::new(pb::PostTransactionResponse { transaction, replayed }))
+    }
+
+    async fn create_hold(
+        &self,
+        request: Request<pb::CreateHoldRequest>,
+    ) -> Result<Response<pb::CreateHoldResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "create holds")?;
+        let plan = requests::create_hold(request.get_ref(), &caller.actor())?;
+        let applied = self.store.apply(&plan).await?;
+        let hold = self.entry_hold(&applied).await?;
+        let (transaction, replayed) = entry_response(&applied);
+        Ok(Response::new(pb::CreateHoldResponse { hold, transaction, replayed }))
+    }
+
+    async fn settle_hold(
+        &self,
+        request: Request<pb::SettleHoldRequest>,
+    ) -> Result<Response<pb::SettleHoldResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "settle holds")?;
+        let plan = requests::settle_hold(request.get_ref(), &caller.actor())?;
+        let applied = self.store.apply(&plan).await?;
+        let hold = self.entry_hold(&applied).await?;
+        let (transaction, replayed) = entry_response(&applied);
+        Ok(Response::new(pb::SettleHoldResponse { hold, transaction, replayed }))
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "release holds")?;
+        let plan = requests::release_hold(request.get_ref(), &caller.actor())?;
+        let applied = self.store.apply(&plan).await?;
+        let hold = self.entry_hold(&applied).await?;
+        let (transaction, replayed) = entry_response(&applied);
+        Ok(Response::new(pb::ReleaseHoldResponse { hold, transaction, replayed }))
+    }
+
+    async fn convert_asset(
+        &self,
+        request: Request<pb::ConvertAssetRequest>,
+    ) -> Result<Response<pb::ConvertAssetResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.may_act_for(request.get_ref().user_id), "convert another user's assets")?;
+        let command = requests::convert(request.get_ref())?;
+        let key = requests::idempotency_key(&request.get_ref().idempotency_key)?;
+        let rule = self.store.rule(command.rule.as_str()).await?;
+        let plan = command.plan(&rule, key, &caller.actor())?;
+        let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);
+        Ok(Response::new(pb::ConvertAssetResponse { transaction, replayed }))
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let account = convert::account(&mut violations, "account", request.get_ref().account.as_ref());
+        let asset = convert::code(&mut violations, "asset_code", &request.get_ref().asset_code);
+        let (account, asset) = validated(violations, account.zip(asset))?;
+        require(may_read(&caller, &account), "read this account")?;
+        let (available, frozen) = self.store.balance(&account, asset.as_str()).await?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            balance: Some(convert::balance(&account, asset.to_string(), available, frozen)),
+        }))
+    }
+
+    async fn list_balances(
+        &self,
+        request: Request<pb::ListBalancesRequest>,
+    ) -> Result<Response<pb::ListBalancesResponse>, Status> {
+        let caller = caller(&request)?;
+        let account = requests::readable_account(&caller, request.get_ref().account.as_ref())?;
+        let balances = self.store.balances(&account).await?;
+        let balances = balances
+            .into_iter()
+            .map(|(asset, available, frozen)| convert::balance(&account, asset, available, frozen))
+            .collect();
+        Ok(Response::new(pb::ListBalancesResponse { balances }))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let id = convert::entity_id(&mut violations, "id", &request.get_ref().id);
+        let id = validated(violations, id)?;
+        let entry = self.store.entry(id.as_str()).await?;
+        let involved = entry.legs.iter().any(|leg| may_read(&caller, &leg.account) && leg.account.user().is_some());
+        if !(caller.is_privileged() || involved) {
+            return Err(LedgerError::TransactionNotFound(id.to_string()).into());
+        }
+        Ok(Response::new(pb::GetTransactionResponse { transaction: Some(convert::transaction(&entry)) }))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let account = requests::readable_account(&caller, message.account.as_ref())?;
+        let mut violations = Violations::default();
+        let asset = if message.asset_code.is_empty() {
+            Some(None)
+        } else {
+            convert::code(&mut violations, "asset_code", &message.asset_code).map(Some)
+        };
+        let page = convert::page(&mut violations, message.page_size, &message.page_token);
+        let (asset, page) = validated(violations, asset.zip(page))?;
+        let entries = self.store.entries_for(&account, asset.as_ref().map(|code| code.as_str()), &page).await?;
+        let next_page_token = convert::next_page_token(entries.iter().map(|entry| entry.id.as_str()), page.limit);
+        Ok(Response::new(pb::ListTransactionsResponse {
+            transactions: entries.iter().map(convert::transaction).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_hold(&self, request: Request<pb::GetHoldRequest>) -> Result<Response<pb::GetHoldResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let id = convert::entity_id(&mut violations, "hold_id", &request.get_ref().hold_id);
+        let id = validated(violations, id)?;
+        let not_found = || Status::from(LedgerError::HoldNotFound(id.to_string()));
+        let hold = self.store.hold(id.as_str()).await?.ok_or_else(not_found)?;
+        if !may_read(&caller, &hold.account) {
+            return Err(not_found());
+        }
+        Ok(Response::new(pb::GetHoldResponse { hold: Some(convert::hold(&hold)) }))
+    }
+
+    async fn list_holds(
+        &self,
+        request: Request<pb::ListHoldsRequest>,
+    ) -> Result<Response<pb::ListHoldsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let account = requests::readable_account(&caller, message.account.as_ref())?;
+        let mut violations = Violations::default();
+        let status = convert::field(&mut violations, "status", convert::hold_status_filter(message.status));
+        let page = convert::page(&mut violations, message.page_size, &message.page_token);
+        let (status, page) = validated(violations, status.zip(page))?;
+        let holds = self.store.holds_for(&account, status, &page).await?;
+        let next_page_token = convert::next_page_token(holds.iter().map(|hold| hold.id.as_str()), page.limit);
+        Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(convert::hold).collect(), next_page_token }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        require(caller(&request)?.is_admin(), "reconcile")?;
+        let report = self.store.reconcile().await?;
+        if !report.findings.is_empty() {
+            tracing::warn!(findings = report.findings.len(), "ledger reconciliation found violations");
+        }
+        Ok(Response::new(convert::report(report)))
+    }
+}
+
+impl LedgerApi {
+    /// The hold an entry created, settled or released, in its current state.
+    async fn entry_hold(&self, applied: &Applied) -> Result<Option<pb::Hold>, Status> {
+        let Some(hold_id) = applied.entry.hold_id() else {
+            return Ok(None);
+        };
+        Ok(self.store.hold(hold_id.as_str()).await?.as_ref().map(convert::hold))
+    }
+}

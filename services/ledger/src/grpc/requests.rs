@@ -1,0 +1,233 @@
+//! Validation of inbound requests into domain commands and plans (DESIGN.md §4: bad
+//! input gets `INVALID_ARGUMENT` / `VALIDATION_FAILED` listing every bad field).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use economy_kit::error::Violations;
+use economy_kit::identity::Caller;
+use economy_kit::time::{from_timestamp, now_millis};
+use economy_proto::ledger::v1 as pb;
+use tonic::Status;
+
+use super::convert::{self, account, amount, code, entity_id, field, key, text, user};
+use super::{deny, may_read, validated};
+use crate::domain::catalog::{Asset, ConversionRule};
+use crate::domain::commands::{
+    AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
+};
+use crate::domain::ids::{AccountId, Amount, EntityId, IdempotencyKey, parse_business_type};
+
+const MAX_MEMO: usize = 500;
+const MAX_REFERENCE: usize = 200;
+const MAX_CORRELATION_ID: usize = 128;
+const MAX_POSTINGS: usize = 100;
+const MAX_SETTLEMENTS: usize = 20;
+const MAX_METADATA_ENTRIES: usize = 32;
+
+/// The idempotency key alone.
+pub fn idempotency_key(value: &str) -> Result<IdempotencyKey, Status> {
+    let mut violations = Violations::default();
+    let parsed = key(&mut violations, "idempotency_key", value);
+    validated(violations, parsed)
+}
+
+/// An account the caller may read (`PERMISSION_DENIED` otherwise).
+pub fn readable_account(caller: &Caller, reference: Option<&pb::AccountRef>) -> Result<AccountId, Status> {
+    let mut violations = Violations::default();
+    let parsed = account(&mut violations, "account", reference);
+    let parsed = validated(violations, parsed)?;
+    if may_read(caller, &parsed) { Ok(parsed) } else { Err(deny("read this account")) }
+}
+
+fn business_type(violations: &mut Violations, value: &str, default: &str) -> Option<String> {
+    field(violations, "business_type", parse_business_type(if value.is_empty() { default } else { value }))
+}
+
+/// `DefineAsset`.
+pub fn asset(request: &pb::DefineAssetRequest) -> Result<Asset, Status> {
+    let mut violations = Violations::default();
+    let input = request.asset.clone().unwrap_or_default();
+    violations.check(request.asset.is_some(), "asset", "is required");
+    let code = code(&mut violations, "asset.code", &input.code);
+    let display_name = text(&mut violations, "asset.display_name", &input.display_name, 128, true);
+    let kind = field(&mut violations, "asset.kind", convert::asset_kind(input.kind));
+    violations.check(input.metadata.len() <= MAX_METADATA_ENTRIES, "asset.metadata", "at most 32 entries");
+    let sane = input.metadata.iter().all(|(key, value)| (1..=64).contains(&key.len()) && value.len() <= 1024);
+    violations.check(sane, "asset.metadata", "keys must be 1-64 bytes, values at most 1024");
+    let metadata: BTreeMap<String, String> = input.metadata.clone().into_iter().collect();
+    let (code, (display_name, kind)) = validated(violations, code.zip(display_name.zip(kind)))?;
+    Ok(Asset { code, display_name, kind, metadata, created_at: 0 })
+}
+
+/// `DefineConversionRule`.
+pub fn rule(request: &pb::DefineConversionRuleRequest) -> Result<ConversionRule, Status> {
+    let mut violations = Violations::default();
+    let input = request.rule.clone().unwrap_or_default();
+    violations.check(request.rule.is_some(), "rule", "is required");
+    let id = code(&mut violations, "rule.id", &input.id);
+    let from_asset = code(&mut violations, "rule.from_asset", &input.from_asset);
+    let to_asset = code(&mut violations, "rule.to_asset", &input.to_asset);
+    let from_amount = amount(&mut violations, "rule.from_amount", input.from_amount);
+    let to_amount = amount(&mut violations, "rule.to_amount", input.to_amount);
+    violations.check(input.from_asset != input.to_asset, "rule.to_asset", "must differ from from_asset");
+    let ((id, from_asset), (to_asset, (from_amount, to_amount))) =
+        validated(violations, id.zip(from_asset).zip(to_asset.zip(from_amount.zip(to_amount))))?;
+    Ok(ConversionRule {
+        id,
+        from_asset,
+        from_amount: from_amount.get(),
+        to_asset,
+        to_amount: to_amount.get(),
+        enabled: input.enabled,
+    })
+}
+
+/// `AdjustBalance`.
+pub fn adjust(request: &pb::AdjustBalanceRequest, actor: &str) -> Result<WritePlan, Status> {
+    let mut violations = Violations::default();
+    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let user = user(&mut violations, "user_id", request.user_id);
+    let asset = code(&mut violations, "asset_code", &request.asset_code);
+    let amount = amount(&mut violations, "amount", request.amount);
+    let reason = text(&mut violations, "reason", &request.reason, MAX_MEMO, true);
+    let direction = match pb::AdjustDirection::try_from(request.direction) {
+        Ok(pb::AdjustDirection::Credit) => Some(Direction::Credit),
+        Ok(pb::AdjustDirection::Debit) => Some(Direction::Debit),
+        _ => field(&mut violations, "direction", Err("must be CREDIT or DEBIT")),
+    };
+    let ((idempotency_key, user), ((asset, amount), (reason, direction))) =
+        validated(violations, idempotency_key.zip(user).zip(asset.zip(amount).zip(reason.zip(direction))))?;
+    Ok(AdjustBalance { user, asset, direction, amount, reason }.plan(idempotency_key, actor))
+}
+
+fn settlements(
+    violations: &mut Violations,
+    settlements: &[pb::HoldSettlement],
+) -> Option<Vec<(EntityId, Option<Amount>)>> {
+    violations.check(settlements.len() <= MAX_SETTLEMENTS, "hold_settlements", "at most 20");
+    let mut seen = BTreeSet::new();
+    let parsed: Vec<_> = settlements
+        .iter()
+        .enumerate()
+        .map(|(index, settlement)| {
+            let hold = entity_id(violations, &format!("hold_settlements[{index}].hold_id"), &settlement.hold_id);
+            violations.check(
+                seen.insert(settlement.hold_id.clone()),
+                &format!("hold_settlements[{index}].hold_id"),
+                "is repeated",
+            );
+            let amount = match settlement.amount {
+                None => Some(None),
+                Some(value) => amount(violations, &format!("hold_settlements[{index}].amount"), value).map(Some),
+            };
+            Some((hold?, amount?))
+        })
+        .collect();
+    parsed.into_iter().collect()
+}
+
+/// `PostTransaction`.
+pub fn post(request: &pb::PostTransactionRequest, actor: &str) -> Result<WritePlan, Status> {
+    let mut violations = Violations::default();
+    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let business_type = business_type(&mut violations, &request.business_type, "TRANSFER");
+    let correlation_id = text(&mut violations, "correlation_id", &request.correlation_id, MAX_CORRELATION_ID, false);
+    let memo = text(&mut violations, "memo", &request.memo, MAX_MEMO, false);
+    violations.check((1..=MAX_POSTINGS).contains(&request.postings.len()), "postings", "must hold 1 to 100 postings");
+    let postings: Option<Vec<_>> = request
+        .postings
+        .iter()
+        .enumerate()
+        .map(|(index, posting)| {
+            let account = account(&mut violations, &format!("postings[{index}].account"), posting.account.as_ref());
+            let asset = code(&mut violations, &format!("postings[{index}].asset_code"), &posting.asset_code);
+            violations.check(posting.amount != 0, &format!("postings[{index}].amount"), "must not be zero");
+            Some((account?, asset?, posting.amount))
+        })
+        .collect();
+    let settlements = settlements(&mut violations, &request.hold_settlements);
+    let ((idempotency_key, business_type), ((correlation_id, memo), (postings, settlements))) = validated(
+        violations,
+        idempotency_key.zip(business_type).zip(correlation_id.zip(memo).zip(postings.zip(settlements))),
+    )?;
+    Ok(PostTransaction { business_type, correlation_id, memo, postings, settlements }.plan(idempotency_key, actor))
+}
+
+/// `CreateHold`; the hold id is generated here.
+pub fn create_hold(request: &pb::CreateHoldRequest, actor: &str) -> Result<WritePlan, Status> {
+    let mut violations = Violations::default();
+    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let user = match account(&mut violations, "account", request.account.as_ref()) {
+        Some(AccountId::User(user)) => Some(user),
+        Some(AccountId::System(_)) => field(&mut violations, "account", Err("holds freeze user accounts only")),
+        None => None,
+    };
+    let asset = code(&mut violations, "asset_code", &request.asset_code);
+    let amount = amount(&mut violations, "amount", request.amount);
+    let reference = text(&mut violations, "reference", &request.reference, MAX_REFERENCE, false);
+    let expires_at = match request.expires_at.as_ref().map(from_timestamp) {
+        None => Some(None),
+        Some(Some(at)) if at > now_millis() => Some(Some(at)),
+        Some(_) => field(&mut violations, "expires_at", Err("must be a valid time in the future")),
+    };
+    let ((idempotency_key, user), ((asset, amount), (reference, expires_at))) =
+        validated(violations, idempotency_key.zip(user).zip(asset.zip(amount).zip(reference.zip(expires_at))))?;
+    let command = CreateHold { user, asset, amount, expires_at, reference };
+    Ok(command.plan(EntityId::generate(), idempotency_key, actor))
+}
+
+/// `SettleHold`.
+pub fn settle_hold(request: &pb::SettleHoldRequest, actor: &str) -> Result<WritePlan, Status> {
+    let mut violations = Violations::default();
+    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let hold = entity_id(&mut violations, "hold_id", &request.hold_id);
+    let settled = match request.amount {
+        None => Some(None),
+        Some(value) => amount(&mut violations, "amount", value).map(Some),
+    };
+    let business_type = business_type(&mut violations, &request.business_type, "HOLD_SETTLE");
+    let correlation_id = text(&mut violations, "correlation_id", &request.correlation_id, MAX_CORRELATION_ID, false);
+    violations.check(
+        (1..=MAX_POSTINGS).contains(&request.destinations.len()),
+        "destinations",
+        "must hold 1 to 100 credits",
+    );
+    let destinations: Option<Vec<_>> = request
+        .destinations
+        .iter()
+        .enumerate()
+        .map(|(index, posting)| {
+            let account = account(&mut violations, &format!("destinations[{index}].account"), posting.account.as_ref());
+            let asset = code(&mut violations, &format!("destinations[{index}].asset_code"), &posting.asset_code);
+            let credit = amount(&mut violations, &format!("destinations[{index}].amount"), posting.amount);
+            Some((account?, asset?, credit?))
+        })
+        .collect();
+    let ((idempotency_key, hold), ((settled, business_type), (correlation_id, destinations))) = validated(
+        violations,
+        idempotency_key.zip(hold).zip(settled.zip(business_type).zip(correlation_id.zip(destinations))),
+    )?;
+    let command = SettleHold { hold, amount: settled, destinations, business_type, correlation_id };
+    Ok(command.plan(idempotency_key, actor))
+}
+
+/// `ReleaseHold`.
+pub fn release_hold(request: &pb::ReleaseHoldRequest, actor: &str) -> Result<WritePlan, Status> {
+    let mut violations = Violations::default();
+    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let hold = entity_id(&mut violations, "hold_id", &request.hold_id);
+    let reason = text(&mut violations, "reason", &request.reason, MAX_MEMO, false);
+    let (idempotency_key, (hold, reason)) = validated(violations, idempotency_key.zip(hold.zip(reason)))?;
+    Ok(ReleaseHold { hold, reason, expiry: false }.plan(idempotency_key, actor))
+}
+
+/// `ConvertAsset` (the rule is looked up by the caller).
+pub fn convert(request: &pb::ConvertAssetRequest) -> Result<ConvertAsset, Status> {
+    let mut violations = Violations::default();
+    key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let user = user(&mut violations, "user_id", request.user_id);
+    let rule = code(&mut violations, "rule_id", &request.rule_id);
+    let quantity = amount(&mut violations, "quantity", request.quantity);
+    let (user, (rule, quantity)) = validated(violations, user.zip(rule.zip(quantity)))?;
+    Ok(ConvertAsset { user, rule, quantity })
+}

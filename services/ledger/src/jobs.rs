@@ -1,0 +1,61 @@
+//! Background jobs. Hold expiry (DESIGN.md §3 Ledger, §5): every interval, open holds past
+//! their expiry are released with status `expired`. Safe on several replicas at once: each
+//! release is a compare-and-set on `open` under the deterministic key `hold:<id>:expire`.
+
+use std::time::Duration;
+
+use economy_kit::time::now_millis;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::LedgerError;
+use crate::domain::commands::ReleaseHold;
+use crate::domain::ids::{EntityId, IdempotencyKey};
+use crate::store::LedgerStore;
+
+/// Holds expired per batch.
+const BATCH: i64 = 100;
+/// Actor recorded on expiry entries.
+const ACTOR: &str = "service:ledger-hold-expiry";
+
+/// Runs `expire_holds` every `interval` until `shutdown`.
+pub fn spawn_hold_expiry(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => {
+                    match expire_holds(&store, now_millis()).await {
+                        Ok(0) => {}
+                        Ok(expired) => tracing::info!(expired, "expired holds released"),
+                        Err(error) => tracing::error!(%error, "hold expiry failed"),
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Releases every open hold whose expiry is at or before `now`; returns how many this
+/// call released (holds resolved concurrently by others are skipped).
+pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, LedgerError> {
+    let mut released = 0;
+    loop {
+        let ids = store.expired_holds(now, BATCH).await?;
+        let batch_len = ids.len();
+        for id in ids {
+            let hold = EntityId::parse(&id).map_err(|_| LedgerError::Storage(format!("corrupt hold id {id}")))?;
+            let key = IdempotencyKey::parse(&format!("hold:{id}:expire"))
+                .map_err(|error| LedgerError::Storage(error.into()))?;
+            let plan = ReleaseHold { hold, reason: "expired".into(), expiry: true }.plan(key, ACTOR);
+            match store.apply(&plan).await {
+                Ok(applied) if !applied.replayed => released += 1,
+                Ok(_) | Err(LedgerError::HoldAlreadyResolved { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if i64::try_from(batch_len).unwrap_or(i64::MAX) < BATCH {
+            return Ok(released);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Persistence of the ledger (sqlx `Any`, one SQL code path for SQLite and PostgreSQL;
+//! DESIGN.md §2). The store owns the schema (`migrations/ledger/`) and applies each
+//! `WritePlan` as one transaction whose idempotency key the database keeps UNIQUE.
+
+mod catalog;
+mod read;
+mod reconcile;
+mod write;
+
+use economy_kit::db::{Db, DbOptions};
+use sqlx::migrate::Migrator;
+
+use crate::domain::LedgerError;
+
+pub use write::Applied;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/postgres");
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(error.to_string())
+    }
+}
+
+/// The ledger's database.
+#[derive(Debug, Clone)]
+pub struct LedgerStore {
+    db: Db,
+}
+
+impl LedgerStore {
+    /// Connects to `url`, applies pending migrations and makes sure the system accounts
+    /// `system_accounts` exist.
+    pub async fn open(url: &str, options: &DbOptions, system_accounts: &[String]) -> anyhow::Result<Self> {
+        let db = Db::connect(url, options).await?;
+        db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+        let store = Self { db };
+        store.seed_system_accounts(system_accounts).await?;
+        Ok(store)
+    }
+
+    /// The underlying database (tests corrupt it on purpose to exercise `Reconcile`).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// Entries and holds are listed newest first; the page token is the last id returned.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Return ids strictly below this one (`None`: from the newest).
+    pub before: Option<String>,
+    /// Rows to return.
+    pub limit: i64,
+}

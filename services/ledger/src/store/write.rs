@@ -1,0 +1,314 @@
+//! The write path: apply a `WritePlan` as one transaction (DESIGN.md §2): claim the
+//! idempotency key by inserting the journal entry, resolve holds by compare-and-set on
+//! `open`, check the balance, move every balance with one conditional UPDATE, record the
+//! postings. Any failure rolls everything back.
+
+use std::collections::BTreeSet;
+
+use economy_kit::db::is_unique_violation;
+use economy_kit::time::now_millis;
+use sqlx::{Any, Transaction};
+
+use super::LedgerStore;
+use crate::domain::LedgerError;
+use crate::domain::commands::{NewHold, WritePlan};
+use crate::domain::entry::{BalanceDelta, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
+use crate::domain::hold::{HoldStatus, Resolution, resolution_legs};
+use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
+
+type Tx = Transaction<'static, Any>;
+
+/// The outcome of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry written now, or the original one.
+    pub entry: Entry,
+    /// True when the key had already been applied with the same fingerprint.
+    pub replayed: bool,
+}
+
+impl LedgerStore {
+    /// Applies `plan` exactly once per idempotency key.
+    ///
+    /// Same key + same fingerprint -> the original entry, `replayed`. Same key + other
+    /// fingerprint -> `IDEMPOTENCY_KEY_REUSED`. Otherwise every error of the plan
+    /// (`INSUFFICIENT_BALANCE`, `HOLD_ALREADY_RESOLVED`, …) leaves nothing behind.
+    pub async fn apply(&self, plan: &WritePlan) -> Result<Applied, LedgerError> {
+        if let Some(applied) = self.replay(&plan.meta).await? {
+            return Ok(applied);
+        }
+        match self.apply_once(plan).await? {
+            Some(entry) => Ok(Applied { entry, replayed: false }),
+            // A concurrent writer committed the same key first: the database decided.
+            None => {
+                self.replay(&plan.meta).await?.ok_or_else(|| LedgerError::Storage("idempotency key vanished".into()))
+            }
+        }
+    }
+
+    async fn replay(&self, meta: &EntryMeta) -> Result<Option<Applied>, LedgerError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT id, fingerprint FROM journal_entries WHERE idempotency_key = $1")
+                .bind(meta.key.as_str())
+                .fetch_optional(self.db.pool())
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((id, fingerprint)) if fingerprint == meta.fingerprint => {
+                Ok(Some(Applied { entry: self.entry(&id).await?, replayed: true }))
+            }
+            Some(_) => Err(LedgerError::IdempotencyKeyReused(meta.key.as_str().to_owned())),
+        }
+    }
+
+    /// `Ok(None)` when the idempotency key was taken by a concurrent writer.
+    async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
+        let now = now_millis();
+        let entry_id = EntityId::generate();
+        let mut tx = self.db.begin_write().await?;
+        match insert_entry(&mut tx, entry_id.as_str(), &plan.meta, now).await {
+            Err(error) if is_unique_violation(&error) => return Ok(None),
+            other => other?,
+        }
+        let mut legs = plan.legs.clone();
+        for (hold_id, resolution) in &plan.resolutions {
+            legs.extend(resolve_hold(&mut tx, hold_id, *resolution, entry_id.as_str(), now).await?);
+        }
+        check_balanced(&legs)?;
+        ensure_assets(&mut tx, &legs).await?;
+        ensure_accounts(&mut tx, &legs, now).await?;
+        if let Some(hold) = &plan.new_hold {
+            insert_hold(&mut tx, hold, &plan.meta, now).await?;
+        }
+        for delta in balance_deltas(&legs)? {
+            apply_delta(&mut tx, &delta, now).await?;
+        }
+        insert_postings(&mut tx, entry_id.as_str(), &legs).await?;
+        tx.commit().await?;
+        let meta = &plan.meta;
+        Ok(Some(Entry {
+            id: entry_id.to_string(),
+            idempotency_key: meta.key.as_str().to_owned(),
+            business_type: meta.business_type.clone(),
+            correlation_id: meta.correlation_id.clone(),
+            memo: meta.memo.clone(),
+            actor: meta.actor.clone(),
+            created_at: now,
+            legs,
+        }))
+    }
+}
+
+async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(meta.key.as_str())
+    .bind(&meta.fingerprint)
+    .bind(&meta.business_type)
+    .bind(&meta.correlation_id)
+    .bind(&meta.memo)
+    .bind(&meta.actor)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Claims an open hold for `resolution` and returns the legs that empty its frozen part.
+async fn resolve_hold(
+    tx: &mut Tx,
+    hold_id: &HoldId,
+    resolution: Resolution,
+    entry_id: &str,
+    now: i64,
+) -> Result<Vec<Leg>, LedgerError> {
+    let hold = super::read::hold_in(&mut **tx, hold_id.as_str())
+        .await?
+        .ok_or_else(|| LedgerError::HoldNotFound(hold_id.to_string()))?;
+    if hold.status != HoldStatus::Open {
+        return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_string(), status: hold.status.as_str() });
+    }
+    let settled = resolution.settled_amount(hold_id, hold.amount)?;
+    let claimed = sqlx::query(
+        "UPDATE holds SET status = $1, settled_amount = $2, resolved_at = $3, resolution_entry_id = $4 \
+         WHERE id = $5 AND status = 'open'",
+    )
+    .bind(resolution.status().as_str())
+    .bind(settled)
+    .bind(now)
+    .bind(entry_id)
+    .bind(hold_id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_string(), status: "resolved" });
+    }
+    Ok(resolution_legs(&hold, settled))
+}
+
+async fn ensure_assets(tx: &mut Tx, legs: &[Leg]) -> Result<(), LedgerError> {
+    let assets: BTreeSet<&AssetCode> = legs.iter().map(|leg| &leg.asset).collect();
+    for asset in assets {
+        let found = sqlx::query("SELECT code FROM assets WHERE code = $1")
+            .bind(asset.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_none() {
+            return Err(LedgerError::AssetNotFound(asset.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// User accounts are created on first use; system accounts must be configured.
+async fn ensure_accounts(tx: &mut Tx, legs: &[Leg], now: i64) -> Result<(), LedgerError> {
+    let accounts: BTreeSet<&AccountId> = legs.iter().map(|leg| &leg.account).collect();
+    for account in accounts {
+        match account.user() {
+            Some(user) => {
+                sqlx::query("INSERT INTO accounts (account, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (account) DO NOTHING")
+                    .bind(account.key())
+                    .bind(user.get())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            None => {
+                let found = sqlx::query("SELECT account FROM accounts WHERE account = $1")
+                    .bind(account.key())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(LedgerError::AccountNotFound(account.key()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn insert_hold(tx: &mut Tx, hold: &NewHold, meta: &EntryMeta, now: i64) -> Result<(), LedgerError> {
+    sqlx::query(
+        "INSERT INTO holds (id, idempotency_key, account, asset_code, amount, settled_amount, status, reference, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, 'open', $6, $7, $8)",
+    )
+    .bind(hold.id.as_str())
+    .bind(meta.key.as_str())
+    .bind(hold.account.key())
+    .bind(hold.asset.as_str())
+    .bind(hold.amount.get())
+    .bind(&hold.reference)
+    .bind(hold.expires_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves one balance with a conditional UPDATE whose bounds keep it within its floor and
+/// i64; a missing row is inserted (racing inserts retry the UPDATE once).
+async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), LedgerError> {
+    for _ in 0..2 {
+        if update_balance(tx, delta, now).await? {
+            return Ok(());
+        }
+        let current: Option<(i64, i64)> =
+            sqlx::query_as("SELECT available, frozen FROM balances WHERE account = $1 AND asset_code = $2")
+                .bind(delta.account.key())
+                .bind(delta.asset.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some((available, frozen)) = current {
+            return Err(violation(delta, available, frozen));
+        }
+        if !in_range(delta.available_range(), 0) || !in_range(delta.frozen_range(), 0) {
+            return Err(violation(delta, 0, 0));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO balances (account, asset_code, available, frozen, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account, asset_code) DO NOTHING",
+        )
+        .bind(delta.account.key())
+        .bind(delta.asset.as_str())
+        .bind(delta.available)
+        .bind(delta.frozen)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
+    }
+    Err(LedgerError::Storage(format!("balance {}/{} is contended", delta.account, delta.asset)))
+}
+
+async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<bool, LedgerError> {
+    let (available_low, available_high) = delta.available_range();
+    let (frozen_low, frozen_high) = delta.frozen_range();
+    let updated = sqlx::query(
+        "UPDATE balances SET available = available + $1, frozen = frozen + $2, updated_at = $3 \
+         WHERE account = $4 AND asset_code = $5 AND available BETWEEN $6 AND $7 AND frozen BETWEEN $8 AND $9",
+    )
+    .bind(delta.available)
+    .bind(delta.frozen)
+    .bind(now)
+    .bind(delta.account.key())
+    .bind(delta.asset.as_str())
+    .bind(available_low)
+    .bind(available_high)
+    .bind(frozen_low)
+    .bind(frozen_high)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+fn in_range((low, high): (i64, i64), value: i64) -> bool {
+    (low..=high).contains(&value)
+}
+
+/// Why a balance could not take `delta`.
+fn violation(delta: &BalanceDelta, available: i64, frozen: i64) -> LedgerError {
+    let (account, asset) = (delta.account.clone(), delta.asset.clone());
+    if frozen < delta.frozen_range().0 {
+        LedgerError::Storage(format!("frozen {asset} of {account} would go negative"))
+    } else if available < delta.available_range().0 && account.user().is_some() {
+        LedgerError::InsufficientBalance { account, asset }
+    } else {
+        LedgerError::BalanceOverflow { account, asset }
+    }
+}
+
+async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<(), LedgerError> {
+    const COLUMNS: usize = 7;
+    if legs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..legs.len())
+        .map(|row| {
+            let placeholders: Vec<String> =
+                (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
+            format!("({})", placeholders.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (seq, leg) in (0_i64..).zip(legs) {
+        query = query
+            .bind(entry_id)
+            .bind(seq)
+            .bind(leg.account.key())
+            .bind(leg.asset.as_str())
+            .bind(leg.bucket.as_str())
+            .bind(leg.amount)
+            .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
