@@ -1,0 +1,140 @@
+//! `spawn_app` and small helpers shared by the integration tests.
+
+use economy_kit::identity::{Caller, IdentityConfig, IdentityKey, Signer, roles};
+use economy_kit::server::{RunningServer, ServerLimits};
+use economy_kit::testing::TestDatabase;
+use economy_ledger::LedgerConfig;
+use economy_proto::ledger::v1 as pb;
+use pb::ledger_service_client::LedgerServiceClient;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+pub const ADMIN: i64 = 1;
+
+pub type Client = LedgerServiceClient<InterceptedService<Channel, Signer>>;
+
+/// A running ledger with its own database.
+pub struct TestApp {
+    pub server: RunningServer,
+    pub key: IdentityKey,
+    pub database: TestDatabase,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let database = TestDatabase::new().await.expect("test database");
+    let config = LedgerConfig {
+        listen: "127.0.0.1:0".into(),
+        database_url: database.url.clone(),
+        hold_expiry_interval_secs: 1,
+        extra_system_accounts: vec!["SYSTEM_REWARDS".into()],
+        ..LedgerConfig::default()
+    };
+    let key = IdentityKey::new(&IdentityConfig { secret: SECRET.into(), max_clock_skew_secs: 300 }).expect("key");
+    let server = economy_ledger::start(&config, &key, &ServerLimits::default(), CancellationToken::new()).await.expect("start");
+    TestApp { server, key, database }
+}
+
+impl TestApp {
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.server.url()).expect("url").connect().await.expect("connect")
+    }
+
+    pub async fn client(&self, caller: Caller) -> Client {
+        LedgerServiceClient::with_interceptor(self.channel().await, self.key.signer(caller))
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.client(Caller::user(ADMIN, roles::ADMIN)).await
+    }
+
+    pub async fn user(&self, user_id: i64) -> Client {
+        self.client(Caller::user(user_id, roles::USER)).await
+    }
+
+    pub async fn service(&self) -> Client {
+        self.client(Caller::service("market")).await
+    }
+
+    /// An admin client with the usual catalog defined.
+    pub async fn admin_with_catalog(&self) -> Client {
+        let mut admin = self.admin().await;
+        for (code, kind) in [
+            ("POINTS", pb::AssetKind::Currency),
+            ("DIAMOND", pb::AssetKind::Currency),
+            ("red_shard", pb::AssetKind::Fragment),
+            ("red_crystal", pb::AssetKind::Material),
+        ] {
+            define_asset(&mut admin, code, kind).await.expect("define asset");
+        }
+        admin
+    }
+}
+
+pub async fn define_asset(client: &mut Client, code: &str, kind: pb::AssetKind) -> Result<pb::DefineAssetResponse, Status> {
+    let asset = pb::Asset { code: code.into(), display_name: code.to_uppercase(), kind: kind.into(), ..Default::default() };
+    client.define_asset(pb::DefineAssetRequest { asset: Some(asset) }).await.map(|response| response.into_inner())
+}
+
+pub fn key() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn user(id: i64) -> Option<pb::AccountRef> {
+    Some(pb::AccountRef { account: Some(pb::account_ref::Account::UserId(id)) })
+}
+
+pub fn system(name: &str) -> Option<pb::AccountRef> {
+    Some(pb::AccountRef { account: Some(pb::account_ref::Account::System(name.into())) })
+}
+
+pub fn posting(account: Option<pb::AccountRef>, asset: &str, amount: i64) -> pb::PostingInput {
+    pb::PostingInput { account, asset_code: asset.into(), amount }
+}
+
+pub fn adjust_request(user_id: i64, asset: &str, amount: i64, key: &str) -> pb::AdjustBalanceRequest {
+    let direction = if amount >= 0 { pb::AdjustDirection::Credit } else { pb::AdjustDirection::Debit };
+    pb::AdjustBalanceRequest {
+        idempotency_key: key.into(),
+        user_id,
+        asset_code: asset.into(),
+        direction: direction.into(),
+        amount: amount.abs(),
+        reason: "test".into(),
+    }
+}
+
+/// Credits (positive) or debits (negative) a user through AdjustBalance.
+pub async fn adjust(client: &mut Client, user_id: i64, asset: &str, amount: i64) -> Result<pb::AdjustBalanceResponse, Status> {
+    client.adjust_balance(adjust_request(user_id, asset, amount, &key())).await.map(|response| response.into_inner())
+}
+
+/// `(available, frozen)` of a balance of any account.
+pub async fn balance_of(client: &mut Client, account: Option<pb::AccountRef>, asset: &str) -> (i64, i64) {
+    let request = pb::GetBalanceRequest { account, asset_code: asset.into() };
+    let balance = client.get_balance(request).await.expect("balance").into_inner().balance.expect("balance");
+    assert_eq!(balance.total, balance.available + balance.frozen);
+    (balance.available, balance.frozen)
+}
+
+/// `(available, frozen)` of a user's balance.
+pub async fn balance(client: &mut Client, user_id: i64, asset: &str) -> (i64, i64) {
+    balance_of(client, user(user_id), asset).await
+}
+
+/// Asserts the gRPC code and ErrorInfo reason of a failed call.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(economy_kit::error::reason(&status).as_deref(), Some(reason), "{status:?}");
+    status
+}
+
+/// Asserts `Reconcile` finds nothing.
+pub async fn assert_consistent(admin: &mut Client) {
+    let report = admin.reconcile(pb::ReconcileRequest {}).await.expect("reconcile").into_inner();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

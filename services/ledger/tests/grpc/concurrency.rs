@@ -1,0 +1,65 @@
+//! Concurrent writers never overdraw a balance.
+
+use economy_proto::ledger::v1 as pb;
+use tokio::task::JoinSet;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn fifty_concurrent_debits_never_overdraw() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 300).await.unwrap();
+    let mut debits = JoinSet::new();
+    for index in 0..50 {
+        let mut client = app.admin().await;
+        debits.spawn(async move {
+            let request = pb::PostTransactionRequest {
+                idempotency_key: format!("debit-{index}"),
+                postings: vec![posting(user(2), "POINTS", -10), posting(user(3), "POINTS", 10)],
+                ..Default::default()
+            };
+            client.post_transaction(request).await
+        });
+    }
+    let mut succeeded = 0;
+    while let Some(result) = debits.join_next().await {
+        match result.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(status) => assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"), "{status:?}"),
+        }
+    }
+    assert_eq!(succeeded, 30);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (0, 0));
+    assert_eq!(balance(&mut admin, 3, "POINTS").await, (300, 0));
+
+    // The final balance equals the sum of the successful postings.
+    let history = admin
+        .list_transactions(pb::ListTransactionsRequest { account: user(3), page_size: 500, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let credited: i64 = history.transactions.iter().flat_map(|entry| &entry.postings).filter(|leg| leg.account == user(3)).map(|leg| leg.amount).sum();
+    assert_eq!(credited, 300);
+    assert_consistent(&mut admin).await;
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_key_apply_once() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    let mut retries = JoinSet::new();
+    for _ in 0..20 {
+        let mut client = app.admin().await;
+        retries.spawn(async move { client.adjust_balance(adjust_request(2, "POINTS", 25, "same-key")).await });
+    }
+    let mut fresh = 0;
+    while let Some(result) = retries.join_next().await {
+        if !result.unwrap().unwrap().into_inner().replayed {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (25, 0));
+    assert_consistent(&mut admin).await;
+}

@@ -1,0 +1,192 @@
+//! Hold lifecycle: create, settle (all or part), release, expiry, and settlement inside a
+//! PostTransaction.
+
+use std::time::Duration;
+
+use economy_kit::time::{now_millis, to_timestamp};
+use economy_proto::ledger::v1 as pb;
+use tonic::Code;
+
+use crate::common::*;
+
+fn hold_request(user_id: i64, asset: &str, amount: i64) -> pb::CreateHoldRequest {
+    pb::CreateHoldRequest {
+        idempotency_key: key(),
+        account: user(user_id),
+        asset_code: asset.into(),
+        amount,
+        reference: "market:listing:1".into(),
+        ..Default::default()
+    }
+}
+
+async fn create_hold(client: &mut Client, user_id: i64, asset: &str, amount: i64) -> pb::Hold {
+    client.create_hold(hold_request(user_id, asset, amount)).await.unwrap().into_inner().hold.unwrap()
+}
+
+fn settle(hold_id: &str, amount: Option<i64>, to: i64, credit: i64) -> pb::SettleHoldRequest {
+    pb::SettleHoldRequest {
+        idempotency_key: key(),
+        hold_id: hold_id.into(),
+        amount,
+        destinations: vec![posting(user(to), "POINTS", credit)],
+        ..Default::default()
+    }
+}
+
+fn release(hold_id: &str) -> pb::ReleaseHoldRequest {
+    pb::ReleaseHoldRequest { idempotency_key: key(), hold_id: hold_id.into(), reason: "cancelled".into() }
+}
+
+#[tokio::test]
+async fn create_freezes_and_replays() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let request = hold_request(2, "POINTS", 60);
+    let created = admin.create_hold(request.clone()).await.unwrap().into_inner();
+    let hold = created.hold.unwrap();
+    assert_eq!((hold.status, hold.amount, hold.reference.as_str()), (pb::HoldStatus::Open as i32, 60, "market:listing:1"));
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (40, 60));
+
+    let replay = admin.create_hold(request).await.unwrap().into_inner();
+    assert!(replay.replayed);
+    assert_eq!(replay.hold.unwrap().id, hold.id);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (40, 60));
+
+    assert_error(admin.create_hold(hold_request(2, "POINTS", 41)).await, Code::FailedPrecondition, "INSUFFICIENT_BALANCE");
+    let on_system = pb::CreateHoldRequest { account: system("SYSTEM_ISSUANCE"), ..hold_request(2, "POINTS", 1) };
+    assert_error(admin.create_hold(on_system).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    let past = pb::CreateHoldRequest { expires_at: Some(to_timestamp(now_millis() - 1000)), ..hold_request(2, "POINTS", 1) };
+    assert_error(admin.create_hold(past).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    assert_consistent(&mut admin).await;
+}
+
+#[tokio::test]
+async fn partial_settlement_pays_out_and_releases_the_rest() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let hold = create_hold(&mut admin, 2, "POINTS", 60).await;
+
+    assert_error(admin.settle_hold(settle(&hold.id, Some(61), 3, 61)).await, Code::FailedPrecondition, "HOLD_AMOUNT_EXCEEDED");
+    assert_error(admin.settle_hold(settle(&hold.id, Some(40), 3, 39)).await, Code::InvalidArgument, "UNBALANCED_TRANSACTION");
+    let request = settle(&hold.id, Some(40), 3, 40);
+    let settled = admin.settle_hold(request.clone()).await.unwrap().into_inner();
+    let settled_hold = settled.hold.unwrap();
+    assert_eq!((settled_hold.status, settled_hold.settled_amount), (pb::HoldStatus::Settled as i32, 40));
+    assert!(settled_hold.resolved_at.is_some());
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (60, 0));
+    assert_eq!(balance(&mut admin, 3, "POINTS").await, (40, 0));
+
+    assert!(admin.settle_hold(request).await.unwrap().into_inner().replayed);
+    assert_error(admin.release_hold(release(&hold.id)).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
+    assert_error(admin.settle_hold(settle(&hold.id, None, 3, 60)).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
+    assert_eq!(balance(&mut admin, 3, "POINTS").await, (40, 0));
+    assert_consistent(&mut admin).await;
+}
+
+#[tokio::test]
+async fn release_returns_the_whole_hold_once() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let hold = create_hold(&mut admin, 2, "POINTS", 70).await;
+    let released = admin.release_hold(release(&hold.id)).await.unwrap().into_inner();
+    assert_eq!(released.hold.unwrap().status, pb::HoldStatus::Released as i32);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (100, 0));
+    assert_error(admin.release_hold(release(&hold.id)).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
+    assert_error(admin.release_hold(release(&key())).await, Code::NotFound, "HOLD_NOT_FOUND");
+    assert_consistent(&mut admin).await;
+}
+
+#[tokio::test]
+async fn holds_settle_inside_a_purchase_transaction() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    let (seller, buyer, price, fee) = (2, 3, 1000, 50);
+    adjust(&mut admin, seller, "red_shard", 30).await.unwrap();
+    adjust(&mut admin, buyer, "DIAMOND", 1500).await.unwrap();
+    let mut market = app.service().await;
+    let hold = create_hold(&mut market, seller, "red_shard", 30).await;
+
+    let purchase = pb::PostTransactionRequest {
+        idempotency_key: "trade-1:purchase".into(),
+        business_type: "MARKET_PURCHASE".into(),
+        correlation_id: "trade-1".into(),
+        postings: vec![
+            posting(user(buyer), "DIAMOND", -price),
+            posting(user(seller), "DIAMOND", price - fee),
+            posting(system("SYSTEM_PLATFORM_FEE"), "DIAMOND", fee),
+            posting(user(buyer), "red_shard", 30),
+        ],
+        hold_settlements: vec![pb::HoldSettlement { hold_id: hold.id.clone(), amount: None }],
+        ..Default::default()
+    };
+    let entry = market.post_transaction(purchase.clone()).await.unwrap().into_inner().transaction.unwrap();
+    assert_eq!(entry.actor, "service:market");
+    assert_eq!(balance(&mut admin, buyer, "DIAMOND").await, (500, 0));
+    assert_eq!(balance(&mut admin, seller, "DIAMOND").await, (950, 0));
+    assert_eq!(balance_of(&mut admin, system("SYSTEM_PLATFORM_FEE"), "DIAMOND").await, (50, 0));
+    assert_eq!(balance(&mut admin, buyer, "red_shard").await, (30, 0));
+    assert_eq!(balance(&mut admin, seller, "red_shard").await, (0, 0));
+
+    // A second buyer's purchase of the same hold fails whole: nothing is paid.
+    adjust(&mut admin, 4, "DIAMOND", 1000).await.unwrap();
+    let second = pb::PostTransactionRequest {
+        idempotency_key: "trade-2:purchase".into(),
+        postings: vec![
+            posting(user(4), "DIAMOND", -price),
+            posting(user(seller), "DIAMOND", price),
+            posting(user(4), "red_shard", 30),
+        ],
+        ..purchase
+    };
+    assert_error(market.post_transaction(second).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
+    assert_eq!(balance(&mut admin, 4, "DIAMOND").await, (1000, 0));
+    assert_consistent(&mut admin).await;
+}
+
+#[tokio::test]
+async fn holds_are_listed_and_private() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let first = create_hold(&mut admin, 2, "POINTS", 10).await;
+    let second = create_hold(&mut admin, 2, "POINTS", 20).await;
+    admin.release_hold(release(&first.id)).await.unwrap();
+
+    let mut owner = app.user(2).await;
+    let list = |status: pb::HoldStatus| pb::ListHoldsRequest { account: user(2), status: status.into(), ..Default::default() };
+    let all = owner.list_holds(list(pb::HoldStatus::Unspecified)).await.unwrap().into_inner().holds;
+    assert_eq!(all.iter().map(|hold| hold.id.as_str()).collect::<Vec<_>>(), [second.id.as_str(), first.id.as_str()]);
+    let open = owner.list_holds(list(pb::HoldStatus::Open)).await.unwrap().into_inner().holds;
+    assert_eq!(open.len(), 1);
+    assert_eq!(owner.get_hold(pb::GetHoldRequest { hold_id: second.id.clone() }).await.unwrap().into_inner().hold.unwrap(), open[0]);
+    let stranger = app.user(3).await.get_hold(pb::GetHoldRequest { hold_id: second.id }).await;
+    assert_error(stranger, Code::NotFound, "HOLD_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn expired_holds_are_released_by_the_job() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let request = pb::CreateHoldRequest { expires_at: Some(to_timestamp(now_millis() + 500)), ..hold_request(2, "POINTS", 30) };
+    let hold = admin.create_hold(request).await.unwrap().into_inner().hold.unwrap();
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 30));
+
+    let mut status = pb::HoldStatus::Open as i32;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = admin.get_hold(pb::GetHoldRequest { hold_id: hold.id.clone() }).await.unwrap().into_inner().hold.unwrap().status;
+        if status != pb::HoldStatus::Open as i32 {
+            break;
+        }
+    }
+    assert_eq!(status, pb::HoldStatus::Expired as i32);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (100, 0));
+    let history = admin.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await.unwrap();
+    assert_eq!(history.into_inner().transactions[0].business_type, "HOLD_EXPIRE");
+    assert_consistent(&mut admin).await;
+}

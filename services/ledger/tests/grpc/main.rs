@@ -1,0 +1,14 @@
+//! Integration tests: the real ledger server on `127.0.0.1:0` with a fresh database per
+//! test (SQLite, or PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set), driven through a
+//! real tonic client signed with the internal identity.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod auth;
+mod balances;
+mod catalog;
+mod common;
+mod concurrency;
+mod holds;
+mod properties;
+mod reconcile;
