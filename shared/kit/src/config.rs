@@ -7,7 +7,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Loads `T` from its `Default`, then `file` (TOML, if given), then the environment.
 ///
-/// `ECONOMY_LEDGER__LISTEN=127.0.0.1:0` sets `ledger.listen`. Errors name the bad key.
+/// `ECONOMY_LEDGER__LISTEN=127.0.0.1:0` sets `ledger.listen`. Values stay strings until
+/// deserialized into the field's type, so a numeric-looking secret is never mangled.
+/// Errors name the bad key.
 pub fn load<T>(file: Option<&Path>) -> anyhow::Result<T>
 where
     T: Default + Serialize + DeserializeOwned,

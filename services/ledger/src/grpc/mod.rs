@@ -163,8 +163,7 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::ConvertAssetResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.may_act_for(request.get_ref().user_id), "convert another user's assets")?;
-        let command = requests::convert(request.get_ref())?;
-        let key = requests::idempotency_key(&request.get_ref().idempotency_key)?;
+        let (command, key) = requests::convert(request.get_ref())?;
         let rule = self.store.rule(command.rule.as_str()).await?;
         let plan = command.plan(&rule, key, &caller.actor())?;
         let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);

@@ -24,13 +24,6 @@ const MAX_POSTINGS: usize = 100;
 const MAX_SETTLEMENTS: usize = 20;
 const MAX_METADATA_ENTRIES: usize = 32;
 
-/// The idempotency key alone.
-pub fn idempotency_key(value: &str) -> Result<IdempotencyKey, Status> {
-    let mut violations = Violations::default();
-    let parsed = key(&mut violations, "idempotency_key", value);
-    validated(violations, parsed)
-}
-
 /// An account the caller may read (`PERMISSION_DENIED` otherwise).
 pub fn readable_account(caller: &Caller, reference: Option<&pb::AccountRef>) -> Result<AccountId, Status> {
     let mut violations = Violations::default();
@@ -221,13 +214,14 @@ pub fn release_hold(request: &pb::ReleaseHoldRequest, actor: &str) -> Result<Wri
     Ok(ReleaseHold { hold, reason, expiry: false }.plan(idempotency_key, actor))
 }
 
-/// `ConvertAsset` (the rule is looked up by the caller).
-pub fn convert(request: &pb::ConvertAssetRequest) -> Result<ConvertAsset, Status> {
+/// `ConvertAsset` and its key (the rule is looked up by the caller).
+pub fn convert(request: &pb::ConvertAssetRequest) -> Result<(ConvertAsset, IdempotencyKey), Status> {
     let mut violations = Violations::default();
-    key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
     let user = user(&mut violations, "user_id", request.user_id);
     let rule = code(&mut violations, "rule_id", &request.rule_id);
     let quantity = amount(&mut violations, "quantity", request.quantity);
-    let (user, (rule, quantity)) = validated(violations, user.zip(rule.zip(quantity)))?;
-    Ok(ConvertAsset { user, rule, quantity })
+    let (idempotency_key, (user, (rule, quantity))) =
+        validated(violations, idempotency_key.zip(user.zip(rule.zip(quantity))))?;
+    Ok((ConvertAsset { user, rule, quantity }, idempotency_key))
 }

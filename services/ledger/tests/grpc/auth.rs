@@ -15,8 +15,11 @@ async fn unsigned_and_forged_identities_are_rejected() {
     let mut anonymous = LedgerServiceClient::new(app.channel().await);
     assert_error(anonymous.list_assets(pb::ListAssetsRequest {}).await, Code::Unauthenticated, "IDENTITY_MISSING");
 
-    let foreign = IdentityKey::new(&IdentityConfig { secret: "not-the-ledger-secret!".into(), max_clock_skew_secs: 300 }).unwrap();
-    let mut forged = LedgerServiceClient::with_interceptor(app.channel().await, foreign.signer(Caller::user(1, roles::ADMIN)));
+    let foreign =
+        IdentityKey::new(&IdentityConfig { secret: "not-the-ledger-secret!".into(), max_clock_skew_secs: 300 })
+            .unwrap();
+    let mut forged =
+        LedgerServiceClient::with_interceptor(app.channel().await, foreign.signer(Caller::user(1, roles::ADMIN)));
     assert_error(forged.list_assets(pb::ListAssetsRequest {}).await, Code::Unauthenticated, "IDENTITY_INVALID");
 }
 
@@ -38,14 +41,24 @@ async fn users_touch_only_their_own_accounts() {
 
     // Admin-only and privileged writes.
     assert_error(adjust(&mut user2, 2, "POINTS", 5).await, Code::PermissionDenied, "PERMISSION_DENIED");
-    assert_error(define_asset(&mut user2, "GEMS", pb::AssetKind::Currency).await, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_error(
+        define_asset(&mut user2, "GEMS", pb::AssetKind::Currency).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
     let transfer = pb::PostTransactionRequest {
         idempotency_key: key(),
         postings: vec![posting(user(2), "POINTS", -10), posting(user(3), "POINTS", 10)],
         ..Default::default()
     };
     assert_error(user2.post_transaction(transfer.clone()).await, Code::PermissionDenied, "PERMISSION_DENIED");
-    let hold = pb::CreateHoldRequest { idempotency_key: key(), account: user(2), asset_code: "POINTS".into(), amount: 5, ..Default::default() };
+    let hold = pb::CreateHoldRequest {
+        idempotency_key: key(),
+        account: user(2),
+        asset_code: "POINTS".into(),
+        amount: 5,
+        ..Default::default()
+    };
     assert_error(user2.create_hold(hold).await, Code::PermissionDenied, "PERMISSION_DENIED");
     assert_error(user2.reconcile(pb::ReconcileRequest {}).await, Code::PermissionDenied, "PERMISSION_DENIED");
 
@@ -66,7 +79,11 @@ async fn transactions_are_visible_to_participants_only() {
     let mut user3 = app.user(3).await;
     let own = user2.get_transaction(pb::GetTransactionRequest { id: entry.id.clone() }).await.unwrap().into_inner();
     assert_eq!(own.transaction.unwrap().postings.len(), 2);
-    assert_error(user3.get_transaction(pb::GetTransactionRequest { id: entry.id }).await, Code::NotFound, "TRANSACTION_NOT_FOUND");
+    assert_error(
+        user3.get_transaction(pb::GetTransactionRequest { id: entry.id }).await,
+        Code::NotFound,
+        "TRANSACTION_NOT_FOUND",
+    );
     let missing = pb::GetTransactionRequest { id: key() };
     assert_error(admin.get_transaction(missing).await, Code::NotFound, "TRANSACTION_NOT_FOUND");
 }

@@ -14,7 +14,10 @@ async fn adjustments_credit_debit_and_replay() {
     let first = admin.adjust_balance(request.clone()).await.unwrap().into_inner();
     assert!(!first.replayed);
     let entry = first.transaction.clone().unwrap();
-    assert_eq!((entry.business_type.as_str(), entry.memo.as_str(), entry.actor.as_str()), ("ADMIN_ADJUST", "test", "user:1"));
+    assert_eq!(
+        (entry.business_type.as_str(), entry.memo.as_str(), entry.actor.as_str()),
+        ("ADMIN_ADJUST", "test", "user:1")
+    );
 
     let replay = admin.adjust_balance(request.clone()).await.unwrap().into_inner();
     assert!(replay.replayed);
@@ -117,7 +120,8 @@ async fn balances_list_only_non_zero_assets() {
     adjust(&mut admin, 2, "DIAMOND", 5).await.unwrap();
     adjust(&mut admin, 2, "DIAMOND", -5).await.unwrap();
     let mut user2 = app.user(2).await;
-    let balances = user2.list_balances(pb::ListBalancesRequest { account: user(2) }).await.unwrap().into_inner().balances;
+    let balances =
+        user2.list_balances(pb::ListBalancesRequest { account: user(2) }).await.unwrap().into_inner().balances;
     assert_eq!(balances.len(), 1);
     assert_eq!((balances[0].asset_code.as_str(), balances[0].available, balances[0].total), ("POINTS", 10, 10));
     assert_eq!(balance(&mut user2, 2, "red_shard").await, (0, 0));
@@ -135,7 +139,12 @@ async fn history_pages_newest_first_and_filters_by_asset() {
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let request = pb::ListTransactionsRequest { account: user(2), asset_code: "POINTS".into(), page_size: 2, page_token: token };
+        let request = pb::ListTransactionsRequest {
+            account: user(2),
+            asset_code: "POINTS".into(),
+            page_size: 2,
+            page_token: token,
+        };
         let page = user2.list_transactions(request).await.unwrap().into_inner();
         seen.extend(page.transactions.iter().map(|entry| entry.postings[0].amount));
         if page.next_page_token.is_empty() {
@@ -144,9 +153,11 @@ async fn history_pages_newest_first_and_filters_by_asset() {
         token = page.next_page_token;
     }
     assert_eq!(seen, [5, 4, 3, 2, 1]);
-    let all = user2.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await.unwrap();
+    let all =
+        user2.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await.unwrap();
     assert_eq!(all.into_inner().transactions.len(), 6);
-    let bad_page = pb::ListTransactionsRequest { account: user(2), page_size: 501, page_token: "x".into(), ..Default::default() };
+    let bad_page =
+        pb::ListTransactionsRequest { account: user(2), page_size: 501, page_token: "x".into(), ..Default::default() };
     let status = assert_error(user2.list_transactions(bad_page).await, Code::InvalidArgument, "VALIDATION_FAILED");
     assert_eq!(violated_fields(&status), ["page_size", "page_token"]);
 }

@@ -32,7 +32,11 @@ async fn invalid_assets_list_every_bad_field() {
     let app = spawn_app().await;
     let mut admin = app.admin().await;
     let asset = pb::Asset { code: "1-bad".into(), display_name: String::new(), kind: 0, ..Default::default() };
-    let status = assert_error(admin.define_asset(pb::DefineAssetRequest { asset: Some(asset) }).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    let status = assert_error(
+        admin.define_asset(pb::DefineAssetRequest { asset: Some(asset) }).await,
+        Code::InvalidArgument,
+        "VALIDATION_FAILED",
+    );
     assert_eq!(violated_fields(&status), ["asset.code", "asset.display_name", "asset.kind"]);
     let missing = admin.define_asset(pb::DefineAssetRequest { asset: None }).await;
     assert_error(missing, Code::InvalidArgument, "VALIDATION_FAILED");
@@ -83,7 +87,15 @@ async fn rules_need_existing_distinct_assets() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     let unknown = pb::ConversionRule { to_asset: "gold".into(), ..rule(true) };
-    assert_error(admin.define_conversion_rule(pb::DefineConversionRuleRequest { rule: Some(unknown) }).await, Code::NotFound, "ASSET_NOT_FOUND");
+    assert_error(
+        admin.define_conversion_rule(pb::DefineConversionRuleRequest { rule: Some(unknown) }).await,
+        Code::NotFound,
+        "ASSET_NOT_FOUND",
+    );
     let same = pb::ConversionRule { to_asset: "red_shard".into(), ..rule(true) };
-    assert_error(admin.define_conversion_rule(pb::DefineConversionRuleRequest { rule: Some(same) }).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    assert_error(
+        admin.define_conversion_rule(pb::DefineConversionRuleRequest { rule: Some(same) }).await,
+        Code::InvalidArgument,
+        "VALIDATION_FAILED",
+    );
 }

@@ -33,7 +33,8 @@ pub async fn spawn_app() -> TestApp {
         ..LedgerConfig::default()
     };
     let key = IdentityKey::new(&IdentityConfig { secret: SECRET.into(), max_clock_skew_secs: 300 }).expect("key");
-    let server = economy_ledger::start(&config, &key, &ServerLimits::default(), CancellationToken::new()).await.expect("start");
+    let server =
+        economy_ledger::start(&config, &key, &ServerLimits::default(), CancellationToken::new()).await.expect("start");
     TestApp { server, key, database }
 }
 
@@ -73,8 +74,13 @@ impl TestApp {
     }
 }
 
-pub async fn define_asset(client: &mut Client, code: &str, kind: pb::AssetKind) -> Result<pb::DefineAssetResponse, Status> {
-    let asset = pb::Asset { code: code.into(), display_name: code.to_uppercase(), kind: kind.into(), ..Default::default() };
+pub async fn define_asset(
+    client: &mut Client,
+    code: &str,
+    kind: pb::AssetKind,
+) -> Result<pb::DefineAssetResponse, Status> {
+    let asset =
+        pb::Asset { code: code.into(), display_name: code.to_uppercase(), kind: kind.into(), ..Default::default() };
     client.define_asset(pb::DefineAssetRequest { asset: Some(asset) }).await.map(|response| response.into_inner())
 }
 
@@ -107,7 +113,12 @@ pub fn adjust_request(user_id: i64, asset: &str, amount: i64, key: &str) -> pb::
 }
 
 /// Credits (positive) or debits (negative) a user through AdjustBalance.
-pub async fn adjust(client: &mut Client, user_id: i64, asset: &str, amount: i64) -> Result<pb::AdjustBalanceResponse, Status> {
+pub async fn adjust(
+    client: &mut Client,
+    user_id: i64,
+    asset: &str,
+    amount: i64,
+) -> Result<pb::AdjustBalanceResponse, Status> {
     client.adjust_balance(adjust_request(user_id, asset, amount, &key())).await.map(|response| response.into_inner())
 }
 

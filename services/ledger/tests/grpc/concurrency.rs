@@ -26,7 +26,9 @@ async fn fifty_concurrent_debits_never_overdraw() {
     while let Some(result) = debits.join_next().await {
         match result.unwrap() {
             Ok(_) => succeeded += 1,
-            Err(status) => assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"), "{status:?}"),
+            Err(status) => {
+                assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"), "{status:?}")
+            }
         }
     }
     assert_eq!(succeeded, 30);
@@ -39,7 +41,13 @@ async fn fifty_concurrent_debits_never_overdraw() {
         .await
         .unwrap()
         .into_inner();
-    let credited: i64 = history.transactions.iter().flat_map(|entry| &entry.postings).filter(|leg| leg.account == user(3)).map(|leg| leg.amount).sum();
+    let credited: i64 = history
+        .transactions
+        .iter()
+        .flat_map(|entry| &entry.postings)
+        .filter(|leg| leg.account == user(3))
+        .map(|leg| leg.amount)
+        .sum();
     assert_eq!(credited, 300);
     assert_consistent(&mut admin).await;
 }

@@ -46,7 +46,10 @@ async fn create_freezes_and_replays() {
     let request = hold_request(2, "POINTS", 60);
     let created = admin.create_hold(request.clone()).await.unwrap().into_inner();
     let hold = created.hold.unwrap();
-    assert_eq!((hold.status, hold.amount, hold.reference.as_str()), (pb::HoldStatus::Open as i32, 60, "market:listing:1"));
+    assert_eq!(
+        (hold.status, hold.amount, hold.reference.as_str()),
+        (pb::HoldStatus::Open as i32, 60, "market:listing:1")
+    );
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (40, 60));
 
     let replay = admin.create_hold(request).await.unwrap().into_inner();
@@ -54,10 +57,15 @@ async fn create_freezes_and_replays() {
     assert_eq!(replay.hold.unwrap().id, hold.id);
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (40, 60));
 
-    assert_error(admin.create_hold(hold_request(2, "POINTS", 41)).await, Code::FailedPrecondition, "INSUFFICIENT_BALANCE");
+    assert_error(
+        admin.create_hold(hold_request(2, "POINTS", 41)).await,
+        Code::FailedPrecondition,
+        "INSUFFICIENT_BALANCE",
+    );
     let on_system = pb::CreateHoldRequest { account: system("SYSTEM_ISSUANCE"), ..hold_request(2, "POINTS", 1) };
     assert_error(admin.create_hold(on_system).await, Code::InvalidArgument, "VALIDATION_FAILED");
-    let past = pb::CreateHoldRequest { expires_at: Some(to_timestamp(now_millis() - 1000)), ..hold_request(2, "POINTS", 1) };
+    let past =
+        pb::CreateHoldRequest { expires_at: Some(to_timestamp(now_millis() - 1000)), ..hold_request(2, "POINTS", 1) };
     assert_error(admin.create_hold(past).await, Code::InvalidArgument, "VALIDATION_FAILED");
     assert_consistent(&mut admin).await;
 }
@@ -69,8 +77,16 @@ async fn partial_settlement_pays_out_and_releases_the_rest() {
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
     let hold = create_hold(&mut admin, 2, "POINTS", 60).await;
 
-    assert_error(admin.settle_hold(settle(&hold.id, Some(61), 3, 61)).await, Code::FailedPrecondition, "HOLD_AMOUNT_EXCEEDED");
-    assert_error(admin.settle_hold(settle(&hold.id, Some(40), 3, 39)).await, Code::InvalidArgument, "UNBALANCED_TRANSACTION");
+    assert_error(
+        admin.settle_hold(settle(&hold.id, Some(61), 3, 61)).await,
+        Code::FailedPrecondition,
+        "HOLD_AMOUNT_EXCEEDED",
+    );
+    assert_error(
+        admin.settle_hold(settle(&hold.id, Some(40), 3, 39)).await,
+        Code::InvalidArgument,
+        "UNBALANCED_TRANSACTION",
+    );
     let request = settle(&hold.id, Some(40), 3, 40);
     let settled = admin.settle_hold(request.clone()).await.unwrap().into_inner();
     let settled_hold = settled.hold.unwrap();
@@ -81,7 +97,11 @@ async fn partial_settlement_pays_out_and_releases_the_rest() {
 
     assert!(admin.settle_hold(request).await.unwrap().into_inner().replayed);
     assert_error(admin.release_hold(release(&hold.id)).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
-    assert_error(admin.settle_hold(settle(&hold.id, None, 3, 60)).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
+    assert_error(
+        admin.settle_hold(settle(&hold.id, None, 3, 60)).await,
+        Code::FailedPrecondition,
+        "HOLD_ALREADY_RESOLVED",
+    );
     assert_eq!(balance(&mut admin, 3, "POINTS").await, (40, 0));
     assert_consistent(&mut admin).await;
 }
@@ -157,12 +177,16 @@ async fn holds_are_listed_and_private() {
     admin.release_hold(release(&first.id)).await.unwrap();
 
     let mut owner = app.user(2).await;
-    let list = |status: pb::HoldStatus| pb::ListHoldsRequest { account: user(2), status: status.into(), ..Default::default() };
+    let list =
+        |status: pb::HoldStatus| pb::ListHoldsRequest { account: user(2), status: status.into(), ..Default::default() };
     let all = owner.list_holds(list(pb::HoldStatus::Unspecified)).await.unwrap().into_inner().holds;
     assert_eq!(all.iter().map(|hold| hold.id.as_str()).collect::<Vec<_>>(), [second.id.as_str(), first.id.as_str()]);
     let open = owner.list_holds(list(pb::HoldStatus::Open)).await.unwrap().into_inner().holds;
     assert_eq!(open.len(), 1);
-    assert_eq!(owner.get_hold(pb::GetHoldRequest { hold_id: second.id.clone() }).await.unwrap().into_inner().hold.unwrap(), open[0]);
+    assert_eq!(
+        owner.get_hold(pb::GetHoldRequest { hold_id: second.id.clone() }).await.unwrap().into_inner().hold.unwrap(),
+        open[0]
+    );
     let stranger = app.user(3).await.get_hold(pb::GetHoldRequest { hold_id: second.id }).await;
     assert_error(stranger, Code::NotFound, "HOLD_NOT_FOUND");
 }
@@ -172,21 +196,30 @@ async fn expired_holds_are_released_by_the_job() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
-    let request = pb::CreateHoldRequest { expires_at: Some(to_timestamp(now_millis() + 500)), ..hold_request(2, "POINTS", 30) };
+    let request =
+        pb::CreateHoldRequest { expires_at: Some(to_timestamp(now_millis() + 500)), ..hold_request(2, "POINTS", 30) };
     let hold = admin.create_hold(request).await.unwrap().into_inner().hold.unwrap();
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 30));
 
     let mut status = pb::HoldStatus::Open as i32;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        status = admin.get_hold(pb::GetHoldRequest { hold_id: hold.id.clone() }).await.unwrap().into_inner().hold.unwrap().status;
+        status = admin
+            .get_hold(pb::GetHoldRequest { hold_id: hold.id.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .hold
+            .unwrap()
+            .status;
         if status != pb::HoldStatus::Open as i32 {
             break;
         }
     }
     assert_eq!(status, pb::HoldStatus::Expired as i32);
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (100, 0));
-    let history = admin.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await.unwrap();
+    let history =
+        admin.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await.unwrap();
     assert_eq!(history.into_inner().transactions[0].business_type, "HOLD_EXPIRE");
     assert_consistent(&mut admin).await;
 }

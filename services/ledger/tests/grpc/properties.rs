@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use economy_kit::db::DbOptions;
 use economy_kit::testing::TestDatabase;
 use economy_ledger::domain::catalog::{Asset, AssetKind, ConversionRule};
-use economy_ledger::domain::commands::{AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan};
+use economy_ledger::domain::commands::{
+    AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
+};
 use economy_ledger::domain::ids::{AccountId, Amount, Code, EntityId, IdempotencyKey, UserId};
 use economy_ledger::store::LedgerStore;
 use proptest::prelude::*;
@@ -30,12 +32,24 @@ fn op() -> impl Strategy<Value = Op> {
     let asset = 0..ASSETS.len();
     let amount = 1..500_i64;
     prop_oneof![
-        (user.clone(), asset.clone(), amount.clone()).prop_map(|(user, asset, amount)| Op::Credit { user, asset, amount }),
-        (user.clone(), asset.clone(), amount.clone()).prop_map(|(user, asset, amount)| Op::Debit { user, asset, amount }),
+        (user.clone(), asset.clone(), amount.clone()).prop_map(|(user, asset, amount)| Op::Credit {
+            user,
+            asset,
+            amount
+        }),
+        (user.clone(), asset.clone(), amount.clone()).prop_map(|(user, asset, amount)| Op::Debit {
+            user,
+            asset,
+            amount
+        }),
         (user.clone(), user.clone(), asset.clone(), amount.clone())
             .prop_map(|(from, to, asset, amount)| Op::Transfer { from, to, asset, amount }),
         (user.clone(), asset, amount.clone()).prop_map(|(user, asset, amount)| Op::Hold { user, asset, amount }),
-        (0..8_usize, proptest::option::of(amount), user.clone()).prop_map(|(hold, amount, to)| Op::Settle { hold, amount, to }),
+        (0..8_usize, proptest::option::of(amount), user.clone()).prop_map(|(hold, amount, to)| Op::Settle {
+            hold,
+            amount,
+            to
+        }),
         (0..8_usize).prop_map(|hold| Op::Release { hold }),
         (user, 1..4_i64).prop_map(|(user, quantity)| Op::Convert { user, quantity }),
     ]
@@ -57,10 +71,23 @@ async fn setup() -> (TestDatabase, LedgerStore) {
     let database = TestDatabase::new().await.unwrap();
     let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await.unwrap();
     for (index, kind) in [AssetKind::Currency, AssetKind::Fragment].into_iter().enumerate() {
-        let asset = Asset { code: code(index), display_name: ASSETS[index].into(), kind, metadata: BTreeMap::new(), created_at: 0 };
+        let asset = Asset {
+            code: code(index),
+            display_name: ASSETS[index].into(),
+            kind,
+            metadata: BTreeMap::new(),
+            created_at: 0,
+        };
         store.define_asset(&asset).await.unwrap();
     }
-    let rule = ConversionRule { id: Code::parse("shard_to_gold").unwrap(), from_asset: code(1), from_amount: 10, to_asset: code(0), to_amount: 1, enabled: true };
+    let rule = ConversionRule {
+        id: Code::parse("shard_to_gold").unwrap(),
+        from_asset: code(1),
+        from_amount: 10,
+        to_asset: code(0),
+        to_amount: 1,
+        enabled: true,
+    };
     store.define_rule(&rule).await.unwrap();
     (database, store)
 }
@@ -82,26 +109,43 @@ async fn plan(store: &LedgerStore, op: &Op, holds: &[EntityId], step: usize) -> 
             business_type: "TRANSFER".into(),
             correlation_id: String::new(),
             memo: String::new(),
-            postings: vec![(AccountId::User(uid(from)), code(asset), -amount), (AccountId::User(uid(to)), code(asset), amount)],
+            postings: vec![
+                (AccountId::User(uid(from)), code(asset), -amount),
+                (AccountId::User(uid(to)), code(asset), amount),
+            ],
             settlements: vec![],
         }
         .plan(key, actor),
-        Op::Hold { user, asset, amount: value } => {
-            CreateHold { user: uid(user), asset: code(asset), amount: amount(value), expires_at: None, reference: String::new() }
-                .plan(EntityId::generate(), key, actor)
+        Op::Hold { user, asset, amount: value } => CreateHold {
+            user: uid(user),
+            asset: code(asset),
+            amount: amount(value),
+            expires_at: None,
+            reference: String::new(),
         }
+        .plan(EntityId::generate(), key, actor),
         Op::Settle { hold, amount: value, to } => {
             let id = holds.get(hold)?.clone();
             let stored = store.hold(id.as_str()).await.unwrap()?;
             let paid = value.unwrap_or(stored.amount);
             let destinations = vec![(AccountId::User(uid(to)), stored.asset.clone(), amount(paid))];
-            SettleHold { hold: id, amount: value.map(amount), destinations, business_type: "HOLD_SETTLE".into(), correlation_id: String::new() }
-                .plan(key, actor)
+            SettleHold {
+                hold: id,
+                amount: value.map(amount),
+                destinations,
+                business_type: "HOLD_SETTLE".into(),
+                correlation_id: String::new(),
+            }
+            .plan(key, actor)
         }
-        Op::Release { hold } => ReleaseHold { hold: holds.get(hold)?.clone(), reason: String::new(), expiry: false }.plan(key, actor),
+        Op::Release { hold } => {
+            ReleaseHold { hold: holds.get(hold)?.clone(), reason: String::new(), expiry: false }.plan(key, actor)
+        }
         Op::Convert { user, quantity } => {
             let rule = store.rule("shard_to_gold").await.unwrap();
-            ConvertAsset { user: uid(user), rule: rule.id.clone(), quantity: amount(quantity) }.plan(&rule, key, actor).unwrap()
+            ConvertAsset { user: uid(user), rule: rule.id.clone(), quantity: amount(quantity) }
+                .plan(&rule, key, actor)
+                .unwrap()
         }
     })
 }
