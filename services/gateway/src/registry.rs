@@ -183,9 +183,8 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
+    use crate::test_support::compile;
 
     #[test]
     fn the_real_api_is_fully_mapped() {
@@ -199,19 +198,6 @@ mod tests {
         let balance = registry.method("/economy.ledger.v1.LedgerService/GetBalance").expect("routed");
         assert!(balance.read_only && balance.canonical_operation.is_none());
         assert_eq!(registry.upstreams(), ["ledger"]);
-    }
-
-    fn compile(proto: &str) -> Vec<u8> {
-        let dir = std::env::temp_dir().join(format!("economy-registry-{}", std::process::id()));
-        let options = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/economy/options/v1/options.proto");
-        std::fs::create_dir_all(dir.join("economy/options/v1")).expect("dir");
-        std::fs::create_dir_all(dir.join("economy/shop/v1")).expect("dir");
-        std::fs::copy(options, dir.join("economy/options/v1/options.proto")).expect("copy");
-        std::fs::write(dir.join("economy/shop/v1/shop.proto"), proto).expect("write");
-        let mut compiler = protox::Compiler::new([&dir]).expect("compiler");
-        compiler.include_imports(true).open_file("economy/shop/v1/shop.proto").expect("compile");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-        compiler.encode_file_descriptor_set()
     }
 
     #[test]
