@@ -2,8 +2,12 @@
 //! the descriptor set routes every public RPC of the services; it authenticates callers,
 //! enforces each method's policy and makes every write safe to retry.
 
+pub mod auth;
 pub mod canonical;
 pub mod registry;
+
+/// `ErrorInfo.domain` of the gateway's own errors.
+pub const DOMAIN: &str = "economy.gateway";
 
 #[cfg(test)]
 mod test_support {

@@ -1,0 +1,176 @@
+//! Caller authentication (DESIGN.md §3 Gateway): `authorization: Bearer <JWT>`, HS256 with
+//! a configured secret for development, RS256 or EdDSA public keys in production. Claims
+//! `user_id` (positive) and `role_level` (0 user, 50 merchant staff, 100 admin).
+
+use economy_kit::error::status;
+use economy_kit::identity::Caller;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use serde::{Deserialize, Serialize};
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+
+use crate::DOMAIN;
+
+/// `[gateway.auth]` configuration. Empty strings disable a key kind.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// HS256 shared secret (development). Never logged.
+    pub hs256_secret: String,
+    /// RS256 public key, PEM.
+    pub rs256_public_key_pem: String,
+    /// EdDSA (Ed25519) public key, PEM.
+    pub eddsa_public_key_pem: String,
+    /// Required `iss`, when set.
+    pub issuer: String,
+    /// Required `aud`, when set.
+    pub audience: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuthConfig")
+            .field("hs256_secret", &if self.hs256_secret.is_empty() { "" } else { "<redacted>" })
+            .field("rs256", &!self.rs256_public_key_pem.is_empty())
+            .field("eddsa", &!self.eddsa_public_key_pem.is_empty())
+            .finish()
+    }
+}
+
+/// Token claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Positive user id.
+    pub user_id: i64,
+    /// Role level, 0..=100.
+    #[serde(default)]
+    pub role_level: i32,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the epoch.
+    #[serde(default)]
+    pub iat: u64,
+}
+
+/// Verifies bearer tokens.
+pub struct Authenticator {
+    keys: Vec<(Algorithm, DecodingKey)>,
+    issuer: String,
+    audience: String,
+}
+
+fn unauthenticated(reason: &str, message: &str) -> Status {
+    status(Code::Unauthenticated, DOMAIN, reason, message, Vec::<(String, String)>::new())
+}
+
+impl Authenticator {
+    /// Builds the verifier; fails when no key is configured or a PEM does not parse.
+    pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
+        let mut keys = Vec::new();
+        if !config.hs256_secret.is_empty() {
+            anyhow::ensure!(config.hs256_secret.len() >= 16, "gateway.auth.hs256_secret must be at least 16 bytes");
+            keys.push((Algorithm::HS256, DecodingKey::from_secret(config.hs256_secret.as_bytes())));
+        }
+        if !config.rs256_public_key_pem.is_empty() {
+            keys.push((Algorithm::RS256, DecodingKey::from_rsa_pem(config.rs256_public_key_pem.as_bytes())?));
+        }
+        if !config.eddsa_public_key_pem.is_empty() {
+            keys.push((Algorithm::EdDSA, DecodingKey::from_ed_pem(config.eddsa_public_key_pem.as_bytes())?));
+        }
+        anyhow::ensure!(!keys.is_empty(), "configure gateway.auth.hs256_secret or a public key");
+        Ok(Self { keys, issuer: config.issuer.clone(), audience: config.audience.clone() })
+    }
+
+    /// The caller named by the bearer token in `metadata`.
+    ///
+    /// Errors (`UNAUTHENTICATED`): `TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_INVALID`
+    /// (malformed, forged, unknown algorithm, bad claims).
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        let token = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("TOKEN_MISSING", "authorization: Bearer <token> is required"))?;
+        let invalid = || unauthenticated("TOKEN_INVALID", "the bearer token is malformed or forged");
+        let header = decode_header(token).map_err(|_| invalid())?;
+        let (algorithm, key) = self.keys.iter().find(|(algorithm, _)| *algorithm == header.alg).ok_or_else(invalid)?;
+        let mut validation = Validation::new(*algorithm);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.leeway = 30;
+        if !self.issuer.is_empty() {
+            validation.set_issuer(&[&self.issuer]);
+        }
+        if !self.audience.is_empty() {
+            validation.set_audience(&[&self.audience]);
+        }
+        let claims = decode::<Claims>(token, key, &validation)
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    unauthenticated("TOKEN_EXPIRED", "the bearer token has expired")
+                }
+                _ => invalid(),
+            })?
+            .claims;
+        if claims.user_id <= 0 || !(0..=100).contains(&claims.role_level) {
+            return Err(invalid());
+        }
+        Ok(Caller::user(claims.user_id, claims.role_level))
+    }
+}
+
+/// Mints an HS256 development token valid for `ttl_secs`.
+pub fn mint_hs256(secret: &str, user_id: i64, role_level: i32, ttl_secs: u64) -> anyhow::Result<String> {
+    let now = u64::try_from(economy_kit::time::now_millis() / 1000)?;
+    let claims = Claims { user_id, role_level, exp: now + ttl_secs, iat: now };
+    Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "gateway-test-secret-123";
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(&AuthConfig { hs256_secret: SECRET.into(), ..AuthConfig::default() }).expect("authenticator")
+    }
+
+    fn metadata(token: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+        metadata
+    }
+
+    fn reason(result: Result<Caller, Status>) -> Option<String> {
+        economy_kit::error::reason(&result.expect_err("rejected"))
+    }
+
+    #[test]
+    fn valid_tokens_name_the_caller() {
+        let token = mint_hs256(SECRET, 42, 50, 60).expect("token");
+        assert_eq!(authenticator().authenticate(&metadata(&token)).expect("caller"), Caller::user(42, 50));
+    }
+
+    #[test]
+    fn missing_forged_expired_and_malformed_tokens_are_rejected() {
+        let auth = authenticator();
+        assert_eq!(reason(auth.authenticate(&MetadataMap::new())).as_deref(), Some("TOKEN_MISSING"));
+        let forged = mint_hs256("another-secret-0123456", 42, 100, 60).expect("token");
+        assert_eq!(reason(auth.authenticate(&metadata(&forged))).as_deref(), Some("TOKEN_INVALID"));
+        assert_eq!(reason(auth.authenticate(&metadata("not.a.jwt"))).as_deref(), Some("TOKEN_INVALID"));
+        let now = u64::try_from(economy_kit::time::now_millis() / 1000).expect("now");
+        let expired = Claims { user_id: 1, role_level: 0, exp: now - 3600, iat: now - 7200 };
+        let expired = encode(&Header::new(Algorithm::HS256), &expired, &EncodingKey::from_secret(SECRET.as_bytes()))
+            .expect("token");
+        assert_eq!(reason(auth.authenticate(&metadata(&expired))).as_deref(), Some("TOKEN_EXPIRED"));
+        let bad_role = mint_hs256(SECRET, 1, 500, 60).expect("token");
+        assert_eq!(reason(auth.authenticate(&metadata(&bad_role))).as_deref(), Some("TOKEN_INVALID"));
+    }
+
+    #[test]
+    fn a_key_is_required() {
+        assert!(Authenticator::new(&AuthConfig::default()).is_err());
+        assert!(!format!("{:?}", AuthConfig { hs256_secret: SECRET.into(), ..AuthConfig::default() }).contains(SECRET));
+    }
+}
