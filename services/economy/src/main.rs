@@ -1,1 +1,130 @@
-fn main() {}
+//! `economy`: `economy up` runs the whole stack in one process (DESIGN.md §6); every other
+//! command is a gRPC client of the running stack, signing its requests with the
+//! development identity (`<data-dir>/dev-identity.secret`) or `--identity-secret`.
+//!
+//! Exit status: 0 success, 1 error (printed as `error: <CODE> <REASON>: <message>`),
+//! 2 bad usage, 3 `reconcile` found inconsistencies.
+
+mod client;
+mod commands;
+mod output;
+mod parse;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::GlobalArgs;
+use crate::commands::{balances, catalog, history, holds};
+
+/// Virtual-economy backend: run the stack and operate the ledger.
+#[derive(Debug, Parser)]
+#[command(name = "economy", version)]
+struct Cli {
+    /// Connection and identity options.
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole stack (the ledger) until Ctrl-C.
+    Up(up::UpArgs),
+    /// The commands that talk to a running stack.
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// The client commands.
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Manage the asset catalog.
+    #[command(subcommand)]
+    Asset(catalog::AssetCommand),
+    /// Manage conversion rules.
+    #[command(subcommand)]
+    Rule(catalog::RuleCommand),
+    /// Credit (or with --debit, debit) a user's balance (admin).
+    Adjust(balances::Adjust),
+    /// Show one balance, or every non-zero balance of an account.
+    Balance(balances::Balance),
+    /// Move an amount from one user to another.
+    Transfer(balances::Transfer),
+    /// Freeze, settle, release and inspect holds.
+    #[command(subcommand)]
+    Hold(holds::HoldCommand),
+    /// Convert assets with a conversion rule.
+    Convert(balances::Convert),
+    /// Show an account's journal entries, newest first.
+    History(history::History),
+    /// Check the ledger's invariants (exit status 3 when violated).
+    Reconcile,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => client::report(&error),
+    }
+}
+
+/// Dispatches one command.
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = match cli.command {
+        Command::Up(args) => return up::run(&args, &cli.global.data_dir).await,
+        Command::Client(command) => command,
+    };
+    let mut ledger = client::connect(&cli.global).await?;
+    match command {
+        ClientCommand::Asset(command) => catalog::asset(&mut ledger, command).await,
+        ClientCommand::Rule(command) => catalog::rule(&mut ledger, command).await,
+        ClientCommand::Adjust(args) => balances::adjust(&mut ledger, args).await,
+        ClientCommand::Balance(args) => balances::balance(&mut ledger, args).await,
+        ClientCommand::Transfer(args) => balances::transfer(&mut ledger, args).await,
+        ClientCommand::Hold(command) => holds::run(&mut ledger, command).await,
+        ClientCommand::Convert(args) => balances::convert(&mut ledger, args).await,
+        ClientCommand::History(args) => history::history(&mut ledger, args).await,
+        ClientCommand::Reconcile => history::reconcile(&mut ledger).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["economy", "balance", "--user", "2", "--endpoint", "http://x:1", "--role", "0"])
+            .expect("parsed");
+        assert_eq!(cli.global.endpoint, "http://x:1");
+        assert_eq!(cli.global.role, 0);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_not_panics() {
+        for args in [
+            &["economy", "transfer", "--from", "2", "--to", "3", "--asset", "POINTS", "--amount", "0"][..],
+            &["economy", "rule", "define", "r", "--from", "a", "--to", "b:1"],
+            &["economy", "asset", "define", "X", "--name", "x", "--kind", "gem"],
+            &["economy", "balance", "--user", "2", "--system", "SYSTEM_ISSUANCE"],
+            &["economy", "hold", "create", "--user", "2", "--asset", "P", "--amount", "1", "--expires-in", "soon"],
+            &["economy", "balance", "--user", "2", "--user-id", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -4,10 +4,98 @@
 
 pub mod auth;
 pub mod canonical;
+pub mod codec;
+pub mod config;
+pub mod jobs;
+pub mod proxy;
 pub mod registry;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use economy_kit::identity::IdentityKey;
+use economy_kit::server::{RunningServer, ServerLimits, spawn_with};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+
+use crate::config::GatewayConfig;
+use crate::proxy::{Gateway, Proxy};
+use crate::registry::Registry;
 
 /// `ErrorInfo.domain` of the gateway's own errors.
 pub const DOMAIN: &str = "economy.gateway";
+/// Name under which the gateway reports its own health.
+pub const SERVICE_NAME: &str = "economy.gateway.v1.Gateway";
+
+/// Checks the real API (refusing to start on any write without a canonical operation),
+/// then serves it. See `start_with_registry`.
+pub async fn start(
+    config: &GatewayConfig,
+    identity: &IdentityKey,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    let registry = Registry::load(economy_proto::FILE_DESCRIPTOR_SET)?;
+    start_with_registry(registry, config, identity, limits, shutdown).await
+}
+
+/// Refuses `registry` if any write lacks a valid, unique canonical operation (the error
+/// lists every offending method); otherwise opens the idempotency database, starts the
+/// jobs and the upstream health probe, and serves the proxy (gRPC and gRPC-web) until
+/// `shutdown`.
+pub async fn start_with_registry(
+    registry: Registry,
+    config: &GatewayConfig,
+    identity: &IdentityKey,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    registry.check()?;
+    let auth = auth::Authenticator::new(&config.auth)?;
+    let store = store::IdempotencyStore::open(&config.database_url, &config.database).await?;
+    let upstreams = connect_upstreams(&registry, config)?;
+    let probes = upstreams.iter().map(|(name, channel)| (channel.clone(), registry.services_of(name))).collect();
+    let gateway = Gateway::new(
+        registry,
+        auth,
+        identity.clone(),
+        store.clone(),
+        upstreams,
+        config.idempotency.clone(),
+        (config.rate_limit_per_second, config.rate_limit_burst, config.max_in_flight),
+        Duration::from_secs(limits.request_timeout_secs),
+        limits.max_message_bytes,
+    );
+    let router = Routes::builder().routes().into_axum_router().fallback_service(Proxy(Arc::new(gateway)));
+    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone()).await?;
+    jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), shutdown.clone());
+    jobs::spawn_health_probe(
+        probes,
+        server.health.clone(),
+        Duration::from_secs(config.health_interval_secs.max(1)),
+        shutdown,
+    );
+    Ok(server)
+}
+
+/// One lazily connected channel per upstream named by the routed services.
+fn connect_upstreams(registry: &Registry, config: &GatewayConfig) -> anyhow::Result<HashMap<String, Channel>> {
+    registry
+        .upstreams()
+        .into_iter()
+        .map(|name| {
+            let url = config
+                .upstreams
+                .get(&name)
+                .ok_or_else(|| anyhow::anyhow!("no upstream configured for {name} (gateway.upstreams.{name})"))?;
+            let channel = Channel::from_shared(url.clone())?.connect_timeout(Duration::from_secs(2)).connect_lazy();
+            Ok((name, channel))
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod test_support {

@@ -27,6 +27,14 @@ where
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, domain, metadata))
 }
 
+/// An `INVALID_ARGUMENT` status with a specific `reason` and one `BadRequest` violation
+/// naming `field` (a field path or a metadata key) and what it must look like.
+pub fn invalid_field(domain: &str, reason: &str, field: &str, description: &str) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, domain, HashMap::new());
+    details.set_bad_request(vec![FieldViolation::new(field, description)]);
+    Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
+}
+
 /// Logs `error` and returns an opaque `INTERNAL` status that leaks nothing (no SQL).
 pub fn internal(domain: &str, error: &dyn std::fmt::Display) -> Status {
     tracing::error!(%error, domain, "internal error");

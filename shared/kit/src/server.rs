@@ -14,6 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tonic_web::GrpcWebLayer;
+use tower_http::cors::CorsLayer;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// `[server]` limits shared by every service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +43,8 @@ impl Default for ServerLimits {
 pub struct RunningServer {
     /// The bound address (the real port when started on `:0`).
     pub addr: SocketAddr,
+    /// Its `grpc.health.v1` reporter (the gateway reports its upstreams through it).
+    pub health: HealthReporter,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -70,17 +77,35 @@ pub async fn spawn(
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
+    spawn_with(listen, service_name, routes, limits, false, shutdown).await
+}
+
+/// `spawn`, plus gRPC-web over HTTP/1.1 with permissive CORS when `grpc_web` (the
+/// gateway, for the BFF).
+pub async fn spawn_with(
+    listen: &str,
+    service_name: &str,
+    routes: Routes,
+    limits: &ServerLimits,
+    grpc_web: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
     let listener =
         TcpListener::bind(listen).await.map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
     let addr = listener.local_addr()?;
-    let routes = with_operator_services(routes, service_name).await?;
-    let mut builder = Server::builder()
+    let (health, routes) = with_operator_services(routes, service_name).await?;
+    let builder = Server::builder()
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    let serve = builder
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+    let (incoming, signal) = (TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+    let serve: BoxFuture<'static, Result<(), tonic::transport::Error>> = if grpc_web {
+        let mut builder = builder.accept_http1(true).layer(CorsLayer::permissive()).layer(GrpcWebLayer::new());
+        Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
+    } else {
+        let mut builder = builder;
+        Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
+    };
     let name = service_name.to_owned();
     let task = tokio::spawn(async move {
         serve.await?;
@@ -88,10 +113,10 @@ pub async fn spawn(
         Ok(())
     });
     tracing::info!(service = service_name, %addr, "serving");
-    Ok(RunningServer { addr, shutdown, task })
+    Ok(RunningServer { addr, health, shutdown, task })
 }
 
-async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::Result<Routes> {
+async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::Result<(HealthReporter, Routes)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status(service_name, ServingStatus::Serving).await;
     reporter.set_service_status("", ServingStatus::Serving).await;
@@ -100,7 +125,9 @@ async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::R
             .register_encoded_file_descriptor_set(economy_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    Ok(routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?))
+    let routes =
+        routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);
+    Ok((reporter, routes))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -47,6 +47,19 @@ fn may_read(caller: &Caller, account: &AccountId) -> bool {
     }
 }
 
+/// Metadata the gateway forwards with every write: the business event id.
+pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
+
+/// The idempotency key of a write: the request's own `idempotency_key`, or, when empty,
+/// the business event id the gateway forwards, so a retry that slips past the gateway
+/// still cannot move money twice (DESIGN.md §3 Gateway, business_event_id).
+fn idempotency_key<T>(request: &Request<T>, own: &str) -> String {
+    if !own.is_empty() {
+        return own.to_owned();
+    }
+    request.metadata().get(BUSINESS_EVENT_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
+}
+
 fn validated<T>(violations: Violations, value: Option<T>) -> Result<T, Status> {
     violations.finish(DOMAIN)?;
     value.ok_or_else(|| Status::internal("validated value missing"))
@@ -102,7 +115,11 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::AdjustBalanceResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.is_admin(), "adjust balances")?;
-        let plan = requests::adjust(request.get_ref(), &caller.actor())?;
+        let plan = requests::adjust(
+            request.get_ref(),
+            &idempotency_key(&request, &request.get_ref().idempotency_key),
+            &caller.actor(),
+        )?;
         let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);
         Ok(Response::new(pb::AdjustBalanceResponse { transaction, replayed }))
     }
@@ -113,7 +130,11 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::PostTransactionResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.is_privileged(), "post transactions")?;
-        let plan = requests::post(request.get_ref(), &caller.actor())?;
+        let plan = requests::post(
+            request.get_ref(),
+            &idempotency_key(&request, &request.get_ref().idempotency_key),
+            &caller.actor(),
+        )?;
         let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);
         Ok(Response::new(pb::PostTransactionResponse { transaction, replayed }))
     }
@@ -124,7 +145,11 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::CreateHoldResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.is_privileged(), "create holds")?;
-        let plan = requests::create_hold(request.get_ref(), &caller.actor())?;
+        let plan = requests::create_hold(
+            request.get_ref(),
+            &idempotency_key(&request, &request.get_ref().idempotency_key),
+            &caller.actor(),
+        )?;
         let applied = self.store.apply(&plan).await?;
         let hold = self.entry_hold(&applied).await?;
         let (transaction, replayed) = entry_response(&applied);
@@ -137,7 +162,11 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::SettleHoldResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.is_privileged(), "settle holds")?;
-        let plan = requests::settle_hold(request.get_ref(), &caller.actor())?;
+        let plan = requests::settle_hold(
+            request.get_ref(),
+            &idempotency_key(&request, &request.get_ref().idempotency_key),
+            &caller.actor(),
+        )?;
         let applied = self.store.apply(&plan).await?;
         let hold = self.entry_hold(&applied).await?;
         let (transaction, replayed) = entry_response(&applied);
@@ -150,7 +179,11 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.is_privileged(), "release holds")?;
-        let plan = requests::release_hold(request.get_ref(), &caller.actor())?;
+        let plan = requests::release_hold(
+            request.get_ref(),
+            &idempotency_key(&request, &request.get_ref().idempotency_key),
+            &caller.actor(),
+        )?;
         let applied = self.store.apply(&plan).await?;
         let hold = self.entry_hold(&applied).await?;
         let (transaction, replayed) = entry_response(&applied);
@@ -163,7 +196,8 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::ConvertAssetResponse>, Status> {
         let caller = caller(&request)?;
         require(caller.may_act_for(request.get_ref().user_id), "convert another user's assets")?;
-        let (command, key) = requests::convert(request.get_ref())?;
+        let (command, key) =
+            requests::convert(request.get_ref(), &idempotency_key(&request, &request.get_ref().idempotency_key))?;
         let rule = self.store.rule(command.rule.as_str()).await?;
         let plan = command.plan(&rule, key, &caller.actor())?;
         let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);

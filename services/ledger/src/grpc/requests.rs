@@ -76,9 +76,9 @@ pub fn rule(request: &pb::DefineConversionRuleRequest) -> Result<ConversionRule,
 }
 
 /// `AdjustBalance`.
-pub fn adjust(request: &pb::AdjustBalanceRequest, actor: &str) -> Result<WritePlan, Status> {
+pub fn adjust(request: &pb::AdjustBalanceRequest, key_text: &str, actor: &str) -> Result<WritePlan, Status> {
     let mut violations = Violations::default();
-    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", key_text);
     let user = user(&mut violations, "user_id", request.user_id);
     let asset = code(&mut violations, "asset_code", &request.asset_code);
     let amount = amount(&mut violations, "amount", request.amount);
@@ -120,9 +120,9 @@ fn settlements(
 }
 
 /// `PostTransaction`.
-pub fn post(request: &pb::PostTransactionRequest, actor: &str) -> Result<WritePlan, Status> {
+pub fn post(request: &pb::PostTransactionRequest, key_text: &str, actor: &str) -> Result<WritePlan, Status> {
     let mut violations = Violations::default();
-    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", key_text);
     let business_type = business_type(&mut violations, &request.business_type, "TRANSFER");
     let correlation_id = text(&mut violations, "correlation_id", &request.correlation_id, MAX_CORRELATION_ID, false);
     let memo = text(&mut violations, "memo", &request.memo, MAX_MEMO, false);
@@ -147,9 +147,9 @@ pub fn post(request: &pb::PostTransactionRequest, actor: &str) -> Result<WritePl
 }
 
 /// `CreateHold`; the hold id is generated here.
-pub fn create_hold(request: &pb::CreateHoldRequest, actor: &str) -> Result<WritePlan, Status> {
+pub fn create_hold(request: &pb::CreateHoldRequest, key_text: &str, actor: &str) -> Result<WritePlan, Status> {
     let mut violations = Violations::default();
-    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", key_text);
     let user = match account(&mut violations, "account", request.account.as_ref()) {
         Some(AccountId::User(user)) => Some(user),
         Some(AccountId::System(_)) => field(&mut violations, "account", Err("holds freeze user accounts only")),
@@ -170,9 +170,9 @@ pub fn create_hold(request: &pb::CreateHoldRequest, actor: &str) -> Result<Write
 }
 
 /// `SettleHold`.
-pub fn settle_hold(request: &pb::SettleHoldRequest, actor: &str) -> Result<WritePlan, Status> {
+pub fn settle_hold(request: &pb::SettleHoldRequest, key_text: &str, actor: &str) -> Result<WritePlan, Status> {
     let mut violations = Violations::default();
-    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", key_text);
     let hold = entity_id(&mut violations, "hold_id", &request.hold_id);
     let settled = match request.amount {
         None => Some(None),
@@ -205,9 +205,9 @@ pub fn settle_hold(request: &pb::SettleHoldRequest, actor: &str) -> Result<Write
 }
 
 /// `ReleaseHold`.
-pub fn release_hold(request: &pb::ReleaseHoldRequest, actor: &str) -> Result<WritePlan, Status> {
+pub fn release_hold(request: &pb::ReleaseHoldRequest, key_text: &str, actor: &str) -> Result<WritePlan, Status> {
     let mut violations = Violations::default();
-    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", key_text);
     let hold = entity_id(&mut violations, "hold_id", &request.hold_id);
     let reason = text(&mut violations, "reason", &request.reason, MAX_MEMO, false);
     let (idempotency_key, (hold, reason)) = validated(violations, idempotency_key.zip(hold.zip(reason)))?;
@@ -215,9 +215,9 @@ pub fn release_hold(request: &pb::ReleaseHoldRequest, actor: &str) -> Result<Wri
 }
 
 /// `ConvertAsset` and its key (the rule is looked up by the caller).
-pub fn convert(request: &pb::ConvertAssetRequest) -> Result<(ConvertAsset, IdempotencyKey), Status> {
+pub fn convert(request: &pb::ConvertAssetRequest, key_text: &str) -> Result<(ConvertAsset, IdempotencyKey), Status> {
     let mut violations = Violations::default();
-    let idempotency_key = key(&mut violations, "idempotency_key", &request.idempotency_key);
+    let idempotency_key = key(&mut violations, "idempotency_key", key_text);
     let user = user(&mut violations, "user_id", request.user_id);
     let rule = code(&mut violations, "rule_id", &request.rule_id);
     let quantity = amount(&mut violations, "quantity", request.quantity);

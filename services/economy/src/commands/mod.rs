@@ -1,0 +1,41 @@
+//! The client commands, one module per area of the ledger API
+//! (`economy.ledger.v1.LedgerService`, proto/economy/ledger/v1/ledger.proto). Each command
+//! prints plain lines to stdout and returns the process exit status; failures propagate
+//! as errors that `client::report` prints.
+
+pub mod balances;
+pub mod catalog;
+pub mod history;
+pub mod holds;
+
+use clap::Args;
+use economy_proto::ledger::v1 as pb;
+use pb::account_ref::Account;
+
+/// Selects one ledger account: `--user U` or `--system NAME`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct AccountArgs {
+    /// A user's account.
+    #[arg(long, value_name = "USER_ID")]
+    pub user: Option<i64>,
+    /// A system account, e.g. `SYSTEM_ISSUANCE`.
+    #[arg(long, value_name = "NAME")]
+    pub system: Option<String>,
+}
+
+impl AccountArgs {
+    /// The selected account (clap guarantees exactly one is set; a user wins otherwise).
+    pub fn account(&self) -> pb::AccountRef {
+        match (self.user, &self.system) {
+            (Some(user_id), _) => user(user_id),
+            (None, Some(name)) => pb::AccountRef { account: Some(Account::System(name.clone())) },
+            (None, None) => pb::AccountRef { account: None },
+        }
+    }
+}
+
+/// The account of `user_id`.
+pub fn user(user_id: i64) -> pb::AccountRef {
+    pb::AccountRef { account: Some(Account::UserId(user_id)) }
+}

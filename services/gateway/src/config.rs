@@ -1,0 +1,86 @@
+//! `[gateway]` configuration.
+
+use std::collections::BTreeMap;
+
+use economy_kit::db::DbOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthConfig;
+
+/// The gateway's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Public listen address.
+    pub listen: String,
+    /// Idempotency records database (`sqlite://…` or `postgres://…`).
+    pub database_url: String,
+    /// Pool settings.
+    pub database: DbOptions,
+    /// Upstream URL of each service, by the second segment of its package
+    /// (`economy.ledger.v1` -> `ledger`).
+    pub upstreams: BTreeMap<String, String>,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Idempotency record lifecycle.
+    pub idempotency: IdempotencyConfig,
+    /// Requests per second allowed to one user (sustained).
+    pub rate_limit_per_second: u32,
+    /// Burst above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// Requests processed at once; beyond, new ones are shed with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    /// Period of the upstream health probe, seconds.
+    pub health_interval_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            database_url: "sqlite://data/gateway.db".into(),
+            database: DbOptions { sqlite_synchronous: "NORMAL".into(), ..DbOptions::default() },
+            upstreams: BTreeMap::from([("ledger".to_owned(), "http://127.0.0.1:50061".to_owned())]),
+            auth: AuthConfig::default(),
+            idempotency: IdempotencyConfig::default(),
+            rate_limit_per_second: 200,
+            rate_limit_burst: 400,
+            max_in_flight: 1024,
+            health_interval_secs: 5,
+        }
+    }
+}
+
+/// Lifecycle of idempotency records (DESIGN.md §3 Gateway).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdempotencyConfig {
+    /// How long a record is kept, seconds (7 days).
+    pub retention_secs: u64,
+    /// `processing` older than this becomes `failed` / `PROCESSING_TIMEOUT`, seconds.
+    pub processing_timeout_secs: u64,
+    /// Period of the timeout job, seconds.
+    pub timeout_job_interval_secs: u64,
+    /// Period of the cleanup job, seconds.
+    pub cleanup_interval_secs: u64,
+    /// Snapshots above this many bytes log a warning.
+    pub warn_snapshot_bytes: usize,
+    /// Snapshots above this many bytes keep only status and business event id.
+    pub max_snapshot_bytes: usize,
+    /// Row count above which the cleanup job warns.
+    pub warn_rows: i64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 24 * 3600,
+            processing_timeout_secs: 30 * 60,
+            timeout_job_interval_secs: 5 * 60,
+            cleanup_interval_secs: 24 * 3600,
+            warn_snapshot_bytes: 32 * 1024,
+            max_snapshot_bytes: 64 * 1024,
+            warn_rows: 100_000,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Background jobs of the gateway (DESIGN.md §3 Gateway), each safe on several replicas
+//! at once (single conditional statements): processing records time out, expired records
+//! are deleted, and upstream health is probed and reported.
+
+use std::time::Duration;
+
+use economy_kit::time::now_millis;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_check_response::ServingStatus as ProbeStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_health::server::HealthReporter;
+
+use crate::config::IdempotencyConfig;
+use crate::store::IdempotencyStore;
+
+/// Runs `tick` every `interval` until `shutdown`.
+fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => tick().await,
+            }
+        }
+    });
+}
+
+fn secs(value: u64) -> Duration {
+    Duration::from_secs(value.max(1))
+}
+
+/// Turns `processing` records older than the timeout into `failed` /
+/// `PROCESSING_TIMEOUT`; returns how many.
+pub async fn time_out_processing(store: &IdempotencyStore, config: &IdempotencyConfig) -> Result<u64, sqlx::Error> {
+    let now = now_millis();
+    let timeout_ms = i64::try_from(config.processing_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    store.time_out_processing(now.saturating_sub(timeout_ms), now).await
+}
+
+/// Deletes expired records, exports the remaining row count and warns above the limit;
+/// returns `(deleted, remaining)`.
+pub async fn clean_up(store: &IdempotencyStore, config: &IdempotencyConfig) -> Result<(u64, i64), sqlx::Error> {
+    let deleted = store.delete_expired(now_millis()).await?;
+    let remaining = store.count().await?;
+    metrics::gauge!("gateway_idempotency_records").set(remaining as f64);
+    if remaining > config.warn_rows {
+        tracing::warn!(remaining, limit = config.warn_rows, "idempotency records above the warning limit");
+    }
+    Ok((deleted, remaining))
+}
+
+/// Spawns the timeout and cleanup jobs.
+pub fn spawn_idempotency_jobs(store: IdempotencyStore, config: IdempotencyConfig, shutdown: CancellationToken) {
+    let (timeout_store, timeout_config) = (store.clone(), config.clone());
+    every(secs(config.timeout_job_interval_secs), shutdown.clone(), move || {
+        let (store, config) = (timeout_store.clone(), timeout_config.clone());
+        async move {
+            match time_out_processing(&store, &config).await {
+                Ok(0) => {}
+                Ok(timed_out) => tracing::warn!(timed_out, "idempotency records timed out while processing"),
+                Err(error) => tracing::error!(%error, "idempotency timeout job failed"),
+            }
+        }
+    });
+    every(secs(config.cleanup_interval_secs), shutdown, move || {
+        let (store, config) = (store.clone(), config.clone());
+        async move {
+            if let Err(error) = clean_up(&store, &config).await {
+                tracing::error!(%error, "idempotency cleanup job failed");
+            }
+        }
+    });
+}
+
+/// Probes each upstream's `grpc.health.v1` and reports its services through `reporter`
+/// (NOT_SERVING when the upstream is down or not serving).
+pub fn spawn_health_probe(
+    upstreams: Vec<(Channel, Vec<String>)>,
+    reporter: HealthReporter,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    every(interval, shutdown, move || {
+        let (upstreams, reporter) = (upstreams.clone(), reporter.clone());
+        async move {
+            for (channel, services) in upstreams {
+                let mut client = HealthClient::new(channel);
+                let check = client.check(HealthCheckRequest { service: String::new() });
+                let serving = matches!(
+                    tokio::time::timeout(Duration::from_secs(2), check).await,
+                    Ok(Ok(response)) if response.get_ref().status == ProbeStatus::Serving as i32
+                );
+                let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+                for service in services {
+                    reporter.set_service_status(service, status).await;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,466 @@
+//! The generic proxy (DESIGN.md §3 Gateway): every routed RPC goes through one pipeline —
+//! authenticate, authorize by the method's minimum role, rate-limit and shed load, then
+//! forward reads directly and writes through the idempotency records. No per-method code:
+//! the registry, built from the descriptor set, says what each path is.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use economy_kit::error::{invalid_field, status};
+use economy_kit::identity::{Caller, IdentityKey};
+use economy_kit::time::now_millis;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::uri::PathAndQuery;
+use prost_reflect::DynamicMessage;
+use prost_reflect::prost::Message;
+use tokio::sync::Semaphore;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::UnaryService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+use crate::DOMAIN;
+use crate::auth::Authenticator;
+use crate::canonical::{fingerprint, has_sensitive_fields, redact};
+use crate::codec::BytesCodec;
+use crate::config::IdempotencyConfig;
+use crate::registry::{Method, Registry};
+use crate::store::{Begin, IdempotencyStore, NewRecord, StoredResponse};
+
+/// Metadata the client sends: the idempotency key of a write.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Metadata sent upstream and returned: the business event of a write.
+pub const BUSINESS_EVENT_ID: &str = "business-event-id";
+/// Metadata sent upstream: the business event the service derives its own keys from.
+pub const UPSTREAM_BUSINESS_EVENT_ID: &str = "x-business-event-id";
+/// Metadata returned: this request's id.
+pub const REQUEST_ID: &str = "request-id";
+/// Metadata of a replay.
+pub const REPLAYED: &str = "idempotent-replayed";
+/// Metadata of a replay: the request that produced the stored response.
+pub const ORIGINAL_REQUEST_ID: &str = "original-request-id";
+
+/// Everything the pipeline needs, shared by all requests.
+pub struct Gateway {
+    /// Routed methods.
+    pub registry: Registry,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// Signs the caller for upstreams.
+    pub identity: IdentityKey,
+    /// Idempotency records.
+    pub store: IdempotencyStore,
+    /// One lazily connected channel per upstream.
+    pub upstreams: HashMap<String, Channel>,
+    /// Record lifecycle and snapshot limits.
+    pub idempotency: IdempotencyConfig,
+    /// Deadline of an upstream call.
+    pub upstream_timeout: Duration,
+    /// Largest message accepted or returned, bytes.
+    pub max_message_bytes: usize,
+    limiter: DefaultKeyedRateLimiter<i64>,
+    in_flight: Semaphore,
+}
+
+impl Gateway {
+    /// Assembles the pipeline's state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        registry: Registry,
+        auth: Authenticator,
+        identity: IdentityKey,
+        store: IdempotencyStore,
+        upstreams: HashMap<String, Channel>,
+        idempotency: IdempotencyConfig,
+        limits: (u32, u32, usize),
+        upstream_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Self {
+        let (per_second, burst, max_in_flight) = limits;
+        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst.max(per_second.get())).unwrap_or(per_second);
+        Self {
+            registry,
+            auth,
+            identity,
+            store,
+            upstreams,
+            idempotency,
+            upstream_timeout,
+            max_message_bytes,
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            in_flight: Semaphore::new(max_in_flight.max(1)),
+        }
+    }
+}
+
+fn error(code: Code, reason: &str, message: &str, metadata: Vec<(&str, String)>) -> Status {
+    status(code, DOMAIN, reason, message, metadata)
+}
+
+fn ascii(value: &str) -> MetadataValue<tonic::metadata::Ascii> {
+    value.parse().unwrap_or_else(|_| MetadataValue::from_static("invalid"))
+}
+
+/// The tower service mounted as the router's fallback: any path not served by the
+/// gateway itself.
+#[derive(Clone)]
+pub struct Proxy(pub Arc<Gateway>);
+
+impl<B> tower::Service<http::Request<B>> for Proxy
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let gateway = self.0.clone();
+        Box::pin(async move {
+            let handler = Handler { path: request.uri().path().to_owned(), gateway: gateway.clone() };
+            let mut grpc = tonic::server::Grpc::new(BytesCodec)
+                .max_decoding_message_size(gateway.max_message_bytes)
+                .max_encoding_message_size(gateway.max_message_bytes);
+            Ok(grpc.unary(handler, request).await)
+        })
+    }
+}
+
+struct Handler {
+    path: String,
+    gateway: Arc<Gateway>,
+}
+
+impl UnaryService<Bytes> for Handler {
+    type Response = Bytes;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Bytes>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let (gateway, path) = (self.gateway.clone(), self.path.clone());
+        Box::pin(async move { gateway.handle(&path, request).await })
+    }
+}
+
+impl Gateway {
+    async fn handle(&self, path: &str, request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
+        let method =
+            self.registry.method(path).ok_or_else(|| Status::unimplemented(format!("{path} is not routed")))?;
+        let caller = self.auth.authenticate(request.metadata())?;
+        let Caller::User { user_id, role_level } = caller else { return Err(Status::internal("tokens name users")) };
+        if role_level < method.min_role_level {
+            let needed = method.min_role_level.to_string();
+            return Err(error(
+                Code::PermissionDenied,
+                "ROLE_TOO_LOW",
+                "the caller's role may not call this method",
+                vec![("min_role_level", needed)],
+            ));
+        }
+        if self.limiter.check_key(&user_id).is_err() {
+            return Err(error(Code::ResourceExhausted, "RATE_LIMITED", "too many requests; slow down", vec![]));
+        }
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            return Err(error(
+                Code::ResourceExhausted,
+                "OVERLOADED",
+                "the gateway is at capacity; retry later",
+                vec![],
+            ));
+        };
+        if method.read_only {
+            return self.forward(method, &caller, None, request.into_inner()).await;
+        }
+        let Some(operation) = method.canonical_operation.as_deref() else {
+            return Err(error(
+                Code::Internal,
+                "CANONICAL_OPERATION_NOT_DEFINED",
+                "this write has no canonical operation",
+                vec![("method", path.to_owned())],
+            ));
+        };
+        let key = idempotency_key(request.metadata())?;
+        let body = request.into_inner();
+        let message = DynamicMessage::decode(method.descriptor.input(), body.clone()).map_err(|_| {
+            error(Code::InvalidArgument, "MALFORMED_REQUEST", "the request message does not decode", vec![])
+        })?;
+        let fingerprint = fingerprint(&self.registry, user_id, operation, &message);
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let now = now_millis();
+        let record = NewRecord {
+            user_id,
+            key: &key,
+            canonical_operation: operation,
+            method: path,
+            fingerprint: &fingerprint,
+            request_id: &request_id,
+            now,
+            retention_ms: i64::try_from(self.idempotency.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        };
+        let begin = self.store.begin(&record).await.map_err(|error| economy_kit::error::internal(DOMAIN, &error))?;
+        match begin {
+            Begin::Started { business_event_id } => {
+                let outcome = self.forward(method, &caller, Some(&business_event_id), body).await;
+                self.record(method, user_id, &key, &request_id, &outcome).await;
+                with_event(outcome, &business_event_id, &request_id)
+            }
+            Begin::Replay { request_id: original, business_event_id, response } => {
+                replay(response, &original, &business_event_id)
+            }
+            Begin::Conflict { request_id } => Err(error(
+                Code::AlreadyExists,
+                "IDEMPOTENCY_KEY_CONFLICT",
+                "this idempotency key was used for a different request",
+                vec![(ORIGINAL_REQUEST_ID, request_id)],
+            )),
+            Begin::Processing { request_id } => Err(error(
+                Code::Aborted,
+                "REQUEST_PROCESSING",
+                "a request with this idempotency key is still processing; retry later",
+                vec![(ORIGINAL_REQUEST_ID, request_id)],
+            )),
+        }
+    }
+
+    /// Calls the upstream with the caller's signed identity (and the business event for
+    /// writes); client metadata is never forwarded.
+    async fn forward(
+        &self,
+        method: &Method,
+        caller: &Caller,
+        event: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response<Bytes>, Status> {
+        let unavailable = || {
+            error(
+                Code::Unavailable,
+                "UPSTREAM_UNAVAILABLE",
+                "the service is unavailable",
+                vec![("upstream", method.upstream.clone())],
+            )
+        };
+        let channel = self.upstreams.get(&method.upstream).cloned().ok_or_else(unavailable)?;
+        let mut request = Request::new(body);
+        self.identity.attach(caller, request.metadata_mut());
+        if let Some(event) = event {
+            request.metadata_mut().insert(UPSTREAM_BUSINESS_EVENT_ID, ascii(event));
+        }
+        request.set_timeout(self.upstream_timeout);
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        grpc.ready().await.map_err(|_| unavailable())?;
+        let path = PathAndQuery::try_from(method.path.as_str()).map_err(|_| Status::internal("bad method path"))?;
+        let call = grpc.unary(request, path, BytesCodec);
+        match tokio::time::timeout(self.upstream_timeout, call).await {
+            Ok(result) => result.map(|response| Response::new(response.into_inner())),
+            Err(_) => {
+                Err(error(Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", "the service did not answer in time", vec![]))
+            }
+        }
+    }
+
+    /// Stores a deterministic outcome for replay, or marks the record failed so the key
+    /// may be retried.
+    async fn record(
+        &self,
+        method: &Method,
+        user_id: i64,
+        key: &str,
+        request_id: &str,
+        outcome: &Result<Response<Bytes>, Status>,
+    ) {
+        let now = now_millis();
+        let result = match outcome {
+            Ok(response) => {
+                let snapshot = self.snapshot(method, response.get_ref());
+                self.store.complete(user_id, key, request_id, &snapshot, now).await
+            }
+            Err(status) if is_deterministic(status.code()) => {
+                let details = (!status.details().is_empty()).then(|| status.details().to_vec());
+                let size = status.message().len() + details.as_ref().map_or(0, Vec::len);
+                let mut snapshot = StoredResponse {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                    body: None,
+                    details,
+                    bytes: 0,
+                    truncated: false,
+                };
+                self.limit_snapshot(&mut snapshot, size, method);
+                self.store.complete(user_id, key, request_id, &snapshot, now).await
+            }
+            Err(status) => self.store.fail(user_id, key, request_id, &format!("{:?}", status.code()), now).await,
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, method = %method.path, "idempotency record not updated");
+        }
+    }
+
+    /// The stored form of an OK response: `sensitive` fields redacted, size-limited.
+    fn snapshot(&self, method: &Method, body: &Bytes) -> StoredResponse {
+        let output = method.descriptor.output();
+        let stored = if has_sensitive_fields(&self.registry, &output) {
+            DynamicMessage::decode(output, body.clone())
+                .map(|message| redact(&self.registry, &message).encode_to_vec())
+                .unwrap_or_default()
+        } else {
+            body.to_vec()
+        };
+        let size = stored.len();
+        let mut snapshot = StoredResponse {
+            code: 0,
+            message: String::new(),
+            body: Some(stored),
+            details: None,
+            bytes: 0,
+            truncated: false,
+        };
+        self.limit_snapshot(&mut snapshot, size, method);
+        snapshot
+    }
+
+    fn limit_snapshot(&self, snapshot: &mut StoredResponse, size: usize, method: &Method) {
+        snapshot.bytes = i64::try_from(size).unwrap_or(i64::MAX);
+        if size > self.idempotency.warn_snapshot_bytes {
+            metrics::counter!("gateway_idempotency_large_snapshots_total").increment(1);
+            tracing::warn!(size, method = %method.path, "large idempotency snapshot");
+        }
+        if size > self.idempotency.max_snapshot_bytes {
+            snapshot.body = None;
+            snapshot.details = None;
+            snapshot.message.clear();
+            snapshot.truncated = true;
+        }
+    }
+}
+
+/// Codes whose outcome is a deterministic business answer: stored and replayed.
+fn is_deterministic(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::AlreadyExists | Code::OutOfRange
+    )
+}
+
+/// The `idempotency-key` metadata: a UUID, optionally prefixed `idem_`; normalized to the
+/// lowercase hyphenated UUID.
+fn idempotency_key(metadata: &MetadataMap) -> Result<String, Status> {
+    const FORMAT: &str =
+        "metadata idempotency-key: a UUID, optionally prefixed idem_ (e.g. idem_0190f0a4-2b9c-7d1e-8f00-0123456789ab)";
+    let Some(value) = metadata.get(IDEMPOTENCY_KEY) else {
+        return Err(invalid_field(DOMAIN, "MISSING_IDEMPOTENCY_KEY", IDEMPOTENCY_KEY, FORMAT));
+    };
+    let value = value.to_str().unwrap_or_default();
+    let uuid = value.strip_prefix("idem_").unwrap_or(value);
+    uuid::Uuid::try_parse(uuid)
+        .map(|uuid| uuid.to_string())
+        .map_err(|_| invalid_field(DOMAIN, "INVALID_IDEMPOTENCY_KEY", IDEMPOTENCY_KEY, FORMAT))
+}
+
+fn with_event(
+    outcome: Result<Response<Bytes>, Status>,
+    event: &str,
+    request_id: &str,
+) -> Result<Response<Bytes>, Status> {
+    let stamp = |metadata: &mut MetadataMap| {
+        metadata.insert(BUSINESS_EVENT_ID, ascii(event));
+        metadata.insert(REQUEST_ID, ascii(request_id));
+    };
+    match outcome {
+        Ok(mut response) => {
+            stamp(response.metadata_mut());
+            Ok(response)
+        }
+        Err(mut status) => {
+            stamp(status.metadata_mut());
+            Err(status)
+        }
+    }
+}
+
+/// The stored outcome, as first returned, marked as a replay.
+fn replay(stored: StoredResponse, original_request_id: &str, event: &str) -> Result<Response<Bytes>, Status> {
+    let stamp = |metadata: &mut MetadataMap| {
+        metadata.insert(REPLAYED, MetadataValue::from_static("true"));
+        metadata.insert(ORIGINAL_REQUEST_ID, ascii(original_request_id));
+        metadata.insert(BUSINESS_EVENT_ID, ascii(event));
+    };
+    let mut outcome = if stored.truncated {
+        Err(error(
+            Code::AlreadyExists,
+            "RESPONSE_TRUNCATED",
+            "the request completed; its response was too large to keep for replay",
+            vec![
+                ("business_event_id", event.to_owned()),
+                ("original_code", stored.code.to_string()),
+                ("response_bytes", stored.bytes.to_string()),
+            ],
+        ))
+    } else if stored.code == 0 {
+        Ok(Response::new(Bytes::from(stored.body.unwrap_or_default())))
+    } else {
+        Err(Status::with_details(
+            Code::from_i32(stored.code),
+            stored.message,
+            Bytes::from(stored.details.unwrap_or_default()),
+        ))
+    };
+    match &mut outcome {
+        Ok(response) => stamp(response.metadata_mut()),
+        Err(status) => stamp(status.metadata_mut()),
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_reason(value: Option<&str>) -> Option<String> {
+        let mut metadata = MetadataMap::new();
+        if let Some(value) = value {
+            metadata.insert(IDEMPOTENCY_KEY, value.parse().expect("ascii"));
+        }
+        idempotency_key(&metadata).err().and_then(|status| economy_kit::error::reason(&status))
+    }
+
+    #[test]
+    fn idempotency_keys_are_uuids_with_an_optional_prefix() {
+        let uuid = "0190F0A4-2B9C-7D1E-8F00-0123456789AB";
+        let mut metadata = MetadataMap::new();
+        metadata.insert(IDEMPOTENCY_KEY, format!("idem_{uuid}").parse().expect("ascii"));
+        assert_eq!(idempotency_key(&metadata).expect("key"), uuid.to_lowercase());
+        assert_eq!(key_reason(None).as_deref(), Some("MISSING_IDEMPOTENCY_KEY"));
+        assert_eq!(key_reason(Some("order-42")).as_deref(), Some("INVALID_IDEMPOTENCY_KEY"));
+        assert_eq!(key_reason(Some("idem_")).as_deref(), Some("INVALID_IDEMPOTENCY_KEY"));
+    }
+
+    #[test]
+    fn only_business_answers_are_stored() {
+        assert!(is_deterministic(Code::FailedPrecondition));
+        assert!(is_deterministic(Code::AlreadyExists));
+        for transient in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Internal,
+            Code::Unknown,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+        ] {
+            assert!(!is_deterministic(transient), "{transient:?}");
+        }
+    }
+}
