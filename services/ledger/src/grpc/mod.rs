@@ -150,9 +150,7 @@ impl LedgerService for LedgerApi {
             &idempotency_key(&request, &request.get_ref().idempotency_key),
             &caller.actor(),
         )?;
-        let applied = self.store.apply(&plan).await?;
-        let hold = self.entry_hold(&applied).await?;
-        let (transaction, replayed) = entry_response(&applied);
+        let (hold, transaction, replayed) = self.apply_hold_plan(&plan).await?;
         Ok(Response::new(pb::CreateHoldResponse { hold, transaction, replayed }))
     }
 
@@ -167,9 +165,7 @@ impl LedgerService for LedgerApi {
             &idempotency_key(&request, &request.get_ref().idempotency_key),
             &caller.actor(),
         )?;
-        let applied = self.store.apply(&plan).await?;
-        let hold = self.entry_hold(&applied).await?;
-        let (transaction, replayed) = entry_response(&applied);
+        let (hold, transaction, replayed) = self.apply_hold_plan(&plan).await?;
         Ok(Response::new(pb::SettleHoldResponse { hold, transaction, replayed }))
     }
 
@@ -184,9 +180,7 @@ impl LedgerService for LedgerApi {
             &idempotency_key(&request, &request.get_ref().idempotency_key),
             &caller.actor(),
         )?;
-        let applied = self.store.apply(&plan).await?;
-        let hold = self.entry_hold(&applied).await?;
-        let (transaction, replayed) = entry_response(&applied);
+        let (hold, transaction, replayed) = self.apply_hold_plan(&plan).await?;
         Ok(Response::new(pb::ReleaseHoldResponse { hold, transaction, replayed }))
     }
 
@@ -316,11 +310,17 @@ impl LedgerService for LedgerApi {
 }
 
 impl LedgerApi {
-    /// The hold an entry created, settled or released, in its current state.
-    async fn entry_hold(&self, applied: &Applied) -> Result<Option<pb::Hold>, Status> {
-        let Some(hold_id) = applied.entry.hold_id() else {
-            return Ok(None);
+    /// Applies a hold plan; returns the hold (current state), the entry and `replayed`.
+    async fn apply_hold_plan(
+        &self,
+        plan: &crate::domain::commands::WritePlan,
+    ) -> Result<(Option<pb::Hold>, Option<pb::Transaction>, bool), Status> {
+        let applied = self.store.apply(plan).await?;
+        let hold = match applied.entry.hold_id() {
+            Some(hold_id) => self.store.hold(hold_id.as_str()).await?.as_ref().map(convert::hold),
+            None => None,
         };
-        Ok(self.store.hold(hold_id.as_str()).await?.as_ref().map(convert::hold))
+        let (transaction, replayed) = entry_response(&applied);
+        Ok((hold, transaction, replayed))
     }
 }
