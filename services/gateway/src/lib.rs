@@ -58,17 +58,7 @@ pub async fn start_with_registry(
     let store = store::IdempotencyStore::open(&config.database_url, &config.database).await?;
     let upstreams = connect_upstreams(&registry, config)?;
     let probes = upstreams.iter().map(|(name, channel)| (channel.clone(), registry.services_of(name))).collect();
-    let gateway = Gateway::new(
-        registry,
-        auth,
-        identity.clone(),
-        store.clone(),
-        upstreams,
-        config.idempotency.clone(),
-        (config.rate_limit_per_second, config.rate_limit_burst, config.max_in_flight),
-        Duration::from_secs(limits.request_timeout_secs),
-        limits.max_message_bytes,
-    );
+    let gateway = Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits);
     let router = Routes::builder().routes().into_axum_router().fallback_service(Proxy(Arc::new(gateway)));
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone()).await?;
     jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), shutdown.clone());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use economy_kit::error::{invalid_field, status};
 use economy_kit::identity::{Caller, IdentityKey};
+use economy_kit::server::ServerLimits;
 use economy_kit::time::now_millis;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::uri::PathAndQuery;
@@ -28,7 +29,7 @@ use crate::DOMAIN;
 use crate::auth::Authenticator;
 use crate::canonical::{fingerprint, has_sensitive_fields, redact};
 use crate::codec::BytesCodec;
-use crate::config::IdempotencyConfig;
+use crate::config::{GatewayConfig, IdempotencyConfig};
 use crate::registry::{Method, Registry};
 use crate::store::{Begin, IdempotencyStore, NewRecord, StoredResponse};
 
@@ -68,33 +69,30 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Assembles the pipeline's state.
-    #[allow(clippy::too_many_arguments)]
+    /// Assembles the pipeline's state from the gateway's settings (rate limit, in-flight
+    /// limit, record lifecycle) and the server limits (upstream deadline, message size).
     pub fn new(
         registry: Registry,
         auth: Authenticator,
         identity: IdentityKey,
         store: IdempotencyStore,
         upstreams: HashMap<String, Channel>,
-        idempotency: IdempotencyConfig,
-        limits: (u32, u32, usize),
-        upstream_timeout: Duration,
-        max_message_bytes: usize,
+        config: &GatewayConfig,
+        limits: &ServerLimits,
     ) -> Self {
-        let (per_second, burst, max_in_flight) = limits;
-        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst.max(per_second.get())).unwrap_or(per_second);
+        let per_second = NonZeroU32::new(config.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.rate_limit_burst.max(per_second.get())).unwrap_or(per_second);
         Self {
             registry,
             auth,
             identity,
             store,
             upstreams,
-            idempotency,
-            upstream_timeout,
-            max_message_bytes,
+            idempotency: config.idempotency.clone(),
+            upstream_timeout: Duration::from_secs(limits.request_timeout_secs),
+            max_message_bytes: limits.max_message_bytes,
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            in_flight: Semaphore::new(max_in_flight.max(1)),
+            in_flight: Semaphore::new(config.max_in_flight.max(1)),
         }
     }
 }
