@@ -1,5 +1,6 @@
 //! The README quickstart, end to end, against the real `economy` binary: `economy up` in
-//! a fresh data directory, then the client commands a person would type (DESIGN.md §6).
+//! a fresh data directory, then the client commands a person would type (DESIGN.md §6),
+//! every one through the gateway with a token and an idempotency key.
 
 use economy_e2e::{Run, Stack};
 
@@ -25,15 +26,14 @@ fn entry_headers(run: &Run) -> Vec<&str> {
 async fn quickstart() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let data = stack.data_dir.display().to_string();
+    assert_eq!(stack.banner.len(), 6, "{:?}", stack.banner);
+    assert_eq!(stack.banner[0], "economy is up");
+    assert_eq!(stack.banner[1], format!("  gateway  {}  (public: gRPC and gRPC-web)", stack.endpoint));
+    assert!(stack.banner[2].starts_with("  ledger   http://127.0.0.1:"), "{:?}", stack.banner);
+    assert_eq!(stack.banner[3], format!("  data     {data}"));
     assert_eq!(
-        stack.banner,
-        [
-            "economy is up".to_owned(),
-            format!("  ledger  {}", stack.endpoint),
-            format!("  data    {data}"),
-            format!("development admin: --user-id 1 --role 100 (signed with {data}/dev-identity.secret)"),
-            "press Ctrl-C to stop".to_owned(),
-        ]
+        stack.banner[4],
+        format!("development tokens: HS256 signed with {data}/dev-jwt.secret (`economy token --user-id 1 --role 100`)")
     );
 
     // Catalog and conversion rule.
@@ -61,7 +61,7 @@ async fn quickstart() -> anyhow::Result<()> {
 
     // Transfer, then retry with the same key: replayed, nothing moves twice.
     let transfer = ["transfer", "--from", "2", "--to", "3", "--asset", "POINTS", "--amount", "300"];
-    let key = "quickstart-transfer-0001";
+    let key = "idem_0190f0a4-2b9c-7d1e-8f00-0123456789ab";
     let first = stack.ok(&[&transfer[..], &["--idempotency-key", key, "--memo", "rent"]].concat()).await?;
     assert!(first.lines().contains(&format!("idempotency key: {key}").as_str()), "{}", first.stdout);
     let first_line = transaction_line(&first)?;
@@ -116,14 +116,23 @@ async fn quickstart() -> anyhow::Result<()> {
     assert!(overdraft.stderr.starts_with("error: FAILED_PRECONDITION INSUFFICIENT_BALANCE: "), "{}", overdraft.stderr);
     assert_eq!(stack.balances(3).await?, ["POINTS  available 360  frozen 0  total 360"]);
 
-    // Validation failures name the field; a forged identity is refused.
+    // Validation failures name the field; forged tokens, low roles and bad keys are refused.
     let invalid = stack.run(&["asset", "define", "9bad", "--name", "x", "--kind", "quota"]).await?;
     assert_eq!(invalid.code, Some(1), "{invalid:?}");
     assert!(invalid.stderr.contains("INVALID_ARGUMENT VALIDATION_FAILED"), "{}", invalid.stderr);
     assert!(invalid.stderr.lines().any(|line| line.starts_with("  field asset.code: ")), "{}", invalid.stderr);
-    let forged = stack.run(&["--identity-secret", "not-the-stack-secret-0123", "reconcile"]).await?;
+    let forged = stack.run(&["--jwt-secret", "not-the-stack-secret-0123", "reconcile"]).await?;
     assert_eq!(forged.code, Some(1), "{forged:?}");
-    assert!(forged.stderr.starts_with("error: UNAUTHENTICATED IDENTITY_INVALID: "), "{}", forged.stderr);
+    assert!(forged.stderr.starts_with("error: UNAUTHENTICATED TOKEN_INVALID: "), "{}", forged.stderr);
+    let user_token = stack.ok(&["token", "--user-id", "2", "--role", "0", "--ttl", "10m"]).await?;
+    let user_token = user_token.stdout.trim();
+    let own = stack.ok(&["--token", user_token, "balance", "--user", "2", "--asset", "red_shard"]).await?;
+    assert_eq!(own.lines(), ["red_shard  available 5  frozen 0  total 5"]);
+    let grant = ["adjust", "--user", "2", "--asset", "POINTS", "--amount", "1", "--reason", "self-service"];
+    let denied = stack.run(&[&["--token", user_token][..], &grant[..]].concat()).await?;
+    assert!(denied.stderr.starts_with("error: PERMISSION_DENIED ROLE_TOO_LOW: "), "{}", denied.stderr);
+    let bad_key = stack.run(&[&grant[..], &["--idempotency-key", "order-42"]].concat()).await?;
+    assert!(bad_key.stderr.starts_with("error: INVALID_ARGUMENT INVALID_IDEMPOTENCY_KEY: "), "{}", bad_key.stderr);
 
     // History: adjust x2, transfer, hold create, hold settle, convert; paged by 4.
     let history = stack.ok(&["history", "--user", "2"]).await?;

@@ -66,7 +66,7 @@ impl Run {
 /// The child process is killed if the stack is dropped without `stop`.
 #[derive(Debug)]
 pub struct Stack {
-    /// `http://127.0.0.1:<port>` of the ledger, read from the banner.
+    /// `http://127.0.0.1:<port>` of the gateway, read from the banner.
     pub endpoint: String,
     /// The data directory given to `economy up` and to every client command.
     pub data_dir: PathBuf,
@@ -75,7 +75,7 @@ pub struct Stack {
     binary: PathBuf,
     child: Child,
     logs: Arc<Mutex<String>>,
-    _database: Option<TestDatabase>,
+    _databases: Vec<TestDatabase>,
 }
 
 impl Stack {
@@ -84,22 +84,24 @@ impl Stack {
     pub async fn start() -> anyhow::Result<Self> {
         let binary = economy_binary()?;
         let data_dir = std::env::temp_dir().join(format!("economy-e2e-{}", uuid::Uuid::now_v7().simple()));
-        let database = match std::env::var(economy_kit::testing::POSTGRES_URL_ENV) {
-            Ok(url) if !url.is_empty() => Some(TestDatabase::new().await?),
-            _ => None,
-        };
+        let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
+        let mut databases = Vec::new();
         let mut command = hermetic(&binary);
         command
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
+            .env("ECONOMY_GATEWAY__LISTEN", "127.0.0.1:0")
             .env("ECONOMY_LEDGER__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(database) = &database {
-            command.env("ECONOMY_LEDGER__DATABASE_URL", &database.url);
+        // Each service owns its schema: one database each.
+        for service in ["GATEWAY", "LEDGER"].into_iter().filter(|_| on_postgres) {
+            let database = TestDatabase::new().await?;
+            command.env(format!("ECONOMY_{service}__DATABASE_URL"), &database.url);
+            databases.push(database);
         }
         let mut child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
         let logs = Arc::new(Mutex::new(String::new()));
@@ -118,7 +120,8 @@ impl Stack {
                 let logs = logs.lock().map(|logs| logs.clone()).unwrap_or_default();
                 anyhow::bail!("`economy up` exited before printing its endpoint; stdout {banner:?}; stderr:\n{logs}");
             };
-            endpoint = line.strip_prefix("  ledger  ").map(str::to_owned);
+            endpoint =
+                line.strip_prefix("  gateway  ").and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
             banner.push(line);
         }
         // The rest of the banner; then keep the pipe drained so the child never blocks.
@@ -130,7 +133,7 @@ impl Stack {
         }
         tokio::spawn(drain(lines.into_inner(), logs.clone()));
         let endpoint = endpoint.context("no endpoint")?;
-        Ok(Self { endpoint, data_dir, banner, binary, child, logs, _database: database })
+        Ok(Self { endpoint, data_dir, banner, binary, child, logs, _databases: databases })
     }
 
     /// Runs `economy --endpoint <stack> --data-dir <stack dir> <args…>`.

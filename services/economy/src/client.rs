@@ -1,5 +1,6 @@
-//! The client side of the binary: global connection options, the signed ledger client
-//! (DESIGN.md §3 Gateway, internal HMAC identity), idempotency keys and error reporting.
+//! The client side of the binary (DESIGN.md §3 Gateway): every command goes through the
+//! gateway with `authorization: Bearer <JWT>` (given, or minted from the development
+//! secret of `economy up`) and every write carries an `idempotency-key`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,64 +8,97 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use economy_kit::identity::{Caller, IdentityConfig, IdentityKey, Signer};
-use economy_proto::ledger::v1 as pb;
-use pb::ledger_service_client::LedgerServiceClient;
+use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
 
 use crate::output;
 
-/// File (inside the data directory) holding the development identity secret.
-pub const DEV_SECRET_FILE: &str = "dev-identity.secret";
+/// File (inside the data directory) holding the development identity secret that the
+/// gateway signs internal calls with.
+pub const DEV_IDENTITY_SECRET_FILE: &str = "dev-identity.secret";
+/// File (inside the data directory) holding the development HS256 token secret.
+pub const DEV_JWT_SECRET_FILE: &str = "dev-jwt.secret";
+/// Lifetime of the tokens the client mints for itself, seconds.
+const SELF_MINTED_TTL_SECS: u64 = 300;
 
-/// A ledger client that signs every request.
-pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Signer>>;
+/// The ledger, through the gateway.
+pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Options shared by every command.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Ledger endpoint of the running stack.
-    #[arg(long, global = true, env = "ECONOMY_ENDPOINT", default_value = "http://127.0.0.1:50061")]
+    /// Gateway endpoint of the running stack.
+    #[arg(long, global = true, env = "ECONOMY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
     pub endpoint: String,
-    /// Data directory (`economy up` stores the database and development secret there).
+    /// Data directory (`economy up` stores the databases and development secrets there).
     #[arg(long, global = true, env = "ECONOMY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Identity secret to sign requests with; defaults to `<data-dir>/dev-identity.secret`.
-    #[arg(long, global = true, env = "ECONOMY_IDENTITY__SECRET", hide_env_values = true)]
-    pub identity_secret: Option<String>,
-    /// User id the requests are signed as.
+    /// Bearer token to send; when absent one is minted for `--user-id`/`--role` from the
+    /// development secret.
+    #[arg(long, global = true, env = "ECONOMY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// HS256 secret to mint tokens with; defaults to `<data-dir>/dev-jwt.secret`.
+    #[arg(long, global = true, env = "ECONOMY_GATEWAY__AUTH__HS256_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// User id of the minted token.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..))]
     pub user_id: i64,
-    /// Role level the requests are signed with (0 user, 50 merchant staff, 100 admin).
+    /// Role level of the minted token (0 user, 50 merchant staff, 100 admin).
     #[arg(long, global = true, default_value_t = 100, value_parser = clap::value_parser!(i32).range(0..=100))]
     pub role: i32,
 }
 
-/// `--idempotency-key` of every journal write.
+/// `--idempotency-key` of every write.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// Idempotency key of this movement; a fresh UUIDv7 when absent. Reuse it to retry.
+    /// Idempotency key (a UUID, optionally prefixed `idem_`); a fresh UUIDv7 when absent.
+    /// Reuse it to retry safely.
     #[arg(long)]
     pub idempotency_key: Option<String>,
 }
 
 impl KeyArgs {
-    /// The given key, or a new UUIDv7; prints `idempotency key: K` so a retry can reuse it.
-    pub fn resolve(&self) -> String {
+    /// `message` with the `idempotency-key` metadata: the given key or a new UUIDv7.
+    /// Prints `idempotency key: K` so a retry can reuse it.
+    pub fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
         let key = self.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let value: MetadataValue<Ascii> =
+            key.parse().with_context(|| format!("--idempotency-key `{key}` is not valid metadata"))?;
         println!("idempotency key: {key}");
-        key
+        let mut request = Request::new(message);
+        request.metadata_mut().insert("idempotency-key", value);
+        Ok(request)
     }
 }
 
-/// Reads the development secret written by `economy up` in `data_dir`.
-pub fn read_dev_secret(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join(DEV_SECRET_FILE);
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Debug, Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// True when the gateway answered with a stored response (`idempotent-replayed: true`);
+/// the body is then byte-identical to the first answer.
+pub fn replayed<T>(response: &tonic::Response<T>) -> bool {
+    response.metadata().get("idempotent-replayed").is_some_and(|value| value == "true")
+}
+
+/// Reads a development secret written by `economy up` in `data_dir`.
+pub fn read_dev_secret(data_dir: &Path, file: &str, flag: &str) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
     let secret = std::fs::read_to_string(&path).with_context(|| {
         format!(
-            "cannot read the identity secret {} (run `economy up --data-dir {}` first, or pass --identity-secret)",
+            "cannot read {} (run `economy up --data-dir {}` first, or pass {flag})",
             path.display(),
             data_dir.display()
         )
@@ -72,24 +106,35 @@ pub fn read_dev_secret(data_dir: &Path) -> anyhow::Result<String> {
     Ok(secret.trim().to_owned())
 }
 
-/// Connects to `--endpoint` and signs as `--user-id`/`--role`.
-pub async fn connect(args: &GlobalArgs) -> anyhow::Result<Ledger> {
-    let secret = match args.identity_secret.as_deref().filter(|secret| !secret.is_empty()) {
+/// A development token for `--user-id`/`--role`, valid `ttl_secs`, signed with
+/// `--jwt-secret` or the stack's development secret.
+pub fn mint_token(args: &GlobalArgs, ttl_secs: u64) -> anyhow::Result<String> {
+    let secret = match args.jwt_secret.as_deref().filter(|secret| !secret.is_empty()) {
         Some(secret) => secret.to_owned(),
-        None => read_dev_secret(&args.data_dir)?,
+        None => read_dev_secret(&args.data_dir, DEV_JWT_SECRET_FILE, "--jwt-secret or --token")?,
     };
-    let key = IdentityKey::new(&IdentityConfig { secret, ..IdentityConfig::default() })?;
+    economy_gateway::auth::mint_hs256(&secret, args.user_id, args.role, ttl_secs)
+}
+
+/// Connects to the gateway at `--endpoint`, authenticating with `--token` or a freshly
+/// minted development token.
+pub async fn connect(args: &GlobalArgs) -> anyhow::Result<(Channel, Bearer)> {
+    let token = match args.token.as_deref().filter(|token| !token.is_empty()) {
+        Some(token) => token.to_owned(),
+        None => mint_token(args, SELF_MINTED_TTL_SECS)?,
+    };
+    let bearer = Bearer(format!("Bearer {token}").parse().context("the token is not valid metadata")?);
     let endpoint = Endpoint::from_shared(args.endpoint.clone())
         .with_context(|| format!("invalid --endpoint `{}`", args.endpoint))?
         .connect_timeout(Duration::from_secs(5));
     let channel = endpoint.connect().await.map_err(|error| {
         anyhow::anyhow!(
-            "cannot connect to the ledger at {} ({}); is `economy up` running?",
+            "cannot connect to the gateway at {} ({}); is `economy up` running?",
             args.endpoint,
             causes(&error)
         )
     })?;
-    Ok(LedgerServiceClient::with_interceptor(channel, key.signer(Caller::user(args.user_id, args.role))))
+    Ok((channel, bearer))
 }
 
 /// `error` and its sources, joined with `: ` (tonic's transport error alone says only

@@ -1,6 +1,6 @@
-//! `economy`: `economy up` runs the whole stack in one process (DESIGN.md §6); every other
-//! command is a gRPC client of the running stack, signing its requests with the
-//! development identity (`<data-dir>/dev-identity.secret`) or `--identity-secret`.
+//! `economy`: `economy up` runs the whole stack in one process (DESIGN.md §6); `economy
+//! token` mints development tokens; every other command is a gRPC client of the stack's
+//! gateway, authenticated with `--token` or a token minted from `<data-dir>/dev-jwt.secret`.
 //!
 //! Exit status: 0 success, 1 error (printed as `error: <CODE> <REASON>: <message>`),
 //! 2 bad usage, 3 `reconcile` found inconsistencies.
@@ -14,6 +14,7 @@ mod up;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 
 use crate::client::GlobalArgs;
 use crate::commands::{balances, catalog, history, holds};
@@ -33,8 +34,10 @@ struct Cli {
 /// Every command.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole stack (the ledger) until Ctrl-C.
+    /// Run the whole stack (gateway and services) until Ctrl-C.
     Up(up::UpArgs),
+    /// Print a development token for `--user-id`/`--role` (HS256, from the stack's secret).
+    Token(TokenArgs),
     /// The commands that talk to a running stack.
     #[command(flatten)]
     Client(ClientCommand),
@@ -66,6 +69,14 @@ enum ClientCommand {
     Reconcile,
 }
 
+/// Options of `economy token`.
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// How long the token is valid (e.g. `1h`, `30m`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,9 +90,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Up(args) => return up::run(&args, &cli.global.data_dir).await,
+        Command::Token(args) => {
+            println!("{}", client::mint_token(&cli.global, args.ttl.as_secs().max(1))?);
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Client(command) => command,
     };
-    let mut ledger = client::connect(&cli.global).await?;
+    let (channel, bearer) = client::connect(&cli.global).await?;
+    let mut ledger = LedgerServiceClient::with_interceptor(channel, bearer);
     match command {
         ClientCommand::Asset(command) => catalog::asset(&mut ledger, command).await,
         ClientCommand::Rule(command) => catalog::rule(&mut ledger, command).await,

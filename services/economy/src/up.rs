@@ -1,9 +1,13 @@
 //! `economy up` (DESIGN.md §6): runs the whole stack in one process until Ctrl-C or
-//! SIGTERM. Today the stack is the ledger on its own loopback port, speaking real gRPC.
+//! SIGTERM: each service on its own loopback port speaking real gRPC, and the gateway in
+//! front of them as the only public endpoint.
 //!
-//! Configuration: defaults, then `--config FILE`, then `ECONOMY_<SECTION>__<KEY>`. Two
-//! development conveniences: the built-in SQLite URL is moved into the data directory, and
-//! an empty `identity.secret` is read from (or generated into) `<data-dir>/dev-identity.secret`.
+//! Configuration: defaults, then `--config FILE`, then `ECONOMY_<SECTION>__<KEY>`.
+//! Development conveniences: built-in SQLite URLs are moved into the data directory, an
+//! empty `identity.secret` is read from (or generated into) `<data-dir>/dev-identity.secret`,
+//! a gateway without token keys verifies HS256 tokens signed with `<data-dir>/dev-jwt.secret`
+//! (what `economy token` mints with), and the gateway's upstreams point at the services
+//! started here.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
@@ -12,20 +16,22 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use economy_gateway::config::GatewayConfig;
 use economy_kit::identity::{IdentityConfig, IdentityKey};
-use economy_kit::server::{ServerLimits, shutdown_signal};
+use economy_kit::server::{RunningServer, ServerLimits, shutdown_signal};
 use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::DEV_SECRET_FILE;
+use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
 
 /// Options of `economy up` (besides the global `--data-dir`).
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// TOML configuration file with sections `ledger`, `identity`, `server`, `log`.
+    /// TOML configuration file with sections `gateway`, `ledger`, `identity`, `server`, `log`.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -34,6 +40,8 @@ pub struct UpArgs {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct StackSettings {
+    /// `[gateway]`.
+    gateway: GatewayConfig,
     /// `[ledger]`.
     ledger: LedgerConfig,
     /// `[identity]`: the secret shared by every service and this client.
@@ -49,45 +57,84 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let mut settings: StackSettings = economy_kit::config::load(args.config.as_deref())?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    if settings.ledger.database_url == LedgerConfig::default().database_url {
-        settings.ledger.database_url = format!("sqlite://{}", data_dir.join("ledger.db").display());
-    }
-    let signed_with = if settings.identity.secret.is_empty() {
-        let path = data_dir.join(DEV_SECRET_FILE);
-        settings.identity.secret = load_or_create_secret(&path)?;
-        path.display().to_string()
-    } else {
-        "the configured identity.secret".to_owned()
-    };
+    let secrets = settings.apply_development_defaults(data_dir)?;
     telemetry::init(&settings.log);
     let identity = IdentityKey::new(&settings.identity)?;
-    let shutdown = CancellationToken::new();
-    let ledger = economy_ledger::start(&settings.ledger, &identity, &settings.server, shutdown.clone()).await?;
-
-    let banner = format!(
-        "economy is up\n  ledger  {}\n  data    {}\ndevelopment admin: --user-id 1 --role 100 (signed with {signed_with})\n\
+    let (front, back) = (CancellationToken::new(), CancellationToken::new());
+    let ledger = economy_ledger::start(&settings.ledger, &identity, &settings.server, back.clone()).await?;
+    settings.gateway.upstreams.insert("ledger".into(), ledger.url());
+    let gateway = economy_gateway::start(&settings.gateway, &identity, &settings.server, front.clone()).await?;
+    print_banner(&format!(
+        "economy is up\n  gateway  {}  (public: gRPC and gRPC-web)\n  ledger   {}  (internal)\n  data     {}\n{secrets}\
          press Ctrl-C to stop\n",
+        gateway.url(),
         ledger.url(),
         data_dir.display()
-    );
+    ))?;
+    let (mut gateways, mut services) = (JoinSet::new(), JoinSet::new());
+    gateways.spawn(ended("gateway", gateway));
+    services.spawn(ended("ledger", ledger));
+    let unexpected = tokio::select! {
+        () = shutdown_signal() => None,
+        Some(ended) = gateways.join_next() => Some(ended),
+        Some(ended) = services.join_next() => Some(ended),
+    };
+    // The gateway drains first, so no request in flight loses its upstream.
+    front.cancel();
+    while let Some(result) = gateways.join_next().await {
+        result?.1?;
+    }
+    back.cancel();
+    while let Some(result) = services.join_next().await {
+        result?.1?;
+    }
+    match unexpected {
+        None => Ok(ExitCode::SUCCESS),
+        Some(ended) => {
+            let (name, result) = ended?;
+            result?;
+            anyhow::bail!("the {name} stopped unexpectedly")
+        }
+    }
+}
+
+/// Waits for `server` to end; returns its name with the outcome.
+async fn ended(name: &'static str, server: RunningServer) -> (&'static str, anyhow::Result<()>) {
+    (name, server.wait().await)
+}
+
+fn print_banner(banner: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(banner.as_bytes())?;
-    stdout.flush()?;
-    drop(stdout);
+    Ok(stdout.flush()?)
+}
 
-    let server = ledger.wait();
-    tokio::pin!(server);
-    tokio::select! {
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            shutdown.cancel();
-            server.await?;
-            Ok(ExitCode::SUCCESS)
+impl StackSettings {
+    /// Moves built-in SQLite URLs into `data_dir` and fills empty secrets from (or into)
+    /// its development secret files; returns the banner lines saying so.
+    fn apply_development_defaults(&mut self, data_dir: &Path) -> anyhow::Result<String> {
+        let in_data_dir = |url: &mut String, default: &str, file: &str| {
+            if url == default {
+                *url = format!("sqlite://{}", data_dir.join(file).display());
+            }
+        };
+        in_data_dir(&mut self.ledger.database_url, &LedgerConfig::default().database_url, "ledger.db");
+        in_data_dir(&mut self.gateway.database_url, &GatewayConfig::default().database_url, "gateway.db");
+        let mut lines = String::new();
+        if self.identity.secret.is_empty() {
+            self.identity.secret = load_or_create_secret(&data_dir.join(DEV_IDENTITY_SECRET_FILE))?;
         }
-        result = &mut server => {
-            result?;
-            anyhow::bail!("the ledger stopped unexpectedly")
+        let auth = &mut self.gateway.auth;
+        if auth.hs256_secret.is_empty() && auth.rs256_public_key_pem.is_empty() && auth.eddsa_public_key_pem.is_empty()
+        {
+            let path = data_dir.join(DEV_JWT_SECRET_FILE);
+            auth.hs256_secret = load_or_create_secret(&path)?;
+            lines.push_str(&format!(
+                "development tokens: HS256 signed with {} (`economy token --user-id 1 --role 100`)\n",
+                path.display()
+            ));
         }
+        Ok(lines)
     }
 }
 
@@ -144,7 +191,7 @@ mod tests {
     #[test]
     fn secret_is_created_once_then_reused() {
         let dir = temp_dir();
-        let path = dir.join(DEV_SECRET_FILE);
+        let path = dir.join(DEV_IDENTITY_SECRET_FILE);
         let created = load_or_create_secret(&path).expect("created");
         assert_eq!(created.len(), 64);
         assert!(created.bytes().all(|byte| byte.is_ascii_hexdigit()));
@@ -161,7 +208,7 @@ mod tests {
     #[test]
     fn short_secret_file_is_refused() {
         let dir = temp_dir();
-        let path = dir.join(DEV_SECRET_FILE);
+        let path = dir.join(DEV_IDENTITY_SECRET_FILE);
         std::fs::write(&path, "short\n").expect("write");
         assert!(load_or_create_secret(&path).is_err());
         std::fs::remove_dir_all(dir).expect("cleanup");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use economy_proto::ledger::v1 as pb;
 
-use crate::client::{KeyArgs, Ledger};
+use crate::client::{self, KeyArgs, Ledger};
 use crate::commands::{AccountArgs, user};
 use crate::output;
 use crate::parse;
@@ -86,28 +86,28 @@ pub struct Balance {
 
 /// Runs `economy adjust`.
 pub async fn adjust(ledger: &mut Ledger, args: Adjust) -> anyhow::Result<ExitCode> {
-    let idempotency_key = args.key.resolve();
     let direction = if args.debit { pb::AdjustDirection::Debit } else { pb::AdjustDirection::Credit };
     let request = pb::AdjustBalanceRequest {
-        idempotency_key,
+        idempotency_key: String::new(),
         user_id: args.user,
         asset_code: args.asset,
         direction: direction.into(),
         amount: args.amount,
         reason: args.reason,
     };
-    let response = ledger.adjust_balance(request).await?.into_inner();
-    print_entry(response.transaction.as_ref(), response.replayed);
+    let response = ledger.adjust_balance(args.key.request(request)?).await?;
+    let replayed = client::replayed(&response);
+    let response = response.into_inner();
+    print_entry(response.transaction.as_ref(), replayed || response.replayed);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `economy transfer` (`PostTransaction`, business type `TRANSFER`).
 pub async fn transfer(ledger: &mut Ledger, args: Transfer) -> anyhow::Result<ExitCode> {
-    let idempotency_key = args.key.resolve();
     let leg =
         |user_id, amount| pb::PostingInput { account: Some(user(user_id)), asset_code: args.asset.clone(), amount };
     let request = pb::PostTransactionRequest {
-        idempotency_key,
+        idempotency_key: String::new(),
         business_type: "TRANSFER".to_owned(),
         correlation_id: String::new(),
         memo: args.memo.clone(),
@@ -115,18 +115,25 @@ pub async fn transfer(ledger: &mut Ledger, args: Transfer) -> anyhow::Result<Exi
         postings: vec![leg(args.from, -args.amount), leg(args.to, args.amount)],
         hold_settlements: Vec::new(),
     };
-    let response = ledger.post_transaction(request).await?.into_inner();
-    print_entry(response.transaction.as_ref(), response.replayed);
+    let response = ledger.post_transaction(args.key.request(request)?).await?;
+    let replayed = client::replayed(&response);
+    let response = response.into_inner();
+    print_entry(response.transaction.as_ref(), replayed || response.replayed);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `economy convert`.
 pub async fn convert(ledger: &mut Ledger, args: Convert) -> anyhow::Result<ExitCode> {
-    let idempotency_key = args.key.resolve();
-    let request =
-        pb::ConvertAssetRequest { idempotency_key, user_id: args.user, rule_id: args.rule, quantity: args.quantity };
-    let response = ledger.convert_asset(request).await?.into_inner();
-    print_entry(response.transaction.as_ref(), response.replayed);
+    let request = pb::ConvertAssetRequest {
+        idempotency_key: String::new(),
+        user_id: args.user,
+        rule_id: args.rule,
+        quantity: args.quantity,
+    };
+    let response = ledger.convert_asset(args.key.request(request)?).await?;
+    let replayed = client::replayed(&response);
+    let response = response.into_inner();
+    print_entry(response.transaction.as_ref(), replayed || response.replayed);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! `economy asset …` and `economy rule …`: the asset catalog and conversion rules.
-//! Both are upserts keyed by code or id, so they need no idempotency key.
+//! Both are upserts keyed by code or id; like every write they go through the gateway
+//! with an idempotency key.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use economy_proto::ledger::v1 as pb;
 
-use crate::client::Ledger;
+use crate::client::{KeyArgs, Ledger};
 use crate::output;
 use crate::parse::{self, AssetAmount, Kind};
 
@@ -34,6 +35,9 @@ pub struct DefineAsset {
     /// Metadata entry `key=value`; repeat for more.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse::key_value)]
     pub meta: Vec<(String, String)>,
+    /// Idempotency key.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// `economy rule …`.
@@ -59,6 +63,9 @@ pub struct DefineRule {
     /// Define the rule disabled (conversions fail with RULE_DISABLED).
     #[arg(long)]
     pub disabled: bool,
+    /// Idempotency key.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// Runs `economy asset …`.
@@ -72,7 +79,10 @@ pub async fn asset(ledger: &mut Ledger, command: AssetCommand) -> anyhow::Result
                 metadata: args.meta.into_iter().collect::<HashMap<_, _>>(),
                 created_at: None,
             };
-            let response = ledger.define_asset(pb::DefineAssetRequest { asset: Some(asset) }).await?.into_inner();
+            let response = ledger
+                .define_asset(args.key.request(pb::DefineAssetRequest { asset: Some(asset) })?)
+                .await?
+                .into_inner();
             let verb = if response.created { "created" } else { "updated" };
             if let Some(asset) = response.asset {
                 println!("asset {verb}: {}", output::asset(&asset));
@@ -101,8 +111,8 @@ pub async fn rule(ledger: &mut Ledger, command: RuleCommand) -> anyhow::Result<E
                 to_amount: args.to.amount,
                 enabled: !args.disabled,
             };
-            let response =
-                ledger.define_conversion_rule(pb::DefineConversionRuleRequest { rule: Some(rule) }).await?.into_inner();
+            let request = args.key.request(pb::DefineConversionRuleRequest { rule: Some(rule) })?;
+            let response = ledger.define_conversion_rule(request).await?.into_inner();
             if let Some(rule) = response.rule {
                 println!("rule defined: {}", output::rule(&rule));
             }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use economy_kit::time::{duration_millis, now_millis, to_timestamp};
 use economy_proto::ledger::v1 as pb;
 
-use crate::client::{KeyArgs, Ledger};
+use crate::client::{self, KeyArgs, Ledger};
 use crate::commands::balances::print_entry;
 use crate::commands::user;
 use crate::output;
@@ -111,14 +111,13 @@ pub async fn run(ledger: &mut Ledger, command: HoldCommand) -> anyhow::Result<Ex
         HoldCommand::Create(args) => create(ledger, args).await?,
         HoldCommand::Settle(args) => settle(ledger, args).await?,
         HoldCommand::Release(args) => {
-            let request = pb::ReleaseHoldRequest {
-                idempotency_key: args.key.resolve(),
-                hold_id: args.hold_id,
-                reason: args.reason,
-            };
-            let response = ledger.release_hold(request).await?.into_inner();
+            let request =
+                pb::ReleaseHoldRequest { idempotency_key: String::new(), hold_id: args.hold_id, reason: args.reason };
+            let response = ledger.release_hold(args.key.request(request)?).await?;
+            let replayed = client::replayed(&response);
+            let response = response.into_inner();
             print_hold(response.hold.as_ref());
-            print_entry(response.transaction.as_ref(), response.replayed);
+            print_entry(response.transaction.as_ref(), replayed || response.replayed);
         }
         HoldCommand::Show(args) => {
             let hold = get_hold(ledger, args.hold_id).await?;
@@ -152,23 +151,24 @@ async fn create(ledger: &mut Ledger, args: CreateHold) -> anyhow::Result<()> {
         .map(|ttl| now_millis().checked_add(duration_millis(ttl)).map(to_timestamp).context("--expires-in is too long"))
         .transpose()?;
     let request = pb::CreateHoldRequest {
-        idempotency_key: args.key.resolve(),
+        idempotency_key: String::new(),
         account: Some(user(args.user)),
         asset_code: args.asset,
         amount: args.amount,
         expires_at,
         reference: args.reference,
     };
-    let response = ledger.create_hold(request).await?.into_inner();
+    let response = ledger.create_hold(args.key.request(request)?).await?;
+    let replayed = client::replayed(&response);
+    let response = response.into_inner();
     print_hold(response.hold.as_ref());
-    print_entry(response.transaction.as_ref(), response.replayed);
+    print_entry(response.transaction.as_ref(), replayed || response.replayed);
     Ok(())
 }
 
 /// `SettleHold` paying user `--to`; the hold is read first for its asset (and its whole
 /// amount when `--amount` is absent).
 async fn settle(ledger: &mut Ledger, args: SettleHold) -> anyhow::Result<()> {
-    let idempotency_key = args.key.resolve();
     let hold = get_hold(ledger, args.hold_id.clone()).await?;
     let destination = pb::PostingInput {
         account: Some(user(args.to)),
@@ -176,16 +176,18 @@ async fn settle(ledger: &mut Ledger, args: SettleHold) -> anyhow::Result<()> {
         amount: args.amount.unwrap_or(hold.amount),
     };
     let request = pb::SettleHoldRequest {
-        idempotency_key,
+        idempotency_key: String::new(),
         hold_id: args.hold_id,
         amount: args.amount,
         destinations: vec![destination],
         business_type: String::new(),
         correlation_id: String::new(),
     };
-    let response = ledger.settle_hold(request).await?.into_inner();
+    let response = ledger.settle_hold(args.key.request(request)?).await?;
+    let replayed = client::replayed(&response);
+    let response = response.into_inner();
     print_hold(response.hold.as_ref());
-    print_entry(response.transaction.as_ref(), response.replayed);
+    print_entry(response.transaction.as_ref(), replayed || response.replayed);
     Ok(())
 }
 
