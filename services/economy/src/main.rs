@@ -14,12 +14,14 @@ mod up;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use economy_proto::items::v1::item_service_client::ItemServiceClient;
 use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{balances, catalog, history, holds};
+use crate::commands::{balances, catalog, history, holds, items, redemption};
 
-/// Virtual-economy backend: run the stack and operate the ledger.
+/// Virtual-economy backend: run the stack and operate the ledger, items and redemption codes.
 #[derive(Debug, Parser)]
 #[command(name = "economy", version)]
 struct Cli {
@@ -67,6 +69,15 @@ enum ClientCommand {
     History(history::History),
     /// Check the ledger's invariants (exit status 3 when violated).
     Reconcile,
+    /// Manage item templates.
+    #[command(subcommand)]
+    Template(items::TemplateCommand),
+    /// Grant, list and inspect item instances.
+    #[command(subcommand)]
+    Item(items::ItemCommand),
+    /// Redemption codes: create, fulfil, cancel, reissue, inspect.
+    #[command(subcommand)]
+    Redeem(redemption::RedeemCommand),
 }
 
 /// Options of `economy token`.
@@ -97,7 +108,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(command) => command,
     };
     let (channel, bearer) = client::connect(&cli.global).await?;
-    let mut ledger = LedgerServiceClient::with_interceptor(channel, bearer);
+    let mut ledger = LedgerServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut items = ItemServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut redemption = RedemptionServiceClient::with_interceptor(channel, bearer);
     match command {
         ClientCommand::Asset(command) => catalog::asset(&mut ledger, command).await,
         ClientCommand::Rule(command) => catalog::rule(&mut ledger, command).await,
@@ -108,6 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Convert(args) => balances::convert(&mut ledger, args).await,
         ClientCommand::History(args) => history::history(&mut ledger, args).await,
         ClientCommand::Reconcile => history::reconcile(&mut ledger).await,
+        ClientCommand::Template(command) => items::template(&mut items, command).await,
+        ClientCommand::Item(command) => items::item(&mut items, command).await,
+        ClientCommand::Redeem(command) => redemption::run(&mut redemption, command).await,
     }
 }
 

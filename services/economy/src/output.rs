@@ -9,6 +9,12 @@ use pb::account_ref::Account;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+/// A proto enum value's name without its prefix, lowercase
+/// (`ITEM_STATUS_AVAILABLE`, `ITEM_STATUS_` -> `available`).
+pub fn enum_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix).unwrap_or(full).to_ascii_lowercase()
+}
+
 /// `user:<id>`, the system account's name, or `-` when unset.
 pub fn account(account: Option<&pb::AccountRef>) -> String {
     match account.and_then(|account| account.account.as_ref()) {

@@ -17,10 +17,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use economy_gateway::config::GatewayConfig;
+use economy_items::ItemsConfig;
 use economy_kit::identity::{IdentityConfig, IdentityKey};
 use economy_kit::server::{RunningServer, ServerLimits, shutdown_signal};
 use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
+use economy_redemption::RedemptionConfig;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -31,7 +33,8 @@ use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
 /// Options of `economy up` (besides the global `--data-dir`).
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// TOML configuration file with sections `gateway`, `ledger`, `identity`, `server`, `log`.
+    /// TOML configuration file with sections `gateway`, `ledger`, `items`, `redemption`,
+    /// `identity`, `server`, `log`.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -44,6 +47,10 @@ struct StackSettings {
     gateway: GatewayConfig,
     /// `[ledger]`.
     ledger: LedgerConfig,
+    /// `[items]`.
+    items: ItemsConfig,
+    /// `[redemption]`.
+    redemption: RedemptionConfig,
     /// `[identity]`: the secret shared by every service and this client.
     identity: IdentityConfig,
     /// `[server]` limits of every gRPC server.
@@ -61,23 +68,31 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log);
     let identity = IdentityKey::new(&settings.identity)?;
     let (front, back) = (CancellationToken::new(), CancellationToken::new());
-    let ledger = economy_ledger::start(&settings.ledger, &identity, &settings.server, back.clone()).await?;
-    settings.gateway.upstreams.insert("ledger".into(), ledger.url());
-    let gateway = economy_gateway::start(&settings.gateway, &identity, &settings.server, front.clone()).await?;
-    print_banner(&format!(
-        "economy is up\n  gateway  {}  (public: gRPC and gRPC-web)\n  ledger   {}  (internal)\n  data     {}\n{secrets}\
-         press Ctrl-C to stop\n",
-        gateway.url(),
-        ledger.url(),
-        data_dir.display()
-    ))?;
-    let (mut gateways, mut services) = (JoinSet::new(), JoinSet::new());
+    let limits = &settings.server;
+    let ledger = economy_ledger::start(&settings.ledger, &identity, limits, back.clone()).await?;
+    let items = economy_items::start(&settings.items, &identity, limits, back.clone()).await?;
+    settings.redemption.items_url = items.url();
+    let redemption = economy_redemption::start(&settings.redemption, &identity, limits, back.clone()).await?;
+    let services = [("ledger", ledger), ("items", items), ("redemption", redemption)];
+    for (name, server) in &services {
+        settings.gateway.upstreams.insert((*name).to_owned(), server.url());
+    }
+    let gateway = economy_gateway::start(&settings.gateway, &identity, limits, front.clone()).await?;
+    let mut banner = format!("economy is up\n  gateway     {}  (public: gRPC and gRPC-web)\n", gateway.url());
+    for (name, server) in &services {
+        banner.push_str(&format!("  {name:<10}  {}  (internal)\n", server.url()));
+    }
+    banner.push_str(&format!("  data        {}\n{secrets}press Ctrl-C to stop\n", data_dir.display()));
+    print_banner(&banner)?;
+    let (mut gateways, mut backends) = (JoinSet::new(), JoinSet::new());
     gateways.spawn(ended("gateway", gateway));
-    services.spawn(ended("ledger", ledger));
+    for (name, server) in services {
+        backends.spawn(ended(name, server));
+    }
     let unexpected = tokio::select! {
         () = shutdown_signal() => None,
         Some(ended) = gateways.join_next() => Some(ended),
-        Some(ended) = services.join_next() => Some(ended),
+        Some(ended) = backends.join_next() => Some(ended),
     };
     // The gateway drains first, so no request in flight loses its upstream.
     front.cancel();
@@ -85,7 +100,7 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
         result?.1?;
     }
     back.cancel();
-    while let Some(result) = services.join_next().await {
+    while let Some(result) = backends.join_next().await {
         result?.1?;
     }
     match unexpected {
@@ -120,6 +135,8 @@ impl StackSettings {
         };
         in_data_dir(&mut self.ledger.database_url, &LedgerConfig::default().database_url, "ledger.db");
         in_data_dir(&mut self.gateway.database_url, &GatewayConfig::default().database_url, "gateway.db");
+        in_data_dir(&mut self.items.database_url, &ItemsConfig::default().database_url, "items.db");
+        in_data_dir(&mut self.redemption.database_url, &RedemptionConfig::default().database_url, "redemption.db");
         let mut lines = String::new();
         if self.identity.secret.is_empty() {
             self.identity.secret = load_or_create_secret(&data_dir.join(DEV_IDENTITY_SECRET_FILE))?;

@@ -40,7 +40,11 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:50051".into(),
             database_url: "sqlite://data/gateway.db".into(),
             database: DbOptions { sqlite_synchronous: "NORMAL".into(), ..DbOptions::default() },
-            upstreams: BTreeMap::from([("ledger".to_owned(), "http://127.0.0.1:50061".to_owned())]),
+            upstreams: BTreeMap::from([
+                ("ledger".to_owned(), "http://127.0.0.1:50061".to_owned()),
+                ("items".to_owned(), "http://127.0.0.1:50062".to_owned()),
+                ("redemption".to_owned(), "http://127.0.0.1:50063".to_owned()),
+            ]),
             auth: AuthConfig::default(),
             idempotency: IdempotencyConfig::default(),
             rate_limit_per_second: 200,

@@ -146,7 +146,11 @@ impl UnaryService<Bytes> for Handler {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let (gateway, path) = (self.gateway.clone(), self.path.clone());
-        Box::pin(async move { gateway.handle(&path, request).await })
+        // Detached from the caller: a client that goes away (its deadline, a cancel) must
+        // not stop a write between its upstream call and the record of its outcome, which
+        // would leave the key `processing` until the timeout job.
+        let task = tokio::spawn(async move { gateway.handle(&path, request).await });
+        Box::pin(async move { task.await.unwrap_or_else(|error| Err(economy_kit::error::internal(DOMAIN, &error))) })
     }
 }
 
@@ -261,6 +265,9 @@ impl Gateway {
         let path = PathAndQuery::try_from(method.path.as_str()).map_err(|_| Status::internal("bad method path"))?;
         let call = grpc.unary(request, path, BytesCodec);
         match tokio::time::timeout(self.upstream_timeout, call).await {
+            // The channel connects lazily: a refused connection surfaces here, as a bare
+            // status without details.
+            Ok(Err(status)) if status.code() == Code::Unavailable && status.details().is_empty() => Err(unavailable()),
             Ok(result) => result.map(|response| Response::new(response.into_inner())),
             Err(_) => {
                 Err(error(Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", "the service did not answer in time", vec![]))
@@ -284,7 +291,9 @@ impl Gateway {
                 let snapshot = self.snapshot(method, response.get_ref());
                 self.store.complete(user_id, key, request_id, &snapshot, now).await
             }
-            Err(status) if is_deterministic(status.code()) => {
+            // A business answer carries ErrorInfo; a bare status comes from transport or
+            // limits (e.g. an oversized response) and may succeed on retry.
+            Err(status) if is_deterministic(status.code()) && !status.details().is_empty() => {
                 let details = (!status.details().is_empty()).then(|| status.details().to_vec());
                 let size = status.message().len() + details.as_ref().map_or(0, Vec::len);
                 let mut snapshot = StoredResponse {

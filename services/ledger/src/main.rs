@@ -1,8 +1,6 @@
 //! `economy-ledger`: the Asset Ledger as its own process (production deployments).
 //! Configuration: `--config FILE` (TOML) and `ECONOMY_<SECTION>__<KEY>` variables.
 
-use std::path::PathBuf;
-
 use economy_kit::identity::{IdentityConfig, IdentityKey};
 use economy_kit::server::{ServerLimits, shutdown_signal};
 use economy_kit::telemetry::{self, LogConfig};
@@ -21,7 +19,7 @@ struct Settings {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config_file = config_file_argument()?;
+    let config_file = economy_kit::config::file_argument("economy-ledger")?;
     let settings: Settings = economy_kit::config::load(config_file.as_deref())?;
     telemetry::init(&settings.log);
     let identity = IdentityKey::new(&settings.identity)?;
@@ -30,14 +28,4 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     shutdown.cancel();
     server.wait().await
-}
-
-/// `--config FILE`, the only argument.
-fn config_file_argument() -> anyhow::Result<Option<PathBuf>> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => Ok(None),
-        (Some("--config"), Some(file)) => Ok(Some(PathBuf::from(file))),
-        _ => anyhow::bail!("usage: economy-ledger [--config FILE]"),
-    }
 }

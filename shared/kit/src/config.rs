@@ -1,7 +1,7 @@
 //! Layered configuration (DESIGN.md §6): the struct's defaults, then an optional TOML
 //! file, then `ECONOMY_<SECTION>__<KEY>` environment variables.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -20,6 +20,16 @@ where
     }
     let env = ::config::Environment::with_prefix("ECONOMY").prefix_separator("_").separator("__").try_parsing(true);
     Ok(builder.add_source(env).build()?.try_deserialize()?)
+}
+
+/// The optional `--config FILE` of a service binary (its only argument).
+pub fn file_argument(binary: &str) -> anyhow::Result<Option<PathBuf>> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next(), args.next()) {
+        (None, _, _) => Ok(None),
+        (Some("--config"), Some(file), None) => Ok(Some(PathBuf::from(file))),
+        _ => anyhow::bail!("usage: {binary} [--config FILE]"),
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,11 @@ impl Caller {
         matches!(self, Self::User { role_level, .. } if *role_level >= roles::ADMIN)
     }
 
+    /// True for merchant staff (role >= `roles::MERCHANT_STAFF`), an admin or a service.
+    pub fn is_staff(&self) -> bool {
+        self.is_service() || matches!(self, Self::User { role_level, .. } if *role_level >= roles::MERCHANT_STAFF)
+    }
+
     /// True for an internal service identity.
     pub fn is_service(&self) -> bool {
         matches!(self, Self::Service { .. })
@@ -262,6 +267,20 @@ impl tonic::service::Interceptor for Signer {
         self.key.attach(&self.caller, request.metadata_mut());
         Ok(request)
     }
+}
+
+/// Metadata the gateway forwards with every write: the business event id.
+pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
+
+/// The idempotency key of a write: the request's own `idempotency_key`, or, when empty,
+/// the business event id the gateway forwards (`x-business-event-id`), so a retry that
+/// slips past the gateway still applies once (DESIGN.md §3 Gateway, business_event_id).
+/// Empty when neither is present.
+pub fn idempotency_key<T>(request: &Request<T>, own: &str) -> String {
+    if !own.is_empty() {
+        return own.to_owned();
+    }
+    request.metadata().get(BUSINESS_EVENT_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

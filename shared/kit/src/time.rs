@@ -19,6 +19,46 @@ pub fn to_timestamp(millis: i64) -> prost_types::Timestamp {
     }
 }
 
+/// A source of "now" in milliseconds since the epoch, injectable so that tests can move
+/// time (expiry rules) without sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        now_millis()
+    }
+}
+
+/// A clock that starts at the system time and moves only when told (tests).
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicI64::new(now_millis()))
+    }
+}
+
+impl ManualClock {
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(duration_millis(by), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Protobuf timestamp -> milliseconds since the epoch; `None` when it is not a valid
 /// timestamp (nanos outside `0..1e9`) or does not fit.
 pub fn from_timestamp(timestamp: &prost_types::Timestamp) -> Option<i64> {

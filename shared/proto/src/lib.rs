@@ -22,3 +22,19 @@ pub mod ledger {
         include!(concat!(env!("OUT_DIR"), "/economy.ledger.v1.rs"));
     }
 }
+
+/// `economy.items.v1`: the Item Instances API.
+pub mod items {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.items.v1.rs"));
+    }
+}
+
+/// `economy.redemption.v1`: the Redemption Orders API.
+pub mod redemption {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.redemption.v1.rs"));
+    }
+}

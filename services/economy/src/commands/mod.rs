@@ -1,5 +1,4 @@
-//! The client commands, one module per area of the ledger API
-//! (`economy.ledger.v1.LedgerService`, proto/economy/ledger/v1/ledger.proto). Each command
+//! The client commands, one module per area of the API (ledger, items, redemption). Each command
 //! prints plain lines to stdout and returns the process exit status; failures propagate
 //! as errors that `client::report` prints.
 
@@ -7,6 +6,8 @@ pub mod balances;
 pub mod catalog;
 pub mod history;
 pub mod holds;
+pub mod items;
+pub mod redemption;
 
 use clap::Args;
 use economy_proto::ledger::v1 as pb;

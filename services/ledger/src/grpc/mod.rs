@@ -6,7 +6,7 @@ mod error;
 mod requests;
 
 use economy_kit::error::Violations;
-use economy_kit::identity::{Caller, caller};
+use economy_kit::identity::{Caller, caller, idempotency_key};
 use economy_proto::ledger::v1 as pb;
 use pb::ledger_service_server::LedgerService;
 use tonic::{Request, Response, Status};
@@ -45,19 +45,6 @@ fn may_read(caller: &Caller, account: &AccountId) -> bool {
         Some(user) => caller.may_act_for(user.get()),
         None => caller.is_privileged(),
     }
-}
-
-/// Metadata the gateway forwards with every write: the business event id.
-pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
-
-/// The idempotency key of a write: the request's own `idempotency_key`, or, when empty,
-/// the business event id the gateway forwards, so a retry that slips past the gateway
-/// still cannot move money twice (DESIGN.md §3 Gateway, business_event_id).
-fn idempotency_key<T>(request: &Request<T>, own: &str) -> String {
-    if !own.is_empty() {
-        return own.to_owned();
-    }
-    request.metadata().get(BUSINESS_EVENT_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 fn validated<T>(violations: Violations, value: Option<T>) -> Result<T, Status> {

@@ -1,0 +1,94 @@
+//! The idempotency jobs on a running gateway's database: a request stuck in `processing`
+//! times out and its key can be retried; expired records are deleted and their keys freed.
+
+use std::sync::Arc;
+
+use economy_gateway::config::IdempotencyConfig;
+use economy_gateway::jobs::{clean_up, time_out_processing};
+use economy_gateway::store::IdempotencyStore;
+use tonic::Code;
+
+use crate::common::*;
+use crate::shop::{EXPORT, held_export, number, shop_stack, text};
+
+async fn age(store: &IdempotencyStore, key: &str, column: &str, by_ms: i64) {
+    let sql =
+        format!("UPDATE idempotency_records SET {column} = {column} - $1 WHERE user_id = $2 AND idempotency_key = $3");
+    let updated = sqlx::query(&sql).bind(by_ms).bind(USER).bind(key).execute(store.db().pool()).await.unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+}
+
+#[tokio::test]
+async fn a_stuck_request_times_out_and_its_key_can_be_retried() {
+    let stack = Arc::new(shop_stack(|_, _| {}).await);
+    let store = stack.store().await;
+    let key = new_key();
+    let (release, stuck) = held_export(&stack, &key).await;
+    assert_eq!(store.status_of(USER, &key).await.unwrap(), Some(("processing".into(), None)));
+
+    let busy = stack.call("Export", EXPORT, Some(&key)).await;
+    assert_error(busy, Code::Aborted, "REQUEST_PROCESSING");
+    let config = IdempotencyConfig::default();
+    assert_eq!(time_out_processing(&store, &config).await.unwrap(), 0, "not old enough yet");
+
+    age(&store, &key, "updated_at", 31 * 60 * 1000).await;
+    assert_eq!(time_out_processing(&store, &config).await.unwrap(), 1);
+    assert_eq!(store.status_of(USER, &key).await.unwrap(), Some(("failed".into(), Some("PROCESSING_TIMEOUT".into()))));
+
+    let retry = stack.call("Export", EXPORT, Some(&key)).await.unwrap();
+    assert_eq!(meta(retry.metadata(), "idempotent-replayed"), None);
+    let retried = stack.decode("Export", retry.get_ref());
+    assert_eq!(number(&retried, "attempt"), 2);
+
+    // The stuck attempt finishes late with the same business event, but cannot overwrite
+    // the retry's stored outcome.
+    release.send(()).unwrap();
+    let late = stuck.await.unwrap().unwrap();
+    let late = stack.decode("Export", late.get_ref());
+    assert_eq!((number(&late, "attempt"), text(&late, "event")), (1, text(&retried, "event")));
+    let replay = stack.call("Export", EXPORT, Some(&key)).await.unwrap();
+    assert_eq!(replay.get_ref(), retry.get_ref());
+    assert_eq!(stack.shop.calls(), 2);
+}
+
+#[tokio::test]
+async fn expired_records_are_deleted_and_their_keys_freed() {
+    let stack = shop_stack(|_, _| {}).await;
+    let store = stack.store().await;
+    let (old, kept) = (new_key(), new_key());
+    stack.call("Export", EXPORT, Some(&old)).await.unwrap();
+    stack.call("Export", EXPORT, Some(&kept)).await.unwrap();
+
+    age(&store, &old, "expires_at", 8 * 24 * 3600 * 1000).await;
+    assert_eq!(clean_up(&store, &IdempotencyConfig::default()).await.unwrap(), (1, 1));
+    assert_eq!(store.status_of(USER, &old).await.unwrap(), None);
+    assert_eq!(store.status_of(USER, &kept).await.unwrap(), Some(("completed".into(), None)));
+
+    // The freed key takes a new request (another body is no conflict any more).
+    let reused = stack.call("Export", r#"{"size":"2"}"#, Some(&old)).await.unwrap();
+    assert_eq!(meta(reused.metadata(), "idempotent-replayed"), None);
+    assert_eq!(stack.shop.calls(), 3);
+}
+
+#[tokio::test]
+async fn the_gateway_runs_the_jobs_on_its_own() {
+    let stack = Arc::new(
+        shop_stack(|config, _| {
+            config.idempotency.processing_timeout_secs = 1;
+            config.idempotency.timeout_job_interval_secs = 1;
+            config.idempotency.cleanup_interval_secs = 1;
+        })
+        .await,
+    );
+    let store = stack.store().await;
+    let (done, stuck_key) = (new_key(), new_key());
+    stack.call("Export", EXPORT, Some(&done)).await.unwrap();
+    let (release, _stuck) = held_export(&stack, &stuck_key).await;
+    age(&store, &done, "expires_at", 8 * 24 * 3600 * 1000).await;
+    eventually("the timeout job", || async {
+        store.status_of(USER, &stuck_key).await.unwrap() == Some(("failed".into(), Some("PROCESSING_TIMEOUT".into())))
+    })
+    .await;
+    eventually("the cleanup job", || async { store.status_of(USER, &done).await.unwrap().is_none() }).await;
+    drop(release);
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the gateway through a real tonic client: a real ledger (or a custom
+//! `economy.shop.v1` upstream) behind a real gateway, each on `127.0.0.1:0` with a fresh
+//! database (SQLite, or PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set).
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod auth;
+mod canonical;
+mod common;
+mod idempotency;
+mod jobs;
+mod limits;
+mod operators;
+mod shop;
+mod snapshots;

@@ -1,0 +1,14 @@
+//! The item rules, free of SQL and gRPC (DESIGN.md §3 Items): identifiers with validating
+//! constructors, templates, instances and their state machine, events and fingerprints,
+//! grouping keys, and the errors an operation can raise.
+
+pub mod error;
+pub mod event;
+pub mod grant;
+pub mod group;
+pub mod ids;
+pub mod item;
+pub mod template;
+pub mod transition;
+
+pub use error::ItemError;

@@ -1,0 +1,252 @@
+//! gRPC adapter of `economy.items.v1.ItemService`: each handler authorizes the signed
+//! caller, validates the request into a domain plan, calls the store, and converts back.
+//!
+//! Authorization (DESIGN.md §3 Items, §3 Gateway "services do object-level authorization
+//! themselves"):
+//! - templates: admins define; every authenticated caller reads;
+//! - `GrantItem`: admins and internal services;
+//! - reads of instances, lists and histories: the owner, admins and services; other
+//!   users get `PERMISSION_DENIED`;
+//! - `LockItem`, `UnlockItem`, `TransferItem` and `ConsumeItem` with a holder: internal
+//!   services (market, redemption) and admins only. Users never hold locks: a lock held
+//!   by a user would let them hand the item to anyone, bypassing the market's payment and
+//!   the redemption's staff check; they list or redeem through those services instead;
+//! - `ConsumeItem` without a holder: the owner of an available consumable instance (or
+//!   an admin or service acting for them);
+//! - `RevokeItem`: admins.
+
+mod convert;
+mod error;
+mod requests;
+
+use economy_kit::error::Violations;
+use economy_kit::identity::{Caller, caller};
+use economy_kit::time::now_millis;
+use economy_proto::items::v1 as pb;
+use pb::item_service_server::ItemService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::ItemError;
+use crate::domain::ids::UserId;
+use crate::domain::item::Item;
+use crate::store::{Applied, ItemStore};
+
+/// `ErrorInfo.domain` of every items error.
+pub const DOMAIN: &str = "economy.items";
+/// Metadata the gateway forwards with every write: the business event id.
+pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
+
+/// The service implementation.
+#[derive(Debug, Clone)]
+pub struct ItemsApi {
+    store: ItemStore,
+}
+
+impl ItemsApi {
+    /// Serves `store`.
+    pub fn new(store: ItemStore) -> Self {
+        Self { store }
+    }
+
+    /// The instance, if `caller` may see it: `ITEM_NOT_FOUND`, `PERMISSION_DENIED`.
+    async fn visible_item(&self, caller: &Caller, id: &str) -> Result<Item, Status> {
+        let item = self.store.item(id).await?.ok_or_else(|| ItemError::ItemNotFound(id.to_owned()))?;
+        require(caller.may_act_for(item.owner.get()), "see another user's items")?;
+        Ok(item)
+    }
+}
+
+fn require(allowed: bool, what: &str) -> Result<(), Status> {
+    if allowed { Ok(()) } else { Err(ItemError::PermissionDenied(format!("caller may not {what}")).into()) }
+}
+
+/// The idempotency key of a write: the request's own `idempotency_key`, or, when empty,
+/// the business event id the gateway forwards, so a retry that slips past the gateway
+/// still cannot change an item twice (DESIGN.md §3 Gateway, business_event_id).
+fn idempotency_key<T>(request: &Request<T>, own: &str) -> String {
+    if !own.is_empty() {
+        return own.to_owned();
+    }
+    request.metadata().get(BUSINESS_EVENT_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+fn validated<T>(violations: Violations, value: Option<T>) -> Result<T, Status> {
+    violations.finish(DOMAIN)?;
+    value.ok_or_else(|| Status::internal("validated value missing"))
+}
+
+/// `(item, event, replayed)` of a write's response.
+fn outcome(applied: &Applied) -> (Option<pb::ItemInstance>, Option<pb::ItemEvent>, bool) {
+    (Some(convert::item(&applied.item)), Some(convert::event(&applied.event)), applied.replayed)
+}
+
+#[tonic::async_trait]
+impl ItemService for ItemsApi {
+    async fn define_template(
+        &self,
+        request: Request<pb::DefineTemplateRequest>,
+    ) -> Result<Response<pb::DefineTemplateResponse>, Status> {
+        require(caller(&request)?.is_admin(), "define templates")?;
+        let template = requests::template(request.get_ref())?;
+        let (stored, created) = self.store.define_template(&template, now_millis()).await?;
+        Ok(Response::new(pb::DefineTemplateResponse { template: Some(convert::template(&stored)), created }))
+    }
+
+    async fn get_template(
+        &self,
+        request: Request<pb::GetTemplateRequest>,
+    ) -> Result<Response<pb::GetTemplateResponse>, Status> {
+        caller(&request)?;
+        let mut violations = Violations::default();
+        let code = convert::code(&mut violations, "code", &request.get_ref().code);
+        let code = validated(violations, code)?;
+        let template = self.store.template(code.as_str()).await?;
+        Ok(Response::new(pb::GetTemplateResponse { template: Some(convert::template(&template)) }))
+    }
+
+    async fn list_templates(
+        &self,
+        request: Request<pb::ListTemplatesRequest>,
+    ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
+        caller(&request)?;
+        let templates = self.store.templates().await?;
+        Ok(Response::new(pb::ListTemplatesResponse { templates: templates.iter().map(convert::template).collect() }))
+    }
+
+    async fn grant_item(
+        &self,
+        request: Request<pb::GrantItemRequest>,
+    ) -> Result<Response<pb::GrantItemResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "grant items")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let plan = requests::grant(request.get_ref(), &key, &caller.actor())?;
+        let (item, event, replayed) = outcome(&self.store.grant(&plan, now_millis()).await?);
+        Ok(Response::new(pb::GrantItemResponse { item, event, replayed }))
+    }
+
+    async fn get_item(&self, request: Request<pb::GetItemRequest>) -> Result<Response<pb::GetItemResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = requests::item("item_instance_id", &request.get_ref().item_instance_id)?;
+        let item = self.visible_item(&caller, id.as_str()).await?;
+        let template = self.store.template(item.template.as_str()).await?;
+        Ok(Response::new(pb::GetItemResponse {
+            item: Some(convert::item(&item)),
+            template: Some(convert::template(&template)),
+        }))
+    }
+
+    async fn list_items(
+        &self,
+        request: Request<pb::ListItemsRequest>,
+    ) -> Result<Response<pb::ListItemsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let owner = match message.owner_user_id {
+            0 => caller.user_id().unwrap_or(0),
+            owner => owner,
+        };
+        let list = requests::list_items(message, owner)?;
+        require(caller.may_act_for(owner), "list another user's items")?;
+        let response = match list {
+            requests::ItemList::Items(filter, page) => {
+                let items = self.store.items(&filter, &page).await?;
+                let last = items.last().map(|item| item.id.to_string());
+                pb::ListItemsResponse {
+                    next_page_token: convert::next_token(items.len(), page.limit, last),
+                    items: items.iter().map(convert::item).collect(),
+                    groups: Vec::new(),
+                }
+            }
+            requests::ItemList::Groups(filter, page) => {
+                let groups = self.store.groups(&filter, &page).await?;
+                let last = groups.last().map(|group| convert::group_token(&group.key));
+                pb::ListItemsResponse {
+                    next_page_token: convert::next_token(groups.len(), page.limit, last),
+                    items: Vec::new(),
+                    groups: groups.iter().map(convert::group).collect(),
+                }
+            }
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn list_item_events(
+        &self,
+        request: Request<pb::ListItemEventsRequest>,
+    ) -> Result<Response<pb::ListItemEventsResponse>, Status> {
+        let caller = caller(&request)?;
+        let (id, page) = requests::list_events(request.get_ref())?;
+        self.visible_item(&caller, id.as_str()).await?;
+        let events = self.store.events(id.as_str(), &page).await?;
+        let last = events.last().map(|event| event.version.to_string());
+        Ok(Response::new(pb::ListItemEventsResponse {
+            next_page_token: convert::next_token(events.len(), page.limit, last),
+            events: events.iter().map(convert::event).collect(),
+        }))
+    }
+
+    async fn lock_item(&self, request: Request<pb::LockItemRequest>) -> Result<Response<pb::LockItemResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "lock items")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let plan = requests::lock(request.get_ref(), &key, &caller.actor())?;
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        Ok(Response::new(pb::LockItemResponse { item, event, replayed }))
+    }
+
+    async fn unlock_item(
+        &self,
+        request: Request<pb::UnlockItemRequest>,
+    ) -> Result<Response<pb::UnlockItemResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "unlock items")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let plan = requests::unlock(request.get_ref(), &key, &caller.actor())?;
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        Ok(Response::new(pb::UnlockItemResponse { item, event, replayed }))
+    }
+
+    async fn transfer_item(
+        &self,
+        request: Request<pb::TransferItemRequest>,
+    ) -> Result<Response<pb::TransferItemResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_privileged(), "transfer items")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let plan = requests::transfer(request.get_ref(), &key, &caller.actor())?;
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        Ok(Response::new(pb::TransferItemResponse { item, event, replayed }))
+    }
+
+    async fn consume_item(
+        &self,
+        request: Request<pb::ConsumeItemRequest>,
+    ) -> Result<Response<pb::ConsumeItemResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let by_holder = !message.holder.is_empty();
+        require(!by_holder || caller.is_privileged(), "consume items as a lock holder")?;
+        let acting_user =
+            if caller.is_privileged() { None } else { caller.user_id().and_then(|id| UserId::parse(id).ok()) };
+        let key = idempotency_key(&request, &message.idempotency_key);
+        let plan = requests::consume(message, &key, &caller.actor(), acting_user)?;
+        if acting_user.is_some() {
+            self.visible_item(&caller, plan.item.as_str()).await?;
+        }
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        Ok(Response::new(pb::ConsumeItemResponse { item, event, replayed }))
+    }
+
+    async fn revoke_item(
+        &self,
+        request: Request<pb::RevokeItemRequest>,
+    ) -> Result<Response<pb::RevokeItemResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "revoke items")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let plan = requests::revoke(request.get_ref(), &key, &caller.actor())?;
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        Ok(Response::new(pb::RevokeItemResponse { item, event, replayed }))
+    }
+}

@@ -1,0 +1,81 @@
+//! Item Instances service (`economy.items.v1.ItemService`, DESIGN.md §3 Items):
+//! templates, non-stackable instances owned by users, their
+//! `available -> locked(holder) -> available | transferred | used`,
+//! `available -> expired | revoked` state machine, and an append-only event history.
+//!
+//! Layers: `domain` (rules, no SQL or gRPC), `store` (sqlx, owns `migrations/items`),
+//! `grpc` (proto conversion, authorization, error mapping); `jobs` runs the item-expiry
+//! and lock-expiry workers.
+
+pub mod domain;
+pub mod grpc;
+pub mod jobs;
+pub mod store;
+
+use std::time::Duration;
+
+use economy_kit::db::DbOptions;
+use economy_kit::identity::IdentityKey;
+use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_proto::items::v1::item_service_server::ItemServiceServer;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// Name under which the service reports health.
+pub const SERVICE_NAME: &str = "economy.items.v1.ItemService";
+
+/// `[items]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ItemsConfig {
+    /// Listen address (`127.0.0.1:50062`; port 0 picks one).
+    pub listen: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Pool settings.
+    pub database: DbOptions,
+    /// Period of the item-expiry job, seconds (at least 1).
+    pub item_expiry_interval_secs: u64,
+    /// Period of the lock-expiry job, seconds (at least 1).
+    pub lock_expiry_interval_secs: u64,
+}
+
+impl Default for ItemsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50062".into(),
+            database_url: "sqlite://data/items.db".into(),
+            database: DbOptions::default(),
+            item_expiry_interval_secs: 60,
+            lock_expiry_interval_secs: 30,
+        }
+    }
+}
+
+impl ItemsConfig {
+    /// The job periods, each at least one second.
+    pub fn job_intervals(&self) -> jobs::JobIntervals {
+        jobs::JobIntervals {
+            item_expiry: Duration::from_secs(self.item_expiry_interval_secs.max(1)),
+            lock_expiry: Duration::from_secs(self.lock_expiry_interval_secs.max(1)),
+        }
+    }
+}
+
+/// Opens the database (migrating it), starts the expiry jobs and serves the API until
+/// `shutdown` is cancelled. Requests must carry an identity signed with `identity`.
+pub async fn start(
+    config: &ItemsConfig,
+    identity: &IdentityKey,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    let store = store::ItemStore::open(&config.database_url, &config.database).await?;
+    jobs::spawn(store.clone(), config.job_intervals(), shutdown.clone());
+    let service = ItemServiceServer::new(grpc::ItemsApi::new(store))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));
+    spawn(&config.listen, SERVICE_NAME, routes, limits, shutdown).await
+}

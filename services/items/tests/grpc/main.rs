@@ -1,0 +1,15 @@
+//! Integration tests: the real items server on `127.0.0.1:0` with a fresh database per
+//! test (SQLite, or PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set), driven through a
+//! real tonic client signed with the internal identity.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod auth;
+mod common;
+mod concurrency;
+mod grants;
+mod idempotency;
+mod jobs;
+mod lists;
+mod templates;
+mod transitions;

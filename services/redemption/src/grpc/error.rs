@@ -1,0 +1,82 @@
+//! The one mapping from `RedemptionError` to `tonic::Status` (DESIGN.md §4). The BFF maps
+//! `CODE_ALREADY_USED` and `CODE_CANCELLED` to HTTP 409 and `CODE_EXPIRED` to HTTP 410.
+
+use economy_kit::error::{internal, status};
+use tonic::{Code, Status};
+
+use super::DOMAIN;
+use crate::domain::RedemptionError;
+
+impl From<RedemptionError> for Status {
+    fn from(error: RedemptionError) -> Self {
+        let message = error.to_string();
+        let (code, reason, metadata): (Code, &str, Vec<(&str, String)>) = match error {
+            RedemptionError::CodeInvalidFormat => (Code::InvalidArgument, "CODE_INVALID_FORMAT", vec![]),
+            RedemptionError::CodeNotFound => (Code::NotFound, "CODE_NOT_FOUND", vec![]),
+            RedemptionError::CodeAlreadyUsed(order) => {
+                (Code::FailedPrecondition, "CODE_ALREADY_USED", vec![("order_id", order)])
+            }
+            RedemptionError::CodeExpired(order) => {
+                (Code::FailedPrecondition, "CODE_EXPIRED", vec![("order_id", order)])
+            }
+            RedemptionError::CodeCancelled(order) => {
+                (Code::FailedPrecondition, "CODE_CANCELLED", vec![("order_id", order)])
+            }
+            RedemptionError::OrderNotFound(order) => (Code::NotFound, "ORDER_NOT_FOUND", vec![("order_id", order)]),
+            RedemptionError::OrderNotPending { order_id, status } => (
+                Code::FailedPrecondition,
+                "ORDER_NOT_PENDING",
+                vec![("order_id", order_id), ("status", status.to_owned())],
+            ),
+            RedemptionError::OrderAlreadyOpen(item) => {
+                (Code::FailedPrecondition, "ORDER_ALREADY_OPEN", vec![("item_instance_id", item)])
+            }
+            RedemptionError::ItemNotRedeemable(item) => {
+                (Code::FailedPrecondition, "ITEM_NOT_REDEEMABLE", vec![("item_instance_id", item)])
+            }
+            RedemptionError::ItemRefused { code, reason, message } => {
+                return status(Code::from_i32(code), "economy.items", &reason, message, Vec::<(String, String)>::new());
+            }
+            RedemptionError::ItemsUnavailable => (Code::Unavailable, "ITEMS_UNAVAILABLE", vec![]),
+            RedemptionError::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED", vec![]),
+            RedemptionError::IdempotencyKeyReused(key) => {
+                (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", vec![("idempotency_key", key)])
+            }
+            RedemptionError::FulfillRateLimited { retry_after_secs } => (
+                Code::ResourceExhausted,
+                "FULFILL_RATE_LIMITED",
+                vec![("retry_after_secs", retry_after_secs.to_string())],
+            ),
+            RedemptionError::Storage(_) => return internal(DOMAIN, &message),
+        };
+        status(code, DOMAIN, reason, message, metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use economy_kit::error::reason;
+
+    use super::*;
+
+    #[test]
+    fn storage_errors_are_opaque() {
+        let status = Status::from(RedemptionError::Storage("UNIQUE constraint failed: code_hash".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("code_hash"));
+    }
+
+    #[test]
+    fn code_reasons_have_their_http_friendly_codes() {
+        for (error, code, expected) in [
+            (RedemptionError::CodeInvalidFormat, Code::InvalidArgument, "CODE_INVALID_FORMAT"),
+            (RedemptionError::CodeNotFound, Code::NotFound, "CODE_NOT_FOUND"),
+            (RedemptionError::CodeAlreadyUsed("o".into()), Code::FailedPrecondition, "CODE_ALREADY_USED"),
+            (RedemptionError::CodeExpired("o".into()), Code::FailedPrecondition, "CODE_EXPIRED"),
+            (RedemptionError::CodeCancelled("o".into()), Code::FailedPrecondition, "CODE_CANCELLED"),
+        ] {
+            let status = Status::from(error);
+            assert_eq!((status.code(), reason(&status).as_deref()), (code, Some(expected)));
+        }
+    }
+}

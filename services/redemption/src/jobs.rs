@@ -1,0 +1,141 @@
+//! Background work (DESIGN.md §3 Redemption, §5), each safe on several replicas at once:
+//! the outbox dispatcher (rows claimed by a leased conditional UPDATE), the expiry job
+//! (`pending -> expired` is a compare-and-set) and the stale-locking job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{RedemptionError, items_key, lock_holder};
+use crate::items::ItemsError;
+use crate::service::Redemption;
+use crate::store::{OutboxAction, OutboxRow};
+
+/// Rows one pass handles.
+const BATCH: i64 = 100;
+/// How long a dispatcher owns a claimed row, ms.
+const LEASE_MS: i64 = 30_000;
+/// Longest wait between two attempts of one row, ms.
+const MAX_BACKOFF_MS: i64 = 300_000;
+
+/// Periods of the jobs, seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct JobIntervals {
+    /// Outbox dispatcher.
+    pub outbox_secs: u64,
+    /// Order expiry.
+    pub expiry_secs: u64,
+    /// Stale `locking` orders older than this fail, seconds.
+    pub locking_timeout_secs: u64,
+}
+
+/// Delivers the due outbox rows (of `order_id` only, unless empty); returns how many
+/// were delivered.
+pub async fn dispatch(service: &Redemption, order_id: &str) -> Result<usize, RedemptionError> {
+    let now = service.clock.now_millis();
+    let mut delivered = 0;
+    for row in service.store.due_outbox(now, order_id, BATCH).await? {
+        if !service.store.claim_outbox(&row.id, now, now.saturating_add(LEASE_MS)).await? {
+            continue;
+        }
+        if deliver(service, &row).await? {
+            delivered += 1;
+        }
+    }
+    Ok(delivered)
+}
+
+/// One delivery: Items confirms (or has nothing to unlock) -> delivered; Items refuses a
+/// consume -> dead (logged for an operator); Items is down -> retried with backoff.
+async fn deliver(service: &Redemption, row: &OutboxRow) -> Result<bool, RedemptionError> {
+    let (holder, key) = (lock_holder(&row.order_id), items_key(&row.order_id, row.action.as_str()));
+    let result = match row.action {
+        OutboxAction::Consume => service.items.consume(&row.item_instance_id, &holder, &key).await,
+        OutboxAction::Unlock => undo_lock(service, row, &holder, &key).await,
+    };
+    let now = service.clock.now_millis();
+    match result {
+        Ok(()) => service.store.finish_outbox(&row.id, true, "", now).await?,
+        Err(ItemsError::Refused { reason, .. }) if row.action == OutboxAction::Unlock => {
+            // Not locked by this order (the lock never happened): nothing to undo.
+            service.store.finish_outbox(&row.id, true, &reason, now).await?;
+        }
+        Err(ItemsError::Refused { reason, message, .. }) => {
+            tracing::error!(order_id = %row.order_id, %reason, %message, "items refused to consume a fulfilled order's item");
+            metrics::counter!("redemption_outbox_dead_total").increment(1);
+            service.store.finish_outbox(&row.id, false, &reason, now).await?;
+            return Ok(false);
+        }
+        Err(ItemsError::Unavailable) => {
+            let backoff = 1_000_i64.saturating_mul(1 << row.attempts.clamp(0, 16)).min(MAX_BACKOFF_MS);
+            service.store.retry_outbox(&row.id, now.saturating_add(backoff), "ITEMS_UNAVAILABLE").await?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Unlocks the order's item. The lock call is replayed first with the order's own lock
+/// key: Items either replays it (the lock happened) or takes it now, and from then on any
+/// late lock attempt of an abandoned creation is a replay — so the unlock that follows can
+/// never be overtaken by a lock that would stay orphaned.
+async fn undo_lock(service: &Redemption, row: &OutboxRow, holder: &str, key: &str) -> Result<(), ItemsError> {
+    let owner = match service.store.order(&row.order_id).await {
+        Ok(Some(order)) => order.owner_user_id,
+        _ => return Err(ItemsError::Unavailable),
+    };
+    let lock_key = items_key(&row.order_id, "lock");
+    if let Err(ItemsError::Unavailable) = service.items.lock(&row.item_instance_id, holder, owner, &lock_key).await {
+        return Err(ItemsError::Unavailable);
+    }
+    service.items.unlock(&row.item_instance_id, holder, key).await
+}
+
+/// Runs `tick` every `period` until `shutdown`.
+fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => tick().await,
+            }
+        }
+    });
+}
+
+fn log(job: &str, result: Result<usize, RedemptionError>) {
+    match result {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(job, count, "redemption job pass"),
+        Err(error) => tracing::error!(job, %error, "redemption job failed"),
+    }
+}
+
+/// Spawns the dispatcher, the expiry job and the stale-locking job.
+pub fn spawn(service: Arc<Redemption>, intervals: JobIntervals, shutdown: CancellationToken) {
+    let secs = |value: u64| Duration::from_secs(value.max(1));
+    let outbox = service.clone();
+    every(secs(intervals.outbox_secs), shutdown.clone(), move || {
+        let service = outbox.clone();
+        async move { log("outbox", dispatch(&service, "").await) }
+    });
+    let expiry = service.clone();
+    every(secs(intervals.expiry_secs), shutdown.clone(), move || {
+        let service = expiry.clone();
+        async move { log("expiry", service.expire_due(BATCH).await) }
+    });
+    let timeout_ms = i64::try_from(intervals.locking_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    every(secs(intervals.outbox_secs), shutdown, move || {
+        let service = service.clone();
+        async move {
+            let cutoff = service.clock.now_millis().saturating_sub(timeout_ms);
+            log("stale_locking", service.fail_stale_locking(cutoff, BATCH).await);
+        }
+    });
+}

@@ -1,0 +1,113 @@
+//! Redemption Orders service (`economy.redemption.v1.RedemptionService`, DESIGN.md §3
+//! Redemption): one-time codes bound to item instances. Codes are stored only as SHA-256;
+//! fulfilment consumes the item exactly once through an outbox delivered to Items.
+//!
+//! Layers: `domain` (codes, order lifecycle, errors), `store` (sqlx, owns
+//! `migrations/redemption`), `service` (the flows across store and Items), `grpc`
+//! (validation, conversion, error mapping); `jobs` runs the outbox dispatcher, order
+//! expiry and stale-creation recovery.
+
+pub mod domain;
+pub mod grpc;
+pub mod guard;
+pub mod items;
+pub mod jobs;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use economy_kit::db::DbOptions;
+use economy_kit::identity::IdentityKey;
+use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_kit::time::{Clock, SystemClock};
+use economy_proto::redemption::v1::redemption_service_server::RedemptionServiceServer;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// Name under which the service reports health.
+pub const SERVICE_NAME: &str = "economy.redemption.v1.RedemptionService";
+
+/// `[redemption]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedemptionConfig {
+    /// Listen address (`127.0.0.1:50063`; port 0 picks one).
+    pub listen: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Pool settings.
+    pub database: DbOptions,
+    /// The Items service.
+    pub items_url: String,
+    /// How long a code redeems, seconds (30 days).
+    pub order_ttl_secs: u64,
+    /// Period of the expiry job, seconds (hourly).
+    pub expiry_interval_secs: u64,
+    /// Period of the outbox dispatcher and the stale-creation job, seconds.
+    pub outbox_interval_secs: u64,
+    /// An order still `locking` after this many seconds is failed (its creator gave up).
+    pub locking_timeout_secs: u64,
+    /// Failed fulfils allowed per caller and minute before they are locked out.
+    pub failed_fulfils_per_minute: u32,
+}
+
+impl Default for RedemptionConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50063".into(),
+            database_url: "sqlite://data/redemption.db".into(),
+            database: DbOptions::default(),
+            items_url: "http://127.0.0.1:50062".into(),
+            order_ttl_secs: 30 * 24 * 3600,
+            expiry_interval_secs: 3600,
+            outbox_interval_secs: 5,
+            locking_timeout_secs: 120,
+            failed_fulfils_per_minute: 10,
+        }
+    }
+}
+
+/// `start` with the system clock.
+pub async fn start(
+    config: &RedemptionConfig,
+    identity: &IdentityKey,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    start_with_clock(config, identity, limits, Arc::new(SystemClock), shutdown).await
+}
+
+/// Opens the database (migrating it), starts the jobs and serves the API until
+/// `shutdown`. Requests must carry an identity signed with `identity`; `clock` decides
+/// expiry (tests move it).
+pub async fn start_with_clock(
+    config: &RedemptionConfig,
+    identity: &IdentityKey,
+    limits: &ServerLimits,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    let store = store::RedemptionStore::open(&config.database_url, &config.database).await?;
+    let items = items::ItemsClient::new(&config.items_url, identity, Duration::from_secs(limits.request_timeout_secs))?;
+    let service = Arc::new(service::Redemption {
+        store,
+        items,
+        clock,
+        order_ttl_ms: i64::try_from(config.order_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        guard: guard::FulfillGuard::new(config.failed_fulfils_per_minute),
+    });
+    let intervals = jobs::JobIntervals {
+        outbox_secs: config.outbox_interval_secs,
+        expiry_secs: config.expiry_interval_secs,
+        locking_timeout_secs: config.locking_timeout_secs,
+    };
+    jobs::spawn(service.clone(), intervals, shutdown.clone());
+    let api = RedemptionServiceServer::new(grpc::RedemptionApi::new(service))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(api, identity.clone()));
+    spawn(&config.listen, SERVICE_NAME, routes, limits, shutdown).await
+}

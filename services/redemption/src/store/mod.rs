@@ -1,0 +1,37 @@
+//! Persistence of redemption orders (sqlx `Any`, one SQL path for SQLite and PostgreSQL;
+//! DESIGN.md §2). Owns `migrations/redemption`: orders (code hashes only, UNIQUE), the
+//! keys that resolved them, and the outbox of calls owed to Items (DESIGN.md §5).
+//! Every status change is one conditional UPDATE; a resolution commits its outbox row in
+//! the same transaction.
+
+mod orders;
+mod outbox;
+
+use economy_kit::db::{Db, DbOptions};
+use sqlx::migrate::Migrator;
+
+pub use orders::{Action, Insert, OrderFilter, Resolution};
+pub use outbox::{OutboxAction, OutboxRow};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/redemption/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/redemption/postgres");
+
+/// The redemption database.
+#[derive(Debug, Clone)]
+pub struct RedemptionStore {
+    db: Db,
+}
+
+impl RedemptionStore {
+    /// Connects to `url` and applies pending migrations.
+    pub async fn open(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
+        let db = Db::connect(url, options).await?;
+        db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+        Ok(Self { db })
+    }
+
+    /// The underlying database (tests inspect the stored rows).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}

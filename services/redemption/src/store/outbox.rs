@@ -1,0 +1,147 @@
+//! The outbox (DESIGN.md §5): Items calls owed after a commit (consume a fulfilled
+//! order's item, unlock a cancelled / expired / failed one's), each with its
+//! deterministic key `<order_id>:<action>`. Rows are claimed with a lease by a
+//! conditional UPDATE, so several dispatchers never deliver one row at once.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::RedemptionStore;
+use crate::domain::items_key;
+
+/// An Items call owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxAction {
+    /// `ConsumeItem` by the order's lock holder.
+    Consume,
+    /// `UnlockItem` by the order's lock holder.
+    Unlock,
+}
+
+impl OutboxAction {
+    /// The stored name, also the suffix of the call's idempotency key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consume => "consume",
+            Self::Unlock => "unlock",
+        }
+    }
+}
+
+/// A pending outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// UUIDv7.
+    pub id: String,
+    /// The order that owes the call.
+    pub order_id: String,
+    /// What to call.
+    pub action: OutboxAction,
+    /// The item.
+    pub item_instance_id: String,
+    /// Deliveries tried so far.
+    pub attempts: i64,
+}
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
+    let action: String = row.try_get("action")?;
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        order_id: row.try_get("order_id")?,
+        action: if action == "consume" { OutboxAction::Consume } else { OutboxAction::Unlock },
+        item_instance_id: row.try_get("item_instance_id")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+/// Records an owed call inside the transaction that made it owed.
+pub(super) async fn insert_outbox(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &str,
+    item_instance_id: &str,
+    action: OutboxAction,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO redemption_outbox (id, order_id, action, item_instance_id, idempotency_key, status, \
+         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(order_id)
+    .bind(action.as_str())
+    .bind(item_instance_id)
+    .bind(items_key(order_id, action.as_str()))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl RedemptionStore {
+    /// Pending rows due at `now`, oldest first (`order_id` narrows to one order).
+    pub async fn due_outbox(&self, now: i64, order_id: &str, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, order_id, action, item_instance_id, attempts FROM redemption_outbox \
+             WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 \
+             AND ($2 = '' OR order_id = $2) ORDER BY next_attempt_at LIMIT $3",
+        )
+        .bind(now)
+        .bind(order_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// Leases a row until `until`; false when another dispatcher holds it or it is done.
+    pub async fn claim_outbox(&self, id: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE redemption_outbox SET claimed_until = $1, attempts = attempts + 1 \
+             WHERE id = $2 AND status = 'pending' AND claimed_until <= $3",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Ends a row: `delivered`, or `dead` with the refusal (an operator looks at it).
+    pub async fn finish_outbox(&self, id: &str, delivered: bool, error: &str, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE redemption_outbox SET status = $1, last_error = $2, delivered_at = $3, claimed_until = 0 \
+             WHERE id = $4",
+        )
+        .bind(if delivered { "delivered" } else { "dead" })
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Releases the lease and schedules the next attempt at `next_attempt_at`.
+    pub async fn retry_outbox(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE redemption_outbox SET next_attempt_at = $1, last_error = $2, claimed_until = 0 WHERE id = $3",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Pending rows created at or before `cutoff` (stuck deliveries, for monitoring).
+    pub async fn stuck_outbox(&self, cutoff: i64) -> Result<i64, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM redemption_outbox WHERE status = 'pending' AND created_at <= $1")
+                .bind(cutoff)
+                .fetch_one(self.db.pool())
+                .await?;
+        row.try_get("n")
+    }
+}
