@@ -26,16 +26,16 @@ fn entry_headers(run: &Run) -> Vec<&str> {
 async fn quickstart() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let data = stack.data_dir.display().to_string();
-    assert_eq!(stack.banner.len(), 8, "{:?}", stack.banner);
+    assert_eq!(stack.banner.len(), 9, "{:?}", stack.banner);
     assert_eq!(stack.banner[0], "economy is up");
     assert_eq!(stack.banner[1], format!("  gateway     {}  (public: gRPC and gRPC-web)", stack.endpoint));
-    for (line, service) in stack.banner[2..5].iter().zip(["ledger", "items", "redemption"]) {
+    for (line, service) in stack.banner[2..6].iter().zip(["ledger", "items", "redemption", "market"]) {
         assert!(line.starts_with(&format!("  {service:<10}  http://127.0.0.1:")), "{line}");
         assert!(line.ends_with("  (internal)"), "{line}");
     }
-    assert_eq!(stack.banner[5], format!("  data        {data}"));
+    assert_eq!(stack.banner[6], format!("  data        {data}"));
     assert_eq!(
-        stack.banner[6],
+        stack.banner[7],
         format!("development tokens: HS256 signed with {data}/dev-jwt.secret (`economy token --user-id 1 --role 100`)")
     );
 

@@ -95,12 +95,13 @@ impl Stack {
             .env("ECONOMY_LEDGER__LISTEN", "127.0.0.1:0")
             .env("ECONOMY_ITEMS__LISTEN", "127.0.0.1:0")
             .env("ECONOMY_REDEMPTION__LISTEN", "127.0.0.1:0")
+            .env("ECONOMY_MARKET__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         // Each service owns its schema: one database each.
-        for service in ["GATEWAY", "LEDGER", "ITEMS", "REDEMPTION"].into_iter().filter(|_| on_postgres) {
+        for service in ["GATEWAY", "LEDGER", "ITEMS", "REDEMPTION", "MARKET"].into_iter().filter(|_| on_postgres) {
             let database = TestDatabase::new().await?;
             command.env(format!("ECONOMY_{service}__DATABASE_URL"), &database.url);
             databases.push(database);

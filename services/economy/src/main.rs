@@ -16,12 +16,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use economy_proto::items::v1::item_service_client::ItemServiceClient;
 use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{balances, catalog, history, holds, items, redemption};
+use crate::commands::{balances, catalog, history, holds, items, market, redemption};
 
-/// Virtual-economy backend: run the stack and operate the ledger, items and redemption codes.
+/// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
 #[derive(Debug, Parser)]
 #[command(name = "economy", version)]
 struct Cli {
@@ -78,6 +79,9 @@ enum ClientCommand {
     /// Redemption codes: create, fulfil, cancel, reissue, inspect.
     #[command(subcommand)]
     Redeem(redemption::RedeemCommand),
+    /// The player market: sell, browse, buy, cancel, trades.
+    #[command(subcommand)]
+    Market(market::MarketCommand),
 }
 
 /// Options of `economy token`.
@@ -110,7 +114,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (channel, bearer) = client::connect(&cli.global).await?;
     let mut ledger = LedgerServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut items = ItemServiceClient::with_interceptor(channel.clone(), bearer.clone());
-    let mut redemption = RedemptionServiceClient::with_interceptor(channel, bearer);
+    let mut redemption = RedemptionServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut market = MarketServiceClient::with_interceptor(channel, bearer);
     match command {
         ClientCommand::Asset(command) => catalog::asset(&mut ledger, command).await,
         ClientCommand::Rule(command) => catalog::rule(&mut ledger, command).await,
@@ -124,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Template(command) => items::template(&mut items, command).await,
         ClientCommand::Item(command) => items::item(&mut items, command).await,
         ClientCommand::Redeem(command) => redemption::run(&mut redemption, command).await,
+        ClientCommand::Market(command) => market::run(&mut market, command).await,
     }
 }
 

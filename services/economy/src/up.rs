@@ -22,6 +22,7 @@ use economy_kit::identity::{IdentityConfig, IdentityKey};
 use economy_kit::server::{RunningServer, ServerLimits, shutdown_signal};
 use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
+use economy_market::MarketConfig;
 use economy_redemption::RedemptionConfig;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// TOML configuration file with sections `gateway`, `ledger`, `items`, `redemption`,
-    /// `identity`, `server`, `log`.
+    /// `market`, `identity`, `server`, `log`.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -51,6 +52,8 @@ struct StackSettings {
     items: ItemsConfig,
     /// `[redemption]`.
     redemption: RedemptionConfig,
+    /// `[market]`.
+    market: MarketConfig,
     /// `[identity]`: the secret shared by every service and this client.
     identity: IdentityConfig,
     /// `[server]` limits of every gRPC server.
@@ -73,7 +76,9 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let items = economy_items::start(&settings.items, &identity, limits, back.clone()).await?;
     settings.redemption.items_url = items.url();
     let redemption = economy_redemption::start(&settings.redemption, &identity, limits, back.clone()).await?;
-    let services = [("ledger", ledger), ("items", items), ("redemption", redemption)];
+    (settings.market.ledger_url, settings.market.items_url) = (ledger.url(), items.url());
+    let market = economy_market::start(&settings.market, &identity, limits, back.clone()).await?;
+    let services = [("ledger", ledger), ("items", items), ("redemption", redemption), ("market", market)];
     for (name, server) in &services {
         settings.gateway.upstreams.insert((*name).to_owned(), server.url());
     }
@@ -137,6 +142,7 @@ impl StackSettings {
         in_data_dir(&mut self.gateway.database_url, &GatewayConfig::default().database_url, "gateway.db");
         in_data_dir(&mut self.items.database_url, &ItemsConfig::default().database_url, "items.db");
         in_data_dir(&mut self.redemption.database_url, &RedemptionConfig::default().database_url, "redemption.db");
+        in_data_dir(&mut self.market.database_url, &MarketConfig::default().database_url, "market.db");
         let mut lines = String::new();
         if self.identity.secret.is_empty() {
             self.identity.secret = load_or_create_secret(&data_dir.join(DEV_IDENTITY_SECRET_FILE))?;

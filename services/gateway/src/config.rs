@@ -44,6 +44,7 @@ impl Default for GatewayConfig {
                 ("ledger".to_owned(), "http://127.0.0.1:50061".to_owned()),
                 ("items".to_owned(), "http://127.0.0.1:50062".to_owned()),
                 ("redemption".to_owned(), "http://127.0.0.1:50063".to_owned()),
+                ("market".to_owned(), "http://127.0.0.1:50064".to_owned()),
             ]),
             auth: AuthConfig::default(),
             idempotency: IdempotencyConfig::default(),

@@ -197,7 +197,7 @@ mod tests {
         );
         let balance = registry.method("/economy.ledger.v1.LedgerService/GetBalance").expect("routed");
         assert!(balance.read_only && balance.canonical_operation.is_none());
-        assert_eq!(registry.upstreams(), ["items", "ledger", "redemption"]);
+        assert_eq!(registry.upstreams(), ["items", "ledger", "market", "redemption"]);
     }
 
     #[test]

@@ -38,3 +38,11 @@ pub mod redemption {
         include!(concat!(env!("OUT_DIR"), "/economy.redemption.v1.rs"));
     }
 }
+
+/// `economy.market.v1`: the Market API.
+pub mod market {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.market.v1.rs"));
+    }
+}

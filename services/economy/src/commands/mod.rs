@@ -1,4 +1,4 @@
-//! The client commands, one module per area of the API (ledger, items, redemption). Each command
+//! The client commands, one module per area of the API (ledger, items, redemption, market). Each command
 //! prints plain lines to stdout and returns the process exit status; failures propagate
 //! as errors that `client::report` prints.
 
@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod history;
 pub mod holds;
 pub mod items;
+pub mod market;
 pub mod redemption;
 
 use clap::Args;

@@ -1,0 +1,117 @@
+//! Ledger calls: holds (escrow of listed assets and of item purchases) and the purchase
+//! transaction of an asset listing.
+
+use economy_kit::identity::Signer;
+use economy_proto::ledger::v1 as pb;
+use pb::account_ref::Account;
+use pb::ledger_service_client::LedgerServiceClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use super::CallError;
+
+/// Business type of every market entry in the journal.
+const BUSINESS_TYPE: &str = "MARKET_TRADE";
+
+/// The ledger, as the market.
+#[derive(Debug, Clone)]
+pub struct Ledger(LedgerServiceClient<InterceptedService<Channel, Signer>>);
+
+/// A user's account.
+pub fn user(user_id: i64) -> pb::AccountRef {
+    pb::AccountRef { account: Some(Account::UserId(user_id)) }
+}
+
+/// A system account.
+pub fn system(name: &str) -> pb::AccountRef {
+    pb::AccountRef { account: Some(Account::System(name.to_owned())) }
+}
+
+/// One available-bucket leg.
+pub fn leg(account: pb::AccountRef, asset: &str, amount: i64) -> pb::PostingInput {
+    pb::PostingInput { account: Some(account), asset_code: asset.to_owned(), amount }
+}
+
+fn refused(status: tonic::Status) -> CallError {
+    CallError::from_status("ledger", &status)
+}
+
+impl Ledger {
+    /// Over `channel`, signing with `signer`.
+    pub fn new(channel: Channel, signer: Signer) -> Self {
+        Self(LedgerServiceClient::with_interceptor(channel, signer))
+    }
+
+    /// Freezes `amount` of `user_id`'s `asset`; returns `(hold id, transaction id)`.
+    pub async fn create_hold(
+        &self,
+        key: &str,
+        user_id: i64,
+        asset: &str,
+        amount: i64,
+        reference: &str,
+    ) -> Result<(String, String), CallError> {
+        let request = pb::CreateHoldRequest {
+            idempotency_key: key.to_owned(),
+            account: Some(user(user_id)),
+            asset_code: asset.to_owned(),
+            amount,
+            expires_at: None,
+            reference: reference.to_owned(),
+        };
+        let response = self.0.clone().create_hold(request).await.map_err(refused)?.into_inner();
+        let hold = response.hold.map(|hold| hold.id).unwrap_or_default();
+        Ok((hold, response.transaction.map(|entry| entry.id).unwrap_or_default()))
+    }
+
+    /// Releases a hold; returns the transaction id.
+    pub async fn release_hold(&self, key: &str, hold_id: &str) -> Result<String, CallError> {
+        let request = pb::ReleaseHoldRequest {
+            idempotency_key: key.to_owned(),
+            hold_id: hold_id.to_owned(),
+            reason: "market".to_owned(),
+        };
+        let response = self.0.clone().release_hold(request).await.map_err(refused)?.into_inner();
+        Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
+    }
+
+    /// Pays a whole hold out to `destinations`; returns the transaction id.
+    pub async fn settle_hold(
+        &self,
+        key: &str,
+        hold_id: &str,
+        destinations: Vec<pb::PostingInput>,
+        correlation_id: &str,
+    ) -> Result<String, CallError> {
+        let request = pb::SettleHoldRequest {
+            idempotency_key: key.to_owned(),
+            hold_id: hold_id.to_owned(),
+            amount: None,
+            destinations,
+            business_type: BUSINESS_TYPE.to_owned(),
+            correlation_id: correlation_id.to_owned(),
+        };
+        let response = self.0.clone().settle_hold(request).await.map_err(refused)?.into_inner();
+        Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
+    }
+
+    /// Applies `postings` and settles `hold_id` wholly, in one journal entry; returns its id.
+    pub async fn post_with_settlement(
+        &self,
+        key: &str,
+        postings: Vec<pb::PostingInput>,
+        hold_id: &str,
+        correlation_id: &str,
+    ) -> Result<String, CallError> {
+        let request = pb::PostTransactionRequest {
+            idempotency_key: key.to_owned(),
+            business_type: BUSINESS_TYPE.to_owned(),
+            correlation_id: correlation_id.to_owned(),
+            memo: String::new(),
+            postings,
+            hold_settlements: vec![pb::HoldSettlement { hold_id: hold_id.to_owned(), amount: None }],
+        };
+        let response = self.0.clone().post_transaction(request).await.map_err(refused)?.into_inner();
+        Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
+    }
+}

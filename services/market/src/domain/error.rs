@@ -1,0 +1,71 @@
+//! Every way a market operation can fail (DESIGN.md §3 Market, §4): one enum, mapped to
+//! `tonic::Status` in exactly one place (`grpc::error`).
+
+/// A market failure. Each variant maps to one stable `ErrorInfo.reason`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MarketError {
+    /// `LISTING_NOT_FOUND` (NOT_FOUND).
+    #[error("listing {0} does not exist")]
+    ListingNotFound(String),
+    /// `LISTING_NOT_ON_SALE` (FAILED_PRECONDITION): sold, cancelled, expired, or being bought.
+    #[error("listing {listing_id} is {status}, not on sale")]
+    ListingNotOnSale {
+        /// The listing.
+        listing_id: String,
+        /// Its status.
+        status: &'static str,
+    },
+    /// `OWN_LISTING` (FAILED_PRECONDITION): a seller cannot buy their own listing.
+    #[error("listing {0} is the caller's own")]
+    OwnListing(String),
+    /// `LISTING_ALREADY_OPEN` (FAILED_PRECONDITION): the item is already listed.
+    #[error("item {0} is already listed")]
+    ItemAlreadyListed(String),
+    /// `PRICE_ASSET_NOT_ALLOWED` (INVALID_ARGUMENT).
+    #[error("{0} is not a price asset of this market")]
+    PriceAssetNotAllowed(String),
+    /// `ITEM_NOT_OWNED` (FAILED_PRECONDITION): the seller does not own the item.
+    #[error("item {0} is not the seller's")]
+    ItemNotOwned(String),
+    /// A business refusal by the ledger or the items service, passed through (e.g.
+    /// `INSUFFICIENT_BALANCE`, `ITEM_NOT_AVAILABLE`).
+    #[error("{message}")]
+    Refused {
+        /// gRPC code.
+        code: i32,
+        /// `ErrorInfo.domain` of the refusing service.
+        domain: String,
+        /// Its reason.
+        reason: String,
+        /// Its message.
+        message: String,
+    },
+    /// FAILED_PRECONDITION with the refusal's reason (e.g. `INSUFFICIENT_BALANCE`): the
+    /// purchase did not happen (nothing moved, or the buyer was refunded).
+    #[error("trade {trade_id} did not complete: {reason}")]
+    TradeFailed {
+        /// The trade.
+        trade_id: String,
+        /// Why: the ledger's or items' reason.
+        reason: String,
+    },
+    /// `UPSTREAM_UNAVAILABLE` (UNAVAILABLE): the ledger or items did not answer; the step
+    /// is resumed by a retry with the same key or by the recovery worker.
+    #[error("the {0} service is unavailable; retry with the same idempotency key")]
+    Unavailable(&'static str),
+    /// `PERMISSION_DENIED`.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// `IDEMPOTENCY_KEY_REUSED` (ALREADY_EXISTS).
+    #[error("idempotency key {0} was used for a different request")]
+    IdempotencyKeyReused(String),
+    /// Storage failure (INTERNAL, opaque).
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl From<sqlx::Error> for MarketError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(error.to_string())
+    }
+}

@@ -1,0 +1,172 @@
+//! Listings: `creating -> on_sale | failed`, `on_sale -> selling -> sold | on_sale`,
+//! `on_sale -> cancelled | expired`, and `selling -> failed` when the item left the
+//! listing during a purchase.
+
+use super::error::MarketError;
+
+/// Where a listing is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingStatus {
+    /// Its hold or lock is being taken.
+    Creating,
+    /// On sale.
+    OnSale,
+    /// A purchase is in progress.
+    Selling,
+    /// Sold.
+    Sold,
+    /// Withdrawn; the hold or lock is being given back.
+    Cancelled,
+    /// Past its expiry; the hold or lock is being given back.
+    Expired,
+    /// The hold or lock could not be taken, or the item left the listing.
+    Failed,
+}
+
+impl ListingStatus {
+    /// Every status, in the proto's order.
+    pub const ALL: [Self; 7] =
+        [Self::Creating, Self::OnSale, Self::Selling, Self::Sold, Self::Cancelled, Self::Expired, Self::Failed];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::OnSale => "on_sale",
+            Self::Selling => "selling",
+            Self::Sold => "sold",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+}
+
+/// What a listing sells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// An amount of a stackable asset, frozen by a ledger hold.
+    Asset {
+        /// Asset code.
+        code: String,
+        /// Positive amount.
+        amount: i64,
+    },
+    /// One item instance, locked by the items service.
+    Item {
+        /// Instance id.
+        id: String,
+        /// Its template.
+        template: String,
+    },
+}
+
+/// What a buyer pays: a positive amount of a price asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    /// Asset code (e.g. `DIAMOND`).
+    pub asset: String,
+    /// Positive amount.
+    pub amount: i64,
+}
+
+/// A listing as stored (instants in ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// UUIDv7.
+    pub id: String,
+    /// The seller.
+    pub seller_user_id: i64,
+    /// What is sold.
+    pub offer: Offer,
+    /// The price.
+    pub price: Price,
+    /// Lifecycle status.
+    pub status: ListingStatus,
+    /// The ledger hold of an asset listing, once taken.
+    pub hold_id: Option<String>,
+    /// Creation instant.
+    pub created_at: i64,
+    /// End of sale, if any.
+    pub expires_at: Option<i64>,
+    /// When it left sale.
+    pub closed_at: Option<i64>,
+}
+
+impl Listing {
+    /// Whether `buyer` may buy it at `now`: on sale, not expired, not their own.
+    /// Errors: `OWN_LISTING`, `LISTING_NOT_ON_SALE`.
+    pub fn check_purchasable(&self, buyer: i64, now: i64) -> Result<(), MarketError> {
+        if self.seller_user_id == buyer {
+            return Err(MarketError::OwnListing(self.id.clone()));
+        }
+        let expired = self.expires_at.is_some_and(|expires_at| expires_at <= now);
+        if self.status != ListingStatus::OnSale || expired {
+            return Err(self.not_on_sale());
+        }
+        Ok(())
+    }
+
+    /// Whether it may be cancelled: on sale. Error: `LISTING_NOT_ON_SALE`.
+    pub fn check_cancellable(&self) -> Result<(), MarketError> {
+        match self.status {
+            ListingStatus::OnSale => Ok(()),
+            _ => Err(self.not_on_sale()),
+        }
+    }
+
+    fn not_on_sale(&self) -> MarketError {
+        MarketError::ListingNotOnSale { listing_id: self.id.clone(), status: self.status.as_str() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(status: ListingStatus, expires_at: Option<i64>) -> Listing {
+        Listing {
+            id: "l1".into(),
+            seller_user_id: 2,
+            offer: Offer::Asset { code: "red_shard".into(), amount: 10 },
+            price: Price { asset: "DIAMOND".into(), amount: 100 },
+            status,
+            hold_id: Some("h1".into()),
+            created_at: 0,
+            expires_at,
+            closed_at: None,
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in ListingStatus::ALL {
+            assert_eq!(ListingStatus::parse(status.as_str()), Some(status));
+        }
+    }
+
+    #[test]
+    fn only_listings_on_sale_of_others_are_purchasable() {
+        assert_eq!(listing(ListingStatus::OnSale, None).check_purchasable(3, 0), Ok(()));
+        assert_eq!(
+            listing(ListingStatus::OnSale, None).check_purchasable(2, 0),
+            Err(MarketError::OwnListing("l1".into()))
+        );
+        assert!(listing(ListingStatus::OnSale, Some(10)).check_purchasable(3, 10).is_err(), "expired");
+        for status in [ListingStatus::Creating, ListingStatus::Selling, ListingStatus::Sold, ListingStatus::Cancelled] {
+            assert!(listing(status, None).check_purchasable(3, 0).is_err(), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn only_listings_on_sale_can_be_cancelled() {
+        assert_eq!(listing(ListingStatus::OnSale, None).check_cancellable(), Ok(()));
+        assert!(listing(ListingStatus::Selling, None).check_cancellable().is_err());
+        assert!(listing(ListingStatus::Sold, None).check_cancellable().is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! The market's rules (DESIGN.md §3 Market), free of SQL and gRPC: listings, trades, the
+//! fee, and every way an operation can fail.
+
+pub mod error;
+pub mod listing;
+pub mod trade;
+
+pub use error::MarketError;
+pub use listing::{Listing, ListingStatus, Offer, Price};
+pub use trade::{Trade, TradeStatus, split_price};
+
+/// Lock holder and hold reference of a listing: `market:listing:<id>`.
+pub fn escrow_holder(listing_id: &str) -> String {
+    format!("market:listing:{listing_id}")
+}
+
+/// Deterministic key of a downstream call for `subject` (a listing id or a trade's
+/// business event): `<subject>:<step>` (DESIGN.md §5).
+pub fn step_key(subject: &str, step: &str) -> String {
+    format!("{subject}:{step}")
+}

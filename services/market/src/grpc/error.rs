@@ -1,0 +1,68 @@
+//! The one mapping from `MarketError` to `tonic::Status` (DESIGN.md §4).
+
+use economy_kit::error::{internal, status};
+use tonic::{Code, Status};
+
+use super::DOMAIN;
+use crate::domain::MarketError;
+
+impl From<MarketError> for Status {
+    fn from(error: MarketError) -> Self {
+        let message = error.to_string();
+        let (code, reason, metadata): (Code, String, Vec<(&str, String)>) = match error {
+            MarketError::ListingNotFound(id) => (Code::NotFound, "LISTING_NOT_FOUND".into(), vec![("listing_id", id)]),
+            MarketError::ListingNotOnSale { listing_id, status } => (
+                Code::FailedPrecondition,
+                "LISTING_NOT_ON_SALE".into(),
+                vec![("listing_id", listing_id), ("status", status.to_owned())],
+            ),
+            MarketError::OwnListing(id) => (Code::FailedPrecondition, "OWN_LISTING".into(), vec![("listing_id", id)]),
+            MarketError::ItemAlreadyListed(id) => {
+                (Code::FailedPrecondition, "LISTING_ALREADY_OPEN".into(), vec![("item_instance_id", id)])
+            }
+            MarketError::PriceAssetNotAllowed(asset) => {
+                (Code::InvalidArgument, "PRICE_ASSET_NOT_ALLOWED".into(), vec![("asset_code", asset)])
+            }
+            MarketError::ItemNotOwned(id) => {
+                (Code::FailedPrecondition, "ITEM_NOT_OWNED".into(), vec![("item_instance_id", id)])
+            }
+            MarketError::Refused { code, domain, reason, message } => {
+                return status(Code::from_i32(code), &domain, &reason, message, Vec::<(String, String)>::new());
+            }
+            MarketError::TradeFailed { trade_id, reason } => {
+                (Code::FailedPrecondition, reason.clone(), vec![("trade_id", trade_id), ("reason", reason)])
+            }
+            MarketError::Unavailable(service) => {
+                (Code::Unavailable, "UPSTREAM_UNAVAILABLE".into(), vec![("upstream", service.to_owned())])
+            }
+            MarketError::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED".into(), vec![]),
+            MarketError::IdempotencyKeyReused(key) => {
+                (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED".into(), vec![("idempotency_key", key)])
+            }
+            MarketError::Storage(_) => return internal(DOMAIN, &message),
+        };
+        status(code, DOMAIN, &reason, message, metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use economy_kit::error::reason;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_trade_carries_the_refusal_reason() {
+        let status =
+            Status::from(MarketError::TradeFailed { trade_id: "t".into(), reason: "INSUFFICIENT_BALANCE".into() });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"));
+    }
+
+    #[test]
+    fn storage_errors_are_opaque() {
+        let status = Status::from(MarketError::Storage("UNIQUE constraint failed: trades".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("trades"));
+    }
+}

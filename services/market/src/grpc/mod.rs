@@ -1,0 +1,178 @@
+//! gRPC adapter of `economy.market.v1.MarketService`: each handler validates the request,
+//! calls the flows in `service` and converts back.
+
+mod convert;
+mod error;
+
+use std::sync::Arc;
+
+use economy_kit::error::Violations;
+use economy_kit::identity::{caller, idempotency_key};
+use economy_proto::market::v1 as pb;
+use pb::market_service_server::MarketService;
+use tonic::{Request, Response, Status};
+
+use crate::service::Market;
+use crate::store::{Browse, Sort};
+
+/// `ErrorInfo.domain` of every market error.
+pub const DOMAIN: &str = "economy.market";
+
+/// The service implementation.
+#[derive(Debug, Clone)]
+pub struct MarketApi {
+    market: Arc<Market>,
+}
+
+impl MarketApi {
+    /// Serves `market`.
+    pub fn new(market: Arc<Market>) -> Self {
+        Self { market }
+    }
+}
+
+/// The key of a write (own or the gateway's business event), 1-128 printable ASCII.
+fn write_key<T>(request: &Request<T>, own: &str, violations: &mut Violations) -> String {
+    let key = idempotency_key(request, own);
+    let valid = (1..=128).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic());
+    violations.check(valid, "idempotency_key", "1-128 printable ASCII characters (or call through the gateway)");
+    key
+}
+
+fn check_id(violations: &mut Violations, field: &str, value: &str) {
+    violations.check(uuid::Uuid::try_parse(value).is_ok(), field, "a UUID");
+}
+
+/// Page token of a browse: `<price>:<listing id>`.
+fn browse_token(token: &str, violations: &mut Violations) -> Option<(i64, String)> {
+    if token.is_empty() {
+        return None;
+    }
+    let parsed = token.split_once(':').and_then(|(price, id)| Some((price.parse().ok()?, id.to_owned())));
+    violations.check(parsed.is_some(), "page_token", "a token from the previous page");
+    parsed
+}
+
+#[tonic::async_trait]
+impl MarketService for MarketApi {
+    async fn create_listing(
+        &self,
+        request: Request<pb::CreateListingRequest>,
+    ) -> Result<Response<pb::CreateListingResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let new = convert::new_listing(request.get_ref(), self.market.clock.now_millis(), &mut violations);
+        violations.finish(DOMAIN)?;
+        let new = new.ok_or_else(|| Status::internal("validated listing missing"))?;
+        let (listing, replayed) = self.market.create(&caller, &key, new).await?;
+        Ok(Response::new(pb::CreateListingResponse { listing: Some(convert::listing(&listing)), replayed }))
+    }
+
+    async fn purchase_listing(
+        &self,
+        request: Request<pb::PurchaseListingRequest>,
+    ) -> Result<Response<pb::PurchaseListingResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        check_id(&mut violations, "listing_id", &request.get_ref().listing_id);
+        violations.finish(DOMAIN)?;
+        let (trade, listing, replayed) = self.market.purchase(&caller, &key, &request.get_ref().listing_id).await?;
+        Ok(Response::new(pb::PurchaseListingResponse {
+            trade: Some(convert::trade(&trade)),
+            listing: Some(convert::listing(&listing)),
+            replayed,
+        }))
+    }
+
+    async fn cancel_listing(
+        &self,
+        request: Request<pb::CancelListingRequest>,
+    ) -> Result<Response<pb::CancelListingResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        check_id(&mut violations, "listing_id", &request.get_ref().listing_id);
+        violations.finish(DOMAIN)?;
+        let (listing, replayed) = self.market.cancel(&caller, &key, &request.get_ref().listing_id).await?;
+        Ok(Response::new(pb::CancelListingResponse { listing: Some(convert::listing(&listing)), replayed }))
+    }
+
+    async fn get_listing(
+        &self,
+        request: Request<pb::GetListingRequest>,
+    ) -> Result<Response<pb::GetListingResponse>, Status> {
+        caller(&request)?;
+        let mut violations = Violations::default();
+        check_id(&mut violations, "listing_id", &request.get_ref().listing_id);
+        violations.finish(DOMAIN)?;
+        let listing = self.market.get(&request.get_ref().listing_id).await?;
+        Ok(Response::new(pb::GetListingResponse { listing: Some(convert::listing(&listing)) }))
+    }
+
+    async fn list_listings(
+        &self,
+        request: Request<pb::ListListingsRequest>,
+    ) -> Result<Response<pb::ListListingsResponse>, Status> {
+        caller(&request)?;
+        let message = request.get_ref();
+        let mut violations = Violations::default();
+        let limit = convert::page_size(message.page_size, &mut violations);
+        let after = browse_token(&message.page_token, &mut violations);
+        violations.finish(DOMAIN)?;
+        let sort = match message.sort() {
+            pb::ListingSort::PriceAscending => Sort::PriceAscending,
+            pb::ListingSort::PriceDescending => Sort::PriceDescending,
+            pb::ListingSort::Unspecified | pb::ListingSort::Newest => Sort::Newest,
+        };
+        let browse = Browse {
+            asset_code: &message.asset_code,
+            template_code: &message.item_template_code,
+            sort,
+            after,
+            limit: limit + 1,
+            now: self.market.clock.now_millis(),
+        };
+        let mut listings = self.market.store.browse(&browse).await.map_err(crate::domain::MarketError::from)?;
+        let next_page_token = next_token(&mut listings, limit, |last| format!("{}:{}", last.price.amount, last.id));
+        Ok(Response::new(pb::ListListingsResponse {
+            listings: listings.iter().map(convert::listing).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_trades(
+        &self,
+        request: Request<pb::ListTradesRequest>,
+    ) -> Result<Response<pb::ListTradesResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let mut violations = Violations::default();
+        violations.check(message.user_id >= 0, "user_id", "a positive user id, or 0 for the caller");
+        let limit = convert::page_size(message.page_size, &mut violations);
+        if !message.page_token.is_empty() {
+            check_id(&mut violations, "page_token", &message.page_token);
+        }
+        violations.finish(DOMAIN)?;
+        let user = self.market.trades_user(&caller, message.user_id)?;
+        let store = &self.market.store;
+        let mut trades =
+            store.trades_of(user, &message.page_token, limit + 1).await.map_err(crate::domain::MarketError::from)?;
+        let next_page_token = next_token(&mut trades, limit, |last| last.id.clone());
+        Ok(Response::new(pb::ListTradesResponse {
+            trades: trades.iter().map(convert::trade).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+/// Cuts `rows` (fetched `limit + 1`) to `limit`; the token of the last row when more exist.
+fn next_token<T>(rows: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> String) -> String {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() <= limit {
+        return String::new();
+    }
+    rows.truncate(limit);
+    rows.last().map(token).unwrap_or_default()
+}

@@ -1,0 +1,48 @@
+//! The market's recovery worker (DESIGN.md §5), safe on several replicas at once (every
+//! change is a compare-and-set; downstream calls are keyed): it resumes interrupted
+//! creations and trades, expires listings, and delivers escrow returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::MarketError;
+use crate::service::Market;
+
+/// Rows one pass handles.
+const BATCH: i64 = 100;
+
+/// One recovery pass: work untouched for `stale_ms` is resumed.
+pub async fn recover(market: &Market, stale_ms: i64) -> Result<usize, MarketError> {
+    let cutoff = market.clock.now_millis().saturating_sub(stale_ms);
+    let mut done = market.resume_stale_creations(cutoff, BATCH).await?;
+    for trade in market.store.stalled_trades(cutoff, BATCH).await? {
+        let id = trade.id.clone();
+        match market.advance(trade).await {
+            Ok(_) => done += 1,
+            Err(error) => tracing::warn!(trade_id = %id, %error, "trade not resumed yet"),
+        }
+    }
+    done += market.expire_due(BATCH).await?;
+    done += market.dispatch("").await?;
+    Ok(done)
+}
+
+/// Runs `recover` every `period` until `shutdown`.
+pub fn spawn(market: Arc<Market>, period: Duration, stale: Duration, shutdown: CancellationToken) {
+    let stale_ms = i64::try_from(stale.as_millis()).unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => match recover(&market, stale_ms).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "market recovery pass"),
+                    Err(error) => tracing::error!(%error, "market recovery pass failed"),
+                },
+            }
+        }
+    });
+}

@@ -1,0 +1,31 @@
+//! `economy-market`: the Market service as its own process (production deployments).
+//! Configuration: `--config FILE` (TOML) and `ECONOMY_<SECTION>__<KEY>` variables.
+
+use economy_kit::identity::{IdentityConfig, IdentityKey};
+use economy_kit::server::{ServerLimits, shutdown_signal};
+use economy_kit::telemetry::{self, LogConfig};
+use economy_market::MarketConfig;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Settings {
+    market: MarketConfig,
+    identity: IdentityConfig,
+    server: ServerLimits,
+    log: LogConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config_file = economy_kit::config::file_argument("economy-market")?;
+    let settings: Settings = economy_kit::config::load(config_file.as_deref())?;
+    telemetry::init(&settings.log);
+    let identity = IdentityKey::new(&settings.identity)?;
+    let shutdown = CancellationToken::new();
+    let server = economy_market::start(&settings.market, &identity, &settings.server, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
+    server.wait().await
+}

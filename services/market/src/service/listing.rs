@@ -1,0 +1,242 @@
+//! Listing flows: create (escrow first), cancel, expiry, escrow returns and the
+//! resumption of interrupted creations.
+
+use economy_kit::identity::Caller;
+
+use super::{Market, require};
+use crate::clients::CallError;
+use crate::domain::{Listing, ListingStatus, MarketError, Offer, Price, escrow_holder, step_key};
+use crate::store::Insert;
+
+/// A validated CreateListing.
+#[derive(Debug, Clone)]
+pub struct NewListing {
+    /// The seller (`None`: the calling user).
+    pub seller_user_id: Option<i64>,
+    /// What is sold (an item's template is looked up).
+    pub offer: Offer,
+    /// The price.
+    pub price: Price,
+    /// End of sale (`None`: the market's default).
+    pub expires_at: Option<i64>,
+}
+
+/// Backoff of escrow returns, ms.
+const MAX_BACKOFF_MS: i64 = 300_000;
+
+impl Market {
+    /// CreateListing: freezes the asset or locks the item, then puts the listing on sale.
+    /// Errors: PRICE_ASSET_NOT_ALLOWED, ITEM_NOT_OWNED, LISTING_ALREADY_OPEN, the ledger's
+    /// or items' refusal (INSUFFICIENT_BALANCE, ITEM_NOT_AVAILABLE, …), UPSTREAM_UNAVAILABLE
+    /// (resumed by a retry or the recovery worker), IDEMPOTENCY_KEY_REUSED, PERMISSION_DENIED.
+    pub async fn create(&self, caller: &Caller, key: &str, new: NewListing) -> Result<(Listing, bool), MarketError> {
+        let seller = match new.seller_user_id {
+            Some(seller) => seller,
+            None => caller.user_id().ok_or_else(|| MarketError::PermissionDenied("services name the seller".into()))?,
+        };
+        require(caller.may_act_for(seller), "list another user's goods")?;
+        if let Some(existing) = self.store.listing_by_create_key(key).await? {
+            return self.resume_create(key, existing, seller, &new).await;
+        }
+        if !self.rules.price_assets.contains(&new.price.asset) {
+            return Err(MarketError::PriceAssetNotAllowed(new.price.asset));
+        }
+        let offer = match new.offer.clone() {
+            Offer::Item { id, .. } => {
+                let item = self.items.get(&id).await?;
+                if item.owner_user_id != seller {
+                    return Err(MarketError::ItemNotOwned(id));
+                }
+                Offer::Item { id, template: item.template_code }
+            }
+            offer => offer,
+        };
+        let now = self.now();
+        let default_expiry = (self.rules.default_listing_ttl_ms > 0).then(|| now + self.rules.default_listing_ttl_ms);
+        let listing = Listing {
+            id: uuid::Uuid::now_v7().to_string(),
+            seller_user_id: seller,
+            offer,
+            price: new.price.clone(),
+            status: ListingStatus::Creating,
+            hold_id: None,
+            created_at: now,
+            expires_at: new.expires_at.or(default_expiry),
+            closed_at: None,
+        };
+        if self.store.insert_listing(&listing, key).await? == Insert::Created {
+            return self.take_escrow(listing).await.map(|listing| (listing, false));
+        }
+        match self.store.listing_by_create_key(key).await? {
+            Some(existing) => self.resume_create(key, existing, seller, &new).await,
+            None => Err(MarketError::ItemAlreadyListed(listing.offer_id().to_owned())),
+        }
+    }
+
+    /// A retried creation: the same request resumes an interrupted one or returns it.
+    async fn resume_create(
+        &self,
+        key: &str,
+        existing: Listing,
+        seller: i64,
+        new: &NewListing,
+    ) -> Result<(Listing, bool), MarketError> {
+        if existing.seller_user_id != seller || existing.price != new.price || !same_goods(&existing.offer, &new.offer)
+        {
+            return Err(MarketError::IdempotencyKeyReused(key.to_owned()));
+        }
+        match existing.status {
+            ListingStatus::Creating => self.take_escrow(existing).await.map(|listing| (listing, true)),
+            _ => Ok((existing, true)),
+        }
+    }
+
+    /// Takes the escrow (key `<listing>:escrow`) and puts the listing on sale; a refusal
+    /// fails it.
+    pub(crate) async fn take_escrow(&self, listing: Listing) -> Result<Listing, MarketError> {
+        let (key, holder) = (step_key(&listing.id, "escrow"), escrow_holder(&listing.id));
+        let taken = match &listing.offer {
+            Offer::Asset { code, amount } => self
+                .ledger
+                .create_hold(&key, listing.seller_user_id, code, *amount, &holder)
+                .await
+                .map(|(hold, _)| hold),
+            Offer::Item { id, .. } => {
+                self.items.lock(&key, id, &holder, listing.seller_user_id).await.map(|()| String::new())
+            }
+        };
+        match taken {
+            Ok(hold_id) => {
+                self.store.put_on_sale(&listing.id, &hold_id, self.now()).await?;
+                self.listing(&listing.id).await
+            }
+            Err(error @ CallError::Refused { .. }) => {
+                self.store
+                    .move_listing(&listing.id, ListingStatus::Creating, ListingStatus::Failed, self.now())
+                    .await?;
+                Err(error.into())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// CancelListing: the seller or an admin; `on_sale -> cancelled`, escrow returned.
+    /// Errors: LISTING_NOT_FOUND, LISTING_NOT_ON_SALE, PERMISSION_DENIED,
+    /// IDEMPOTENCY_KEY_REUSED.
+    pub async fn cancel(&self, caller: &Caller, key: &str, listing_id: &str) -> Result<(Listing, bool), MarketError> {
+        let listing = self.listing(listing_id).await?;
+        require(caller.may_act_for(listing.seller_user_id), "cancel another user's listing")?;
+        if let Some(replay) = self.cancel_replay(key, &listing).await? {
+            return Ok((replay, true));
+        }
+        listing.check_cancellable()?;
+        let actor = caller.actor();
+        if !self.store.close_unsold(listing_id, ListingStatus::Cancelled, Some((key, &actor)), self.now()).await? {
+            let current = self.listing(listing_id).await?;
+            if let Some(replay) = self.cancel_replay(key, &current).await? {
+                return Ok((replay, true));
+            }
+            current.check_cancellable()?;
+        }
+        self.return_escrow_now(listing_id).await;
+        Ok((self.listing(listing_id).await?, false))
+    }
+
+    async fn cancel_replay(&self, key: &str, listing: &Listing) -> Result<Option<Listing>, MarketError> {
+        match self.store.cancellation(key).await? {
+            None => Ok(None),
+            Some(id) if id == listing.id => Ok(Some(self.listing(&id).await?)),
+            Some(_) => Err(MarketError::IdempotencyKeyReused(key.to_owned())),
+        }
+    }
+
+    /// Expires listings on sale past their expiry; returns how many.
+    pub async fn expire_due(&self, limit: i64) -> Result<usize, MarketError> {
+        let mut expired = 0;
+        for listing_id in self.store.expired_on_sale(self.now(), limit).await? {
+            if self.store.close_unsold(&listing_id, ListingStatus::Expired, None, self.now()).await? {
+                expired += 1;
+                self.return_escrow_now(&listing_id).await;
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Resumes creations stuck in `creating` since before `cutoff`; returns how many.
+    pub async fn resume_stale_creations(&self, cutoff: i64, limit: i64) -> Result<usize, MarketError> {
+        let stale = self.store.stale_creating(cutoff, limit).await?;
+        let count = stale.len();
+        for listing in stale {
+            let id = listing.id.clone();
+            if let Err(error) = self.take_escrow(listing).await {
+                tracing::warn!(listing_id = %id, %error, "interrupted listing creation not resumed yet");
+            }
+        }
+        Ok(count)
+    }
+
+    async fn return_escrow_now(&self, listing_id: &str) {
+        if let Err(error) = self.dispatch(listing_id).await {
+            tracing::warn!(listing_id, %error, "escrow return deferred");
+        }
+    }
+
+    /// Delivers due escrow returns (of `listing_id` only, unless empty); returns how many.
+    pub async fn dispatch(&self, listing_id: &str) -> Result<usize, MarketError> {
+        let now = self.now();
+        let mut delivered = 0;
+        for row in self.store.due_outbox(now, listing_id, 100).await? {
+            if !self.store.claim_outbox(&row.id, now, now + 30_000).await? {
+                continue;
+            }
+            let listing = self.listing(&row.listing_id).await?;
+            match self.return_escrow(&listing).await {
+                Ok(()) => {
+                    self.store.finish_outbox(&row.id, true, "", self.now()).await?;
+                    delivered += 1;
+                }
+                // Already returned (released, unlocked): nothing left to do.
+                Err(CallError::Refused { reason, .. }) => {
+                    self.store.finish_outbox(&row.id, true, &reason, self.now()).await?
+                }
+                Err(error) => {
+                    let backoff = (1_000_i64 << row.attempts.clamp(0, 16)).min(MAX_BACKOFF_MS);
+                    self.store.retry_outbox(&row.id, self.now() + backoff, error.reason()).await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Releases the listing's hold or unlocks its item (key `<listing>:return`).
+    async fn return_escrow(&self, listing: &Listing) -> Result<(), CallError> {
+        let (key, holder) = (step_key(&listing.id, "return"), escrow_holder(&listing.id));
+        match (&listing.offer, &listing.hold_id) {
+            (Offer::Asset { .. }, Some(hold_id)) => self.ledger.release_hold(&key, hold_id).await.map(|_| ()),
+            (Offer::Asset { .. }, None) => Ok(()),
+            (Offer::Item { id, .. }, _) => self.items.unlock(&key, id, &holder).await,
+        }
+    }
+}
+
+impl Listing {
+    /// The asset code or item id sold.
+    pub fn offer_id(&self) -> &str {
+        match &self.offer {
+            Offer::Asset { code, .. } => code,
+            Offer::Item { id, .. } => id,
+        }
+    }
+}
+
+/// Whether two offers sell the same goods (an item's template is not compared: the
+/// request does not know it).
+fn same_goods(stored: &Offer, requested: &Offer) -> bool {
+    match (stored, requested) {
+        (Offer::Asset { code, amount }, Offer::Asset { code: other, amount: other_amount }) => {
+            code == other && amount == other_amount
+        }
+        (Offer::Item { id, .. }, Offer::Item { id: other, .. }) => id == other,
+        _ => false,
+    }
+}

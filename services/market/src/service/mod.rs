@@ -1,0 +1,78 @@
+//! The market's flows (DESIGN.md §3 Market, §5) across its store, the ledger and the
+//! items service. Every downstream call carries a key derived from the listing id or the
+//! trade's business event, and every local change is a compare-and-set, so a retry or the
+//! recovery worker can resume any flow at any point:
+//!
+//! - listing: stored `creating` -> escrow taken (`<listing>:escrow`: ledger hold or item
+//!   lock) -> `on_sale`. A refusal fails the listing; an interruption is resumed.
+//! - purchase (`purchase`): one buyer wins `on_sale -> selling`, then the trade's saga.
+//! - cancel / expiry: `on_sale -> cancelled | expired` with the escrow return
+//!   (`<listing>:return`) owed in the outbox.
+
+mod listing;
+mod purchase;
+
+use std::sync::Arc;
+
+use economy_kit::identity::Caller;
+use economy_kit::time::Clock;
+
+use crate::clients::items::Items;
+use crate::clients::ledger::Ledger;
+use crate::domain::{Listing, MarketError};
+use crate::store::MarketStore;
+
+pub use listing::NewListing;
+
+/// Pricing rules.
+#[derive(Debug, Clone)]
+pub struct MarketRules {
+    /// Platform fee, basis points of the price.
+    pub fee_bps: u32,
+    /// Assets a price may be set in.
+    pub price_assets: Vec<String>,
+    /// Sale period of a listing without its own expiry, ms (0: none).
+    pub default_listing_ttl_ms: i64,
+}
+
+/// The market's state.
+#[derive(Debug)]
+pub struct Market {
+    /// Listings, trades, outbox.
+    pub store: MarketStore,
+    /// The ledger, as the market.
+    pub ledger: Ledger,
+    /// The items service, as the market.
+    pub items: Items,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// Fee and price assets.
+    pub rules: MarketRules,
+}
+
+fn require(allowed: bool, what: &str) -> Result<(), MarketError> {
+    allowed.then_some(()).ok_or_else(|| MarketError::PermissionDenied(format!("the caller may not {what}")))
+}
+
+impl Market {
+    fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    async fn listing(&self, listing_id: &str) -> Result<Listing, MarketError> {
+        self.store.listing(listing_id).await?.ok_or_else(|| MarketError::ListingNotFound(listing_id.to_owned()))
+    }
+
+    /// GetListing: anyone.
+    pub async fn get(&self, listing_id: &str) -> Result<Listing, MarketError> {
+        self.listing(listing_id).await
+    }
+
+    /// The user whose trades `caller` lists: `user_id`, or the caller for 0.
+    pub fn trades_user(&self, caller: &Caller, user_id: i64) -> Result<i64, MarketError> {
+        let user = if user_id == 0 { caller.user_id() } else { Some(user_id) };
+        let user = user.ok_or_else(|| MarketError::PermissionDenied("services must name the user".into()))?;
+        require(caller.may_act_for(user), "list another user's trades")?;
+        Ok(user)
+    }
+}

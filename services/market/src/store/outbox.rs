@@ -1,0 +1,98 @@
+//! The outbox (DESIGN.md §5): escrow owed back after a listing closed unsold — its hold
+//! released or its item unlocked. One row per listing, claimed with a lease by a
+//! conditional UPDATE so several dispatchers never deliver one row at once.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::MarketStore;
+
+/// A pending escrow return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// UUIDv7.
+    pub id: String,
+    /// The listing whose escrow is returned.
+    pub listing_id: String,
+    /// Deliveries tried so far.
+    pub attempts: i64,
+}
+
+/// Records the escrow return owed by `listing_id`, inside the transaction that closed it.
+pub(super) async fn insert_outbox(
+    tx: &mut Transaction<'static, Any>,
+    listing_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO market_outbox (id, listing_id, status, next_attempt_at, created_at) VALUES ($1, $2, 'pending', $3, $3)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(listing_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl MarketStore {
+    /// Pending rows due at `now` (of `listing_id` only, unless empty), oldest first.
+    pub async fn due_outbox(&self, now: i64, listing_id: &str, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, listing_id, attempts FROM market_outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND claimed_until <= $1 AND ($2 = '' OR listing_id = $2) ORDER BY next_attempt_at LIMIT $3",
+        )
+        .bind(now)
+        .bind(listing_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxRow {
+                    id: row.try_get("id")?,
+                    listing_id: row.try_get("listing_id")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Leases a row until `until`; false when another dispatcher holds it or it is done.
+    pub async fn claim_outbox(&self, id: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE market_outbox SET claimed_until = $1, attempts = attempts + 1 \
+             WHERE id = $2 AND status = 'pending' AND claimed_until <= $3",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Ends a row: `delivered`, or `dead` with the refusal (for an operator).
+    pub async fn finish_outbox(&self, id: &str, delivered: bool, note: &str, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE market_outbox SET status = $1, last_error = $2, delivered_at = $3, claimed_until = 0 WHERE id = $4",
+        )
+        .bind(if delivered { "delivered" } else { "dead" })
+        .bind(note)
+        .bind(now)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Releases the lease and schedules the next attempt.
+    pub async fn retry_outbox(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE market_outbox SET next_attempt_at = $1, last_error = $2, claimed_until = 0 WHERE id = $3")
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! Trades: the compare-and-set that lets exactly one buyer win a listing, and the saga
+//! steps, each moving the trade (and, at its end, the listing) in one transaction.
+
+use economy_kit::db::is_unique_violation;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::listings::move_listing;
+use super::{MarketStore, instant, present};
+use crate::domain::{ListingStatus, MarketError, Trade, TradeStatus};
+
+const COLUMNS: &str = "trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, price, \
+                       fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
+                       finished_at";
+
+/// Outcome of trying to win a listing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// The listing is now `selling` and the trade `pending`.
+    Started,
+    /// The listing was not on sale (someone else won, it was cancelled or it expired).
+    NotOnSale,
+    /// A trade with this business event already exists.
+    Duplicate,
+}
+
+/// One saga step: `from -> to` with what it records; `listing` moves the listing too.
+#[derive(Debug)]
+pub struct Step<'a> {
+    /// The trade.
+    pub trade_id: &'a str,
+    /// Expected status.
+    pub from: TradeStatus,
+    /// New status.
+    pub to: TradeStatus,
+    /// Now, ms.
+    pub now: i64,
+    /// The buyer's payment hold (item trades).
+    pub payment_hold_id: &'a str,
+    /// A ledger transaction to append.
+    pub transaction_id: &'a str,
+    /// Why it failed or is refunded.
+    pub failure_reason: &'a str,
+    /// The listing's move: `(id, from, to)`.
+    pub listing: Option<(&'a str, ListingStatus, ListingStatus)>,
+}
+
+impl<'a> Step<'a> {
+    /// `from -> to` of `trade_id` at `now`, recording nothing else.
+    pub fn new(trade_id: &'a str, from: TradeStatus, to: TradeStatus, now: i64) -> Self {
+        Self { trade_id, from, to, now, payment_hold_id: "", transaction_id: "", failure_reason: "", listing: None }
+    }
+}
+
+fn trade_from_row(row: &AnyRow) -> Result<Trade, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let ids: String = row.try_get("ledger_transaction_ids")?;
+    Ok(Trade {
+        id: row.try_get("trade_id")?,
+        business_event_id: row.try_get("business_event_id")?,
+        listing_id: row.try_get("listing_id")?,
+        buyer_user_id: row.try_get("buyer_user_id")?,
+        seller_user_id: row.try_get("seller_user_id")?,
+        price_asset: row.try_get("price_asset")?,
+        price: row.try_get("price")?,
+        fee: row.try_get("fee")?,
+        seller_net: row.try_get("seller_net")?,
+        status: TradeStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown trade status {status}").into()))?,
+        payment_hold_id: present(row.try_get("payment_hold_id")?),
+        ledger_transaction_ids: ids.split(',').filter(|id| !id.is_empty()).map(str::to_owned).collect(),
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: instant(row.try_get("finished_at")?),
+    })
+}
+
+impl MarketStore {
+    /// Wins the listing for `trade` (compare-and-set `on_sale -> selling`, unexpired) and
+    /// records the trade `pending`, in one transaction.
+    pub async fn begin_trade(&self, trade: &Trade) -> Result<Begin, MarketError> {
+        let mut tx = self.db.begin_write().await?;
+        let won = sqlx::query(
+            "UPDATE listings SET status = 'selling', updated_at = $1 WHERE listing_id = $2 AND status = 'on_sale' \
+             AND (expires_at = 0 OR expires_at > $1)",
+        )
+        .bind(trade.created_at)
+        .bind(&trade.listing_id)
+        .execute(&mut *tx)
+        .await?;
+        if won.rows_affected() != 1 {
+            return Ok(Begin::NotOnSale);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO trades (trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, \
+             price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
+             updated_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', '', '', '', $10, $10, 0)",
+        )
+        .bind(&trade.id)
+        .bind(&trade.business_event_id)
+        .bind(&trade.listing_id)
+        .bind(trade.buyer_user_id)
+        .bind(trade.seller_user_id)
+        .bind(&trade.price_asset)
+        .bind(trade.price)
+        .bind(trade.fee)
+        .bind(trade.seller_net)
+        .bind(trade.created_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(Begin::Started)
+            }
+            Err(error) if is_unique_violation(&error) => Ok(Begin::Duplicate),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Applies one saga step; false when the trade was no longer in `from` (another
+    /// worker applied it). The listing's move must succeed with it, or nothing changes.
+    pub async fn step(&self, step: &Step<'_>) -> Result<bool, MarketError> {
+        let (from, to) = (step.from, step.to);
+        let mut tx = self.db.begin_write().await?;
+        let moved = sqlx::query(
+            "UPDATE trades SET status = $1, updated_at = $2, finished_at = $3, \
+             payment_hold_id = CASE WHEN $4 = '' THEN payment_hold_id ELSE $4 END, \
+             ledger_transaction_ids = CASE WHEN $5 = '' THEN ledger_transaction_ids \
+               WHEN ledger_transaction_ids = '' THEN $5 ELSE ledger_transaction_ids || ',' || $5 END, \
+             failure_reason = CASE WHEN $6 = '' THEN failure_reason ELSE $6 END \
+             WHERE trade_id = $7 AND status = $8",
+        )
+        .bind(to.as_str())
+        .bind(step.now)
+        .bind(if to.is_final() { step.now } else { 0 })
+        .bind(step.payment_hold_id)
+        .bind(step.transaction_id)
+        .bind(step.failure_reason)
+        .bind(step.trade_id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some((listing_id, from, to)) = step.listing
+            && !move_listing(&mut tx, listing_id, from, to, step.now).await?
+        {
+            return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str())));
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn one_trade(&self, column: &str, value: &str) -> Result<Option<Trade>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM trades WHERE {column} = $1");
+        let row = sqlx::query(&sql).bind(value).fetch_optional(self.db.pool()).await?;
+        row.as_ref().map(trade_from_row).transpose()
+    }
+
+    /// The trade `trade_id`.
+    pub async fn trade(&self, trade_id: &str) -> Result<Option<Trade>, sqlx::Error> {
+        self.one_trade("trade_id", trade_id).await
+    }
+
+    /// The trade of a purchase's business event.
+    pub async fn trade_by_event(&self, business_event_id: &str) -> Result<Option<Trade>, sqlx::Error> {
+        self.one_trade("business_event_id", business_event_id).await
+    }
+
+    /// Unfinished trades not moved since `cutoff`, oldest first (the recovery worker's).
+    pub async fn stalled_trades(&self, cutoff: i64, limit: i64) -> Result<Vec<Trade>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM trades WHERE status IN ('pending', 'paid', 'delivered', 'refunding') \
+             AND updated_at <= $1 ORDER BY updated_at LIMIT $2"
+        );
+        let rows = sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(self.db.pool()).await?;
+        rows.iter().map(trade_from_row).collect()
+    }
+
+    /// A user's purchases and sales, newest first, below `before` (a trade id; `''`: from
+    /// the newest).
+    pub async fn trades_of(&self, user_id: i64, before: &str, limit: i64) -> Result<Vec<Trade>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM trades WHERE (buyer_user_id = $1 OR seller_user_id = $1) \
+             AND ($2 = '' OR trade_id < $2) ORDER BY trade_id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql).bind(user_id).bind(before).bind(limit).fetch_all(self.db.pool()).await?;
+        rows.iter().map(trade_from_row).collect()
+    }
+}
