@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub max_in_flight: usize,
     /// Period of the upstream health probe, seconds.
     pub health_interval_secs: u64,
+    /// Period of the cross-service consistency check, seconds (daily).
+    pub consistency_interval_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +54,7 @@ impl Default for GatewayConfig {
             rate_limit_burst: 400,
             max_in_flight: 1024,
             health_interval_secs: 5,
+            consistency_interval_secs: 24 * 3600,
         }
     }
 }

@@ -3,13 +3,16 @@
 //! enforces each method's policy and makes every write safe to retry.
 
 pub mod auth;
+pub mod backpack;
 pub mod canonical;
 pub mod codec;
 pub mod config;
+pub mod consistency;
 pub mod jobs;
 pub mod proxy;
 pub mod registry;
 pub mod store;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,9 @@ use economy_kit::server::{RunningServer, ServerLimits, spawn_with};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Channel;
+
+use economy_proto::gateway::v1::backpack_service_server::BackpackServiceServer;
+use economy_proto::gateway::v1::operations_service_server::OperationsServiceServer;
 
 use crate::config::GatewayConfig;
 use crate::proxy::{Gateway, Proxy};
@@ -58,10 +64,16 @@ pub async fn start_with_registry(
     let store = store::IdempotencyStore::open(&config.database_url, &config.database).await?;
     let upstreams = connect_upstreams(&registry, config)?;
     let probes = upstreams.iter().map(|(name, channel)| (channel.clone(), registry.services_of(name))).collect();
-    let gateway = Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits);
-    let router = Routes::builder().routes().into_axum_router().fallback_service(Proxy(Arc::new(gateway)));
+    let gateway = Arc::new(Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits));
+    let own = Routes::builder()
+        .add_service(BackpackServiceServer::new(backpack::Backpack(gateway.clone())))
+        .add_service(OperationsServiceServer::new(consistency::Operations(gateway.clone())))
+        .clone()
+        .routes();
+    let router = own.into_axum_router().fallback_service(Proxy(gateway.clone()));
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone()).await?;
     jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), shutdown.clone());
+    consistency::spawn(gateway, Duration::from_secs(config.consistency_interval_secs.max(1)), shutdown.clone());
     jobs::spawn_health_probe(
         probes,
         server.health.clone(),

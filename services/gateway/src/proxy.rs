@@ -19,7 +19,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::uri::PathAndQuery;
 use prost_reflect::DynamicMessage;
 use prost_reflect::prost::Message;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::server::UnaryService;
 use tonic::transport::Channel;
@@ -155,31 +155,35 @@ impl UnaryService<Bytes> for Handler {
 }
 
 impl Gateway {
-    async fn handle(&self, path: &str, request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
-        let method =
-            self.registry.method(path).ok_or_else(|| Status::unimplemented(format!("{path} is not routed")))?;
-        let caller = self.auth.authenticate(request.metadata())?;
+    /// The pipeline's front door, for proxied and own RPCs alike: authenticates the bearer
+    /// token, requires `min_role_level` (`PERMISSION_DENIED` / `ROLE_TOO_LOW`), applies the
+    /// per-user rate limit (`RATE_LIMITED`) and takes an in-flight permit (`OVERLOADED`),
+    /// held until the request ends.
+    pub fn admit(&self, metadata: &MetadataMap, min_role_level: i32) -> Result<(Caller, SemaphorePermit<'_>), Status> {
+        let caller = self.auth.authenticate(metadata)?;
         let Caller::User { user_id, role_level } = caller else { return Err(Status::internal("tokens name users")) };
-        if role_level < method.min_role_level {
-            let needed = method.min_role_level.to_string();
+        if role_level < min_role_level {
             return Err(error(
                 Code::PermissionDenied,
                 "ROLE_TOO_LOW",
                 "the caller's role may not call this method",
-                vec![("min_role_level", needed)],
+                vec![("min_role_level", min_role_level.to_string())],
             ));
         }
         if self.limiter.check_key(&user_id).is_err() {
             return Err(error(Code::ResourceExhausted, "RATE_LIMITED", "too many requests; slow down", vec![]));
         }
-        let Ok(_permit) = self.in_flight.try_acquire() else {
-            return Err(error(
-                Code::ResourceExhausted,
-                "OVERLOADED",
-                "the gateway is at capacity; retry later",
-                vec![],
-            ));
-        };
+        let permit = self.in_flight.try_acquire().map_err(|_| {
+            error(Code::ResourceExhausted, "OVERLOADED", "the gateway is at capacity; retry later", vec![])
+        })?;
+        Ok((caller, permit))
+    }
+
+    async fn handle(&self, path: &str, request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
+        let method =
+            self.registry.method(path).ok_or_else(|| Status::unimplemented(format!("{path} is not routed")))?;
+        let (caller, _permit) = self.admit(request.metadata(), method.min_role_level)?;
+        let user_id = caller.user_id().unwrap_or_default();
         if method.read_only {
             return self.forward(method, &caller, None, request.into_inner()).await;
         }

@@ -59,3 +59,46 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
         }
     }
 }
+
+/// Runs `Reconcile` every `interval` until `shutdown` (DESIGN.md §5; issue: scheduled
+/// reconciliation): each finding is logged with its account, asset, expected and actual
+/// values, and counted in `ledger_reconcile_findings{kind}`. Read-only, so safe on
+/// several replicas.
+pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => match store.reconcile().await {
+                    Ok(report) => export_report(&report),
+                    Err(error) => tracing::error!(%error, "scheduled reconciliation failed"),
+                },
+            }
+        }
+    });
+}
+
+/// Logs and counts the findings of one reconciliation.
+fn export_report(report: &crate::domain::reconcile::Report) {
+    metrics::counter!("ledger_reconcile_runs_total").increment(1);
+    metrics::gauge!("ledger_reconcile_findings").set(report.findings.len() as f64);
+    for finding in &report.findings {
+        let kind = format!("{:?}", finding.kind);
+        metrics::counter!("ledger_reconcile_findings_total", "kind" => kind.clone()).increment(1);
+        tracing::warn!(
+            kind,
+            account = finding.account.as_ref().map(|account| account.key()).unwrap_or_default(),
+            asset = %finding.asset,
+            expected = finding.expected,
+            actual = finding.actual,
+            "ledger reconciliation finding"
+        );
+    }
+    tracing::info!(
+        findings = report.findings.len(),
+        balances = report.balances_checked,
+        assets = report.assets_checked,
+        "ledger reconciled"
+    );
+}

@@ -39,6 +39,8 @@ pub struct LedgerConfig {
     pub extra_system_accounts: Vec<String>,
     /// Period of the hold-expiry job, seconds.
     pub hold_expiry_interval_secs: u64,
+    /// Period of the scheduled reconciliation, seconds (daily).
+    pub reconcile_interval_secs: u64,
 }
 
 impl Default for LedgerConfig {
@@ -49,6 +51,7 @@ impl Default for LedgerConfig {
             database: DbOptions::default(),
             extra_system_accounts: Vec::new(),
             hold_expiry_interval_secs: 30,
+            reconcile_interval_secs: 24 * 3600,
         }
     }
 }
@@ -74,6 +77,11 @@ pub async fn start(
     jobs::spawn_hold_expiry(
         store.clone(),
         Duration::from_secs(config.hold_expiry_interval_secs.max(1)),
+        shutdown.clone(),
+    );
+    jobs::spawn_reconciliation(
+        store.clone(),
+        Duration::from_secs(config.reconcile_interval_secs.max(1)),
         shutdown.clone(),
     );
     let service = LedgerServiceServer::new(grpc::LedgerApi::new(store))

@@ -46,3 +46,11 @@ pub mod market {
         include!(concat!(env!("OUT_DIR"), "/economy.market.v1.rs"));
     }
 }
+
+/// `economy.gateway.v1`: the gateway's own services (backpack, operations).
+pub mod gateway {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.gateway.v1.rs"));
+    }
+}

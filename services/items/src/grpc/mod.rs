@@ -171,6 +171,20 @@ impl ItemService for ItemsApi {
         Ok(Response::new(response))
     }
 
+    async fn list_locked_items(
+        &self,
+        request: Request<pb::ListLockedItemsRequest>,
+    ) -> Result<Response<pb::ListLockedItemsResponse>, Status> {
+        require(caller(&request)?.is_privileged(), "list locked items")?;
+        let page = requests::list_locked(request.get_ref())?;
+        let items = self.store.locked_items(&request.get_ref().holder_prefix, &page).await?;
+        let last = items.last().map(|item| item.id.to_string());
+        Ok(Response::new(pb::ListLockedItemsResponse {
+            next_page_token: convert::next_token(items.len(), page.limit, last),
+            items: items.iter().map(convert::item).collect(),
+        }))
+    }
+
     async fn list_item_events(
         &self,
         request: Request<pb::ListItemEventsRequest>,

@@ -206,6 +206,15 @@ pub fn list_items(request: &pb::ListItemsRequest, owner: i64) -> Result<ItemList
     }
 }
 
+/// `ListLockedItems`: a holder prefix (1-100 characters) and a page of ids.
+pub fn list_locked(request: &pb::ListLockedItemsRequest) -> Result<Page<String>, Status> {
+    let mut violations = Violations::default();
+    let prefix = &request.holder_prefix;
+    violations.check((1..=100).contains(&prefix.len()), "holder_prefix", "1-100 characters");
+    let page = convert::item_page(&mut violations, request.page_size, &request.page_token);
+    validated(violations, page)
+}
+
 /// `ListItemEvents`: the instance and the page.
 pub fn list_events(request: &pb::ListItemEventsRequest) -> Result<(ItemId, Page<i64>), Status> {
     let mut violations = Violations::default();

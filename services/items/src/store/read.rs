@@ -101,6 +101,29 @@ impl ItemStore {
         rows.into_iter().map(rows::item).collect()
     }
 
+    /// Locked instances whose holder starts with `holder_prefix`, by id, ids strictly
+    /// above `page.after`.
+    pub async fn locked_items(&self, holder_prefix: &str, page: &Page<String>) -> Result<Vec<Item>, ItemError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM item_instances i WHERE i.status = 'locked' \
+             AND i.lock_holder LIKE $1 ESCAPE '\\' AND i.id > $2 ORDER BY i.id LIMIT $3"
+        );
+        let escaped: String = holder_prefix
+            .chars()
+            .flat_map(|char| match char {
+                '\\' | '%' | '_' => vec!['\\', char],
+                char => vec![char],
+            })
+            .collect();
+        let rows = sqlx::query_as::<_, ItemRow>(&sql)
+            .bind(format!("{escaped}%"))
+            .bind(page.after.clone().unwrap_or_default())
+            .bind(page.limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.into_iter().map(rows::item).collect()
+    }
+
     /// Events of one instance, oldest first, versions strictly above `page.after`.
     pub async fn events(&self, item_id: &str, page: &Page<i64>) -> Result<Vec<Event>, ItemError> {
         let sql = format!(

@@ -1,0 +1,273 @@
+//! `economy.gateway.v1.OperationsService/CheckConsistency` and its scheduled job
+//! (issue: cross-service checks; DESIGN.md §5). The gateway is the one place that can read
+//! every service, so it compares what they say about each other, acting as the service
+//! `gateway`:
+//!
+//! - items locked by a market listing that is no longer open, or by a redemption order
+//!   that is no longer open (`ITEM_LOCKED_BY_CLOSED_LISTING`, `ITEM_LOCKED_BY_CLOSED_ORDER`);
+//! - listings on sale whose ledger hold is not open or whose item lock is gone
+//!   (`LISTING_HOLD_MISSING`, `LISTING_LOCK_MISSING`);
+//! - fulfilled orders whose item is not used (`FULFILLED_ITEM_NOT_USED`);
+//! - pending orders past their expiry (`STALE_PENDING_ORDER`).
+//!
+//! States younger than the grace period (an escrow return or a consume still in an
+//! outbox) are not findings. Every check only reads, so it is safe on several replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use economy_kit::identity::{Caller, roles};
+use economy_kit::time::{from_timestamp, now_millis};
+use economy_proto::gateway::v1 as pb;
+use economy_proto::items::v1 as items;
+use economy_proto::ledger::v1 as ledger;
+use economy_proto::market::v1 as market;
+use economy_proto::redemption::v1 as redemption;
+use pb::operations_service_server::OperationsService;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status};
+
+use crate::proxy::Gateway;
+use crate::upstream::{Upstreams, upstream_error};
+
+/// Default grace period, seconds.
+const DEFAULT_GRACE_SECS: i64 = 300;
+/// Page size of every scan.
+const PAGE: i32 = 200;
+
+/// The findings of one run.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every finding.
+    pub findings: Vec<pb::Finding>,
+    /// Entities checked.
+    pub checked: i64,
+}
+
+impl Report {
+    fn add(&mut self, kind: &str, description: String, entities: &[(&str, &str)]) {
+        let entities = entities.iter().map(|(name, id)| ((*name).to_owned(), (*id).to_owned())).collect();
+        self.findings.push(pb::Finding { kind: kind.to_owned(), description, entities });
+    }
+}
+
+fn millis(timestamp: Option<&prost_types::Timestamp>) -> i64 {
+    timestamp.and_then(from_timestamp).unwrap_or(0)
+}
+
+/// Runs every check with `grace_ms` of tolerance for transient states.
+pub async fn check(gateway: &Gateway, grace_ms: i64) -> Result<Report, Status> {
+    let mut upstreams = Upstreams::new(gateway, &Caller::service("gateway"))?;
+    let cutoff = now_millis().saturating_sub(grace_ms);
+    let mut report = Report::default();
+    locked_by_listings(&mut upstreams, cutoff, &mut report).await?;
+    locked_by_orders(&mut upstreams, cutoff, &mut report).await?;
+    listings_on_sale(&mut upstreams, &mut report).await?;
+    orders(&mut upstreams, cutoff, &mut report).await?;
+    Ok(report)
+}
+
+/// Every locked item whose holder starts with `prefix`.
+async fn locked(upstreams: &mut Upstreams, prefix: &str) -> Result<Vec<items::ItemInstance>, Status> {
+    let (mut all, mut token) = (Vec::new(), String::new());
+    loop {
+        let request =
+            items::ListLockedItemsRequest { holder_prefix: prefix.into(), page_size: PAGE, page_token: token };
+        let page = upstreams.items.list_locked_items(request).await.map_err(upstream_error("items"))?.into_inner();
+        all.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn locked_by_listings(upstreams: &mut Upstreams, cutoff: i64, report: &mut Report) -> Result<(), Status> {
+    for item in locked(upstreams, "market:listing:").await? {
+        report.checked += 1;
+        let listing_id = item.lock_holder.trim_start_matches("market:listing:");
+        let request = market::GetListingRequest { listing_id: listing_id.into() };
+        let listing = match upstreams.market.get_listing(request).await {
+            Ok(response) => response.into_inner().listing,
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(upstream_error("market")(status)),
+        };
+        let open = [market::ListingStatus::Creating, market::ListingStatus::OnSale, market::ListingStatus::Selling];
+        let (status, closed_at) = listing.as_ref().map_or((market::ListingStatus::Unspecified, 0), |listing| {
+            (listing.status(), millis(listing.closed_at.as_ref()))
+        });
+        if !open.contains(&status) && closed_at <= cutoff {
+            let description = format!("item {} is locked by listing {listing_id}, which is {status:?}", item.id);
+            report.add("ITEM_LOCKED_BY_CLOSED_LISTING", description, &[("item", &item.id), ("listing", listing_id)]);
+        }
+    }
+    Ok(())
+}
+
+async fn locked_by_orders(upstreams: &mut Upstreams, cutoff: i64, report: &mut Report) -> Result<(), Status> {
+    for item in locked(upstreams, "redemption:").await? {
+        report.checked += 1;
+        let order_id = item.lock_holder.trim_start_matches("redemption:");
+        let request = redemption::GetOrderRequest { order_id: order_id.into() };
+        let order = match upstreams.redemption.get_order(request).await {
+            Ok(response) => response.into_inner().order,
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(upstream_error("redemption")(status)),
+        };
+        let open = [redemption::OrderStatus::Locking, redemption::OrderStatus::Pending];
+        let (status, resolved_at) = order.as_ref().map_or((redemption::OrderStatus::Unspecified, 0), |order| {
+            (order.status(), millis(order.resolved_at.as_ref()))
+        });
+        if !open.contains(&status) && resolved_at <= cutoff {
+            let description = format!("item {} is locked by order {order_id}, which is {status:?}", item.id);
+            report.add("ITEM_LOCKED_BY_CLOSED_ORDER", description, &[("item", &item.id), ("order", order_id)]);
+        }
+    }
+    Ok(())
+}
+
+async fn listings_on_sale(upstreams: &mut Upstreams, report: &mut Report) -> Result<(), Status> {
+    let mut token = String::new();
+    loop {
+        let request = market::ListListingsRequest { page_size: PAGE, page_token: token, ..Default::default() };
+        let page = upstreams.market.list_listings(request).await.map_err(upstream_error("market"))?.into_inner();
+        for listing in &page.listings {
+            report.checked += 1;
+            check_escrow(upstreams, listing, report).await?;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn check_escrow(upstreams: &mut Upstreams, listing: &market::Listing, report: &mut Report) -> Result<(), Status> {
+    match &listing.offer {
+        Some(market::listing::Offer::Asset(_)) => {
+            let request = ledger::GetHoldRequest { hold_id: listing.hold_id.clone() };
+            let hold = match upstreams.ledger.get_hold(request).await {
+                Ok(response) => response.into_inner().hold,
+                Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => None,
+                Err(status) => return Err(upstream_error("ledger")(status)),
+            };
+            if hold.is_none_or(|hold| hold.status() != ledger::HoldStatus::Open) {
+                let description = format!("listing {} is on sale but hold {} is not open", listing.id, listing.hold_id);
+                report.add(
+                    "LISTING_HOLD_MISSING",
+                    description,
+                    &[("listing", &listing.id), ("hold", &listing.hold_id)],
+                );
+            }
+        }
+        Some(market::listing::Offer::Item(offer)) => {
+            let request = items::GetItemRequest { item_instance_id: offer.item_instance_id.clone() };
+            let item = upstreams.items.get_item(request).await.map_err(upstream_error("items"))?.into_inner().item;
+            if item.is_none_or(|item| item.lock_holder != format!("market:listing:{}", listing.id)) {
+                let description = format!("listing {} is on sale but its item is not locked for it", listing.id);
+                let entities = [("listing", listing.id.as_str()), ("item", offer.item_instance_id.as_str())];
+                report.add("LISTING_LOCK_MISSING", description, &entities);
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Every order in `status`.
+async fn orders_in(
+    upstreams: &mut Upstreams,
+    status: redemption::OrderStatus,
+) -> Result<Vec<redemption::Order>, Status> {
+    let (mut all, mut token) = (Vec::new(), String::new());
+    loop {
+        let request = redemption::ListOrdersRequest {
+            status: status.into(),
+            page_size: PAGE,
+            page_token: token,
+            ..Default::default()
+        };
+        let page = upstreams.redemption.list_orders(request).await.map_err(upstream_error("redemption"))?.into_inner();
+        all.extend(page.orders);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn orders(upstreams: &mut Upstreams, cutoff: i64, report: &mut Report) -> Result<(), Status> {
+    for order in orders_in(upstreams, redemption::OrderStatus::Fulfilled).await? {
+        report.checked += 1;
+        if millis(order.resolved_at.as_ref()) > cutoff {
+            continue;
+        }
+        let request = items::GetItemRequest { item_instance_id: order.item_instance_id.clone() };
+        let item = upstreams.items.get_item(request).await.map_err(upstream_error("items"))?.into_inner().item;
+        if item.is_none_or(|item| item.status() != items::ItemStatus::Used) {
+            let description =
+                format!("order {} is fulfilled but item {} is not used", order.id, order.item_instance_id);
+            report.add(
+                "FULFILLED_ITEM_NOT_USED",
+                description,
+                &[("order", &order.id), ("item", &order.item_instance_id)],
+            );
+        }
+    }
+    for order in orders_in(upstreams, redemption::OrderStatus::Pending).await? {
+        report.checked += 1;
+        if millis(order.expires_at.as_ref()) <= cutoff {
+            let description = format!("order {} is still pending past its expiry", order.id);
+            report.add("STALE_PENDING_ORDER", description, &[("order", &order.id), ("item", &order.item_instance_id)]);
+        }
+    }
+    Ok(())
+}
+
+/// The admin RPC, sharing the proxy's state.
+#[derive(Clone)]
+pub struct Operations(pub Arc<Gateway>);
+
+#[tonic::async_trait]
+impl OperationsService for Operations {
+    async fn check_consistency(
+        &self,
+        request: Request<pb::CheckConsistencyRequest>,
+    ) -> Result<Response<pb::CheckConsistencyResponse>, Status> {
+        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN)?;
+        let grace = match request.get_ref().grace_seconds {
+            seconds if seconds > 0 => seconds,
+            _ => DEFAULT_GRACE_SECS,
+        };
+        let report = check(&self.0, grace.saturating_mul(1000)).await?;
+        export(&report);
+        Ok(Response::new(pb::CheckConsistencyResponse { findings: report.findings, checked: report.checked }))
+    }
+}
+
+/// Logs every finding and exports the count per kind.
+fn export(report: &Report) {
+    metrics::counter!("economy_consistency_runs_total").increment(1);
+    metrics::gauge!("economy_consistency_findings").set(report.findings.len() as f64);
+    for finding in &report.findings {
+        metrics::counter!("economy_consistency_findings_total", "kind" => finding.kind.clone()).increment(1);
+        tracing::warn!(kind = %finding.kind, entities = ?finding.entities, "{}", finding.description);
+    }
+}
+
+/// Runs the check every `interval` until `shutdown`.
+pub fn spawn(gateway: Arc<Gateway>, interval: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => match check(&gateway, DEFAULT_GRACE_SECS * 1000).await {
+                    Ok(report) => export(&report),
+                    Err(error) => tracing::error!(%error, "consistency check failed"),
+                },
+            }
+        }
+    });
+}
