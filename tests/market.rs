@@ -58,6 +58,19 @@ async fn trade_shards_for_diamonds_and_an_item() -> anyhow::Result<()> {
     assert_eq!(trades.lines().len(), 2, "{}", trades.stdout);
     assert_eq!(stack.balances(3).await?[0], "DIAMOND  available 661  frozen 0  total 661");
 
+    let backpack = stack.ok(&[&buyer[..], &["backpack"]].concat()).await?;
+    assert_eq!(
+        backpack.lines()[..3],
+        [
+            "backpack of user:3",
+            "asset DIAMOND  \"DIAMOND\"  available 661  frozen 0  total 661",
+            "asset red_shard  \"red_shard\"  available 40  frozen 0  total 40",
+        ]
+    );
+    assert!(backpack.lines()[3].starts_with(&format!("item {item} sword available")), "{}", backpack.stdout);
+    let check = stack.ok(&["check"]).await?;
+    assert!(check.stdout.starts_with("services are consistent ("), "{}", check.stdout);
+
     let reconcile = stack.ok(&["reconcile"]).await?;
     assert!(reconcile.stdout.starts_with("ledger is consistent ("), "{}", reconcile.stdout);
     assert_eq!(stack.stop().await?, Some(0));

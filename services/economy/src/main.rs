@@ -20,7 +20,7 @@ use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{balances, catalog, history, holds, items, market, redemption};
+use crate::commands::{balances, catalog, gateway, history, holds, items, market, redemption};
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
 #[derive(Debug, Parser)]
@@ -79,6 +79,10 @@ enum ClientCommand {
     /// Redemption codes: create, fulfil, cancel, reissue, inspect.
     #[command(subcommand)]
     Redeem(redemption::RedeemCommand),
+    /// Show a backpack: balances and items.
+    Backpack(gateway::Backpack),
+    /// Run the cross-service consistency check (admin; exit status 3 on findings).
+    Check,
     /// The player market: sell, browse, buy, cancel, trades.
     #[command(subcommand)]
     Market(market::MarketCommand),
@@ -115,7 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ledger = LedgerServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut items = ItemServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut redemption = RedemptionServiceClient::with_interceptor(channel.clone(), bearer.clone());
-    let mut market = MarketServiceClient::with_interceptor(channel, bearer);
+    let mut market = MarketServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let authed = tonic::service::interceptor::InterceptedService::new(channel, bearer);
     match command {
         ClientCommand::Asset(command) => catalog::asset(&mut ledger, command).await,
         ClientCommand::Rule(command) => catalog::rule(&mut ledger, command).await,
@@ -130,6 +135,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Item(command) => items::item(&mut items, command).await,
         ClientCommand::Redeem(command) => redemption::run(&mut redemption, command).await,
         ClientCommand::Market(command) => market::run(&mut market, command).await,
+        ClientCommand::Backpack(args) => gateway::backpack(authed, args).await,
+        ClientCommand::Check => gateway::check(authed).await,
     }
 }
 

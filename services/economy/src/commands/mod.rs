@@ -4,6 +4,7 @@
 
 pub mod balances;
 pub mod catalog;
+pub mod gateway;
 pub mod history;
 pub mod holds;
 pub mod items;
