@@ -269,6 +269,20 @@ impl tonic::service::Interceptor for Signer {
     }
 }
 
+/// `idempotency_key`, validated as 1-128 printable ASCII characters; a violation of
+/// `idempotency_key` is recorded otherwise (the caller neither sent one nor came through
+/// the gateway).
+pub fn checked_idempotency_key<T>(
+    request: &Request<T>,
+    own: &str,
+    violations: &mut crate::error::Violations,
+) -> String {
+    let key = idempotency_key(request, own);
+    let valid = (1..=128).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic());
+    violations.check(valid, "idempotency_key", "1-128 printable ASCII characters (or call through the gateway)");
+    key
+}
+
 /// Metadata the gateway forwards with every write: the business event id.
 pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
 

@@ -7,7 +7,7 @@ mod error;
 use std::sync::Arc;
 
 use economy_kit::error::Violations;
-use economy_kit::identity::{caller, idempotency_key};
+use economy_kit::identity::{caller, checked_idempotency_key};
 use economy_proto::market::v1 as pb;
 use pb::market_service_server::MarketService;
 use tonic::{Request, Response, Status};
@@ -29,14 +29,6 @@ impl MarketApi {
     pub fn new(market: Arc<Market>) -> Self {
         Self { market }
     }
-}
-
-/// The key of a write (own or the gateway's business event), 1-128 printable ASCII.
-fn write_key<T>(request: &Request<T>, own: &str, violations: &mut Violations) -> String {
-    let key = idempotency_key(request, own);
-    let valid = (1..=128).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic());
-    violations.check(valid, "idempotency_key", "1-128 printable ASCII characters (or call through the gateway)");
-    key
 }
 
 fn check_id(violations: &mut Violations, field: &str, value: &str) {
@@ -61,7 +53,7 @@ impl MarketService for MarketApi {
     ) -> Result<Response<pb::CreateListingResponse>, Status> {
         let caller = caller(&request)?;
         let mut violations = Violations::default();
-        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         let new = convert::new_listing(request.get_ref(), self.market.clock.now_millis(), &mut violations);
         violations.finish(DOMAIN)?;
         let new = new.ok_or_else(|| Status::internal("validated listing missing"))?;
@@ -75,7 +67,7 @@ impl MarketService for MarketApi {
     ) -> Result<Response<pb::PurchaseListingResponse>, Status> {
         let caller = caller(&request)?;
         let mut violations = Violations::default();
-        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         check_id(&mut violations, "listing_id", &request.get_ref().listing_id);
         violations.finish(DOMAIN)?;
         let (trade, listing, replayed) = self.market.purchase(&caller, &key, &request.get_ref().listing_id).await?;
@@ -92,7 +84,7 @@ impl MarketService for MarketApi {
     ) -> Result<Response<pb::CancelListingResponse>, Status> {
         let caller = caller(&request)?;
         let mut violations = Violations::default();
-        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         check_id(&mut violations, "listing_id", &request.get_ref().listing_id);
         violations.finish(DOMAIN)?;
         let (listing, replayed) = self.market.cancel(&caller, &key, &request.get_ref().listing_id).await?;

@@ -7,7 +7,7 @@ mod error;
 use std::sync::Arc;
 
 use economy_kit::error::Violations;
-use economy_kit::identity::{caller, idempotency_key};
+use economy_kit::identity::{caller, checked_idempotency_key};
 use economy_proto::redemption::v1 as pb;
 use pb::redemption_service_server::RedemptionService;
 use tonic::{Request, Response, Status};
@@ -31,14 +31,6 @@ impl RedemptionApi {
     }
 }
 
-/// The key of a write (own or the gateway's business event), 1-128 printable ASCII.
-fn write_key<T>(request: &Request<T>, own: &str, violations: &mut Violations) -> String {
-    let key = idempotency_key(request, own);
-    let valid = (1..=128).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic());
-    violations.check(valid, "idempotency_key", "1-128 printable ASCII characters (or call through the gateway)");
-    key
-}
-
 fn check_id(violations: &mut Violations, field: &str, value: &str) {
     violations.check(uuid::Uuid::try_parse(value).is_ok(), field, "a UUID");
 }
@@ -51,7 +43,7 @@ impl RedemptionService for RedemptionApi {
     ) -> Result<Response<pb::CreateOrderResponse>, Status> {
         let caller = caller(&request)?;
         let mut violations = Violations::default();
-        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         let item_id = &request.get_ref().item_instance_id;
         violations.check(!item_id.is_empty() && item_id.len() <= 64, "item_instance_id", "an item instance id");
         violations.finish(DOMAIN)?;
@@ -69,7 +61,7 @@ impl RedemptionService for RedemptionApi {
     ) -> Result<Response<pb::FulfillOrderResponse>, Status> {
         let caller = caller(&request)?;
         let mut violations = Violations::default();
-        let key = write_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         violations.finish(DOMAIN)?;
         let (order, replayed) = self.service.fulfill(&caller, &key, &request.get_ref().code).await?;
         Ok(Response::new(pb::FulfillOrderResponse {
@@ -86,7 +78,7 @@ impl RedemptionService for RedemptionApi {
         let caller = caller(&request)?;
         let message = request.get_ref();
         let mut violations = Violations::default();
-        let key = write_key(&request, &message.idempotency_key, &mut violations);
+        let key = checked_idempotency_key(&request, &message.idempotency_key, &mut violations);
         check_id(&mut violations, "order_id", &message.order_id);
         violations.check(message.reason.chars().count() <= 256, "reason", "at most 256 characters");
         violations.finish(DOMAIN)?;
