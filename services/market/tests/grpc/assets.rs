@@ -130,3 +130,32 @@ async fn browsing_sorts_filters_and_pages() {
     let none = pb::ListListingsRequest { asset_code: "DIAMOND".into(), ..Default::default() };
     assert!(buyer.list_listings(none).await.expect("empty").into_inner().listings.is_empty());
 }
+
+#[tokio::test]
+async fn an_expired_listing_returns_its_hold_and_cannot_be_bought() {
+    let stack = spawn_stack().await;
+    stack.fund(&[(SELLER, "red_shard", 10), (BUYER, "DIAMOND", 100)]).await;
+    let expires_at = economy_kit::time::to_timestamp(economy_kit::time::now_millis() + 1_500);
+    let request = pb::CreateListingRequest {
+        offer: Some(pb::create_listing_request::Offer::Asset(pb::AssetOffer {
+            asset_code: "red_shard".into(),
+            amount: 10,
+        })),
+        price: Some(pb::Price { asset_code: "DIAMOND".into(), amount: 50 }),
+        expires_at: Some(expires_at),
+        ..Default::default()
+    };
+    let listing = stack.market(SELLER).await.create_listing(keyed(request)).await.expect("listed").into_inner();
+    let listing = listing.listing.expect("listing");
+    assert_eq!(stack.balance(SELLER, "red_shard").await, (0, 10));
+    let expired = stack.wait_listing(&listing.id, pb::ListingStatus::Expired).await;
+    assert_eq!(expired.status, pb::ListingStatus::Expired as i32, "the recovery worker expires it");
+    assert_eq!(reason(buy(&mut stack.market(BUYER).await, &listing.id).await), "LISTING_NOT_ON_SALE");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stack.balance(SELLER, "red_shard").await != (10, 0) {
+        assert!(tokio::time::Instant::now() < deadline, "the hold was never released");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stack.balance(BUYER, "DIAMOND").await, (100, 0));
+    stack.assert_reconciled().await;
+}
