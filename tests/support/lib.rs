@@ -82,6 +82,12 @@ impl Stack {
     /// Starts `economy up --data-dir <fresh temp dir>` on a free port and waits for its
     /// banner.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_env(&[]).await
+    }
+
+    /// `start` with extra environment variables for `economy up` (e.g.
+    /// `("ECONOMY_LOG__FILTER", "debug")`), set after the test's own defaults.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let binary = economy_binary()?;
         let data_dir = std::env::temp_dir().join(format!("economy-e2e-{}", uuid::Uuid::now_v7().simple()));
         let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
@@ -106,6 +112,7 @@ impl Stack {
             command.env(format!("ECONOMY_{service}__DATABASE_URL"), &database.url);
             databases.push(database);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
         let logs = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().context("no stdout pipe")?;

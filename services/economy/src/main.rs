@@ -20,7 +20,7 @@ use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{balances, catalog, gateway, history, holds, items, market, redemption};
+use crate::commands::{admin, balances, catalog, gateway, history, holds, items, market, redemption};
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
 #[derive(Debug, Parser)]
@@ -86,6 +86,9 @@ enum ClientCommand {
     /// The player market: sell, browse, buy, cancel, trades.
     #[command(subcommand)]
     Market(market::MarketCommand),
+    /// Compensation tools (admin, with a reason, audited) and their audit records.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 /// Options of `economy token`.
@@ -137,6 +140,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Market(command) => market::run(&mut market, command).await,
         ClientCommand::Backpack(args) => gateway::backpack(authed, args).await,
         ClientCommand::Check => gateway::check(authed).await,
+        ClientCommand::Admin(command) => {
+            let clients = admin::Clients {
+                ledger: &mut ledger,
+                items: &mut items,
+                redemption: &mut redemption,
+                market: &mut market,
+            };
+            admin::run(clients, command).await
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use clap::Args;
 use economy_gateway::config::GatewayConfig;
 use economy_items::ItemsConfig;
 use economy_kit::identity::{IdentityConfig, IdentityKey};
+use economy_kit::metrics::MetricsConfig;
 use economy_kit::server::{RunningServer, ServerLimits, shutdown_signal};
 use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
@@ -35,7 +36,7 @@ use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// TOML configuration file with sections `gateway`, `ledger`, `items`, `redemption`,
-    /// `market`, `identity`, `server`, `log`.
+    /// `market`, `identity`, `server`, `log`, `metrics`.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -60,6 +61,8 @@ struct StackSettings {
     server: ServerLimits,
     /// `[log]`.
     log: LogConfig,
+    /// `[metrics]`: one Prometheus endpoint for the whole stack (off unless `listen` is set).
+    metrics: MetricsConfig,
 }
 
 /// Starts the stack, prints where it listens and runs until a shutdown signal.
@@ -69,6 +72,7 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let secrets = settings.apply_development_defaults(data_dir)?;
     telemetry::init(&settings.log);
+    let metrics = economy_kit::metrics::install(&settings.metrics).await?;
     let identity = IdentityKey::new(&settings.identity)?;
     let (front, back) = (CancellationToken::new(), CancellationToken::new());
     let limits = &settings.server;
@@ -86,6 +90,9 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let mut banner = format!("economy is up\n  gateway     {}  (public: gRPC and gRPC-web)\n", gateway.url());
     for (name, server) in &services {
         banner.push_str(&format!("  {name:<10}  {}  (internal)\n", server.url()));
+    }
+    if let Some(addr) = metrics {
+        banner.push_str(&format!("  metrics     http://{addr}/metrics\n"));
     }
     banner.push_str(&format!("  data        {}\n{secrets}press Ctrl-C to stop\n", data_dir.display()));
     print_banner(&banner)?;
@@ -108,6 +115,7 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     while let Some(result) = backends.join_next().await {
         result?.1?;
     }
+    telemetry::shutdown().await;
     match unexpected {
         None => Ok(ExitCode::SUCCESS),
         Some(ended) => {

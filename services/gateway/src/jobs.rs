@@ -62,7 +62,9 @@ pub fn spawn_idempotency_jobs(store: IdempotencyStore, config: IdempotencyConfig
     every(secs(config.timeout_job_interval_secs), shutdown.clone(), move || {
         let (store, config) = (timeout_store.clone(), timeout_config.clone());
         async move {
-            match time_out_processing(&store, &config).await {
+            let result = time_out_processing(&store, &config).await;
+            economy_kit::metrics::job_run("gateway_processing_timeout", result.as_ref().ok().copied());
+            match result {
                 Ok(0) => {}
                 Ok(timed_out) => tracing::warn!(timed_out, "idempotency records timed out while processing"),
                 Err(error) => tracing::error!(%error, "idempotency timeout job failed"),
@@ -72,7 +74,9 @@ pub fn spawn_idempotency_jobs(store: IdempotencyStore, config: IdempotencyConfig
     every(secs(config.cleanup_interval_secs), shutdown, move || {
         let (store, config) = (store.clone(), config.clone());
         async move {
-            if let Err(error) = clean_up(&store, &config).await {
+            let result = clean_up(&store, &config).await;
+            economy_kit::metrics::job_run("gateway_record_cleanup", result.as_ref().ok().map(|(deleted, _)| *deleted));
+            if let Err(error) = result {
                 tracing::error!(%error, "idempotency cleanup job failed");
             }
         }

@@ -24,6 +24,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::server::UnaryService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 use crate::DOMAIN;
 use crate::auth::Authenticator;
@@ -149,7 +150,8 @@ impl UnaryService<Bytes> for Handler {
         // Detached from the caller: a client that goes away (its deadline, a cancel) must
         // not stop a write between its upstream call and the record of its outcome, which
         // would leave the key `processing` until the timeout job.
-        let task = tokio::spawn(async move { gateway.handle(&path, request).await });
+        // The task stays in the request's span (and so its trace).
+        let task = tokio::spawn(async move { gateway.handle(&path, request).await }.in_current_span());
         Box::pin(async move { task.await.unwrap_or_else(|error| Err(economy_kit::error::internal(DOMAIN, &error))) })
     }
 }
@@ -214,6 +216,13 @@ impl Gateway {
             retention_ms: i64::try_from(self.idempotency.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
         };
         let begin = self.store.begin(&record).await.map_err(|error| economy_kit::error::internal(DOMAIN, &error))?;
+        let outcome = match &begin {
+            Begin::Started { .. } => "new",
+            Begin::Replay { .. } => "replayed",
+            Begin::Conflict { .. } => "conflict",
+            Begin::Processing { .. } => "processing",
+        };
+        metrics::counter!("gateway_idempotency_outcomes_total", "outcome" => outcome).increment(1);
         match begin {
             Begin::Started { business_event_id } => {
                 let outcome = self.forward(method, &caller, Some(&business_event_id), body).await;
@@ -239,7 +248,8 @@ impl Gateway {
     }
 
     /// Calls the upstream with the caller's signed identity (and the business event for
-    /// writes); client metadata is never forwarded.
+    /// writes); client metadata is never forwarded, but the current trace context (this
+    /// request's span, child of the client's `traceparent`) is injected.
     async fn forward(
         &self,
         method: &Method,
@@ -258,6 +268,7 @@ impl Gateway {
         let channel = self.upstreams.get(&method.upstream).cloned().ok_or_else(unavailable)?;
         let mut request = Request::new(body);
         self.identity.attach(caller, request.metadata_mut());
+        economy_kit::telemetry::inject(request.metadata_mut());
         if let Some(event) = event {
             request.metadata_mut().insert(UPSTREAM_BUSINESS_EVENT_ID, ascii(event));
         }
@@ -343,6 +354,7 @@ impl Gateway {
 
     fn limit_snapshot(&self, snapshot: &mut StoredResponse, size: usize, method: &Method) {
         snapshot.bytes = i64::try_from(size).unwrap_or(i64::MAX);
+        metrics::histogram!("gateway_idempotency_snapshot_bytes").record(size as f64);
         if size > self.idempotency.warn_snapshot_bytes {
             metrics::counter!("gateway_idempotency_large_snapshots_total").increment(1);
             tracing::warn!(size, method = %method.path, "large idempotency snapshot");

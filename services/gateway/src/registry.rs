@@ -198,6 +198,31 @@ mod tests {
         let balance = registry.method("/economy.ledger.v1.LedgerService/GetBalance").expect("routed");
         assert!(balance.read_only && balance.canonical_operation.is_none());
         assert_eq!(registry.upstreams(), ["items", "ledger", "market", "redemption"]);
+        // The compensation tools (issue 6): admin-only writes, each with its own operation,
+        // and an admin-only audit read per service.
+        for (path, operation) in [
+            ("/economy.ledger.v1.LedgerService/RecalculateBalance", "LEDGER_RECALCULATE_BALANCE"),
+            ("/economy.ledger.v1.LedgerService/ForceReleaseHold", "LEDGER_FORCE_RELEASE_HOLD"),
+            ("/economy.items.v1.ItemService/ForceUnlockItem", "ITEMS_FORCE_UNLOCK_ITEM"),
+            ("/economy.redemption.v1.RedemptionService/RedriveOutbox", "REDEMPTION_REDRIVE_OUTBOX"),
+            ("/economy.redemption.v1.RedemptionService/ReissueCodeOnBehalf", "REDEMPTION_REISSUE_CODE_ON_BEHALF"),
+            ("/economy.market.v1.MarketService/RedriveOutbox", "MARKET_REDRIVE_OUTBOX"),
+        ] {
+            let tool = registry.method(path).expect("routed");
+            assert_eq!(
+                (tool.canonical_operation.as_deref(), tool.min_role_level, tool.read_only),
+                (Some(operation), 100, false)
+            );
+        }
+        for service in [
+            "ledger.v1.LedgerService",
+            "items.v1.ItemService",
+            "redemption.v1.RedemptionService",
+            "market.v1.MarketService",
+        ] {
+            let audit = registry.method(&format!("/economy.{service}/ListAuditRecords")).expect("routed");
+            assert!(audit.read_only && audit.min_role_level == 100, "{service}");
+        }
     }
 
     #[test]

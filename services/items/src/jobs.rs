@@ -33,7 +33,12 @@ pub fn spawn(store: ItemStore, intervals: JobIntervals, shutdown: CancellationTo
     let (items_store, items_shutdown) = (store.clone(), shutdown.clone());
     tokio::spawn(async move {
         every(intervals.item_expiry, items_shutdown, || async {
-            match expire_items(&items_store, now_millis()).await {
+            let result = expire_items(&items_store, now_millis()).await;
+            economy_kit::metrics::job_run(
+                "items_item_expiry",
+                result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX)),
+            );
+            match result {
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "items expired"),
                 Err(error) => tracing::error!(%error, "item expiry failed"),
@@ -43,7 +48,12 @@ pub fn spawn(store: ItemStore, intervals: JobIntervals, shutdown: CancellationTo
     });
     tokio::spawn(async move {
         every(intervals.lock_expiry, shutdown, || async {
-            match release_expired_locks(&store, now_millis()).await {
+            let result = release_expired_locks(&store, now_millis()).await;
+            economy_kit::metrics::job_run(
+                "items_lock_expiry",
+                result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX)),
+            );
+            match result {
                 Ok(0) => {}
                 Ok(released) => tracing::info!(released, "expired item locks released"),
                 Err(error) => tracing::error!(%error, "item lock expiry failed"),

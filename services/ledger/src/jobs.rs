@@ -25,7 +25,10 @@ pub fn spawn_hold_expiry(store: LedgerStore, interval: Duration, shutdown: Cance
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = ticker.tick() => {
-                    match expire_holds(&store, now_millis()).await {
+                    let result = expire_holds(&store, now_millis()).await;
+                    let expired = result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
+                    economy_kit::metrics::job_run("ledger_hold_expiry", expired);
+                    match result {
                         Ok(0) => {}
                         Ok(expired) => tracing::info!(expired, "expired holds released"),
                         Err(error) => tracing::error!(%error, "hold expiry failed"),
@@ -71,8 +74,15 @@ pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: Ca
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = ticker.tick() => match store.reconcile().await {
-                    Ok(report) => export_report(&report),
-                    Err(error) => tracing::error!(%error, "scheduled reconciliation failed"),
+                    Ok(report) => {
+                        let findings = u64::try_from(report.findings.len()).unwrap_or(u64::MAX);
+                        economy_kit::metrics::job_run("ledger_reconciliation", Some(findings));
+                        export_report(&report);
+                    }
+                    Err(error) => {
+                        economy_kit::metrics::job_run("ledger_reconciliation", None);
+                        tracing::error!(%error, "scheduled reconciliation failed");
+                    }
                 },
             }
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::domain::{RedemptionError, items_key, lock_holder};
 use crate::items::ItemsError;
@@ -39,7 +40,16 @@ pub async fn dispatch(service: &Redemption, order_id: &str) -> Result<usize, Red
         if !service.store.claim_outbox(&row.id, now, now.saturating_add(LEASE_MS)).await? {
             continue;
         }
-        if deliver(service, &row).await? {
+        // The delivery joins the trace of the request that made it owed.
+        let span = tracing::info_span!(
+            "outbox.deliver",
+            otel.kind = "internal",
+            order_id = %row.order_id,
+            action = row.action.as_str(),
+            attempt = row.attempts + 1,
+        );
+        economy_kit::telemetry::set_remote_parent(&span, &row.trace_context);
+        if deliver(service, &row).instrument(span).await? {
             delivered += 1;
         }
     }
@@ -109,7 +119,9 @@ where
     });
 }
 
-fn log(job: &str, result: Result<usize, RedemptionError>) {
+/// Logs and counts one pass of `job` (`economy_job_runs_total`, `economy_job_items_total`).
+fn log(job: &'static str, result: Result<usize, RedemptionError>) {
+    economy_kit::metrics::job_run(job, result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX)));
     match result {
         Ok(0) => {}
         Ok(count) => tracing::info!(job, count, "redemption job pass"),
@@ -123,19 +135,26 @@ pub fn spawn(service: Arc<Redemption>, intervals: JobIntervals, shutdown: Cancel
     let outbox = service.clone();
     every(secs(intervals.outbox_secs), shutdown.clone(), move || {
         let service = outbox.clone();
-        async move { log("outbox", dispatch(&service, "").await) }
+        async move {
+            log("redemption_outbox", dispatch(&service, "").await);
+            // Outbox depth: every row still owed, due or backing off.
+            match service.store.stuck_outbox(i64::MAX).await {
+                Ok(pending) => metrics::gauge!("economy_outbox_pending", "service" => "redemption").set(pending as f64),
+                Err(error) => tracing::warn!(%error, "outbox depth not measured"),
+            }
+        }
     });
     let expiry = service.clone();
     every(secs(intervals.expiry_secs), shutdown.clone(), move || {
         let service = expiry.clone();
-        async move { log("expiry", service.expire_due(BATCH).await) }
+        async move { log("redemption_expiry", service.expire_due(BATCH).await) }
     });
     let timeout_ms = i64::try_from(intervals.locking_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     every(secs(intervals.outbox_secs), shutdown, move || {
         let service = service.clone();
         async move {
             let cutoff = service.clock.now_millis().saturating_sub(timeout_ms);
-            log("stale_locking", service.fail_stale_locking(cutoff, BATCH).await);
+            log("redemption_stale_locking", service.fail_stale_locking(cutoff, BATCH).await);
         }
     });
 }

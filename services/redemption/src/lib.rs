@@ -5,8 +5,9 @@
 //! Layers: `domain` (codes, order lifecycle, errors), `store` (sqlx, owns
 //! `migrations/redemption`), `service` (the flows across store and Items), `grpc`
 //! (validation, conversion, error mapping); `jobs` runs the outbox dispatcher, order
-//! expiry and stale-creation recovery.
+//! expiry and stale-creation recovery; `compensation` holds the admins' audited tools.
 
+pub mod compensation;
 pub mod domain;
 pub mod grpc;
 pub mod guard;

@@ -258,13 +258,15 @@ impl Redemption {
         Ok((self.order(order_id).await?, false))
     }
 
-    /// ReissueCode: the owner or an admin; a pending, unexpired order gets a fresh code and
-    /// the old one stops redeeming. Every call draws a new code (only the latest
-    /// redeems), so a retry is harmless. Errors: ORDER_NOT_FOUND, CODE_* of the order's
-    /// state, PERMISSION_DENIED.
+    /// ReissueCode: the owner only (an admin acting for a customer uses the audited
+    /// `reissue_on_behalf`); a pending, unexpired order gets a fresh code and the old one
+    /// stops redeeming. Every call draws a new code (only the latest redeems), so a retry
+    /// is harmless. Errors: ORDER_NOT_FOUND, CODE_* of the order's state,
+    /// PERMISSION_DENIED.
     pub async fn reissue(&self, caller: &Caller, order_id: &str) -> Result<(Order, Code), RedemptionError> {
         let order = self.order(order_id).await?;
-        require(caller.may_act_for(order.owner_user_id) || caller.is_admin(), "reissue another user's code")?;
+        let own = caller.user_id() == Some(order.owner_user_id);
+        require(own, "reissue another user's code (admins: ReissueCodeOnBehalf, with a reason)")?;
         let now = self.clock.now_millis();
         order.check_redeemable(now)?;
         match self.issue_code(order_id, OrderStatus::Pending).await? {

@@ -59,7 +59,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens `url` (creating a SQLite file and its folder when missing).
+    /// Opens `url` (creating a SQLite file and its folder when missing). With metrics on,
+    /// the pool's use is sampled (`crate::metrics`).
     pub async fn connect(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
         install_default_drivers();
         let backend: Backend = url.parse()?;
@@ -84,7 +85,9 @@ impl Db {
                 sqlite_create_url(url)?
             }
         };
-        Ok(Self { pool: pool.connect(&url).await?, backend })
+        let pool = pool.connect(&url).await?;
+        crate::metrics::watch_pool(crate::metrics::database_label(&url), pool.clone());
+        Ok(Self { pool, backend })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with

@@ -262,9 +262,12 @@ pub struct Signer {
     caller: Caller,
 }
 
+/// Also injects the current trace context (`crate::telemetry::inject`), so every
+/// service-to-service call joins the trace of the work that made it.
 impl tonic::service::Interceptor for Signer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         self.key.attach(&self.caller, request.metadata_mut());
+        crate::telemetry::inject(request.metadata_mut());
         Ok(request)
     }
 }

@@ -1,12 +1,15 @@
 //! Shared plumbing of every Economy service (DESIGN.md §1 `shared/kit`): layered
 //! configuration, tracing, the gRPC server builder (health, reflection, limits, graceful
-//! shutdown), database open + migrate for SQLite and PostgreSQL, the error model and the
-//! signed internal identity.
+//! shutdown), database open + migrate for SQLite and PostgreSQL, the error model, the
+//! signed internal identity and the audit records of the compensation tools.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod identity;
+pub mod metrics;
+pub mod observe;
 pub mod server;
 pub mod telemetry;
 pub mod testing;

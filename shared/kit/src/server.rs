@@ -1,7 +1,8 @@
 //! The gRPC server every service runs (DESIGN.md §3 Gateway "health/reflection", §6):
 //! the service's routes plus `grpc.health.v1` and server reflection (v1 and v1alpha) over
-//! the Economy descriptor set, request timeout, per-connection concurrency limit and
-//! graceful shutdown on a cancellation token.
+//! the Economy descriptor set, request timeout, per-connection concurrency limit,
+//! graceful shutdown on a cancellation token, and `crate::observe` (request spans joined
+//! to the caller's trace, RPC metrics) around every request.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +18,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::CorsLayer;
+
+use crate::observe::ObserveLayer;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -100,10 +103,14 @@ pub async fn spawn_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
     let (incoming, signal) = (TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
     let serve: BoxFuture<'static, Result<(), tonic::transport::Error>> = if grpc_web {
-        let mut builder = builder.accept_http1(true).layer(CorsLayer::permissive()).layer(GrpcWebLayer::new());
+        let mut builder = builder
+            .accept_http1(true)
+            .layer(CorsLayer::permissive())
+            .layer(GrpcWebLayer::new())
+            .layer(ObserveLayer::new(service_name));
         Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
     } else {
-        let mut builder = builder;
+        let mut builder = builder.layer(ObserveLayer::new(service_name));
         Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
     };
     let name = service_name.to_owned();

@@ -1,8 +1,42 @@
 //! Tracing initialisation (DESIGN.md §6): structured fields, `RUST_LOG`-style filters,
-//! optional JSON output.
+//! optional JSON output; OpenTelemetry traces exported over OTLP (gRPC) when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; and the
+//! W3C trace context (`traceparent`, `tracestate`) carried in gRPC metadata and outbox rows.
+//!
+//! Propagation: every server extracts the caller's context into its request span
+//! (`crate::observe`); every service-to-service call injects the current one
+//! (`crate::identity::Signer`, the gateway's proxy); work done later (outbox deliveries)
+//! stores `current_traceparent()` with its row and resumes it with `set_remote_parent`.
+//! Without an exporter no span carries a trace id, so nothing is injected or stored.
 
+use std::sync::OnceLock;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Environment variable that turns OTLP trace export on (e.g. `http://127.0.0.1:4317`).
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Signal-specific form of `OTLP_ENDPOINT_ENV`; either one enables export.
+pub const OTLP_TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+
+/// Targets whose spans never become OpenTelemetry spans: the transport under every call,
+/// including the exporter's own (exporting them would feed back into the exporter).
+const TRANSPORT_TARGETS: [&str; 8] =
+    ["h2", "hyper", "hyper_util", "tonic", "tower", "opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"];
+
+/// The tracer provider installed by `init`, flushed by `shutdown`.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// `[log]` section of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,11 +54,210 @@ impl Default for LogConfig {
     }
 }
 
-/// Installs the global subscriber; a second call (tests) is a no-op.
+/// Installs the global subscriber (logs on stderr, filtered by `config.filter` or
+/// `RUST_LOG`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, an OTLP/gRPC span exporter (batched, in the
+/// background; service name from `OTEL_SERVICE_NAME`, else the executable's name). Call
+/// inside the Tokio runtime. A second call (tests) is a no-op. An exporter that cannot be
+/// built is logged and traces stay off.
 pub fn init(config: &LogConfig) {
+    let (provider, failure) = match otlp_provider() {
+        Ok(provider) => (provider, None),
+        Err(error) => (None, Some(error)),
+    };
+    init_with(config, provider);
+    if let Some(error) = failure {
+        tracing::error!(%error, "the OTLP trace exporter could not be built; traces are not exported");
+    }
+}
+
+/// `init` with the given tracer provider instead of the OTLP one (tests pass a provider
+/// with an in-memory exporter); `None` installs logs only. Spans at INFO and above become
+/// OpenTelemetry spans, whatever the log filter, except those of the transport crates.
+pub fn init_with(config: &LogConfig, provider: Option<SdkTracerProvider>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if config.json { builder.json().try_init() } else { builder.try_init() };
+    let (json, text) = if config.json {
+        (Some(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter)), None)
+    } else {
+        (None, Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter)))
+    };
+    let otel = provider.map(|provider| {
+        let tracer = provider.tracer("economy");
+        let _ = PROVIDER.set(provider);
+        let targets = Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_targets(TRANSPORT_TARGETS.map(|target| (target, LevelFilter::OFF)));
+        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(targets)
+    });
+    let _ = tracing_subscriber::registry().with(otel).with(json).with(text).try_init();
+}
+
+/// The OTLP/gRPC provider, when an endpoint is configured.
+fn otlp_provider() -> anyhow::Result<Option<SdkTracerProvider>> {
+    let configured = [OTLP_ENDPOINT_ENV, OTLP_TRACES_ENDPOINT_ENV]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
+    if !configured {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+    let mut resource = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "economy".into());
+        resource = resource.with_service_name(name);
+    }
+    Ok(Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build()))
+}
+
+/// Exports the spans still buffered and stops the exporter; call once before the process
+/// exits (no-op without one). Blocks a worker of the blocking pool, not the runtime.
+pub async fn shutdown() {
+    if let Some(provider) = PROVIDER.get().cloned() {
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(error)) = flushed {
+            tracing::warn!(%error, "the trace exporter did not shut down cleanly");
+        }
+    }
+}
+
+/// Writes the current span's trace context into `metadata` (`traceparent`, and
+/// `tracestate` when present), replacing any already there. Nothing is written when the
+/// current span has no valid trace (no exporter, or outside any span).
+pub fn inject(metadata: &mut MetadataMap) {
+    let context = tracing::Span::current().context();
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&context, &mut MetadataInjector(metadata));
+    }
+}
+
+/// The remote parent carried by `headers` (`traceparent`, `tracestate`); an empty context
+/// when absent or malformed.
+pub fn extract(headers: &http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// Makes the trace context carried by `headers` the parent of `span` (call before the span
+/// is first entered); no-op when there is none.
+pub fn set_parent(span: &tracing::Span, headers: &http::HeaderMap) {
+    let context = extract(headers);
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The current span's context as a W3C `traceparent` value
+/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), or `""` when it has no valid
+/// trace. Stored with work done later (outbox rows) to resume the trace.
+pub fn current_traceparent() -> String {
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    }
+    carrier.remove("traceparent").unwrap_or_default()
+}
+
+/// Makes `traceparent` (as stored by `current_traceparent`) the parent of `span`, so work
+/// done later joins the trace of the request that caused it. Call before the span is
+/// first entered. An empty or malformed value leaves `span` a root.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    if traceparent.is_empty() {
+        return;
+    }
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// Writes propagation fields into gRPC metadata.
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(value)) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// Reads propagation fields from HTTP headers.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry_sdk::trace::InMemorySpanExporter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Runs `test` with an OpenTelemetry layer as this thread's subscriber; returns the
+    /// exporter and its provider (dropping the provider would clear the exporter).
+    fn with_tracing(test: impl FnOnce()) -> (InMemorySpanExporter, SdkTracerProvider) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), test);
+        (exporter, provider)
+    }
+
+    #[test]
+    fn nothing_is_propagated_outside_a_trace() {
+        let mut metadata = MetadataMap::new();
+        inject(&mut metadata);
+        assert!(metadata.is_empty());
+        assert_eq!(current_traceparent(), "");
+        let extracted = extract(&http::HeaderMap::new());
+        assert!(!extracted.span().span_context().is_valid());
+    }
+
+    #[test]
+    fn the_context_round_trips_through_metadata_and_storage() {
+        let client = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let (mut metadata, mut stored) = (MetadataMap::new(), String::new());
+        let (exporter, _provider) = with_tracing(|| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", http::HeaderValue::from_static(client));
+            let span = tracing::info_span!("request");
+            set_parent(&span, &headers);
+            span.in_scope(|| {
+                inject(&mut metadata);
+                stored = current_traceparent();
+            });
+            let later = tracing::info_span!("later");
+            set_remote_parent(&later, &stored);
+            later.in_scope(|| {});
+            let broken = tracing::info_span!("broken");
+            set_remote_parent(&broken, "00-not-a-trace");
+            broken.in_scope(|| {});
+        });
+        let sent = metadata.get("traceparent").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(sent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "{sent}");
+        assert_ne!(sent, client, "the request's own span is the parent downstream");
+        assert_eq!(stored, sent);
+        let spans = exporter.get_finished_spans().expect("spans");
+        let span = |name: &str| spans.iter().find(|span| span.name == name).expect("span");
+        let trace = span("request").span_context.trace_id();
+        assert_eq!(trace.to_string(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(span("later").span_context.trace_id(), trace);
+        assert_eq!(span("later").parent_span_id, span("request").span_context.span_id());
+        assert_ne!(span("broken").span_context.trace_id(), trace, "a malformed value starts a new trace");
+    }
 }

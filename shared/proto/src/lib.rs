@@ -15,6 +15,14 @@ pub mod options {
     }
 }
 
+/// `economy.audit.v1`: the audit record every compensation tool writes.
+pub mod audit {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.audit.v1.rs"));
+    }
+}
+
 /// `economy.ledger.v1`: the Asset Ledger API.
 pub mod ledger {
     /// Version 1.

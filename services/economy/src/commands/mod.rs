@@ -2,6 +2,7 @@
 //! prints plain lines to stdout and returns the process exit status; failures propagate
 //! as errors that `client::report` prints.
 
+pub mod admin;
 pub mod balances;
 pub mod catalog;
 pub mod gateway;

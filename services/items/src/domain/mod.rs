@@ -2,6 +2,7 @@
 //! constructors, templates, instances and their state machine, events and fingerprints,
 //! grouping keys, and the errors an operation can raise.
 
+pub mod compensation;
 pub mod error;
 pub mod event;
 pub mod grant;

@@ -8,9 +8,11 @@
 //! available --expire (job, past expires_at)--> expired
 //! available --revoke (admin)--> revoked
 //! locked --release (job, past lock_expires_at)--> available
+//! locked --force unlock (admin compensation tool, any holder)--> available
 //! ```
 //!
-//! Only a lock's holder may unlock, transfer or consume a locked instance. Every other
+//! Only a lock's holder may unlock, transfer or consume a locked instance (an admin's
+//! `ForceUnlockItem`, audited, is the one exception). Every other
 //! transition fails with the reason of its `ItemError` and changes nothing. `apply` is
 //! pure: the store runs it on the row it read and writes the result with one
 //! compare-and-set on the instance's version.
@@ -64,6 +66,9 @@ pub enum Command {
         /// Version of the instance when the job selected it.
         locked_version: i64,
     },
+    /// Release a lock whatever its holder (an admin's compensation tool for a lock whose
+    /// holder is gone; `ITEM_NOT_LOCKED` when not locked).
+    ForceUnlock,
 }
 
 impl Command {
@@ -77,6 +82,7 @@ impl Command {
             Self::Revoke => "REVOKE_ITEM",
             Self::Expire => "EXPIRE_ITEM",
             Self::ReleaseExpiredLock { .. } => "RELEASE_EXPIRED_LOCK",
+            Self::ForceUnlock => "FORCE_UNLOCK_ITEM",
         }
     }
 
@@ -90,6 +96,7 @@ impl Command {
             Self::Revoke => "ITEM_REVOKE",
             Self::Expire => "ITEM_EXPIRE",
             Self::ReleaseExpiredLock { .. } => "ITEM_LOCK_EXPIRE",
+            Self::ForceUnlock => "ADMIN_FORCE_UNLOCK",
         }
     }
 
@@ -161,6 +168,10 @@ pub fn apply(item: &Item, command: &Command, now: i64, consumable: bool) -> Resu
             Ok(change(item, ItemState::Expired, EventType::Expired, None))
         }
         Command::ReleaseExpiredLock { locked_version } => release_expired_lock(item, *locked_version, now),
+        Command::ForceUnlock => match &item.state {
+            ItemState::Locked(lock) => Ok(change(item, ItemState::Available, EventType::Unlocked, Some(&lock.holder))),
+            state => Err(ItemError::NotLocked { item_id: item.id.to_string(), status: state.status() }),
+        },
     }
 }
 
@@ -457,6 +468,24 @@ mod tests {
         assert_eq!(reason(apply(&forever, &release, NOW, false)), ItemError::NotDue(forever.id.to_string()));
         let available = item(ItemState::Available);
         assert!(matches!(reason(apply(&available, &release, NOW, false)), ItemError::NotLocked { .. }));
+        Ok(())
+    }
+
+    #[test]
+    fn force_unlock_releases_any_holder() -> Result<(), ItemError> {
+        let locked = item(locked_by("market:listing:gone", Some(NOW + 10)));
+        let unlocked = apply(&locked, &Command::ForceUnlock, NOW, false)?;
+        assert_eq!(
+            (unlocked.state, unlocked.kind, unlocked.owner),
+            (ItemState::Available, EventType::Unlocked, user(1))
+        );
+        assert_eq!(unlocked.holder, Some(holder("market:listing:gone")));
+        for state in [ItemState::Available, ItemState::Used, ItemState::Expired, ItemState::Revoked] {
+            assert!(matches!(
+                reason(apply(&item(state), &Command::ForceUnlock, NOW, false)),
+                ItemError::NotLocked { .. }
+            ));
+        }
         Ok(())
     }
 

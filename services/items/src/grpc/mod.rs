@@ -13,12 +13,15 @@
 //!   the redemption's staff check; they list or redeem through those services instead;
 //! - `ConsumeItem` without a holder: the owner of an available consumable instance (or
 //!   an admin or service acting for them);
-//! - `RevokeItem`: admins.
+//! - `RevokeItem`: admins;
+//! - `ForceUnlockItem` (a compensation tool, audited) and `ListAuditRecords`: admins.
 
+mod compensation;
 mod convert;
 mod error;
 mod requests;
 
+use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller};
 use economy_kit::time::now_millis;
@@ -262,5 +265,45 @@ impl ItemService for ItemsApi {
         let plan = requests::revoke(request.get_ref(), &key, &caller.actor())?;
         let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
         Ok(Response::new(pb::RevokeItemResponse { item, event, replayed }))
+    }
+
+    async fn force_unlock_item(
+        &self,
+        request: Request<pb::ForceUnlockItemRequest>,
+    ) -> Result<Response<pb::ForceUnlockItemResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "force-unlock items")?;
+        let key = economy_kit::identity::idempotency_key(&request, &request.get_ref().idempotency_key);
+        let (plan, draft) = compensation::force_unlock(request.get_ref(), &key, &caller.actor())?;
+        let (applied, record) = self.store.audited_transition(&plan, &draft, now_millis()).await?;
+        if !applied.replayed {
+            tracing::info!(
+                action = %record.action,
+                target = %record.target_id,
+                actor = %record.actor,
+                audit_id = %record.id,
+                "compensation tool applied"
+            );
+        }
+        let (item, event, replayed) = outcome(&applied);
+        Ok(Response::new(pb::ForceUnlockItemResponse {
+            item,
+            event,
+            audit_record: Some(audit::to_proto(&record)),
+            replayed,
+        }))
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        require(caller(&request)?.is_admin(), "read audit records")?;
+        let query = compensation::audit_query(request.get_ref())?;
+        let page = self.store.audit_records(&query).await?;
+        Ok(Response::new(pb::ListAuditRecordsResponse {
+            records: page.records.iter().map(audit::to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

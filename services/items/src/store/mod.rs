@@ -3,6 +3,7 @@
 //! compare-and-set UPDATE of the instance plus the insert of its event, in one
 //! transaction, and the database's UNIQUE keys judge duplicates.
 
+mod compensation;
 mod groups;
 mod read;
 mod rows;

@@ -23,7 +23,7 @@ type Tx = Transaction<'static, Any>;
 
 /// How often a change re-reads after losing a compare-and-set race before giving up with
 /// `ITEM_CONTENDED`. Every lost race means another change committed, so the state moved.
-const MAX_ATTEMPTS: usize = 8;
+pub(super) const MAX_ATTEMPTS: usize = 8;
 
 /// The outcome of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl ItemStore {
     }
 
     /// The recorded outcome of `meta.key` on `item_id`, if any.
-    async fn replay(&self, item_id: &str, meta: &EventMeta) -> Result<Option<Applied>, ItemError> {
+    pub(super) async fn replay(&self, item_id: &str, meta: &EventMeta) -> Result<Option<Applied>, ItemError> {
         let Some((event, fingerprint)) = event_by_key(self.db.pool(), item_id, meta.key.as_str()).await? else {
             return Ok(None);
         };
@@ -134,28 +134,43 @@ impl ItemStore {
     /// `Ok(None)` when a concurrent change won the compare-and-set (or the key).
     async fn transition_once(&self, plan: &TransitionPlan, now: i64) -> Result<Option<Applied>, ItemError> {
         let mut tx = self.db.begin_write().await?;
-        let (item, consumable) = item_with_flag(&mut *tx, plan.item.as_str())
-            .await?
-            .ok_or_else(|| ItemError::ItemNotFound(plan.item.to_string()))?;
-        let change = apply(&item, &plan.command, now, consumable)?;
-        if !compare_and_set(&mut tx, &item, &change, now).await? {
+        let Some((_, applied)) = write_transition(&mut tx, plan, now).await? else {
             return Ok(None);
-        }
-        let updated = Item {
-            owner: change.owner,
-            state: change.state.clone(),
-            version: item.version + 1,
-            updated_at: now,
-            ..item.clone()
         };
-        let event = new_event(&updated, Some(&item), &change, &plan.meta, now);
-        match insert_event(&mut tx, &event, &plan.meta.fingerprint).await {
-            Err(error) if is_unique_violation(&error) => return Ok(None),
-            other => other?,
-        }
         tx.commit().await?;
-        Ok(Some(Applied { item: updated, event, replayed: false }))
+        Ok(Some(applied))
     }
+}
+
+/// Runs `plan` inside `tx` (the caller commits): reads the instance, applies the state
+/// machine, compare-and-sets the row, appends the event. Returns the instance as read
+/// and the outcome; `Ok(None)` when a concurrent change won the compare-and-set (or the
+/// key).
+pub(super) async fn write_transition(
+    tx: &mut Tx,
+    plan: &TransitionPlan,
+    now: i64,
+) -> Result<Option<(Item, Applied)>, ItemError> {
+    let (item, consumable) = item_with_flag(&mut **tx, plan.item.as_str())
+        .await?
+        .ok_or_else(|| ItemError::ItemNotFound(plan.item.to_string()))?;
+    let change = apply(&item, &plan.command, now, consumable)?;
+    if !compare_and_set(tx, &item, &change, now).await? {
+        return Ok(None);
+    }
+    let updated = Item {
+        owner: change.owner,
+        state: change.state.clone(),
+        version: item.version + 1,
+        updated_at: now,
+        ..item.clone()
+    };
+    let event = new_event(&updated, Some(&item), &change, &plan.meta, now);
+    match insert_event(tx, &event, &plan.meta.fingerprint).await {
+        Err(error) if is_unique_violation(&error) => return Ok(None),
+        other => other?,
+    }
+    Ok(Some((item, Applied { item: updated, event, replayed: false })))
 }
 
 /// The event of `change`, which moved `before` (`None` for a grant) to `after`.

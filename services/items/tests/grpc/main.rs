@@ -6,6 +6,7 @@
 
 mod auth;
 mod common;
+mod compensation;
 mod concurrency;
 mod grants;
 mod idempotency;

@@ -42,6 +42,15 @@ pub enum LedgerError {
         /// The non-zero sum.
         sum: i128,
     },
+    /// `BALANCE_NOT_FOUND`: no balance row, posting or open hold for this account and
+    /// asset (nothing to recalculate).
+    #[error("no balance of {asset} on {account}")]
+    BalanceNotFound {
+        /// The account.
+        account: AccountId,
+        /// The asset.
+        asset: AssetCode,
+    },
     /// `HOLD_NOT_FOUND`.
     #[error("hold {0} does not exist")]
     HoldNotFound(String),

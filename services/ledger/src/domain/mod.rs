@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod commands;
+pub mod compensation;
 pub mod entry;
 pub mod error;
 pub mod hold;

@@ -30,6 +30,11 @@ impl From<LedgerError> for Status {
                 "UNBALANCED_TRANSACTION",
                 vec![("asset_code", asset.to_string()), ("sum", sum.to_string())],
             ),
+            LedgerError::BalanceNotFound { account, asset } => (
+                Code::NotFound,
+                "BALANCE_NOT_FOUND",
+                vec![("account", account.key()), ("asset_code", asset.to_string())],
+            ),
             LedgerError::HoldNotFound(hold) => (Code::NotFound, "HOLD_NOT_FOUND", vec![("hold_id", hold)]),
             LedgerError::HoldAlreadyResolved { hold_id, status } => (
                 Code::FailedPrecondition,

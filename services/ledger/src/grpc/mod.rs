@@ -1,10 +1,12 @@
 //! gRPC adapter of `economy.ledger.v1.LedgerService`: each handler authorizes the signed
 //! caller, converts the request, calls the domain and store, and converts back.
 
+mod compensation;
 mod convert;
 mod error;
 mod requests;
 
+use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
 use economy_proto::ledger::v1 as pb;
@@ -293,6 +295,69 @@ impl LedgerService for LedgerApi {
             tracing::warn!(findings = report.findings.len(), "ledger reconciliation found violations");
         }
         Ok(Response::new(convert::report(report)))
+    }
+
+    async fn recalculate_balance(
+        &self,
+        request: Request<pb::RecalculateBalanceRequest>,
+    ) -> Result<Response<pb::RecalculateBalanceResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "recalculate balances")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let (command, draft) = compensation::recalculate(request.get_ref(), &key, &caller.actor())?;
+        let fixed = self.store.recalculate_balance(&command, &draft).await?;
+        log_fix(&fixed.record, fixed.replayed);
+        let (available, frozen) = fixed.balance;
+        Ok(Response::new(pb::RecalculateBalanceResponse {
+            balance: Some(convert::balance(&command.account, command.asset.to_string(), available, frozen)),
+            audit_record: Some(audit::to_proto(&fixed.record)),
+            replayed: fixed.replayed,
+        }))
+    }
+
+    async fn force_release_hold(
+        &self,
+        request: Request<pb::ForceReleaseHoldRequest>,
+    ) -> Result<Response<pb::ForceReleaseHoldResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "force-release holds")?;
+        let key = idempotency_key(&request, &request.get_ref().idempotency_key);
+        let (plan, draft) = compensation::force_release(request.get_ref(), &key, &caller.actor())?;
+        let released = self.store.force_release_hold(&plan, &draft).await?;
+        log_fix(&released.record, released.applied.replayed);
+        let (transaction, replayed) = entry_response(&released.applied);
+        Ok(Response::new(pb::ForceReleaseHoldResponse {
+            hold: Some(convert::hold(&released.hold)),
+            transaction,
+            audit_record: Some(audit::to_proto(&released.record)),
+            replayed,
+        }))
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        require(caller(&request)?.is_admin(), "read audit records")?;
+        let query = compensation::audit_query(request.get_ref())?;
+        let page = self.store.audit_records(&query).await?;
+        Ok(Response::new(pb::ListAuditRecordsResponse {
+            records: page.records.iter().map(audit::to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}
+
+/// Logs an applied compensation tool (nothing for a replay).
+fn log_fix(record: &audit::AuditRecord, replayed: bool) {
+    if !replayed {
+        tracing::info!(
+            action = %record.action,
+            target = %record.target_id,
+            actor = %record.actor,
+            audit_id = %record.id,
+            "compensation tool applied"
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 //! `WritePlan` as one transaction whose idempotency key the database keeps UNIQUE.
 
 mod catalog;
+mod compensation;
 mod read;
 mod reconcile;
 mod write;
@@ -12,6 +13,7 @@ use sqlx::migrate::Migrator;
 
 use crate::domain::LedgerError;
 
+pub use compensation::{ForceReleased, Recalculated};
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");

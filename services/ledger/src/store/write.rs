@@ -46,7 +46,9 @@ impl LedgerStore {
         }
     }
 
-    async fn replay(&self, meta: &EntryMeta) -> Result<Option<Applied>, LedgerError> {
+    /// The entry `meta`'s key applied, if any (`IDEMPOTENCY_KEY_REUSED` when it was
+    /// applied to other content).
+    pub(super) async fn replay(&self, meta: &EntryMeta) -> Result<Option<Applied>, LedgerError> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT id, fingerprint FROM journal_entries WHERE idempotency_key = $1")
                 .bind(meta.key.as_str())
@@ -63,40 +65,49 @@ impl LedgerStore {
 
     /// `Ok(None)` when the idempotency key was taken by a concurrent writer.
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
-        let now = now_millis();
-        let entry_id = EntityId::generate();
         let mut tx = self.db.begin_write().await?;
-        match insert_entry(&mut tx, entry_id.as_str(), &plan.meta, now).await {
-            Err(error) if is_unique_violation(&error) => return Ok(None),
-            other => other?,
+        let entry = write_entry(&mut tx, plan, now_millis()).await?;
+        if entry.is_some() {
+            tx.commit().await?;
         }
-        let mut legs = plan.legs.clone();
-        for (hold_id, resolution) in &plan.resolutions {
-            legs.extend(resolve_hold(&mut tx, hold_id, *resolution, entry_id.as_str(), now).await?);
-        }
-        check_balanced(&legs)?;
-        ensure_assets(&mut tx, &legs).await?;
-        ensure_accounts(&mut tx, &legs, now).await?;
-        if let Some(hold) = &plan.new_hold {
-            insert_hold(&mut tx, hold, &plan.meta, now).await?;
-        }
-        for delta in balance_deltas(&legs)? {
-            apply_delta(&mut tx, &delta, now).await?;
-        }
-        insert_postings(&mut tx, entry_id.as_str(), &legs).await?;
-        tx.commit().await?;
-        let meta = &plan.meta;
-        Ok(Some(Entry {
-            id: entry_id.to_string(),
-            idempotency_key: meta.key.as_str().to_owned(),
-            business_type: meta.business_type.clone(),
-            correlation_id: meta.correlation_id.clone(),
-            memo: meta.memo.clone(),
-            actor: meta.actor.clone(),
-            created_at: now,
-            legs,
-        }))
+        Ok(entry)
     }
+}
+
+/// Writes `plan` as one journal entry inside `tx` (the caller commits): claims the key,
+/// resolves holds, checks the balance, moves the balances, records the postings.
+/// `Ok(None)` when the idempotency key was taken by a concurrent writer.
+pub(super) async fn write_entry(tx: &mut Tx, plan: &WritePlan, now: i64) -> Result<Option<Entry>, LedgerError> {
+    let entry_id = EntityId::generate();
+    match insert_entry(tx, entry_id.as_str(), &plan.meta, now).await {
+        Err(error) if is_unique_violation(&error) => return Ok(None),
+        other => other?,
+    }
+    let mut legs = plan.legs.clone();
+    for (hold_id, resolution) in &plan.resolutions {
+        legs.extend(resolve_hold(tx, hold_id, *resolution, entry_id.as_str(), now).await?);
+    }
+    check_balanced(&legs)?;
+    ensure_assets(tx, &legs).await?;
+    ensure_accounts(tx, &legs, now).await?;
+    if let Some(hold) = &plan.new_hold {
+        insert_hold(tx, hold, &plan.meta, now).await?;
+    }
+    for delta in balance_deltas(&legs)? {
+        apply_delta(tx, &delta, now).await?;
+    }
+    insert_postings(tx, entry_id.as_str(), &legs).await?;
+    let meta = &plan.meta;
+    Ok(Some(Entry {
+        id: entry_id.to_string(),
+        idempotency_key: meta.key.as_str().to_owned(),
+        business_type: meta.business_type.clone(),
+        correlation_id: meta.correlation_id.clone(),
+        memo: meta.memo.clone(),
+        actor: meta.actor.clone(),
+        created_at: now,
+        legs,
+    }))
 }
 
 async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Result<(), sqlx::Error> {

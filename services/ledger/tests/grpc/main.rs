@@ -8,6 +8,7 @@ mod auth;
 mod balances;
 mod catalog;
 mod common;
+mod compensation;
 mod concurrency;
 mod holds;
 mod properties;

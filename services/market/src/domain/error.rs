@@ -59,6 +59,12 @@ pub enum MarketError {
     /// `IDEMPOTENCY_KEY_REUSED` (ALREADY_EXISTS).
     #[error("idempotency key {0} was used for a different request")]
     IdempotencyKeyReused(String),
+    /// `OUTBOX_NOT_FOUND` (NOT_FOUND): no such escrow return (or none for the listing).
+    #[error("outbox row {0} does not exist")]
+    OutboxNotFound(String),
+    /// `OUTBOX_ALREADY_DELIVERED` (FAILED_PRECONDITION): a delivered row is not re-driven.
+    #[error("outbox row {0} was already delivered")]
+    OutboxAlreadyDelivered(String),
     /// Storage failure (INTERNAL, opaque).
     #[error("storage error: {0}")]
     Storage(String),

@@ -1,6 +1,7 @@
 //! The market's rules (DESIGN.md §3 Market), free of SQL and gRPC: listings, trades, the
 //! fee, and every way an operation can fail.
 
+pub mod compensation;
 pub mod error;
 pub mod listing;
 pub mod trade;

@@ -39,6 +39,10 @@ impl From<MarketError> for Status {
             MarketError::IdempotencyKeyReused(key) => {
                 (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED".into(), vec![("idempotency_key", key)])
             }
+            MarketError::OutboxNotFound(id) => (Code::NotFound, "OUTBOX_NOT_FOUND".into(), vec![("outbox_id", id)]),
+            MarketError::OutboxAlreadyDelivered(id) => {
+                (Code::FailedPrecondition, "OUTBOX_ALREADY_DELIVERED".into(), vec![("outbox_id", id)])
+            }
             MarketError::Storage(_) => return internal(DOMAIN, &message),
         };
         status(code, DOMAIN, &reason, message, metadata)

@@ -1,11 +1,13 @@
 //! gRPC adapter of `economy.market.v1.MarketService`: each handler validates the request,
 //! calls the flows in `service` and converts back.
 
+mod compensation;
 mod convert;
 mod error;
 
 use std::sync::Arc;
 
+use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{caller, checked_idempotency_key};
 use economy_proto::market::v1 as pb;
@@ -155,6 +157,37 @@ impl MarketService for MarketApi {
         Ok(Response::new(pb::ListTradesResponse {
             trades: trades.iter().map(convert::trade).collect(),
             next_page_token,
+        }))
+    }
+
+    async fn redrive_outbox(
+        &self,
+        request: Request<pb::RedriveOutboxRequest>,
+    ) -> Result<Response<pb::RedriveOutboxResponse>, Status> {
+        let caller = caller(&request)?;
+        let (key, target, reason) = compensation::redrive_outbox(&request)?;
+        let redriven = self.market.redrive_outbox(&caller, &key, &target, &reason).await?;
+        Ok(Response::new(pb::RedriveOutboxResponse {
+            entry: Some(compensation::outbox_entry(&redriven.entry)),
+            audit_record: Some(audit::to_proto(&redriven.record)),
+            replayed: redriven.replayed,
+        }))
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        if !caller(&request)?.is_admin() {
+            return Err(
+                crate::domain::MarketError::PermissionDenied("only admins may read audit records".into()).into()
+            );
+        }
+        let query = compensation::audit_query(request.get_ref())?;
+        let page = self.market.store.audit_records(&query).await?;
+        Ok(Response::new(pb::ListAuditRecordsResponse {
+            records: page.records.iter().map(audit::to_proto).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 }

@@ -2,6 +2,7 @@
 //! resumption of interrupted creations.
 
 use economy_kit::identity::Caller;
+use tracing::Instrument;
 
 use super::{Market, require};
 use crate::clients::CallError;
@@ -190,7 +191,15 @@ impl Market {
                 continue;
             }
             let listing = self.listing(&row.listing_id).await?;
-            match self.return_escrow(&listing).await {
+            // The delivery joins the trace of the request that closed the listing.
+            let span = tracing::info_span!(
+                "outbox.deliver",
+                otel.kind = "internal",
+                listing_id = %row.listing_id,
+                attempt = row.attempts + 1,
+            );
+            economy_kit::telemetry::set_remote_parent(&span, &row.trace_context);
+            match self.return_escrow(&listing).instrument(span).await {
                 Ok(()) => {
                     self.store.finish_outbox(&row.id, true, "", self.now()).await?;
                     delivered += 1;

@@ -9,6 +9,7 @@
 //! - cancel / expiry: `on_sale -> cancelled | expired` with the escrow return
 //!   (`<listing>:return`) owed in the outbox.
 
+mod compensation;
 mod listing;
 mod purchase;
 
@@ -22,6 +23,7 @@ use crate::clients::ledger::Ledger;
 use crate::domain::{Listing, MarketError};
 use crate::store::MarketStore;
 
+pub use compensation::Redriven;
 pub use listing::NewListing;
 
 /// Pricing rules.

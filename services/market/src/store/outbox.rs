@@ -15,20 +15,25 @@ pub struct OutboxRow {
     pub listing_id: String,
     /// Deliveries tried so far.
     pub attempts: i64,
+    /// W3C `traceparent` of the request that closed the listing (`""`: not traced).
+    pub trace_context: String,
 }
 
-/// Records the escrow return owed by `listing_id`, inside the transaction that closed it.
+/// Records the escrow return owed by `listing_id`, inside the transaction that closed it,
+/// with the current trace context (the delivery resumes it).
 pub(super) async fn insert_outbox(
     tx: &mut Transaction<'static, Any>,
     listing_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO market_outbox (id, listing_id, status, next_attempt_at, created_at) VALUES ($1, $2, 'pending', $3, $3)",
+        "INSERT INTO market_outbox (id, listing_id, status, next_attempt_at, created_at, trace_context) \
+         VALUES ($1, $2, 'pending', $3, $3, $4)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(listing_id)
     .bind(now)
+    .bind(economy_kit::telemetry::current_traceparent())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -38,8 +43,9 @@ impl MarketStore {
     /// Pending rows due at `now` (of `listing_id` only, unless empty), oldest first.
     pub async fn due_outbox(&self, now: i64, listing_id: &str, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT id, listing_id, attempts FROM market_outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
-             AND claimed_until <= $1 AND ($2 = '' OR listing_id = $2) ORDER BY next_attempt_at LIMIT $3",
+            "SELECT id, listing_id, attempts, trace_context FROM market_outbox \
+             WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 \
+             AND ($2 = '' OR listing_id = $2) ORDER BY next_attempt_at LIMIT $3",
         )
         .bind(now)
         .bind(listing_id)
@@ -52,6 +58,7 @@ impl MarketStore {
                     id: row.try_get("id")?,
                     listing_id: row.try_get("listing_id")?,
                     attempts: row.try_get("attempts")?,
+                    trace_context: row.try_get("trace_context")?,
                 })
             })
             .collect()
@@ -83,6 +90,14 @@ impl MarketStore {
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+
+    /// Rows still owed (due or backing off): the outbox depth.
+    pub async fn pending_outbox(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM market_outbox WHERE status = 'pending'")
+            .fetch_one(self.db.pool())
+            .await?;
+        row.try_get("n")
     }
 
     /// Releases the lease and schedules the next attempt.

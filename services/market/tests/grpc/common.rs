@@ -40,6 +40,8 @@ impl Interceptor for Token {
 
 pub type Market = pb::market_service_client::MarketServiceClient<InterceptedService<Channel, Token>>;
 pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Token>>;
+pub type DirectMarket =
+    pb::market_service_client::MarketServiceClient<InterceptedService<Channel, economy_kit::identity::Signer>>;
 pub type Items = ItemServiceClient<InterceptedService<Channel, Token>>;
 
 fn identity() -> IdentityKey {
@@ -54,7 +56,8 @@ fn limits() -> ServerLimits {
 pub struct Stack {
     pub gateway: RunningServer,
     _ledger: RunningServer,
-    _market: RunningServer,
+    /// The market itself (behind the gateway).
+    pub market_server: RunningServer,
     pub items: Option<RunningServer>,
     pub items_addr: String,
     items_db: TestDatabase,
@@ -121,7 +124,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut MarketConfig)) -> Stack {
     Stack {
         gateway,
         _ledger: ledger,
-        _market: market,
+        market_server: market,
         items: Some(items),
         items_addr,
         items_db,
@@ -145,6 +148,20 @@ impl Stack {
             self.channel().await,
             Self::token(user_id, roles::USER),
         )
+    }
+
+    /// The market through the gateway, as the admin.
+    pub async fn admin_market(&self) -> Market {
+        pb::market_service_client::MarketServiceClient::with_interceptor(
+            self.channel().await,
+            Self::token(ADMIN, roles::ADMIN),
+        )
+    }
+
+    /// The market service itself, bypassing the gateway, signed as `caller`.
+    pub async fn direct_market(&self, caller: economy_kit::identity::Caller) -> DirectMarket {
+        let channel = Channel::from_shared(self.market_server.url()).expect("url").connect().await.expect("connect");
+        pb::market_service_client::MarketServiceClient::with_interceptor(channel, identity().signer(caller))
     }
 
     pub async fn admin_ledger(&self) -> Ledger {

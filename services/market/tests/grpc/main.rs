@@ -3,6 +3,7 @@
 
 mod assets;
 mod common;
+mod compensation;
 mod items;
 mod races;
 mod recovery;

@@ -56,6 +56,12 @@ pub enum RedemptionError {
     /// `IDEMPOTENCY_KEY_REUSED` (ALREADY_EXISTS): the key was used for another request.
     #[error("idempotency key {0} was used for a different request")]
     IdempotencyKeyReused(String),
+    /// `OUTBOX_NOT_FOUND` (NOT_FOUND): no such outbox row (or none for the order).
+    #[error("outbox row {0} does not exist")]
+    OutboxNotFound(String),
+    /// `OUTBOX_ALREADY_DELIVERED` (FAILED_PRECONDITION): a delivered row is not re-driven.
+    #[error("outbox row {0} was already delivered")]
+    OutboxAlreadyDelivered(String),
     /// `FULFILL_RATE_LIMITED` (RESOURCE_EXHAUSTED): too many failed fulfils by this caller.
     #[error("too many failed redemption attempts; retry in {retry_after_secs} s")]
     FulfillRateLimited {

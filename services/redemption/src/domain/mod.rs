@@ -2,6 +2,7 @@
 //! lifecycle and every way an operation can fail.
 
 pub mod code;
+pub mod compensation;
 pub mod error;
 pub mod order;
 

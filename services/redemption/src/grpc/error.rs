@@ -42,6 +42,10 @@ impl From<RedemptionError> for Status {
             RedemptionError::IdempotencyKeyReused(key) => {
                 (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", vec![("idempotency_key", key)])
             }
+            RedemptionError::OutboxNotFound(id) => (Code::NotFound, "OUTBOX_NOT_FOUND", vec![("outbox_id", id)]),
+            RedemptionError::OutboxAlreadyDelivered(id) => {
+                (Code::FailedPrecondition, "OUTBOX_ALREADY_DELIVERED", vec![("outbox_id", id)])
+            }
             RedemptionError::FulfillRateLimited { retry_after_secs } => (
                 Code::ResourceExhausted,
                 "FULFILL_RATE_LIMITED",

@@ -1,17 +1,20 @@
 //! gRPC adapter of `economy.redemption.v1.RedemptionService`: each handler validates the
 //! request, calls the flows in `service` and converts back.
 
+mod compensation;
 mod convert;
 mod error;
 
 use std::sync::Arc;
 
+use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{caller, checked_idempotency_key};
 use economy_proto::redemption::v1 as pb;
 use pb::redemption_service_server::RedemptionService;
 use tonic::{Request, Response, Status};
 
+use crate::domain::RedemptionError;
 use crate::service::Redemption;
 use crate::store::OrderFilter;
 
@@ -144,6 +147,52 @@ impl RedemptionService for RedemptionApi {
         Ok(Response::new(pb::ListOrdersResponse {
             orders: orders.iter().map(convert::order).collect(),
             next_page_token,
+        }))
+    }
+
+    async fn reissue_code_on_behalf(
+        &self,
+        request: Request<pb::ReissueCodeOnBehalfRequest>,
+    ) -> Result<Response<pb::ReissueCodeOnBehalfResponse>, Status> {
+        let caller = caller(&request)?;
+        let (key, reason) = compensation::reissue_on_behalf(&request)?;
+        let order_id = &request.get_ref().order_id;
+        let reissued = self.service.reissue_on_behalf(&caller, &key, order_id, &reason).await?;
+        Ok(Response::new(pb::ReissueCodeOnBehalfResponse {
+            order: Some(convert::order(&reissued.order)),
+            code: reissued.code.map(|code| code.reveal()).unwrap_or_default(),
+            audit_record: Some(audit::to_proto(&reissued.record)),
+            replayed: reissued.replayed,
+        }))
+    }
+
+    async fn redrive_outbox(
+        &self,
+        request: Request<pb::RedriveOutboxRequest>,
+    ) -> Result<Response<pb::RedriveOutboxResponse>, Status> {
+        let caller = caller(&request)?;
+        let (key, target, reason) = compensation::redrive_outbox(&request)?;
+        let redriven = self.service.redrive_outbox(&caller, &key, &target, &reason).await?;
+        Ok(Response::new(pb::RedriveOutboxResponse {
+            entry: Some(compensation::outbox_entry(&redriven.entry)),
+            audit_record: Some(audit::to_proto(&redriven.record)),
+            replayed: redriven.replayed,
+        }))
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        let caller = caller(&request)?;
+        if !caller.is_admin() {
+            return Err(RedemptionError::PermissionDenied("only admins may read audit records".into()).into());
+        }
+        let query = compensation::audit_query(request.get_ref())?;
+        let page = self.service.store.audit_records(&query).await?;
+        Ok(Response::new(pb::ListAuditRecordsResponse {
+            records: page.records.iter().map(audit::to_proto).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 }

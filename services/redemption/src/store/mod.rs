@@ -4,6 +4,7 @@
 //! Every status change is one conditional UPDATE; a resolution commits its outbox row in
 //! the same transaction.
 
+mod compensation;
 mod orders;
 mod outbox;
 

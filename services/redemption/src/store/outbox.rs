@@ -41,6 +41,8 @@ pub struct OutboxRow {
     pub item_instance_id: String,
     /// Deliveries tried so far.
     pub attempts: i64,
+    /// W3C `traceparent` of the request that made the call owed (`""`: not traced).
+    pub trace_context: String,
 }
 
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
@@ -51,10 +53,12 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
         action: if action == "consume" { OutboxAction::Consume } else { OutboxAction::Unlock },
         item_instance_id: row.try_get("item_instance_id")?,
         attempts: row.try_get("attempts")?,
+        trace_context: row.try_get("trace_context")?,
     })
 }
 
-/// Records an owed call inside the transaction that made it owed.
+/// Records an owed call inside the transaction that made it owed, with the current trace
+/// context (the delivery resumes it).
 pub(super) async fn insert_outbox(
     tx: &mut Transaction<'static, Any>,
     order_id: &str,
@@ -64,7 +68,7 @@ pub(super) async fn insert_outbox(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO redemption_outbox (id, order_id, action, item_instance_id, idempotency_key, status, \
-         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+         next_attempt_at, created_at, trace_context) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(order_id)
@@ -72,6 +76,7 @@ pub(super) async fn insert_outbox(
     .bind(item_instance_id)
     .bind(items_key(order_id, action.as_str()))
     .bind(now)
+    .bind(economy_kit::telemetry::current_traceparent())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -81,7 +86,7 @@ impl RedemptionStore {
     /// Pending rows due at `now`, oldest first (`order_id` narrows to one order).
     pub async fn due_outbox(&self, now: i64, order_id: &str, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT id, order_id, action, item_instance_id, attempts FROM redemption_outbox \
+            "SELECT id, order_id, action, item_instance_id, attempts, trace_context FROM redemption_outbox \
              WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 \
              AND ($2 = '' OR order_id = $2) ORDER BY next_attempt_at LIMIT $3",
         )

@@ -23,6 +23,7 @@ use tonic::transport::Channel;
 pub const SECRET: &str = "redemption-test-secret-0123456789";
 pub const OWNER: i64 = 2;
 pub const STAFF: i64 = 50;
+pub const ADMIN: i64 = 1;
 
 pub type Client = RedemptionServiceClient<InterceptedService<Channel, Signer>>;
 pub type Items = ItemServiceClient<InterceptedService<Channel, Signer>>;
@@ -99,6 +100,10 @@ impl TestApp {
         self.client(Caller::user(STAFF, roles::MERCHANT_STAFF)).await
     }
 
+    pub async fn admin(&self) -> Client {
+        self.client(Caller::user(ADMIN, roles::ADMIN)).await
+    }
+
     pub async fn items_admin(&self) -> Items {
         let url = format!("http://{}", self.items_addr);
         ItemServiceClient::with_interceptor(channel(url).await, self.key.signer(Caller::user(1, roles::ADMIN)))
@@ -117,6 +122,10 @@ impl TestApp {
             ("redemption_orders", "order_id || item_instance_id || code_hash || create_key || created_by"),
             ("redemption_actions", "idempotency_key || order_id || action || actor || reason"),
             ("redemption_outbox", "id || order_id || action || item_instance_id || idempotency_key || status"),
+            (
+                "audit_records",
+                "idempotency_key || actor || action || target_id || before_state || after_state || reason",
+            ),
         ] {
             let sql = format!("SELECT {columns} AS t FROM {table}");
             for row in sqlx::query(&sql).fetch_all(store.db().pool()).await.expect("dump") {

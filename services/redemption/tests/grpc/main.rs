@@ -2,6 +2,7 @@
 //! service) on `127.0.0.1:0` with fresh databases, driven through real tonic clients.
 
 mod common;
+mod compensation;
 mod create;
 mod fulfill;
 mod recovery;

@@ -1,0 +1,67 @@
+//! Smoke run of every scenario (issue 7: "a CI smoke run of every scenario for a few
+//! seconds, to keep the harness working"): about a second each at low concurrency,
+//! through the library API, on SQLite — or on PostgreSQL when `ECONOMY_TEST_POSTGRES_URL`
+//! is set, like the rest of the workspace's tests. Only success is asserted, never
+//! timing.
+
+use std::time::Duration;
+
+use economy_bench::scenarios::{self, BenchOptions, LedgerOp, Run, Scenario};
+use economy_bench::{Backend, LoadOptions, Target};
+use economy_kit::testing::POSTGRES_URL_ENV;
+
+fn options(ledger_op: LedgerOp) -> BenchOptions {
+    let backend = match std::env::var(POSTGRES_URL_ENV).ok().filter(|url| !url.is_empty()) {
+        Some(server_url) => Backend::Postgres { server_url },
+        None => Backend::Sqlite { dir: None, synchronous: None },
+    };
+    let load = LoadOptions { concurrency: 2, connections: 1, warmup: Duration::ZERO, duration: Duration::from_secs(1) };
+    BenchOptions { target: Target::InProcess(backend), load, ledger_op }
+}
+
+async fn smoke(scenario: Scenario, ledger_op: LedgerOp) {
+    let result = scenarios::run(scenario, &options(ledger_op)).await;
+    let report = economy_bench::report::scenario_block(&result);
+    let Run::Measured(measurement) = &result.run else { panic!("{} did not run:\n{report}", scenario.name()) };
+    assert!(measurement.ok() > 0, "no successful operation:\n{report}");
+    assert_eq!(measurement.failed(), 0, "failed operations:\n{report}");
+}
+
+macro_rules! smoke_tests {
+    ($($name:ident: $scenario:expr, $op:expr;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                smoke($scenario, $op).await;
+            }
+        )*
+    };
+}
+
+smoke_tests! {
+    raw_db: Scenario::RawDb, LedgerOp::Transfer;
+    raw_db_adjust: Scenario::RawDb, LedgerOp::Adjust;
+    ledger_write: Scenario::LedgerWrite, LedgerOp::Transfer;
+    ledger_write_adjust: Scenario::LedgerWrite, LedgerOp::Adjust;
+    ledger_write_direct: Scenario::LedgerWriteDirect, LedgerOp::Transfer;
+    replay: Scenario::Replay, LedgerOp::Transfer;
+    hot_account: Scenario::HotAccount, LedgerOp::Transfer;
+    backpack_1k: Scenario::Backpack1k, LedgerOp::Transfer;
+    backpack_10k: Scenario::Backpack10k, LedgerOp::Transfer;
+    redemption: Scenario::Redemption, LedgerOp::Transfer;
+}
+
+#[tokio::test]
+async fn a_summary_has_every_ratio_and_target() {
+    let results = vec![scenarios::ScenarioResult {
+        scenario: Scenario::LedgerWrite,
+        operation: String::new(),
+        backend: "sqlite".into(),
+        run: Run::Skipped("not needed".into()),
+        notes: Vec::new(),
+    }];
+    let summary = economy_bench::report::summary(&results, "sqlite");
+    for expected in ["end to end vs raw DB", "gateway overhead", ">= 5000 ops/s", "p99 <= 5 ms", "not measured"] {
+        assert!(summary.contains(expected), "{expected} missing from:\n{summary}");
+    }
+}

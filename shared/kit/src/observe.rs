@@ -1,0 +1,256 @@
+//! The tower layer in front of every gRPC server (DESIGN.md §6), inside gRPC-web
+//! translation so it always sees gRPC: one span per request, child of the caller's W3C
+//! trace context (`traceparent` metadata), and the RPC metrics.
+//!
+//! Metrics (labels: `server` = the name the server reports health under, `service` and
+//! `method` from the path, `code` = the gRPC status name):
+//! - `grpc_server_requests_total{server,service,method,code}`: finished requests;
+//! - `grpc_server_request_duration_seconds{server,service,method}`: histogram, from the
+//!   request to the end of its response body.
+//!
+//! The status is read from the response headers (trailers-only answers) or trailers.
+//! `CANCELLED` counts requests that ended before their status was sent (caller gone,
+//! server deadline). Unrouted paths (`UNIMPLEMENTED`) are counted under `service` and
+//! `method` `unknown`, so arbitrary paths cannot grow the label set. Health and reflection
+//! requests are counted but not traced.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tonic::Code;
+use tracing::Instrument;
+
+/// `tower::Layer` adding the request span and RPC metrics to a server named `server`.
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    server: Arc<str>,
+}
+
+impl ObserveLayer {
+    /// The layer of the server that reports health as `server` (e.g.
+    /// `economy.ledger.v1.LedgerService`); that name is the `server` label.
+    pub fn new(server: &str) -> Self {
+        Self { server: server.into() }
+    }
+}
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner, server: self.server.clone() }
+    }
+}
+
+/// The service `ObserveLayer` wraps around the server's routes.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    server: Arc<str>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Observe<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", path));
+        let span = if is_operator_service(service) {
+            tracing::Span::none()
+        } else {
+            let span = tracing::info_span!(
+                "grpc.request",
+                otel.name = path,
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                economy.server = &*self.server,
+            );
+            crate::telemetry::set_parent(&span, request.headers());
+            span
+        };
+        let mut completion = Completion {
+            server: self.server.clone(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            start: Instant::now(),
+            span: span.clone(),
+            code: None,
+        };
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let response = future.await?;
+                completion.code = status_of(response.headers());
+                Ok(response.map(|body| tonic::body::Body::new(ObservedBody { inner: body, completion })))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Health and reflection: counted, never traced (probes would flood the traces).
+fn is_operator_service(service: &str) -> bool {
+    service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.")
+}
+
+/// The `grpc-status` of a header or trailer map.
+fn status_of(headers: &http::HeaderMap) -> Option<Code> {
+    headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// Records one request when dropped: with the body's end, or earlier when the request was
+/// abandoned.
+struct Completion {
+    server: Arc<str>,
+    service: String,
+    method: String,
+    start: Instant,
+    span: tracing::Span,
+    code: Option<Code>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(Code::Cancelled);
+        let (service, method) = if code == Code::Unimplemented {
+            ("unknown".to_owned(), "unknown".to_owned())
+        } else {
+            (std::mem::take(&mut self.service), std::mem::take(&mut self.method))
+        };
+        let server = self.server.to_string();
+        metrics::counter!(
+            "grpc_server_requests_total",
+            "server" => server.clone(),
+            "service" => service.clone(),
+            "method" => method.clone(),
+            "code" => code_name(code),
+        )
+        .increment(1);
+        metrics::histogram!(
+            "grpc_server_request_duration_seconds",
+            "server" => server,
+            "service" => service,
+            "method" => method,
+        )
+        .record(self.start.elapsed().as_secs_f64());
+        self.span.record("rpc.grpc.status_code", code as i64);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
+/// Codes that mean the server failed (OpenTelemetry's gRPC server conventions).
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+/// The canonical upper-case name of a gRPC code (`OK`, `INVALID_ARGUMENT`, …).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The response body, watched for its trailers; records the request when it ends.
+struct ObservedBody {
+    inner: tonic::body::Body,
+    completion: Completion,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(context);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(status_of) {
+                    this.completion.code = Some(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.completion.code = this.completion.code.or(Some(Code::Unknown)),
+            Poll::Ready(None) => this.completion.code = this.completion.code.or(Some(Code::Unknown)),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_canonical_names() {
+        assert_eq!(code_name(Code::Ok), "OK");
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+        assert_eq!(code_name(Code::from_bytes(b"14")), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn status_comes_from_grpc_status() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(status_of(&headers), None);
+        headers.insert("grpc-status", http::HeaderValue::from_static("5"));
+        assert_eq!(status_of(&headers), Some(Code::NotFound));
+    }
+}
