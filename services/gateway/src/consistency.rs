@@ -8,7 +8,9 @@
 //! - listings on sale whose ledger hold is not open or whose item lock is gone
 //!   (`LISTING_HOLD_MISSING`, `LISTING_LOCK_MISSING`);
 //! - fulfilled orders whose item is not used (`FULFILLED_ITEM_NOT_USED`);
-//! - pending orders past their expiry (`STALE_PENDING_ORDER`).
+//! - pending orders past their expiry (`STALE_PENDING_ORDER`);
+//! - outbox rows of redemption or market not delivered within the grace period
+//!   (`OUTBOX_STUCK`: dead, or still retrying).
 //!
 //! States younger than the grace period (an escrow return or a consume still in an
 //! outbox) are not findings. Every check only reads, so it is safe on several replicas.
@@ -64,6 +66,7 @@ pub async fn check(gateway: &Gateway, grace_ms: i64) -> Result<Report, Status> {
     locked_by_orders(&mut upstreams, cutoff, &mut report).await?;
     listings_on_sale(&mut upstreams, &mut report).await?;
     orders(&mut upstreams, cutoff, &mut report).await?;
+    stuck_outboxes(&mut upstreams, grace_ms / 1000, &mut report).await?;
     Ok(report)
 }
 
@@ -220,6 +223,39 @@ async fn orders(upstreams: &mut Upstreams, cutoff: i64, report: &mut Report) -> 
             let description = format!("order {} is still pending past its expiry", order.id);
             report.add("STALE_PENDING_ORDER", description, &[("order", &order.id), ("item", &order.item_instance_id)]);
         }
+    }
+    Ok(())
+}
+
+async fn stuck_outboxes(upstreams: &mut Upstreams, older_than_seconds: i64, report: &mut Report) -> Result<(), Status> {
+    let redemption = redemption::ListStuckOutboxRequest { older_than_seconds };
+    let rows = upstreams.redemption.list_stuck_outbox(redemption).await.map_err(upstream_error("redemption"))?;
+    for entry in rows.into_inner().entries {
+        report.checked += 1;
+        let description = format!(
+            "redemption outbox row {} ({} of order {}) is {:?}",
+            entry.id,
+            entry.action,
+            entry.order_id,
+            entry.status()
+        );
+        report.add(
+            "OUTBOX_STUCK",
+            description,
+            &[("service", "redemption"), ("outbox", &entry.id), ("order", &entry.order_id)],
+        );
+    }
+    let market = market::ListStuckOutboxRequest { older_than_seconds };
+    let rows = upstreams.market.list_stuck_outbox(market).await.map_err(upstream_error("market"))?;
+    for entry in rows.into_inner().entries {
+        report.checked += 1;
+        let description =
+            format!("market escrow return {} of listing {} is {:?}", entry.id, entry.listing_id, entry.status());
+        report.add(
+            "OUTBOX_STUCK",
+            description,
+            &[("service", "market"), ("outbox", &entry.id), ("listing", &entry.listing_id)],
+        );
     }
     Ok(())
 }

@@ -138,7 +138,7 @@ pub fn spawn(service: Arc<Redemption>, intervals: JobIntervals, shutdown: Cancel
         async move {
             log("redemption_outbox", dispatch(&service, "").await);
             // Outbox depth: every row still owed, due or backing off.
-            match service.store.stuck_outbox(i64::MAX).await {
+            match service.store.pending_outbox().await {
                 Ok(pending) => metrics::gauge!("economy_outbox_pending", "service" => "redemption").set(pending as f64),
                 Err(error) => tracing::warn!(%error, "outbox depth not measured"),
             }

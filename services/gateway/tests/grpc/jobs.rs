@@ -60,7 +60,9 @@ async fn expired_records_are_deleted_and_their_keys_freed() {
     stack.call("Export", EXPORT, Some(&kept)).await.unwrap();
 
     age(&store, &old, "expires_at", 8 * 24 * 3600 * 1000).await;
-    assert_eq!(clean_up(&store, &IdempotencyConfig::default()).await.unwrap(), (1, 1));
+    // The gateway's own cleanup job (first run at start-up) may win the race under load.
+    let (deleted, remaining) = clean_up(&store, &IdempotencyConfig::default()).await.unwrap();
+    assert!(deleted <= 1 && remaining == 1, "({deleted}, {remaining})");
     assert_eq!(store.status_of(USER, &old).await.unwrap(), None);
     assert_eq!(store.status_of(USER, &kept).await.unwrap(), Some(("completed".into(), None)));
 

@@ -110,3 +110,24 @@ async fn every_kind_of_inconsistency_is_found() {
     assert!(has(&found, "STALE_PENDING_ORDER", ("order", &stale)), "{found:#?}");
     assert_eq!(found.len(), 7, "{found:#?}");
 }
+
+#[tokio::test]
+async fn outbox_rows_stuck_past_the_grace_period_are_found() {
+    let stack = spawn_stack().await;
+    let ids = stack.grant(USER, "voucher", 1).await;
+    let mut customer = stack.redemption(USER).await;
+    let request = redemption::CreateOrderRequest { item_instance_id: ids[0].clone(), ..Default::default() };
+    let order = customer.create_order(keyed(request)).await.expect("order").into_inner().order.expect("order").id;
+    let cancel = redemption::CancelOrderRequest { order_id: order.clone(), ..Default::default() };
+    customer.cancel_order(keyed(cancel)).await.expect("cancel");
+    // The unlock was delivered; make it look like a delivery that died long ago.
+    let store = RedemptionStore::open(&stack.redemption_db.url, &DbOptions::default()).await.expect("store");
+    sqlx::query("UPDATE redemption_outbox SET status = 'dead', created_at = 1 WHERE order_id = $1")
+        .bind(&order)
+        .execute(store.db().pool())
+        .await
+        .expect("corrupt");
+    let found = findings(&stack).await;
+    assert!(has(&found, "OUTBOX_STUCK", ("order", &order)), "{found:#?}");
+    assert!(has(&found, "OUTBOX_STUCK", ("service", "redemption")), "{found:#?}");
+}

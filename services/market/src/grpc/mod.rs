@@ -174,6 +174,27 @@ impl MarketService for MarketApi {
         }))
     }
 
+    async fn list_stuck_outbox(
+        &self,
+        request: Request<pb::ListStuckOutboxRequest>,
+    ) -> Result<Response<pb::ListStuckOutboxResponse>, Status> {
+        if !caller(&request)?.is_privileged() {
+            return Err(crate::domain::MarketError::PermissionDenied(
+                "only admins and services list the outbox".into(),
+            )
+            .into());
+        }
+        let seconds = match request.get_ref().older_than_seconds {
+            seconds if seconds > 0 => seconds,
+            _ => 300,
+        };
+        let cutoff = self.market.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
+        let entries = self.market.store.stuck_outbox(cutoff, 500).await.map_err(crate::domain::MarketError::from)?;
+        Ok(Response::new(pb::ListStuckOutboxResponse {
+            entries: entries.iter().map(compensation::outbox_entry).collect(),
+        }))
+    }
+
     async fn list_audit_records(
         &self,
         request: Request<pb::ListAuditRecordsRequest>,

@@ -39,6 +39,16 @@ fn entry_from_row(row: &AnyRow) -> Result<OutboxEntry, sqlx::Error> {
 }
 
 impl MarketStore {
+    /// Rows not delivered (pending or dead) created at or before `cutoff`, oldest first.
+    pub async fn stuck_outbox(&self, cutoff: i64, limit: i64) -> Result<Vec<OutboxEntry>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM market_outbox WHERE status IN ('pending', 'dead') AND created_at <= $1 \
+             ORDER BY created_at, id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(self.db.pool()).await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
     /// The record `draft`'s key wrote before (replay), `IDEMPOTENCY_KEY_REUSED` when it
     /// wrote another fix, `None` when unused.
     pub async fn audit_prior(&self, draft: &AuditDraft) -> Result<Option<AuditRecord>, MarketError> {

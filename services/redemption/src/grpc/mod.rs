@@ -180,6 +180,24 @@ impl RedemptionService for RedemptionApi {
         }))
     }
 
+    async fn list_stuck_outbox(
+        &self,
+        request: Request<pb::ListStuckOutboxRequest>,
+    ) -> Result<Response<pb::ListStuckOutboxResponse>, Status> {
+        if !caller(&request)?.is_privileged() {
+            return Err(RedemptionError::PermissionDenied("only admins and services list the outbox".into()).into());
+        }
+        let seconds = match request.get_ref().older_than_seconds {
+            seconds if seconds > 0 => seconds,
+            _ => 300,
+        };
+        let cutoff = self.service.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
+        let entries = self.service.store.stuck_outbox(cutoff, 500).await.map_err(RedemptionError::from)?;
+        Ok(Response::new(pb::ListStuckOutboxResponse {
+            entries: entries.iter().map(compensation::outbox_entry).collect(),
+        }))
+    }
+
     async fn list_audit_records(
         &self,
         request: Request<pb::ListAuditRecordsRequest>,

@@ -140,13 +140,11 @@ impl RedemptionStore {
         Ok(())
     }
 
-    /// Pending rows created at or before `cutoff` (stuck deliveries, for monitoring).
-    pub async fn stuck_outbox(&self, cutoff: i64) -> Result<i64, sqlx::Error> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM redemption_outbox WHERE status = 'pending' AND created_at <= $1")
-                .bind(cutoff)
-                .fetch_one(self.db.pool())
-                .await?;
+    /// How many rows are still pending (the outbox depth).
+    pub async fn pending_outbox(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM redemption_outbox WHERE status = 'pending'")
+            .fetch_one(self.db.pool())
+            .await?;
         row.try_get("n")
     }
 }
