@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -101,7 +102,17 @@ pub async fn spawn_with(
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    let (incoming, signal) = (TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+    // Without TCP_NODELAY a response written in several frames waits for the peer's
+    // delayed ACK (~40 ms); tonic's own setting does not apply to a given listener.
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+        stream
+    });
+    let signal = shutdown.clone().cancelled_owned();
     let serve: BoxFuture<'static, Result<(), tonic::transport::Error>> = if grpc_web {
         let mut builder = builder
             .accept_http1(true)

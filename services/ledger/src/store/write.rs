@@ -233,6 +233,11 @@ async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), 
                 .fetch_optional(&mut **tx)
                 .await?;
         if let Some((available, frozen)) = current {
+            // Under READ COMMITTED the row may have been created by a concurrent writer
+            // after the UPDATE looked: when it is within bounds, the UPDATE is retried.
+            if in_range(delta.available_range(), available) && in_range(delta.frozen_range(), frozen) {
+                continue;
+            }
             return Err(violation(delta, available, frozen));
         }
         if !in_range(delta.available_range(), 0) || !in_range(delta.frozen_range(), 0) {

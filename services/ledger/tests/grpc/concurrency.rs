@@ -71,3 +71,27 @@ async fn concurrent_retries_of_one_key_apply_once() {
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (25, 0));
     assert_consistent(&mut admin).await;
 }
+
+#[tokio::test]
+async fn concurrent_first_writes_of_an_asset_all_apply() {
+    // Every credit also debits SYSTEM_ISSUANCE, whose balance row does not exist yet: the
+    // writers race to create it (on PostgreSQL one commits it between another's UPDATE and
+    // its re-read) and none may fail for it.
+    let app = spawn_app().await;
+    let admin = app.admin_with_catalog().await;
+    drop(admin);
+    let mut credits = JoinSet::new();
+    for user_id in 100..132 {
+        let mut client = app.admin().await;
+        credits.spawn(async move {
+            client.adjust_balance(adjust_request(user_id, "DIAMOND", 5, &format!("first-{user_id}"))).await
+        });
+    }
+    while let Some(result) = credits.join_next().await {
+        result.unwrap().expect("every first write applies");
+    }
+    let mut admin = app.admin().await;
+    for user_id in 100..132 {
+        assert_eq!(balance(&mut admin, user_id, "DIAMOND").await, (5, 0));
+    }
+}
