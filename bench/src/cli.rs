@@ -76,7 +76,7 @@ pub struct Cli {
     pub database: DatabaseKind,
     /// PostgreSQL server for `--database postgres` (a fresh database is created per
     /// service and scenario, and dropped afterwards).
-    #[arg(long, env = "ECONOMY_BENCH_POSTGRES_URL")]
+    #[arg(long, env = "ECONOMY_BENCH_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
     /// Folder for the SQLite files (default: the system's temporary folder).
     #[arg(long)]

@@ -202,7 +202,7 @@ pub fn targets(results: &[ScenarioResult], backend: &str) -> Vec<Verdict> {
     }
     verdicts.push(Verdict {
         target: "market purchase (asset listing) p99 <= 20 ms".into(),
-        measured: "n/a (no market service yet, issue 5)".into(),
+        measured: "n/a (no market scenario yet)".into(),
         met: None,
     });
     verdicts.push(Verdict {

@@ -71,9 +71,9 @@ pub(super) async fn run(stack: &Stack, options: &BenchOptions, items: usize) -> 
         ..Default::default()
     };
     ledger_admin.adjust_balance(Route::Gateway.write(credit, &new_key())?).await?;
-    let (mut admin, route) = setup::items_admin(stack).await?;
-    setup::define_template(&mut admin, route, TEMPLATE, false).await?;
-    let granted = setup::grant_items(&admin, route, TEMPLATE, vec![owner; items]).await?;
+    let admin = setup::items_admin(stack).await?;
+    admin.define_template(TEMPLATE, false).await?;
+    let granted = admin.grant_items(TEMPLATE, vec![owner; items]).await?;
     anyhow::ensure!(granted.len() == items, "granted {} of {items} items", granted.len());
     // Right after a bulk grant PostgreSQL has no statistics for the new rows and plans the
     // page as a scan + sort of every item of the owner; autovacuum would analyze within a

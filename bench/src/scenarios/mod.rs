@@ -17,7 +17,8 @@
 //! `SYSTEM_ISSUANCE` (`--ledger-op adjust`; every such write also moves the one
 //! `SYSTEM_ISSUANCE` balance row).
 //!
-//! Adding a scenario (e.g. the market purchase of issue 5 once the Market service lands):
+//! Adding a scenario (e.g. issue 5's market purchase of an asset listing; the in-process
+//! stack already runs the market):
 //! a variant of [`Scenario`] with its name and description, a module with its setup and
 //! worker, a line in [`run`]'s dispatch, and its target in `report::targets`.
 

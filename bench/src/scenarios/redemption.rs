@@ -69,11 +69,11 @@ pub(super) async fn run(stack: &Stack, options: &BenchOptions, notes: &mut Vec<S
     let base = setup::user_base(stack);
     let owners: Vec<i64> = (0..concurrency).map(|index| base + index as i64).collect();
     let pool = pool_per_client(options);
-    let (mut admin, route) = setup::items_admin(stack).await?;
-    setup::define_template(&mut admin, route, TEMPLATE, true).await?;
+    let admin = setup::items_admin(stack).await?;
+    admin.define_template(TEMPLATE, true).await?;
     let grants = owners.iter().flat_map(|owner| std::iter::repeat_n(*owner, pool)).collect();
     let mut pools: HashMap<i64, Vec<String>> = HashMap::new();
-    for (owner, item) in setup::grant_items(&admin, route, TEMPLATE, grants).await? {
+    for (owner, item) in admin.grant_items(TEMPLATE, grants).await? {
         pools.entry(owner).or_default().push(item);
     }
     notes.push(format!("{pool} items pre-granted per client ({} in all)", pool * concurrency));

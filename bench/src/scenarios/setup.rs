@@ -84,63 +84,80 @@ pub(super) async fn define_asset(client: &mut LedgerClient, code: &str) -> anyho
     Ok(())
 }
 
-/// An items client for the setup admin: straight to the items service when the stack
-/// runs here, through the gateway otherwise.
-pub(super) async fn items_admin(stack: &Stack) -> anyhow::Result<(ItemsClient, Route)> {
+/// Setup's items clients, one per lane, each for its own admin (`SETUP_ADMIN + lane`),
+/// so a running stack's per-user rate limit allows `SETUP_LANES` times its rate.
+#[derive(Clone)]
+pub(super) struct ItemsAdmin {
+    clients: Vec<ItemsClient>,
+    route: Route,
+}
+
+/// Items clients for setup: straight to the items service when the stack runs here,
+/// through the gateway otherwise.
+pub(super) async fn items_admin(stack: &Stack) -> anyhow::Result<ItemsAdmin> {
+    let admins = (0..SETUP_LANES as i64).map(|lane| SETUP_ADMIN + lane);
     match (&stack.items_url, &stack.identity) {
         (Some(url), Some(identity)) => {
-            let signer = identity.signer(Caller::user(SETUP_ADMIN, roles::ADMIN));
-            Ok((clients::items(clients::connect(url).await?, Auth::Internal(signer)), Route::Direct))
+            let channel = clients::connect(url).await?;
+            let clients = admins
+                .map(|admin| {
+                    let signer = identity.signer(Caller::user(admin, roles::ADMIN));
+                    clients::items(channel.clone(), Auth::Internal(signer))
+                })
+                .collect();
+            Ok(ItemsAdmin { clients, route: Route::Direct })
         }
         _ => {
-            let bearer = stack.bearer(SETUP_ADMIN, roles::ADMIN)?;
-            Ok((clients::items(clients::connect(&stack.gateway_url).await?, Auth::Bearer(bearer)), Route::Gateway))
+            let channel = clients::connect(&stack.gateway_url).await?;
+            let clients = admins
+                .map(|admin| Ok(clients::items(channel.clone(), Auth::Bearer(stack.bearer(admin, roles::ADMIN)?))))
+                .collect::<anyhow::Result<_>>()?;
+            Ok(ItemsAdmin { clients, route: Route::Gateway })
         }
     }
 }
 
-/// Defines (or redefines) a never-expiring product template `code`.
-pub(super) async fn define_template(
-    client: &mut ItemsClient,
-    route: Route,
-    code: &str,
-    redeemable: bool,
-) -> anyhow::Result<()> {
-    let template = items::ItemTemplate {
-        code: code.to_owned(),
-        display_name: format!("Benchmark {code}"),
-        kind: items::ItemKind::Product.into(),
-        redeemable,
-        ..Default::default()
-    };
-    client
-        .define_template(route.unkeyed(items::DefineTemplateRequest { template: Some(template) }, &new_key())?)
-        .await?;
-    Ok(())
-}
+impl ItemsAdmin {
+    fn lane(&self, index: usize) -> anyhow::Result<ItemsClient> {
+        let client = self.clients.get(index % self.clients.len().max(1));
+        client.cloned().ok_or_else(|| anyhow::anyhow!("no setup client"))
+    }
 
-/// Grants one `template` item to each owner in `owners` (repeats allowed), `SETUP_LANES`
-/// at a time; returns `(owner, item id)` pairs in no particular order.
-pub(super) async fn grant_items(
-    client: &ItemsClient,
-    route: Route,
-    template: &str,
-    owners: Vec<i64>,
-) -> anyhow::Result<Vec<(i64, String)>> {
-    let (client, template) = (client.clone(), template.to_owned());
-    in_parallel(owners, SETUP_LANES, move |owner| {
-        let (mut client, template) = (client.clone(), template.clone());
-        async move {
-            let grant = items::GrantItemRequest {
-                owner_user_id: owner,
-                template_code: template,
-                business_type: "BENCH_GRANT".into(),
-                ..Default::default()
-            };
-            let item = client.grant_item(route.write(grant, &new_key())?).await?.into_inner().item;
-            let item = item.ok_or_else(|| anyhow::anyhow!("GrantItem returned no item"))?;
-            Ok((owner, item.id))
-        }
-    })
-    .await
+    /// Defines (or redefines) a never-expiring product template `code`.
+    pub(super) async fn define_template(&self, code: &str, redeemable: bool) -> anyhow::Result<()> {
+        let template = items::ItemTemplate {
+            code: code.to_owned(),
+            display_name: format!("Benchmark {code}"),
+            kind: items::ItemKind::Product.into(),
+            redeemable,
+            ..Default::default()
+        };
+        let request = self.route.unkeyed(items::DefineTemplateRequest { template: Some(template) }, &new_key())?;
+        self.lane(0)?.define_template(request).await?;
+        Ok(())
+    }
+
+    /// Grants one `template` item to each owner in `owners` (repeats allowed),
+    /// `SETUP_LANES` at a time; returns `(owner, item id)` pairs in no particular order.
+    pub(super) async fn grant_items(&self, template: &str, owners: Vec<i64>) -> anyhow::Result<Vec<(i64, String)>> {
+        let (admin, template) = (self.clone(), template.to_owned());
+        // `in_parallel` runs input `i` on lane `i % SETUP_LANES`: one admin per lane.
+        let inputs: Vec<(usize, i64)> = owners.into_iter().enumerate().collect();
+        in_parallel(inputs, SETUP_LANES, move |(index, owner)| {
+            let (admin, template) = (admin.clone(), template.clone());
+            async move {
+                let mut client = admin.lane(index)?;
+                let grant = items::GrantItemRequest {
+                    owner_user_id: owner,
+                    template_code: template,
+                    business_type: "BENCH_GRANT".into(),
+                    ..Default::default()
+                };
+                let item = client.grant_item(admin.route.write(grant, &new_key())?).await?.into_inner().item;
+                let item = item.ok_or_else(|| anyhow::anyhow!("GrantItem returned no item"))?;
+                Ok((owner, item.id))
+            }
+        })
+        .await
+    }
 }
