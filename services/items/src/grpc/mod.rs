@@ -23,7 +23,7 @@ mod requests;
 
 use economy_kit::audit;
 use economy_kit::error::Violations;
-use economy_kit::identity::{Caller, caller};
+use economy_kit::identity::{Caller, caller, idempotency_key};
 use economy_kit::time::now_millis;
 use economy_proto::items::v1 as pb;
 use pb::item_service_server::ItemService;
@@ -36,9 +36,6 @@ use crate::store::{Applied, ItemStore};
 
 /// `ErrorInfo.domain` of every items error.
 pub const DOMAIN: &str = "economy.items";
-/// Metadata the gateway forwards with every write: the business event id.
-pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
-
 /// The service implementation.
 #[derive(Debug, Clone)]
 pub struct ItemsApi {
@@ -61,16 +58,6 @@ impl ItemsApi {
 
 fn require(allowed: bool, what: &str) -> Result<(), Status> {
     if allowed { Ok(()) } else { Err(ItemError::PermissionDenied(format!("caller may not {what}")).into()) }
-}
-
-/// The idempotency key of a write: the request's own `idempotency_key`, or, when empty,
-/// the business event id the gateway forwards, so a retry that slips past the gateway
-/// still cannot change an item twice (DESIGN.md §3 Gateway, business_event_id).
-fn idempotency_key<T>(request: &Request<T>, own: &str) -> String {
-    if !own.is_empty() {
-        return own.to_owned();
-    }
-    request.metadata().get(BUSINESS_EVENT_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 fn validated<T>(violations: Violations, value: Option<T>) -> Result<T, Status> {
