@@ -7,8 +7,9 @@ use economy_kit::identity::Signer;
 use economy_proto::gateway::v1::backpack_service_client::BackpackServiceClient;
 use economy_proto::items::v1::item_service_client::ItemServiceClient;
 use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
-use economy_proto::{items::v1 as items, ledger::v1 as ledger, redemption::v1 as redemption};
+use economy_proto::{items::v1 as items, ledger::v1 as ledger, market::v1 as market, redemption::v1 as redemption};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -50,6 +51,9 @@ pub type ItemsClient = ItemServiceClient<Authed>;
 /// `economy.redemption.v1.RedemptionService` client.
 pub type RedemptionClient = RedemptionServiceClient<Authed>;
 
+/// `economy.market.v1.MarketService` client.
+pub type MarketClient = MarketServiceClient<Authed>;
+
 /// `economy.gateway.v1.BackpackService` client (the gateway's own service).
 pub type BackpackClient = BackpackServiceClient<Authed>;
 
@@ -71,6 +75,11 @@ pub fn items(channel: Channel, auth: Auth) -> ItemsClient {
 /// A redemption client on `channel`.
 pub fn redemption(channel: Channel, auth: Auth) -> RedemptionClient {
     RedemptionServiceClient::with_interceptor(channel, auth)
+}
+
+/// A market client on `channel`.
+pub fn market(channel: Channel, auth: Auth) -> MarketClient {
+    MarketServiceClient::with_interceptor(channel, auth)
 }
 
 /// `url` with an `http://` scheme when it has none (`127.0.0.1:50051` is accepted).
@@ -135,6 +144,8 @@ keyed!(
     items::GrantItemRequest,
     redemption::CreateOrderRequest,
     redemption::FulfillOrderRequest,
+    market::CreateListingRequest,
+    market::PurchaseListingRequest,
 );
 
 impl Route {

@@ -49,6 +49,7 @@ smoke_tests! {
     backpack_1k: Scenario::Backpack1k, LedgerOp::Transfer;
     backpack_10k: Scenario::Backpack10k, LedgerOp::Transfer;
     redemption: Scenario::Redemption, LedgerOp::Transfer;
+    market: Scenario::Market, LedgerOp::Transfer;
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //! | `hot-account` | a ledger write through the gateway that credits one shared account |
 //! | `backpack-1k` / `backpack-10k` | `BackpackService.GetBackpack`, first page, of a user with 1,000 / 10,000 items |
 //! | `redemption` | `CreateOrder` by the owner, then `FulfillOrder` by merchant staff |
+//! | `market` | `PurchaseListing` of an asset listing (one ledger transaction) |
 //! | `raw-db` | the ledger write's SQL transaction issued directly through sqlx, no gRPC |
 //!
 //! The ledger write is a `PostTransaction` transfer between two user accounts of the
@@ -17,13 +18,12 @@
 //! `SYSTEM_ISSUANCE` (`--ledger-op adjust`; every such write also moves the one
 //! `SYSTEM_ISSUANCE` balance row).
 //!
-//! Adding a scenario (e.g. issue 5's market purchase of an asset listing; the in-process
-//! stack already runs the market):
-//! a variant of [`Scenario`] with its name and description, a module with its setup and
+//! Adding a scenario: a variant of [`Scenario`] with its name and description, a module with its setup and
 //! worker, a line in [`run`]'s dispatch, and its target in `report::targets`.
 
 mod backpack;
 mod ledger;
+mod market;
 mod raw_db;
 mod redemption;
 mod setup;
@@ -55,13 +55,15 @@ pub enum Scenario {
     Backpack10k,
     /// Redemption CreateOrder + FulfillOrder through the gateway.
     Redemption,
+    /// PurchaseListing of an asset listing through the gateway.
+    Market,
     /// The ledger write's SQL transaction through sqlx, no gRPC.
     RawDb,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::RawDb,
         Self::LedgerWriteDirect,
         Self::LedgerWrite,
@@ -70,6 +72,7 @@ impl Scenario {
         Self::Backpack1k,
         Self::Backpack10k,
         Self::Redemption,
+        Self::Market,
     ];
 
     /// The command-line name (`ledger-write`, …).
@@ -93,6 +96,9 @@ impl Scenario {
             Self::Backpack1k => "BackpackService.GetBackpack, first page (50), of an owner of 1,000 items".into(),
             Self::Backpack10k => "BackpackService.GetBackpack, first page (50), of an owner of 10,000 items".into(),
             Self::Redemption => "CreateOrder (owner) then FulfillOrder (merchant staff) through the gateway".into(),
+            Self::Market => {
+                "PurchaseListing of a 1-unit asset listing through the gateway (one ledger transaction)".into()
+            }
             Self::RawDb => format!("the SQL transaction of one {write} through sqlx on the ledger's schema, no gRPC"),
         }
     }
@@ -242,6 +248,7 @@ async fn on_stack(
         Scenario::Backpack1k => backpack::run(stack, options, 1_000).await?,
         Scenario::Backpack10k => backpack::run(stack, options, 10_000).await?,
         Scenario::Redemption => redemption::run(stack, options, notes).await?,
+        Scenario::Market => market::run(stack, options, notes).await?,
         Scenario::RawDb => return Ok(None),
     };
     if measurement.exhausted_workers > 0 {
