@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use economy_kit::jobs::every;
 use economy_kit::time::now_millis;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -14,23 +15,6 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::IdempotencyConfig;
 use crate::store::IdempotencyStore;
-
-/// Runs `tick` every `interval` until `shutdown`.
-fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, mut tick: F)
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => tick().await,
-            }
-        }
-    });
-}
 
 fn secs(value: u64) -> Duration {
     Duration::from_secs(value.max(1))

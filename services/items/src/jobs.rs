@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use economy_kit::jobs::every;
 use economy_kit::time::now_millis;
 use tokio_util::sync::CancellationToken;
 
@@ -30,51 +31,36 @@ pub struct JobIntervals {
 
 /// Runs `expire_items` and `release_expired_locks` on their intervals until `shutdown`.
 pub fn spawn(store: ItemStore, intervals: JobIntervals, shutdown: CancellationToken) {
-    let (items_store, items_shutdown) = (store.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        every(intervals.item_expiry, items_shutdown, || async {
-            let result = expire_items(&items_store, now_millis()).await;
-            economy_kit::metrics::job_run(
-                "items_item_expiry",
-                result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX)),
-            );
+    let items_store = store.clone();
+    every(intervals.item_expiry, shutdown.clone(), move || {
+        let store = items_store.clone();
+        async move {
+            let result = expire_items(&store, now_millis()).await;
+            economy_kit::metrics::job_run("items_item_expiry", count(&result));
             match result {
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "items expired"),
                 Err(error) => tracing::error!(%error, "item expiry failed"),
             }
-        })
-        .await;
+        }
     });
-    tokio::spawn(async move {
-        every(intervals.lock_expiry, shutdown, || async {
+    every(intervals.lock_expiry, shutdown, move || {
+        let store = store.clone();
+        async move {
             let result = release_expired_locks(&store, now_millis()).await;
-            economy_kit::metrics::job_run(
-                "items_lock_expiry",
-                result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX)),
-            );
+            economy_kit::metrics::job_run("items_lock_expiry", count(&result));
             match result {
                 Ok(0) => {}
                 Ok(released) => tracing::info!(released, "expired item locks released"),
                 Err(error) => tracing::error!(%error, "item lock expiry failed"),
             }
-        })
-        .await;
+        }
     });
 }
 
-async fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, mut run: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = ticker.tick() => run().await,
-        }
-    }
+/// How many a successful pass handled, for `job_run`.
+fn count(result: &Result<usize, ItemError>) -> Option<u64> {
+    result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX))
 }
 
 /// Expires every available instance whose expiry is at or before `now`; returns how many

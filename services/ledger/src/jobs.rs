@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use economy_kit::jobs::every;
 use economy_kit::time::now_millis;
 use tokio_util::sync::CancellationToken;
 
@@ -19,21 +20,16 @@ const ACTOR: &str = "service:ledger-hold-expiry";
 
 /// Runs `expire_holds` every `interval` until `shutdown`.
 pub fn spawn_hold_expiry(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {
-                    let result = expire_holds(&store, now_millis()).await;
-                    let expired = result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
-                    economy_kit::metrics::job_run("ledger_hold_expiry", expired);
-                    match result {
-                        Ok(0) => {}
-                        Ok(expired) => tracing::info!(expired, "expired holds released"),
-                        Err(error) => tracing::error!(%error, "hold expiry failed"),
-                    }
-                }
+    every(interval, shutdown, move || {
+        let store = store.clone();
+        async move {
+            let result = expire_holds(&store, now_millis()).await;
+            let expired = result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
+            economy_kit::metrics::job_run("ledger_hold_expiry", expired);
+            match result {
+                Ok(0) => {}
+                Ok(expired) => tracing::info!(expired, "expired holds released"),
+                Err(error) => tracing::error!(%error, "hold expiry failed"),
             }
         }
     });
@@ -68,22 +64,19 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
 /// values, and counted in `ledger_reconcile_findings{kind}`. Read-only, so safe on
 /// several replicas.
 pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => match store.reconcile().await {
-                    Ok(report) => {
-                        let findings = u64::try_from(report.findings.len()).unwrap_or(u64::MAX);
-                        economy_kit::metrics::job_run("ledger_reconciliation", Some(findings));
-                        export_report(&report);
-                    }
-                    Err(error) => {
-                        economy_kit::metrics::job_run("ledger_reconciliation", None);
-                        tracing::error!(%error, "scheduled reconciliation failed");
-                    }
-                },
+    every(interval, shutdown, move || {
+        let store = store.clone();
+        async move {
+            match store.reconcile().await {
+                Ok(report) => {
+                    let findings = u64::try_from(report.findings.len()).unwrap_or(u64::MAX);
+                    economy_kit::metrics::job_run("ledger_reconciliation", Some(findings));
+                    export_report(&report);
+                }
+                Err(error) => {
+                    economy_kit::metrics::job_run("ledger_reconciliation", None);
+                    tracing::error!(%error, "scheduled reconciliation failed");
+                }
             }
         }
     });

@@ -34,28 +34,21 @@ pub async fn recover(market: &Market, stale_ms: i64) -> Result<usize, MarketErro
 /// (`economy_outbox_pending{service="market"}`).
 pub fn spawn(market: Arc<Market>, period: Duration, stale: Duration, shutdown: CancellationToken) {
     let stale_ms = i64::try_from(stale.as_millis()).unwrap_or(i64::MAX);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {
-                    let result = recover(&market, stale_ms).await;
-                    let done = result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
-                    economy_kit::metrics::job_run("market_recovery", done);
-                    match result {
-                        Ok(0) => {}
-                        Ok(count) => tracing::info!(count, "market recovery pass"),
-                        Err(error) => tracing::error!(%error, "market recovery pass failed"),
-                    }
-                    // Outbox depth: every escrow return still owed, due or backing off.
-                    match market.store.pending_outbox().await {
-                        Ok(pending) => {
-                            metrics::gauge!("economy_outbox_pending", "service" => "market").set(pending as f64);
-                        }
-                        Err(error) => tracing::warn!(%error, "outbox depth not measured"),
-                    }
-                }
+    economy_kit::jobs::every(period, shutdown, move || {
+        let market = market.clone();
+        async move {
+            let result = recover(&market, stale_ms).await;
+            let done = result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
+            economy_kit::metrics::job_run("market_recovery", done);
+            match result {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "market recovery pass"),
+                Err(error) => tracing::error!(%error, "market recovery pass failed"),
+            }
+            // Outbox depth: every escrow return still owed, due or backing off.
+            match market.store.pending_outbox().await {
+                Ok(pending) => metrics::gauge!("economy_outbox_pending", "service" => "market").set(pending as f64),
+                Err(error) => tracing::warn!(%error, "outbox depth not measured"),
             }
         }
     });

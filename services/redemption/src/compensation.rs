@@ -64,6 +64,21 @@ fn log_fix(record: &AuditRecord) {
 }
 
 impl Redemption {
+    /// ListStuckOutbox: rows undelivered (pending or dead) created at least
+    /// `older_than_seconds` ago (0 or less: 300), oldest first, at most 500. Admins and
+    /// services; `PERMISSION_DENIED` otherwise.
+    pub async fn stuck_outbox(
+        &self,
+        caller: &Caller,
+        older_than_seconds: i64,
+    ) -> Result<Vec<OutboxEntry>, RedemptionError> {
+        if !caller.is_privileged() {
+            return Err(RedemptionError::PermissionDenied("only admins and services list the outbox".into()));
+        }
+        let seconds = if older_than_seconds > 0 { older_than_seconds } else { 300 };
+        let cutoff = self.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
+        Ok(self.store.stuck_outbox(cutoff, 500).await?)
+    }
     /// ReissueCodeOnBehalf: an admin gives the pending, unexpired order `order_id` a
     /// fresh code (the old one stops redeeming), with the audit record (before / after =
     /// status and `code_issued_at`, never the code) in the same transaction. Errors:

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use economy_kit::jobs::every;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -100,23 +101,6 @@ async fn undo_lock(service: &Redemption, row: &OutboxRow, holder: &str, key: &st
         return Err(ItemsError::Unavailable);
     }
     service.items.unlock(&row.item_instance_id, holder, key).await
-}
-
-/// Runs `tick` every `period` until `shutdown`.
-fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut tick: F)
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => tick().await,
-            }
-        }
-    });
 }
 
 /// Logs and counts one pass of `job` (`economy_job_runs_total`, `economy_job_items_total`).

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod identity;
+pub mod jobs;
 pub mod metrics;
 pub mod observe;
 pub mod server;

@@ -128,7 +128,7 @@ impl MarketService for MarketApi {
             limit: limit + 1,
             now: self.market.clock.now_millis(),
         };
-        let mut listings = self.market.store.browse(&browse).await.map_err(crate::domain::MarketError::from)?;
+        let mut listings = self.market.browse(&browse).await?;
         let next_page_token = next_token(&mut listings, limit, |last| format!("{}:{}", last.price.amount, last.id));
         Ok(Response::new(pb::ListListingsResponse {
             listings: listings.iter().map(convert::listing).collect(),
@@ -149,10 +149,7 @@ impl MarketService for MarketApi {
             check_id(&mut violations, "page_token", &message.page_token);
         }
         violations.finish(DOMAIN)?;
-        let user = self.market.trades_user(&caller, message.user_id)?;
-        let store = &self.market.store;
-        let mut trades =
-            store.trades_of(user, &message.page_token, limit + 1).await.map_err(crate::domain::MarketError::from)?;
+        let mut trades = self.market.trades(&caller, message.user_id, &message.page_token, limit + 1).await?;
         let next_page_token = next_token(&mut trades, limit, |last| last.id.clone());
         Ok(Response::new(pb::ListTradesResponse {
             trades: trades.iter().map(convert::trade).collect(),
@@ -178,18 +175,8 @@ impl MarketService for MarketApi {
         &self,
         request: Request<pb::ListStuckOutboxRequest>,
     ) -> Result<Response<pb::ListStuckOutboxResponse>, Status> {
-        if !caller(&request)?.is_privileged() {
-            return Err(crate::domain::MarketError::PermissionDenied(
-                "only admins and services list the outbox".into(),
-            )
-            .into());
-        }
-        let seconds = match request.get_ref().older_than_seconds {
-            seconds if seconds > 0 => seconds,
-            _ => 300,
-        };
-        let cutoff = self.market.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
-        let entries = self.market.store.stuck_outbox(cutoff, 500).await.map_err(crate::domain::MarketError::from)?;
+        let caller = caller(&request)?;
+        let entries = self.market.stuck_outbox(&caller, request.get_ref().older_than_seconds).await?;
         Ok(Response::new(pb::ListStuckOutboxResponse {
             entries: entries.iter().map(compensation::outbox_entry).collect(),
         }))

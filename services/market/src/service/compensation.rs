@@ -25,6 +25,21 @@ pub struct Redriven {
 }
 
 impl Market {
+    /// ListStuckOutbox: rows undelivered (pending or dead) created at least
+    /// `older_than_seconds` ago (0 or less: 300), oldest first, at most 500. Admins and
+    /// services; `PERMISSION_DENIED` otherwise.
+    pub async fn stuck_outbox(
+        &self,
+        caller: &Caller,
+        older_than_seconds: i64,
+    ) -> Result<Vec<OutboxEntry>, MarketError> {
+        if !caller.is_privileged() {
+            return Err(MarketError::PermissionDenied("only admins and services list the outbox".into()));
+        }
+        let seconds = if older_than_seconds > 0 { older_than_seconds } else { 300 };
+        let cutoff = self.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
+        Ok(self.store.stuck_outbox(cutoff, 500).await?)
+    }
     /// RedriveOutbox: resets the `dead` or stuck `pending` escrow return `target` to
     /// `pending`, due now (attempts and lease cleared), with the audit record (before /
     /// after = the row) in the same transaction, then delivers it at once. Errors:

@@ -20,8 +20,8 @@ use economy_kit::time::Clock;
 
 use crate::clients::items::Items;
 use crate::clients::ledger::Ledger;
-use crate::domain::{Listing, MarketError};
-use crate::store::MarketStore;
+use crate::domain::{Listing, MarketError, Trade};
+use crate::store::{Browse, MarketStore};
 
 pub use compensation::Redriven;
 pub use listing::NewListing;
@@ -70,8 +70,26 @@ impl Market {
         self.listing(listing_id).await
     }
 
+    /// ListListings: one page of listings on sale (anyone).
+    pub async fn browse(&self, browse: &Browse<'_>) -> Result<Vec<Listing>, MarketError> {
+        Ok(self.store.browse(browse).await?)
+    }
+
+    /// ListTrades: `user_id`'s purchases and sales below trade id `before` (`''`: from the
+    /// newest), newest first; `caller` must be that user, an admin or a service.
+    pub async fn trades(
+        &self,
+        caller: &Caller,
+        user_id: i64,
+        before: &str,
+        limit: i64,
+    ) -> Result<Vec<Trade>, MarketError> {
+        let user = self.trades_user(caller, user_id)?;
+        Ok(self.store.trades_of(user, before, limit).await?)
+    }
+
     /// The user whose trades `caller` lists: `user_id`, or the caller for 0.
-    pub fn trades_user(&self, caller: &Caller, user_id: i64) -> Result<i64, MarketError> {
+    fn trades_user(&self, caller: &Caller, user_id: i64) -> Result<i64, MarketError> {
         let user = if user_id == 0 { caller.user_id() } else { Some(user_id) };
         let user = user.ok_or_else(|| MarketError::PermissionDenied("services must name the user".into()))?;
         require(caller.may_act_for(user), "list another user's trades")?;

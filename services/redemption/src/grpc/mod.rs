@@ -184,15 +184,8 @@ impl RedemptionService for RedemptionApi {
         &self,
         request: Request<pb::ListStuckOutboxRequest>,
     ) -> Result<Response<pb::ListStuckOutboxResponse>, Status> {
-        if !caller(&request)?.is_privileged() {
-            return Err(RedemptionError::PermissionDenied("only admins and services list the outbox".into()).into());
-        }
-        let seconds = match request.get_ref().older_than_seconds {
-            seconds if seconds > 0 => seconds,
-            _ => 300,
-        };
-        let cutoff = self.service.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
-        let entries = self.service.store.stuck_outbox(cutoff, 500).await.map_err(RedemptionError::from)?;
+        let caller = caller(&request)?;
+        let entries = self.service.stuck_outbox(&caller, request.get_ref().older_than_seconds).await?;
         Ok(Response::new(pb::ListStuckOutboxResponse {
             entries: entries.iter().map(compensation::outbox_entry).collect(),
         }))

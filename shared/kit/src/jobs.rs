@@ -1,0 +1,25 @@
+//! The loop every background job runs in (DESIGN.md §5): `tick` every period until the
+//! shutdown token is cancelled. The first tick runs at once (tokio's `interval`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Spawns a task running `tick` every `period` (at least 1 ms) until `shutdown`.
+pub fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let period = period.max(Duration::from_millis(1));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => tick().await,
+            }
+        }
+    });
+}
