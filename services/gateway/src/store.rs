@@ -151,7 +151,7 @@ impl IdempotencyStore {
         .bind(record.request_id)
         .bind(record.now)
         .bind(record.now.saturating_add(record.retention_ms))
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await
         .map(|_| ())
     }
@@ -173,7 +173,7 @@ impl IdempotencyStore {
             .bind(user_id)
             .bind(key)
             .bind(now)
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .map(|_| ())
     }
@@ -189,7 +189,7 @@ impl IdempotencyStore {
         .bind(record.user_id)
         .bind(record.key)
         .bind(record.fingerprint)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -219,7 +219,7 @@ impl IdempotencyStore {
         .bind(user_id)
         .bind(key)
         .bind(request_id)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -242,7 +242,7 @@ impl IdempotencyStore {
         .bind(user_id)
         .bind(key)
         .bind(request_id)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -256,7 +256,7 @@ impl IdempotencyStore {
         )
         .bind(now)
         .bind(cutoff)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected())
     }
@@ -265,7 +265,7 @@ impl IdempotencyStore {
     pub async fn delete_expired(&self, now: i64) -> Result<u64, sqlx::Error> {
         let deleted = sqlx::query("DELETE FROM idempotency_records WHERE expires_at <= $1")
             .bind(now)
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await?;
         Ok(deleted.rows_affected())
     }

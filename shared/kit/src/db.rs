@@ -37,7 +37,7 @@ impl FromStr for Backend {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DbOptions {
-    /// Maximum pooled connections.
+    /// Maximum pooled connections (on SQLite: one writer connection plus the rest for reads).
     pub max_connections: u32,
     /// SQLite `synchronous` pragma: `FULL` (durable every commit) or `NORMAL`.
     pub sqlite_synchronous: String,
@@ -52,9 +52,16 @@ impl Default for DbOptions {
 }
 
 /// A connected, migrated database.
+///
+/// On SQLite every write goes through one dedicated writer connection (`Db::writer`), so
+/// writers of this process queue in FIFO order for it instead of polling SQLite's write
+/// lock through `busy_timeout` (whose sleeps of up to 100 ms made the 1–2 s tails of
+/// BENCHMARKS.md, Findings 3); reads use the other connections. On PostgreSQL both are
+/// the same pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -64,30 +71,22 @@ impl Db {
     pub async fn connect(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
         install_default_drivers();
         let backend: Backend = url.parse()?;
-        let mut pool =
-            AnyPoolOptions::new().max_connections(options.max_connections).acquire_timeout(Duration::from_secs(30));
-        let url = match backend {
-            Backend::Postgres => url.to_owned(),
+        let label = crate::metrics::database_label(url);
+        let (pool, writer) = match backend {
+            Backend::Postgres => {
+                let pool = pool_options(options.max_connections).connect(url).await?;
+                (pool.clone(), pool)
+            }
             Backend::Sqlite => {
-                let synchronous = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
-                    "NORMAL" => "NORMAL",
-                    _ => "FULL",
-                };
-                let pragmas = format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
-                    options.sqlite_busy_timeout_ms
-                );
-                pool = pool.after_connect(move |conn, _| {
-                    let pragmas = pragmas.clone();
-                    Box::pin(async move { conn.execute(pragmas.as_str()).await.map(|_| ()) })
-                });
-                sqlite_create_url(url)?
+                let url = sqlite_create_url(url)?;
+                let readers = options.max_connections.saturating_sub(1).max(1);
+                let writer = sqlite_pool_options(1, options).connect(&url).await?;
+                crate::metrics::watch_pool(format!("{label}_writer"), writer.clone());
+                (sqlite_pool_options(readers, options).connect(&url).await?, writer)
             }
         };
-        let pool = pool.connect(&url).await?;
-        crate::metrics::watch_pool(crate::metrics::database_label(&url), pool.clone());
-        Ok(Self { pool, backend })
+        crate::metrics::watch_pool(label, pool.clone());
+        Ok(Self { pool, writer, backend })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
@@ -97,13 +96,19 @@ impl Db {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
         };
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
     /// The pool, for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for single-statement writes outside `begin_write` (on SQLite its one
+    /// writer connection, on PostgreSQL the shared pool).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// The engine.
@@ -115,15 +120,38 @@ impl Db {
     /// front, so read-then-write never fails on upgrade), `BEGIN` on PostgreSQL.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+fn pool_options(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(30))
+}
+
+/// SQLite connections: WAL, the configured `synchronous`, a busy timeout for writers of
+/// other processes, foreign keys on.
+fn sqlite_pool_options(max_connections: u32, options: &DbOptions) -> AnyPoolOptions {
+    let synchronous = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
+        "NORMAL" => "NORMAL",
+        _ => "FULL",
+    };
+    let pragmas = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+        options.sqlite_busy_timeout_ms
+    );
+    pool_options(max_connections).after_connect(move |conn, _| {
+        let pragmas = pragmas.clone();
+        Box::pin(async move { conn.execute(pragmas.as_str()).await.map(|_| ()) })
+    })
 }
 
 /// `sqlite://path` with `mode=rwc` (create when missing) and the folder created.

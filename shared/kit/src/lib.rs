@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod group_commit;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;

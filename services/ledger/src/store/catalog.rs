@@ -107,7 +107,7 @@ impl LedgerStore {
         .bind(rule.to_amount)
         .bind(i64::from(rule.enabled))
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(rule.clone())
     }
@@ -133,7 +133,7 @@ impl LedgerStore {
             sqlx::query("INSERT INTO accounts (account, user_id, created_at) VALUES ($1, NULL, $2) ON CONFLICT (account) DO NOTHING")
                 .bind(account.key())
                 .bind(now_millis())
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await?;
         }
         Ok(())

@@ -9,12 +9,16 @@ mod reconcile;
 mod write;
 
 use economy_kit::db::{Db, DbOptions};
+use economy_kit::group_commit::GroupCommit;
 use sqlx::migrate::Migrator;
 
 use crate::domain::LedgerError;
 
 pub use compensation::{ForceReleased, Recalculated};
 pub use write::Applied;
+
+/// Most journal entries one SQLite commit carries (group commit, BENCHMARKS.md).
+const MAX_ENTRIES_PER_COMMIT: usize = 64;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/postgres");
@@ -29,6 +33,7 @@ impl From<sqlx::Error> for LedgerError {
 #[derive(Debug, Clone)]
 pub struct LedgerStore {
     db: Db,
+    entries: GroupCommit<write::EntryWrite>,
 }
 
 impl LedgerStore {
@@ -37,7 +42,8 @@ impl LedgerStore {
     pub async fn open(url: &str, options: &DbOptions, system_accounts: &[String]) -> anyhow::Result<Self> {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        let store = Self { db };
+        let entries = GroupCommit::new(db.clone(), MAX_ENTRIES_PER_COMMIT);
+        let store = Self { db, entries };
         store.seed_system_accounts(system_accounts).await?;
         Ok(store)
     }

@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 
 use economy_kit::db::is_unique_violation;
+use economy_kit::group_commit::{BatchedWrite, WriteFuture};
 use economy_kit::time::now_millis;
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
 
 use super::LedgerStore;
 use crate::domain::LedgerError;
@@ -16,7 +17,8 @@ use crate::domain::entry::{BalanceDelta, Entry, EntryMeta, Leg, balance_deltas, 
 use crate::domain::hold::{HoldStatus, Resolution, resolution_legs};
 use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
 
-type Tx = Transaction<'static, Any>;
+/// The connection a write runs on, inside a transaction someone else commits.
+type Tx = AnyConnection;
 
 /// The outcome of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +65,42 @@ impl LedgerStore {
         }
     }
 
-    /// `Ok(None)` when the idempotency key was taken by a concurrent writer.
+    /// `Ok(None)` when the idempotency key was taken by a concurrent writer. On SQLite the
+    /// entry shares its transaction with others queued at the same time (group commit).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
-        let mut tx = self.db.begin_write().await?;
-        let entry = write_entry(&mut tx, plan, now_millis()).await?;
-        if entry.is_some() {
-            tx.commit().await?;
+        match self.entries.submit(EntryWrite(plan.clone())).await? {
+            Ok(entry) => Ok(Some(entry)),
+            Err(Refusal::KeyTaken) => Ok(None),
+            Err(Refusal::Refused(error)) => Err(error),
         }
-        Ok(entry)
+    }
+}
+
+/// One `WritePlan` for the group committer.
+#[derive(Debug)]
+pub(super) struct EntryWrite(WritePlan);
+
+/// Why an [`EntryWrite`] wrote nothing.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// A concurrent writer committed the same idempotency key first.
+    KeyTaken,
+    /// The plan was refused (balance, hold, catalog, storage).
+    Refused(LedgerError),
+}
+
+impl BatchedWrite for EntryWrite {
+    type Output = Entry;
+    type Refusal = Refusal;
+
+    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Entry, Refusal>> {
+        Box::pin(async move {
+            match write_entry(conn, &self.0, now_millis()).await {
+                Ok(Some(entry)) => Ok(entry),
+                Ok(None) => Err(Refusal::KeyTaken),
+                Err(error) => Err(Refusal::Refused(error)),
+            }
+        })
     }
 }
 
@@ -123,7 +153,7 @@ async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Resu
     .bind(&meta.memo)
     .bind(&meta.actor)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map(|_| ())
 }
@@ -136,7 +166,7 @@ async fn resolve_hold(
     entry_id: &str,
     now: i64,
 ) -> Result<Vec<Leg>, LedgerError> {
-    let hold = super::read::hold_in(&mut **tx, hold_id.as_str())
+    let hold = super::read::hold_in(&mut *tx, hold_id.as_str())
         .await?
         .ok_or_else(|| LedgerError::HoldNotFound(hold_id.to_string()))?;
     if hold.status != HoldStatus::Open {
@@ -152,7 +182,7 @@ async fn resolve_hold(
     .bind(now)
     .bind(entry_id)
     .bind(hold_id.as_str())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     if claimed.rows_affected() == 0 {
         return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_string(), status: "resolved" });
@@ -165,7 +195,7 @@ async fn ensure_assets(tx: &mut Tx, legs: &[Leg]) -> Result<(), LedgerError> {
     for asset in assets {
         let found = sqlx::query("SELECT code FROM assets WHERE code = $1")
             .bind(asset.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
         if found.is_none() {
             return Err(LedgerError::AssetNotFound(asset.to_string()));
@@ -184,13 +214,13 @@ async fn ensure_accounts(tx: &mut Tx, legs: &[Leg], now: i64) -> Result<(), Ledg
                     .bind(account.key())
                     .bind(user.get())
                     .bind(now)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await?;
             }
             None => {
                 let found = sqlx::query("SELECT account FROM accounts WHERE account = $1")
                     .bind(account.key())
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
                 if found.is_none() {
                     return Err(LedgerError::AccountNotFound(account.key()));
@@ -214,7 +244,7 @@ async fn insert_hold(tx: &mut Tx, hold: &NewHold, meta: &EntryMeta, now: i64) ->
     .bind(&hold.reference)
     .bind(hold.expires_at)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -230,7 +260,7 @@ async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), 
             sqlx::query_as("SELECT available, frozen FROM balances WHERE account = $1 AND asset_code = $2")
                 .bind(delta.account.key())
                 .bind(delta.asset.as_str())
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *tx)
                 .await?;
         if let Some((available, frozen)) = current {
             // Under READ COMMITTED the row may have been created by a concurrent writer
@@ -252,7 +282,7 @@ async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), 
         .bind(delta.available)
         .bind(delta.frozen)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(());
@@ -277,7 +307,7 @@ async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<b
     .bind(available_high)
     .bind(frozen_low)
     .bind(frozen_high)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(updated.rows_affected() == 1)
 }
@@ -325,6 +355,6 @@ async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<()
             .bind(leg.amount)
             .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
     }
-    query.execute(&mut **tx).await?;
+    query.execute(&mut *tx).await?;
     Ok(())
 }

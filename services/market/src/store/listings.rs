@@ -117,7 +117,7 @@ impl MarketStore {
         .bind(listing.status.as_str())
         .bind(listing.created_at)
         .bind(listing.expires_at.unwrap_or(0))
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await;
         match result {
             Ok(_) => Ok(Insert::Created),
@@ -159,7 +159,7 @@ impl MarketStore {
         .bind(hold_id)
         .bind(now)
         .bind(listing_id)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }

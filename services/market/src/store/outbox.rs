@@ -73,7 +73,7 @@ impl MarketStore {
         .bind(until)
         .bind(id)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -87,7 +87,7 @@ impl MarketStore {
         .bind(note)
         .bind(now)
         .bind(id)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
@@ -106,7 +106,7 @@ impl MarketStore {
             .bind(next_attempt_at)
             .bind(error)
             .bind(id)
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await?;
         Ok(())
     }

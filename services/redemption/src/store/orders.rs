@@ -102,7 +102,7 @@ impl RedemptionStore {
         .bind(order.created_at)
         .bind(order.expires_at)
         .bind(order.code_issued_at)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await;
         match result {
             Ok(_) => Ok(Insert::Created),
@@ -159,7 +159,7 @@ impl RedemptionStore {
         .bind(now)
         .bind(order_id)
         .bind(from.as_str())
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }

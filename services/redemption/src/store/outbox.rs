@@ -107,7 +107,7 @@ impl RedemptionStore {
         .bind(until)
         .bind(id)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -122,7 +122,7 @@ impl RedemptionStore {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl RedemptionStore {
         .bind(next_attempt_at)
         .bind(error)
         .bind(id)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
