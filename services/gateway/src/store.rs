@@ -3,7 +3,12 @@
 //! others read the winner's record (DESIGN.md §3 Gateway).
 
 use economy_kit::db::{Db, DbOptions, is_unique_violation};
+use economy_kit::group_commit::{BatchedWrite, GroupCommit, WriteFuture};
+use sqlx::AnyConnection;
 use sqlx::migrate::Migrator;
+
+/// Most record writes one SQLite commit carries (group commit, BENCHMARKS.md).
+const MAX_WRITES_PER_COMMIT: usize = 128;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/gateway/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/gateway/postgres");
@@ -82,6 +87,7 @@ type RecordRow =
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
     db: Db,
+    writes: GroupCommit<RecordWrite>,
 }
 
 impl IdempotencyStore {
@@ -89,7 +95,8 @@ impl IdempotencyStore {
     pub async fn open(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        Ok(Self { db })
+        let writes = GroupCommit::new(db.clone(), MAX_WRITES_PER_COMMIT);
+        Ok(Self { db, writes })
     }
 
     /// The database (tests age records on purpose).
@@ -137,23 +144,18 @@ impl IdempotencyStore {
     }
 
     async fn insert(&self, record: &NewRecord<'_>, business_event_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO idempotency_records (user_id, idempotency_key, canonical_operation, method, fingerprint, status, \
-             business_event_id, request_id, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7, $8, $8, $9)",
-        )
-        .bind(record.user_id)
-        .bind(record.key)
-        .bind(record.canonical_operation)
-        .bind(record.method)
-        .bind(record.fingerprint)
-        .bind(business_event_id)
-        .bind(record.request_id)
-        .bind(record.now)
-        .bind(record.now.saturating_add(record.retention_ms))
-        .execute(self.db.writer())
-        .await
-        .map(|_| ())
+        let insert = RecordWrite::Insert {
+            user_id: record.user_id,
+            key: record.key.to_owned(),
+            canonical_operation: record.canonical_operation.to_owned(),
+            method: record.method.to_owned(),
+            fingerprint: record.fingerprint.to_owned(),
+            business_event_id: business_event_id.to_owned(),
+            request_id: record.request_id.to_owned(),
+            now: record.now,
+            expires_at: record.now.saturating_add(record.retention_ms),
+        };
+        self.writes.submit(insert).await?.map(|_| ())
     }
 
     async fn fetch(&self, user_id: i64, key: &str) -> Result<Option<RecordRow>, sqlx::Error> {
@@ -204,24 +206,14 @@ impl IdempotencyStore {
         response: &StoredResponse,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        let updated = sqlx::query(
-            "UPDATE idempotency_records SET status = 'completed', response_code = $1, response_message = $2, response_body = $3, \
-             response_details = $4, response_bytes = $5, response_truncated = $6, updated_at = $7, completed_at = $7 \
-             WHERE user_id = $8 AND idempotency_key = $9 AND request_id = $10 AND status = 'processing'",
-        )
-        .bind(i64::from(response.code))
-        .bind(&response.message)
-        .bind(response.body.clone())
-        .bind(response.details.clone())
-        .bind(response.bytes)
-        .bind(i64::from(response.truncated))
-        .bind(now)
-        .bind(user_id)
-        .bind(key)
-        .bind(request_id)
-        .execute(self.db.writer())
-        .await?;
-        Ok(updated.rows_affected() == 1)
+        let complete = RecordWrite::Complete {
+            user_id,
+            key: key.to_owned(),
+            request_id: request_id.to_owned(),
+            response: response.clone(),
+            now,
+        };
+        self.writes.submit(complete).await?
     }
 
     /// Marks the attempt `request_id` failed (`reason`): the key may be retried.
@@ -286,5 +278,85 @@ impl IdempotencyStore {
         .bind(key)
         .fetch_optional(self.db.pool())
         .await
+    }
+}
+
+/// The two record writes of every request, group-committed on SQLite.
+#[derive(Debug)]
+enum RecordWrite {
+    /// A new `processing` record (refused by a UNIQUE violation when the key exists).
+    Insert {
+        user_id: i64,
+        key: String,
+        canonical_operation: String,
+        method: String,
+        fingerprint: String,
+        business_event_id: String,
+        request_id: String,
+        now: i64,
+        expires_at: i64,
+    },
+    /// `processing` -> `completed` for the attempt `request_id`; `false` if it moved on.
+    Complete { user_id: i64, key: String, request_id: String, response: StoredResponse, now: i64 },
+}
+
+impl BatchedWrite for RecordWrite {
+    type Output = bool;
+    type Refusal = sqlx::Error;
+
+    fn is_single_statement(&self) -> bool {
+        true
+    }
+
+    fn refusal_keeps_transaction(refusal: &sqlx::Error) -> bool {
+        is_unique_violation(refusal)
+    }
+
+    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let query = match self {
+                Self::Insert {
+                    user_id,
+                    key,
+                    canonical_operation,
+                    method,
+                    fingerprint,
+                    business_event_id,
+                    request_id,
+                    now,
+                    expires_at,
+                } => sqlx::query(
+                    "INSERT INTO idempotency_records (user_id, idempotency_key, canonical_operation, method, fingerprint, \
+                     status, business_event_id, request_id, created_at, updated_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7, $8, $8, $9)",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(canonical_operation)
+                .bind(method)
+                .bind(fingerprint)
+                .bind(business_event_id)
+                .bind(request_id)
+                .bind(now)
+                .bind(expires_at),
+                Self::Complete { user_id, key, request_id, response, now } => sqlx::query(
+                    "UPDATE idempotency_records SET status = 'completed', response_code = $1, response_message = $2, \
+                     response_body = $3, response_details = $4, response_bytes = $5, response_truncated = $6, \
+                     updated_at = $7, completed_at = $7 \
+                     WHERE user_id = $8 AND idempotency_key = $9 AND request_id = $10 AND status = 'processing'",
+                )
+                .bind(i64::from(response.code))
+                .bind(&response.message)
+                .bind(response.body.as_deref())
+                .bind(response.details.as_deref())
+                .bind(response.bytes)
+                .bind(i64::from(response.truncated))
+                .bind(now)
+                .bind(user_id)
+                .bind(key)
+                .bind(request_id),
+            };
+            Ok(query.execute(conn).await?.rows_affected() == 1)
+        })
     }
 }

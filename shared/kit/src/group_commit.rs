@@ -26,6 +26,19 @@ pub trait BatchedWrite: Send + Sync + 'static {
 
     /// Runs the write's statements on `conn`, inside a transaction the caller commits.
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Self::Output, Self::Refusal>>;
+
+    /// True when the write is one statement: alone it runs without a transaction, and in
+    /// a batch without a savepoint (SQLite undoes a statement refused by a constraint by
+    /// itself and the transaction goes on).
+    fn is_single_statement(&self) -> bool {
+        false
+    }
+
+    /// For a one-statement write: true when `refusal` is such a constraint refusal. Any
+    /// other refusal may have ended SQLite's transaction, so it fails the whole batch.
+    fn refusal_keeps_transaction(_refusal: &Self::Refusal) -> bool {
+        false
+    }
 }
 
 /// The outcome of a submitted write: `Err` when the shared transaction itself failed (the
@@ -77,8 +90,12 @@ fn closed() -> sqlx::Error {
     sqlx::Error::PoolClosed
 }
 
-/// One write, one transaction.
+/// One write, one transaction (none for a single statement: it is atomic alone).
 async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
+    if write.is_single_statement() {
+        let mut conn = db.writer().acquire().await?;
+        return Ok(write.write(&mut conn).await);
+    }
     let mut tx = db.begin_write().await?;
     let result = write.write(&mut tx).await;
     match result {
@@ -141,6 +158,15 @@ async fn apply_in_savepoint<W: BatchedWrite>(
     write: &W,
 ) -> Result<Result<W::Output, W::Refusal>, sqlx::Error> {
     use sqlx::Acquire;
+    if write.is_single_statement() {
+        let result = write.write(tx).await;
+        if let Err(refusal) = &result
+            && !W::refusal_keeps_transaction(refusal)
+        {
+            return Err(sqlx::Error::Protocol("a write of the batch failed outside its savepoint".into()));
+        }
+        return Ok(result);
+    }
     let mut savepoint = tx.begin().await?;
     let result = write.write(&mut savepoint).await;
     match result {
@@ -148,4 +174,95 @@ async fn apply_in_savepoint<W: BatchedWrite>(
         Err(_) => savepoint.rollback().await?,
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::DbOptions;
+    use crate::testing::TestDatabase;
+
+    /// Inserts `rows` values one statement each; refused (and undone) when any is negative.
+    #[derive(Debug)]
+    struct InsertAll(Vec<i64>);
+
+    impl BatchedWrite for InsertAll {
+        type Output = usize;
+        type Refusal = String;
+
+        fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<usize, String>> {
+            Box::pin(async move {
+                for value in &self.0 {
+                    sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                        .bind(value)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    if *value < 0 {
+                        return Err(format!("{value} is negative"));
+                    }
+                }
+                Ok(self.0.len())
+            })
+        }
+    }
+
+    async fn database() -> anyhow::Result<(TestDatabase, Db)> {
+        let test = TestDatabase::new().await?;
+        let db = Db::connect(&test.url, &DbOptions::default()).await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL UNIQUE)").execute(db.writer()).await?;
+        Ok((test, db))
+    }
+
+    async fn stored(db: &Db) -> anyhow::Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT v FROM t ORDER BY v").fetch_all(db.pool()).await?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_is_undone_without_undoing_its_batch() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        let commit = GroupCommit::new(db.clone(), 16);
+        let writes = (0..40_i64).map(|i| {
+            let commit = commit.clone();
+            // Every fifth write inserts a value, then is refused by its negative twin.
+            let values = if i % 5 == 0 { vec![1000 + i, -i - 1] } else { vec![i, 100 + i] };
+            tokio::spawn(async move { commit.submit(InsertAll(values)).await })
+        });
+        let mut refused = 0;
+        for write in writes.collect::<Vec<_>>() {
+            match write.await?? {
+                Ok(rows) => assert_eq!(rows, 2),
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!(refused, 8);
+        let expected: Vec<i64> = {
+            let mut values: Vec<i64> = (0..40).filter(|i| i % 5 != 0).flat_map(|i| [i, 100 + i]).collect();
+            values.sort_unstable();
+            values
+        };
+        assert_eq!(stored(&db).await?, expected);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_by_a_constraint_is_reported_to_its_caller_only() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        let commit = GroupCommit::new(db.clone(), 16);
+        let writes: Vec<_> = [1_i64, 2, 1, 3]
+            .into_iter()
+            .map(|value| {
+                let commit = commit.clone();
+                tokio::spawn(async move { commit.submit(InsertAll(vec![value])).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for write in writes {
+            outcomes.push(write.await??.is_ok());
+        }
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 3, "{outcomes:?}");
+        assert_eq!(stored(&db).await?, vec![1, 2, 3]);
+        Ok(())
+    }
 }

@@ -118,7 +118,7 @@ impl LedgerStore {
         }
         let now = now_millis();
         let mut tx = self.db.begin_write().await?;
-        let Some(entry) = write_entry(&mut tx, plan, now).await? else {
+        let Some(entry) = write_entry(&mut tx, plan, now, &self.known).await? else {
             // The key is a journal entry's already: the same fix committed by a twin, or
             // another movement (IDEMPOTENCY_KEY_REUSED from the entry's fingerprint).
             drop(tx);

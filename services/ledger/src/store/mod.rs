@@ -4,9 +4,12 @@
 
 mod catalog;
 mod compensation;
+mod known;
 mod read;
 mod reconcile;
 mod write;
+
+use std::sync::Arc;
 
 use economy_kit::db::{Db, DbOptions};
 use economy_kit::group_commit::GroupCommit;
@@ -34,6 +37,7 @@ impl From<sqlx::Error> for LedgerError {
 pub struct LedgerStore {
     db: Db,
     entries: GroupCommit<write::EntryWrite>,
+    known: Arc<known::KnownRows>,
 }
 
 impl LedgerStore {
@@ -43,7 +47,7 @@ impl LedgerStore {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         let entries = GroupCommit::new(db.clone(), MAX_ENTRIES_PER_COMMIT);
-        let store = Self { db, entries };
+        let store = Self { db, entries, known: Arc::default() };
         store.seed_system_accounts(system_accounts).await?;
         Ok(store)
     }

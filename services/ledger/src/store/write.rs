@@ -4,6 +4,7 @@
 //! postings. Any failure rolls everything back.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use economy_kit::db::is_unique_violation;
 use economy_kit::group_commit::{BatchedWrite, WriteFuture};
@@ -11,6 +12,7 @@ use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
 use super::LedgerStore;
+use super::known::KnownRows;
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
@@ -30,18 +32,19 @@ pub struct Applied {
 }
 
 impl LedgerStore {
-    /// Applies `plan` exactly once per idempotency key.
+    /// Applies `plan` exactly once per idempotency key. The key is claimed by the entry's
+    /// INSERT (its UNIQUE index is the replay check: no read before the write).
     ///
     /// Same key + same fingerprint -> the original entry, `replayed`. Same key + other
     /// fingerprint -> `IDEMPOTENCY_KEY_REUSED`. Otherwise every error of the plan
     /// (`INSUFFICIENT_BALANCE`, `HOLD_ALREADY_RESOLVED`, …) leaves nothing behind.
     pub async fn apply(&self, plan: &WritePlan) -> Result<Applied, LedgerError> {
-        if let Some(applied) = self.replay(&plan.meta).await? {
-            return Ok(applied);
-        }
         match self.apply_once(plan).await? {
-            Some(entry) => Ok(Applied { entry, replayed: false }),
-            // A concurrent writer committed the same key first: the database decided.
+            Some(entry) => {
+                self.known.learn(&entry.legs);
+                Ok(Applied { entry, replayed: false })
+            }
+            // The key was taken (a replay, or a concurrent writer first): the database decided.
             None => {
                 self.replay(&plan.meta).await?.ok_or_else(|| LedgerError::Storage("idempotency key vanished".into()))
             }
@@ -68,7 +71,7 @@ impl LedgerStore {
     /// `Ok(None)` when the idempotency key was taken by a concurrent writer. On SQLite the
     /// entry shares its transaction with others queued at the same time (group commit).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
-        match self.entries.submit(EntryWrite(plan.clone())).await? {
+        match self.entries.submit(EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) }).await? {
             Ok(entry) => Ok(Some(entry)),
             Err(Refusal::KeyTaken) => Ok(None),
             Err(Refusal::Refused(error)) => Err(error),
@@ -78,7 +81,10 @@ impl LedgerStore {
 
 /// One `WritePlan` for the group committer.
 #[derive(Debug)]
-pub(super) struct EntryWrite(WritePlan);
+pub(super) struct EntryWrite {
+    plan: WritePlan,
+    known: Arc<KnownRows>,
+}
 
 /// Why an [`EntryWrite`] wrote nothing.
 #[derive(Debug)]
@@ -95,7 +101,7 @@ impl BatchedWrite for EntryWrite {
 
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Entry, Refusal>> {
         Box::pin(async move {
-            match write_entry(conn, &self.0, now_millis()).await {
+            match write_entry(conn, &self.plan, now_millis(), &self.known).await {
                 Ok(Some(entry)) => Ok(entry),
                 Ok(None) => Err(Refusal::KeyTaken),
                 Err(error) => Err(Refusal::Refused(error)),
@@ -107,7 +113,12 @@ impl BatchedWrite for EntryWrite {
 /// Writes `plan` as one journal entry inside `tx` (the caller commits): claims the key,
 /// resolves holds, checks the balance, moves the balances, records the postings.
 /// `Ok(None)` when the idempotency key was taken by a concurrent writer.
-pub(super) async fn write_entry(tx: &mut Tx, plan: &WritePlan, now: i64) -> Result<Option<Entry>, LedgerError> {
+pub(super) async fn write_entry(
+    tx: &mut Tx,
+    plan: &WritePlan,
+    now: i64,
+    known: &KnownRows,
+) -> Result<Option<Entry>, LedgerError> {
     let entry_id = EntityId::generate();
     match insert_entry(tx, entry_id.as_str(), &plan.meta, now).await {
         Err(error) if is_unique_violation(&error) => return Ok(None),
@@ -118,8 +129,8 @@ pub(super) async fn write_entry(tx: &mut Tx, plan: &WritePlan, now: i64) -> Resu
         legs.extend(resolve_hold(tx, hold_id, *resolution, entry_id.as_str(), now).await?);
     }
     check_balanced(&legs)?;
-    ensure_assets(tx, &legs).await?;
-    ensure_accounts(tx, &legs, now).await?;
+    ensure_assets(tx, &legs, known).await?;
+    ensure_accounts(tx, &legs, now, known).await?;
     if let Some(hold) = &plan.new_hold {
         insert_hold(tx, hold, &plan.meta, now).await?;
     }
@@ -190,8 +201,9 @@ async fn resolve_hold(
     Ok(resolution_legs(&hold, settled))
 }
 
-async fn ensure_assets(tx: &mut Tx, legs: &[Leg]) -> Result<(), LedgerError> {
-    let assets: BTreeSet<&AssetCode> = legs.iter().map(|leg| &leg.asset).collect();
+async fn ensure_assets(tx: &mut Tx, legs: &[Leg], known: &KnownRows) -> Result<(), LedgerError> {
+    let assets: BTreeSet<&AssetCode> =
+        legs.iter().map(|leg| &leg.asset).filter(|asset| !known.has_asset(asset.as_str())).collect();
     for asset in assets {
         let found = sqlx::query("SELECT code FROM assets WHERE code = $1")
             .bind(asset.as_str())
@@ -205,8 +217,9 @@ async fn ensure_assets(tx: &mut Tx, legs: &[Leg]) -> Result<(), LedgerError> {
 }
 
 /// User accounts are created on first use; system accounts must be configured.
-async fn ensure_accounts(tx: &mut Tx, legs: &[Leg], now: i64) -> Result<(), LedgerError> {
-    let accounts: BTreeSet<&AccountId> = legs.iter().map(|leg| &leg.account).collect();
+async fn ensure_accounts(tx: &mut Tx, legs: &[Leg], now: i64, known: &KnownRows) -> Result<(), LedgerError> {
+    let accounts: BTreeSet<&AccountId> =
+        legs.iter().map(|leg| &leg.account).filter(|account| !known.has_account(&account.key())).collect();
     for account in accounts {
         match account.user() {
             Some(user) => {
