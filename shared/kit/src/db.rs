@@ -132,8 +132,14 @@ impl Db {
     }
 }
 
+/// No ping before each acquire (sqlx's default costs a round trip per query, or a
+/// worker-thread hop on SQLite): a connection that died since is closed by the failing
+/// query, whose error the caller reports as a storage error like any other.
 fn pool_options(max_connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(30))
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .test_before_acquire(false)
 }
 
 /// SQLite connections: WAL, the configured `synchronous`, a busy timeout for writers of
