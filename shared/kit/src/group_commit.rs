@@ -9,10 +9,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::{Any, AnyConnection, Transaction};
-use tokio::sync::{mpsc, oneshot};
-
+use crate::batch::Coalescer;
 use crate::db::{Backend, Db};
+use sqlx::{Any, AnyConnection, Transaction};
 
 /// A boxed future borrowing the connection.
 pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
@@ -26,35 +25,17 @@ pub trait BatchedWrite: Send + Sync + 'static {
 
     /// Runs the write's statements on `conn`, inside a transaction the caller commits.
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Self::Output, Self::Refusal>>;
-
-    /// True when the write is one statement: alone it runs without a transaction, and in
-    /// a batch without a savepoint (SQLite undoes a statement refused by a constraint by
-    /// itself and the transaction goes on).
-    fn is_single_statement(&self) -> bool {
-        false
-    }
-
-    /// For a one-statement write: true when `refusal` is such a constraint refusal. Any
-    /// other refusal may have ended SQLite's transaction, so it fails the whole batch.
-    fn refusal_keeps_transaction(_refusal: &Self::Refusal) -> bool {
-        false
-    }
 }
 
 /// The outcome of a submitted write: `Err` when the shared transaction itself failed (the
 /// write did not take effect), else the write's own result.
 pub type Submitted<W> = Result<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>, sqlx::Error>;
 
-struct Queued<W: BatchedWrite> {
-    write: W,
-    reply: oneshot::Sender<Submitted<W>>,
-}
-
 /// Applies [`BatchedWrite`]s, batching them on SQLite (see the module docs).
 #[derive(Debug)]
 pub struct GroupCommit<W: BatchedWrite> {
     db: Db,
-    queue: Option<mpsc::UnboundedSender<Queued<W>>>,
+    queue: Option<Coalescer<W, Submitted<W>>>,
 }
 
 impl<W: BatchedWrite> Clone for GroupCommit<W> {
@@ -64,38 +45,27 @@ impl<W: BatchedWrite> Clone for GroupCommit<W> {
 }
 
 impl<W: BatchedWrite> GroupCommit<W> {
-    /// A committer over `db`; on SQLite it spawns the writer task, which drains up to
+    /// A committer over `db`; on SQLite it spawns the writer task, which applies up to
     /// `max_batch` queued writes per transaction and stops when every handle is dropped.
     pub fn new(db: Db, max_batch: usize) -> Self {
         let queue = (db.backend() == Backend::Sqlite).then(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(drain(db.clone(), receiver, max_batch.max(1)));
-            sender
+            let writer = db.clone();
+            Coalescer::new(max_batch, move |batch| apply_batch(writer.clone(), batch))
         });
         Self { db, queue }
     }
 
     /// Applies `write` and answers after its transaction committed (or failed).
     pub async fn submit(&self, write: W) -> Submitted<W> {
-        let Some(queue) = &self.queue else {
-            return apply_alone(&self.db, &write).await;
-        };
-        let (reply, answer) = oneshot::channel();
-        queue.send(Queued { write, reply }).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        match &self.queue {
+            Some(queue) => queue.submit(write).await.unwrap_or(Err(sqlx::Error::PoolClosed)),
+            None => apply_alone(&self.db, &write).await,
+        }
     }
 }
 
-fn closed() -> sqlx::Error {
-    sqlx::Error::PoolClosed
-}
-
-/// One write, one transaction (none for a single statement: it is atomic alone).
+/// One write, one transaction.
 async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
-    if write.is_single_statement() {
-        let mut conn = db.writer().acquire().await?;
-        return Ok(write.write(&mut conn).await);
-    }
     let mut tx = db.begin_write().await?;
     let result = write.write(&mut tx).await;
     match result {
@@ -105,37 +75,15 @@ async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
     Ok(result)
 }
 
-async fn drain<W: BatchedWrite>(db: Db, mut receiver: mpsc::UnboundedReceiver<Queued<W>>, max_batch: usize) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        apply_batch(&db, batch).await;
+async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>> {
+    if let [write] = batch.as_slice() {
+        return vec![apply_alone(&db, write).await];
     }
-}
-
-async fn apply_batch<W: BatchedWrite>(db: &Db, batch: Vec<Queued<W>>) {
-    if let [_] = batch.as_slice() {
-        for queued in batch {
-            let _ = queued.reply.send(apply_alone(db, &queued.write).await);
-        }
-        return;
-    }
-    match apply_together(db, &batch).await {
-        Ok(results) => {
-            for (queued, result) in batch.into_iter().zip(results) {
-                let _ = queued.reply.send(Ok(result));
-            }
-        }
+    match apply_together(&db, &batch).await {
+        Ok(results) => results.into_iter().map(Ok).collect(),
         Err(error) => {
             tracing::warn!(error = %error, writes = batch.len(), "group commit failed; no write of the batch took effect");
-            for queued in batch {
-                let _ = queued.reply.send(Err(sqlx::Error::Protocol(format!("group commit failed: {error}"))));
-            }
+            batch.iter().map(|_| Err(sqlx::Error::Protocol(format!("group commit failed: {error}")))).collect()
         }
     }
 }
@@ -143,11 +91,11 @@ async fn apply_batch<W: BatchedWrite>(db: &Db, batch: Vec<Queued<W>>) {
 type Results<W> = Vec<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>>;
 
 /// Every write of `batch` in one transaction, each in a savepoint.
-async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[Queued<W>]) -> Result<Results<W>, sqlx::Error> {
+async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let mut results = Vec::with_capacity(batch.len());
-    for queued in batch {
-        results.push(apply_in_savepoint(&mut tx, &queued.write).await?);
+    for write in batch {
+        results.push(apply_in_savepoint(&mut tx, write).await?);
     }
     tx.commit().await?;
     Ok(results)
@@ -158,15 +106,6 @@ async fn apply_in_savepoint<W: BatchedWrite>(
     write: &W,
 ) -> Result<Result<W::Output, W::Refusal>, sqlx::Error> {
     use sqlx::Acquire;
-    if write.is_single_statement() {
-        let result = write.write(tx).await;
-        if let Err(refusal) = &result
-            && !W::refusal_keeps_transaction(refusal)
-        {
-            return Err(sqlx::Error::Protocol("a write of the batch failed outside its savepoint".into()));
-        }
-        return Ok(result);
-    }
     let mut savepoint = tx.begin().await?;
     let result = write.write(&mut savepoint).await;
     match result {

@@ -4,6 +4,7 @@
 //! signed internal identity and the audit records of the compensation tools.
 
 pub mod audit;
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod error;

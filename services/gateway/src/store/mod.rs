@@ -1,14 +1,18 @@
 //! The gateway's idempotency records (its own schema, `migrations/gateway`), keyed
 //! `(user_id, idempotency_key)`. The database decides races: the first INSERT wins, the
-//! others read the winner's record (DESIGN.md §3 Gateway).
+//! others read the winner's record (DESIGN.md §3 Gateway). The two writes of every
+//! request (claim, completion) are coalesced across requests (`bulk`).
 
-use economy_kit::db::{Db, DbOptions, is_unique_violation};
-use economy_kit::group_commit::{BatchedWrite, GroupCommit, WriteFuture};
-use sqlx::AnyConnection;
+mod bulk;
+
+use economy_kit::batch::Coalescer;
+use economy_kit::db::{Db, DbOptions};
 use sqlx::migrate::Migrator;
 
-/// Most record writes one SQLite commit carries (group commit, BENCHMARKS.md).
-const MAX_WRITES_PER_COMMIT: usize = 128;
+use bulk::{Completion, NewRow};
+
+/// Most records one coalesced statement writes (BENCHMARKS.md).
+const MAX_ROWS_PER_STATEMENT: usize = 128;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/gateway/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/gateway/postgres");
@@ -87,7 +91,8 @@ type RecordRow =
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
     db: Db,
-    writes: GroupCommit<RecordWrite>,
+    inserts: Coalescer<NewRow, Result<bool, sqlx::Error>>,
+    completions: Coalescer<Completion, Result<bool, sqlx::Error>>,
 }
 
 impl IdempotencyStore {
@@ -95,8 +100,11 @@ impl IdempotencyStore {
     pub async fn open(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        let writes = GroupCommit::new(db.clone(), MAX_WRITES_PER_COMMIT);
-        Ok(Self { db, writes })
+        let writer = db.clone();
+        let inserts = Coalescer::new(MAX_ROWS_PER_STATEMENT, move |rows| bulk::insert_all(writer.clone(), rows));
+        let writer = db.clone();
+        let completions = Coalescer::new(MAX_ROWS_PER_STATEMENT, move |rows| bulk::complete_all(writer.clone(), rows));
+        Ok(Self { db, inserts, completions })
     }
 
     /// The database (tests age records on purpose).
@@ -108,10 +116,8 @@ impl IdempotencyStore {
     pub async fn begin(&self, record: &NewRecord<'_>) -> Result<Begin, sqlx::Error> {
         for _ in 0..3 {
             let business_event_id = uuid::Uuid::now_v7().to_string();
-            match self.insert(record, &business_event_id).await {
-                Ok(()) => return Ok(Begin::Started { business_event_id }),
-                Err(error) if is_unique_violation(&error) => {}
-                Err(error) => return Err(error),
+            if self.insert(record, &business_event_id).await? {
+                return Ok(Begin::Started { business_event_id });
             }
             let Some(row) = self.fetch(record.user_id, record.key).await? else { continue };
             let (fingerprint, status, request_id, event, code, message, body, details, bytes, truncated, expires_at) =
@@ -143,8 +149,9 @@ impl IdempotencyStore {
         Err(sqlx::Error::Protocol("idempotency record is contended".into()))
     }
 
-    async fn insert(&self, record: &NewRecord<'_>, business_event_id: &str) -> Result<(), sqlx::Error> {
-        let insert = RecordWrite::Insert {
+    /// False when the key is taken (by a live, failed or expired record).
+    async fn insert(&self, record: &NewRecord<'_>, business_event_id: &str) -> Result<bool, sqlx::Error> {
+        let row = NewRow {
             user_id: record.user_id,
             key: record.key.to_owned(),
             canonical_operation: record.canonical_operation.to_owned(),
@@ -155,7 +162,7 @@ impl IdempotencyStore {
             now: record.now,
             expires_at: record.now.saturating_add(record.retention_ms),
         };
-        self.writes.submit(insert).await?.map(|_| ())
+        self.inserts.submit(row).await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 
     async fn fetch(&self, user_id: i64, key: &str) -> Result<Option<RecordRow>, sqlx::Error> {
@@ -206,14 +213,14 @@ impl IdempotencyStore {
         response: &StoredResponse,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        let complete = RecordWrite::Complete {
+        let completion = Completion {
             user_id,
             key: key.to_owned(),
             request_id: request_id.to_owned(),
             response: response.clone(),
             now,
         };
-        self.writes.submit(complete).await?
+        self.completions.submit(completion).await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 
     /// Marks the attempt `request_id` failed (`reason`): the key may be retried.
@@ -278,85 +285,5 @@ impl IdempotencyStore {
         .bind(key)
         .fetch_optional(self.db.pool())
         .await
-    }
-}
-
-/// The two record writes of every request, group-committed on SQLite.
-#[derive(Debug)]
-enum RecordWrite {
-    /// A new `processing` record (refused by a UNIQUE violation when the key exists).
-    Insert {
-        user_id: i64,
-        key: String,
-        canonical_operation: String,
-        method: String,
-        fingerprint: String,
-        business_event_id: String,
-        request_id: String,
-        now: i64,
-        expires_at: i64,
-    },
-    /// `processing` -> `completed` for the attempt `request_id`; `false` if it moved on.
-    Complete { user_id: i64, key: String, request_id: String, response: StoredResponse, now: i64 },
-}
-
-impl BatchedWrite for RecordWrite {
-    type Output = bool;
-    type Refusal = sqlx::Error;
-
-    fn is_single_statement(&self) -> bool {
-        true
-    }
-
-    fn refusal_keeps_transaction(refusal: &sqlx::Error) -> bool {
-        is_unique_violation(refusal)
-    }
-
-    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let query = match self {
-                Self::Insert {
-                    user_id,
-                    key,
-                    canonical_operation,
-                    method,
-                    fingerprint,
-                    business_event_id,
-                    request_id,
-                    now,
-                    expires_at,
-                } => sqlx::query(
-                    "INSERT INTO idempotency_records (user_id, idempotency_key, canonical_operation, method, fingerprint, \
-                     status, business_event_id, request_id, created_at, updated_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7, $8, $8, $9)",
-                )
-                .bind(user_id)
-                .bind(key)
-                .bind(canonical_operation)
-                .bind(method)
-                .bind(fingerprint)
-                .bind(business_event_id)
-                .bind(request_id)
-                .bind(now)
-                .bind(expires_at),
-                Self::Complete { user_id, key, request_id, response, now } => sqlx::query(
-                    "UPDATE idempotency_records SET status = 'completed', response_code = $1, response_message = $2, \
-                     response_body = $3, response_details = $4, response_bytes = $5, response_truncated = $6, \
-                     updated_at = $7, completed_at = $7 \
-                     WHERE user_id = $8 AND idempotency_key = $9 AND request_id = $10 AND status = 'processing'",
-                )
-                .bind(i64::from(response.code))
-                .bind(&response.message)
-                .bind(response.body.as_deref())
-                .bind(response.details.as_deref())
-                .bind(response.bytes)
-                .bind(i64::from(response.truncated))
-                .bind(now)
-                .bind(user_id)
-                .bind(key)
-                .bind(request_id),
-            };
-            Ok(query.execute(conn).await?.rows_affected() == 1)
-        })
     }
 }
