@@ -2,7 +2,7 @@
 
 use economy_kit::db::is_unique_violation;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 use super::outbox::insert_outbox;
 use super::{MarketStore, instant, present};
@@ -71,7 +71,7 @@ fn listing_from_row(row: &AnyRow) -> Result<Listing, sqlx::Error> {
 
 /// The compare-and-set of every listing status change (final statuses set `closed_at`).
 pub(super) async fn move_listing(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     listing_id: &str,
     from: ListingStatus,
     to: ListingStatus,
@@ -87,7 +87,7 @@ pub(super) async fn move_listing(
     .bind(if closes { now } else { 0 })
     .bind(listing_id)
     .bind(from.as_str())
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(updated.rows_affected() == 1)
 }

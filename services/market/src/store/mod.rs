@@ -9,11 +9,15 @@ mod outbox;
 mod trades;
 
 use economy_kit::db::{Db, DbOptions};
+use economy_kit::group_commit::GroupCommit;
 use sqlx::migrate::Migrator;
 
 pub use listings::{Browse, Insert, Sort};
 pub use outbox::OutboxRow;
 pub use trades::{Begin, Step};
+
+/// Most trade writes one SQLite commit carries (group commit, BENCHMARKS.md).
+const MAX_WRITES_PER_COMMIT: usize = 64;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/postgres");
@@ -22,6 +26,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/p
 #[derive(Debug, Clone)]
 pub struct MarketStore {
     db: Db,
+    trade_starts: GroupCommit<trades::TradeStart>,
+    steps: GroupCommit<trades::StepWrite>,
 }
 
 impl MarketStore {
@@ -29,7 +35,9 @@ impl MarketStore {
     pub async fn open(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        Ok(Self { db })
+        let trade_starts = GroupCommit::new(db.clone(), MAX_WRITES_PER_COMMIT);
+        let steps = GroupCommit::new(db.clone(), MAX_WRITES_PER_COMMIT);
+        Ok(Self { db, trade_starts, steps })
     }
 
     /// The underlying database.

@@ -2,8 +2,9 @@
 //! steps, each moving the trade (and, at its end, the listing) in one transaction.
 
 use economy_kit::db::is_unique_violation;
-use sqlx::Row;
+use economy_kit::group_commit::{BatchedWrite, WriteFuture};
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::listings::move_listing;
 use super::{MarketStore, instant, present};
@@ -77,80 +78,23 @@ fn trade_from_row(row: &AnyRow) -> Result<Trade, sqlx::Error> {
 
 impl MarketStore {
     /// Wins the listing for `trade` (compare-and-set `on_sale -> selling`, unexpired) and
-    /// records the trade `pending`, in one transaction.
+    /// records the trade `pending`, in one transaction (group-committed on SQLite).
     pub async fn begin_trade(&self, trade: &Trade) -> Result<Begin, MarketError> {
-        let mut tx = self.db.begin_write().await?;
-        let won = sqlx::query(
-            "UPDATE listings SET status = 'selling', updated_at = $1 WHERE listing_id = $2 AND status = 'on_sale' \
-             AND (expires_at = 0 OR expires_at > $1)",
-        )
-        .bind(trade.created_at)
-        .bind(&trade.listing_id)
-        .execute(&mut *tx)
-        .await?;
-        if won.rows_affected() != 1 {
-            return Ok(Begin::NotOnSale);
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO trades (trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, \
-             price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
-             updated_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', '', '', '', $10, $10, 0)",
-        )
-        .bind(&trade.id)
-        .bind(&trade.business_event_id)
-        .bind(&trade.listing_id)
-        .bind(trade.buyer_user_id)
-        .bind(trade.seller_user_id)
-        .bind(&trade.price_asset)
-        .bind(trade.price)
-        .bind(trade.fee)
-        .bind(trade.seller_net)
-        .bind(trade.created_at)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {
-                tx.commit().await?;
-                Ok(Begin::Started)
-            }
-            Err(error) if is_unique_violation(&error) => Ok(Begin::Duplicate),
-            Err(error) => Err(error.into()),
+        match self.trade_starts.submit(TradeStart(trade.clone())).await? {
+            Ok(begin) => Ok(begin),
+            Err(Refusal::Duplicate) => Ok(Begin::Duplicate),
+            Err(Refusal::Failed(error)) => Err(error),
         }
     }
 
     /// Applies one saga step; false when the trade was no longer in `from` (another
     /// worker applied it). The listing's move must succeed with it, or nothing changes.
     pub async fn step(&self, step: &Step<'_>) -> Result<bool, MarketError> {
-        let (from, to) = (step.from, step.to);
-        let mut tx = self.db.begin_write().await?;
-        let moved = sqlx::query(
-            "UPDATE trades SET status = $1, updated_at = $2, finished_at = $3, \
-             payment_hold_id = CASE WHEN $4 = '' THEN payment_hold_id ELSE $4 END, \
-             ledger_transaction_ids = CASE WHEN $5 = '' THEN ledger_transaction_ids \
-               WHEN ledger_transaction_ids = '' THEN $5 ELSE ledger_transaction_ids || ',' || $5 END, \
-             failure_reason = CASE WHEN $6 = '' THEN failure_reason ELSE $6 END \
-             WHERE trade_id = $7 AND status = $8",
-        )
-        .bind(to.as_str())
-        .bind(step.now)
-        .bind(if to.is_final() { step.now } else { 0 })
-        .bind(step.payment_hold_id)
-        .bind(step.transaction_id)
-        .bind(step.failure_reason)
-        .bind(step.trade_id)
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != 1 {
-            return Ok(false);
+        match self.steps.submit(StepWrite::from(step)).await? {
+            Ok(moved) => Ok(moved),
+            Err(Refusal::Duplicate) => Err(MarketError::Storage("a saga step cannot be a duplicate".into())),
+            Err(Refusal::Failed(error)) => Err(error),
         }
-        if let Some((listing_id, from, to)) = step.listing
-            && !move_listing(&mut tx, listing_id, from, to, step.now).await?
-        {
-            return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str())));
-        }
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn one_trade(&self, column: &str, value: &str) -> Result<Option<Trade>, sqlx::Error> {
@@ -188,5 +132,132 @@ impl MarketStore {
         );
         let rows = sqlx::query(&sql).bind(user_id).bind(before).bind(limit).fetch_all(self.db.pool()).await?;
         rows.iter().map(trade_from_row).collect()
+    }
+}
+
+/// Why a batched trade write wrote nothing.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// A trade with this business event already exists.
+    Duplicate,
+    /// A storage error, or a listing that did not move with its trade.
+    Failed(MarketError),
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// [`MarketStore::begin_trade`]'s transaction.
+#[derive(Debug)]
+pub(super) struct TradeStart(Trade);
+
+impl BatchedWrite for TradeStart {
+    type Output = Begin;
+    type Refusal = Refusal;
+
+    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Begin, Refusal>> {
+        Box::pin(async move {
+            let trade = &self.0;
+            let won = sqlx::query(
+                "UPDATE listings SET status = 'selling', updated_at = $1 WHERE listing_id = $2 AND status = 'on_sale' \
+                 AND (expires_at = 0 OR expires_at > $1)",
+            )
+            .bind(trade.created_at)
+            .bind(&trade.listing_id)
+            .execute(&mut *conn)
+            .await?;
+            if won.rows_affected() != 1 {
+                return Ok(Begin::NotOnSale);
+            }
+            sqlx::query(
+                "INSERT INTO trades (trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, \
+                 price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
+                 updated_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', '', '', '', $10, $10, 0)",
+            )
+            .bind(&trade.id)
+            .bind(&trade.business_event_id)
+            .bind(&trade.listing_id)
+            .bind(trade.buyer_user_id)
+            .bind(trade.seller_user_id)
+            .bind(&trade.price_asset)
+            .bind(trade.price)
+            .bind(trade.fee)
+            .bind(trade.seller_net)
+            .bind(trade.created_at)
+            .execute(conn)
+            .await
+            .map_err(|error| if is_unique_violation(&error) { Refusal::Duplicate } else { error.into() })?;
+            Ok(Begin::Started)
+        })
+    }
+}
+
+/// [`MarketStore::step`]'s transaction, owning its [`Step`].
+#[derive(Debug)]
+pub(super) struct StepWrite {
+    trade_id: String,
+    from: TradeStatus,
+    to: TradeStatus,
+    now: i64,
+    payment_hold_id: String,
+    transaction_id: String,
+    failure_reason: String,
+    listing: Option<(String, ListingStatus, ListingStatus)>,
+}
+
+impl From<&Step<'_>> for StepWrite {
+    fn from(step: &Step<'_>) -> Self {
+        Self {
+            trade_id: step.trade_id.to_owned(),
+            from: step.from,
+            to: step.to,
+            now: step.now,
+            payment_hold_id: step.payment_hold_id.to_owned(),
+            transaction_id: step.transaction_id.to_owned(),
+            failure_reason: step.failure_reason.to_owned(),
+            listing: step.listing.map(|(id, from, to)| (id.to_owned(), from, to)),
+        }
+    }
+}
+
+impl BatchedWrite for StepWrite {
+    type Output = bool;
+    type Refusal = Refusal;
+
+    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<bool, Refusal>> {
+        Box::pin(async move {
+            let (from, to) = (self.from, self.to);
+            let moved = sqlx::query(
+                "UPDATE trades SET status = $1, updated_at = $2, finished_at = $3, \
+                 payment_hold_id = CASE WHEN $4 = '' THEN payment_hold_id ELSE $4 END, \
+                 ledger_transaction_ids = CASE WHEN $5 = '' THEN ledger_transaction_ids \
+                   WHEN ledger_transaction_ids = '' THEN $5 ELSE ledger_transaction_ids || ',' || $5 END, \
+                 failure_reason = CASE WHEN $6 = '' THEN failure_reason ELSE $6 END \
+                 WHERE trade_id = $7 AND status = $8",
+            )
+            .bind(to.as_str())
+            .bind(self.now)
+            .bind(if to.is_final() { self.now } else { 0 })
+            .bind(&self.payment_hold_id)
+            .bind(&self.transaction_id)
+            .bind(&self.failure_reason)
+            .bind(&self.trade_id)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
+            if moved.rows_affected() != 1 {
+                return Ok(false);
+            }
+            if let Some((listing_id, from, to)) = &self.listing
+                && !move_listing(conn, listing_id, *from, *to, self.now).await?
+            {
+                let error = MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str()));
+                return Err(Refusal::Failed(error));
+            }
+            Ok(true)
+        })
     }
 }
