@@ -1,7 +1,7 @@
 //! The write path: apply a `WritePlan` as one transaction (DESIGN.md §2): claim the
 //! idempotency key by inserting the journal entry, resolve holds by compare-and-set on
-//! `open`, check the balance, move every balance with one conditional UPDATE, record the
-//! postings. Any failure rolls everything back.
+//! `open`, record the postings, move every balance with one conditional UPDATE (which
+//! checks its bounds). Any failure rolls everything back.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -134,10 +134,12 @@ pub(super) async fn write_entry(
     if let Some(hold) = &plan.new_hold {
         insert_hold(tx, hold, &plan.meta, now).await?;
     }
+    // Postings first: the balance rows' locks (PostgreSQL) are then held only until the
+    // commit, which keeps a hot account's queue short.
+    insert_postings(tx, entry_id.as_str(), &legs).await?;
     for delta in balance_deltas(&legs)? {
         apply_delta(tx, &delta, now).await?;
     }
-    insert_postings(tx, entry_id.as_str(), &legs).await?;
     let meta = &plan.meta;
     Ok(Some(Entry {
         id: entry_id.to_string(),
