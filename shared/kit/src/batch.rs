@@ -55,7 +55,8 @@ async fn drain<Request, Response, Flush, Flushed>(
     flush: Flush,
 ) where
     Flush: Fn(Vec<Request>) -> Flushed,
-    Flushed: Future<Output = Vec<Response>>,
+    Flushed: Future<Output = Vec<Response>> + Send + 'static,
+    Response: Send + 'static,
 {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -66,9 +67,14 @@ async fn drain<Request, Response, Flush, Flushed>(
             }
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let responses = flush(requests).await;
-        for (reply, response) in replies.into_iter().zip(responses) {
-            let _ = reply.send(response);
+        // Its own task: a panicking flush fails its batch (the callers see `None`), not the queue.
+        match tokio::spawn(flush(requests)).await {
+            Ok(responses) => {
+                for (reply, response) in replies.into_iter().zip(responses) {
+                    let _ = reply.send(response);
+                }
+            }
+            Err(error) => tracing::error!(error = %error, requests = replies.len(), "a batch flush failed"),
         }
     }
 }
@@ -100,6 +106,16 @@ mod tests {
         }
         // Spawned on a single-threaded runtime, all ten are queued before the first flush.
         assert_eq!(batches, vec![4, 4, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flush_fails_its_batch_only() {
+        let coalescer = Coalescer::new(1, |requests: Vec<u32>| async move {
+            assert_ne!(requests, vec![13], "unlucky request");
+            requests
+        });
+        assert_eq!(coalescer.submit(13).await, None);
+        assert_eq!(coalescer.submit(14).await, Some(14));
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
-//! Group commit (BENCHMARKS.md, Next 3): on SQLite, independent writes queued by many
-//! requests share one transaction and one commit (one `fsync` with `synchronous=FULL`),
-//! each inside its own savepoint so a refused write never undoes its neighbours. Callers
-//! are answered only after the shared commit, so an answer still means "durable".
+//! Group commit (BENCHMARKS.md, "Optimizations applied"): on SQLite, independent writes
+//! queued by many requests share one transaction and one commit (one `fsync` with
+//! `synchronous=FULL`), each inside its own savepoint so a refused write never undoes its
+//! neighbours. Callers are answered only after the shared commit, so an answer still
+//! means "durable".
 //!
 //! On PostgreSQL each write runs in its own transaction at once: concurrent commits
 //! already share WAL flushes there, and one queue would serialize the pool.
