@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use economy_bench::cli::{self, Cli};
 
+#[global_allocator]
+static ALLOCATOR: economy_kit::Allocator = economy_kit::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

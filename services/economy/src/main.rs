@@ -99,6 +99,9 @@ struct TokenArgs {
     ttl: std::time::Duration,
 }
 
+#[global_allocator]
+static ALLOCATOR: economy_kit::Allocator = economy_kit::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -19,6 +19,9 @@ struct Settings {
     metrics: MetricsConfig,
 }
 
+#[global_allocator]
+static ALLOCATOR: economy_kit::Allocator = economy_kit::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config_file = economy_kit::config::file_argument("economy-market")?;
