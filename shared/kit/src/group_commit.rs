@@ -13,7 +13,7 @@ use std::pin::Pin;
 
 use crate::batch::Coalescer;
 use crate::db::{Backend, Db};
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::{Acquire, Any, AnyConnection, Transaction};
 
 /// A boxed future borrowing the connection.
 pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
@@ -68,7 +68,12 @@ impl<W: BatchedWrite> GroupCommit<W> {
 
 /// One write, one transaction.
 async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
-    let mut tx = db.begin_write().await?;
+    apply_in(db.begin_write().await?, write).await
+}
+
+/// Applies `write` in `tx` (a transaction or a savepoint): commits (releases) it when the
+/// write took effect, rolls it back when the write was refused.
+async fn apply_in<W: BatchedWrite>(mut tx: Transaction<'_, Any>, write: &W) -> Submitted<W> {
     let result = write.write(&mut tx).await;
     match result {
         Ok(_) => tx.commit().await?,
@@ -83,7 +88,7 @@ async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>
     }
     match apply_optimistically(&db, &batch).await.transpose() {
         Some(applied) => applied,
-        None => apply_together(&db, &batch).await,
+        None => apply_with_savepoints(&db, &batch).await,
     }
     .map_or_else(
         |error| {
@@ -98,7 +103,7 @@ type Results<W> = Vec<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::R
 
 /// Every write of `batch` in one transaction without savepoints (two statements fewer per
 /// write); `Ok(None)` when one was refused: the whole transaction is then rolled back, for
-/// [`apply_together`] to redo the batch with savepoints.
+/// [`apply_with_savepoints`] to redo the batch with savepoints.
 async fn apply_optimistically<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Option<Results<W>>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let mut results = Vec::with_capacity(batch.len());
@@ -115,28 +120,14 @@ async fn apply_optimistically<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<O
 }
 
 /// Every write of `batch` in one transaction, each in a savepoint.
-async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
+async fn apply_with_savepoints<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
-        results.push(apply_in_savepoint(&mut tx, write).await?);
+        results.push(apply_in(tx.begin().await?, write).await?);
     }
     tx.commit().await?;
     Ok(results)
-}
-
-async fn apply_in_savepoint<W: BatchedWrite>(
-    tx: &mut Transaction<'static, Any>,
-    write: &W,
-) -> Result<Result<W::Output, W::Refusal>, sqlx::Error> {
-    use sqlx::Acquire;
-    let mut savepoint = tx.begin().await?;
-    let result = write.write(&mut savepoint).await;
-    match result {
-        Ok(_) => savepoint.commit().await?,
-        Err(_) => savepoint.rollback().await?,
-    }
-    Ok(result)
 }
 
 #[cfg(test)]
