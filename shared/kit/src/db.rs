@@ -192,6 +192,35 @@ mod tests {
         assert!("mysql://h/db".parse::<Backend>().is_err());
     }
 
+    #[tokio::test]
+    async fn sqlite_writers_queue_for_the_writer_connection_instead_of_failing_busy() -> anyhow::Result<()> {
+        // With no busy timeout at all, writers racing on several connections would fail
+        // with "database is locked"; behind the one writer connection they all commit.
+        let dir = std::env::temp_dir().join(format!("economy-db-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/writers.db", dir.display());
+        let db = Db::connect(&url, &DbOptions { sqlite_busy_timeout_ms: 0, ..DbOptions::default() }).await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL)").execute(db.writer()).await?;
+        let writers: Vec<_> = (0..24_i64)
+            .map(|value| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let mut tx = db.begin_write().await?;
+                    sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(value).execute(&mut *tx).await?;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tx.commit().await
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await??;
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t").fetch_one(db.pool()).await?;
+        assert_eq!(count, 24);
+        db.close().await;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
     #[test]
     fn sqlite_urls_create_missing_files() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("economy-db-{}", uuid::Uuid::now_v7()));

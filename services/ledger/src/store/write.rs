@@ -111,8 +111,9 @@ impl BatchedWrite for EntryWrite {
 }
 
 /// Writes `plan` as one journal entry inside `tx` (the caller commits): claims the key,
-/// resolves holds, checks the balance, moves the balances, records the postings.
-/// `Ok(None)` when the idempotency key was taken by a concurrent writer.
+/// resolves holds, checks assets and accounts `known` does not vouch for, records the
+/// postings, moves the balances within their bounds. `Ok(None)` when the idempotency key
+/// was taken (a replay, or a concurrent writer first).
 pub(super) async fn write_entry(
     tx: &mut Tx,
     plan: &WritePlan,
