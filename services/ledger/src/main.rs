@@ -1,13 +1,12 @@
 //! `economy-ledger`: the Asset Ledger as its own process (production deployments).
 //! Configuration: `--config FILE` (TOML) and `ECONOMY_<SECTION>__<KEY>` variables.
 
-use economy_kit::identity::{IdentityConfig, IdentityKey};
+use economy_kit::identity::IdentityConfig;
 use economy_kit::metrics::MetricsConfig;
-use economy_kit::server::{ServerLimits, shutdown_signal};
-use economy_kit::telemetry::{self, LogConfig};
+use economy_kit::server::ServerLimits;
+use economy_kit::telemetry::LogConfig;
 use economy_ledger::LedgerConfig;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -26,14 +25,8 @@ static ALLOCATOR: economy_kit::Allocator = economy_kit::Allocator;
 async fn main() -> anyhow::Result<()> {
     let config_file = economy_kit::config::file_argument("economy-ledger")?;
     let settings: Settings = economy_kit::config::load(config_file.as_deref())?;
-    telemetry::init(&settings.log);
-    economy_kit::metrics::install(&settings.metrics).await?;
-    let identity = IdentityKey::new(&settings.identity)?;
-    let shutdown = CancellationToken::new();
-    let server = economy_ledger::start(&settings.ledger, &identity, &settings.server, shutdown.clone()).await?;
-    shutdown_signal().await;
-    shutdown.cancel();
-    let stopped = server.wait().await;
-    telemetry::shutdown().await;
-    stopped
+    economy_kit::process::run(&settings.log, &settings.metrics, &settings.identity, |identity, shutdown| async move {
+        economy_ledger::start(&settings.ledger, &identity, &settings.server, shutdown).await
+    })
+    .await
 }

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod jobs;
 pub mod metrics;
 pub mod observe;
+pub mod process;
 pub mod server;
 pub mod telemetry;
 pub mod testing;
