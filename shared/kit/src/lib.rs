@@ -13,6 +13,7 @@ pub mod identity;
 pub mod jobs;
 pub mod metrics;
 pub mod observe;
+pub mod outbox;
 pub mod process;
 pub mod server;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! released or its item unlocked. One row per listing, claimed with a lease by a
 //! conditional UPDATE so several dispatchers never deliver one row at once.
 
+use economy_kit::outbox::OutboxLeases;
 use sqlx::{Any, Row, Transaction};
 
 use super::MarketStore;
@@ -39,6 +40,9 @@ pub(super) async fn insert_outbox(
     Ok(())
 }
 
+/// Lease bookkeeping of `market_outbox`.
+const LEASES: OutboxLeases = OutboxLeases::new("market_outbox");
+
 impl MarketStore {
     /// Pending rows due at `now` (of `listing_id` only, unless empty), oldest first.
     pub async fn due_outbox(&self, now: i64, listing_id: &str, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
@@ -66,48 +70,21 @@ impl MarketStore {
 
     /// Leases a row until `until`; false when another dispatcher holds it or it is done.
     pub async fn claim_outbox(&self, id: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
-        let updated = sqlx::query(
-            "UPDATE market_outbox SET claimed_until = $1, attempts = attempts + 1 \
-             WHERE id = $2 AND status = 'pending' AND claimed_until <= $3",
-        )
-        .bind(until)
-        .bind(id)
-        .bind(now)
-        .execute(self.db.writer())
-        .await?;
-        Ok(updated.rows_affected() == 1)
+        LEASES.claim(&self.db, id, now, until).await
     }
 
     /// Ends a row: `delivered`, or `dead` with the refusal (for an operator).
     pub async fn finish_outbox(&self, id: &str, delivered: bool, note: &str, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE market_outbox SET status = $1, last_error = $2, delivered_at = $3, claimed_until = 0 WHERE id = $4",
-        )
-        .bind(if delivered { "delivered" } else { "dead" })
-        .bind(note)
-        .bind(now)
-        .bind(id)
-        .execute(self.db.writer())
-        .await?;
-        Ok(())
+        LEASES.finish(&self.db, id, delivered, note, now).await
     }
 
     /// Rows still owed (due or backing off): the outbox depth.
     pub async fn pending_outbox(&self) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM market_outbox WHERE status = 'pending'")
-            .fetch_one(self.db.pool())
-            .await?;
-        row.try_get("n")
+        LEASES.pending(&self.db).await
     }
 
-    /// Releases the lease and schedules the next attempt.
+    /// Releases the lease and schedules the next attempt at `next_attempt_at`.
     pub async fn retry_outbox(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE market_outbox SET next_attempt_at = $1, last_error = $2, claimed_until = 0 WHERE id = $3")
-            .bind(next_attempt_at)
-            .bind(error)
-            .bind(id)
-            .execute(self.db.writer())
-            .await?;
-        Ok(())
+        LEASES.retry(&self.db, id, next_attempt_at, error).await
     }
 }
