@@ -51,6 +51,20 @@ impl LedgerStore {
         }
     }
 
+    /// Applies `plan` in a transaction and commit of its own, never group-committed: the
+    /// "raw database" baseline of BENCHMARKS.md (the ledger's statements through sqlx, no
+    /// gRPC). `Ok(None)` when the idempotency key was already taken (no replay lookup);
+    /// errors as [`LedgerStore::apply`], and a refused plan leaves nothing behind.
+    pub async fn apply_unbatched(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
+        let mut tx = self.db.begin_write().await?;
+        let entry = write_entry(&mut tx, plan, now_millis(), &self.known).await?;
+        if let Some(entry) = &entry {
+            tx.commit().await?;
+            self.known.learn(&entry.legs);
+        }
+        Ok(entry)
+    }
+
     /// The entry `meta`'s key applied, if any (`IDEMPOTENCY_KEY_REUSED` when it was
     /// applied to other content).
     pub(super) async fn replay(&self, meta: &EntryMeta) -> Result<Option<Applied>, LedgerError> {
