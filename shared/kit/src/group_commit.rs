@@ -27,7 +27,27 @@ pub trait BatchedWrite: Send + Sync + 'static {
 
     /// Runs the write's statements on `conn`, inside a transaction the caller commits.
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Self::Output, Self::Refusal>>;
+
+    /// The bulk form of a batch: applies every write of `batch` on `conn`, inside a
+    /// transaction that holds the database's write lock (SQLite `BEGIN IMMEDIATE`: no
+    /// other writer runs until it ends) and that the caller commits. Each write either
+    /// takes effect or is refused leaving nothing behind; results in `batch` order. `Err`
+    /// when the transaction itself failed (it is rolled back, no write takes effect).
+    /// `Ok(None)`, the default, when this kind of write has no bulk form: the batch is
+    /// then applied write by write.
+    fn write_batch<'c>(_batch: &'c [Self], _conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>>
+    where
+        Self: Sized,
+    {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
+
+/// The per-write results of a batch in its order.
+pub type Results<W> = Vec<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>>;
+
+/// What [`BatchedWrite::write_batch`] returns: `Ok(None)` when there is no bulk form.
+pub type BulkResults<W> = Result<Option<Results<W>>, sqlx::Error>;
 
 /// The outcome of a submitted write: `Err` when the shared transaction itself failed (the
 /// write did not take effect), else the write's own result.
@@ -86,11 +106,7 @@ async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>
     if let [write] = batch.as_slice() {
         return vec![apply_alone(&db, write).await];
     }
-    match apply_optimistically(&db, &batch).await.transpose() {
-        Some(applied) => applied,
-        None => apply_with_savepoints(&db, &batch).await,
-    }
-    .map_or_else(
+    apply_together(&db, &batch).await.map_or_else(
         |error| {
             tracing::warn!(error = %error, writes = batch.len(), "group commit failed; no write of the batch took effect");
             batch.iter().map(|_| Err(sqlx::Error::Protocol(format!("group commit failed: {error}")))).collect()
@@ -99,39 +115,63 @@ async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>
     )
 }
 
-type Results<W> = Vec<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>>;
-
-/// Every write of `batch` in one transaction without savepoints (two statements fewer per
-/// write); `Ok(None)` when one was refused: the whole transaction is then rolled back, for
-/// [`apply_with_savepoints`] to redo the batch with savepoints.
-async fn apply_optimistically<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Option<Results<W>>, sqlx::Error> {
+/// Every write of `batch` in one transaction: in its bulk form when it has one, else
+/// optimistically, else with savepoints.
+async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch {
-        let result = write.write(&mut tx).await;
-        if result.is_err() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        results.push(result);
-    }
-    tx.commit().await?;
-    Ok(Some(results))
-}
-
-/// Every write of `batch` in one transaction, each in a savepoint.
-async fn apply_with_savepoints<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch {
-        results.push(apply_in(tx.begin().await?, write).await?);
-    }
+    let results = match W::write_batch(batch, &mut tx).await? {
+        Some(results) => results,
+        None => match apply_optimistically(&mut tx, batch).await? {
+            Some(results) => results,
+            None => {
+                tx.rollback().await?;
+                tx = db.begin_write().await?;
+                apply_with_savepoints(&mut tx, batch).await?
+            }
+        },
+    };
     tx.commit().await?;
     Ok(results)
 }
 
+/// Every write of `batch` without savepoints (two statements fewer per write); `Ok(None)`
+/// when one was refused: `tx` must then be rolled back, for [`apply_with_savepoints`] to
+/// redo the batch.
+async fn apply_optimistically<W: BatchedWrite>(tx: &mut AnyConnection, batch: &[W]) -> BulkResults<W> {
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        let result = write.write(tx).await;
+        if result.is_err() {
+            return Ok(None);
+        }
+        results.push(result);
+    }
+    Ok(Some(results))
+}
+
+/// Every write of `batch`, each in a savepoint of `tx`.
+async fn apply_with_savepoints<W: BatchedWrite>(
+    tx: &mut AnyConnection,
+    batch: &[W],
+) -> Result<Results<W>, sqlx::Error> {
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        results.push(write_in_savepoint(tx, write).await?);
+    }
+    Ok(results)
+}
+
+/// Applies `write` in a savepoint of the transaction open on `conn`, rolled back when the
+/// write is refused (for bulk forms that apply some writes of a batch one by one).
+pub async fn write_in_savepoint<W: BatchedWrite>(conn: &mut AnyConnection, write: &W) -> Submitted<W> {
+    apply_in(conn.begin().await?, write).await
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::db::DbOptions;
     use crate::testing::TestDatabase;
@@ -157,6 +197,54 @@ mod tests {
                     }
                 }
                 Ok(self.0.len())
+            })
+        }
+    }
+
+    /// Inserts one value, refused when negative; its bulk form inserts a whole batch's
+    /// accepted values with one statement and counts its uses in `bulk_batches`.
+    #[derive(Debug)]
+    struct InsertInBulk {
+        value: i64,
+        bulk_batches: Arc<AtomicUsize>,
+    }
+
+    impl BatchedWrite for InsertInBulk {
+        type Output = i64;
+        type Refusal = String;
+
+        fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<i64, String>> {
+            Box::pin(async move {
+                if self.value < 0 {
+                    return Err(format!("{} is negative", self.value));
+                }
+                sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                    .bind(self.value)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(self.value)
+            })
+        }
+
+        fn write_batch<'c>(batch: &'c [Self], conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>> {
+            Box::pin(async move {
+                let accepted: Vec<i64> = batch.iter().map(|write| write.value).filter(|value| *value >= 0).collect();
+                let sql = format!("INSERT INTO t (v) VALUES {}", crate::db::plain_value_tuples(accepted.len(), 1));
+                let mut query = sqlx::query(&sql);
+                for value in &accepted {
+                    query = query.bind(*value);
+                }
+                query.execute(&mut *conn).await?;
+                if let Some(write) = batch.first() {
+                    write.bulk_batches.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(Some(
+                    batch
+                        .iter()
+                        .map(|write| if write.value < 0 { Err("negative".into()) } else { Ok(write.value) })
+                        .collect(),
+                ))
             })
         }
     }
@@ -214,6 +302,29 @@ mod tests {
             assert_eq!(write.await??.ok(), Some(1));
         }
         assert_eq!(stored(&db).await?, (0..20).collect::<Vec<i64>>());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_bulk_form_applies_whole_batches_and_answers_each_write() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        let commit = GroupCommit::new(db.clone(), 16);
+        let bulk_batches = Arc::new(AtomicUsize::new(0));
+        let writes: Vec<_> = (0..40_i64)
+            .map(|i| {
+                let (commit, bulk_batches) = (commit.clone(), Arc::clone(&bulk_batches));
+                let value = if i % 4 == 0 { -i - 1 } else { i };
+                tokio::spawn(async move { (value, commit.submit(InsertInBulk { value, bulk_batches }).await) })
+            })
+            .collect();
+        for write in writes {
+            let (value, result) = write.await?;
+            assert_eq!(result?.ok(), (value >= 0).then_some(value));
+        }
+        assert_eq!(stored(&db).await?, (0..40).filter(|i| i % 4 != 0).collect::<Vec<i64>>());
+        if db.backend() == Backend::Sqlite {
+            assert!(bulk_batches.load(Ordering::SeqCst) > 0, "40 concurrent writes formed no batch");
+        }
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! `RETURNING request_id` tells each request whether its row was written. Same SQL on
 //! SQLite (>= 3.35) and PostgreSQL.
 
-use economy_kit::db::Db;
+use economy_kit::db::{Db, plain_value_tuples, value_tuples};
 
 use super::StoredResponse;
 
@@ -35,7 +35,7 @@ pub(super) struct Completion {
 
 /// Claims every row; per row, true when it was inserted (false: the key was taken).
 pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = placeholders(rows.len(), 9, |p| {
+    let values = value_tuples(rows.len(), 9, |p| {
         format!(
             "({}, {}, {}, {}, {}, 'processing', {}, {}, {}, {}, {})",
             p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8]
@@ -65,7 +65,7 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
 
 /// Completes every row; per row, false when its record moved on (timed out and retried).
 pub(super) async fn complete_all(db: Db, rows: Vec<Completion>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = placeholders(rows.len(), 10, |p| format!("({})", p.join(", ")));
+    let values = plain_value_tuples(rows.len(), 10);
     let sql = format!(
         "UPDATE idempotency_records SET status = 'completed', response_code = v.column4, \
          response_message = v.column5, response_body = v.column6, response_details = v.column7, \
@@ -95,18 +95,6 @@ pub(super) async fn complete_all(db: Db, rows: Vec<Completion>) -> Vec<Result<bo
     answers(written, rows.iter().map(|row| row.request_id.as_str()))
 }
 
-/// `rows` tuples of `columns` numbered placeholders (`$1`, `$2`, …), each formatted by
-/// `tuple`, joined by commas.
-fn placeholders(rows: usize, columns: usize, tuple: impl Fn(&[String]) -> String) -> String {
-    (0..rows)
-        .map(|row| {
-            let names: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
-            tuple(&names)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Per request id: whether the statement returned it, or the statement's error.
 fn answers<'a>(
     written: Result<Vec<String>, sqlx::Error>,
@@ -126,12 +114,6 @@ fn answers<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_number_every_row() {
-        let values = placeholders(2, 3, |p| format!("({})", p.join(", ")));
-        assert_eq!(values, "($1, $2, $3), ($4, $5, $6)");
-    }
 
     #[test]
     fn answers_follow_the_returned_ids() {

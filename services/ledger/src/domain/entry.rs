@@ -91,6 +91,15 @@ pub fn allowed_range(delta: i64, floor: i64) -> (i64, i64) {
     (floor.saturating_sub(delta), i64::MAX.saturating_sub(delta))
 }
 
+/// The two amounts of one balance row `(account, asset)`; a missing row holds zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Buckets {
+    /// Spendable amount.
+    pub available: i64,
+    /// Amount frozen by open holds.
+    pub frozen: i64,
+}
+
 impl BalanceDelta {
     /// Range `available` must lie in before the update (the account's floor applies).
     pub fn available_range(&self) -> (i64, i64) {
@@ -101,6 +110,39 @@ impl BalanceDelta {
     pub fn frozen_range(&self) -> (i64, i64) {
         allowed_range(self.frozen, 0)
     }
+
+    /// Whether a balance holding `current` can take this delta (both buckets in range).
+    pub fn fits(&self, current: Buckets) -> bool {
+        in_range(self.available_range(), current.available) && in_range(self.frozen_range(), current.frozen)
+    }
+
+    /// `current` moved by this delta, or why it cannot be (see [`BalanceDelta::refusal`]).
+    pub fn apply_to(&self, current: Buckets) -> Result<Buckets, LedgerError> {
+        if !self.fits(current) {
+            return Err(self.refusal(current));
+        }
+        // In range, so neither sum leaves [floor, i64::MAX].
+        Ok(Buckets { available: current.available + self.available, frozen: current.frozen + self.frozen })
+    }
+
+    /// Why a balance holding `current` cannot take this delta: `INSUFFICIENT_BALANCE` for
+    /// a user account going below zero (DESIGN.md §3: user accounts never go negative),
+    /// `BALANCE_OVERFLOW` past i64, a storage error when `frozen` would go negative (open
+    /// holds always cover it, so that is corruption).
+    pub fn refusal(&self, current: Buckets) -> LedgerError {
+        let (account, asset) = (self.account.clone(), self.asset.clone());
+        if current.frozen < self.frozen_range().0 {
+            LedgerError::Storage(format!("frozen {asset} of {account} would go negative"))
+        } else if current.available < self.available_range().0 && account.user().is_some() {
+            LedgerError::InsufficientBalance { account, asset }
+        } else {
+            LedgerError::BalanceOverflow { account, asset }
+        }
+    }
+}
+
+fn in_range((low, high): (i64, i64), value: i64) -> bool {
+    (low..=high).contains(&value)
 }
 
 /// Nets the legs per balance, ordered by (account, asset) so concurrent writers lock
@@ -180,6 +222,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry `meta` describes, with id `id`, written at `created_at` (ms) with `legs`.
+    pub fn new(id: String, meta: &EntryMeta, created_at: i64, legs: Vec<Leg>) -> Self {
+        Self {
+            id,
+            idempotency_key: meta.key.as_str().to_owned(),
+            business_type: meta.business_type.clone(),
+            correlation_id: meta.correlation_id.clone(),
+            memo: meta.memo.clone(),
+            actor: meta.actor.clone(),
+            created_at,
+            legs,
+        }
+    }
+
     /// The hold this entry created, settled or released, if any.
     pub fn hold_id(&self) -> Option<&HoldId> {
         self.legs.iter().find_map(|leg| leg.hold_id.as_ref())

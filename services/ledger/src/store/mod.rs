@@ -2,6 +2,7 @@
 //! DESIGN.md §2). The store owns the schema (`migrations/ledger/`) and applies each
 //! `WritePlan` as one transaction whose idempotency key the database keeps UNIQUE.
 
+mod bulk;
 mod catalog;
 mod compensation;
 mod known;

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use economy_kit::db::is_unique_violation;
-use economy_kit::group_commit::{BatchedWrite, WriteFuture};
+use economy_kit::db::{is_unique_violation, plain_value_tuples};
+use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
@@ -15,12 +15,15 @@ use super::LedgerStore;
 use super::known::KnownRows;
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
-use crate::domain::entry::{BalanceDelta, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
+use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
 use crate::domain::hold::{HoldStatus, Resolution, resolution_legs};
 use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
 
 /// The connection a write runs on, inside a transaction someone else commits.
 type Tx = AnyConnection;
+
+/// Most rows one multi-row INSERT carries (7 columns: 3,500 of SQLite's 32,766 parameters).
+pub(super) const MAX_ROWS_PER_STATEMENT: usize = 500;
 
 /// The outcome of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +99,8 @@ impl LedgerStore {
 /// One `WritePlan` for the group committer.
 #[derive(Debug)]
 pub(super) struct EntryWrite {
-    plan: WritePlan,
-    known: Arc<KnownRows>,
+    pub(super) plan: WritePlan,
+    pub(super) known: Arc<KnownRows>,
 }
 
 /// Why an [`EntryWrite`] wrote nothing.
@@ -121,6 +124,10 @@ impl BatchedWrite for EntryWrite {
                 Err(error) => Err(Refusal::Refused(error)),
             }
         })
+    }
+
+    fn write_batch<'c>(batch: &'c [Self], conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>> {
+        Box::pin(async move { super::bulk::write_entries(batch, conn).await.map(Some) })
     }
 }
 
@@ -151,21 +158,11 @@ pub(super) async fn write_entry(
     }
     // Postings first: the balance rows' locks (PostgreSQL) are then held only until the
     // commit, which keeps a hot account's queue short.
-    insert_postings(tx, entry_id.as_str(), &legs).await?;
+    insert_postings(tx, std::iter::once((entry_id.as_str(), legs.as_slice()))).await?;
     for delta in balance_deltas(&legs)? {
         apply_delta(tx, &delta, now).await?;
     }
-    let meta = &plan.meta;
-    Ok(Some(Entry {
-        id: entry_id.to_string(),
-        idempotency_key: meta.key.as_str().to_owned(),
-        business_type: meta.business_type.clone(),
-        correlation_id: meta.correlation_id.clone(),
-        memo: meta.memo.clone(),
-        actor: meta.actor.clone(),
-        created_at: now,
-        legs,
-    }))
+    Ok(Some(Entry::new(entry_id.to_string(), &plan.meta, now, legs)))
 }
 
 async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Result<(), sqlx::Error> {
@@ -295,14 +292,13 @@ async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), 
         if let Some((available, frozen)) = current {
             // Under READ COMMITTED the row may have been created by a concurrent writer
             // after the UPDATE looked: when it is within bounds, the UPDATE is retried.
-            if in_range(delta.available_range(), available) && in_range(delta.frozen_range(), frozen) {
+            let current = Buckets { available, frozen };
+            if delta.fits(current) {
                 continue;
             }
-            return Err(violation(delta, available, frozen));
+            return Err(delta.refusal(current));
         }
-        if !in_range(delta.available_range(), 0) || !in_range(delta.frozen_range(), 0) {
-            return Err(violation(delta, 0, 0));
-        }
+        delta.apply_to(Buckets::default())?;
         let inserted = sqlx::query(
             "INSERT INTO balances (account, asset_code, available, frozen, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (account, asset_code) DO NOTHING",
@@ -342,49 +338,31 @@ async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<b
     Ok(updated.rows_affected() == 1)
 }
 
-fn in_range((low, high): (i64, i64), value: i64) -> bool {
-    (low..=high).contains(&value)
-}
-
-/// Why a balance could not take `delta`.
-fn violation(delta: &BalanceDelta, available: i64, frozen: i64) -> LedgerError {
-    let (account, asset) = (delta.account.clone(), delta.asset.clone());
-    if frozen < delta.frozen_range().0 {
-        LedgerError::Storage(format!("frozen {asset} of {account} would go negative"))
-    } else if available < delta.available_range().0 && account.user().is_some() {
-        LedgerError::InsufficientBalance { account, asset }
-    } else {
-        LedgerError::BalanceOverflow { account, asset }
+/// Records the postings of `entries` (`(entry id, legs)`), numbered by leg order, with
+/// multi-row INSERTs of at most [`MAX_ROWS_PER_STATEMENT`] rows.
+pub(super) async fn insert_postings<'e>(
+    tx: &mut Tx,
+    entries: impl Iterator<Item = (&'e str, &'e [Leg])>,
+) -> Result<(), sqlx::Error> {
+    let postings: Vec<(&str, i64, &Leg)> =
+        entries.flat_map(|(entry_id, legs)| (0_i64..).zip(legs).map(move |(seq, leg)| (entry_id, seq, leg))).collect();
+    for chunk in postings.chunks(MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
+            plain_value_tuples(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (entry_id, seq, leg) in chunk {
+            query = query
+                .bind(*entry_id)
+                .bind(*seq)
+                .bind(leg.account.key())
+                .bind(leg.asset.as_str())
+                .bind(leg.bucket.as_str())
+                .bind(leg.amount)
+                .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
+        }
+        query.execute(&mut *tx).await?;
     }
-}
-
-async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<(), LedgerError> {
-    const COLUMNS: usize = 7;
-    if legs.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<String> = (0..legs.len())
-        .map(|row| {
-            let placeholders: Vec<String> =
-                (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
-            format!("({})", placeholders.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
-        rows.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for (seq, leg) in (0_i64..).zip(legs) {
-        query = query
-            .bind(entry_id)
-            .bind(seq)
-            .bind(leg.account.key())
-            .bind(leg.asset.as_str())
-            .bind(leg.bucket.as_str())
-            .bind(leg.amount)
-            .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
-    }
-    query.execute(&mut *tx).await?;
     Ok(())
 }

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use economy_kit::db::DbOptions;
+use economy_kit::db::{Backend, DbOptions};
 use economy_kit::testing::TestDatabase;
+use economy_ledger::domain::LedgerError;
 use economy_ledger::domain::catalog::{Asset, AssetKind, ConversionRule};
 use economy_ledger::domain::commands::{
     AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
@@ -92,8 +93,8 @@ async fn setup() -> (TestDatabase, LedgerStore) {
     (database, store)
 }
 
-async fn plan(store: &LedgerStore, op: &Op, holds: &[EntityId], step: usize) -> Option<WritePlan> {
-    let key = IdempotencyKey::parse(&format!("op-{step}")).unwrap();
+/// The plan of a credit, debit or transfer (`None` for other ops).
+fn movement(op: &Op, key: IdempotencyKey) -> Option<WritePlan> {
     let actor = "user:1";
     let adjust = |user: i64, asset: usize, value: i64, direction| AdjustBalance {
         user: uid(user),
@@ -116,6 +117,15 @@ async fn plan(store: &LedgerStore, op: &Op, holds: &[EntityId], step: usize) -> 
             settlements: vec![],
         }
         .plan(key, actor),
+        _ => return None,
+    })
+}
+
+async fn plan(store: &LedgerStore, op: &Op, holds: &[EntityId], step: usize) -> Option<WritePlan> {
+    let key = IdempotencyKey::parse(&format!("op-{step}")).unwrap();
+    let actor = "user:1";
+    Some(match op.clone() {
+        Op::Credit { .. } | Op::Debit { .. } | Op::Transfer { .. } => return movement(op, key),
         Op::Hold { user, asset, amount: value } => CreateHold {
             user: uid(user),
             asset: code(asset),
@@ -181,5 +191,126 @@ proptest! {
     #[test]
     fn random_operations_keep_every_invariant(ops in proptest::collection::vec(op(), 1..30)) {
         tokio::runtime::Runtime::new().unwrap().block_on(run(ops));
+    }
+}
+
+/// Plans `ops` up front (no store reads): holds are settled in full or released by the
+/// index of the `Hold` op that opened them, whether or not it succeeded.
+fn plan_all(ops: &[Op]) -> Vec<WritePlan> {
+    let mut holds: Vec<(EntityId, i64, usize, i64)> = Vec::new();
+    let mut plans = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let key = IdempotencyKey::parse(&format!("op-{step}")).unwrap();
+        let actor = "user:1";
+        let plan = match op.clone() {
+            Op::Hold { user, asset, amount: value } => {
+                let id = EntityId::generate();
+                holds.push((id.clone(), user, asset, value));
+                let hold = CreateHold {
+                    user: uid(user),
+                    asset: code(asset),
+                    amount: amount(value),
+                    expires_at: None,
+                    reference: String::new(),
+                };
+                hold.plan(id, key, actor)
+            }
+            Op::Settle { hold, to, .. } => {
+                let Some((id, _, asset, value)) = holds.get(hold).cloned() else { continue };
+                SettleHold {
+                    hold: id,
+                    amount: None,
+                    destinations: vec![(AccountId::User(uid(to)), code(asset), amount(value))],
+                    business_type: "HOLD_SETTLE".into(),
+                    correlation_id: String::new(),
+                }
+                .plan(key, actor)
+            }
+            Op::Release { hold } => {
+                let Some((id, ..)) = holds.get(hold).cloned() else { continue };
+                ReleaseHold { hold: id, reason: String::new(), expiry: false }.plan(key, actor)
+            }
+            Op::Convert { .. } => continue,
+            Op::Credit { .. } | Op::Debit { .. } | Op::Transfer { .. } => {
+                let Some(plan) = movement(op, key) else { continue };
+                plan
+            }
+        };
+        plans.push(plan);
+    }
+    plans
+}
+
+/// A store whose users 1..=3 already hold 100 of every asset (so their writes take the
+/// group commit's bulk form; user 4 is new and takes the write-by-write path).
+async fn warmed_store() -> (TestDatabase, LedgerStore) {
+    let (database, store) = setup().await;
+    let warm_ups = (1..=3).flat_map(|user| (0..ASSETS.len()).map(move |asset| Op::Credit { user, asset, amount: 100 }));
+    for (index, op) in warm_ups.enumerate() {
+        let Op::Credit { user, asset, amount: value } = op else { continue };
+        let key = IdempotencyKey::parse(&format!("warm-{index}")).unwrap();
+        let credit = AdjustBalance {
+            user: uid(user),
+            asset: code(asset),
+            direction: Direction::Credit,
+            amount: amount(value),
+            reason: "warm".into(),
+        };
+        store.apply(&credit.plan(key, "user:1")).await.unwrap();
+    }
+    (database, store)
+}
+
+/// Every balance and hold of the users, comparable across stores.
+async fn state(store: &LedgerStore, plans: &[WritePlan]) -> (Vec<(i64, String, i64, i64)>, Vec<String>) {
+    let mut balances = Vec::new();
+    for user in 1..=4 {
+        for (asset, available, frozen) in store.balances(&AccountId::User(uid(user))).await.unwrap() {
+            balances.push((user, asset, available, frozen));
+        }
+    }
+    let mut holds = Vec::new();
+    for hold in plans.iter().filter_map(|plan| plan.new_hold.as_ref()) {
+        let stored = store.hold(hold.id.as_str()).await.unwrap();
+        holds.push(stored.map(|hold| format!("{:?} {}", hold.status, hold.settled_amount)).unwrap_or_default());
+    }
+    (balances, holds)
+}
+
+/// Submitted all at once, writes keep every invariant. On SQLite they are group-committed
+/// in submission order, mostly in bulk: every outcome and the final state then equal
+/// applying them one by one (PostgreSQL runs them in parallel, in no set order).
+async fn run_concurrently(ops: Vec<Op>) {
+    let plans = plan_all(&ops);
+    let (_one_by_one_db, one_by_one) = warmed_store().await;
+    let mut expected = Vec::new();
+    for plan in &plans {
+        expected.push(one_by_one.apply(plan).await.map(|applied| applied.replayed));
+    }
+    let (_together_db, together) = warmed_store().await;
+    let outcomes: Vec<_> = futures_util::future::join_all(plans.iter().map(|plan| together.apply(plan)))
+        .await
+        .into_iter()
+        .map(|outcome| outcome.map(|applied| applied.replayed))
+        .collect();
+    assert_invariants(&together).await;
+    if together.db().backend() == Backend::Sqlite {
+        assert_eq!(outcomes, expected);
+        assert_eq!(state(&together, &plans).await, state(&one_by_one, &plans).await);
+    } else {
+        let storage_errors: Vec<_> =
+            outcomes.iter().filter(|outcome| matches!(outcome, Err(LedgerError::Storage(_)))).collect();
+        assert!(storage_errors.is_empty(), "{storage_errors:?}");
+    }
+    one_by_one.db().close().await;
+    together.db().close().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn concurrent_writes_equal_the_same_writes_one_by_one(ops in proptest::collection::vec(op(), 1..60)) {
+        tokio::runtime::Runtime::new().unwrap().block_on(run_concurrently(ops));
     }
 }

@@ -1,0 +1,222 @@
+//! The bulk form of a group-committed batch of entries (SQLite, BENCHMARKS.md
+//! Optimization 11). The batch runs inside `BEGIN IMMEDIATE` on the one writer
+//! connection, so nothing else writes until it commits: the balances it touches are read
+//! once, every entry is checked against them in batch order in memory (the same bounds
+//! as the conditional UPDATE of the write-by-write path), and the accepted entries,
+//! their postings and the balances they moved are written with one multi-row statement
+//! each — five statements per batch instead of four per entry. A refused entry is never
+//! written, so nothing needs undoing.
+//!
+//! Entries that resolve or open holds, or touch an asset or account not yet known to
+//! exist, take the write-by-write path, each in a savepoint, in their place in the batch.
+
+use std::collections::{HashMap, HashSet};
+
+use economy_kit::db::plain_value_tuples;
+use economy_kit::group_commit::write_in_savepoint;
+use economy_kit::time::now_millis;
+use sqlx::AnyConnection;
+
+use super::write::{EntryWrite, MAX_ROWS_PER_STATEMENT, Refusal, insert_postings};
+use crate::domain::LedgerError;
+use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
+use crate::domain::ids::EntityId;
+
+/// A balance row: `(account key, asset code)`.
+type BalanceKey = (String, String);
+
+/// Applies `batch` (see the module docs) in its order: each run of plain writes in bulk,
+/// every other write alone. Results in batch order; `Err` when a statement failed (the
+/// caller's transaction is then rolled back whole).
+pub(super) async fn write_entries(
+    batch: &[EntryWrite],
+    conn: &mut AnyConnection,
+) -> Result<Vec<Result<Entry, Refusal>>, sqlx::Error> {
+    let now = now_millis();
+    // Decided once: `known` grows while the batch runs (earlier callers learning).
+    let plain: Vec<bool> = batch.iter().map(EntryWrite::is_plain).collect();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut start = 0;
+    while start < batch.len() {
+        let end = (start..batch.len()).find(|index| !plain[*index]).unwrap_or(batch.len());
+        if end > start {
+            results.extend(write_plain(&batch[start..end], conn, now).await?);
+            start = end;
+        } else {
+            results.push(write_in_savepoint(conn, &batch[start]).await?);
+            start += 1;
+        }
+    }
+    Ok(results)
+}
+
+/// Applies plain `writes` with five statements: decided in order against the balances
+/// as the earlier ones leave them, only the accepted ones written.
+async fn write_plain(
+    writes: &[EntryWrite],
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<Vec<Result<Entry, Refusal>>, sqlx::Error> {
+    let taken = taken_keys(conn, writes).await?;
+    let deltas: Vec<_> = writes.iter().map(EntryWrite::deltas).collect();
+    let mut book = BalanceBook::read(conn, deltas.iter().flatten().flatten()).await?;
+    let mut claimed = HashSet::new();
+    let mut results = Vec::with_capacity(writes.len());
+    for (write, deltas) in writes.iter().zip(deltas) {
+        let key = write.plan.meta.key.as_str();
+        results.push(if taken.contains(key) || !claimed.insert(key) {
+            Err(Refusal::KeyTaken)
+        } else {
+            deltas.and_then(|deltas| book.apply(&deltas)).map(|()| write.entry(now)).map_err(Refusal::Refused)
+        });
+    }
+    let accepted: Vec<(&Entry, &str)> = results
+        .iter()
+        .zip(writes)
+        .filter_map(|(result, write)| result.as_ref().ok().map(|entry| (entry, write.plan.meta.fingerprint.as_str())))
+        .collect();
+    insert_entries(conn, &accepted).await?;
+    insert_postings(conn, accepted.iter().map(|(entry, _)| (entry.id.as_str(), entry.legs.as_slice()))).await?;
+    book.write(conn, now).await?;
+    Ok(results)
+}
+
+/// The idempotency keys of `writes` that an entry already holds.
+async fn taken_keys(conn: &mut AnyConnection, writes: &[EntryWrite]) -> Result<HashSet<String>, sqlx::Error> {
+    let keys: Vec<&str> = writes.iter().map(|write| write.plan.meta.key.as_str()).collect();
+    let mut taken = HashSet::new();
+    for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT idempotency_key FROM journal_entries WHERE idempotency_key IN {}",
+            plain_value_tuples(1, chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        taken.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(taken)
+}
+
+/// The balances a batch touches, as the batch's accepted entries leave them.
+struct BalanceBook {
+    rows: HashMap<BalanceKey, Buckets>,
+    moved: HashSet<BalanceKey>,
+}
+
+impl BalanceBook {
+    /// Reads the current rows of every balance `deltas` move (missing rows hold zero).
+    async fn read<'d>(
+        conn: &mut AnyConnection,
+        deltas: impl Iterator<Item = &'d BalanceDelta>,
+    ) -> Result<Self, sqlx::Error> {
+        let keys: Vec<BalanceKey> = deltas.map(key_of).collect::<HashSet<_>>().into_iter().collect();
+        let mut rows = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT account, asset_code, available, frozen FROM balances WHERE (account, asset_code) IN (VALUES {})",
+                plain_value_tuples(chunk.len(), 2)
+            );
+            let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(&sql);
+            for (account, asset) in chunk {
+                query = query.bind(account).bind(asset);
+            }
+            for (account, asset, available, frozen) in query.fetch_all(&mut *conn).await? {
+                rows.insert((account, asset), Buckets { available, frozen });
+            }
+        }
+        Ok(Self { rows, moved: HashSet::new() })
+    }
+
+    /// Moves the balances by `deltas`, all or none: the first delta a balance cannot take
+    /// refuses the entry (`INSUFFICIENT_BALANCE`, `BALANCE_OVERFLOW`, …).
+    fn apply(&mut self, deltas: &[BalanceDelta]) -> Result<(), LedgerError> {
+        let moved: Vec<(BalanceKey, Buckets)> = deltas
+            .iter()
+            .map(|delta| {
+                let key = key_of(delta);
+                let current = self.rows.get(&key).copied().unwrap_or_default();
+                delta.apply_to(current).map(|after| (key, after))
+            })
+            .collect::<Result<_, _>>()?;
+        for (key, after) in moved {
+            self.rows.insert(key.clone(), after);
+            self.moved.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Writes every moved balance (inserting rows that did not exist).
+    async fn write(&self, conn: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
+        let moved: Vec<(&BalanceKey, &Buckets)> =
+            self.moved.iter().filter_map(|key| self.rows.get(key).map(|row| (key, row))).collect();
+        for chunk in moved.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO balances (account, asset_code, available, frozen, updated_at) VALUES {} \
+                 ON CONFLICT (account, asset_code) DO UPDATE SET available = excluded.available, \
+                 frozen = excluded.frozen, updated_at = excluded.updated_at",
+                plain_value_tuples(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((account, asset), row) in chunk {
+                query = query.bind(account).bind(asset).bind(row.available).bind(row.frozen).bind(now);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+fn key_of(delta: &BalanceDelta) -> BalanceKey {
+    (delta.account.key(), delta.asset.as_str().to_owned())
+}
+
+/// Inserts `entries` with their fingerprints.
+async fn insert_entries(conn: &mut AnyConnection, entries: &[(&Entry, &str)]) -> Result<(), sqlx::Error> {
+    for chunk in entries.chunks(MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, \
+             created_at) VALUES {}",
+            plain_value_tuples(chunk.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for (entry, fingerprint) in chunk {
+            query = query
+                .bind(&entry.id)
+                .bind(&entry.idempotency_key)
+                .bind(*fingerprint)
+                .bind(&entry.business_type)
+                .bind(&entry.correlation_id)
+                .bind(&entry.memo)
+                .bind(&entry.actor)
+                .bind(entry.created_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+impl EntryWrite {
+    /// True when the bulk form can apply this write: no holds to open or resolve, and
+    /// every asset and account already known to exist.
+    fn is_plain(&self) -> bool {
+        let plan = &self.plan;
+        plan.new_hold.is_none()
+            && plan.resolutions.is_empty()
+            && plan
+                .legs
+                .iter()
+                .all(|leg| self.known.has_asset(leg.asset.as_str()) && self.known.has_account(&leg.account.key()))
+    }
+
+    /// The balance moves of a plain write, or why its legs are refused.
+    fn deltas(&self) -> Result<Vec<BalanceDelta>, LedgerError> {
+        check_balanced(&self.plan.legs)?;
+        balance_deltas(&self.plan.legs)
+    }
+
+    fn entry(&self, now: i64) -> Entry {
+        Entry::new(EntityId::generate().to_string(), &self.plan.meta, now, self.plan.legs.clone())
+    }
+}
