@@ -143,7 +143,8 @@ fn pool_options(max_connections: u32) -> AnyPoolOptions {
 }
 
 /// SQLite connections: WAL, the configured `synchronous`, a busy timeout for writers of
-/// other processes, foreign keys on.
+/// other processes, foreign keys on, temporary storage (the statement journal a multi-row
+/// write keeps inside a transaction, sorts) in memory instead of temporary files.
 fn sqlite_pool_options(max_connections: u32, options: &DbOptions) -> AnyPoolOptions {
     let synchronous = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
         "NORMAL" => "NORMAL",
@@ -151,7 +152,7 @@ fn sqlite_pool_options(max_connections: u32, options: &DbOptions) -> AnyPoolOpti
     };
     let pragmas = format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         options.sqlite_busy_timeout_ms
     );
     pool_options(max_connections).after_connect(move |conn, _| {

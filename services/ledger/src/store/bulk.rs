@@ -3,21 +3,21 @@
 //! connection, so nothing else writes until it commits: the balances it touches are read
 //! once, every entry is checked against them in batch order in memory (the same bounds
 //! as the conditional UPDATE of the write-by-write path), and the accepted entries,
-//! their postings and the balances they moved are written with one multi-row statement
-//! each — five statements per batch instead of four per entry. A refused entry is never
-//! written, so nothing needs undoing.
+//! their postings and the balances they moved are written with one statement each —
+//! five statements per batch instead of four per entry. Each statement takes its rows as
+//! one JSON array (`json_each`), so it is prepared once whatever the batch's size. A
+//! refused entry is never written, so nothing needs undoing.
 //!
 //! Entries that resolve or open holds, or touch an asset or account not yet known to
 //! exist, take the write-by-write path, each in a savepoint, in their place in the batch.
 
 use std::collections::{HashMap, HashSet};
 
-use economy_kit::db::plain_value_tuples;
 use economy_kit::group_commit::write_in_savepoint;
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
-use super::write::{EntryWrite, MAX_ROWS_PER_STATEMENT, Refusal, insert_postings};
+use super::write::{EntryWrite, Refusal};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
 use crate::domain::ids::EntityId;
@@ -76,7 +76,7 @@ async fn write_plain(
         .filter_map(|(result, write)| result.as_ref().ok().map(|entry| (entry, write.plan.meta.fingerprint.as_str())))
         .collect();
     insert_entries(conn, &accepted).await?;
-    insert_postings(conn, accepted.iter().map(|(entry, _)| (entry.id.as_str(), entry.legs.as_slice()))).await?;
+    insert_postings(conn, &accepted).await?;
     book.write(conn, now).await?;
     Ok(results)
 }
@@ -84,19 +84,13 @@ async fn write_plain(
 /// The idempotency keys of `writes` that an entry already holds.
 async fn taken_keys(conn: &mut AnyConnection, writes: &[EntryWrite]) -> Result<HashSet<String>, sqlx::Error> {
     let keys: Vec<&str> = writes.iter().map(|write| write.plan.meta.key.as_str()).collect();
-    let mut taken = HashSet::new();
-    for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT idempotency_key FROM journal_entries WHERE idempotency_key IN {}",
-            plain_value_tuples(1, chunk.len())
-        );
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for key in chunk {
-            query = query.bind(*key);
-        }
-        taken.extend(query.fetch_all(&mut *conn).await?);
-    }
-    Ok(taken)
+    let taken = sqlx::query_scalar(
+        "SELECT idempotency_key FROM journal_entries WHERE idempotency_key IN (SELECT value FROM json_each($1))",
+    )
+    .bind(json(&keys)?)
+    .fetch_all(conn)
+    .await?;
+    Ok(taken.into_iter().collect())
 }
 
 /// The balances a batch touches, as the batch's accepted entries leave them.
@@ -111,22 +105,18 @@ impl BalanceBook {
         conn: &mut AnyConnection,
         deltas: impl Iterator<Item = &'d BalanceDelta>,
     ) -> Result<Self, sqlx::Error> {
-        let keys: Vec<BalanceKey> = deltas.map(key_of).collect::<HashSet<_>>().into_iter().collect();
-        let mut rows = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT account, asset_code, available, frozen FROM balances WHERE (account, asset_code) IN (VALUES {})",
-                plain_value_tuples(chunk.len(), 2)
-            );
-            let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(&sql);
-            for (account, asset) in chunk {
-                query = query.bind(account).bind(asset);
-            }
-            for (account, asset, available, frozen) in query.fetch_all(&mut *conn).await? {
-                rows.insert((account, asset), Buckets { available, frozen });
-            }
-        }
-        Ok(Self { rows, moved: HashSet::new() })
+        let keys: HashSet<BalanceKey> = deltas.map(key_of).collect();
+        let found: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT b.account, b.asset_code, b.available, b.frozen FROM json_each($1) AS k \
+             JOIN balances AS b ON b.account = k.value ->> 0 AND b.asset_code = k.value ->> 1",
+        )
+        .bind(json(&keys)?)
+        .fetch_all(conn)
+        .await?;
+        let rows = found
+            .into_iter()
+            .map(|(account, asset, available, frozen)| ((account, asset), Buckets { available, frozen }));
+        Ok(Self { rows: rows.collect(), moved: HashSet::new() })
     }
 
     /// Moves the balances by `deltas`, all or none: the first delta a balance cannot take
@@ -149,21 +139,21 @@ impl BalanceBook {
 
     /// Writes every moved balance (inserting rows that did not exist).
     async fn write(&self, conn: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
-        let moved: Vec<(&BalanceKey, &Buckets)> =
-            self.moved.iter().filter_map(|key| self.rows.get(key).map(|row| (key, row))).collect();
-        for chunk in moved.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO balances (account, asset_code, available, frozen, updated_at) VALUES {} \
-                 ON CONFLICT (account, asset_code) DO UPDATE SET available = excluded.available, \
-                 frozen = excluded.frozen, updated_at = excluded.updated_at",
-                plain_value_tuples(chunk.len(), 5)
-            );
-            let mut query = sqlx::query(&sql);
-            for ((account, asset), row) in chunk {
-                query = query.bind(account).bind(asset).bind(row.available).bind(row.frozen).bind(now);
-            }
-            query.execute(&mut *conn).await?;
-        }
+        let moved: Vec<(&str, &str, i64, i64)> = self
+            .moved
+            .iter()
+            .filter_map(|key| self.rows.get(key).map(|row| (key.0.as_str(), key.1.as_str(), row.available, row.frozen)))
+            .collect();
+        sqlx::query(
+            "INSERT INTO balances (account, asset_code, available, frozen, updated_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $2 FROM json_each($1) WHERE true \
+             ON CONFLICT (account, asset_code) DO UPDATE SET available = excluded.available, \
+             frozen = excluded.frozen, updated_at = excluded.updated_at",
+        )
+        .bind(json(&moved)?)
+        .bind(now)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }
@@ -174,27 +164,58 @@ fn key_of(delta: &BalanceDelta) -> BalanceKey {
 
 /// Inserts `entries` with their fingerprints.
 async fn insert_entries(conn: &mut AnyConnection, entries: &[(&Entry, &str)]) -> Result<(), sqlx::Error> {
-    for chunk in entries.chunks(MAX_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, \
-             created_at) VALUES {}",
-            plain_value_tuples(chunk.len(), 8)
-        );
-        let mut query = sqlx::query(&sql);
-        for (entry, fingerprint) in chunk {
-            query = query
-                .bind(&entry.id)
-                .bind(&entry.idempotency_key)
-                .bind(*fingerprint)
-                .bind(&entry.business_type)
-                .bind(&entry.correlation_id)
-                .bind(&entry.memo)
-                .bind(&entry.actor)
-                .bind(entry.created_at);
-        }
-        query.execute(&mut *conn).await?;
-    }
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|(entry, fingerprint)| {
+            (
+                &entry.id,
+                &entry.idempotency_key,
+                fingerprint,
+                &entry.business_type,
+                &entry.correlation_id,
+                &entry.memo,
+                &entry.actor,
+                entry.created_at,
+            )
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, \
+         created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+         value ->> 7 FROM json_each($1)",
+    )
+    .bind(json(&rows)?)
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// Records the postings of `entries`, numbered by leg order.
+async fn insert_postings(conn: &mut AnyConnection, entries: &[(&Entry, &str)]) -> Result<(), sqlx::Error> {
+    let rows: Vec<_> = entries
+        .iter()
+        .flat_map(|(entry, _)| {
+            (0_i64..).zip(&entry.legs).map(|(seq, leg)| {
+                let hold = leg.hold_id.as_ref().map(|hold| hold.as_str());
+                (&entry.id, seq, leg.account.key(), leg.asset.as_str(), leg.bucket.as_str(), leg.amount, hold)
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+         FROM json_each($1)",
+    )
+    .bind(json(&rows)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The rows of a bulk statement as its one JSON parameter (`json_each` unpacks them): one
+/// prepared statement whatever the batch's size.
+fn json(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))
 }
 
 impl EntryWrite {

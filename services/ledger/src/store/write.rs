@@ -22,9 +22,6 @@ use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
 /// The connection a write runs on, inside a transaction someone else commits.
 type Tx = AnyConnection;
 
-/// Most rows one multi-row INSERT carries (7 columns: 3,500 of SQLite's 32,766 parameters).
-pub(super) const MAX_ROWS_PER_STATEMENT: usize = 500;
-
 /// The outcome of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -158,7 +155,7 @@ pub(super) async fn write_entry(
     }
     // Postings first: the balance rows' locks (PostgreSQL) are then held only until the
     // commit, which keeps a hot account's queue short.
-    insert_postings(tx, std::iter::once((entry_id.as_str(), legs.as_slice()))).await?;
+    insert_postings(tx, entry_id.as_str(), &legs).await?;
     for delta in balance_deltas(&legs)? {
         apply_delta(tx, &delta, now).await?;
     }
@@ -338,31 +335,27 @@ async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<b
     Ok(updated.rows_affected() == 1)
 }
 
-/// Records the postings of `entries` (`(entry id, legs)`), numbered by leg order, with
-/// multi-row INSERTs of at most [`MAX_ROWS_PER_STATEMENT`] rows.
-pub(super) async fn insert_postings<'e>(
-    tx: &mut Tx,
-    entries: impl Iterator<Item = (&'e str, &'e [Leg])>,
-) -> Result<(), sqlx::Error> {
-    let postings: Vec<(&str, i64, &Leg)> =
-        entries.flat_map(|(entry_id, legs)| (0_i64..).zip(legs).map(move |(seq, leg)| (entry_id, seq, leg))).collect();
-    for chunk in postings.chunks(MAX_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
-            plain_value_tuples(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for (entry_id, seq, leg) in chunk {
-            query = query
-                .bind(*entry_id)
-                .bind(*seq)
-                .bind(leg.account.key())
-                .bind(leg.asset.as_str())
-                .bind(leg.bucket.as_str())
-                .bind(leg.amount)
-                .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
-        }
-        query.execute(&mut *tx).await?;
+/// Records the postings of one entry (at most 100 legs: 700 parameters), numbered by leg
+/// order.
+async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<(), sqlx::Error> {
+    if legs.is_empty() {
+        return Ok(());
     }
+    let sql = format!(
+        "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
+        plain_value_tuples(legs.len(), 7)
+    );
+    let mut query = sqlx::query(&sql);
+    for (seq, leg) in (0_i64..).zip(legs) {
+        query = query
+            .bind(entry_id)
+            .bind(seq)
+            .bind(leg.account.key())
+            .bind(leg.asset.as_str())
+            .bind(leg.bucket.as_str())
+            .bind(leg.amount)
+            .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
+    }
+    query.execute(&mut *tx).await?;
     Ok(())
 }
