@@ -26,15 +26,19 @@ use crate::domain::ids::EntityId;
 type BalanceKey = (String, String);
 
 /// Applies `batch` (see the module docs) in its order: each run of plain writes in bulk,
-/// every other write alone. Results in batch order; `Err` when a statement failed (the
-/// caller's transaction is then rolled back whole).
+/// every other write alone. Results in batch order; `Ok(None)` when no write is plain
+/// (the group commit's write-by-write path then applies the batch without savepoints);
+/// `Err` when a statement failed (the caller's transaction is then rolled back whole).
 pub(super) async fn write_entries(
     batch: &[EntryWrite],
     conn: &mut AnyConnection,
-) -> Result<Vec<Result<Entry, Refusal>>, sqlx::Error> {
+) -> Result<Option<Vec<Result<Entry, Refusal>>>, sqlx::Error> {
     let now = now_millis();
     // Decided once: `known` grows while the batch runs (earlier callers learning).
     let plain: Vec<bool> = batch.iter().map(EntryWrite::is_plain).collect();
+    if !plain.contains(&true) {
+        return Ok(None);
+    }
     let mut results = Vec::with_capacity(batch.len());
     let mut start = 0;
     while start < batch.len() {
@@ -47,7 +51,7 @@ pub(super) async fn write_entries(
             start += 1;
         }
     }
-    Ok(results)
+    Ok(Some(results))
 }
 
 /// Applies plain `writes` with five statements: decided in order against the balances

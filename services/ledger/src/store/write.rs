@@ -124,7 +124,7 @@ impl BatchedWrite for EntryWrite {
     }
 
     fn write_batch<'c>(batch: &'c [Self], conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>> {
-        Box::pin(async move { super::bulk::write_entries(batch, conn).await.map(Some) })
+        Box::pin(super::bulk::write_entries(batch, conn))
     }
 }
 
