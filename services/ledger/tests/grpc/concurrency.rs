@@ -95,3 +95,31 @@ async fn concurrent_first_writes_of_an_asset_all_apply() {
         assert_eq!(balance(&mut admin, user_id, "DIAMOND").await, (5, 0));
     }
 }
+
+#[tokio::test]
+async fn concurrent_credits_at_the_i64_limit_apply_exactly_once() {
+    // Group-committed writes carry balances as JSON on SQLite: the extremes must survive
+    // exactly, and only one of the racing credits fits below i64::MAX.
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", i64::MAX - 10).await.unwrap();
+    let mut credits = JoinSet::new();
+    for index in 0..8 {
+        let mut client = app.admin().await;
+        credits.spawn(
+            async move { client.adjust_balance(adjust_request(2, "POINTS", 10, &format!("top-{index}"))).await },
+        );
+    }
+    let mut applied = 0;
+    while let Some(result) = credits.join_next().await {
+        match result.unwrap() {
+            Ok(_) => applied += 1,
+            Err(status) => {
+                assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("BALANCE_OVERFLOW"), "{status:?}")
+            }
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (i64::MAX, 0));
+    assert_consistent(&mut admin).await;
+}
