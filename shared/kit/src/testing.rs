@@ -1,6 +1,6 @@
 //! Test support: a fresh, empty database per test. SQLite by default (a temporary file,
 //! removed on drop); PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set (a new database
-//! created on that server per test).
+//! created on that server per test, dropped on drop).
 
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ pub struct TestDatabase {
     /// URL to connect to.
     pub url: String,
     sqlite_file: Option<PathBuf>,
+    /// `(server URL, database name)` of a PostgreSQL test database.
+    postgres: Option<(String, String)>,
 }
 
 impl TestDatabase {
@@ -25,7 +27,7 @@ impl TestDatabase {
             Some(server) => Self::postgres(&server, &name).await,
             None => {
                 let file = std::env::temp_dir().join(format!("{name}.db"));
-                Ok(Self { url: format!("sqlite://{}", file.display()), sqlite_file: Some(file) })
+                Ok(Self { url: format!("sqlite://{}", file.display()), sqlite_file: Some(file), postgres: None })
             }
         }
     }
@@ -39,7 +41,8 @@ impl TestDatabase {
             server.split_once('?').map_or((server, String::new()), |(base, query)| (base, format!("?{query}")));
         let host_start = base.find("://").map_or(0, |index| index + 3);
         let server_root = base[host_start..].find('/').map_or(base, |slash| &base[..host_start + slash]);
-        Ok(Self { url: format!("{server_root}/{name}{query}"), sqlite_file: None })
+        let postgres = Some((server.to_owned(), name.to_owned()));
+        Ok(Self { url: format!("{server_root}/{name}{query}"), sqlite_file: None, postgres })
     }
 }
 
@@ -50,5 +53,24 @@ impl Drop for TestDatabase {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
             }
         }
+        if let Some((server, name)) = self.postgres.take() {
+            // Drop is synchronous and may run inside a runtime: a thread of its own drops
+            // the database (closing the test's leftover connections), so repeated runs
+            // do not fill the server's disk.
+            let dropped = std::thread::spawn(move || drop_postgres(&server, &name)).join();
+            if let Ok(Err(error)) = dropped {
+                eprintln!("test database not dropped: {error}");
+            }
+        }
     }
+}
+
+fn drop_postgres(server: &str, name: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut admin = sqlx::AnyConnection::connect(server).await?;
+        admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+        admin.close().await?;
+        Ok(())
+    })
 }
