@@ -1,8 +1,9 @@
 //! Group commit (BENCHMARKS.md, "Optimizations applied"): on SQLite, independent writes
 //! queued by many requests share one transaction and one commit (one `fsync` with
-//! `synchronous=FULL`). A batch is first applied without savepoints; if any write is
-//! refused, the transaction is rolled back and the batch redone with one savepoint per
-//! write, so a refused write never undoes its neighbours. Callers are answered only after
+//! `synchronous=FULL`). A kind of write may apply a whole batch in a bulk form of its own
+//! ([`BatchedWrite::write_batch`]); otherwise a batch is first applied without savepoints
+//! and, if any write is refused, rolled back and redone with one savepoint per write, so
+//! a refused write never undoes its neighbours. Callers are answered only after
 //! the shared commit, so an answer still means "durable".
 //!
 //! On PostgreSQL each write runs in its own transaction at once: concurrent commits
