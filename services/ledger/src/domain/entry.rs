@@ -294,6 +294,28 @@ mod tests {
     }
 
     #[test]
+    fn deltas_move_balances_within_their_bounds_or_say_why_not() {
+        let delta = |account: AccountId, available: i64, frozen: i64| BalanceDelta {
+            account,
+            asset: code("A"),
+            available,
+            frozen,
+        };
+        let both = |available: i64, frozen: i64| Buckets { available, frozen };
+        assert_eq!(delta(user(1), -10, 10).apply_to(both(10, 0)), Ok(both(0, 10)));
+        assert!(matches!(delta(user(1), -11, 0).apply_to(both(10, 0)), Err(LedgerError::InsufficientBalance { .. })));
+        assert!(matches!(delta(user(1), 1, 0).apply_to(both(i64::MAX, 0)), Err(LedgerError::BalanceOverflow { .. })));
+        assert!(matches!(delta(user(1), 5, -5).apply_to(both(0, 4)), Err(LedgerError::Storage(_))));
+        // System accounts may go negative, down to i64::MIN and no further.
+        let system = AccountId::System("SYSTEM_ISSUANCE".into());
+        assert_eq!(delta(system.clone(), -5, 0).apply_to(both(i64::MIN + 5, 0)), Ok(both(i64::MIN, 0)));
+        assert!(matches!(
+            delta(system, -6, 0).apply_to(both(i64::MIN + 5, 0)),
+            Err(LedgerError::BalanceOverflow { .. })
+        ));
+    }
+
+    #[test]
     fn fingerprints_depend_on_every_part() {
         let base = fingerprint("OP", "user:1", &("a", 1));
         assert_eq!(base, fingerprint("OP", "user:1", &("a", 1)));
