@@ -304,7 +304,7 @@ impl Gateway {
         let result = match outcome {
             Ok(response) => {
                 let snapshot = self.snapshot(method, response.get_ref());
-                self.store.complete(user_id, key, request_id, &snapshot, now).await
+                self.store.complete(user_id, key, request_id, snapshot, now).await
             }
             // A business answer carries ErrorInfo; a bare status comes from transport or
             // limits (e.g. an oversized response) and may succeed on retry.
@@ -320,7 +320,7 @@ impl Gateway {
                     truncated: false,
                 };
                 self.limit_snapshot(&mut snapshot, size, method);
-                self.store.complete(user_id, key, request_id, &snapshot, now).await
+                self.store.complete(user_id, key, request_id, snapshot, now).await
             }
             Err(status) => self.store.fail(user_id, key, request_id, &format!("{:?}", status.code()), now).await,
         };

@@ -50,7 +50,7 @@ async fn first_wins_then_processing_conflict_and_replay() {
     };
     assert_eq!(store.begin(&record("k", "f1", "r2")).await.unwrap(), Begin::Processing { request_id: "r1".into() });
     assert_eq!(store.begin(&record("k", "f2", "r3")).await.unwrap(), Begin::Conflict { request_id: "r1".into() });
-    assert!(store.complete(7, "k", "r1", &ok_response(), now_millis()).await.unwrap());
+    assert!(store.complete(7, "k", "r1", ok_response(), now_millis()).await.unwrap());
     assert_eq!(
         store.begin(&record("k", "f1", "r4")).await.unwrap(),
         Begin::Replay { request_id: "r1".into(), business_event_id, response: ok_response() }
@@ -66,7 +66,7 @@ async fn failed_attempts_retry_with_the_same_business_event() {
     assert!(store.fail(7, "k", "r1", "Unavailable", now_millis()).await.unwrap());
     assert_eq!(store.begin(&record("k", "f", "r2")).await.unwrap(), Begin::Started { business_event_id });
     // The stale attempt can no longer write its outcome.
-    assert!(!store.complete(7, "k", "r1", &ok_response(), now_millis()).await.unwrap());
+    assert!(!store.complete(7, "k", "r1", ok_response(), now_millis()).await.unwrap());
 }
 
 #[tokio::test]

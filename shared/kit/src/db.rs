@@ -181,22 +181,17 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|db_error| db_error.is_unique_violation())
 }
 
-/// `rows` tuples of `columns` numbered placeholders for a multi-row `VALUES` list, each
-/// tuple formatted by `tuple` from its names: rows=2, columns=2, plain tuples ->
-/// `($1, $2), ($3, $4)`. Rows are numbered in order, so bind row by row.
-pub fn value_tuples(rows: usize, columns: usize, tuple: impl Fn(&[String]) -> String) -> String {
+/// `rows` tuples of `columns` numbered placeholders for a multi-row `VALUES` list:
+/// rows=2, columns=2 -> `($1, $2), ($3, $4)`. Rows are numbered in order, so bind row by
+/// row.
+pub fn value_tuples(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
             let names: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
-            tuple(&names)
+            format!("({})", names.join(", "))
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// [`value_tuples`] with every tuple written `($a, $b, …)`.
-pub fn plain_value_tuples(rows: usize, columns: usize) -> String {
-    value_tuples(rows, columns, |names| format!("({})", names.join(", ")))
 }
 
 #[cfg(test)]
@@ -213,9 +208,8 @@ mod tests {
 
     #[test]
     fn value_tuples_number_placeholders_row_by_row() {
-        assert_eq!(plain_value_tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(value_tuples(2, 2, |p| format!("({}, 'x', {})", p[0], p[1])), "($1, 'x', $2), ($3, 'x', $4)");
-        assert_eq!(plain_value_tuples(0, 3), "");
+        assert_eq!(value_tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(value_tuples(0, 3), "");
     }
 
     #[tokio::test]

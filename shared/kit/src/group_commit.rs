@@ -44,15 +44,18 @@ pub trait BatchedWrite: Send + Sync + 'static {
     }
 }
 
+/// A write's own result: it took effect, or it was refused.
+pub type Outcome<W> = Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>;
+
 /// The per-write results of a batch in its order.
-pub type Results<W> = Vec<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>>;
+pub type Results<W> = Vec<Outcome<W>>;
 
 /// What [`BatchedWrite::write_batch`] returns: `Ok(None)` when there is no bulk form.
 pub type BulkResults<W> = Result<Option<Results<W>>, sqlx::Error>;
 
 /// The outcome of a submitted write: `Err` when the shared transaction itself failed (the
 /// write did not take effect), else the write's own result.
-pub type Submitted<W> = Result<Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>, sqlx::Error>;
+pub type Submitted<W> = Result<Outcome<W>, sqlx::Error>;
 
 /// Applies [`BatchedWrite`]s, batching them on SQLite (see the module docs).
 #[derive(Debug)]
@@ -231,7 +234,7 @@ mod tests {
         fn write_batch<'c>(batch: &'c [Self], conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>> {
             Box::pin(async move {
                 let accepted: Vec<i64> = batch.iter().map(|write| write.value).filter(|value| *value >= 0).collect();
-                let sql = format!("INSERT INTO t (v) VALUES {}", crate::db::plain_value_tuples(accepted.len(), 1));
+                let sql = format!("INSERT INTO t (v) VALUES {}", crate::db::value_tuples(accepted.len(), 1));
                 let mut query = sqlx::query(&sql);
                 for value in &accepted {
                     query = query.bind(*value);

@@ -5,7 +5,7 @@
 //! `RETURNING request_id` tells each request whether its row was written. Same SQL on
 //! SQLite (>= 3.35) and PostgreSQL.
 
-use economy_kit::db::{Db, plain_value_tuples, value_tuples};
+use economy_kit::db::{Db, value_tuples};
 
 use super::StoredResponse;
 
@@ -35,12 +35,7 @@ pub(super) struct Completion {
 
 /// Claims every row; per row, true when it was inserted (false: the key was taken).
 pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = value_tuples(rows.len(), 9, |p| {
-        format!(
-            "({}, {}, {}, {}, {}, 'processing', {}, {}, {}, {}, {})",
-            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8]
-        )
-    });
+    let values = value_tuples(rows.len(), 11);
     let sql = format!(
         "INSERT INTO idempotency_records (user_id, idempotency_key, canonical_operation, method, fingerprint, status, \
          business_event_id, request_id, created_at, updated_at, expires_at) VALUES {values} \
@@ -54,8 +49,10 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
             .bind(&row.canonical_operation)
             .bind(&row.method)
             .bind(&row.fingerprint)
+            .bind("processing")
             .bind(&row.business_event_id)
             .bind(&row.request_id)
+            .bind(row.now)
             .bind(row.now)
             .bind(row.expires_at);
     }
@@ -65,7 +62,7 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
 
 /// Completes every row; per row, false when its record moved on (timed out and retried).
 pub(super) async fn complete_all(db: Db, rows: Vec<Completion>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = plain_value_tuples(rows.len(), 10);
+    let values = value_tuples(rows.len(), 10);
     let sql = format!(
         "UPDATE idempotency_records SET status = 'completed', response_code = v.column4, \
          response_message = v.column5, response_body = v.column6, response_details = v.column7, \

@@ -210,16 +210,10 @@ impl IdempotencyStore {
         user_id: i64,
         key: &str,
         request_id: &str,
-        response: &StoredResponse,
+        response: StoredResponse,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        let completion = Completion {
-            user_id,
-            key: key.to_owned(),
-            request_id: request_id.to_owned(),
-            response: response.clone(),
-            now,
-        };
+        let completion = Completion { user_id, key: key.to_owned(), request_id: request_id.to_owned(), response, now };
         self.completions.submit(completion).await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use economy_kit::db::{is_unique_violation, plain_value_tuples};
+use economy_kit::db::{is_unique_violation, value_tuples};
 use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
@@ -343,7 +343,7 @@ async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<()
     }
     let sql = format!(
         "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
-        plain_value_tuples(legs.len(), 7)
+        value_tuples(legs.len(), 7)
     );
     let mut query = sqlx::query(&sql);
     for (seq, leg) in (0_i64..).zip(legs) {

@@ -121,19 +121,24 @@ fn movement(op: &Op, key: IdempotencyKey) -> Option<WritePlan> {
     })
 }
 
+/// The plan of a hold `id` on `value` of `user`'s asset.
+fn open_hold(user: i64, asset: usize, value: i64, id: EntityId, key: IdempotencyKey) -> WritePlan {
+    let hold = CreateHold {
+        user: uid(user),
+        asset: code(asset),
+        amount: amount(value),
+        expires_at: None,
+        reference: String::new(),
+    };
+    hold.plan(id, key, "user:1")
+}
+
 async fn plan(store: &LedgerStore, op: &Op, holds: &[EntityId], step: usize) -> Option<WritePlan> {
     let key = IdempotencyKey::parse(&format!("op-{step}")).unwrap();
     let actor = "user:1";
     Some(match op.clone() {
         Op::Credit { .. } | Op::Debit { .. } | Op::Transfer { .. } => return movement(op, key),
-        Op::Hold { user, asset, amount: value } => CreateHold {
-            user: uid(user),
-            asset: code(asset),
-            amount: amount(value),
-            expires_at: None,
-            reference: String::new(),
-        }
-        .plan(EntityId::generate(), key, actor),
+        Op::Hold { user, asset, amount: value } => open_hold(user, asset, value, EntityId::generate(), key),
         Op::Settle { hold, amount: value, to } => {
             let id = holds.get(hold)?.clone();
             let stored = store.hold(id.as_str()).await.unwrap()?;
@@ -206,14 +211,7 @@ fn plan_all(ops: &[Op]) -> Vec<WritePlan> {
             Op::Hold { user, asset, amount: value } => {
                 let id = EntityId::generate();
                 holds.push((id.clone(), user, asset, value));
-                let hold = CreateHold {
-                    user: uid(user),
-                    asset: code(asset),
-                    amount: amount(value),
-                    expires_at: None,
-                    reference: String::new(),
-                };
-                hold.plan(id, key, actor)
+                open_hold(user, asset, value, id, key)
             }
             Op::Settle { hold, to, .. } => {
                 let Some((id, _, asset, value)) = holds.get(hold).cloned() else { continue };
@@ -245,18 +243,11 @@ fn plan_all(ops: &[Op]) -> Vec<WritePlan> {
 /// group commit's bulk form; user 4 is new and takes the write-by-write path).
 async fn warmed_store() -> (TestDatabase, LedgerStore) {
     let (database, store) = setup().await;
-    let warm_ups = (1..=3).flat_map(|user| (0..ASSETS.len()).map(move |asset| Op::Credit { user, asset, amount: 100 }));
-    for (index, op) in warm_ups.enumerate() {
-        let Op::Credit { user, asset, amount: value } = op else { continue };
+    let balances = (1..=3).flat_map(|user| (0..ASSETS.len()).map(move |asset| (user, asset)));
+    for (index, (user, asset)) in balances.enumerate() {
         let key = IdempotencyKey::parse(&format!("warm-{index}")).unwrap();
-        let credit = AdjustBalance {
-            user: uid(user),
-            asset: code(asset),
-            direction: Direction::Credit,
-            amount: amount(value),
-            reason: "warm".into(),
-        };
-        store.apply(&credit.plan(key, "user:1")).await.unwrap();
+        let credit = movement(&Op::Credit { user, asset, amount: 100 }, key).unwrap();
+        store.apply(&credit).await.unwrap();
     }
     (database, store)
 }

@@ -90,11 +90,7 @@ impl MarketStore {
     /// Applies one saga step; false when the trade was no longer in `from` (another
     /// worker applied it). The listing's move must succeed with it, or nothing changes.
     pub async fn step(&self, step: &Step<'_>) -> Result<bool, MarketError> {
-        match self.steps.submit(StepWrite::from(step)).await? {
-            Ok(moved) => Ok(moved),
-            Err(Refusal::Duplicate) => Err(MarketError::Storage("a saga step cannot be a duplicate".into())),
-            Err(Refusal::Failed(error)) => Err(error),
-        }
+        self.steps.submit(StepWrite::from(step)).await?
     }
 
     async fn one_trade(&self, column: &str, value: &str) -> Result<Option<Trade>, sqlx::Error> {
@@ -135,12 +131,12 @@ impl MarketStore {
     }
 }
 
-/// Why a batched trade write wrote nothing.
+/// Why a trade start wrote nothing.
 #[derive(Debug)]
 pub(super) enum Refusal {
     /// A trade with this business event already exists.
     Duplicate,
-    /// A storage error, or a listing that did not move with its trade.
+    /// A storage error.
     Failed(MarketError),
 }
 
@@ -225,9 +221,9 @@ impl From<&Step<'_>> for StepWrite {
 
 impl BatchedWrite for StepWrite {
     type Output = bool;
-    type Refusal = Refusal;
+    type Refusal = MarketError;
 
-    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<bool, Refusal>> {
+    fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<bool, MarketError>> {
         Box::pin(async move {
             let (from, to) = (self.from, self.to);
             let moved = sqlx::query(
@@ -254,8 +250,7 @@ impl BatchedWrite for StepWrite {
             if let Some((listing_id, from, to)) = &self.listing
                 && !move_listing(conn, listing_id, *from, *to, self.now).await?
             {
-                let error = MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str()));
-                return Err(Refusal::Failed(error));
+                return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str())));
             }
             Ok(true)
         })
