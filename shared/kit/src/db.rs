@@ -2,14 +2,18 @@
 //! default, WAL) or PostgreSQL (production), chosen by the URL scheme. SQL is shared
 //! (`$N` placeholders work on both); migrations are per backend.
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 /// The database engine behind a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,16 +57,62 @@ impl Default for DbOptions {
 
 /// A connected, migrated database.
 ///
-/// On SQLite every write goes through one dedicated writer connection (`Db::writer`), so
-/// writers of this process queue in FIFO order for it instead of polling SQLite's write
-/// lock through `busy_timeout` (whose sleeps of up to 100 ms made the 1–2 s tails of
-/// BENCHMARKS.md, Findings 3); reads use the other connections. On PostgreSQL both are
-/// the same pool.
+/// On SQLite every write goes through one dedicated writer connection ([`Db::writer`]),
+/// so writers of this process queue in FIFO order for it instead of polling SQLite's
+/// write lock through `busy_timeout` (whose sleeps of up to 100 ms made the 1–2 s tails
+/// of BENCHMARKS.md, Findings 3). It is held outside any pool: returning a pooled
+/// connection costs a spawned task and a ping through the connection's worker thread,
+/// which the next writer waited for (Optimization 14). Reads use a pool of the other
+/// connections. On PostgreSQL reads and writes share one pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    writer: AnyPool,
+    sqlite_writer: Option<Arc<Mutex<Option<AnyConnection>>>>,
     backend: Backend,
+}
+
+/// A connection to write on, held until dropped: on SQLite the one writer connection
+/// (other writers wait for it), on PostgreSQL a pooled connection. Dereferences to the
+/// connection, so `&mut *writer` is an executor.
+#[derive(Debug)]
+pub struct Writer(WriterConnection);
+
+#[derive(Debug)]
+enum WriterConnection {
+    Sqlite(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for Writer {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            WriterConnection::Sqlite(connection) => connection,
+            WriterConnection::Pooled(connection) => connection,
+        }
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            WriterConnection::Sqlite(connection) => connection,
+            WriterConnection::Pooled(connection) => connection,
+        }
+    }
+}
+
+impl Writer {
+    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock up
+    /// front, so read-then-write never fails on upgrade), `BEGIN` on PostgreSQL. Dropped
+    /// uncommitted, it rolls back.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
+        match &mut self.0 {
+            WriterConnection::Sqlite(connection) => connection.begin_with("BEGIN IMMEDIATE").await,
+            WriterConnection::Pooled(connection) => connection.begin().await,
+        }
+    }
 }
 
 impl Db {
@@ -72,21 +122,18 @@ impl Db {
         install_default_drivers();
         let backend: Backend = url.parse()?;
         let label = crate::metrics::database_label(url);
-        let (pool, writer) = match backend {
-            Backend::Postgres => {
-                let pool = pool_options(options.max_connections).connect(url).await?;
-                (pool.clone(), pool)
-            }
+        let (pool, sqlite_writer) = match backend {
+            Backend::Postgres => (pool_options(options.max_connections).connect(url).await?, None),
             Backend::Sqlite => {
                 let url = sqlite_create_url(url)?;
                 let readers = options.max_connections.saturating_sub(1).max(1);
-                let writer = sqlite_pool_options(1, options).connect(&url).await?;
-                crate::metrics::watch_pool(format!("{label}_writer"), writer.clone());
-                (sqlite_pool_options(readers, options).connect(&url).await?, writer)
+                let writer = sqlite_writer(&url, options).await?;
+                let pool = sqlite_pool_options(readers, options).connect(&url).await?;
+                (pool, Some(Arc::new(Mutex::new(Some(writer)))))
             }
         };
         crate::metrics::watch_pool(label, pool.clone());
-        Ok(Self { pool, writer, backend })
+        Ok(Self { pool, sqlite_writer, backend })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
@@ -96,7 +143,7 @@ impl Db {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
         };
-        migrator.run(&self.writer).await?;
+        migrator.run(&mut *self.writer().await?).await?;
         Ok(())
     }
 
@@ -105,10 +152,16 @@ impl Db {
         &self.pool
     }
 
-    /// The pool for single-statement writes outside `begin_write` (on SQLite its one
-    /// writer connection, on PostgreSQL the shared pool).
-    pub fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// The connection to write on (see [`Writer`]); waits for it on SQLite.
+    /// `PoolClosed` after [`Db::close`].
+    pub async fn writer(&self) -> Result<Writer, sqlx::Error> {
+        let Some(sqlite_writer) = &self.sqlite_writer else {
+            return Ok(Writer(WriterConnection::Pooled(self.pool.acquire().await?)));
+        };
+        let guard = Arc::clone(sqlite_writer).lock_owned().await;
+        OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .map(|connection| Writer(WriterConnection::Sqlite(connection)))
+            .map_err(|_| sqlx::Error::PoolClosed)
     }
 
     /// The engine.
@@ -116,19 +169,15 @@ impl Db {
         self.backend
     }
 
-    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock up
-    /// front, so read-then-write never fails on upgrade), `BEGIN` on PostgreSQL.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writer.begin().await,
-        }
-    }
-
-    /// Closes the pools.
+    /// Closes the pool and the writer connection.
     pub async fn close(&self) {
         self.pool.close().await;
-        self.writer.close().await;
+        if let Some(sqlite_writer) = &self.sqlite_writer {
+            let writer = sqlite_writer.lock().await.take();
+            if let Some(writer) = writer {
+                let _ = writer.close().await;
+            }
+        }
     }
 }
 
@@ -142,23 +191,35 @@ fn pool_options(max_connections: u32) -> AnyPoolOptions {
         .test_before_acquire(false)
 }
 
-/// SQLite connections: WAL, the configured `synchronous`, a busy timeout for writers of
-/// other processes, foreign keys on, temporary storage (the statement journal a multi-row
-/// write keeps inside a transaction, sorts) in memory instead of temporary files.
+/// SQLite read connections, each set up with [`sqlite_pragmas`].
 fn sqlite_pool_options(max_connections: u32, options: &DbOptions) -> AnyPoolOptions {
-    let synchronous = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
-        "NORMAL" => "NORMAL",
-        _ => "FULL",
-    };
-    let pragmas = format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-        options.sqlite_busy_timeout_ms
-    );
+    let pragmas = sqlite_pragmas(options);
     pool_options(max_connections).after_connect(move |conn, _| {
         let pragmas = pragmas.clone();
         Box::pin(async move { conn.execute(pragmas.as_str()).await.map(|_| ()) })
     })
+}
+
+/// The one SQLite writer connection, set up with [`sqlite_pragmas`].
+async fn sqlite_writer(url: &str, options: &DbOptions) -> Result<AnyConnection, sqlx::Error> {
+    let mut writer = AnyConnection::connect(url).await?;
+    writer.execute(sqlite_pragmas(options).as_str()).await?;
+    Ok(writer)
+}
+
+/// WAL, the configured `synchronous`, a busy timeout for writers of other processes,
+/// foreign keys on, temporary storage (the statement journal a multi-row write keeps
+/// inside a transaction, sorts) in memory instead of temporary files.
+fn sqlite_pragmas(options: &DbOptions) -> String {
+    let synchronous = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
+        "NORMAL" => "NORMAL",
+        _ => "FULL",
+    };
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        options.sqlite_busy_timeout_ms
+    )
 }
 
 /// `sqlite://path` with `mode=rwc` (create when missing) and the folder created.
@@ -213,18 +274,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_abandoned_write_transaction_rolls_back_and_frees_the_writer() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("economy-db-{}", uuid::Uuid::now_v7()));
+        let db = Db::connect(&format!("sqlite://{}/abandoned.db", dir.display()), &DbOptions::default()).await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL)").execute(&mut *db.writer().await?).await?;
+        let abandoned = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut writer = db.writer().await?;
+                let mut tx = writer.begin().await?;
+                sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *tx).await?;
+                anyhow::ensure!(false, "the writer fails before committing");
+                Ok(())
+            })
+        };
+        assert!(abandoned.await?.is_err());
+        let mut writer = db.writer().await?;
+        let mut tx = writer.begin().await?;
+        sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await?;
+        tx.commit().await?;
+        drop(writer);
+        let values: Vec<i64> = sqlx::query_scalar("SELECT v FROM t").fetch_all(db.pool()).await?;
+        assert_eq!(values, vec![2]);
+        db.close().await;
+        assert!(matches!(db.writer().await, Err(sqlx::Error::PoolClosed)));
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn sqlite_writers_queue_for_the_writer_connection_instead_of_failing_busy() -> anyhow::Result<()> {
         // With no busy timeout at all, writers racing on several connections would fail
         // with "database is locked"; behind the one writer connection they all commit.
         let dir = std::env::temp_dir().join(format!("economy-db-{}", uuid::Uuid::now_v7()));
         let url = format!("sqlite://{}/writers.db", dir.display());
         let db = Db::connect(&url, &DbOptions { sqlite_busy_timeout_ms: 0, ..DbOptions::default() }).await?;
-        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL)").execute(db.writer()).await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL)").execute(&mut *db.writer().await?).await?;
         let writers: Vec<_> = (0..24_i64)
             .map(|value| {
                 let db = db.clone();
                 tokio::spawn(async move {
-                    let mut tx = db.begin_write().await?;
+                    let mut writer = db.writer().await?;
+                    let mut tx = writer.begin().await?;
                     sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(value).execute(&mut *tx).await?;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     tx.commit().await

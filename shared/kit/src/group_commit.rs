@@ -92,7 +92,8 @@ impl<W: BatchedWrite> GroupCommit<W> {
 
 /// One write, one transaction.
 async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
-    apply_in(db.begin_write().await?, write).await
+    let mut writer = db.writer().await?;
+    apply_in(writer.begin().await?, write).await
 }
 
 /// Applies `write` in `tx` (a transaction or a savepoint): commits (releases) it when the
@@ -122,14 +123,15 @@ async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>
 /// Every write of `batch` in one transaction: in its bulk form when it has one, else
 /// optimistically, else with savepoints.
 async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
+    let mut writer = db.writer().await?;
+    let mut tx = writer.begin().await?;
     let results = match W::write_batch(batch, &mut tx).await? {
         Some(results) => results,
         None => match apply_optimistically(&mut tx, batch).await? {
             Some(results) => results,
             None => {
                 tx.rollback().await?;
-                tx = db.begin_write().await?;
+                tx = writer.begin().await?;
                 apply_with_savepoints(&mut tx, batch).await?
             }
         },
@@ -256,7 +258,7 @@ mod tests {
     async fn database() -> anyhow::Result<(TestDatabase, Db)> {
         let test = TestDatabase::new().await?;
         let db = Db::connect(&test.url, &DbOptions::default()).await?;
-        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL UNIQUE)").execute(db.writer()).await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL UNIQUE)").execute(&mut *db.writer().await?).await?;
         Ok((test, db))
     }
 

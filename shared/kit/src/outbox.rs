@@ -28,7 +28,7 @@ impl OutboxLeases {
              WHERE id = $2 AND status = 'pending' AND claimed_until <= $3",
             self.table
         );
-        let updated = sqlx::query(&sql).bind(until).bind(id).bind(now).execute(db.writer()).await?;
+        let updated = sqlx::query(&sql).bind(until).bind(id).bind(now).execute(&mut *db.writer().await?).await?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -39,7 +39,7 @@ impl OutboxLeases {
             self.table
         );
         let status = if delivered { "delivered" } else { "dead" };
-        sqlx::query(&sql).bind(status).bind(note).bind(now).bind(id).execute(db.writer()).await?;
+        sqlx::query(&sql).bind(status).bind(note).bind(now).bind(id).execute(&mut *db.writer().await?).await?;
         Ok(())
     }
 
@@ -48,7 +48,7 @@ impl OutboxLeases {
     pub async fn retry(&self, db: &Db, id: &str, next_attempt_at: i64, error: &str) -> Result<(), sqlx::Error> {
         let sql =
             format!("UPDATE {} SET next_attempt_at = $1, last_error = $2, claimed_until = 0 WHERE id = $3", self.table);
-        sqlx::query(&sql).bind(next_attempt_at).bind(error).bind(id).execute(db.writer()).await?;
+        sqlx::query(&sql).bind(next_attempt_at).bind(error).bind(id).execute(&mut *db.writer().await?).await?;
         Ok(())
     }
 

@@ -56,7 +56,10 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
             .bind(row.now)
             .bind(row.expires_at);
     }
-    let written = query.fetch_all(db.writer()).await;
+    let written = match db.writer().await {
+        Ok(mut writer) => query.fetch_all(&mut *writer).await,
+        Err(error) => Err(error),
+    };
     answers(written, rows.iter().map(|row| row.request_id.as_str()))
 }
 
@@ -88,7 +91,10 @@ pub(super) async fn complete_all(db: Db, rows: Vec<Completion>) -> Vec<Result<bo
             .bind(i64::from(response.truncated))
             .bind(row.now);
     }
-    let written = query.fetch_all(db.writer()).await;
+    let written = match db.writer().await {
+        Ok(mut writer) => query.fetch_all(&mut *writer).await,
+        Err(error) => Err(error),
+    };
     answers(written, rows.iter().map(|row| row.request_id.as_str()))
 }
 

@@ -182,7 +182,7 @@ impl IdempotencyStore {
             .bind(user_id)
             .bind(key)
             .bind(now)
-            .execute(self.db.writer())
+            .execute(&mut *self.db.writer().await?)
             .await
             .map(|_| ())
     }
@@ -198,7 +198,7 @@ impl IdempotencyStore {
         .bind(record.user_id)
         .bind(record.key)
         .bind(record.fingerprint)
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -235,7 +235,7 @@ impl IdempotencyStore {
         .bind(user_id)
         .bind(key)
         .bind(request_id)
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -249,7 +249,7 @@ impl IdempotencyStore {
         )
         .bind(now)
         .bind(cutoff)
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(updated.rows_affected())
     }
@@ -258,7 +258,7 @@ impl IdempotencyStore {
     pub async fn delete_expired(&self, now: i64) -> Result<u64, sqlx::Error> {
         let deleted = sqlx::query("DELETE FROM idempotency_records WHERE expires_at <= $1")
             .bind(now)
-            .execute(self.db.writer())
+            .execute(&mut *self.db.writer().await?)
             .await?;
         Ok(deleted.rows_affected())
     }

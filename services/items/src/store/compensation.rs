@@ -38,7 +38,8 @@ impl ItemStore {
             if let Some(replayed) = self.audited_replay(plan, draft).await? {
                 return Ok(replayed);
             }
-            let mut tx = self.db.begin_write().await?;
+            let mut writer = self.db.writer().await?;
+            let mut tx = writer.begin().await?;
             let outcome = match write_transition(&mut tx, plan, now).await {
                 Ok(outcome) => outcome,
                 // A refusal may stem from a concurrent retry of this very key: its outcome wins.

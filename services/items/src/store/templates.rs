@@ -10,7 +10,8 @@ impl ItemStore {
     /// stored template and whether it was created. Flags apply to existing instances
     /// from then on (they are read when an instance is consumed).
     pub async fn define_template(&self, template: &Template, now: i64) -> Result<(Template, bool), ItemError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let existed = sqlx::query("SELECT code FROM item_templates WHERE code = $1")
             .bind(template.code.as_str())
             .fetch_optional(&mut *tx)

@@ -19,7 +19,7 @@ use crate::domain::ids::ItemId;
 use crate::domain::item::{Item, ItemState, ItemStatus};
 use crate::domain::transition::{Change, TransitionPlan, apply};
 
-type Tx = Transaction<'static, Any>;
+type Tx<'c> = Transaction<'c, Any>;
 
 /// How often a change re-reads after losing a compare-and-set race before giving up with
 /// `ITEM_CONTENDED`. Every lost race means another change committed, so the state moved.
@@ -65,7 +65,8 @@ impl ItemStore {
 
     /// `Ok(None)` when the grant key was taken by a concurrent grant.
     async fn grant_once(&self, plan: &GrantPlan, now: i64) -> Result<Option<Applied>, ItemError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let template = &plan.grant.template;
         let validity: Option<(i64,)> =
             sqlx::query_as("SELECT default_validity_secs FROM item_templates WHERE code = $1")
@@ -133,7 +134,8 @@ impl ItemStore {
 
     /// `Ok(None)` when a concurrent change won the compare-and-set (or the key).
     async fn transition_once(&self, plan: &TransitionPlan, now: i64) -> Result<Option<Applied>, ItemError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let Some((_, applied)) = write_transition(&mut tx, plan, now).await? else {
             return Ok(None);
         };
@@ -147,7 +149,7 @@ impl ItemStore {
 /// and the outcome; `Ok(None)` when a concurrent change won the compare-and-set (or the
 /// key).
 pub(super) async fn write_transition(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     plan: &TransitionPlan,
     now: i64,
 ) -> Result<Option<(Item, Applied)>, ItemError> {
@@ -193,7 +195,7 @@ fn new_event(after: &Item, before: Option<&Item>, change: &Change, meta: &EventM
 }
 
 async fn insert_item(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     plan: &GrantPlan,
     metadata: &str,
     expires_at: Option<i64>,
@@ -218,7 +220,7 @@ async fn insert_item(
 }
 
 /// Writes `change` over `item` only if the row still has the version and status read.
-async fn compare_and_set(tx: &mut Tx, item: &Item, change: &Change, now: i64) -> Result<bool, ItemError> {
+async fn compare_and_set(tx: &mut Tx<'_>, item: &Item, change: &Change, now: i64) -> Result<bool, ItemError> {
     let lock = change.state.lock();
     let updated = sqlx::query(
         "UPDATE item_instances SET owner_user_id = $1, status = $2, lock_holder = $3, locked_at = $4, \
@@ -239,7 +241,7 @@ async fn compare_and_set(tx: &mut Tx, item: &Item, change: &Change, now: i64) ->
     Ok(updated.rows_affected() == 1)
 }
 
-async fn insert_event(tx: &mut Tx, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
+async fn insert_event(tx: &mut Tx<'_>, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
          from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at) \

@@ -47,7 +47,8 @@ impl LedgerStore {
         let metadata =
             serde_json::to_string(&asset.metadata).map_err(|error| LedgerError::Storage(error.to_string()))?;
         let now = now_millis();
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let existed = sqlx::query("SELECT code FROM assets WHERE code = $1")
             .bind(asset.code.as_str())
             .fetch_optional(&mut *tx)
@@ -107,7 +108,7 @@ impl LedgerStore {
         .bind(rule.to_amount)
         .bind(i64::from(rule.enabled))
         .bind(now_millis())
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(rule.clone())
     }
@@ -133,7 +134,7 @@ impl LedgerStore {
             sqlx::query("INSERT INTO accounts (account, user_id, created_at) VALUES ($1, NULL, $2) ON CONFLICT (account) DO NOTHING")
                 .bind(account.key())
                 .bind(now_millis())
-                .execute(self.db.writer())
+                .execute(&mut *self.db.writer().await?)
                 .await?;
         }
         Ok(())

@@ -14,7 +14,7 @@ use crate::domain::compensation::{RecalculateBalance, balance_state, expected_ba
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{AccountId, AssetCode};
 
-type Tx = Transaction<'static, Any>;
+type Tx<'c> = Transaction<'c, Any>;
 
 impl From<AuditError> for LedgerError {
     fn from(error: AuditError) -> Self {
@@ -76,7 +76,8 @@ impl LedgerStore {
         }
         let (account, asset) = (&command.account, &command.asset);
         let now = now_millis();
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let before = lock_balance(&mut tx, account, asset, now).await?;
         let (postings, total) = sum_postings(&mut tx, account, asset).await?;
         let open_holds: (i64, i64) = sqlx::query_as(
@@ -117,7 +118,8 @@ impl LedgerStore {
             return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_owned(), status: hold.status.as_str() });
         }
         let now = now_millis();
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let Some(entry) = write_entry(&mut tx, plan, now, &self.known).await? else {
             // The key is a journal entry's already: the same fix committed by a twin, or
             // another movement (IDEMPOTENCY_KEY_REUSED from the entry's fingerprint).
@@ -163,7 +165,7 @@ impl LedgerStore {
 /// `BEGIN IMMEDIATE` already serializes writers) and returns `(available, frozen)`, or
 /// `None` when there is no row.
 async fn lock_balance(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     account: &AccountId,
     asset: &AssetCode,
     now: i64,
@@ -182,7 +184,7 @@ async fn lock_balance(
 }
 
 /// `(count, sum)` of the postings of one balance, both buckets.
-async fn sum_postings(tx: &mut Tx, account: &AccountId, asset: &AssetCode) -> Result<(i64, i64), LedgerError> {
+async fn sum_postings(tx: &mut Tx<'_>, account: &AccountId, asset: &AssetCode) -> Result<(i64, i64), LedgerError> {
     Ok(sqlx::query_as(
         "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM postings WHERE account = $1 AND asset_code = $2",
     )
@@ -194,7 +196,7 @@ async fn sum_postings(tx: &mut Tx, account: &AccountId, asset: &AssetCode) -> Re
 
 /// Overwrites (or, when there was no row, inserts) the balance with `(available, frozen)`.
 async fn write_balance(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     account: &AccountId,
     asset: &AssetCode,
     exists: bool,

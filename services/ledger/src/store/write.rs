@@ -56,7 +56,8 @@ impl LedgerStore {
     /// gRPC). `Ok(None)` when the idempotency key was already taken (no replay lookup);
     /// errors as [`LedgerStore::apply`], and a refused plan leaves nothing behind.
     pub async fn apply_unbatched(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let entry = write_entry(&mut tx, plan, now_millis(), &self.known).await?;
         if let Some(entry) = &entry {
             tx.commit().await?;

@@ -79,7 +79,8 @@ impl MarketStore {
         now: i64,
     ) -> Result<Option<AuditRecord>, MarketError> {
         let after = entry.redriven(now);
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let reset = sqlx::query(
             "UPDATE market_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, claimed_until = 0, \
              delivered_at = 0 WHERE id = $2 AND status = $3 AND attempts = $4 AND claimed_until = $5",

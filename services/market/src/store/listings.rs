@@ -117,7 +117,7 @@ impl MarketStore {
         .bind(listing.status.as_str())
         .bind(listing.created_at)
         .bind(listing.expires_at.unwrap_or(0))
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await;
         match result {
             Ok(_) => Ok(Insert::Created),
@@ -159,7 +159,7 @@ impl MarketStore {
         .bind(hold_id)
         .bind(now)
         .bind(listing_id)
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -172,7 +172,8 @@ impl MarketStore {
         to: ListingStatus,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let moved = move_listing(&mut tx, listing_id, from, to, now).await?;
         tx.commit().await?;
         Ok(moved)
@@ -188,7 +189,8 @@ impl MarketStore {
         cancel_key: Option<(&str, &str)>,
         now: i64,
     ) -> Result<bool, MarketError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         // An expiry only applies to a listing whose expiry has passed.
         let expired_by = if to == ListingStatus::Expired { now } else { 0 };
         let moved = sqlx::query(

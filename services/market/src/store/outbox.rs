@@ -23,7 +23,7 @@ pub struct OutboxRow {
 /// Records the escrow return owed by `listing_id`, inside the transaction that closed it,
 /// with the current trace context (the delivery resumes it).
 pub(super) async fn insert_outbox(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     listing_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {

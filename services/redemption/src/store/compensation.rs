@@ -91,7 +91,8 @@ impl RedemptionStore {
         now: i64,
     ) -> Result<Option<AuditRecord>, RedemptionError> {
         let after = entry.redriven(now);
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let reset = sqlx::query(
             "UPDATE redemption_outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, claimed_until = 0, \
              delivered_at = NULL WHERE id = $2 AND status = $3 AND attempts = $4 AND claimed_until = $5",
@@ -126,7 +127,8 @@ impl RedemptionStore {
         draft: &AuditDraft,
         now: i64,
     ) -> Result<Option<(Order, AuditRecord)>, sqlx::Error> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE redemption_orders SET code_hash = $1, code_issued_at = $2 \
              WHERE order_id = $3 AND status = 'pending' AND code_issued_at = $4 AND expires_at > $2",

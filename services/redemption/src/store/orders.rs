@@ -102,7 +102,7 @@ impl RedemptionStore {
         .bind(order.created_at)
         .bind(order.expires_at)
         .bind(order.code_issued_at)
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await;
         match result {
             Ok(_) => Ok(Insert::Created),
@@ -159,7 +159,7 @@ impl RedemptionStore {
         .bind(now)
         .bind(order_id)
         .bind(from.as_str())
-        .execute(self.db.writer())
+        .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -173,7 +173,8 @@ impl RedemptionStore {
         now: i64,
         owe_unlock: bool,
     ) -> Result<bool, RedemptionError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let moved = move_status(&mut tx, order_id, OrderStatus::Locking, OrderStatus::Failed, now, None, None).await?;
         if moved && owe_unlock {
             insert_outbox(&mut tx, order_id, item_instance_id, OutboxAction::Unlock, now).await?;
@@ -186,7 +187,8 @@ impl RedemptionStore {
     /// Items call it owes, in one transaction. A fulfil also requires `expires_at > now`.
     /// False when the order was no longer pending (someone else won).
     pub async fn resolve(&self, resolution: &Resolution<'_>) -> Result<bool, RedemptionError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut writer = self.db.writer().await?;
+        let mut tx = writer.begin().await?;
         let unexpired = (resolution.to == OrderStatus::Fulfilled).then_some(resolution.now);
         let moved = move_status(
             &mut tx,
@@ -270,7 +272,7 @@ impl RedemptionStore {
 
 /// The compare-and-set of every status change; `unexpired_at` adds `expires_at > it`.
 async fn move_status(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     order_id: &str,
     from: OrderStatus,
     to: OrderStatus,

@@ -61,7 +61,7 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
 /// Records an owed call inside the transaction that made it owed, with the current trace
 /// context (the delivery resumes it).
 pub(super) async fn insert_outbox(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     order_id: &str,
     item_instance_id: &str,
     action: OutboxAction,
