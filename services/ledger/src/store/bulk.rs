@@ -219,7 +219,7 @@ fn json(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
 impl EntryWrite {
     /// True when the bulk form can apply this write: no holds to open or resolve, and
     /// every asset and account already known to exist.
-    fn is_plain(&self) -> bool {
+    pub(super) fn is_plain(&self) -> bool {
         let plan = &self.plan;
         plan.new_hold.is_none()
             && plan.resolutions.is_empty()
@@ -230,12 +230,12 @@ impl EntryWrite {
     }
 
     /// The balance moves of a plain write, or why its legs are refused.
-    fn deltas(&self) -> Result<Vec<BalanceDelta>, LedgerError> {
+    pub(super) fn deltas(&self) -> Result<Vec<BalanceDelta>, LedgerError> {
         check_balanced(&self.plan.legs)?;
         balance_deltas(&self.plan.legs)
     }
 
-    fn entry(&self, now: i64) -> Entry {
+    pub(super) fn entry(&self, now: i64) -> Entry {
         Entry::new(EntityId::generate().to_string(), &self.plan.meta, now, self.plan.legs.clone())
     }
 }

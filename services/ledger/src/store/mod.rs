@@ -8,6 +8,7 @@ mod compensation;
 mod known;
 mod read;
 mod reconcile;
+mod single;
 mod write;
 
 use std::sync::Arc;

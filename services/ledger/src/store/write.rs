@@ -6,13 +6,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use economy_kit::db::{is_unique_violation, value_tuples};
+use economy_kit::db::{Backend, is_unique_violation, value_tuples};
 use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
 use super::LedgerStore;
 use super::known::KnownRows;
+use super::single::{self, Posted};
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
@@ -84,9 +85,18 @@ impl LedgerStore {
     }
 
     /// `Ok(None)` when the idempotency key was taken by a concurrent writer. On SQLite the
-    /// entry shares its transaction with others queued at the same time (group commit).
+    /// entry shares its transaction with others queued at the same time (group commit);
+    /// on PostgreSQL a plain entry is first tried as one statement (`single`).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
-        match self.entries.submit(EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) }).await? {
+        let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
+        if self.db.backend() == Backend::Postgres && write.is_plain() {
+            match single::post(&self.db, &write, now_millis()).await? {
+                Posted::Written(entry) => return Ok(Some(entry)),
+                Posted::KeyTaken => return Ok(None),
+                Posted::Undecided => {}
+            }
+        }
+        match self.entries.submit(write).await? {
             Ok(entry) => Ok(Some(entry)),
             Err(Refusal::KeyTaken) => Ok(None),
             Err(Refusal::Refused(error)) => Err(error),

@@ -305,3 +305,29 @@ proptest! {
         tokio::runtime::Runtime::new().unwrap().block_on(run_concurrently(ops));
     }
 }
+
+/// A plain entry (on PostgreSQL the one-statement form) moves its balances exactly; when
+/// a balance refuses, nothing of it remains, its refusal is named and its key stays free.
+#[tokio::test]
+async fn a_refused_plain_entry_leaves_nothing_and_frees_its_key() {
+    let (_database, store) = warmed_store().await;
+    let transfer = |amount, key: &str| {
+        movement(&Op::Transfer { from: 1, to: 2, asset: 0, amount }, IdempotencyKey::parse(key).unwrap()).unwrap()
+    };
+    let gold = |user| {
+        let store = &store;
+        async move {
+            let balances = store.balances(&AccountId::User(uid(user))).await.unwrap();
+            balances.into_iter().find(|(asset, ..)| asset.as_str() == ASSETS[0]).map(|(_, available, _)| available)
+        }
+    };
+    assert!(!store.apply(&transfer(60, "first")).await.unwrap().replayed);
+    let refused = store.apply(&transfer(60, "second")).await;
+    assert!(matches!(refused, Err(LedgerError::InsufficientBalance { .. })), "{refused:?}");
+    assert_eq!((gold(1).await, gold(2).await), (Some(40), Some(160)));
+    assert!(!store.apply(&transfer(30, "second")).await.unwrap().replayed);
+    assert!(store.apply(&transfer(60, "first")).await.unwrap().replayed);
+    assert_eq!((gold(1).await, gold(2).await), (Some(10), Some(190)));
+    assert_invariants(&store).await;
+    store.db().close().await;
+}
