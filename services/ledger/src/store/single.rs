@@ -10,8 +10,9 @@
 //! The transaction path then decides that entry and names the refusal.
 
 use economy_kit::db::Db;
+use sqlx::Arguments;
 
-use super::write::EntryWrite;
+use super::write::{EntryWrite, entry_arguments};
 use crate::domain::LedgerError;
 use crate::domain::entry::Entry;
 
@@ -50,21 +51,11 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
             (account, asset, delta.available, delta.frozen, available_low, available_high, frozen_low, frozen_high)
         })
         .collect();
-    let meta = &write.plan.meta;
-    let written = sqlx::query_scalar::<_, i64>(STATEMENT)
-        .bind(&entry.id)
-        .bind(meta.key.as_str())
-        .bind(&meta.fingerprint)
-        .bind(&meta.business_type)
-        .bind(&meta.correlation_id)
-        .bind(&meta.memo)
-        .bind(&meta.actor)
-        .bind(now)
-        .bind(json(&postings)?)
-        .bind(json(&moves)?)
-        .bind(i64::try_from(moves.len()).unwrap_or(i64::MAX))
-        .fetch_one(&mut *db.writer().await?)
-        .await;
+    let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
+    arguments.add(json(&postings)?).map_err(sqlx::Error::Encode)?;
+    arguments.add(json(&moves)?).map_err(sqlx::Error::Encode)?;
+    arguments.add(i64::try_from(moves.len()).unwrap_or(i64::MAX)).map_err(sqlx::Error::Encode)?;
+    let written = sqlx::query_scalar_with::<_, i64, _>(STATEMENT, arguments).fetch_one(&mut *db.writer().await?).await;
     match written {
         Ok(1) => Ok(Posted::Written(entry)),
         Ok(_) => Ok(Posted::KeyTaken),
@@ -81,8 +72,11 @@ fn json(rows: &impl serde::Serialize) -> Result<String, LedgerError> {
     serde_json::to_string(rows).map_err(|error| LedgerError::Storage(error.to_string()))
 }
 
-/// `$1..$8` the entry, `$9` its postings, `$10` its balance moves with their bounds,
-/// `$11` how many balances must move. Returns 1 (written) or 0 (key taken).
+/// `$1..$8` the entry, `$9` its postings, `$10` its balance moves with their bounds in
+/// the transaction path's order, `$11` how many balances must move. Returns 1 (written)
+/// or 0 (key taken). `locked` takes the balance rows' locks in the order of `$10` before
+/// the UPDATE moves any (an uncorrelated subquery runs once, before the first row), the
+/// order the transaction path locks them in, so the two paths cannot deadlock each other.
 const STATEMENT: &str = "\
 WITH entry AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
@@ -92,11 +86,16 @@ WITH entry AS (
     SELECT entry.id, (p.value ->> 0)::BIGINT, p.value ->> 1, p.value ->> 2, p.value ->> 3, (p.value ->> 4)::BIGINT,
         p.value ->> 5
     FROM entry, json_array_elements($9::JSON) AS p (value)
+), locked AS (
+    SELECT 1 FROM json_array_elements($10::JSON) WITH ORDINALITY AS d (value, n)
+    JOIN balances AS b ON b.account = d.value ->> 0 AND b.asset_code = d.value ->> 1
+    ORDER BY d.n FOR UPDATE OF b
 ), moved AS (
     UPDATE balances AS b SET available = b.available + (d.value ->> 2)::BIGINT,
         frozen = b.frozen + (d.value ->> 3)::BIGINT, updated_at = $8
     FROM entry, json_array_elements($10::JSON) AS d (value)
-    WHERE b.account = d.value ->> 0 AND b.asset_code = d.value ->> 1
+    WHERE (SELECT COUNT(*) FROM locked) = $11
+        AND b.account = d.value ->> 0 AND b.asset_code = d.value ->> 1
         AND b.available BETWEEN (d.value ->> 4)::BIGINT AND (d.value ->> 5)::BIGINT
         AND b.frozen BETWEEN (d.value ->> 6)::BIGINT AND (d.value ->> 7)::BIGINT
     RETURNING 1

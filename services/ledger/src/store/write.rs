@@ -9,7 +9,8 @@ use std::sync::Arc;
 use economy_kit::db::{Backend, is_unique_violation, value_tuples};
 use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments};
 
 use super::LedgerStore;
 use super::known::KnownRows;
@@ -174,21 +175,27 @@ pub(super) async fn write_entry(
 }
 
 async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query_with(
         "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        entry_arguments(id, meta, now)?,
     )
-    .bind(id)
-    .bind(meta.key.as_str())
-    .bind(&meta.fingerprint)
-    .bind(&meta.business_type)
-    .bind(&meta.correlation_id)
-    .bind(&meta.memo)
-    .bind(&meta.actor)
-    .bind(now)
     .execute(&mut *tx)
     .await
     .map(|_| ())
+}
+
+/// `$1..$8` of a journal entry row: id, idempotency key, fingerprint, business type,
+/// correlation id, memo, actor, created at (ms).
+pub(super) fn entry_arguments<'q>(id: &'q str, meta: &'q EntryMeta, now: i64) -> Result<AnyArguments<'q>, sqlx::Error> {
+    let mut arguments = AnyArguments::default();
+    let texts =
+        [id, meta.key.as_str(), &meta.fingerprint, &meta.business_type, &meta.correlation_id, &meta.memo, &meta.actor];
+    for text in texts {
+        arguments.add(text).map_err(sqlx::Error::Encode)?;
+    }
+    arguments.add(now).map_err(sqlx::Error::Encode)?;
+    Ok(arguments)
 }
 
 /// Claims an open hold for `resolution` and returns the legs that empty its frozen part.
