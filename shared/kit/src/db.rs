@@ -246,9 +246,16 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// rows=2, columns=2 -> `($1, $2), ($3, $4)`. Rows are numbered in order, so bind row by
 /// row.
 pub fn value_tuples(rows: usize, columns: usize) -> String {
+    value_tuples_after(0, rows, columns)
+}
+
+/// [`value_tuples`] numbered after the statement's first `taken` placeholders:
+/// `value_tuples_after(2, 1, 2)` is `($3, $4)`.
+pub fn value_tuples_after(taken: usize, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
-            let names: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
+            let names: Vec<String> =
+                (1..=columns).map(|column| format!("${}", taken + row * columns + column)).collect();
             format!("({})", names.join(", "))
         })
         .collect::<Vec<_>>()
@@ -271,6 +278,7 @@ mod tests {
     fn value_tuples_number_placeholders_row_by_row() {
         assert_eq!(value_tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(value_tuples(0, 3), "");
+        assert_eq!(value_tuples_after(6, 1, 2), "($7, $8)");
     }
 
     #[tokio::test]

@@ -9,8 +9,9 @@
 //! (refused, or its row missing), which aborts the statement so nothing of it remains.
 //! The transaction path then decides that entry and names the refusal.
 
-use economy_kit::db::Db;
-use sqlx::Arguments;
+use economy_kit::db::{Db, value_tuples_after};
+use sqlx::any::AnyArguments;
+use sqlx::{Any, Arguments};
 
 use super::write::{EntryWrite, entry_arguments};
 use crate::domain::LedgerError;
@@ -34,28 +35,31 @@ pub(super) enum Posted {
 /// Writes a plain `write` in one statement (see the module docs). Errors: storage.
 pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted, LedgerError> {
     let Ok(deltas) = write.deltas() else { return Ok(Posted::Undecided) };
+    if deltas.is_empty() {
+        return Ok(Posted::Undecided);
+    }
     let entry = write.entry(now);
-    let postings: Vec<_> = (0_i64..)
-        .zip(&entry.legs)
-        .map(|(seq, leg)| {
-            let hold = leg.hold_id.as_ref().map(|hold| hold.as_str());
-            (seq, leg.account.key(), leg.asset.as_str(), leg.bucket.as_str(), leg.amount, hold)
-        })
-        .collect();
-    let moves: Vec<_> = deltas
-        .iter()
-        .map(|delta| {
-            let (available_low, available_high) = delta.available_range();
-            let (frozen_low, frozen_high) = delta.frozen_range();
-            let (account, asset) = (delta.account.key(), delta.asset.as_str());
-            (account, asset, delta.available, delta.frozen, available_low, available_high, frozen_low, frozen_high)
-        })
-        .collect();
     let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
-    arguments.add(json(&postings)?).map_err(sqlx::Error::Encode)?;
-    arguments.add(json(&moves)?).map_err(sqlx::Error::Encode)?;
-    arguments.add(i64::try_from(moves.len()).unwrap_or(i64::MAX)).map_err(sqlx::Error::Encode)?;
-    let written = sqlx::query_scalar_with::<_, i64, _>(STATEMENT, arguments).fetch_one(&mut *db.writer().await?).await;
+    for (seq, leg) in (0_i64..).zip(&entry.legs) {
+        add(&mut arguments, seq)?;
+        add(&mut arguments, leg.account.key())?;
+        add(&mut arguments, leg.asset.as_str())?;
+        add(&mut arguments, leg.bucket.as_str())?;
+        add(&mut arguments, leg.amount)?;
+        add(&mut arguments, leg.hold_id.as_ref().map(|hold| hold.as_str()))?;
+    }
+    for (order, delta) in (0_i64..).zip(&deltas) {
+        let (available_low, available_high) = delta.available_range();
+        let (frozen_low, frozen_high) = delta.frozen_range();
+        add(&mut arguments, delta.account.key())?;
+        add(&mut arguments, delta.asset.as_str())?;
+        for value in [delta.available, delta.frozen, available_low, available_high, frozen_low, frozen_high, order] {
+            add(&mut arguments, value)?;
+        }
+    }
+    add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
+    let sql = statement(entry.legs.len(), deltas.len());
+    let written = sqlx::query_scalar_with::<_, i64, _>(&sql, arguments).fetch_one(&mut *db.writer().await?).await;
     match written {
         Ok(1) => Ok(Posted::Written(entry)),
         Ok(_) => Ok(Posted::KeyTaken),
@@ -64,41 +68,68 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     }
 }
 
+fn add<'q, T>(arguments: &mut AnyArguments<'q>, value: T) -> Result<(), sqlx::Error>
+where
+    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+{
+    arguments.add(value).map_err(sqlx::Error::Encode)
+}
+
 fn is_undecided(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|error| error.code()).is_some_and(|code| UNDECIDED_STATES.contains(&&*code))
 }
 
-fn json(rows: &impl serde::Serialize) -> Result<String, LedgerError> {
-    serde_json::to_string(rows).map_err(|error| LedgerError::Storage(error.to_string()))
-}
+const POSTING_COLUMNS: usize = 6;
+const MOVE_COLUMNS: usize = 9;
 
-/// `$1..$8` the entry, `$9` its postings, `$10` its balance moves with their bounds in
-/// the transaction path's order, `$11` how many balances must move. Returns 1 (written)
-/// or 0 (key taken). `locked` takes the balance rows' locks in the order of `$10` before
-/// the UPDATE moves any (an uncorrelated subquery runs once, before the first row), the
-/// order the transaction path locks them in, so the two paths cannot deadlock each other.
-const STATEMENT: &str = "\
-WITH entry AS (
+/// `$1..$8` the entry, then `postings` rows of (seq, account, asset, bucket, amount,
+/// hold), then `moves` balance moves (account, asset, available and frozen deltas, their
+/// bounds, their order in the transaction path), then how many balances must move.
+/// Exact-size `VALUES` lists, so the planner knows the row counts (index lookups, no
+/// scan of `balances`). Returns 1 (written) or 0 (key taken). `locked` takes the balance
+/// rows' locks in the transaction path's order before the UPDATE moves any (an
+/// uncorrelated subquery runs once, before the first row), so the two paths cannot
+/// deadlock each other.
+fn statement(postings: usize, moves: usize) -> String {
+    let posting_rows = value_tuples_after(8, postings, POSTING_COLUMNS);
+    let moves_taken = 8 + postings * POSTING_COLUMNS;
+    let move_rows = value_tuples_after(moves_taken, moves, MOVE_COLUMNS);
+    let count = moves_taken + moves * MOVE_COLUMNS + 1;
+    format!(
+        "WITH entry AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), moves (account, asset, available, frozen, available_low, available_high, frozen_low, frozen_high, n) AS (
+    VALUES {move_rows}
 ), posted AS (
     INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id)
-    SELECT entry.id, (p.value ->> 0)::BIGINT, p.value ->> 1, p.value ->> 2, p.value ->> 3, (p.value ->> 4)::BIGINT,
-        p.value ->> 5
-    FROM entry, json_array_elements($9::JSON) AS p (value)
+    SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
+    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold)
 ), locked AS (
-    SELECT 1 FROM json_array_elements($10::JSON) WITH ORDINALITY AS d (value, n)
-    JOIN balances AS b ON b.account = d.value ->> 0 AND b.asset_code = d.value ->> 1
-    ORDER BY d.n FOR UPDATE OF b
+    SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset
+    ORDER BY moves.n FOR UPDATE OF b
 ), moved AS (
-    UPDATE balances AS b SET available = b.available + (d.value ->> 2)::BIGINT,
-        frozen = b.frozen + (d.value ->> 3)::BIGINT, updated_at = $8
-    FROM entry, json_array_elements($10::JSON) AS d (value)
-    WHERE (SELECT COUNT(*) FROM locked) = $11
-        AND b.account = d.value ->> 0 AND b.asset_code = d.value ->> 1
-        AND b.available BETWEEN (d.value ->> 4)::BIGINT AND (d.value ->> 5)::BIGINT
-        AND b.frozen BETWEEN (d.value ->> 6)::BIGINT AND (d.value ->> 7)::BIGINT
+    UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, updated_at = $8
+    FROM entry, moves AS m
+    WHERE (SELECT COUNT(*) FROM locked) = ${count} AND b.account = m.account AND b.asset_code = m.asset
+        AND b.available BETWEEN m.available_low AND m.available_high
+        AND b.frozen BETWEEN m.frozen_low AND m.frozen_high
     RETURNING 1
 )
 SELECT (SELECT COUNT(*) FROM entry)
-    / CASE WHEN (SELECT COUNT(*) FROM entry) = 0 OR (SELECT COUNT(*) FROM moved) = $11 THEN 1 ELSE 0 END";
+    / CASE WHEN (SELECT COUNT(*) FROM entry) = 0 OR (SELECT COUNT(*) FROM moved) = ${count} THEN 1 ELSE 0 END"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_run_on_across_the_lists() {
+        let sql = statement(2, 2);
+        assert!(sql.contains("VALUES ($9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20)"));
+        assert!(sql.contains("VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29), ($30,"));
+        assert!(sql.contains("= $39 AND") && sql.ends_with("= $39 THEN 1 ELSE 0 END"));
+    }
+}
