@@ -62,7 +62,8 @@ impl Default for DbOptions {
 /// write lock through `busy_timeout` (whose sleeps of up to 100 ms made the 1–2 s tails
 /// of BENCHMARKS.md, Findings 3). It is held outside any pool: returning a pooled
 /// connection costs a spawned task and a ping through the connection's worker thread,
-/// which the next writer waited for (Optimization 14). Reads use a pool of the other
+/// which the next writer waited for (Optimization 15). SQLite connections do not drop like
+/// network ones, so the connection is opened once. Reads use a pool of the other
 /// connections. On PostgreSQL reads and writes share one pool.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -127,7 +128,7 @@ impl Db {
             Backend::Sqlite => {
                 let url = sqlite_create_url(url)?;
                 let readers = options.max_connections.saturating_sub(1).max(1);
-                let writer = sqlite_writer(&url, options).await?;
+                let writer = open_sqlite_writer(&url, options).await?;
                 let pool = sqlite_pool_options(readers, options).connect(&url).await?;
                 (pool, Some(Arc::new(Mutex::new(Some(writer)))))
             }
@@ -201,7 +202,7 @@ fn sqlite_pool_options(max_connections: u32, options: &DbOptions) -> AnyPoolOpti
 }
 
 /// The one SQLite writer connection, set up with [`sqlite_pragmas`].
-async fn sqlite_writer(url: &str, options: &DbOptions) -> Result<AnyConnection, sqlx::Error> {
+async fn open_sqlite_writer(url: &str, options: &DbOptions) -> Result<AnyConnection, sqlx::Error> {
     let mut writer = AnyConnection::connect(url).await?;
     writer.execute(sqlite_pragmas(options).as_str()).await?;
     Ok(writer)

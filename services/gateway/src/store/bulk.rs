@@ -6,6 +6,9 @@
 //! SQLite (>= 3.35) and PostgreSQL.
 
 use economy_kit::db::{Db, value_tuples};
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::QueryScalar;
 
 use super::StoredResponse;
 
@@ -56,10 +59,7 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
             .bind(row.now)
             .bind(row.expires_at);
     }
-    let written = match db.writer().await {
-        Ok(mut writer) => query.fetch_all(&mut *writer).await,
-        Err(error) => Err(error),
-    };
+    let written = fetch_written(&db, query).await;
     answers(written, rows.iter().map(|row| row.request_id.as_str()))
 }
 
@@ -91,11 +91,16 @@ pub(super) async fn complete_all(db: Db, rows: Vec<Completion>) -> Vec<Result<bo
             .bind(i64::from(response.truncated))
             .bind(row.now);
     }
-    let written = match db.writer().await {
-        Ok(mut writer) => query.fetch_all(&mut *writer).await,
-        Err(error) => Err(error),
-    };
+    let written = fetch_written(&db, query).await;
     answers(written, rows.iter().map(|row| row.request_id.as_str()))
+}
+
+/// Runs a coalesced statement on the writer connection; the request ids it wrote.
+async fn fetch_written<'q>(
+    db: &Db,
+    query: QueryScalar<'q, Any, String, AnyArguments<'q>>,
+) -> Result<Vec<String>, sqlx::Error> {
+    query.fetch_all(&mut *db.writer().await?).await
 }
 
 /// Per request id: whether the statement returned it, or the statement's error.

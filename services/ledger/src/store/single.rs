@@ -4,10 +4,11 @@
 //! release ping, on a server that shares the machine's cores. A plain entry (no hold to
 //! open or resolve; assets and accounts known) is written by ONE autocommitted statement
 //! instead: data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the
-//! postings and move every balance with the same bounds as the transaction path's
-//! conditional UPDATE, and the final SELECT divides by zero when a balance did not move
-//! (refused, or its row missing), which aborts the statement so nothing of it remains.
-//! The transaction path then decides that entry and names the refusal.
+//! postings, lock the balance rows in the transaction path's order and move every
+//! balance with the same bounds as that path's conditional UPDATE, and the final SELECT
+//! divides by zero when a balance did not move (refused, or its row missing), which
+//! aborts the statement so nothing of it remains. The transaction path then decides that
+//! entry and names the refusal (also after a lost deadlock).
 
 use economy_kit::db::{Db, value_tuples_after};
 use sqlx::any::AnyArguments;
