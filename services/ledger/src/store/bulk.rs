@@ -19,7 +19,7 @@ use economy_kit::group_commit::write_in_savepoint;
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
-use super::write::{EntryWrite, Refusal};
+use super::write::{EntryWrite, Refusal, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
 use crate::domain::ids::EntityId;
@@ -176,15 +176,7 @@ async fn write_accepted(
             )
         })
         .collect();
-    let posting_rows: Vec<_> = entries
-        .iter()
-        .flat_map(|(entry, _)| {
-            (0_i64..).zip(&entry.legs).map(|(seq, leg)| {
-                let hold = leg.hold_id.as_ref().map(|hold| hold.as_str());
-                (&entry.id, seq, leg.account.key(), leg.asset.as_str(), leg.bucket.as_str(), leg.amount, hold)
-            })
-        })
-        .collect();
+    let posting_rows: Vec<_> = entries.iter().flat_map(|(entry, _)| posting_rows(&entry.id, &entry.legs)).collect();
     sqlx::query(
         "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, \
          created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \

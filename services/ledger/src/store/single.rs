@@ -14,7 +14,7 @@ use economy_kit::db::{Db, value_tuples_after};
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments};
 
-use super::write::{EntryWrite, entry_arguments};
+use super::write::{EntryWrite, entry_arguments, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::Entry;
 
@@ -41,13 +41,14 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     }
     let entry = write.entry(now);
     let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
-    for (seq, leg) in (0_i64..).zip(&entry.legs) {
+    // The entry id comes from the `entry` CTE, so a taken key inserts no postings.
+    for (_, seq, account, asset, bucket, amount, hold) in posting_rows(&entry.id, &entry.legs) {
         add(&mut arguments, seq)?;
-        add(&mut arguments, leg.account.key())?;
-        add(&mut arguments, leg.asset.as_str())?;
-        add(&mut arguments, leg.bucket.as_str())?;
-        add(&mut arguments, leg.amount)?;
-        add(&mut arguments, leg.hold_id.as_ref().map(|hold| hold.as_str()))?;
+        add(&mut arguments, account)?;
+        add(&mut arguments, asset)?;
+        add(&mut arguments, bucket)?;
+        add(&mut arguments, amount)?;
+        add(&mut arguments, hold)?;
     }
     for (order, delta) in (0_i64..).zip(&deltas) {
         let (available_low, available_high) = delta.available_range();

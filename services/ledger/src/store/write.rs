@@ -364,16 +364,21 @@ async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<()
         value_tuples(legs.len(), 7)
     );
     let mut query = sqlx::query(&sql);
-    for (seq, leg) in (0_i64..).zip(legs) {
-        query = query
-            .bind(entry_id)
-            .bind(seq)
-            .bind(leg.account.key())
-            .bind(leg.asset.as_str())
-            .bind(leg.bucket.as_str())
-            .bind(leg.amount)
-            .bind(leg.hold_id.as_ref().map(|hold| hold.as_str().to_owned()));
+    for (entry_id, seq, account, asset, bucket, amount, hold) in posting_rows(entry_id, legs) {
+        query = query.bind(entry_id).bind(seq).bind(account).bind(asset).bind(bucket).bind(amount).bind(hold);
     }
     query.execute(&mut *tx).await?;
     Ok(())
+}
+
+/// A `postings` row: `(entry id, seq, account, asset, bucket, amount, hold)`.
+pub(super) type PostingRow<'l> = (&'l str, i64, String, &'l str, &'static str, i64, Option<&'l str>);
+
+/// The postings rows of entry `entry_id`, one per leg, numbered by leg order (every write
+/// path records them alike).
+pub(super) fn posting_rows<'l>(entry_id: &'l str, legs: &'l [Leg]) -> impl Iterator<Item = PostingRow<'l>> {
+    (0_i64..).zip(legs).map(move |(seq, leg)| {
+        let hold = leg.hold_id.as_ref().map(|hold| hold.as_str());
+        (entry_id, seq, leg.account.key(), leg.asset.as_str(), leg.bucket.as_str(), leg.amount, hold)
+    })
 }

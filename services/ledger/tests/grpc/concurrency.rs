@@ -22,16 +22,7 @@ async fn fifty_concurrent_debits_never_overdraw() {
             client.post_transaction(request).await
         });
     }
-    let mut succeeded = 0;
-    while let Some(result) = debits.join_next().await {
-        match result.unwrap() {
-            Ok(_) => succeeded += 1,
-            Err(status) => {
-                assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"), "{status:?}")
-            }
-        }
-    }
-    assert_eq!(succeeded, 30);
+    assert_eq!(successes(debits, "INSUFFICIENT_BALANCE").await, 30);
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (0, 0));
     assert_eq!(balance(&mut admin, 3, "POINTS").await, (300, 0));
 
@@ -110,16 +101,19 @@ async fn concurrent_credits_at_the_i64_limit_apply_exactly_once() {
             async move { client.adjust_balance(adjust_request(2, "POINTS", 10, &format!("top-{index}"))).await },
         );
     }
-    let mut applied = 0;
-    while let Some(result) = credits.join_next().await {
-        match result.unwrap() {
-            Ok(_) => applied += 1,
-            Err(status) => {
-                assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("BALANCE_OVERFLOW"), "{status:?}")
-            }
-        }
-    }
-    assert_eq!(applied, 1);
+    assert_eq!(successes(credits, "BALANCE_OVERFLOW").await, 1);
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (i64::MAX, 0));
     assert_consistent(&mut admin).await;
+}
+
+/// How many of the racing calls succeeded; every other one must be refused with `reason`.
+async fn successes<T: 'static>(mut calls: JoinSet<Result<T, tonic::Status>>, reason: &str) -> usize {
+    let mut succeeded = 0;
+    while let Some(result) = calls.join_next().await {
+        match result.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(status) => assert_eq!(economy_kit::error::reason(&status).as_deref(), Some(reason), "{status:?}"),
+        }
+    }
+    succeeded
 }
