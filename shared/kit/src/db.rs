@@ -2,7 +2,6 @@
 //! default, WAL) or PostgreSQL (production), chosen by the URL scheme. SQL is shared
 //! (`$N` placeholders work on both); migrations are per backend.
 
-use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,9 +10,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
-use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+mod writer;
+
+pub use writer::Writer;
+use writer::{Parked, WriterConnection};
 
 /// The database engine behind a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,56 +67,15 @@ impl Default for DbOptions {
 /// connection costs a spawned task and a ping through the connection's worker thread,
 /// which the next writer waited for (Optimization 15). SQLite connections do not drop like
 /// network ones, so the connection is opened once. Reads use a pool of the other
-/// connections. On PostgreSQL reads and writes share one pool.
+/// connections. On PostgreSQL reads and writes share one pool; at most half of its
+/// connections write at once, parked for the next writer between writes
+/// ([`Writer::mark_reusable`]).
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     sqlite_writer: Option<Arc<Mutex<Option<AnyConnection>>>>,
+    parked: Arc<Parked>,
     backend: Backend,
-}
-
-/// A connection to write on, held until dropped: on SQLite the one writer connection
-/// (other writers wait for it), on PostgreSQL a pooled connection. Dereferences to the
-/// connection, so `&mut *writer` is an executor.
-#[derive(Debug)]
-pub struct Writer(WriterConnection);
-
-#[derive(Debug)]
-enum WriterConnection {
-    Sqlite(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
-    Pooled(PoolConnection<Any>),
-}
-
-impl Deref for Writer {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        match &self.0 {
-            WriterConnection::Sqlite(connection) => connection,
-            WriterConnection::Pooled(connection) => connection,
-        }
-    }
-}
-
-impl DerefMut for Writer {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match &mut self.0 {
-            WriterConnection::Sqlite(connection) => connection,
-            WriterConnection::Pooled(connection) => connection,
-        }
-    }
-}
-
-impl Writer {
-    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock up
-    /// front, so read-then-write never fails on upgrade), `BEGIN` on PostgreSQL. Dropped
-    /// uncommitted, it rolls back.
-    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
-        match &mut self.0 {
-            WriterConnection::Sqlite(connection) => connection.begin_with("BEGIN IMMEDIATE").await,
-            WriterConnection::Pooled(connection) => connection.begin().await,
-        }
-    }
 }
 
 impl Db {
@@ -134,7 +96,8 @@ impl Db {
             }
         };
         crate::metrics::watch_pool(label, pool.clone());
-        Ok(Self { pool, sqlite_writer, backend })
+        let parked = Arc::new(Parked::new((options.max_connections as usize / 2).max(1)));
+        Ok(Self { pool, sqlite_writer, parked, backend })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
@@ -157,7 +120,7 @@ impl Db {
     /// `PoolClosed` after [`Db::close`].
     pub async fn writer(&self) -> Result<Writer, sqlx::Error> {
         let Some(sqlite_writer) = &self.sqlite_writer else {
-            return Ok(Writer(WriterConnection::Pooled(self.pool.acquire().await?)));
+            return self.parked.checkout(&self.pool).await;
         };
         let guard = Arc::clone(sqlite_writer).lock_owned().await;
         OwnedMutexGuard::try_map(guard, Option::as_mut)
@@ -172,6 +135,7 @@ impl Db {
 
     /// Closes the pool and the writer connection.
     pub async fn close(&self) {
+        self.parked.close();
         self.pool.close().await;
         if let Some(sqlite_writer) = &self.sqlite_writer {
             let writer = sqlite_writer.lock().await.take();

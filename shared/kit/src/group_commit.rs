@@ -93,7 +93,9 @@ impl<W: BatchedWrite> GroupCommit<W> {
 /// One write, one transaction.
 async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
     let mut writer = db.writer().await?;
-    apply_in(writer.begin().await?, write).await
+    let applied = apply_in(writer.begin().await?, write).await;
+    writer.mark_reusable(&applied);
+    applied
 }
 
 /// Applies `write` in `tx` (a transaction or a savepoint): commits (releases) it when the
@@ -136,8 +138,9 @@ async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results
             }
         },
     };
-    tx.commit().await?;
-    Ok(results)
+    let committed = tx.commit().await;
+    writer.mark_reusable(&committed);
+    committed.map(|()| results)
 }
 
 /// Every write of `batch` without savepoints (two statements fewer per write); `Ok(None)`

@@ -100,7 +100,10 @@ async fn fetch_written<'q>(
     db: &Db,
     query: QueryScalar<'q, Any, String, AnyArguments<'q>>,
 ) -> Result<Vec<String>, sqlx::Error> {
-    query.fetch_all(&mut *db.writer().await?).await
+    let mut writer = db.writer().await?;
+    let written = query.fetch_all(&mut *writer).await;
+    writer.mark_reusable(&written);
+    written
 }
 
 /// Per request id: whether the statement returned it, or the statement's error.

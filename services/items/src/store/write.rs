@@ -95,7 +95,9 @@ impl ItemStore {
         let change = Change { state: item.state.clone(), owner: item.owner, kind: EventType::Granted, holder: None };
         let event = new_event(&item, None, &change, &plan.meta, now);
         insert_event(&mut tx, &event, &plan.meta.fingerprint).await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        writer.mark_reusable(&committed);
+        committed?;
         Ok(Some(Applied { item, event, replayed: false }))
     }
 
@@ -139,7 +141,9 @@ impl ItemStore {
         let Some((_, applied)) = write_transition(&mut tx, plan, now).await? else {
             return Ok(None);
         };
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        writer.mark_reusable(&committed);
+        committed?;
         Ok(Some(applied))
     }
 }

@@ -61,7 +61,9 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     }
     add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
     let sql = statement(entry.legs.len(), deltas.len());
-    let written = sqlx::query_scalar_with::<_, i64, _>(&sql, arguments).fetch_one(&mut *db.writer().await?).await;
+    let mut writer = db.writer().await?;
+    let written = sqlx::query_scalar_with::<_, i64, _>(&sql, arguments).fetch_one(&mut *writer).await;
+    writer.mark_reusable(&written);
     match written {
         Ok(1) => Ok(Posted::Written(entry)),
         Ok(_) => Ok(Posted::KeyTaken),

@@ -62,7 +62,9 @@ impl LedgerStore {
         let mut tx = writer.begin().await?;
         let entry = write_entry(&mut tx, plan, now_millis(), &self.known).await?;
         if let Some(entry) = &entry {
-            tx.commit().await?;
+            let committed = tx.commit().await;
+            writer.mark_reusable(&committed);
+            committed?;
             self.known.learn(&entry.legs);
         }
         Ok(entry)

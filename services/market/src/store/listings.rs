@@ -175,7 +175,9 @@ impl MarketStore {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
         let moved = move_listing(&mut tx, listing_id, from, to, now).await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        writer.mark_reusable(&committed);
+        committed?;
         Ok(moved)
     }
 
@@ -222,7 +224,9 @@ impl MarketStore {
             })?;
         }
         insert_outbox(&mut tx, listing_id, now).await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        writer.mark_reusable(&committed);
+        committed?;
         Ok(true)
     }
 

@@ -179,7 +179,9 @@ impl RedemptionStore {
         if moved && owe_unlock {
             insert_outbox(&mut tx, order_id, item_instance_id, OutboxAction::Unlock, now).await?;
         }
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        writer.mark_reusable(&committed);
+        committed?;
         Ok(moved)
     }
 
@@ -223,7 +225,9 @@ impl RedemptionStore {
         }
         insert_outbox(&mut tx, resolution.order_id, resolution.item_instance_id, resolution.owed, resolution.now)
             .await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        writer.mark_reusable(&committed);
+        committed?;
         Ok(true)
     }
 

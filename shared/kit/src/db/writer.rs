@@ -1,0 +1,255 @@
+//! The connection a write runs on ([`Writer`]) and the PostgreSQL writer connections
+//! parked outside sqlx's pool between writes ([`Parked`]).
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection, Transaction};
+use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
+
+/// A connection to write on, held until dropped: on SQLite the one writer connection
+/// (other writers wait for it), on PostgreSQL a pooled connection. Dereferences to the
+/// connection, so `&mut *writer` is an executor.
+///
+/// A PostgreSQL connection goes back to sqlx's pool when dropped, which pings it before
+/// anyone may use it again: one round trip per write on a CPU-bound server. After
+/// [`Writer::mark_reusable`] it is parked instead and the next writer takes it without
+/// the ping (BENCHMARKS.md, Optimization 17).
+#[derive(Debug)]
+pub struct Writer(pub(super) WriterConnection);
+
+#[derive(Debug)]
+pub(super) enum WriterConnection {
+    Sqlite(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
+    Postgres(Parkable),
+}
+
+impl Deref for Writer {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            WriterConnection::Sqlite(connection) => connection,
+            WriterConnection::Postgres(parkable) => parkable.connection(),
+        }
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            WriterConnection::Sqlite(connection) => connection,
+            WriterConnection::Postgres(parkable) => parkable.connection_mut(),
+        }
+    }
+}
+
+impl Writer {
+    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock up
+    /// front, so read-then-write never fails on upgrade), `BEGIN` on PostgreSQL. Dropped
+    /// uncommitted, it rolls back.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
+        match &mut self.0 {
+            WriterConnection::Sqlite(connection) => connection.begin_with("BEGIN IMMEDIATE").await,
+            WriterConnection::Postgres(parkable) => parkable.connection_mut().begin().await,
+        }
+    }
+
+    /// Call after the writer's last statement (or transaction) with its `outcome`. When
+    /// the server answered it with a result or with an error of the statement's own (a
+    /// data exception, a violated constraint, a serialization failure or deadlock: SQLSTATE
+    /// classes 22, 23 and 40), the connection is in step with the server, so on PostgreSQL
+    /// it is parked for the next writer without sqlx's release ping. Without this call, or
+    /// after any other error (a lost connection, a backend terminated with `57P01`), it
+    /// goes back through sqlx's pool, which pings it and closes it when broken. No effect
+    /// on SQLite.
+    pub fn mark_reusable<T>(&mut self, outcome: &Result<T, sqlx::Error>) {
+        if let WriterConnection::Postgres(parkable) = &mut self.0 {
+            parkable.reusable = match outcome {
+                Ok(_) => true,
+                Err(error) => error
+                    .as_database_error()
+                    .and_then(|error| error.code())
+                    .is_some_and(|code| ["22", "23", "40"].iter().any(|class| code.starts_with(class))),
+            };
+        }
+    }
+}
+
+/// A PostgreSQL connection checked out of sqlx's pool: parked on drop when marked
+/// reusable, else returned to the pool.
+#[derive(Debug)]
+pub(super) struct Parkable {
+    connection: Option<PoolConnection<Any>>,
+    parked: Arc<Parked>,
+    reusable: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Parkable {
+    fn connection(&self) -> &AnyConnection {
+        self.connection.as_deref().expect("a parkable connection is present until dropped")
+    }
+
+    fn connection_mut(&mut self) -> &mut AnyConnection {
+        self.connection.as_deref_mut().expect("a parkable connection is present until dropped")
+    }
+}
+
+impl Drop for Parkable {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take().filter(|_| self.reusable) {
+            self.parked.park(connection);
+        }
+    }
+}
+
+/// The PostgreSQL writers' connections: at most `capacity` writers at once (they queue in
+/// FIFO order for a permit, so a parked connection never idles while a writer waits), each
+/// on a parked connection or, when none is parked, one acquired from sqlx's pool. Parked
+/// connections stay checked out of that pool (they count towards its size), so the
+/// capacity is kept below the pool's size and readers keep the rest. Last in, first out:
+/// the busiest connections stay warm.
+#[derive(Debug)]
+pub(super) struct Parked {
+    capacity: usize,
+    permits: Arc<Semaphore>,
+    state: Mutex<ParkedState>,
+}
+
+#[derive(Debug, Default)]
+struct ParkedState {
+    connections: Vec<PoolConnection<Any>>,
+    closed: bool,
+}
+
+impl Parked {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self { capacity, permits: Arc::new(Semaphore::new(capacity)), state: Mutex::default() }
+    }
+
+    /// Waits for a writer's turn, then takes the most recently parked connection or one
+    /// from `pool`. `PoolClosed` after [`Parked::close`].
+    pub(super) async fn checkout(self: &Arc<Self>, pool: &sqlx::AnyPool) -> Result<Writer, sqlx::Error> {
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let parked = self.lock().connections.pop();
+        let connection = match parked {
+            Some(connection) => connection,
+            None => pool.acquire().await?,
+        };
+        let parkable =
+            Parkable { connection: Some(connection), parked: Arc::clone(self), reusable: false, _permit: permit };
+        Ok(Writer(WriterConnection::Postgres(parkable)))
+    }
+
+    /// Parks `connection`, or returns it to the pool when full or closed.
+    fn park(&self, connection: PoolConnection<Any>) {
+        let refused = {
+            let mut state = self.lock();
+            if state.closed || state.connections.len() >= self.capacity {
+                Some(connection)
+            } else {
+                state.connections.push(connection);
+                None
+            }
+        };
+        drop(refused);
+    }
+
+    /// Returns every parked connection to the pool and parks none from now on, so that
+    /// closing the pool does not wait for them.
+    pub(super) fn close(&self) {
+        let connections = {
+            let mut state = self.lock();
+            state.closed = true;
+            self.permits.close();
+            std::mem::take(&mut state.connections)
+        };
+        drop(connections);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ParkedState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{Backend, Db, DbOptions};
+    use crate::testing::TestDatabase;
+
+    async fn database() -> anyhow::Result<(TestDatabase, Db)> {
+        let test = TestDatabase::new().await?;
+        let db = Db::connect(&test.url, &DbOptions::default()).await?;
+        Ok((test, db))
+    }
+
+    /// How many writers may hold a connection at once.
+    fn writers(db: &Db) -> usize {
+        match db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => DbOptions::default().max_connections as usize / 2,
+        }
+    }
+
+    async fn backend_pid(writer: &mut super::Writer) -> Result<i32, sqlx::Error> {
+        let pid = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&mut **writer).await;
+        writer.mark_reusable(&pid);
+        pid
+    }
+
+    #[tokio::test]
+    async fn writers_beyond_the_limit_wait_while_readers_keep_reading() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        let mut held = Vec::new();
+        for _ in 0..writers(&db) {
+            held.push(db.writer().await?);
+        }
+        let waiting = tokio::spawn({
+            let db = db.clone();
+            async move { db.writer().await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no writer connection is free");
+        let read: i64 = sqlx::query_scalar("SELECT 1").fetch_one(db.pool()).await?;
+        assert_eq!(read, 1);
+        held.pop();
+        tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), db.close()).await?;
+        assert!(matches!(db.writer().await, Err(sqlx::Error::PoolClosed)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_reusable_postgres_writer_is_parked_and_a_broken_one_replaced() -> anyhow::Result<()> {
+        let test = TestDatabase::new().await?;
+        let db = Db::connect(&test.url, &DbOptions { max_connections: 2, ..DbOptions::default() }).await?;
+        if db.backend() == Backend::Sqlite {
+            return Ok(()); // one writer connection, never parked
+        }
+        let parked = backend_pid(&mut db.writer().await?).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await; // a connection returned to the pool would be idle by now
+        let reader: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(db.pool()).await?;
+        assert_ne!(reader, parked, "a parked connection is not handed to readers");
+        let mut writer = db.writer().await?;
+        assert_eq!(backend_pid(&mut writer).await?, parked, "the parked connection is taken again");
+        let refused = sqlx::query("SELECT 1 / 0").execute(&mut *writer).await;
+        writer.mark_reusable(&refused);
+        drop(writer);
+        let mut writer = db.writer().await?;
+        assert_eq!(backend_pid(&mut writer).await?, parked, "a statement's own error leaves it parked");
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(parked).execute(db.pool()).await?;
+        let broken = sqlx::query("SELECT 1").execute(&mut *writer).await;
+        assert!(broken.is_err());
+        writer.mark_reusable(&broken);
+        drop(writer);
+        let replaced = backend_pid(&mut db.writer().await?).await?;
+        assert_ne!(replaced, parked, "a connection that failed is not parked");
+        tokio::time::timeout(Duration::from_secs(10), db.close()).await?;
+        Ok(())
+    }
+}
