@@ -15,8 +15,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 mod writer;
 
-pub use writer::Writer;
-use writer::{Parked, WriterConnection};
+use writer::{Parked, SqliteWriter, WriterConnection};
+pub use writer::{RawTransaction, Writer};
 
 /// The database engine behind a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Default for DbOptions {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    sqlite_writer: Option<Arc<Mutex<Option<AnyConnection>>>>,
+    sqlite_writer: Option<Arc<Mutex<Option<SqliteWriter>>>>,
     parked: Arc<Parked>,
     backend: Backend,
 }
@@ -90,7 +90,7 @@ impl Db {
             Backend::Sqlite => {
                 let url = sqlite_create_url(url)?;
                 let readers = options.max_connections.saturating_sub(1).max(1);
-                let writer = open_sqlite_writer(&url, options).await?;
+                let writer = SqliteWriter::new(open_sqlite_writer(&url, options).await?);
                 let pool = sqlite_pool_options(readers, options).connect(&url).await?;
                 (pool, Some(Arc::new(Mutex::new(Some(writer)))))
             }
@@ -123,9 +123,9 @@ impl Db {
             return self.parked.checkout(&self.pool).await;
         };
         let guard = Arc::clone(sqlite_writer).lock_owned().await;
-        OwnedMutexGuard::try_map(guard, Option::as_mut)
-            .map(|connection| Writer(WriterConnection::Sqlite(connection)))
-            .map_err(|_| sqlx::Error::PoolClosed)
+        let mut writer = OwnedMutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
+        writer.end_abandoned_transaction().await;
+        Ok(Writer(WriterConnection::Sqlite(writer)))
     }
 
     /// The engine.
@@ -140,7 +140,7 @@ impl Db {
         if let Some(sqlite_writer) = &self.sqlite_writer {
             let writer = sqlite_writer.lock().await.take();
             if let Some(writer) = writer {
-                let _ = writer.close().await;
+                let _ = writer.connection.close().await;
             }
         }
     }

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::batch::Coalescer;
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Db, Writer};
 use sqlx::{Acquire, Any, AnyConnection, Transaction};
 
 /// A boxed future borrowing the connection.
@@ -37,6 +37,19 @@ pub trait BatchedWrite: Send + Sync + 'static {
     /// `Ok(None)`, the default, when this kind of write has no bulk form: the batch is
     /// then applied write by write.
     fn write_batch<'c>(_batch: &'c [Self], _conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>>
+    where
+        Self: Sized,
+    {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// A bulk form that opens and commits its own transaction on `writer` (through
+    /// [`Writer::raw_transaction`]: `BEGIN IMMEDIATE` and `COMMIT` sent inside its own
+    /// calls), tried first for every batch, even of one write. Results as
+    /// [`BatchedWrite::write_batch`]; `Err` when it failed (nothing of it took effect once
+    /// the writer's next user rolled it back). `Ok(None)`, the default, when `batch` has no
+    /// such form: it is then applied by [`BatchedWrite::write_batch`] or write by write.
+    fn commit_batch<'c>(_batch: &'c [Self], _writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>>
     where
         Self: Sized,
     {
@@ -110,16 +123,24 @@ async fn apply_in<W: BatchedWrite>(mut tx: Transaction<'_, Any>, write: &W) -> S
 }
 
 async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>> {
-    if let [write] = batch.as_slice() {
-        return vec![apply_alone(&db, write).await];
-    }
-    apply_together(&db, &batch).await.map_or_else(
+    let applied = match commit_in_bulk(&db, &batch).await {
+        Ok(Some(results)) => Ok(results),
+        Ok(None) if batch.len() == 1 => return vec![apply_alone(&db, &batch[0]).await],
+        Ok(None) => apply_together(&db, &batch).await,
+        Err(error) => Err(error),
+    };
+    applied.map_or_else(
         |error| {
             tracing::warn!(error = %error, writes = batch.len(), "group commit failed; no write of the batch took effect");
             batch.iter().map(|_| Err(sqlx::Error::Protocol(format!("group commit failed: {error}")))).collect()
         },
         |results| results.into_iter().map(Ok).collect(),
     )
+}
+
+/// `batch` in the bulk form that commits itself ([`BatchedWrite::commit_batch`]), if any.
+async fn commit_in_bulk<W: BatchedWrite>(db: &Db, batch: &[W]) -> BulkResults<W> {
+    W::commit_batch(batch, &mut db.writer().await?).await
 }
 
 /// Every write of `batch` in one transaction: in its bulk form when it has one, else

@@ -10,12 +10,16 @@
 //! takes its rows as one JSON array (`json_each`), so it is prepared once whatever the
 //! batch's size. A refused entry is never written, so nothing needs undoing.
 //!
-//! Entries that resolve or open holds, or touch an asset or account not yet known to
-//! exist, take the write-by-write path, each in a savepoint, in their place in the batch.
+//! A batch of plain entries only (the usual one) opens and commits its own transaction:
+//! `BEGIN IMMEDIATE` goes with the read and `COMMIT` with the writes, two calls per batch
+//! (Optimization 18). Entries that resolve or open holds, or touch an asset or account
+//! not yet known to exist, take the write-by-write path, each in a savepoint, in their
+//! place in the batch.
 
 use std::collections::{HashMap, HashSet};
 
-use economy_kit::group_commit::write_in_savepoint;
+use economy_kit::db::Writer;
+use economy_kit::group_commit::{BulkResults, write_in_savepoint};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
@@ -26,6 +30,45 @@ use crate::domain::ids::EntityId;
 
 /// A balance row: `(account key, asset code)`.
 type BalanceKey = (String, String);
+
+/// Applies `batch` when every write is plain, in a transaction of its own on `writer`
+/// (SQLite): results in batch order; `Ok(None)` when a write is not plain (or on
+/// PostgreSQL); `Err` when a statement failed (the transaction is then left for the
+/// writer's next user to roll back).
+pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) -> BulkResults<EntryWrite> {
+    if !batch.iter().all(EntryWrite::is_plain) {
+        return Ok(None);
+    }
+    let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
+    let results = write_plain(batch, &mut transaction, now_millis(), Framing::Own).await?;
+    transaction.end();
+    Ok(Some(results))
+}
+
+/// Whether a bulk write runs inside the caller's transaction or begins and commits its own.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Inside,
+    Own,
+}
+
+impl Framing {
+    /// What precedes the read.
+    fn begin(self) -> &'static str {
+        match self {
+            Self::Inside => "",
+            Self::Own => "BEGIN IMMEDIATE; ",
+        }
+    }
+
+    /// What follows the writes.
+    fn commit(self) -> &'static str {
+        match self {
+            Self::Inside => "",
+            Self::Own => "; COMMIT",
+        }
+    }
+}
 
 /// Applies `batch` (see the module docs) in its order: each run of plain writes in bulk,
 /// every other write alone. Results in batch order; `Ok(None)` when no write is plain
@@ -46,7 +89,7 @@ pub(super) async fn write_entries(
     while start < batch.len() {
         let end = (start..batch.len()).find(|index| !plain[*index]).unwrap_or(batch.len());
         if end > start {
-            results.extend(write_plain(&batch[start..end], conn, now).await?);
+            results.extend(write_plain(&batch[start..end], conn, now, Framing::Inside).await?);
             start = end;
         } else {
             results.push(write_in_savepoint(conn, &batch[start]).await?);
@@ -62,9 +105,10 @@ async fn write_plain(
     writes: &[EntryWrite],
     conn: &mut AnyConnection,
     now: i64,
+    framing: Framing,
 ) -> Result<Vec<Result<Entry, Refusal>>, sqlx::Error> {
     let deltas: Vec<_> = writes.iter().map(EntryWrite::deltas).collect();
-    let (taken, mut book) = read_state(conn, writes, deltas.iter().flatten().flatten()).await?;
+    let (taken, mut book) = read_state(conn, writes, deltas.iter().flatten().flatten(), framing).await?;
     let mut claimed = HashSet::new();
     let mut results = Vec::with_capacity(writes.len());
     for (write, deltas) in writes.iter().zip(deltas) {
@@ -80,7 +124,7 @@ async fn write_plain(
         .zip(writes)
         .filter_map(|(result, write)| result.as_ref().ok().map(|entry| (entry, write.plan.meta.fingerprint.as_str())))
         .collect();
-    write_accepted(conn, &accepted, &book, now).await?;
+    write_accepted(conn, &accepted, &book, now, framing).await?;
     Ok(results)
 }
 
@@ -94,14 +138,16 @@ async fn read_state<'d>(
     conn: &mut AnyConnection,
     writes: &[EntryWrite],
     deltas: impl Iterator<Item = &'d BalanceDelta>,
+    framing: Framing,
 ) -> Result<(HashSet<String>, BalanceBook), sqlx::Error> {
     let keys: Vec<&str> = writes.iter().map(|write| write.plan.meta.key.as_str()).collect();
     let balances: HashSet<BalanceKey> = deltas.map(key_of).collect();
     let found: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT {TAKEN_KEY}, idempotency_key, '', 0, 0 FROM journal_entries \
+        "{}SELECT {TAKEN_KEY}, idempotency_key, '', 0, 0 FROM journal_entries \
          WHERE idempotency_key IN (SELECT value FROM json_each($1)) \
          UNION ALL SELECT {BALANCE}, b.account, b.asset_code, b.available, b.frozen FROM json_each($2) AS k \
-         JOIN balances AS b ON b.account = k.value ->> 0 AND b.asset_code = k.value ->> 1"
+         JOIN balances AS b ON b.account = k.value ->> 0 AND b.asset_code = k.value ->> 1",
+        framing.begin()
     ))
     .bind(json(&keys)?)
     .bind(json(&balances)?)
@@ -160,6 +206,7 @@ async fn write_accepted(
     entries: &[(&Entry, &str)],
     book: &BalanceBook,
     now: i64,
+    framing: Framing,
 ) -> Result<(), sqlx::Error> {
     let entry_rows: Vec<_> = entries
         .iter()
@@ -177,7 +224,7 @@ async fn write_accepted(
         })
         .collect();
     let posting_rows: Vec<_> = entries.iter().flat_map(|(entry, _)| posting_rows(&entry.id, &entry.legs)).collect();
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, \
          created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
          value ->> 7 FROM json_each($1); \
@@ -187,8 +234,9 @@ async fn write_accepted(
          INSERT INTO balances (account, asset_code, available, frozen, updated_at) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $4 FROM json_each($3) WHERE true \
          ON CONFLICT (account, asset_code) DO UPDATE SET available = excluded.available, \
-         frozen = excluded.frozen, updated_at = excluded.updated_at",
-    )
+         frozen = excluded.frozen, updated_at = excluded.updated_at{}",
+        framing.commit()
+    ))
     .bind(json(&entry_rows)?)
     .bind(json(&posting_rows)?)
     .bind(json(&book.moved_rows())?)

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use economy_kit::db::{Backend, is_unique_violation, value_tuples};
+use economy_kit::db::{Backend, Writer, is_unique_violation, value_tuples};
 use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
 use sqlx::any::AnyArguments;
@@ -139,6 +139,10 @@ impl BatchedWrite for EntryWrite {
 
     fn write_batch<'c>(batch: &'c [Self], conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>> {
         Box::pin(super::bulk::write_entries(batch, conn))
+    }
+
+    fn commit_batch<'c>(batch: &'c [Self], writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>> {
+        Box::pin(super::bulk::commit_entries(batch, writer))
     }
 }
 

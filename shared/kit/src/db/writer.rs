@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection, Transaction};
+use sqlx::{Any, AnyConnection, Connection, Executor, Transaction};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// A connection to write on, held until dropped: on SQLite the one writer connection
@@ -21,7 +21,7 @@ pub struct Writer(pub(super) WriterConnection);
 
 #[derive(Debug)]
 pub(super) enum WriterConnection {
-    Sqlite(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
+    Sqlite(OwnedMappedMutexGuard<Option<SqliteWriter>, SqliteWriter>),
     Postgres(Parkable),
 }
 
@@ -30,7 +30,7 @@ impl Deref for Writer {
 
     fn deref(&self) -> &AnyConnection {
         match &self.0 {
-            WriterConnection::Sqlite(connection) => connection,
+            WriterConnection::Sqlite(writer) => &writer.connection,
             WriterConnection::Postgres(parkable) => parkable.connection(),
         }
     }
@@ -39,7 +39,7 @@ impl Deref for Writer {
 impl DerefMut for Writer {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match &mut self.0 {
-            WriterConnection::Sqlite(connection) => connection,
+            WriterConnection::Sqlite(writer) => &mut writer.connection,
             WriterConnection::Postgres(parkable) => parkable.connection_mut(),
         }
     }
@@ -51,7 +51,7 @@ impl Writer {
     /// uncommitted, it rolls back.
     pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
         match &mut self.0 {
-            WriterConnection::Sqlite(connection) => connection.begin_with("BEGIN IMMEDIATE").await,
+            WriterConnection::Sqlite(writer) => writer.connection.begin_with("BEGIN IMMEDIATE").await,
             WriterConnection::Postgres(parkable) => parkable.connection_mut().begin().await,
         }
     }
@@ -73,6 +73,69 @@ impl Writer {
                     .and_then(|error| error.code())
                     .is_some_and(|code| ["22", "23", "40"].iter().any(|class| code.starts_with(class))),
             };
+        }
+    }
+
+    /// On SQLite, a write transaction whose `BEGIN IMMEDIATE` and `COMMIT` the caller sends
+    /// inside its own calls (one hand-off to the connection's worker thread for the reads
+    /// and one for the writes, instead of four with [`Writer::begin`] and a commit;
+    /// BENCHMARKS.md, Optimization 18). Until [`RawTransaction::end`] the connection counts
+    /// as possibly inside it, so a writer dropped before (a failed statement, a panic) is
+    /// rolled back by the next [`super::Db::writer`]. `None` on PostgreSQL, whose pooled
+    /// connections must never be returned inside a transaction.
+    pub fn raw_transaction(&mut self) -> Option<RawTransaction<'_>> {
+        match &mut self.0 {
+            WriterConnection::Sqlite(writer) => {
+                writer.raw_transaction_open = true;
+                Some(RawTransaction(writer))
+            }
+            WriterConnection::Postgres(_) => None,
+        }
+    }
+}
+
+/// See [`Writer::raw_transaction`]; dereferences to the connection.
+#[derive(Debug)]
+pub struct RawTransaction<'w>(&'w mut SqliteWriter);
+
+impl RawTransaction<'_> {
+    /// Call once the caller's statements committed (or rolled back) the transaction.
+    pub fn end(self) {
+        self.0.raw_transaction_open = false;
+    }
+}
+
+impl Deref for RawTransaction<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.0.connection
+    }
+}
+
+impl DerefMut for RawTransaction<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.0.connection
+    }
+}
+
+/// The SQLite writer connection, and whether a [`RawTransaction`] may be open on it.
+#[derive(Debug)]
+pub(super) struct SqliteWriter {
+    pub(super) connection: AnyConnection,
+    raw_transaction_open: bool,
+}
+
+impl SqliteWriter {
+    pub(super) fn new(connection: AnyConnection) -> Self {
+        Self { connection, raw_transaction_open: false }
+    }
+
+    /// Rolls back a raw transaction its writer left open (the error of a `ROLLBACK` with
+    /// no transaction open is expected and ignored).
+    pub(super) async fn end_abandoned_transaction(&mut self) {
+        if std::mem::take(&mut self.raw_transaction_open) {
+            let _ = self.connection.execute("ROLLBACK").await;
         }
     }
 }
@@ -221,6 +284,30 @@ mod tests {
         drop(held);
         tokio::time::timeout(Duration::from_secs(10), db.close()).await?;
         assert!(matches!(db.writer().await, Err(sqlx::Error::PoolClosed)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_raw_transaction_left_open_is_rolled_back_by_the_next_writer() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL)").execute(&mut *db.writer().await?).await?;
+        let mut writer = db.writer().await?;
+        let Some(mut abandoned) = writer.raw_transaction() else {
+            assert_eq!(db.backend(), Backend::Postgres);
+            return Ok(());
+        };
+        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t (v) VALUES (1)").execute(&mut *abandoned).await?;
+        drop(writer); // neither committed nor ended
+        let mut writer = db.writer().await?;
+        let mut tx = writer.begin().await?; // fails inside a transaction left open
+        sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await?;
+        tx.commit().await?;
+        let mut raw = writer.raw_transaction().ok_or_else(|| anyhow::anyhow!("SQLite has raw transactions"))?;
+        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t (v) VALUES (3); COMMIT").execute(&mut *raw).await?;
+        raw.end();
+        drop(writer);
+        let values: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v").fetch_all(db.pool()).await?;
+        assert_eq!(values, vec![2, 3]);
         Ok(())
     }
 
