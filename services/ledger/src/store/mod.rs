@@ -4,6 +4,7 @@
 
 mod bulk;
 mod catalog;
+mod combined;
 mod compensation;
 mod known;
 mod read;
@@ -13,7 +14,8 @@ mod write;
 
 use std::sync::Arc;
 
-use economy_kit::db::{Db, DbOptions};
+use economy_kit::batch::Coalescer;
+use economy_kit::db::{Backend, Db, DbOptions};
 use economy_kit::group_commit::GroupCommit;
 use sqlx::migrate::Migrator;
 
@@ -24,6 +26,9 @@ pub use write::Applied;
 
 /// Most journal entries one SQLite commit carries (group commit, BENCHMARKS.md).
 const MAX_ENTRIES_PER_COMMIT: usize = 64;
+
+/// Most plain entries one PostgreSQL statement carries (`combined`).
+const MAX_ENTRIES_PER_STATEMENT: usize = 32;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/postgres");
@@ -39,6 +44,8 @@ impl From<sqlx::Error> for LedgerError {
 pub struct LedgerStore {
     db: Db,
     entries: GroupCommit<write::EntryWrite>,
+    /// PostgreSQL: plain entries queued for `combined` statements.
+    plain: Option<Coalescer<write::EntryWrite, Result<single::Posted, LedgerError>>>,
     known: Arc<known::KnownRows>,
 }
 
@@ -49,7 +56,11 @@ impl LedgerStore {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         let entries = GroupCommit::new(db.clone(), MAX_ENTRIES_PER_COMMIT);
-        let store = Self { db, entries, known: Arc::default() };
+        let plain = (db.backend() == Backend::Postgres).then(|| {
+            let db = db.clone();
+            Coalescer::new(MAX_ENTRIES_PER_STATEMENT, move |batch| combined::post_batch(db.clone(), batch))
+        });
+        let store = Self { db, entries, plain, known: Arc::default() };
         store.seed_system_accounts(system_accounts).await?;
         Ok(store)
     }

@@ -1,7 +1,7 @@
 //! The one-statement form of a plain entry on PostgreSQL (BENCHMARKS.md Optimization
-//! 16). There each write runs alone (no group commit), and the transaction path costs
-//! `BEGIN`, four statements for a transfer and `COMMIT`: seven round trips with the pool's
-//! release ping, on a server that shares the machine's cores. A plain entry (no hold to
+//! 16), for an entry alone in the queue of `combined` or whose combined statement did not
+//! apply. There the transaction path costs `BEGIN`, four statements for a transfer and
+//! `COMMIT`, round trips on a server that shares the machine's cores. A plain entry (no hold to
 //! open or resolve; assets and accounts known) is written by ONE autocommitted statement
 //! instead: data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the
 //! postings, lock the balance rows in the transaction path's order and move every
@@ -14,9 +14,9 @@ use economy_kit::db::{Db, value_tuples_after};
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments};
 
-use super::write::{EntryWrite, entry_arguments, posting_rows};
+use super::write::{EntryWrite, PostingRow, entry_arguments, posting_rows};
 use crate::domain::LedgerError;
-use crate::domain::entry::Entry;
+use crate::domain::entry::{BalanceDelta, Entry};
 
 /// SQLSTATEs after which the transaction path decides: the statement's refusal signal
 /// (`division_by_zero`) and a lost deadlock (`deadlock_detected`).
@@ -42,23 +42,10 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     let entry = write.entry(now);
     let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
     // The entry id comes from the `entry` CTE, so a taken key inserts no postings.
-    for (_, seq, account, asset, bucket, amount, hold) in posting_rows(&entry.id, &entry.legs) {
-        add(&mut arguments, seq)?;
-        add(&mut arguments, account)?;
-        add(&mut arguments, asset)?;
-        add(&mut arguments, bucket)?;
-        add(&mut arguments, amount)?;
-        add(&mut arguments, hold)?;
+    for row in posting_rows(&entry.id, &entry.legs) {
+        add_posting(&mut arguments, row)?;
     }
-    for (order, delta) in (0_i64..).zip(&deltas) {
-        let (available_low, available_high) = delta.available_range();
-        let (frozen_low, frozen_high) = delta.frozen_range();
-        add(&mut arguments, delta.account.key())?;
-        add(&mut arguments, delta.asset.as_str())?;
-        for value in [delta.available, delta.frozen, available_low, available_high, frozen_low, frozen_high, order] {
-            add(&mut arguments, value)?;
-        }
-    }
+    add_moves(&mut arguments, &deltas)?;
     add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
     let sql = statement(entry.legs.len(), deltas.len());
     let mut writer = db.writer().await?;
@@ -72,11 +59,42 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     }
 }
 
-fn add<'q, T>(arguments: &mut AnyArguments<'q>, value: T) -> Result<(), sqlx::Error>
+/// Appends one bind parameter.
+pub(super) fn add<'q, T>(arguments: &mut AnyArguments<'q>, value: T) -> Result<(), sqlx::Error>
 where
     T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
 {
     arguments.add(value).map_err(sqlx::Error::Encode)
+}
+
+/// Appends a posting's columns after its entry id: seq, account, asset, bucket, amount,
+/// hold.
+pub(super) fn add_posting<'q>(arguments: &mut AnyArguments<'q>, row: PostingRow<'q>) -> Result<(), sqlx::Error> {
+    let (_, seq, account, asset, bucket, amount, hold) = row;
+    add(arguments, seq)?;
+    add(arguments, account)?;
+    add(arguments, asset)?;
+    add(arguments, bucket)?;
+    add(arguments, amount)?;
+    add(arguments, hold)
+}
+
+/// Appends one row per balance move, numbered in order: account, asset, available and
+/// frozen deltas, their bounds on the balance before the move, the number.
+pub(super) fn add_moves<'q>(
+    arguments: &mut AnyArguments<'q>,
+    deltas: impl IntoIterator<Item = &'q BalanceDelta>,
+) -> Result<(), sqlx::Error> {
+    for (order, delta) in (0_i64..).zip(deltas) {
+        let (available_low, available_high) = delta.available_range();
+        let (frozen_low, frozen_high) = delta.frozen_range();
+        add(arguments, delta.account.key())?;
+        add(arguments, delta.asset.as_str())?;
+        for value in [delta.available, delta.frozen, available_low, available_high, frozen_low, frozen_high, order] {
+            add(arguments, value)?;
+        }
+    }
+    Ok(())
 }
 
 fn is_undecided(error: &sqlx::Error) -> bool {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use economy_kit::db::{Backend, Writer, is_unique_violation, value_tuples};
+use economy_kit::db::{Writer, is_unique_violation, value_tuples};
 use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
 use sqlx::any::AnyArguments;
@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Arguments};
 
 use super::LedgerStore;
 use super::known::KnownRows;
-use super::single::{self, Posted};
+use super::single::Posted;
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
@@ -89,11 +89,12 @@ impl LedgerStore {
 
     /// `Ok(None)` when the idempotency key was taken by a concurrent writer. On SQLite the
     /// entry shares its transaction with others queued at the same time (group commit);
-    /// on PostgreSQL a plain entry is first tried as one statement (`single`).
+    /// on PostgreSQL a plain entry is first tried in a statement shared with the plain
+    /// entries queued meanwhile (`combined`), or alone (`single`).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
         let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
-        if self.db.backend() == Backend::Postgres && write.is_plain() {
-            match single::post(&self.db, &write, now_millis()).await? {
+        if let Some(plain) = self.plain.as_ref().filter(|_| write.is_plain()) {
+            match plain.submit(write.clone()).await.unwrap_or(Ok(Posted::Undecided))? {
                 Posted::Written(entry) => return Ok(Some(entry)),
                 Posted::KeyTaken => return Ok(None),
                 Posted::Undecided => {}
@@ -108,7 +109,7 @@ impl LedgerStore {
 }
 
 /// One `WritePlan` for the group committer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct EntryWrite {
     pub(super) plan: WritePlan,
     pub(super) known: Arc<KnownRows>,
@@ -195,13 +196,23 @@ async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Resu
 /// correlation id, memo, actor, created at (ms).
 pub(super) fn entry_arguments<'q>(id: &'q str, meta: &'q EntryMeta, now: i64) -> Result<AnyArguments<'q>, sqlx::Error> {
     let mut arguments = AnyArguments::default();
+    add_entry(&mut arguments, id, meta, now)?;
+    Ok(arguments)
+}
+
+/// Appends the eight journal-entry columns of [`entry_arguments`] to `arguments`.
+pub(super) fn add_entry<'q>(
+    arguments: &mut AnyArguments<'q>,
+    id: &'q str,
+    meta: &'q EntryMeta,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let texts =
         [id, meta.key.as_str(), &meta.fingerprint, &meta.business_type, &meta.correlation_id, &meta.memo, &meta.actor];
     for text in texts {
         arguments.add(text).map_err(sqlx::Error::Encode)?;
     }
-    arguments.add(now).map_err(sqlx::Error::Encode)?;
-    Ok(arguments)
+    arguments.add(now).map_err(sqlx::Error::Encode)
 }
 
 /// Claims an open hold for `resolution` and returns the legs that empty its frozen part.

@@ -1,0 +1,263 @@
+//! Several plain entries in one statement on PostgreSQL (BENCHMARKS.md Optimization 19).
+//! Plain entries that arrive while the previous statement runs are queued and written
+//! together: one autocommitted statement of data-modifying CTEs claims every key, inserts
+//! every posting, locks the balance rows the entries move in the one order every write
+//! path uses (`balance_deltas`: by account, then asset), checks each entry's moves in
+//! queue order against the balances as the entries before it leave them (the bounds of
+//! the conditional UPDATE of the other paths) and moves each balance by the entries' sum.
+//! Anything short of every entry applying (a key taken, a refusal, a missing balance row,
+//! a lost deadlock) aborts the whole statement; each entry then takes the one-entry form
+//! (`single`) on its own, which decides it and names any refusal. A lone entry takes the
+//! one-entry form at once.
+
+use std::collections::{BTreeSet, HashSet};
+
+use economy_kit::db::{Db, value_tuples_after};
+use economy_kit::time::now_millis;
+use futures_util::future::join_all;
+use sqlx::any::AnyArguments;
+
+use super::single::{self, Posted, add, add_moves, add_posting};
+use super::write::{EntryWrite, add_entry, posting_rows};
+use crate::domain::LedgerError;
+use crate::domain::entry::{BalanceDelta, Entry};
+use crate::domain::ids::{AccountId, AssetCode};
+
+/// Applies a queued batch of plain `writes`: together when every one applies, else each
+/// alone. Results in `writes` order.
+pub(super) async fn post_batch(db: Db, writes: Vec<EntryWrite>) -> Vec<Result<Posted, LedgerError>> {
+    let now = now_millis();
+    if writes.len() > 1
+        && let Some(entries) = post_together(&db, &writes, now).await
+    {
+        return entries.into_iter().map(|entry| Ok(Posted::Written(entry))).collect();
+    }
+    join_all(writes.iter().map(|write| single::post(&db, write, now))).await
+}
+
+/// The entries of `writes` when one statement applied them all; `None` when it applied
+/// none (any error included: every key is then still free or taken for good, and the
+/// one-entry form finds out which).
+async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<Entry>> {
+    let deltas: Vec<Vec<BalanceDelta>> = writes.iter().map(EntryWrite::deltas).collect::<Result<_, _>>().ok()?;
+    let mut keys = HashSet::new();
+    if deltas.iter().any(Vec::is_empty) || !writes.iter().all(|write| keys.insert(write.plan.meta.key.as_str())) {
+        return None;
+    }
+    let entries: Vec<Entry> = writes.iter().map(|write| write.entry(now)).collect();
+    let balances: BTreeSet<(&AccountId, &AssetCode)> =
+        deltas.iter().flatten().map(|delta| (&delta.account, &delta.asset)).collect();
+    let arguments = arguments(writes, &entries, &deltas, &balances, now).ok()?;
+    let postings = entries.iter().map(|entry| entry.legs.len()).sum();
+    let moves = deltas.iter().map(Vec::len).sum();
+    let sql = statement(entries.len(), postings, moves, balances.len());
+    let mut writer = db.writer().await.ok()?;
+    let written = sqlx::query_scalar_with::<_, i64, _>(&sql, arguments).fetch_one(&mut *writer).await;
+    writer.mark_reusable(&written);
+    written.ok().map(|_| entries)
+}
+
+/// The statement's parameters, in its order: entries, postings, moves, ranked balances,
+/// then `now` and the three counts.
+fn arguments<'q>(
+    writes: &'q [EntryWrite],
+    entries: &'q [Entry],
+    deltas: &'q [Vec<BalanceDelta>],
+    balances: &BTreeSet<(&'q AccountId, &'q AssetCode)>,
+    now: i64,
+) -> Result<AnyArguments<'q>, sqlx::Error> {
+    let mut arguments = AnyArguments::default();
+    for (write, entry) in writes.iter().zip(entries) {
+        add_entry(&mut arguments, &entry.id, &write.plan.meta, now)?;
+    }
+    for row in entries.iter().flat_map(|entry| posting_rows(&entry.id, &entry.legs)) {
+        add(&mut arguments, row.0)?;
+        add_posting(&mut arguments, row)?;
+    }
+    add_moves(&mut arguments, deltas.iter().flatten())?;
+    for (rank, (account, asset)) in (0_i64..).zip(balances) {
+        add(&mut arguments, account.key())?;
+        add(&mut arguments, asset.as_str())?;
+        add(&mut arguments, rank)?;
+    }
+    add(&mut arguments, now)?;
+    for count in [entries.len(), deltas.iter().map(Vec::len).sum(), balances.len()] {
+        add(&mut arguments, i64::try_from(count).unwrap_or(i64::MAX))?;
+    }
+    Ok(arguments)
+}
+
+const ENTRY_COLUMNS: usize = 8;
+const POSTING_COLUMNS: usize = 7;
+const MOVE_COLUMNS: usize = 9;
+const BALANCE_COLUMNS: usize = 3;
+
+/// The statement for `entries` entries with `postings` postings, `moves` balance moves
+/// (one per entry and balance, numbered in queue order) and `balances` distinct balances
+/// (ranked in lock order). Returns 1, or divides by zero when not every entry applied.
+/// `locked` takes the row locks in rank order before the UPDATE moves any (an
+/// uncorrelated subquery runs once, before the first row), and returns the rows as
+/// locked, so `fits` checks the latest balances.
+fn statement(entries: usize, postings: usize, moves: usize, balances: usize) -> String {
+    let entry_rows = value_tuples_after(0, entries, ENTRY_COLUMNS);
+    let mut taken = entries * ENTRY_COLUMNS;
+    let posting_rows = value_tuples_after(taken, postings, POSTING_COLUMNS);
+    taken += postings * POSTING_COLUMNS;
+    let move_rows = value_tuples_after(taken, moves, MOVE_COLUMNS);
+    taken += moves * MOVE_COLUMNS;
+    let balance_rows = value_tuples_after(taken, balances, BALANCE_COLUMNS);
+    taken += balances * BALANCE_COLUMNS;
+    let (now, entry_count, move_count, balance_count) = (taken + 1, taken + 2, taken + 3, taken + 4);
+    format!(
+        "WITH entries AS (
+    INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
+    VALUES {entry_rows} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), posted AS (
+    INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id)
+    SELECT p.entry_id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
+    FROM (VALUES {posting_rows}) AS p (entry_id, seq, account, asset, bucket, amount, hold)
+    JOIN entries ON entries.id = p.entry_id
+), moves (account, asset, available, frozen, available_low, available_high, frozen_low, frozen_high, n) AS (
+    VALUES {move_rows}
+), ranked (account, asset, r) AS (
+    VALUES {balance_rows}
+), locked AS (
+    SELECT b.account, b.asset_code, b.available, b.frozen
+    FROM ranked JOIN balances AS b ON b.account = ranked.account AND b.asset_code = ranked.asset
+    ORDER BY ranked.r FOR UPDATE OF b
+), steps AS (
+    SELECT m.available_low, m.available_high, m.frozen_low, m.frozen_high,
+        l.available + SUM(m.available) OVER w - m.available AS available_before,
+        l.frozen + SUM(m.frozen) OVER w - m.frozen AS frozen_before
+    FROM moves AS m JOIN locked AS l ON l.account = m.account AND l.asset_code = m.asset
+    WINDOW w AS (PARTITION BY m.account, m.asset ORDER BY m.n)
+), fits AS (
+    SELECT COUNT(*) AS n FROM steps
+    WHERE available_before BETWEEN available_low AND available_high
+        AND frozen_before BETWEEN frozen_low AND frozen_high
+), sums AS (
+    SELECT account, asset, SUM(available) AS available, SUM(frozen) AS frozen FROM moves GROUP BY account, asset
+), moved AS (
+    UPDATE balances AS b SET available = b.available + s.available, frozen = b.frozen + s.frozen, updated_at = ${now}
+    FROM sums AS s
+    WHERE (SELECT n FROM fits) = ${move_count} AND (SELECT COUNT(*) FROM entries) = ${entry_count}
+        AND b.account = s.account AND b.asset_code = s.asset
+    RETURNING 1
+)
+SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM moved) = ${balance_count} THEN 1 ELSE 0 END"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use economy_kit::db::{Backend, DbOptions};
+    use economy_kit::testing::TestDatabase;
+
+    use super::*;
+    use crate::domain::catalog::{Asset, AssetKind};
+    use crate::domain::commands::{AdjustBalance, Direction, PostTransaction, WritePlan};
+    use crate::domain::ids::{Amount, IdempotencyKey, UserId};
+    use crate::store::LedgerStore;
+
+    fn user(id: i64) -> AccountId {
+        AccountId::User(UserId::parse(id).expect("user id"))
+    }
+
+    fn points() -> AssetCode {
+        AssetCode::parse("POINTS").expect("asset code")
+    }
+
+    fn key(name: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(name).expect("key")
+    }
+
+    fn transfer(from: i64, to: i64, amount: i64, name: &str) -> WritePlan {
+        let postings = vec![(user(from), points(), -amount), (user(to), points(), amount)];
+        let command = PostTransaction {
+            business_type: "TRANSFER".into(),
+            correlation_id: String::new(),
+            memo: String::new(),
+            postings,
+            settlements: vec![],
+        };
+        command.plan(key(name), "user:1")
+    }
+
+    /// A PostgreSQL store where users 1, 2 and 3 hold 5 POINTS each; `None` on SQLite,
+    /// where the statement does not run.
+    async fn funded() -> anyhow::Result<Option<(TestDatabase, LedgerStore)>> {
+        let database = TestDatabase::new().await?;
+        let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await?;
+        if store.db.backend() == Backend::Sqlite {
+            return Ok(None);
+        }
+        let asset = Asset {
+            code: points(),
+            display_name: "Points".into(),
+            kind: AssetKind::Currency,
+            metadata: BTreeMap::new(),
+            created_at: 0,
+        };
+        store.define_asset(&asset).await?;
+        for id in 1..=3 {
+            let credit = AdjustBalance {
+                user: UserId::parse(id).expect("user id"),
+                asset: points(),
+                direction: Direction::Credit,
+                amount: Amount::parse(5).expect("amount"),
+                reason: "fund".into(),
+            };
+            store.apply(&credit.plan(key(&format!("fund-{id}")), "admin:1")).await?;
+        }
+        Ok(Some((database, store)))
+    }
+
+    fn writes(store: &LedgerStore, plans: Vec<WritePlan>) -> Vec<EntryWrite> {
+        plans.into_iter().map(|plan| EntryWrite { plan, known: Arc::clone(&store.known) }).collect()
+    }
+
+    async fn balances(store: &LedgerStore) -> anyhow::Result<Vec<i64>> {
+        let mut available = Vec::new();
+        for id in 1..=3 {
+            available.push(store.balance(&user(id), "POINTS").await?.0);
+        }
+        Ok(available)
+    }
+
+    #[tokio::test]
+    async fn entries_apply_together_only_when_each_fits_in_queue_order() -> anyhow::Result<()> {
+        let Some((_database, store)) = funded().await? else { return Ok(()) };
+        // User 1 pays 10 before being paid 5: the sum fits, the first entry does not.
+        let unfunded = writes(&store, vec![transfer(1, 2, 10, "pay"), transfer(3, 1, 5, "refill")]);
+        assert!(post_together(&store.db, &unfunded, now_millis()).await.is_none());
+        assert_eq!(balances(&store).await?, vec![5, 5, 5], "nothing of the batch remains");
+        let funded = writes(&store, vec![transfer(3, 1, 5, "refill"), transfer(1, 2, 10, "pay")]);
+        let entries =
+            post_together(&store.db, &funded, now_millis()).await.ok_or_else(|| anyhow::anyhow!("applied"))?;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(balances(&store).await?, vec![0, 15, 0]);
+        for (entry, plan) in entries.iter().zip([transfer(3, 1, 5, "refill"), transfer(1, 2, 10, "pay")]) {
+            assert_eq!(store.entry(&entry.id).await?.legs, plan.legs);
+            let replayed = store.apply(&plan).await?;
+            assert!(replayed.replayed && replayed.entry.id == entry.id, "the key names the entry");
+        }
+        let taken = writes(&store, vec![transfer(2, 1, 1, "fresh"), transfer(2, 3, 1, "pay")]);
+        assert!(post_together(&store.db, &taken, now_millis()).await.is_none(), "a taken key stops the batch");
+        assert_eq!(balances(&store).await?, vec![0, 15, 0]);
+        Ok(())
+    }
+
+    #[test]
+    fn placeholders_run_on_across_the_lists() {
+        let sql = statement(2, 4, 4, 3);
+        assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9,"));
+        assert!(sql.contains("VALUES ($17, $18, $19, $20, $21, $22, $23), ($24,"));
+        assert!(sql.contains("VALUES ($45, $46, $47, $48, $49, $50, $51, $52, $53), ($54,"));
+        assert!(sql.contains("VALUES ($81, $82, $83), ($84, $85, $86), ($87, $88, $89)\n"));
+        assert!(sql.contains("updated_at = $90") && sql.contains("= $92 AND (SELECT COUNT(*) FROM entries) = $91"));
+        assert!(sql.ends_with("= $93 THEN 1 ELSE 0 END"));
+    }
+}
