@@ -1,5 +1,7 @@
-//! The connection a write runs on ([`Writer`]) and the PostgreSQL writer connections
-//! parked outside sqlx's pool between writes ([`Parked`]).
+//! The connection a write runs on ([`Writer`]): SQLite's one writer connection, which may
+//! carry a transaction its caller begins and commits inside its own statements
+//! ([`RawTransaction`]), or a PostgreSQL connection of the pool, parked between writes
+//! instead of going back to the pool ([`Parked`]).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,8 +11,9 @@ use sqlx::{Any, AnyConnection, Connection, Executor, Transaction};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// A connection to write on, held until dropped: on SQLite the one writer connection
-/// (other writers wait for it), on PostgreSQL a pooled connection. Dereferences to the
-/// connection, so `&mut *writer` is an executor.
+/// (other writers wait for it), on PostgreSQL a connection of the pool (at most half of
+/// the pool writes at once). Dereferences to the connection, so `&mut *writer` is an
+/// executor.
 ///
 /// A PostgreSQL connection goes back to sqlx's pool when dropped, which pings it before
 /// anyone may use it again: one round trip per write on a CPU-bound server. After
