@@ -96,7 +96,7 @@ impl Db {
             }
         };
         crate::metrics::watch_pool(label, pool.clone());
-        let parked = Arc::new(Parked::new((options.max_connections as usize / 2).max(1)));
+        let parked = Arc::new(Parked::new(options.max_connections as usize));
         Ok(Self { pool, sqlite_writer, parked, backend })
     }
 
@@ -124,7 +124,7 @@ impl Db {
         };
         let guard = Arc::clone(sqlite_writer).lock_owned().await;
         let mut writer = OwnedMutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
-        writer.end_abandoned_transaction().await;
+        writer.roll_back_raw_transaction().await;
         Ok(Writer(WriterConnection::Sqlite(writer)))
     }
 

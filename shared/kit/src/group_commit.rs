@@ -46,8 +46,8 @@ pub trait BatchedWrite: Send + Sync + 'static {
     /// A bulk form that opens and commits its own transaction on `writer` (through
     /// [`Writer::raw_transaction`]: `BEGIN IMMEDIATE` and `COMMIT` sent inside its own
     /// calls), tried first for every batch, even of one write. Results as
-    /// [`BatchedWrite::write_batch`]; `Err` when it failed (nothing of it took effect once
-    /// the writer's next user rolled it back). `Ok(None)`, the default, when `batch` has no
+    /// [`BatchedWrite::write_batch`]; `Err` when it failed: nothing of it takes effect (a
+    /// transaction it left open is rolled back before the writer is used again). `Ok(None)`, the default, when `batch` has no
     /// such form: it is then applied by [`BatchedWrite::write_batch`] or write by write.
     fn commit_batch<'c>(_batch: &'c [Self], _writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>>
     where
@@ -98,14 +98,13 @@ impl<W: BatchedWrite> GroupCommit<W> {
     pub async fn submit(&self, write: W) -> Submitted<W> {
         match &self.queue {
             Some(queue) => queue.submit(write).await.unwrap_or(Err(sqlx::Error::PoolClosed)),
-            None => apply_alone(&self.db, &write).await,
+            None => apply_alone(self.db.writer().await?, &write).await,
         }
     }
 }
 
-/// One write, one transaction.
-async fn apply_alone<W: BatchedWrite>(db: &Db, write: &W) -> Submitted<W> {
-    let mut writer = db.writer().await?;
+/// One write, one transaction on `writer`.
+async fn apply_alone<W: BatchedWrite>(mut writer: Writer, write: &W) -> Submitted<W> {
     let applied = apply_in(writer.begin().await?, write).await;
     writer.mark_reusable(&applied);
     applied
@@ -123,30 +122,28 @@ async fn apply_in<W: BatchedWrite>(mut tx: Transaction<'_, Any>, write: &W) -> S
 }
 
 async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>> {
-    let applied = match commit_in_bulk(&db, &batch).await {
+    let mut writer = match db.writer().await {
+        Ok(writer) => writer,
+        Err(error) => return failed(&batch, &error),
+    };
+    let applied = match W::commit_batch(&batch, &mut writer).await {
         Ok(Some(results)) => Ok(results),
-        Ok(None) if batch.len() == 1 => return vec![apply_alone(&db, &batch[0]).await],
-        Ok(None) => apply_together(&db, &batch).await,
+        Ok(None) if batch.len() == 1 => return vec![apply_alone(writer, &batch[0]).await],
+        Ok(None) => apply_together(writer, &batch).await,
         Err(error) => Err(error),
     };
-    applied.map_or_else(
-        |error| {
-            tracing::warn!(error = %error, writes = batch.len(), "group commit failed; no write of the batch took effect");
-            batch.iter().map(|_| Err(sqlx::Error::Protocol(format!("group commit failed: {error}")))).collect()
-        },
-        |results| results.into_iter().map(Ok).collect(),
-    )
+    applied.map_or_else(|error| failed(&batch, &error), |results| results.into_iter().map(Ok).collect())
 }
 
-/// `batch` in the bulk form that commits itself ([`BatchedWrite::commit_batch`]), if any.
-async fn commit_in_bulk<W: BatchedWrite>(db: &Db, batch: &[W]) -> BulkResults<W> {
-    W::commit_batch(batch, &mut db.writer().await?).await
+/// Every write of `batch` failed with the batch's `error`.
+fn failed<W: BatchedWrite>(batch: &[W], error: &sqlx::Error) -> Vec<Submitted<W>> {
+    tracing::warn!(error = %error, writes = batch.len(), "group commit failed; no write of the batch took effect");
+    batch.iter().map(|_| Err(sqlx::Error::Protocol(format!("group commit failed: {error}")))).collect()
 }
 
 /// Every write of `batch` in one transaction: in its bulk form when it has one, else
 /// optimistically, else with savepoints.
-async fn apply_together<W: BatchedWrite>(db: &Db, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
-    let mut writer = db.writer().await?;
+async fn apply_together<W: BatchedWrite>(mut writer: Writer, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
     let mut tx = writer.begin().await?;
     let results = match W::write_batch(batch, &mut tx).await? {
         Some(results) => results,

@@ -33,16 +33,23 @@ type BalanceKey = (String, String);
 
 /// Applies `batch` when every write is plain, in a transaction of its own on `writer`
 /// (SQLite): results in batch order; `Ok(None)` when a write is not plain (or on
-/// PostgreSQL); `Err` when a statement failed (the transaction is then left for the
-/// writer's next user to roll back).
+/// PostgreSQL); `Err` when a statement failed (the transaction is rolled back, or, if
+/// even that failed, left for the writer's next user to roll back).
 pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) -> BulkResults<EntryWrite> {
     if !batch.iter().all(EntryWrite::is_plain) {
         return Ok(None);
     }
     let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
-    let results = write_plain(batch, &mut transaction, now_millis(), Framing::Own).await?;
-    transaction.end();
-    Ok(Some(results))
+    match write_plain(batch, &mut transaction, now_millis(), Framing::Own).await {
+        Ok(results) => {
+            transaction.end();
+            Ok(Some(results))
+        }
+        Err(error) => {
+            transaction.roll_back().await;
+            Err(error)
+        }
+    }
 }
 
 /// Whether a bulk write runs inside the caller's transaction or begins and commits its own.

@@ -17,7 +17,7 @@ use economy_kit::time::now_millis;
 use futures_util::future::join_all;
 use sqlx::any::AnyArguments;
 
-use super::single::{self, Posted, add, add_moves, add_posting};
+use super::single::{self, MOVE_COLUMNS, Posted, add, add_moves, add_posting, run_autocommitted};
 use super::write::{EntryWrite, add_entry, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Entry};
@@ -35,9 +35,9 @@ pub(super) async fn post_batch(db: Db, writes: Vec<EntryWrite>) -> Vec<Result<Po
     join_all(writes.iter().map(|write| single::post(&db, write, now))).await
 }
 
-/// The entries of `writes` when one statement applied them all; `None` when it applied
-/// none (any error included: every key is then still free or taken for good, and the
-/// one-entry form finds out which).
+/// The entries of `writes` when one statement applied them all; `None` otherwise: when it
+/// applied none, or on any error (even one after a commit: every key is then taken for
+/// good, and the one-entry form answers with the entry as a replay).
 async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<Entry>> {
     let deltas: Vec<Vec<BalanceDelta>> = writes.iter().map(EntryWrite::deltas).collect::<Result<_, _>>().ok()?;
     let mut keys = HashSet::new();
@@ -51,10 +51,7 @@ async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<E
     let postings = entries.iter().map(|entry| entry.legs.len()).sum();
     let moves = deltas.iter().map(Vec::len).sum();
     let sql = statement(entries.len(), postings, moves, balances.len());
-    let mut writer = db.writer().await.ok()?;
-    let written = sqlx::query_scalar_with::<_, i64, _>(&sql, arguments).fetch_one(&mut *writer).await;
-    writer.mark_reusable(&written);
-    written.ok().map(|_| entries)
+    run_autocommitted(db, &sql, arguments).await.ok().map(|_| entries)
 }
 
 /// The statement's parameters, in its order: entries, postings, moves, ranked balances,
@@ -89,7 +86,6 @@ fn arguments<'q>(
 
 const ENTRY_COLUMNS: usize = 8;
 const POSTING_COLUMNS: usize = 7;
-const MOVE_COLUMNS: usize = 9;
 const BALANCE_COLUMNS: usize = 3;
 
 /// The statement for `entries` entries with `postings` postings, `moves` balance moves

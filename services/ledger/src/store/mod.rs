@@ -27,7 +27,9 @@ pub use write::Applied;
 /// Most journal entries one SQLite commit carries (group commit, BENCHMARKS.md).
 const MAX_ENTRIES_PER_COMMIT: usize = 64;
 
-/// Most plain entries one PostgreSQL statement carries (`combined`).
+/// Most plain entries one PostgreSQL statement carries (`combined`); a batch whose bind
+/// parameters exceed PostgreSQL's 65,535 (entries of very many legs) fails as a whole and
+/// its entries go alone.
 const MAX_ENTRIES_PER_STATEMENT: usize = 32;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");

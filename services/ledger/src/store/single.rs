@@ -48,15 +48,24 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     add_moves(&mut arguments, &deltas)?;
     add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
     let sql = statement(entry.legs.len(), deltas.len());
-    let mut writer = db.writer().await?;
-    let written = sqlx::query_scalar_with::<_, i64, _>(&sql, arguments).fetch_one(&mut *writer).await;
-    writer.mark_reusable(&written);
-    match written {
+    match run_autocommitted(db, &sql, arguments).await {
         Ok(1) => Ok(Posted::Written(entry)),
         Ok(_) => Ok(Posted::KeyTaken),
         Err(error) if is_undecided(&error) => Ok(Posted::Undecided),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Runs an autocommitted statement that returns one number on a writer (marked reusable)
+/// and returns it. It reads every reply up to the statement's end (`fetch_all`): the
+/// commit of an autocommitted statement comes after its row, and `fetch_one` on the `Any`
+/// driver stops at the row, so a failed commit would go unseen and be left for the
+/// connection's next user.
+pub(super) async fn run_autocommitted(db: &Db, sql: &str, arguments: AnyArguments<'_>) -> Result<i64, sqlx::Error> {
+    let mut writer = db.writer().await?;
+    let rows = sqlx::query_scalar_with::<_, i64, _>(sql, arguments).fetch_all(&mut *writer).await;
+    writer.mark_reusable(&rows);
+    rows?.first().copied().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Appends one bind parameter.
@@ -102,7 +111,8 @@ fn is_undecided(error: &sqlx::Error) -> bool {
 }
 
 const POSTING_COLUMNS: usize = 6;
-const MOVE_COLUMNS: usize = 9;
+/// Columns of a balance move row ([`add_moves`]).
+pub(super) const MOVE_COLUMNS: usize = 9;
 
 /// `$1..$8` the entry, then `postings` rows of (seq, account, asset, bucket, amount,
 /// hold), then `moves` balance moves (account, asset, available and frozen deltas, their
@@ -110,8 +120,10 @@ const MOVE_COLUMNS: usize = 9;
 /// Exact-size `VALUES` lists, so the planner knows the row counts (index lookups, no
 /// scan of `balances`). Returns 1 (written) or 0 (key taken). `locked` takes the balance
 /// rows' locks in the transaction path's order before the UPDATE moves any (an
-/// uncorrelated subquery runs once, before the first row), so the two paths cannot
-/// deadlock each other.
+/// uncorrelated subquery runs once, before the first row), so the write paths cannot
+/// deadlock each other on balance rows. (Two writes racing with one idempotency key can
+/// still deadlock on the key's index entry against a balance lock; PostgreSQL aborts one,
+/// which this form then leaves to the transaction path.)
 fn statement(postings: usize, moves: usize) -> String {
     let posting_rows = value_tuples_after(8, postings, POSTING_COLUMNS);
     let moves_taken = 8 + postings * POSTING_COLUMNS;

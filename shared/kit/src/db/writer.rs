@@ -5,6 +5,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Connection, Executor, Transaction};
@@ -106,6 +107,12 @@ impl RawTransaction<'_> {
     pub fn end(self) {
         self.0.raw_transaction_open = false;
     }
+
+    /// Rolls the transaction back now (after a failed statement), rather than leaving it,
+    /// and SQLite's write lock, to the writer's next user.
+    pub async fn roll_back(self) {
+        self.0.roll_back_raw_transaction().await;
+    }
 }
 
 impl Deref for RawTransaction<'_> {
@@ -134,11 +141,13 @@ impl SqliteWriter {
         Self { connection, raw_transaction_open: false }
     }
 
-    /// Rolls back a raw transaction its writer left open (the error of a `ROLLBACK` with
-    /// no transaction open is expected and ignored).
-    pub(super) async fn end_abandoned_transaction(&mut self) {
-        if std::mem::take(&mut self.raw_transaction_open) {
-            let _ = self.connection.execute("ROLLBACK").await;
+    /// Rolls back a raw transaction its writer left open. SQLite's answer ends it either
+    /// way (the error of a `ROLLBACK` with no transaction open is expected); without one
+    /// the connection stays marked and the next writer tries again.
+    pub(super) async fn roll_back_raw_transaction(&mut self) {
+        if self.raw_transaction_open {
+            let rolled_back = self.connection.execute("ROLLBACK").await;
+            self.raw_transaction_open = rolled_back.is_err_and(|error| error.as_database_error().is_none());
         }
     }
 }
@@ -165,18 +174,26 @@ impl Parkable {
 
 impl Drop for Parkable {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take().filter(|_| self.reusable) {
+        // Something still to send (a dropped transaction's queued ROLLBACK) is flushed by
+        // the pool's release ping: such a connection is not parked.
+        let in_step = |connection: &PoolConnection<Any>| self.reusable && !connection.should_flush();
+        if let Some(connection) = self.connection.take().filter(in_step) {
             self.parked.park(connection);
         }
     }
 }
 
-/// The PostgreSQL writers' connections: at most `capacity` writers at once (they queue in
-/// FIFO order for a permit, so a parked connection never idles while a writer waits), each
-/// on a parked connection or, when none is parked, one acquired from sqlx's pool. Parked
-/// connections stay checked out of that pool (they count towards its size), so the
-/// capacity is kept below the pool's size and readers keep the rest. Last in, first out:
-/// the busiest connections stay warm.
+/// How long a connection may stay parked: one parked longer goes back to the pool (whose
+/// release ping closes it if it died meanwhile, and whose idle and lifetime limits then
+/// apply) instead of being taken again.
+const PARKED_AT_MOST: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL writers' connections: at most half the pool writes at once (writers
+/// queue in FIFO order for a permit, so a parked connection never idles while a writer
+/// waits), each on a parked connection or, when none is parked, one acquired from sqlx's
+/// pool. Parked connections stay checked out of that pool (they count towards its size),
+/// so at most half of it is parked and readers keep the rest (a pool of one parks
+/// nothing). Last in, first out: the busiest connections stay warm.
 #[derive(Debug)]
 pub(super) struct Parked {
     capacity: usize,
@@ -186,13 +203,15 @@ pub(super) struct Parked {
 
 #[derive(Debug, Default)]
 struct ParkedState {
-    connections: Vec<PoolConnection<Any>>,
+    connections: Vec<(PoolConnection<Any>, Instant)>,
     closed: bool,
 }
 
 impl Parked {
-    pub(super) fn new(capacity: usize) -> Self {
-        Self { capacity, permits: Arc::new(Semaphore::new(capacity)), state: Mutex::default() }
+    /// Writers and parked connections for a pool of `pool_size` connections.
+    pub(super) fn new(pool_size: usize) -> Self {
+        let capacity = pool_size / 2;
+        Self { capacity, permits: Arc::new(Semaphore::new(capacity.max(1))), state: Mutex::default() }
     }
 
     /// Waits for a writer's turn, then takes the most recently parked connection or one
@@ -201,8 +220,11 @@ impl Parked {
         let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
         let parked = self.lock().connections.pop();
         let connection = match parked {
-            Some(connection) => connection,
-            None => pool.acquire().await?,
+            Some((connection, since)) if since.elapsed() <= PARKED_AT_MOST => connection,
+            stale => {
+                drop(stale); // parked too long: back to the pool
+                pool.acquire().await?
+            }
         };
         let parkable =
             Parkable { connection: Some(connection), parked: Arc::clone(self), reusable: false, _permit: permit };
@@ -216,7 +238,7 @@ impl Parked {
             if state.closed || state.connections.len() >= self.capacity {
                 Some(connection)
             } else {
-                state.connections.push(connection);
+                state.connections.push((connection, Instant::now()));
                 None
             }
         };
@@ -261,6 +283,14 @@ mod tests {
         }
     }
 
+    /// One statement on a writer, marked reusable.
+    async fn write_once(db: &Db) -> Result<(), sqlx::Error> {
+        let mut writer = db.writer().await?;
+        let done = sqlx::query("SELECT 1").execute(&mut *writer).await;
+        writer.mark_reusable(&done);
+        done.map(drop)
+    }
+
     async fn backend_pid(writer: &mut super::Writer) -> Result<i32, sqlx::Error> {
         let pid = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&mut **writer).await;
         writer.mark_reusable(&pid);
@@ -287,6 +317,37 @@ mod tests {
         drop(held);
         tokio::time::timeout(Duration::from_secs(10), db.close()).await?;
         assert!(matches!(db.writer().await, Err(sqlx::Error::PoolClosed)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_pool_of_one_parks_nothing_so_readers_still_read() -> anyhow::Result<()> {
+        let test = TestDatabase::new().await?;
+        let db = Db::connect(&test.url, &DbOptions { max_connections: 1, ..DbOptions::default() }).await?;
+        write_once(&db).await?;
+        let read = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(db.pool());
+        assert_eq!(tokio::time::timeout(Duration::from_secs(10), read).await??, 1);
+        tokio::time::timeout(Duration::from_secs(10), db.close()).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_a_rollback_still_to_send_is_not_parked() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        if db.backend() == Backend::Sqlite {
+            return Ok(()); // one writer at a time: nothing can wait on its locks
+        }
+        sqlx::query("CREATE TABLE t (v BIGINT PRIMARY KEY)").execute(&mut *db.writer().await?).await?;
+        let mut other = db.writer().await?;
+        let mut writer = db.writer().await?;
+        let mut tx = writer.begin().await?;
+        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *tx).await?;
+        drop(tx); // its ROLLBACK is only queued
+        writer.mark_reusable(&Ok::<(), sqlx::Error>(()));
+        drop(writer);
+        // Parked, the connection would keep the uncommitted row (and this insert waiting).
+        let insert = sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *other);
+        tokio::time::timeout(Duration::from_secs(10), insert).await??;
         Ok(())
     }
 
