@@ -69,13 +69,21 @@ impl Default for DbOptions {
 /// network ones, so the connection is opened once. Reads use a pool of the other
 /// connections. On PostgreSQL reads and writes share one pool; at most half of its
 /// connections write at once, parked for the next writer between writes
-/// ([`Writer::mark_reusable`]).
+/// ([`Writer::finish`]).
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    sqlite_writer: Option<Arc<Mutex<Option<SqliteWriter>>>>,
-    parked: Arc<Parked>,
+    writers: Writers,
     backend: Backend,
+}
+
+/// Where writers get their connection.
+#[derive(Debug, Clone)]
+enum Writers {
+    /// The one SQLite writer connection (`None` once closed).
+    Sqlite(Arc<Mutex<Option<SqliteWriter>>>),
+    /// PostgreSQL connections of the pool, parked between writes.
+    Postgres(Arc<Parked>),
 }
 
 impl Db {
@@ -85,19 +93,21 @@ impl Db {
         install_default_drivers();
         let backend: Backend = url.parse()?;
         let label = crate::metrics::database_label(url);
-        let (pool, sqlite_writer) = match backend {
-            Backend::Postgres => (pool_options(options.max_connections).connect(url).await?, None),
+        let (pool, writers) = match backend {
+            Backend::Postgres => {
+                let pool = pool_options(options.max_connections).connect(url).await?;
+                (pool, Writers::Postgres(Arc::new(Parked::new(options.max_connections as usize))))
+            }
             Backend::Sqlite => {
                 let url = sqlite_create_url(url)?;
                 let readers = options.max_connections.saturating_sub(1).max(1);
                 let writer = SqliteWriter::new(open_sqlite_writer(&url, options).await?);
                 let pool = sqlite_pool_options(readers, options).connect(&url).await?;
-                (pool, Some(Arc::new(Mutex::new(Some(writer)))))
+                (pool, Writers::Sqlite(Arc::new(Mutex::new(Some(writer)))))
             }
         };
         crate::metrics::watch_pool(label, pool.clone());
-        let parked = Arc::new(Parked::new(options.max_connections as usize));
-        Ok(Self { pool, sqlite_writer, parked, backend })
+        Ok(Self { pool, writers, backend })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
@@ -119,8 +129,9 @@ impl Db {
     /// The connection to write on (see [`Writer`]); waits for it on SQLite.
     /// `PoolClosed` after [`Db::close`].
     pub async fn writer(&self) -> Result<Writer, sqlx::Error> {
-        let Some(sqlite_writer) = &self.sqlite_writer else {
-            return self.parked.checkout(&self.pool).await;
+        let sqlite_writer = match &self.writers {
+            Writers::Sqlite(sqlite_writer) => sqlite_writer,
+            Writers::Postgres(parked) => return parked.checkout(&self.pool).await,
         };
         let guard = Arc::clone(sqlite_writer).lock_owned().await;
         let mut writer = OwnedMutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
@@ -135,12 +146,17 @@ impl Db {
 
     /// Closes the pool and the writer connection.
     pub async fn close(&self) {
-        self.parked.close();
-        self.pool.close().await;
-        if let Some(sqlite_writer) = &self.sqlite_writer {
-            let writer = sqlite_writer.lock().await.take();
-            if let Some(writer) = writer {
-                let _ = writer.connection.close().await;
+        match &self.writers {
+            Writers::Postgres(parked) => {
+                parked.close();
+                self.pool.close().await;
+            }
+            Writers::Sqlite(sqlite_writer) => {
+                self.pool.close().await;
+                let writer = sqlite_writer.lock().await.take();
+                if let Some(writer) = writer {
+                    let _ = writer.connection.close().await;
+                }
             }
         }
     }

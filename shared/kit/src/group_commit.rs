@@ -106,8 +106,7 @@ impl<W: BatchedWrite> GroupCommit<W> {
 /// One write, one transaction on `writer`.
 async fn apply_alone<W: BatchedWrite>(mut writer: Writer, write: &W) -> Submitted<W> {
     let applied = apply_in(writer.begin().await?, write).await;
-    writer.mark_reusable(&applied);
-    applied
+    writer.finish(applied)
 }
 
 /// Applies `write` in `tx` (a transaction or a savepoint): commits (releases) it when the
@@ -157,8 +156,7 @@ async fn apply_together<W: BatchedWrite>(mut writer: Writer, batch: &[W]) -> Res
         },
     };
     let committed = tx.commit().await;
-    writer.mark_reusable(&committed);
-    committed.map(|()| results)
+    writer.finish(committed).map(|()| results)
 }
 
 /// Every write of `batch` without savepoints (two statements fewer per write); `Ok(None)`

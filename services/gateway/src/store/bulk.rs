@@ -102,8 +102,7 @@ async fn fetch_written<'q>(
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut writer = db.writer().await?;
     let written = query.fetch_all(&mut *writer).await;
-    writer.mark_reusable(&written);
-    written
+    writer.finish(written)
 }
 
 /// Per request id: whether the statement returned it, or the statement's error.

@@ -96,8 +96,7 @@ impl ItemStore {
         let event = new_event(&item, None, &change, &plan.meta, now);
         insert_event(&mut tx, &event, &plan.meta.fingerprint).await?;
         let committed = tx.commit().await;
-        writer.mark_reusable(&committed);
-        committed?;
+        writer.finish(committed)?;
         Ok(Some(Applied { item, event, replayed: false }))
     }
 
@@ -142,8 +141,7 @@ impl ItemStore {
             return Ok(None);
         };
         let committed = tx.commit().await;
-        writer.mark_reusable(&committed);
-        committed?;
+        writer.finish(committed)?;
         Ok(Some(applied))
     }
 }

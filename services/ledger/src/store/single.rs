@@ -64,8 +64,7 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
 pub(super) async fn run_autocommitted(db: &Db, sql: &str, arguments: AnyArguments<'_>) -> Result<i64, sqlx::Error> {
     let mut writer = db.writer().await?;
     let rows = sqlx::query_scalar_with::<_, i64, _>(sql, arguments).fetch_all(&mut *writer).await;
-    writer.mark_reusable(&rows);
-    rows?.first().copied().ok_or(sqlx::Error::RowNotFound)
+    writer.finish(rows)?.first().copied().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Appends one bind parameter.

@@ -63,8 +63,7 @@ impl LedgerStore {
         let entry = write_entry(&mut tx, plan, now_millis(), &self.known).await?;
         if let Some(entry) = &entry {
             let committed = tx.commit().await;
-            writer.mark_reusable(&committed);
-            committed?;
+            writer.finish(committed)?;
             self.known.learn(&entry.legs);
         }
         Ok(entry)

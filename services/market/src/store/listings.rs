@@ -176,8 +176,7 @@ impl MarketStore {
         let mut tx = writer.begin().await?;
         let moved = move_listing(&mut tx, listing_id, from, to, now).await?;
         let committed = tx.commit().await;
-        writer.mark_reusable(&committed);
-        committed?;
+        writer.finish(committed)?;
         Ok(moved)
     }
 
@@ -225,8 +224,7 @@ impl MarketStore {
         }
         insert_outbox(&mut tx, listing_id, now).await?;
         let committed = tx.commit().await;
-        writer.mark_reusable(&committed);
-        committed?;
+        writer.finish(committed)?;
         Ok(true)
     }
 

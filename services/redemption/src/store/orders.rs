@@ -180,8 +180,7 @@ impl RedemptionStore {
             insert_outbox(&mut tx, order_id, item_instance_id, OutboxAction::Unlock, now).await?;
         }
         let committed = tx.commit().await;
-        writer.mark_reusable(&committed);
-        committed?;
+        writer.finish(committed)?;
         Ok(moved)
     }
 
@@ -226,8 +225,7 @@ impl RedemptionStore {
         insert_outbox(&mut tx, resolution.order_id, resolution.item_instance_id, resolution.owed, resolution.now)
             .await?;
         let committed = tx.commit().await;
-        writer.mark_reusable(&committed);
-        committed?;
+        writer.finish(committed)?;
         Ok(true)
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
 ///
 /// A PostgreSQL connection goes back to sqlx's pool when dropped, which pings it before
 /// anyone may use it again: one round trip per write on a CPU-bound server. After
-/// [`Writer::mark_reusable`] it is parked instead and the next writer takes it without
+/// [`Writer::finish`] it is parked instead and the next writer takes it without
 /// the ping (BENCHMARKS.md, Optimization 17).
 #[derive(Debug)]
 pub struct Writer(pub(super) WriterConnection);
@@ -60,17 +60,17 @@ impl Writer {
         }
     }
 
-    /// Call after the writer's last statement (or transaction) with its `outcome`. When
-    /// the server answered it with a result or with an error of the statement's own (a
-    /// data exception, a violated constraint, a serialization failure or deadlock: SQLSTATE
-    /// classes 22, 23 and 40), the connection is in step with the server, so on PostgreSQL
-    /// it is parked for the next writer without sqlx's release ping. Without this call, or
-    /// after any other error (a lost connection, a backend terminated with `57P01`), it
-    /// goes back through sqlx's pool, which pings it and closes it when broken. No effect
-    /// on SQLite.
-    pub fn mark_reusable<T>(&mut self, outcome: &Result<T, sqlx::Error>) {
+    /// Call with the `outcome` of the writer's last statement (or transaction); returns
+    /// it. When the server answered it with a result or with an error of the statement's
+    /// own (a data exception, a violated constraint, a serialization failure or deadlock:
+    /// SQLSTATE classes 22, 23 and 40), the connection is in step with the server, so on
+    /// PostgreSQL it is parked for the next writer without sqlx's release ping. Without
+    /// this call, or after any other error (a lost connection, a backend terminated with
+    /// `57P01`), it goes back through sqlx's pool, which pings it and closes it when
+    /// broken. No effect on SQLite.
+    pub fn finish<T>(&mut self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
         if let WriterConnection::Postgres(parkable) = &mut self.0 {
-            parkable.reusable = match outcome {
+            parkable.reusable = match &outcome {
                 Ok(_) => true,
                 Err(error) => error
                     .as_database_error()
@@ -78,6 +78,7 @@ impl Writer {
                     .is_some_and(|code| ["22", "23", "40"].iter().any(|class| code.starts_with(class))),
             };
         }
+        outcome
     }
 
     /// On SQLite, a write transaction whose `BEGIN IMMEDIATE` and `COMMIT` the caller sends
@@ -287,14 +288,12 @@ mod tests {
     async fn write_once(db: &Db) -> Result<(), sqlx::Error> {
         let mut writer = db.writer().await?;
         let done = sqlx::query("SELECT 1").execute(&mut *writer).await;
-        writer.mark_reusable(&done);
-        done.map(drop)
+        writer.finish(done).map(drop)
     }
 
     async fn backend_pid(writer: &mut super::Writer) -> Result<i32, sqlx::Error> {
         let pid = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&mut **writer).await;
-        writer.mark_reusable(&pid);
-        pid
+        writer.finish(pid)
     }
 
     #[tokio::test]
@@ -343,7 +342,7 @@ mod tests {
         let mut tx = writer.begin().await?;
         sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *tx).await?;
         drop(tx); // its ROLLBACK is only queued
-        writer.mark_reusable(&Ok::<(), sqlx::Error>(()));
+        writer.finish(Ok(()))?;
         drop(writer);
         // Parked, the connection would keep the uncommitted row (and this insert waiting).
         let insert = sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *other);
@@ -389,14 +388,13 @@ mod tests {
         let mut writer = db.writer().await?;
         assert_eq!(backend_pid(&mut writer).await?, parked, "the parked connection is taken again");
         let refused = sqlx::query("SELECT 1 / 0").execute(&mut *writer).await;
-        writer.mark_reusable(&refused);
+        assert!(writer.finish(refused).is_err());
         drop(writer);
         let mut writer = db.writer().await?;
         assert_eq!(backend_pid(&mut writer).await?, parked, "a statement's own error leaves it parked");
         sqlx::query("SELECT pg_terminate_backend($1)").bind(parked).execute(db.pool()).await?;
         let broken = sqlx::query("SELECT 1").execute(&mut *writer).await;
-        assert!(broken.is_err());
-        writer.mark_reusable(&broken);
+        assert!(writer.finish(broken).is_err());
         drop(writer);
         let replaced = backend_pid(&mut db.writer().await?).await?;
         assert_ne!(replaced, parked, "a connection that failed is not parked");
