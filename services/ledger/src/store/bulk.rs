@@ -10,11 +10,17 @@
 //! takes its rows as one JSON array (`json_each`), so it is prepared once whatever the
 //! batch's size. A refused entry is never written, so nothing needs undoing.
 //!
-//! A batch of plain entries only (the usual one) opens and commits its own transaction:
+//! Entries that resolve holds (settle, release, expire) join the bulk form too
+//! (Optimization 20): the read also returns the holds and the balances they free, each
+//! resolution is decided in batch order against the holds as the earlier entries left
+//! them (the compare-and-set on `open` of the write-by-write path), and one more
+//! statement of the write call resolves the accepted entries' holds.
+//!
+//! A batch of such entries only (the usual one) opens and commits its own transaction:
 //! `BEGIN IMMEDIATE` goes with the read and `COMMIT` with the writes, two calls per batch
-//! (Optimization 18). Entries that resolve or open holds, or touch an asset or account
-//! not yet known to exist, take the write-by-write path, each in a savepoint, in their
-//! place in the batch.
+//! (Optimization 18). Entries that open holds, or touch an asset or account not yet known
+//! to exist, take the write-by-write path, each in a savepoint, in their place in the
+//! batch.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,21 +32,22 @@ use sqlx::AnyConnection;
 use super::write::{EntryWrite, Refusal, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
-use crate::domain::ids::EntityId;
+use crate::domain::hold::{Hold, HoldStatus, Resolution, resolution_legs};
+use crate::domain::ids::{AccountId, Code, EntityId, HoldId};
 
 /// A balance row: `(account key, asset code)`.
 type BalanceKey = (String, String);
 
-/// Applies `batch` when every write is plain, in a transaction of its own on `writer`
-/// (SQLite): results in batch order; `Ok(None)` when a write is not plain (or on
-/// PostgreSQL); `Err` when a statement failed (the transaction is rolled back, or, if
+/// Applies `batch` when the bulk form takes every write, in a transaction of its own on
+/// `writer` (SQLite): results in batch order; `Ok(None)` when a write needs the
+/// write-by-write path (or on PostgreSQL); `Err` when a statement failed (the transaction is rolled back, or, if
 /// even that failed, left for the writer's next user to roll back).
 pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) -> BulkResults<EntryWrite> {
-    if !batch.iter().all(EntryWrite::is_plain) {
+    if !batch.iter().all(EntryWrite::is_bulk) {
         return Ok(None);
     }
     let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
-    match write_plain(batch, &mut transaction, now_millis(), Framing::Own).await {
+    match write_bulk(batch, &mut transaction, now_millis(), Framing::Own).await {
         Ok(results) => {
             transaction.end();
             Ok(Some(results))
@@ -77,26 +84,27 @@ impl Framing {
     }
 }
 
-/// Applies `batch` (see the module docs) in its order: each run of plain writes in bulk,
-/// every other write alone. Results in batch order; `Ok(None)` when no write is plain
-/// (the group commit's write-by-write path then applies the batch without savepoints);
-/// `Err` when a statement failed (the caller's transaction is then rolled back whole).
+/// Applies `batch` (see the module docs) in its order: each run of writes the bulk form
+/// takes in bulk, every other write alone. Results in batch order; `Ok(None)` when the
+/// bulk form takes no write (the group commit's write-by-write path then applies the batch
+/// without savepoints); `Err` when a statement failed (the caller's transaction is then
+/// rolled back whole).
 pub(super) async fn write_entries(
     batch: &[EntryWrite],
     conn: &mut AnyConnection,
 ) -> Result<Option<Vec<Result<Entry, Refusal>>>, sqlx::Error> {
     let now = now_millis();
     // Decided once: `known` grows while the batch runs (earlier callers learning).
-    let plain: Vec<bool> = batch.iter().map(EntryWrite::is_plain).collect();
-    if !plain.contains(&true) {
+    let bulk: Vec<bool> = batch.iter().map(EntryWrite::is_bulk).collect();
+    if !bulk.contains(&true) {
         return Ok(None);
     }
     let mut results = Vec::with_capacity(batch.len());
     let mut start = 0;
     while start < batch.len() {
-        let end = (start..batch.len()).find(|index| !plain[*index]).unwrap_or(batch.len());
+        let end = (start..batch.len()).find(|index| !bulk[*index]).unwrap_or(batch.len());
         if end > start {
-            results.extend(write_plain(&batch[start..end], conn, now, Framing::Inside).await?);
+            results.extend(write_bulk(&batch[start..end], conn, now, Framing::Inside).await?);
             start = end;
         } else {
             results.push(write_in_savepoint(conn, &batch[start]).await?);
@@ -106,24 +114,28 @@ pub(super) async fn write_entries(
     Ok(Some(results))
 }
 
-/// Applies plain `writes` with one read and one write call: decided in order against
-/// the balances as the earlier ones leave them, only the accepted ones written.
-async fn write_plain(
+/// Applies `writes` with one read and one write call: decided in order against the
+/// balances and holds as the earlier ones leave them, only the accepted ones written. A
+/// key is claimed by the first write with it that is accepted.
+async fn write_bulk(
     writes: &[EntryWrite],
     conn: &mut AnyConnection,
     now: i64,
     framing: Framing,
 ) -> Result<Vec<Result<Entry, Refusal>>, sqlx::Error> {
-    let deltas: Vec<_> = writes.iter().map(EntryWrite::deltas).collect();
-    let (taken, mut book) = read_state(conn, writes, deltas.iter().flatten().flatten(), framing).await?;
+    let (taken, mut books) = read_state(conn, writes, framing).await?;
     let mut claimed = HashSet::new();
     let mut results = Vec::with_capacity(writes.len());
-    for (write, deltas) in writes.iter().zip(deltas) {
+    for write in writes {
         let key = write.plan.meta.key.as_str();
-        results.push(if taken.contains(key) || !claimed.insert(key) {
+        results.push(if taken.contains(key) || claimed.contains(key) {
             Err(Refusal::KeyTaken)
         } else {
-            deltas.and_then(|deltas| book.apply(&deltas)).map(|()| write.entry(now)).map_err(Refusal::Refused)
+            let decided = books.decide(write, now).map_err(Refusal::Refused);
+            if decided.is_ok() {
+                claimed.insert(key);
+            }
+            decided
         });
     }
     let accepted: Vec<(&Entry, &str)> = results
@@ -131,47 +143,124 @@ async fn write_plain(
         .zip(writes)
         .filter_map(|(result, write)| result.as_ref().ok().map(|entry| (entry, write.plan.meta.fingerprint.as_str())))
         .collect();
-    write_accepted(conn, &accepted, &book, now, framing).await?;
+    write_accepted(conn, &accepted, &books, now, framing).await?;
     Ok(results)
 }
 
 /// Tags of the rows `read_state` returns.
 const TAKEN_KEY: i64 = 0;
 const BALANCE: i64 = 1;
+const HOLD: i64 = 2;
 
-/// In one statement: the idempotency keys of `writes` that an entry already holds, and
-/// the current rows of every balance `deltas` move (missing rows hold zero).
-async fn read_state<'d>(
+/// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero).
+type StateRow = (i64, String, String, String, String, i64, i64);
+
+/// In one statement: the idempotency keys of `writes` that an entry already holds, the
+/// holds they resolve, and the current rows of every balance their legs or those holds
+/// move (missing rows hold zero).
+async fn read_state(
     conn: &mut AnyConnection,
     writes: &[EntryWrite],
-    deltas: impl Iterator<Item = &'d BalanceDelta>,
     framing: Framing,
-) -> Result<(HashSet<String>, BalanceBook), sqlx::Error> {
+) -> Result<(HashSet<String>, Books), sqlx::Error> {
     let keys: Vec<&str> = writes.iter().map(|write| write.plan.meta.key.as_str()).collect();
-    let balances: HashSet<BalanceKey> = deltas.map(key_of).collect();
-    let found: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(&format!(
-        "{}SELECT {TAKEN_KEY}, idempotency_key, '', 0, 0 FROM journal_entries \
+    let holds: Vec<&str> =
+        writes.iter().flat_map(|write| write.plan.resolutions.iter().map(|(id, _)| id.as_str())).collect();
+    let balances: HashSet<BalanceKey> = writes
+        .iter()
+        .flat_map(|write| write.plan.legs.iter().map(|leg| (leg.account.key(), leg.asset.to_string())))
+        .collect();
+    let found: Vec<StateRow> = sqlx::query_as(&format!(
+        "{}SELECT {TAKEN_KEY}, idempotency_key, '', '', '', 0, 0 FROM journal_entries \
          WHERE idempotency_key IN (SELECT value FROM json_each($1)) \
-         UNION ALL SELECT {BALANCE}, b.account, b.asset_code, b.available, b.frozen FROM json_each($2) AS k \
-         JOIN balances AS b ON b.account = k.value ->> 0 AND b.asset_code = k.value ->> 1",
+         UNION ALL SELECT {BALANCE}, b.account, b.asset_code, '', '', b.available, b.frozen FROM \
+         (SELECT value ->> 0 AS account, value ->> 1 AS asset_code FROM json_each($2) \
+         UNION SELECT account, asset_code FROM holds WHERE id IN (SELECT value FROM json_each($3))) AS k \
+         JOIN balances AS b ON b.account = k.account AND b.asset_code = k.asset_code \
+         UNION ALL SELECT {HOLD}, id, account, asset_code, status, amount, 0 FROM holds \
+         WHERE id IN (SELECT value FROM json_each($3))",
         framing.begin()
     ))
     .bind(json(&keys)?)
     .bind(json(&balances)?)
+    .bind(json(&holds)?)
     .fetch_all(conn)
     .await?;
     let mut taken = HashSet::new();
-    let mut book = BalanceBook { rows: HashMap::new(), moved: HashSet::new() };
-    for (tag, first, second, available, frozen) in found {
+    let mut books = Books::default();
+    for (tag, first, second, third, fourth, amount, frozen) in found {
         match tag {
             TAKEN_KEY => _ = taken.insert(first),
-            _ => _ = book.rows.insert((first, second), Buckets { available, frozen }),
+            BALANCE => _ = books.balances.rows.insert((first, second), Buckets { available: amount, frozen }),
+            _ => _ = books.holds.insert(first.clone(), hold_state(&first, &second, &third, &fourth, amount)),
         }
     }
-    Ok((taken, book))
+    Ok((taken, books))
+}
+
+/// What a batch's accepted entries have done so far: the balances and holds they moved.
+#[derive(Default)]
+struct Books {
+    balances: BalanceBook,
+    holds: HashMap<String, HoldState>,
+    /// `(hold id, status, settled amount, resolving entry id)` of every resolved hold.
+    resolved: Vec<(String, &'static str, i64, String)>,
+}
+
+/// A hold row as the batch sees it: `None` when corrupt (its entries are refused).
+type HoldState = Option<Hold>;
+
+fn hold_state(id: &str, account: &str, asset: &str, status: &str, amount: i64) -> HoldState {
+    Some(Hold {
+        id: EntityId::parse(id).ok()?,
+        account: AccountId::from_key(account).ok()?,
+        asset: Code::parse(asset).ok()?,
+        status: HoldStatus::parse(status)?,
+        amount,
+        settled_amount: 0,
+        reference: String::new(),
+        expires_at: None,
+        created_at: 0,
+        resolved_at: None,
+    })
+}
+
+impl Books {
+    /// Decides `write` against the books: its entry, the books moved by it; or its
+    /// refusal, the books untouched. Refusals and their order are the write-by-write
+    /// path's: a hold missing, already resolved or exceeded, unbalanced legs, then a
+    /// balance out of bounds.
+    fn decide(&mut self, write: &EntryWrite, now: i64) -> Result<Entry, LedgerError> {
+        let mut legs = write.plan.legs.clone();
+        let mut resolving: Vec<(HoldId, Resolution, i64)> = Vec::new();
+        for (id, resolution) in &write.plan.resolutions {
+            let hold = self.holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
+            let hold = hold.as_ref().ok_or_else(|| LedgerError::Storage(format!("corrupt hold row {id}")))?;
+            let earlier =
+                resolving.iter().find(|(resolved, ..)| resolved == id).map(|(_, earlier, _)| earlier.status());
+            let status = earlier.unwrap_or(hold.status);
+            if status != HoldStatus::Open {
+                return Err(LedgerError::HoldAlreadyResolved { hold_id: id.to_string(), status: status.as_str() });
+            }
+            let settled = resolution.settled_amount(id, hold.amount)?;
+            legs.extend(resolution_legs(hold, settled));
+            resolving.push((id.clone(), *resolution, settled));
+        }
+        check_balanced(&legs)?;
+        self.balances.apply(&balance_deltas(&legs)?)?;
+        let entry = Entry::new(EntityId::generate().to_string(), &write.plan.meta, now, legs);
+        for (id, resolution, settled) in resolving {
+            if let Some(Some(hold)) = self.holds.get_mut(id.as_str()) {
+                hold.status = resolution.status();
+            }
+            self.resolved.push((id.to_string(), resolution.status().as_str(), settled, entry.id.clone()));
+        }
+        Ok(entry)
+    }
 }
 
 /// The balances a batch touches, as the batch's accepted entries leave them.
+#[derive(Default)]
 struct BalanceBook {
     rows: HashMap<BalanceKey, Buckets>,
     moved: HashSet<BalanceKey>,
@@ -205,13 +294,13 @@ impl BalanceBook {
     }
 }
 
-/// In one call (three statements): the accepted entries with their fingerprints, their
-/// postings numbered by leg order, and every moved balance (inserting rows that did not
-/// exist).
+/// In one call (four statements): the accepted entries with their fingerprints, their
+/// postings numbered by leg order, the holds they resolved, and every moved balance
+/// (inserting rows that did not exist).
 async fn write_accepted(
     conn: &mut AnyConnection,
     entries: &[(&Entry, &str)],
-    book: &BalanceBook,
+    books: &Books,
     now: i64,
     framing: Framing,
 ) -> Result<(), sqlx::Error> {
@@ -238,6 +327,9 @@ async fn write_accepted(
          INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
          FROM json_each($2); \
+         UPDATE holds SET status = r.value ->> 1, settled_amount = r.value ->> 2, resolved_at = $4, \
+         resolution_entry_id = r.value ->> 3 FROM json_each($5) AS r \
+         WHERE holds.id = r.value ->> 0; \
          INSERT INTO balances (account, asset_code, available, frozen, updated_at) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $4 FROM json_each($3) WHERE true \
          ON CONFLICT (account, asset_code) DO UPDATE SET available = excluded.available, \
@@ -246,8 +338,9 @@ async fn write_accepted(
     ))
     .bind(json(&entry_rows)?)
     .bind(json(&posting_rows)?)
-    .bind(json(&book.moved_rows())?)
+    .bind(json(&books.balances.moved_rows())?)
     .bind(now)
+    .bind(json(&books.resolved)?)
     .execute(conn)
     .await?;
     Ok(())
@@ -264,16 +357,23 @@ fn json(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
 }
 
 impl EntryWrite {
-    /// True when the bulk form can apply this write: no holds to open or resolve, and
-    /// every asset and account already known to exist.
+    /// True when the bulk form can apply this write: no hold to open, and every asset and
+    /// account of its legs already known to exist (a hold's own are, since it exists).
+    pub(super) fn is_bulk(&self) -> bool {
+        self.plan.new_hold.is_none() && self.has_known_legs()
+    }
+
+    /// True when the write is a plain movement: [`EntryWrite::is_bulk`] and no hold to
+    /// resolve (PostgreSQL's `combined` and `single` forms).
     pub(super) fn is_plain(&self) -> bool {
-        let plan = &self.plan;
-        plan.new_hold.is_none()
-            && plan.resolutions.is_empty()
-            && plan
-                .legs
-                .iter()
-                .all(|leg| self.known.has_asset(leg.asset.as_str()) && self.known.has_account(&leg.account.key()))
+        self.is_bulk() && self.plan.resolutions.is_empty()
+    }
+
+    fn has_known_legs(&self) -> bool {
+        self.plan
+            .legs
+            .iter()
+            .all(|leg| self.known.has_asset(leg.asset.as_str()) && self.known.has_account(&leg.account.key()))
     }
 
     /// The balance moves of a plain write, or why its legs are refused.
@@ -284,5 +384,60 @@ impl EntryWrite {
 
     pub(super) fn entry(&self, now: i64) -> Entry {
         Entry::new(EntityId::generate().to_string(), &self.plan.meta, now, self.plan.legs.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::commands::SettleHold;
+    use crate::domain::ids::{Amount, IdempotencyKey, UserId};
+
+    fn user(id: i64) -> AccountId {
+        AccountId::User(UserId::parse(id).expect("user"))
+    }
+
+    fn gold() -> Code {
+        Code::parse("gold").expect("code")
+    }
+
+    /// Books holding `hold` (10 gold frozen on user 1) and user 1's balance.
+    fn books(hold: &HoldId) -> Books {
+        let mut books = Books::default();
+        let state = hold_state(hold.as_str(), &user(1).key(), "gold", "open", 10);
+        books.holds.insert(hold.to_string(), state);
+        books.balances.rows.insert((user(1).key(), "gold".into()), Buckets { available: 0, frozen: 10 });
+        books
+    }
+
+    fn settle(hold: &HoldId, to: i64, paid: i64, key: &str) -> EntryWrite {
+        let plan = SettleHold {
+            hold: hold.clone(),
+            amount: Some(Amount::parse(paid).expect("amount")),
+            destinations: vec![(user(to), gold(), Amount::parse(paid).expect("amount"))],
+            business_type: "HOLD_SETTLE".into(),
+            correlation_id: String::new(),
+        }
+        .plan(IdempotencyKey::parse(key).expect("key"), "user:1");
+        EntryWrite { plan, known: Arc::default() }
+    }
+
+    #[test]
+    fn a_hold_resolves_once_per_batch_and_a_refused_entry_leaves_it_open() {
+        let hold = HoldId::generate();
+        let mut books = books(&hold);
+        let too_much = books.decide(&settle(&hold, 2, 11, "a"), 1);
+        assert!(matches!(too_much, Err(LedgerError::HoldAmountExceeded { .. })), "{too_much:?}");
+        assert!(books.resolved.is_empty());
+        let settled = books.decide(&settle(&hold, 2, 4, "b"), 1).expect("settles");
+        assert_eq!(books.resolved, vec![(hold.to_string(), "settled", 4, settled.id.clone())]);
+        let frozen = books.balances.rows.get(&(user(1).key(), "gold".into())).copied();
+        assert_eq!(frozen, Some(Buckets { available: 6, frozen: 0 }));
+        let again = books.decide(&settle(&hold, 3, 4, "c"), 1);
+        assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "settled", .. })), "{again:?}");
+        let unknown = books.decide(&settle(&HoldId::generate(), 3, 4, "d"), 1);
+        assert!(matches!(unknown, Err(LedgerError::HoldNotFound(_))), "{unknown:?}");
     }
 }

@@ -331,3 +331,23 @@ async fn a_refused_plain_entry_leaves_nothing_and_frees_its_key() {
     assert_invariants(&store).await;
     store.db().close().await;
 }
+
+/// Holds opened, then settled twice, released and spent in one batch: on SQLite the
+/// resolutions are decided in the bulk form in queue order (the second settlement is
+/// refused, the released gold pays the last transfer, the one before it is refused) and
+/// every outcome and the final state equal applying them one by one.
+#[tokio::test]
+async fn settlements_in_one_batch_equal_the_same_writes_one_by_one() {
+    run_concurrently(vec![
+        Op::Hold { user: 1, asset: 0, amount: 30 },
+        Op::Hold { user: 2, asset: 0, amount: 50 },
+        Op::Hold { user: 3, asset: 1, amount: 20 },
+        Op::Settle { hold: 0, amount: None, to: 2 },
+        Op::Settle { hold: 0, amount: None, to: 3 },
+        Op::Release { hold: 1 },
+        Op::Transfer { from: 2, to: 3, asset: 0, amount: 140 },
+        Op::Transfer { from: 2, to: 3, asset: 0, amount: 120 },
+        Op::Settle { hold: 2, amount: None, to: 1 },
+    ])
+    .await;
+}
