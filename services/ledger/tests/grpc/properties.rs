@@ -351,3 +351,23 @@ async fn settlements_in_one_batch_equal_the_same_writes_one_by_one() {
     ])
     .await;
 }
+
+/// Two writes with one key queued together, the first refused: as one by one, the key
+/// stays free and the second applies (on PostgreSQL, in either order, one applies).
+#[tokio::test]
+async fn a_key_refused_in_a_batch_stays_free_for_the_next_write_with_it() {
+    let (_database, store) = warmed_store().await;
+    let transfer = |amount| {
+        movement(&Op::Transfer { from: 1, to: 2, asset: 0, amount }, IdempotencyKey::parse("shared").unwrap()).unwrap()
+    };
+    let (too_much, enough) = (transfer(500), transfer(50));
+    let (first, second) = tokio::join!(store.apply(&too_much), store.apply(&enough));
+    if store.db().backend() == Backend::Sqlite {
+        assert!(matches!(first, Err(LedgerError::InsufficientBalance { .. })), "{first:?}");
+        assert!(!second.unwrap().replayed);
+    } else {
+        assert_eq!([&first, &second].iter().filter(|outcome| outcome.is_ok()).count(), 1, "{first:?} {second:?}");
+    }
+    assert_invariants(&store).await;
+    store.db().close().await;
+}
