@@ -47,16 +47,8 @@ pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) ->
         return Ok(None);
     }
     let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
-    match write_bulk(batch, &mut transaction, now_millis(), Framing::Own).await {
-        Ok(results) => {
-            transaction.end();
-            Ok(Some(results))
-        }
-        Err(error) => {
-            transaction.roll_back().await;
-            Err(error)
-        }
-    }
+    let written = write_bulk(batch, &mut transaction, now_millis(), Framing::Own).await;
+    transaction.finish(written).await.map(Some)
 }
 
 /// Whether a bulk write runs inside the caller's transaction or begins and commits its own.

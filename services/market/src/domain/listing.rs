@@ -45,6 +45,11 @@ impl ListingStatus {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
+
+    /// True for the statuses that close a listing (its `closed_at` is set on entering them).
+    pub fn closes(self) -> bool {
+        matches!(self, Self::Sold | Self::Cancelled | Self::Expired | Self::Failed)
+    }
 }
 
 /// What a listing sells.

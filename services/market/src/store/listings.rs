@@ -77,14 +77,12 @@ pub(super) async fn move_listing(
     to: ListingStatus,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let closes =
-        matches!(to, ListingStatus::Sold | ListingStatus::Cancelled | ListingStatus::Expired | ListingStatus::Failed);
     let updated = sqlx::query(
         "UPDATE listings SET status = $1, updated_at = $2, closed_at = $3 WHERE listing_id = $4 AND status = $5",
     )
     .bind(to.as_str())
     .bind(now)
-    .bind(if closes { now } else { 0 })
+    .bind(if to.closes() { now } else { 0 })
     .bind(listing_id)
     .bind(from.as_str())
     .execute(conn)

@@ -3,6 +3,7 @@
 //! of escrow returns. Every status change is a compare-and-set; a trade and its listing
 //! move together in one transaction. Absent values are stored as `''` / `0`.
 
+mod bulk;
 mod compensation;
 mod listings;
 mod outbox;

@@ -1,8 +1,8 @@
 //! Trades: the compare-and-set that lets exactly one buyer win a listing, and the saga
 //! steps, each moving the trade (and, at its end, the listing) in one transaction.
 
-use economy_kit::db::is_unique_violation;
-use economy_kit::group_commit::{BatchedWrite, WriteFuture};
+use economy_kit::db::{Writer, is_unique_violation};
+use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -150,6 +150,13 @@ impl From<sqlx::Error> for Refusal {
 #[derive(Debug)]
 pub(super) struct TradeStart(Trade);
 
+impl TradeStart {
+    /// The trade to start.
+    pub(super) fn trade(&self) -> &Trade {
+        &self.0
+    }
+}
+
 impl BatchedWrite for TradeStart {
     type Output = Begin;
     type Refusal = Refusal;
@@ -189,19 +196,23 @@ impl BatchedWrite for TradeStart {
             Ok(Begin::Started)
         })
     }
+
+    fn commit_batch<'c>(batch: &'c [Self], writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>> {
+        Box::pin(super::bulk::start_trades(batch, writer))
+    }
 }
 
 /// [`MarketStore::step`]'s transaction, owning its [`Step`].
 #[derive(Debug)]
 pub(super) struct StepWrite {
-    trade_id: String,
-    from: TradeStatus,
-    to: TradeStatus,
-    now: i64,
-    payment_hold_id: String,
-    transaction_id: String,
-    failure_reason: String,
-    listing: Option<(String, ListingStatus, ListingStatus)>,
+    pub(super) trade_id: String,
+    pub(super) from: TradeStatus,
+    pub(super) to: TradeStatus,
+    pub(super) now: i64,
+    pub(super) payment_hold_id: String,
+    pub(super) transaction_id: String,
+    pub(super) failure_reason: String,
+    pub(super) listing: Option<(String, ListingStatus, ListingStatus)>,
 }
 
 impl From<&Step<'_>> for StepWrite {
@@ -254,5 +265,9 @@ impl BatchedWrite for StepWrite {
             }
             Ok(true)
         })
+    }
+
+    fn commit_batch<'c>(batch: &'c [Self], writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>> {
+        Box::pin(super::bulk::apply_steps(batch, writer))
     }
 }

@@ -84,7 +84,7 @@ impl Writer {
     /// On SQLite, a write transaction whose `BEGIN IMMEDIATE` and `COMMIT` the caller sends
     /// inside its own calls (one hand-off to the connection's worker thread for the reads
     /// and one for the writes, instead of four with [`Writer::begin`] and a commit;
-    /// BENCHMARKS.md, Optimization 18). Until [`RawTransaction::end`] the connection counts
+    /// BENCHMARKS.md, Optimization 18). Until [`RawTransaction::finish`] the connection counts
     /// as possibly inside it, so a writer dropped before (a failed statement, a panic) is
     /// rolled back by the next [`super::Db::writer`]. `None` on PostgreSQL, whose pooled
     /// connections must never be returned inside a transaction.
@@ -104,15 +104,15 @@ impl Writer {
 pub struct RawTransaction<'w>(&'w mut SqliteWriter);
 
 impl RawTransaction<'_> {
-    /// Call once the caller's statements committed (or rolled back) the transaction.
-    pub fn end(self) {
-        self.0.raw_transaction_open = false;
-    }
-
-    /// Rolls the transaction back now (after a failed statement), rather than leaving it,
-    /// and SQLite's write lock, to the writer's next user.
-    pub async fn roll_back(self) {
-        self.0.roll_back_raw_transaction().await;
+    /// Ends the transaction after `outcome`, the result of the caller's statements, and
+    /// returns it: `Ok` means they committed it; after an error it is rolled back now,
+    /// rather than leaving it, and SQLite's write lock, to the writer's next user.
+    pub async fn finish<T>(self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        match outcome {
+            Ok(_) => self.0.raw_transaction_open = false,
+            Err(_) => self.0.roll_back_raw_transaction().await,
+        }
+        outcome
     }
 }
 
@@ -366,8 +366,8 @@ mod tests {
         sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await?;
         tx.commit().await?;
         let mut raw = writer.raw_transaction().ok_or_else(|| anyhow::anyhow!("SQLite has raw transactions"))?;
-        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t (v) VALUES (3); COMMIT").execute(&mut *raw).await?;
-        raw.end();
+        let committed = sqlx::query("BEGIN IMMEDIATE; INSERT INTO t (v) VALUES (3); COMMIT").execute(&mut *raw).await;
+        raw.finish(committed).await?;
         drop(writer);
         let values: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v").fetch_all(db.pool()).await?;
         assert_eq!(values, vec![2, 3]);

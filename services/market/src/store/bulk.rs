@@ -1,0 +1,370 @@
+//! The bulk form of a group-committed batch of trade writes (SQLite, BENCHMARKS.md
+//! Optimization 21), after the ledger's (Optimizations 11 and 18). The batch runs inside
+//! `BEGIN IMMEDIATE` on the one writer connection, so nothing else writes until it
+//! commits: one call begins the transaction and reads every trade, listing and business
+//! event the batch names; each write is decided in memory in batch order against them as
+//! the earlier writes left them (the same compare-and-sets as the write-by-write path, in
+//! the same order); one call writes the final rows and commits. Each statement takes its
+//! rows as one JSON array (`json_each`), so it is prepared once whatever the batch's size.
+
+use std::collections::{HashMap, HashSet};
+
+use economy_kit::db::Writer;
+use economy_kit::group_commit::BulkResults;
+use sqlx::AnyConnection;
+
+use super::trades::{Refusal, StepWrite, TradeStart};
+use crate::domain::{ListingStatus, MarketError, Trade};
+use crate::store::Begin;
+
+/// Wins listings and records trades for `batch` (see [`super::MarketStore::begin_trade`]):
+/// per start, `Started`, `NotOnSale` (the listing is not on sale, or expired, or an earlier
+/// start of the batch won it) or `Duplicate` (its business event has a trade). `Ok(None)`
+/// on PostgreSQL.
+pub(super) async fn start_trades(batch: &[TradeStart], writer: &mut Writer) -> BulkResults<TradeStart> {
+    let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
+    let written = start_in(batch, &mut transaction).await;
+    transaction.finish(written).await.map(Some)
+}
+
+/// Applies the saga steps of `batch` (see [`super::MarketStore::step`]): per step, true
+/// when its trade moved, false when it was no longer in `from`, or a storage error when
+/// its listing was not in the listing's `from` (nothing of that step is written).
+/// `Ok(None)` on PostgreSQL.
+pub(super) async fn apply_steps(batch: &[StepWrite], writer: &mut Writer) -> BulkResults<StepWrite> {
+    let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
+    let written = steps_in(batch, &mut transaction).await;
+    transaction.finish(written).await.map(Some)
+}
+
+async fn start_in(batch: &[TradeStart], conn: &mut AnyConnection) -> Result<Vec<Result<Begin, Refusal>>, sqlx::Error> {
+    let events: Vec<&str> = batch.iter().map(|start| start.trade().business_event_id.as_str()).collect();
+    let listings: Vec<&str> = batch.iter().map(|start| start.trade().listing_id.as_str()).collect();
+    let mut state = read_state(conn, &events, &[], &listings).await?;
+    let mut started = Vec::new();
+    let results = batch
+        .iter()
+        .map(|start| {
+            let trade = start.trade();
+            let listing =
+                state.listings.get_mut(&trade.listing_id).filter(|listing| listing.sells_at(trade.created_at));
+            let Some(listing) = listing else { return Ok(Begin::NotOnSale) };
+            if !state.events.insert(trade.business_event_id.clone()) {
+                return Err(Refusal::Duplicate);
+            }
+            listing.status = ListingStatus::Selling.as_str().to_owned();
+            listing.updated_at = trade.created_at;
+            state.moved_listings.insert(trade.listing_id.clone());
+            started.push(trade);
+            Ok(Begin::Started)
+        })
+        .collect();
+    write_state(conn, &state, &started).await?;
+    Ok(results)
+}
+
+async fn steps_in(
+    batch: &[StepWrite],
+    conn: &mut AnyConnection,
+) -> Result<Vec<Result<bool, MarketError>>, sqlx::Error> {
+    let trades: Vec<&str> = batch.iter().map(|step| step.trade_id.as_str()).collect();
+    let listings: Vec<&str> =
+        batch.iter().filter_map(|step| step.listing.as_ref().map(|(id, ..)| id.as_str())).collect();
+    let mut state = read_state(conn, &[], &trades, &listings).await?;
+    let results = batch.iter().map(|step| state.step(step)).collect();
+    write_state(conn, &state, &[]).await?;
+    Ok(results)
+}
+
+/// A trade's columns a step moves.
+struct TradeRow {
+    status: String,
+    payment_hold_id: String,
+    ledger_transaction_ids: String,
+    failure_reason: String,
+    updated_at: i64,
+    finished_at: i64,
+}
+
+/// A listing's columns a trade write moves or checks.
+struct ListingRow {
+    status: String,
+    expires_at: i64,
+    updated_at: i64,
+    closed_at: i64,
+}
+
+impl ListingRow {
+    /// On sale and unexpired at `now` (the compare-and-set of a trade start).
+    fn sells_at(&self, now: i64) -> bool {
+        self.status == ListingStatus::OnSale.as_str() && (self.expires_at == 0 || self.expires_at > now)
+    }
+}
+
+/// What the batch read, as its decided writes leave it.
+#[derive(Default)]
+struct State {
+    /// Business events with a trade.
+    events: HashSet<String>,
+    trades: HashMap<String, TradeRow>,
+    listings: HashMap<String, ListingRow>,
+    moved_trades: HashSet<String>,
+    moved_listings: HashSet<String>,
+}
+
+impl State {
+    /// Decides one step (the write-by-write path's compare-and-sets, trade first).
+    fn step(&mut self, step: &StepWrite) -> Result<bool, MarketError> {
+        let Some(trade) = self.trades.get_mut(&step.trade_id).filter(|trade| trade.status == step.from.as_str()) else {
+            return Ok(false);
+        };
+        if let Some((listing_id, from, to)) = &step.listing {
+            let listing = self.listings.get_mut(listing_id).filter(|listing| listing.status == from.as_str());
+            let Some(listing) = listing else {
+                return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str())));
+            };
+            listing.status = to.as_str().to_owned();
+            listing.updated_at = step.now;
+            listing.closed_at = if to.closes() { step.now } else { 0 };
+            self.moved_listings.insert(listing_id.clone());
+        }
+        trade.status = step.to.as_str().to_owned();
+        trade.updated_at = step.now;
+        trade.finished_at = if step.to.is_final() { step.now } else { 0 };
+        if !step.payment_hold_id.is_empty() {
+            trade.payment_hold_id.clone_from(&step.payment_hold_id);
+        }
+        if !step.transaction_id.is_empty() {
+            if !trade.ledger_transaction_ids.is_empty() {
+                trade.ledger_transaction_ids.push(',');
+            }
+            trade.ledger_transaction_ids.push_str(&step.transaction_id);
+        }
+        if !step.failure_reason.is_empty() {
+            trade.failure_reason.clone_from(&step.failure_reason);
+        }
+        self.moved_trades.insert(step.trade_id.clone());
+        Ok(true)
+    }
+}
+
+/// Tags of the rows `read_state` returns.
+const EVENT: i64 = 0;
+const TRADE: i64 = 1;
+const LISTING: i64 = 2;
+
+/// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero).
+type StateRow = (i64, String, String, String, String, String, i64, i64);
+
+/// Begins the transaction and reads, in one statement, which of `events` have a trade,
+/// the `trades` and the `listings`.
+async fn read_state(
+    conn: &mut AnyConnection,
+    events: &[&str],
+    trades: &[&str],
+    listings: &[&str],
+) -> Result<State, sqlx::Error> {
+    let rows: Vec<StateRow> = sqlx::query_as(&format!(
+        "BEGIN IMMEDIATE; \
+         SELECT {EVENT}, business_event_id, '', '', '', '', 0, 0 FROM trades \
+         WHERE business_event_id IN (SELECT value FROM json_each($1)) \
+         UNION ALL SELECT {TRADE}, trade_id, status, payment_hold_id, ledger_transaction_ids, failure_reason, \
+         updated_at, finished_at FROM trades WHERE trade_id IN (SELECT value FROM json_each($2)) \
+         UNION ALL SELECT {LISTING}, listing_id, status, '', '', '', expires_at, closed_at FROM listings \
+         WHERE listing_id IN (SELECT value FROM json_each($3))"
+    ))
+    .bind(json(&events)?)
+    .bind(json(&trades)?)
+    .bind(json(&listings)?)
+    .fetch_all(conn)
+    .await?;
+    let mut state = State::default();
+    for (tag, id, status, payment_hold_id, ledger_transaction_ids, failure_reason, first, second) in rows {
+        match tag {
+            EVENT => _ = state.events.insert(id),
+            TRADE => {
+                let (updated_at, finished_at) = (first, second);
+                let trade = TradeRow {
+                    status,
+                    payment_hold_id,
+                    ledger_transaction_ids,
+                    failure_reason,
+                    updated_at,
+                    finished_at,
+                };
+                state.trades.insert(id, trade);
+            }
+            _ => {
+                let listing = ListingRow { status, expires_at: first, updated_at: 0, closed_at: second };
+                state.listings.insert(id, listing);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Writes the moved trades, the `started` ones and the moved listings, and commits, in
+/// one call.
+async fn write_state(conn: &mut AnyConnection, state: &State, started: &[&Trade]) -> Result<(), sqlx::Error> {
+    let trades: Vec<_> = (state.moved_trades.iter())
+        .filter_map(|id| state.trades.get(id).map(|trade| (id, trade)))
+        .map(|(id, trade)| {
+            let TradeRow { status, payment_hold_id, ledger_transaction_ids, failure_reason, updated_at, finished_at } =
+                trade;
+            (id, status, updated_at, finished_at, payment_hold_id, ledger_transaction_ids, failure_reason)
+        })
+        .collect();
+    let new_trades: Vec<_> = started
+        .iter()
+        .map(|trade| {
+            let Trade { id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, .. } = trade;
+            let (price, fee, seller_net, created_at) = (trade.price, trade.fee, trade.seller_net, trade.created_at);
+            (
+                id,
+                business_event_id,
+                listing_id,
+                buyer_user_id,
+                seller_user_id,
+                price_asset,
+                price,
+                fee,
+                seller_net,
+                created_at,
+            )
+        })
+        .collect();
+    let listings: Vec<_> = (state.moved_listings.iter())
+        .filter_map(|id| {
+            state.listings.get(id).map(|listing| (id, &listing.status, listing.updated_at, listing.closed_at))
+        })
+        .collect();
+    sqlx::query(
+        "UPDATE trades SET status = r.value ->> 1, updated_at = r.value ->> 2, finished_at = r.value ->> 3, \
+         payment_hold_id = r.value ->> 4, ledger_transaction_ids = r.value ->> 5, failure_reason = r.value ->> 6 \
+         FROM json_each($1) AS r WHERE trades.trade_id = r.value ->> 0; \
+         INSERT INTO trades (trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, \
+         price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
+         updated_at, finished_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+         value ->> 6, value ->> 7, value ->> 8, 'pending', '', '', '', value ->> 9, value ->> 9, 0 FROM json_each($2); \
+         UPDATE listings SET status = r.value ->> 1, updated_at = r.value ->> 2, closed_at = r.value ->> 3 \
+         FROM json_each($3) AS r WHERE listings.listing_id = r.value ->> 0; \
+         COMMIT",
+    )
+    .bind(json(&trades)?)
+    .bind(json(&new_trades)?)
+    .bind(json(&listings)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The rows of a bulk statement as its one JSON parameter (`json_each` unpacks them).
+fn json(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use economy_kit::db::DbOptions;
+    use economy_kit::testing::TestDatabase;
+
+    use super::*;
+    use crate::domain::{Listing, Offer, Price, TradeStatus};
+    use crate::store::{MarketStore, Step};
+
+    async fn listing(store: &MarketStore, expires_at: Option<i64>) -> String {
+        let listing = Listing {
+            id: uuid::Uuid::now_v7().to_string(),
+            seller_user_id: 1,
+            offer: Offer::Asset { code: "red_shard".into(), amount: 1 },
+            price: Price { asset: "DIAMOND".into(), amount: 100 },
+            status: ListingStatus::Creating,
+            hold_id: None,
+            created_at: 1,
+            expires_at,
+            closed_at: None,
+        };
+        store.insert_listing(&listing, &listing.id).await.expect("insert");
+        assert!(store.put_on_sale(&listing.id, "hold", 1).await.expect("on sale"));
+        listing.id
+    }
+
+    /// `pending -> completed` of `trade`, moving its listing `from -> sold`.
+    fn complete(trade: &Trade, from: ListingStatus) -> Step<'_> {
+        let mut step = Step::new(&trade.id, TradeStatus::Pending, TradeStatus::Completed, 20);
+        step.transaction_id = "tx";
+        step.listing = Some((trade.listing_id.as_str(), from, ListingStatus::Sold));
+        step
+    }
+
+    fn trade(listing_id: &str, event: &str) -> Trade {
+        Trade {
+            id: uuid::Uuid::now_v7().to_string(),
+            business_event_id: event.into(),
+            listing_id: listing_id.into(),
+            buyer_user_id: 2,
+            seller_user_id: 1,
+            price_asset: "DIAMOND".into(),
+            price: 100,
+            fee: 5,
+            seller_net: 95,
+            status: TradeStatus::Pending,
+            payment_hold_id: None,
+            ledger_transaction_ids: Vec::new(),
+            failure_reason: String::new(),
+            created_at: 10,
+            finished_at: None,
+        }
+    }
+
+    /// Queued together (one batch on SQLite, in queue order; in parallel on PostgreSQL),
+    /// trade starts and steps decide as one by one: one buyer per listing, one trade per
+    /// business event, each compare-and-set once.
+    #[tokio::test]
+    async fn a_batch_of_trade_writes_decides_as_one_by_one() {
+        let database = TestDatabase::new().await.expect("database");
+        let store = MarketStore::open(&database.url, &DbOptions::default()).await.expect("store");
+        let (first, second, expired) =
+            (listing(&store, None).await, listing(&store, None).await, listing(&store, Some(5)).await);
+        let starts =
+            [trade(&first, "a"), trade(&first, "b"), trade(&second, "a"), trade(&second, "c"), trade(&expired, "d")];
+        let [a, b, c, d, e] = &starts;
+        let begun = tokio::join!(
+            store.begin_trade(a),
+            store.begin_trade(b),
+            store.begin_trade(c),
+            store.begin_trade(d),
+            store.begin_trade(e)
+        );
+        let begun = [begun.0, begun.1, begun.2, begun.3, begun.4];
+        let begun: Vec<Begin> = begun.into_iter().map(|begun| begun.expect("begin")).collect();
+        if store.db().backend() == economy_kit::db::Backend::Sqlite {
+            assert_eq!(begun, [Begin::Started, Begin::NotOnSale, Begin::Duplicate, Begin::Started, Begin::NotOnSale]);
+        }
+        let won: Vec<&Trade> =
+            starts.iter().zip(&begun).filter(|(_, begun)| **begun == Begin::Started).map(|(trade, _)| trade).collect();
+        assert_eq!(won.len(), 2, "{begun:?}");
+        let steps = [
+            complete(won[0], ListingStatus::Selling),
+            complete(won[0], ListingStatus::Selling),
+            complete(won[1], ListingStatus::OnSale),
+        ];
+        let stepped = tokio::join!(store.step(&steps[0]), store.step(&steps[1]), store.step(&steps[2]));
+        let stepped = [stepped.0, stepped.1, stepped.2];
+        let moved: Vec<bool> = stepped[..2].iter().map(|moved| *moved.as_ref().expect("step")).collect();
+        assert_eq!(moved.iter().filter(|moved| **moved).count(), 1, "{stepped:?}");
+        assert!(matches!(stepped[2], Err(MarketError::Storage(_))), "{stepped:?}");
+        let sold = store.trade(&won[0].id).await.expect("read").expect("trade");
+        assert_eq!(
+            (sold.status, sold.ledger_transaction_ids, sold.finished_at),
+            (TradeStatus::Completed, vec!["tx".to_owned()], Some(20))
+        );
+        let first = store.listing(&won[0].listing_id).await.expect("read").expect("listing");
+        assert_eq!((first.status, first.closed_at), (ListingStatus::Sold, Some(20)));
+        let unmoved = store.trade(&won[1].id).await.expect("read").expect("trade");
+        assert_eq!(unmoved.status, TradeStatus::Pending);
+        let second = store.listing(&won[1].listing_id).await.expect("read").expect("listing");
+        assert_eq!(second.status, ListingStatus::Selling);
+        store.db().close().await;
+    }
+}
