@@ -17,7 +17,7 @@ use crate::driver::{self, Measurement, Outcome, Worker};
 use crate::stack::Stack;
 
 /// Purchases per second the listing pool is sized for.
-const POOL_RATE: f64 = 600.0;
+const POOL_RATE: f64 = 1_600.0;
 /// The asset listed (1 unit per listing).
 const ASSET: &str = "bench_shard";
 /// The price asset.

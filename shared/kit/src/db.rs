@@ -223,6 +223,19 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|db_error| db_error.is_unique_violation())
 }
 
+/// True when `error` is any constraint's refusal (UNIQUE, primary or foreign key, NOT
+/// NULL, CHECK): the statement's own verdict, not a failing connection.
+pub fn is_constraint_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|db_error| !matches!(db_error.kind(), sqlx::error::ErrorKind::Other))
+}
+
+/// `rows` as one JSON array, the parameter of a bulk statement that unpacks it with
+/// `json_each` (SQLite): one prepared statement whatever the number of rows. Each row is
+/// a tuple, read in SQL as `value ->> 0`, `value ->> 1`, …
+pub fn json_rows(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))
+}
+
 /// `rows` tuples of `columns` numbered placeholders for a multi-row `VALUES` list:
 /// rows=2, columns=2 -> `($1, $2), ($3, $4)`. Rows are numbered in order, so bind row by
 /// row.

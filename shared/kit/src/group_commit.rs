@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::batch::Coalescer;
-use crate::db::{Backend, Db, Writer};
+use crate::db::{Backend, Db, Writer, is_constraint_violation};
 use sqlx::{Acquire, Any, AnyConnection, Transaction};
 
 /// A boxed future borrowing the connection.
@@ -47,8 +47,11 @@ pub trait BatchedWrite: Send + Sync + 'static {
     /// [`Writer::raw_transaction`]: `BEGIN IMMEDIATE` and `COMMIT` sent inside its own
     /// calls), tried first for every batch, even of one write. Results as
     /// [`BatchedWrite::write_batch`]; `Err` when it failed: nothing of it takes effect (a
-    /// transaction it left open is rolled back before the writer is used again). `Ok(None)`, the default, when `batch` has no
-    /// such form: it is then applied by [`BatchedWrite::write_batch`] or write by write.
+    /// transaction it left open is rolled back before the writer is used again), and a
+    /// constraint's refusal (a case the form does not decide) sends the batch down the
+    /// write-by-write path, where it refuses only its own write. `Ok(None)`, the default,
+    /// when `batch` has no such form: it is then applied by [`BatchedWrite::write_batch`]
+    /// or write by write.
     fn commit_batch<'c>(_batch: &'c [Self], _writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>>
     where
         Self: Sized,
@@ -127,9 +130,9 @@ async fn apply_batch<W: BatchedWrite>(db: Db, batch: Vec<W>) -> Vec<Submitted<W>
     };
     let applied = match W::commit_batch(&batch, &mut writer).await {
         Ok(Some(results)) => Ok(results),
-        Ok(None) if batch.len() == 1 => return vec![apply_alone(writer, &batch[0]).await],
-        Ok(None) => apply_together(writer, &batch).await,
-        Err(error) => Err(error),
+        Err(error) if !is_constraint_violation(&error) => Err(error),
+        _ if batch.len() == 1 => return vec![apply_alone(writer, &batch[0]).await],
+        _ => apply_together(writer, &batch).await,
     };
     applied.map_or_else(|error| failed(&batch, &error), |results| results.into_iter().map(Ok).collect())
 }

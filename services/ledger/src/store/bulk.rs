@@ -4,9 +4,9 @@
 //! once, every entry is checked against them in batch order in memory (the same bounds
 //! as the conditional UPDATE of the write-by-write path), and the accepted entries,
 //! their postings and the balances they moved are written with one statement each.
-//! Each SQLite call is a hand-off to the connection's worker thread, so the two reads
-//! are one statement and the three writes one call: with `BEGIN` and `COMMIT`, four
-//! calls per batch instead of four per entry (Optimizations 11 and 14). Each statement
+//! Each SQLite call is a hand-off to the connection's worker thread, so the reads are one
+//! statement and the writes one call: with `BEGIN` and `COMMIT`, four calls per batch
+//! instead of four per entry (Optimizations 11 and 14). Each statement
 //! takes its rows as one JSON array (`json_each`), so it is prepared once whatever the
 //! batch's size. A refused entry is never written, so nothing needs undoing.
 //!
@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use economy_kit::db::Writer;
+use economy_kit::db::{Writer, json_rows};
 use economy_kit::group_commit::{BulkResults, write_in_savepoint};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
@@ -40,8 +40,8 @@ type BalanceKey = (String, String);
 
 /// Applies `batch` when the bulk form takes every write, in a transaction of its own on
 /// `writer` (SQLite): results in batch order; `Ok(None)` when a write needs the
-/// write-by-write path (or on PostgreSQL); `Err` when a statement failed (the transaction is rolled back, or, if
-/// even that failed, left for the writer's next user to roll back).
+/// write-by-write path (or on PostgreSQL); `Err` when a statement failed (the transaction
+/// is rolled back, or, if even that failed, left for the writer's next user to roll back).
 pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) -> BulkResults<EntryWrite> {
     if !batch.iter().all(EntryWrite::is_bulk) {
         return Ok(None);
@@ -167,15 +167,15 @@ async fn read_state(
          WHERE idempotency_key IN (SELECT value FROM json_each($1)) \
          UNION ALL SELECT {BALANCE}, b.account, b.asset_code, '', '', b.available, b.frozen FROM \
          (SELECT value ->> 0 AS account, value ->> 1 AS asset_code FROM json_each($2) \
-         UNION SELECT account, asset_code FROM holds WHERE id IN (SELECT value FROM json_each($3))) AS k \
+         UNION ALL SELECT account, asset_code FROM holds WHERE id IN (SELECT value FROM json_each($3))) AS k \
          JOIN balances AS b ON b.account = k.account AND b.asset_code = k.asset_code \
          UNION ALL SELECT {HOLD}, id, account, asset_code, status, amount, 0 FROM holds \
          WHERE id IN (SELECT value FROM json_each($3))",
         framing.begin()
     ))
-    .bind(json(&keys)?)
-    .bind(json(&balances)?)
-    .bind(json(&holds)?)
+    .bind(json_rows(&keys)?)
+    .bind(json_rows(&balances)?)
+    .bind(json_rows(&holds)?)
     .fetch_all(conn)
     .await?;
     let mut taken = HashSet::new();
@@ -184,7 +184,7 @@ async fn read_state(
         match tag {
             TAKEN_KEY => _ = taken.insert(first),
             BALANCE => _ = books.balances.rows.insert((first, second), Buckets { available: amount, frozen }),
-            _ => _ = books.holds.insert(first.clone(), hold_state(&first, &second, &third, &fourth, amount)),
+            _ => _ = books.holds.insert(first.clone(), read_hold(&first, &second, &third, &fourth, amount)),
         }
     }
     Ok((taken, books))
@@ -202,7 +202,7 @@ struct Books {
 /// A hold row as the batch sees it: `None` when corrupt (its entries are refused).
 type HoldState = Option<Hold>;
 
-fn hold_state(id: &str, account: &str, asset: &str, status: &str, amount: i64) -> HoldState {
+fn read_hold(id: &str, account: &str, asset: &str, status: &str, amount: i64) -> HoldState {
     Some(Hold {
         id: EntityId::parse(id).ok()?,
         account: AccountId::from_key(account).ok()?,
@@ -220,8 +220,8 @@ fn hold_state(id: &str, account: &str, asset: &str, status: &str, amount: i64) -
 impl Books {
     /// Decides `write` against the books: its entry, the books moved by it; or its
     /// refusal, the books untouched. Refusals and their order are the write-by-write
-    /// path's: a hold missing, already resolved or exceeded, unbalanced legs, then a
-    /// balance out of bounds.
+    /// path's: a hold missing (or its row corrupt: `Storage`), already resolved or
+    /// exceeded, unbalanced legs, then a balance out of bounds.
     fn decide(&mut self, write: &EntryWrite, now: i64) -> Result<Entry, LedgerError> {
         let mut legs = write.plan.legs.clone();
         let mut resolving: Vec<(HoldId, Resolution, i64)> = Vec::new();
@@ -328,11 +328,11 @@ async fn write_accepted(
          frozen = excluded.frozen, updated_at = excluded.updated_at{}",
         framing.commit()
     ))
-    .bind(json(&entry_rows)?)
-    .bind(json(&posting_rows)?)
-    .bind(json(&books.balances.moved_rows())?)
+    .bind(json_rows(&entry_rows)?)
+    .bind(json_rows(&posting_rows)?)
+    .bind(json_rows(&books.balances.moved_rows())?)
     .bind(now)
-    .bind(json(&books.resolved)?)
+    .bind(json_rows(&books.resolved)?)
     .execute(conn)
     .await?;
     Ok(())
@@ -340,12 +340,6 @@ async fn write_accepted(
 
 fn key_of(delta: &BalanceDelta) -> BalanceKey {
     (delta.account.key(), delta.asset.as_str().to_owned())
-}
-
-/// The rows of a bulk statement as its one JSON parameter (`json_each` unpacks them): one
-/// prepared statement whatever the batch's size.
-fn json(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))
 }
 
 impl EntryWrite {
@@ -398,7 +392,7 @@ mod tests {
     /// Books holding `hold` (10 gold frozen on user 1) and user 1's balance.
     fn books(hold: &HoldId) -> Books {
         let mut books = Books::default();
-        let state = hold_state(hold.as_str(), &user(1).key(), "gold", "open", 10);
+        let state = read_hold(hold.as_str(), &user(1).key(), "gold", "open", 10);
         books.holds.insert(hold.to_string(), state);
         books.balances.rows.insert((user(1).key(), "gold".into()), Buckets { available: 0, frozen: 10 });
         books
@@ -431,5 +425,22 @@ mod tests {
         assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "settled", .. })), "{again:?}");
         let unknown = books.decide(&settle(&HoldId::generate(), 3, 4, "d"), 1);
         assert!(matches!(unknown, Err(LedgerError::HoldNotFound(_))), "{unknown:?}");
+    }
+
+    #[test]
+    fn a_settlement_a_balance_refuses_leaves_its_hold_open() {
+        let hold = HoldId::generate();
+        let mut books = books(&hold);
+        books.balances.rows.insert((user(1).key(), "gold".into()), Buckets { available: 0, frozen: 5 });
+        // Frozen below its open holds is a broken invariant, refused as a storage error.
+        let refused = books.decide(&settle(&hold, 2, 4, "a"), 1);
+        assert!(matches!(refused, Err(LedgerError::Storage(_))), "{refused:?}");
+        assert!(books.resolved.is_empty());
+        assert!(
+            books
+                .holds
+                .get(hold.as_str())
+                .is_some_and(|hold| hold.as_ref().is_some_and(|hold| hold.status == HoldStatus::Open))
+        );
     }
 }

@@ -371,3 +371,33 @@ async fn a_key_refused_in_a_batch_stays_free_for_the_next_write_with_it() {
     assert_invariants(&store).await;
     store.db().close().await;
 }
+
+/// Settlements of holds opened before, queued together (on SQLite one batch of the bulk
+/// form in its own transaction): each hold records the entry that resolved it.
+#[tokio::test]
+async fn settlements_queued_together_record_their_resolving_entries() {
+    let (_database, store) = warmed_store().await;
+    let ops = [
+        Op::Hold { user: 1, asset: 0, amount: 30 },
+        Op::Hold { user: 2, asset: 0, amount: 50 },
+        Op::Settle { hold: 0, amount: None, to: 3 },
+        Op::Release { hold: 1 },
+    ];
+    let plans = plan_all(&ops);
+    for plan in &plans[..2] {
+        store.apply(plan).await.unwrap();
+    }
+    let (settled, released) = tokio::join!(store.apply(&plans[2]), store.apply(&plans[3]));
+    for (plan, applied) in plans[..2].iter().zip([settled.unwrap(), released.unwrap()]) {
+        let hold = plan.new_hold.as_ref().unwrap().id.as_str();
+        let (entry, resolved_at): (String, i64) =
+            sqlx::query_as("SELECT resolution_entry_id, resolved_at FROM holds WHERE id = $1")
+                .bind(hold)
+                .fetch_one(store.db().pool())
+                .await
+                .unwrap();
+        assert_eq!((entry, resolved_at), (applied.entry.id.clone(), applied.entry.created_at));
+    }
+    assert_invariants(&store).await;
+    store.db().close().await;
+}

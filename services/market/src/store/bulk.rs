@@ -9,11 +9,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use economy_kit::db::Writer;
+use economy_kit::db::{Writer, json_rows};
 use economy_kit::group_commit::BulkResults;
 use sqlx::AnyConnection;
 
-use super::trades::{Refusal, StepWrite, TradeStart};
+use super::trades::{NEW_TRADE_COLUMNS, Refusal, StepWrite, TradeStart};
 use crate::domain::{ListingStatus, MarketError, Trade};
 use crate::store::Begin;
 
@@ -37,15 +37,17 @@ pub(super) async fn apply_steps(batch: &[StepWrite], writer: &mut Writer) -> Bul
     transaction.finish(written).await.map(Some)
 }
 
+/// [`start_trades`] inside its transaction: reads, decides each start in batch order (the
+/// listing's compare-and-set first, then the business event), writes and commits.
 async fn start_in(batch: &[TradeStart], conn: &mut AnyConnection) -> Result<Vec<Result<Begin, Refusal>>, sqlx::Error> {
-    let events: Vec<&str> = batch.iter().map(|start| start.trade().business_event_id.as_str()).collect();
-    let listings: Vec<&str> = batch.iter().map(|start| start.trade().listing_id.as_str()).collect();
+    let events: Vec<&str> = batch.iter().map(|start| start.0.business_event_id.as_str()).collect();
+    let listings: Vec<&str> = batch.iter().map(|start| start.0.listing_id.as_str()).collect();
     let mut state = read_state(conn, &events, &[], &listings).await?;
     let mut started = Vec::new();
     let results = batch
         .iter()
         .map(|start| {
-            let trade = start.trade();
+            let trade = &start.0;
             let listing =
                 state.listings.get_mut(&trade.listing_id).filter(|listing| listing.sells_at(trade.created_at));
             let Some(listing) = listing else { return Ok(Begin::NotOnSale) };
@@ -86,7 +88,8 @@ struct TradeRow {
     finished_at: i64,
 }
 
-/// A listing's columns a trade write moves or checks.
+/// A listing's columns a trade write moves or checks (`updated_at` is not read: it is
+/// written only with a move, which sets it).
 struct ListingRow {
     status: String,
     expires_at: i64,
@@ -173,9 +176,9 @@ async fn read_state(
          UNION ALL SELECT {LISTING}, listing_id, status, '', '', '', expires_at, closed_at FROM listings \
          WHERE listing_id IN (SELECT value FROM json_each($3))"
     ))
-    .bind(json(&events)?)
-    .bind(json(&trades)?)
-    .bind(json(&listings)?)
+    .bind(json_rows(&events)?)
+    .bind(json_rows(&trades)?)
+    .bind(json_rows(&listings)?)
     .fetch_all(conn)
     .await?;
     let mut state = State::default();
@@ -204,7 +207,10 @@ async fn read_state(
 }
 
 /// Writes the moved trades, the `started` ones and the moved listings, and commits, in
-/// one call.
+/// one call. JSON rows: moved trade `[id, status, updated_at, finished_at,
+/// payment_hold_id, ledger_transaction_ids, failure_reason]`; new trade `[id,
+/// business_event_id, listing_id, buyer, seller, price_asset, price, fee, seller_net,
+/// created_at]`; moved listing `[id, status, updated_at, closed_at]`.
 async fn write_state(conn: &mut AnyConnection, state: &State, started: &[&Trade]) -> Result<(), sqlx::Error> {
     let trades: Vec<_> = (state.moved_trades.iter())
         .filter_map(|id| state.trades.get(id).map(|trade| (id, trade)))
@@ -238,34 +244,27 @@ async fn write_state(conn: &mut AnyConnection, state: &State, started: &[&Trade]
             state.listings.get(id).map(|listing| (id, &listing.status, listing.updated_at, listing.closed_at))
         })
         .collect();
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE trades SET status = r.value ->> 1, updated_at = r.value ->> 2, finished_at = r.value ->> 3, \
          payment_hold_id = r.value ->> 4, ledger_transaction_ids = r.value ->> 5, failure_reason = r.value ->> 6 \
          FROM json_each($1) AS r WHERE trades.trade_id = r.value ->> 0; \
-         INSERT INTO trades (trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, \
-         price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
-         updated_at, finished_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+         INSERT INTO trades ({NEW_TRADE_COLUMNS}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
          value ->> 6, value ->> 7, value ->> 8, 'pending', '', '', '', value ->> 9, value ->> 9, 0 FROM json_each($2); \
          UPDATE listings SET status = r.value ->> 1, updated_at = r.value ->> 2, closed_at = r.value ->> 3 \
          FROM json_each($3) AS r WHERE listings.listing_id = r.value ->> 0; \
-         COMMIT",
-    )
-    .bind(json(&trades)?)
-    .bind(json(&new_trades)?)
-    .bind(json(&listings)?)
+         COMMIT"
+    ))
+    .bind(json_rows(&trades)?)
+    .bind(json_rows(&new_trades)?)
+    .bind(json_rows(&listings)?)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The rows of a bulk statement as its one JSON parameter (`json_each` unpacks them).
-fn json(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))
-}
-
 #[cfg(test)]
 mod tests {
-    use economy_kit::db::DbOptions;
+    use economy_kit::db::{Backend, DbOptions};
     use economy_kit::testing::TestDatabase;
 
     use super::*;
@@ -338,7 +337,7 @@ mod tests {
         );
         let begun = [begun.0, begun.1, begun.2, begun.3, begun.4];
         let begun: Vec<Begin> = begun.into_iter().map(|begun| begun.expect("begin")).collect();
-        if store.db().backend() == economy_kit::db::Backend::Sqlite {
+        if store.db().backend() == Backend::Sqlite {
             assert_eq!(begun, [Begin::Started, Begin::NotOnSale, Begin::Duplicate, Begin::Started, Begin::NotOnSale]);
         }
         let won: Vec<&Trade> =
@@ -365,6 +364,50 @@ mod tests {
         assert_eq!(unmoved.status, TradeStatus::Pending);
         let second = store.listing(&won[1].listing_id).await.expect("read").expect("listing");
         assert_eq!(second.status, ListingStatus::Selling);
+        let updated = |sql: &'static str, id: String| {
+            let pool = store.db().pool().clone();
+            async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(&pool).await.expect("updated_at") }
+        };
+        let trade_updated = "SELECT updated_at FROM trades WHERE trade_id = $1";
+        let listing_updated = "SELECT updated_at FROM listings WHERE listing_id = $1";
+        assert_eq!(updated(trade_updated, won[0].id.clone()).await, 20);
+        assert_eq!(updated(listing_updated, won[0].listing_id.clone()).await, 20);
+        assert_eq!(updated(listing_updated, won[1].listing_id.clone()).await, 10);
+        let later = trade(&listing(&store, None).await, "a");
+        assert_eq!(store.begin_trade(&later).await.expect("begin"), Begin::Duplicate, "the event has a trade");
+        store.db().close().await;
+    }
+
+    /// Two steps of one trade in one batch chain (the second sees the first's status, hold
+    /// and transaction, on SQLite); a start a constraint refuses (price 0) fails alone, the batch is
+    /// redone write by write.
+    #[tokio::test]
+    async fn steps_of_one_trade_chain_and_a_refused_constraint_fails_only_its_write() {
+        let database = TestDatabase::new().await.expect("database");
+        let store = MarketStore::open(&database.url, &DbOptions::default()).await.expect("store");
+        let (first, second) = (listing(&store, None).await, listing(&store, None).await);
+        let mut free = trade(&second, "free");
+        free.price = 0;
+        let bought = trade(&first, "bought");
+        let (refused, begun) = tokio::join!(store.begin_trade(&free), store.begin_trade(&bought));
+        assert!(matches!(refused, Err(MarketError::Storage(_))), "{refused:?}");
+        assert_eq!(begun.expect("begin"), Begin::Started);
+        let mut paid = Step::new(&bought.id, TradeStatus::Pending, TradeStatus::Paid, 20);
+        (paid.payment_hold_id, paid.transaction_id) = ("hold-1", "tx1");
+        let mut delivered = Step::new(&bought.id, TradeStatus::Paid, TradeStatus::Delivered, 30);
+        delivered.transaction_id = "tx2";
+        // One batch on SQLite; PostgreSQL runs queued steps in parallel, so in order there.
+        let (paid, delivered) = if store.db().backend() == Backend::Sqlite {
+            tokio::join!(store.step(&paid), store.step(&delivered))
+        } else {
+            (store.step(&paid).await, store.step(&delivered).await)
+        };
+        assert_eq!((paid.expect("paid"), delivered.expect("delivered")), (true, true));
+        let stored = store.trade(&bought.id).await.expect("read").expect("trade");
+        assert_eq!(stored.status, TradeStatus::Delivered);
+        assert_eq!(stored.payment_hold_id.as_deref(), Some("hold-1"));
+        assert_eq!(stored.ledger_transaction_ids, vec!["tx1".to_owned(), "tx2".to_owned()]);
+        assert_eq!(store.listing(&second).await.expect("read").expect("listing").status, ListingStatus::OnSale);
         store.db().close().await;
     }
 }

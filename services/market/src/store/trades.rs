@@ -10,6 +10,11 @@ use super::listings::move_listing;
 use super::{MarketStore, instant, present};
 use crate::domain::{ListingStatus, MarketError, Trade, TradeStatus};
 
+/// The columns a new trade row sets, in the order both write paths give them.
+pub(super) const NEW_TRADE_COLUMNS: &str = "trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, \
+     price_asset, price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
+     updated_at, finished_at";
+
 const COLUMNS: &str = "trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, price, \
                        fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
                        finished_at";
@@ -148,14 +153,7 @@ impl From<sqlx::Error> for Refusal {
 
 /// [`MarketStore::begin_trade`]'s transaction.
 #[derive(Debug)]
-pub(super) struct TradeStart(Trade);
-
-impl TradeStart {
-    /// The trade to start.
-    pub(super) fn trade(&self) -> &Trade {
-        &self.0
-    }
-}
+pub(super) struct TradeStart(pub(super) Trade);
 
 impl BatchedWrite for TradeStart {
     type Output = Begin;
@@ -175,11 +173,10 @@ impl BatchedWrite for TradeStart {
             if won.rows_affected() != 1 {
                 return Ok(Begin::NotOnSale);
             }
-            sqlx::query(
-                "INSERT INTO trades (trade_id, business_event_id, listing_id, buyer_user_id, seller_user_id, price_asset, \
-                 price, fee, seller_net, status, payment_hold_id, ledger_transaction_ids, failure_reason, created_at, \
-                 updated_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', '', '', '', $10, $10, 0)",
-            )
+            sqlx::query(&format!(
+                "INSERT INTO trades ({NEW_TRADE_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', '', '', '', $10, $10, 0)"
+            ))
             .bind(&trade.id)
             .bind(&trade.business_event_id)
             .bind(&trade.listing_id)
