@@ -33,7 +33,8 @@ pub trait BatchedWrite: Send + Sync + 'static {
     /// transaction that holds the database's write lock (SQLite `BEGIN IMMEDIATE`: no
     /// other writer runs until it ends) and that the caller commits. Each write either
     /// takes effect or is refused leaving nothing behind; results in `batch` order. `Err`
-    /// when the transaction itself failed (it is rolled back, no write takes effect).
+    /// when the transaction itself failed (it is rolled back, no write takes effect); a
+    /// constraint's refusal redoes the batch write by write instead, in savepoints.
     /// `Ok(None)`, the default, when this kind of write has no bulk form: the batch is
     /// then applied write by write.
     fn write_batch<'c>(_batch: &'c [Self], _conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>>
@@ -144,19 +145,23 @@ fn failed<W: BatchedWrite>(batch: &[W], error: &sqlx::Error) -> Vec<Submitted<W>
 }
 
 /// Every write of `batch` in one transaction: in its bulk form when it has one, else
-/// optimistically, else with savepoints.
+/// optimistically, else (a refusal, or a constraint the bulk form met) with savepoints.
 async fn apply_together<W: BatchedWrite>(mut writer: Writer, batch: &[W]) -> Result<Results<W>, sqlx::Error> {
     let mut tx = writer.begin().await?;
-    let results = match W::write_batch(batch, &mut tx).await? {
+    let applied = match W::write_batch(batch, &mut tx).await {
+        Ok(Some(results)) => Some(results),
+        Ok(None) => apply_optimistically(&mut tx, batch).await?,
+        // A constraint the bulk form does not decide: redone below, refusing only its write.
+        Err(error) if is_constraint_violation(&error) => None,
+        Err(error) => return Err(error),
+    };
+    let results = match applied {
         Some(results) => results,
-        None => match apply_optimistically(&mut tx, batch).await? {
-            Some(results) => results,
-            None => {
-                tx.rollback().await?;
-                tx = writer.begin().await?;
-                apply_with_savepoints(&mut tx, batch).await?
-            }
-        },
+        None => {
+            tx.rollback().await?;
+            tx = writer.begin().await?;
+            apply_with_savepoints(&mut tx, batch).await?
+        }
     };
     let committed = tx.commit().await;
     writer.finish(committed).map(|()| results)
@@ -353,6 +358,29 @@ mod tests {
         if db.backend() == Backend::Sqlite {
             assert!(bulk_batches.load(Ordering::SeqCst) > 0, "40 concurrent writes formed no batch");
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_constraint_the_bulk_form_meets_refuses_only_its_write() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        let commit = GroupCommit::new(db.clone(), 16);
+        let bulk_batches = Arc::new(AtomicUsize::new(0));
+        let writes: Vec<_> = [5_i64, 6, 5, 7]
+            .into_iter()
+            .map(|value| {
+                let (commit, bulk_batches) = (commit.clone(), Arc::clone(&bulk_batches));
+                tokio::spawn(async move { commit.submit(InsertInBulk { value, bulk_batches }).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for write in writes {
+            outcomes.push(write.await??.ok());
+        }
+        // The bulk INSERT of the one batch meets the UNIQUE constraint; write by write, the
+        // second 5 alone is refused.
+        assert_eq!(outcomes, vec![Some(5), Some(6), None, Some(7)]);
+        assert_eq!(stored(&db).await?, vec![5, 6, 7]);
         Ok(())
     }
 
