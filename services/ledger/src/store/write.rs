@@ -123,6 +123,39 @@ pub(super) enum Refusal {
     Refused(LedgerError),
 }
 
+impl EntryWrite {
+    /// True when the SQLite bulk form (`bulk`) can apply this write: no hold to open, and
+    /// every asset and account of its legs already known to exist (a hold's own are, since
+    /// it exists).
+    pub(super) fn is_bulk(&self) -> bool {
+        self.plan.new_hold.is_none() && self.has_known_legs()
+    }
+
+    /// True when the write is a plain movement: [`EntryWrite::is_bulk`] and no hold to
+    /// resolve (PostgreSQL's `combined` and `single` forms).
+    pub(super) fn is_plain(&self) -> bool {
+        self.is_bulk() && self.plan.resolutions.is_empty()
+    }
+
+    fn has_known_legs(&self) -> bool {
+        self.plan
+            .legs
+            .iter()
+            .all(|leg| self.known.has_asset(leg.asset.as_str()) && self.known.has_account(&leg.account.key()))
+    }
+
+    /// The balance moves of a plain write, or why its legs are refused.
+    pub(super) fn deltas(&self) -> Result<Vec<BalanceDelta>, LedgerError> {
+        check_balanced(&self.plan.legs)?;
+        balance_deltas(&self.plan.legs)
+    }
+
+    /// The journal entry of a plain write, under a new id, recorded at `now` (ms).
+    pub(super) fn entry(&self, now: i64) -> Entry {
+        Entry::new(EntityId::generate().to_string(), &self.plan.meta, now, self.plan.legs.clone())
+    }
+}
+
 impl BatchedWrite for EntryWrite {
     type Output = Entry;
     type Refusal = Refusal;

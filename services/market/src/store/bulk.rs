@@ -78,7 +78,8 @@ async fn steps_in(
     Ok(results)
 }
 
-/// A trade's columns a step moves.
+/// A trade's columns a step moves (`updated_at` and `finished_at` are not read: they are
+/// written only with a move, which sets them).
 struct TradeRow {
     status: String,
     payment_hold_id: String,
@@ -172,7 +173,7 @@ async fn read_state(
          SELECT {EVENT}, business_event_id, '', '', '', '', 0, 0 FROM trades \
          WHERE business_event_id IN (SELECT value FROM json_each($1)) \
          UNION ALL SELECT {TRADE}, trade_id, status, payment_hold_id, ledger_transaction_ids, failure_reason, \
-         updated_at, finished_at FROM trades WHERE trade_id IN (SELECT value FROM json_each($2)) \
+         0, 0 FROM trades WHERE trade_id IN (SELECT value FROM json_each($2)) \
          UNION ALL SELECT {LISTING}, listing_id, status, '', '', '', expires_at, closed_at FROM listings \
          WHERE listing_id IN (SELECT value FROM json_each($3))"
     ))
@@ -186,7 +187,7 @@ async fn read_state(
         match tag {
             EVENT => _ = state.events.insert(id),
             TRADE => {
-                let (updated_at, finished_at) = (first, second);
+                let (updated_at, finished_at) = (0, 0);
                 let trade = TradeRow {
                     status,
                     payment_hold_id,
