@@ -1,22 +1,28 @@
-//! The one-statement form of a plain entry on PostgreSQL (BENCHMARKS.md Optimization
-//! 16), for an entry alone in the queue of `combined` or whose combined statement did not
-//! apply. There the transaction path costs `BEGIN`, four statements for a transfer and
-//! `COMMIT`, round trips on a server that shares the machine's cores. A plain entry (no hold to
-//! open or resolve; assets and accounts known) is written by ONE autocommitted statement
-//! instead: data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the
-//! postings, lock the balance rows in the transaction path's order and move every
-//! balance with the same bounds as that path's conditional UPDATE, and the final SELECT
-//! divides by zero when a balance did not move (refused, or its row missing), which
-//! aborts the statement so nothing of it remains. The transaction path then decides that
-//! entry and names the refusal (also after a lost deadlock).
+//! The one-statement form of an entry on PostgreSQL (BENCHMARKS.md Optimizations 16 and
+//! 22): a plain entry alone in the queue of `combined` or whose combined statement did not
+//! apply, and an entry that settles or releases holds (a market purchase). There the
+//! transaction path costs `BEGIN`, a statement per hold, posting and balance, and `COMMIT`:
+//! round trips on a server that shares the machine's cores. Such an entry (no hold to open;
+//! assets and accounts known) is written by ONE autocommitted statement instead:
+//! data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the postings,
+//! resolve each hold by compare-and-set on `open` (its amount read just before, which
+//! gives the legs that empty it), lock the balance rows in the transaction path's order
+//! and move every balance with the same bounds as that path's conditional UPDATE, and the
+//! final SELECT divides by zero when a hold or a balance did not move (resolved meanwhile,
+//! refused, or its row missing), which aborts the statement so nothing of it remains. The
+//! transaction path then decides that entry and names the refusal (also after a lost
+//! deadlock, and when the read already shows a hold missing, resolved or exceeded).
 
 use economy_kit::db::{Db, value_tuples_after};
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments};
 
+use super::read::hold_in;
 use super::write::{EntryWrite, PostingRow, entry_arguments, posting_rows};
 use crate::domain::LedgerError;
-use crate::domain::entry::{BalanceDelta, Entry};
+use crate::domain::entry::{BalanceDelta, Entry, Leg, balance_deltas, check_balanced};
+use crate::domain::hold::{HoldStatus, resolution_legs};
+use crate::domain::ids::EntityId;
 
 /// SQLSTATEs after which the transaction path decides: the statement's refusal signal
 /// (`division_by_zero`) and a lost deadlock (`deadlock_detected`).
@@ -33,13 +39,31 @@ pub(super) enum Posted {
     Undecided,
 }
 
-/// Writes a plain `write` in one statement (see the module docs). Errors: storage.
+/// Writes `write` (no hold to open; assets and accounts known) in one statement (see the
+/// module docs). Errors: storage.
 pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted, LedgerError> {
-    let Ok(deltas) = write.deltas() else { return Ok(Posted::Undecided) };
+    match settled_legs(db, write).await? {
+        Some((legs, resolving)) => post_legs(db, write, legs, &resolving, now).await,
+        None => Ok(Posted::Undecided),
+    }
+}
+
+/// The statement of [`post`] for `write` with all its `legs`, resolving the holds
+/// `resolving` as they were read.
+async fn post_legs(
+    db: &Db,
+    write: &EntryWrite,
+    legs: Vec<Leg>,
+    resolving: &[Resolving<'_>],
+    now: i64,
+) -> Result<Posted, LedgerError> {
+    let Ok(deltas) = check_balanced(&legs).and_then(|()| balance_deltas(&legs)) else {
+        return Ok(Posted::Undecided);
+    };
     if deltas.is_empty() {
         return Ok(Posted::Undecided);
     }
-    let entry = write.entry(now);
+    let entry = Entry::new(EntityId::generate().to_string(), &write.plan.meta, now, legs);
     let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
     // The entry id comes from the `entry` CTE, so a taken key inserts no postings.
     for row in posting_rows(&entry.id, &entry.legs) {
@@ -47,13 +71,51 @@ pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted
     }
     add_moves(&mut arguments, &deltas)?;
     add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
-    let sql = statement(entry.legs.len(), deltas.len());
+    for hold in resolving {
+        add(&mut arguments, hold.id)?;
+        add(&mut arguments, hold.status)?;
+        add(&mut arguments, hold.settled)?;
+        add(&mut arguments, hold.amount)?;
+    }
+    add(&mut arguments, i64::try_from(resolving.len()).unwrap_or(i64::MAX))?;
+    let sql = statement(entry.legs.len(), deltas.len(), resolving.len());
     match run_autocommitted(db, &sql, arguments).await {
         Ok(1) => Ok(Posted::Written(entry)),
         Ok(_) => Ok(Posted::KeyTaken),
         Err(error) if is_undecided(&error) => Ok(Posted::Undecided),
         Err(error) => Err(error.into()),
     }
+}
+
+/// A hold the entry resolves, as read before the statement: the statement sets its final
+/// `status` and `settled` amount when it is still open and still froze `amount`.
+struct Resolving<'w> {
+    id: &'w str,
+    status: &'static str,
+    settled: i64,
+    amount: i64,
+}
+
+/// The entry's legs followed by those that empty the holds it resolves (read now, outside
+/// any transaction), and those holds. `None` when a hold is missing, not open, exceeded or
+/// resolved twice by the entry: the transaction path then names the refusal.
+async fn settled_legs<'w>(
+    db: &Db,
+    write: &'w EntryWrite,
+) -> Result<Option<(Vec<Leg>, Vec<Resolving<'w>>)>, LedgerError> {
+    let mut legs = write.plan.legs.clone();
+    let mut resolving: Vec<Resolving<'w>> = Vec::new();
+    for (id, resolution) in &write.plan.resolutions {
+        let Some(hold) = hold_in(db.pool(), id.as_str()).await? else { return Ok(None) };
+        let Ok(settled) = resolution.settled_amount(id, hold.amount) else { return Ok(None) };
+        if hold.status != HoldStatus::Open || resolving.iter().any(|earlier| earlier.id == id.as_str()) {
+            return Ok(None);
+        }
+        legs.extend(resolution_legs(&hold, settled));
+        let status = resolution.status().as_str();
+        resolving.push(Resolving { id: id.as_str(), status, settled, amount: hold.amount });
+    }
+    Ok(Some((legs, resolving)))
 }
 
 /// Runs an autocommitted statement that returns one number on a writer (marked reusable)
@@ -112,22 +174,40 @@ fn is_undecided(error: &sqlx::Error) -> bool {
 const POSTING_COLUMNS: usize = 6;
 /// Columns of a balance move row ([`add_moves`]).
 pub(super) const MOVE_COLUMNS: usize = 9;
+const HOLD_COLUMNS: usize = 4;
 
 /// `$1..$8` the entry, then `postings` rows of (seq, account, asset, bucket, amount,
 /// hold), then `moves` balance moves (account, asset, available and frozen deltas, their
-/// bounds, their order in the transaction path), then how many balances must move.
-/// Exact-size `VALUES` lists, so the planner knows the row counts (index lookups, no
-/// scan of `balances`). Returns 1 (written) or 0 (key taken). `locked` takes the balance
-/// rows' locks in the transaction path's order before the UPDATE moves any (an
-/// uncorrelated subquery runs once, before the first row), so the write paths cannot
-/// deadlock each other on balance rows. (Two writes racing with one idempotency key can
-/// still deadlock on the key's index entry against a balance lock; PostgreSQL aborts one,
-/// which this form then leaves to the transaction path.)
-fn statement(postings: usize, moves: usize) -> String {
+/// bounds, their order in the transaction path), then how many balances must move, then
+/// `holds` holds to resolve (id, final status, settled amount, amount frozen) and their
+/// count. Exact-size `VALUES` lists, so the planner knows the row counts (index lookups,
+/// no scan of `balances`). Returns 1 (written) or 0 (key taken). `resolved` claims the
+/// holds first and `locked` then takes the balance rows' locks in the transaction path's
+/// order before the UPDATE moves any (an uncorrelated subquery runs once, before the first
+/// row): the transaction path's lock order too, so the write paths cannot deadlock each
+/// other on hold or balance rows. (Two writes racing with one idempotency key can still
+/// deadlock on the key's index entry against a balance lock; PostgreSQL aborts one, which
+/// this form then leaves to the transaction path.)
+fn statement(postings: usize, moves: usize, holds: usize) -> String {
     let posting_rows = value_tuples_after(8, postings, POSTING_COLUMNS);
     let moves_taken = 8 + postings * POSTING_COLUMNS;
     let move_rows = value_tuples_after(moves_taken, moves, MOVE_COLUMNS);
     let count = moves_taken + moves * MOVE_COLUMNS + 1;
+    let (resolved, holds_resolved) = if holds == 0 {
+        (String::new(), String::new())
+    } else {
+        let hold_rows = value_tuples_after(count, holds, HOLD_COLUMNS);
+        let hold_count = count + holds * HOLD_COLUMNS + 1;
+        let resolved = format!(
+            "
+), resolved AS (
+    UPDATE holds AS h SET status = r.status, settled_amount = r.settled, resolved_at = $8, resolution_entry_id = entry.id
+    FROM entry, (VALUES {hold_rows}) AS r (id, status, settled, amount)
+    WHERE h.id = r.id AND h.status = 'open' AND h.amount = r.amount
+    RETURNING 1"
+        );
+        (resolved, format!("\n    WHERE (SELECT COUNT(*) FROM resolved) = ${hold_count}"))
+    };
     format!(
         "WITH entry AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
@@ -137,9 +217,9 @@ fn statement(postings: usize, moves: usize) -> String {
 ), posted AS (
     INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id)
     SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
-    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold)
+    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold){resolved}
 ), locked AS (
-    SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset
+    SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset{holds_resolved}
     ORDER BY moves.n FOR UPDATE OF b
 ), moved AS (
     UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, updated_at = $8
@@ -156,13 +236,136 @@ SELECT (SELECT COUNT(*) FROM entry)
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use economy_kit::db::{Backend, DbOptions};
+    use economy_kit::testing::TestDatabase;
+    use economy_kit::time::now_millis;
+
     use super::*;
+    use crate::domain::catalog::{Asset, AssetKind};
+    use crate::domain::commands::{AdjustBalance, CreateHold, Direction, ReleaseHold, SettleHold};
+    use crate::domain::ids::{AccountId, Amount, AssetCode, HoldId, IdempotencyKey, UserId};
+    use crate::store::LedgerStore;
+
+    fn user(id: i64) -> AccountId {
+        AccountId::User(UserId::parse(id).expect("user id"))
+    }
+
+    fn points() -> AssetCode {
+        AssetCode::parse("POINTS").expect("asset code")
+    }
+
+    fn key(name: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(name).expect("key")
+    }
+
+    /// A PostgreSQL store where user 2 holds 1 POINTS and user 1 holds 10 and has frozen 4
+    /// of them in the returned hold; `None` on SQLite, where the statement does not run.
+    async fn with_hold() -> anyhow::Result<Option<(TestDatabase, LedgerStore, HoldId)>> {
+        let database = TestDatabase::new().await?;
+        let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await?;
+        if store.db.backend() == Backend::Sqlite {
+            return Ok(None);
+        }
+        let asset = Asset {
+            code: points(),
+            display_name: "Points".into(),
+            kind: AssetKind::Currency,
+            metadata: BTreeMap::new(),
+            created_at: 0,
+        };
+        store.define_asset(&asset).await?;
+        for (id, amount) in [(1, 10), (2, 1)] {
+            let credit = AdjustBalance {
+                user: UserId::parse(id).expect("id"),
+                asset: points(),
+                direction: Direction::Credit,
+                amount: Amount::parse(amount).expect("amount"),
+                reason: "fund".into(),
+            };
+            store.apply(&credit.plan(key(&format!("fund-{id}")), "admin:1")).await?;
+        }
+        let hold = freeze(&store, "freeze-1").await?;
+        Ok(Some((database, store, hold)))
+    }
+
+    /// Freezes 4 of user 1's POINTS in a new hold.
+    async fn freeze(store: &LedgerStore, name: &str) -> anyhow::Result<HoldId> {
+        let hold = HoldId::generate();
+        let create = CreateHold {
+            user: UserId::parse(1).expect("id"),
+            asset: points(),
+            amount: Amount::parse(4).expect("amount"),
+            expires_at: None,
+            reference: String::new(),
+        };
+        store.apply(&create.plan(hold.clone(), key(name), "admin:1")).await?;
+        Ok(hold)
+    }
+
+    /// Settles 3 of `hold` to user 2 (the rest goes back to user 1).
+    fn settle(store: &LedgerStore, hold: &HoldId) -> EntryWrite {
+        let destinations = vec![(user(2), points(), Amount::parse(3).expect("amount"))];
+        let command = SettleHold {
+            hold: hold.clone(),
+            amount: Amount::parse(3).ok(),
+            destinations,
+            business_type: "HOLD_SETTLE".into(),
+            correlation_id: String::new(),
+        };
+        EntryWrite { plan: command.plan(key("settle"), "admin:1"), known: Arc::clone(&store.known) }
+    }
+
+    async fn books(store: &LedgerStore) -> anyhow::Result<[(i64, i64); 2]> {
+        Ok([store.balance(&user(1), "POINTS").await?, store.balance(&user(2), "POINTS").await?])
+    }
+
+    #[tokio::test]
+    async fn a_settlement_resolves_its_hold_in_the_statement() -> anyhow::Result<()> {
+        let Some((_database, store, hold)) = with_hold().await? else { return Ok(()) };
+        let now = now_millis();
+        let Posted::Written(entry) = post(&store.db, &settle(&store, &hold), now).await? else {
+            anyhow::bail!("the statement decides an open hold");
+        };
+        assert_eq!(books(&store).await?, [(7, 0), (4, 0)], "3 paid out, 1 back to available");
+        let stored = store.hold(hold.as_str()).await?.ok_or_else(|| anyhow::anyhow!("hold"))?;
+        assert_eq!((stored.status, stored.settled_amount, stored.resolved_at), (HoldStatus::Settled, 3, Some(now)));
+        let resolved_by: (String,) = sqlx::query_as("SELECT resolution_entry_id FROM holds WHERE id = $1")
+            .bind(hold.as_str())
+            .fetch_one(store.db.pool())
+            .await?;
+        assert_eq!(resolved_by.0, entry.id);
+        assert_eq!(store.entry(&entry.id).await?.legs, entry.legs, "postings of the payout and of the hold");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_hold_resolved_after_the_read_leaves_the_statement_undecided() -> anyhow::Result<()> {
+        let Some((_database, store, hold)) = with_hold().await? else { return Ok(()) };
+        // Another hold keeps 4 frozen, so the balances alone would let the settlement through.
+        freeze(&store, "freeze-2").await?;
+        let write = settle(&store, &hold);
+        let (legs, resolving) = settled_legs(&store.db, &write).await?.ok_or_else(|| anyhow::anyhow!("hold open"))?;
+        let release = ReleaseHold { hold: hold.clone(), reason: "meanwhile".into(), expiry: false };
+        store.apply(&release.plan(key("release"), "admin:1")).await?;
+        let posted = post_legs(&store.db, &write, legs, &resolving, now_millis()).await?;
+        assert!(matches!(posted, Posted::Undecided), "{posted:?}");
+        assert_eq!(books(&store).await?, [(6, 4), (1, 0)], "only the release moved");
+        assert!(store.replay(&write.plan.meta).await?.is_none(), "the key stays free");
+        assert!(settled_legs(&store.db, &write).await?.is_none(), "a resolved hold is left to the transaction path");
+        Ok(())
+    }
 
     #[test]
     fn placeholders_run_on_across_the_lists() {
-        let sql = statement(2, 2);
+        let sql = statement(2, 2, 0);
         assert!(sql.contains("VALUES ($9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20)"));
         assert!(sql.contains("VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29), ($30,"));
         assert!(sql.contains("= $39 AND") && sql.ends_with("= $39 THEN 1 ELSE 0 END"));
+        assert!(!sql.contains("holds"));
+        let sql = statement(2, 2, 1);
+        assert!(sql.contains("(VALUES ($40, $41, $42, $43)) AS r") && sql.contains("FROM resolved) = $44"));
     }
 }

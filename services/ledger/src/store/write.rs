@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Arguments};
 
 use super::LedgerStore;
 use super::known::KnownRows;
-use super::single::Posted;
+use super::single::{self, Posted};
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
@@ -89,11 +89,17 @@ impl LedgerStore {
     /// `Ok(None)` when the idempotency key was taken by a concurrent writer. On SQLite the
     /// entry shares its transaction with others queued at the same time (group commit);
     /// on PostgreSQL a plain entry is first tried in a statement shared with the plain
-    /// entries queued meanwhile (`combined`), or alone (`single`).
+    /// entries queued meanwhile (`combined`), and an entry resolving holds in a statement
+    /// of its own (`single`).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
         let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
-        if let Some(plain) = self.plain.as_ref().filter(|_| write.is_plain()) {
-            match plain.submit(write.clone()).await.unwrap_or(Ok(Posted::Undecided))? {
+        if let Some(plain) = self.plain.as_ref().filter(|_| write.is_bulk()) {
+            let posted = if write.is_plain() {
+                plain.submit(write.clone()).await.unwrap_or(Ok(Posted::Undecided))?
+            } else {
+                single::post(&self.db, &write, now_millis()).await?
+            };
+            match posted {
                 Posted::Written(entry) => return Ok(Some(entry)),
                 Posted::KeyTaken => return Ok(None),
                 Posted::Undecided => {}
@@ -124,15 +130,15 @@ pub(super) enum Refusal {
 }
 
 impl EntryWrite {
-    /// True when the SQLite bulk form (`bulk`) can apply this write: no hold to open, and
-    /// every asset and account of its legs already known to exist (a hold's own are, since
-    /// it exists).
+    /// True when the SQLite bulk form (`bulk`) and PostgreSQL's one-statement form
+    /// (`single`) can apply this write: no hold to open, and every asset and account of its
+    /// legs already known to exist (a hold's own are, since it exists).
     pub(super) fn is_bulk(&self) -> bool {
         self.plan.new_hold.is_none() && self.has_known_legs()
     }
 
     /// True when the write is a plain movement: [`EntryWrite::is_bulk`] and no hold to
-    /// resolve (PostgreSQL's `combined` and `single` forms).
+    /// resolve (PostgreSQL's `combined` form).
     pub(super) fn is_plain(&self) -> bool {
         self.is_bulk() && self.plan.resolutions.is_empty()
     }
