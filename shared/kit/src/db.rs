@@ -229,6 +229,14 @@ pub fn is_constraint_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|db_error| !matches!(db_error.kind(), sqlx::error::ErrorKind::Other))
 }
 
+/// PostgreSQL's verdict that a one-statement write did not decide and its transaction
+/// path should: the statement's own refusal signal (`division_by_zero`, SQLSTATE 22012,
+/// raised on purpose to abort it) or a lost deadlock (`40P01`). Either way nothing of the
+/// statement remains.
+pub fn is_undecided(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code == "22012" || code == "40P01")
+}
+
 /// `rows` as one JSON array, the parameter of a bulk statement that unpacks it with
 /// `json_each` (SQLite): one prepared statement whatever the number of rows. Each row is
 /// a tuple, read in SQL as `value ->> 0`, `value ->> 1`, …

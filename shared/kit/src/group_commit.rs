@@ -6,8 +6,11 @@
 //! a refused write never undoes its neighbours. Callers are answered only after
 //! the shared commit, so an answer still means "durable".
 //!
-//! On PostgreSQL each write runs in its own transaction at once: concurrent commits
-//! already share WAL flushes there, and one queue would serialize the pool.
+//! On PostgreSQL each write runs alone at once: concurrent commits already share WAL
+//! flushes there, and one queue would serialize the pool. A kind of write may decide
+//! itself in one autocommitted statement there ([`BatchedWrite::autocommit`]: no `BEGIN`
+//! and `COMMIT` round trips); otherwise, or when that statement leaves it undecided, it
+//! runs in a transaction of its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,7 +62,23 @@ pub trait BatchedWrite: Send + Sync + 'static {
     {
         Box::pin(std::future::ready(Ok(None)))
     }
+
+    /// On PostgreSQL, the write as ONE autocommitted statement on `writer`, tried first
+    /// (the implementation reports its outcome through [`Writer::finish`]):
+    /// `Ok(Some(outcome))` when the statement decided the write (a refused write leaves
+    /// nothing behind); `Ok(None)`, the default, to leave it to [`BatchedWrite::write`] in
+    /// a transaction of its own (the statement did nothing); `Err` when the statement
+    /// failed (nothing of it took effect).
+    fn autocommit<'c>(&'c self, _writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>>
+    where
+        Self: Sized,
+    {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
+
+/// What [`BatchedWrite::autocommit`] returns: `Ok(None)` when the transaction path decides.
+pub type Autocommitted<W> = Result<Option<Outcome<W>>, sqlx::Error>;
 
 /// A write's own result: it took effect, or it was refused.
 pub type Outcome<W> = Result<<W as BatchedWrite>::Output, <W as BatchedWrite>::Refusal>;
@@ -102,7 +121,13 @@ impl<W: BatchedWrite> GroupCommit<W> {
     pub async fn submit(&self, write: W) -> Submitted<W> {
         match &self.queue {
             Some(queue) => queue.submit(write).await.unwrap_or(Err(sqlx::Error::PoolClosed)),
-            None => apply_alone(self.db.writer().await?, &write).await,
+            None => {
+                let mut writer = self.db.writer().await?;
+                match write.autocommit(&mut writer).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => apply_alone(writer, &write).await,
+                }
+            }
         }
     }
 }
@@ -282,6 +307,34 @@ mod tests {
         }
     }
 
+    /// Inserts its value in one autocommitted statement when it is even; the transaction
+    /// path inserts it plus 1,000, so the stored value tells which path wrote it.
+    #[derive(Debug)]
+    struct EvenAutocommitted(i64);
+
+    impl BatchedWrite for EvenAutocommitted {
+        type Output = i64;
+        type Refusal = String;
+
+        fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<i64, String>> {
+            Box::pin(async move {
+                let value = self.0 + 1000;
+                let inserted = sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(value).execute(&mut *conn).await;
+                inserted.map(|_| value).map_err(|error| error.to_string())
+            })
+        }
+
+        fn autocommit<'c>(&'c self, writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>> {
+            Box::pin(async move {
+                if self.0 % 2 != 0 {
+                    return Ok(None);
+                }
+                let inserted = sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(self.0).execute(&mut **writer).await;
+                writer.finish(inserted).map(|_| Some(Ok(self.0)))
+            })
+        }
+    }
+
     async fn database() -> anyhow::Result<(TestDatabase, Db)> {
         let test = TestDatabase::new().await?;
         let db = Db::connect(&test.url, &DbOptions::default()).await?;
@@ -381,6 +434,25 @@ mod tests {
         // second 5 alone is refused.
         assert_eq!(outcomes, vec![Some(5), Some(6), None, Some(7)]);
         assert_eq!(stored(&db).await?, vec![5, 6, 7]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn on_postgresql_a_write_decided_by_its_statement_skips_the_transaction_path() -> anyhow::Result<()> {
+        let (_test, db) = database().await?;
+        let commit = GroupCommit::new(db.clone(), 16);
+        let mut answers = Vec::new();
+        for value in 1..=4 {
+            answers.push(commit.submit(EvenAutocommitted(value)).await?.ok());
+        }
+        let expected = match db.backend() {
+            Backend::Postgres => vec![2, 4, 1001, 1003],
+            Backend::Sqlite => vec![1001, 1002, 1003, 1004],
+        };
+        assert_eq!(stored(&db).await?, expected);
+        let mut expected_answers: Vec<Option<i64>> = expected.into_iter().map(Some).collect();
+        expected_answers.sort_by_key(|value| value.map(|value| value % 1000));
+        assert_eq!(answers, expected_answers);
         Ok(())
     }
 

@@ -13,7 +13,7 @@
 //! transaction path then decides that entry and names the refusal (also after a lost
 //! deadlock, and when the read already shows a hold missing, resolved or exceeded).
 
-use economy_kit::db::{Db, value_tuples_after};
+use economy_kit::db::{Db, is_undecided, value_tuples_after};
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments};
 
@@ -23,10 +23,6 @@ use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Entry, Leg, balance_deltas, check_balanced};
 use crate::domain::hold::{HoldStatus, resolution_legs};
 use crate::domain::ids::EntityId;
-
-/// SQLSTATEs after which the transaction path decides: the statement's refusal signal
-/// (`division_by_zero`) and a lost deadlock (`deadlock_detected`).
-const UNDECIDED_STATES: [&str; 2] = ["22012", "40P01"];
 
 /// What the one-statement form did.
 #[derive(Debug)]
@@ -165,10 +161,6 @@ pub(super) fn add_moves<'q>(
         }
     }
     Ok(())
-}
-
-fn is_undecided(error: &sqlx::Error) -> bool {
-    error.as_database_error().and_then(|error| error.code()).is_some_and(|code| UNDECIDED_STATES.contains(&&*code))
 }
 
 const POSTING_COLUMNS: usize = 6;

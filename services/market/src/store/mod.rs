@@ -5,6 +5,8 @@
 
 mod bulk;
 mod compensation;
+#[cfg(test)]
+mod fixtures;
 mod listings;
 mod outbox;
 mod trades;
