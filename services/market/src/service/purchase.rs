@@ -55,7 +55,7 @@ impl Market {
         };
         match self.store.begin_trade(&trade).await? {
             Begin::Started => {
-                let trade = self.advance(trade).await?;
+                let trade = self.run_saga(&listing, trade).await?;
                 Ok((finished(trade)?, self.listing(listing_id).await?, false))
             }
             Begin::Duplicate => match self.store.trade_by_event(key).await? {
@@ -87,10 +87,16 @@ impl Market {
     }
 
     /// Runs the trade's saga until it is final or a step cannot be taken now.
-    pub async fn advance(&self, mut trade: Trade) -> Result<Trade, MarketError> {
+    pub async fn advance(&self, trade: Trade) -> Result<Trade, MarketError> {
         let listing = self.listing(&trade.listing_id).await?;
+        self.run_saga(&listing, trade).await
+    }
+
+    /// [`Self::advance`] with the trade's `listing` at hand (its offer and hold never
+    /// change once it is on sale).
+    async fn run_saga(&self, listing: &Listing, mut trade: Trade) -> Result<Trade, MarketError> {
         while !trade.status.is_final() {
-            let progressed = self.step(&listing, &trade).await?;
+            let progressed = self.step(listing, &trade).await?;
             let current = self.store.trade(&trade.id).await?;
             trade = current.ok_or_else(|| MarketError::Storage(format!("trade {} vanished", trade.id)))?;
             if !progressed && !trade.status.is_final() {
