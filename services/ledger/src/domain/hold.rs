@@ -82,6 +82,17 @@ impl Resolution {
         }
     }
 
+    /// Resolves `hold`, whose status is `status` (as stored, or as an earlier entry of the
+    /// same batch left it): the amount paid out and the legs that empty the hold (every
+    /// write path's rule). `HOLD_ALREADY_RESOLVED` unless open, `HOLD_AMOUNT_EXCEEDED`.
+    pub fn resolve(self, hold: &Hold, status: HoldStatus) -> Result<(i64, Vec<Leg>), LedgerError> {
+        if status != HoldStatus::Open {
+            return Err(LedgerError::HoldAlreadyResolved { hold_id: hold.id.to_string(), status: status.as_str() });
+        }
+        let settled = self.settled_amount(&hold.id, hold.amount)?;
+        Ok((settled, resolution_legs(hold, settled)))
+    }
+
     /// Amount paid out of a hold of `hold_amount`; `HOLD_AMOUNT_EXCEEDED` if more.
     pub fn settled_amount(self, hold_id: &HoldId, hold_amount: i64) -> Result<i64, LedgerError> {
         match self {
@@ -175,6 +186,18 @@ mod tests {
         assert_eq!(resolution_legs(&hold, 0).iter().map(|leg| leg.amount).sum::<i64>(), 0);
         let too_much = Resolution::Settle(Some(Amount::parse(11).expect("amount")));
         assert!(matches!(too_much.settled_amount(&hold.id, 10), Err(LedgerError::HoldAmountExceeded { .. })));
+    }
+
+    #[test]
+    fn only_an_open_hold_resolves() -> Result<(), LedgerError> {
+        let hold = hold(10);
+        let (settled, legs) = Resolution::Release.resolve(&hold, HoldStatus::Open)?;
+        assert_eq!((settled, legs), (0, resolution_legs(&hold, 0)));
+        let again = Resolution::Release.resolve(&hold, HoldStatus::Released);
+        assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "released", .. })), "{again:?}");
+        let too_much = Resolution::Settle(Some(Amount::parse(11).expect("amount"))).resolve(&hold, HoldStatus::Open);
+        assert!(matches!(too_much, Err(LedgerError::HoldAmountExceeded { .. })), "{too_much:?}");
+        Ok(())
     }
 
     #[test]

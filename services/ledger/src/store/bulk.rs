@@ -32,7 +32,7 @@ use sqlx::AnyConnection;
 use super::write::{EntryWrite, Refusal, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
-use crate::domain::hold::{Hold, HoldStatus, Resolution, resolution_legs};
+use crate::domain::hold::{Hold, HoldStatus, Resolution};
 use crate::domain::ids::{AccountId, Code, EntityId, HoldId};
 
 /// A balance row: `(account key, asset code)`.
@@ -230,12 +230,8 @@ impl Books {
             let hold = hold.as_ref().ok_or_else(|| LedgerError::Storage(format!("corrupt hold row {id}")))?;
             let earlier =
                 resolving.iter().find(|(resolved, ..)| resolved == id).map(|(_, earlier, _)| earlier.status());
-            let status = earlier.unwrap_or(hold.status);
-            if status != HoldStatus::Open {
-                return Err(LedgerError::HoldAlreadyResolved { hold_id: id.to_string(), status: status.as_str() });
-            }
-            let settled = resolution.settled_amount(id, hold.amount)?;
-            legs.extend(resolution_legs(hold, settled));
+            let (settled, hold_legs) = resolution.resolve(hold, earlier.unwrap_or(hold.status))?;
+            legs.extend(hold_legs);
             resolving.push((id.clone(), *resolution, settled));
         }
         check_balanced(&legs)?;

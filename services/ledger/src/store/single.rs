@@ -1,17 +1,19 @@
 //! The one-statement form of an entry on PostgreSQL (BENCHMARKS.md Optimizations 16 and
 //! 22): a plain entry alone in the queue of `combined` or whose combined statement did not
 //! apply, and an entry that settles or releases holds (a market purchase). There the
-//! transaction path costs `BEGIN`, a statement per hold, posting and balance, and `COMMIT`:
-//! round trips on a server that shares the machine's cores. Such an entry (no hold to open;
-//! assets and accounts known) is written by ONE autocommitted statement instead:
+//! transaction path costs `BEGIN`, the entry's INSERT, a read and an UPDATE per hold, the
+//! postings' INSERT, an UPDATE per balance and `COMMIT`: round trips on a server that
+//! shares the machine's cores. Such an entry (no hold to open; assets and accounts known)
+//! is written by ONE autocommitted statement instead, after one read per hold it resolves
+//! (outside any transaction: the hold's amount gives the legs that empty it):
 //! data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the postings,
-//! resolve each hold by compare-and-set on `open` (its amount read just before, which
-//! gives the legs that empty it), lock the balance rows in the transaction path's order
-//! and move every balance with the same bounds as that path's conditional UPDATE, and the
-//! final SELECT divides by zero when a hold or a balance did not move (resolved meanwhile,
-//! refused, or its row missing), which aborts the statement so nothing of it remains. The
-//! transaction path then decides that entry and names the refusal (also after a lost
-//! deadlock, and when the read already shows a hold missing, resolved or exceeded).
+//! resolve each hold by compare-and-set on `open`, lock the balance rows in the
+//! transaction path's order and move every balance with the same bounds as that path's
+//! conditional UPDATE, and the final SELECT divides by zero when a hold or a balance did
+//! not move (resolved meanwhile, refused, or its row missing), which aborts the statement
+//! so nothing of it remains. The transaction path then decides that entry and names the
+//! refusal (also after a lost deadlock, and when the read already shows a hold missing,
+//! resolved or exceeded).
 
 use economy_kit::db::{Db, is_undecided, value_tuples_after};
 use sqlx::any::AnyArguments;
@@ -21,7 +23,6 @@ use super::read::hold_in;
 use super::write::{EntryWrite, PostingRow, entry_arguments, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Entry, Leg, balance_deltas, check_balanced};
-use crate::domain::hold::{HoldStatus, resolution_legs};
 use crate::domain::ids::EntityId;
 
 /// What the one-statement form did.
@@ -71,7 +72,6 @@ async fn post_legs(
         add(&mut arguments, hold.id)?;
         add(&mut arguments, hold.status)?;
         add(&mut arguments, hold.settled)?;
-        add(&mut arguments, hold.amount)?;
     }
     add(&mut arguments, i64::try_from(resolving.len()).unwrap_or(i64::MAX))?;
     let sql = statement(entry.legs.len(), deltas.len(), resolving.len());
@@ -84,12 +84,11 @@ async fn post_legs(
 }
 
 /// A hold the entry resolves, as read before the statement: the statement sets its final
-/// `status` and `settled` amount when it is still open and still froze `amount`.
+/// `status` and `settled` amount when it is still open (a hold's amount never changes).
 struct Resolving<'w> {
     id: &'w str,
     status: &'static str,
     settled: i64,
-    amount: i64,
 }
 
 /// The entry's legs followed by those that empty the holds it resolves (read now, outside
@@ -103,13 +102,12 @@ async fn settled_legs<'w>(
     let mut resolving: Vec<Resolving<'w>> = Vec::new();
     for (id, resolution) in &write.plan.resolutions {
         let Some(hold) = hold_in(db.pool(), id.as_str()).await? else { return Ok(None) };
-        let Ok(settled) = resolution.settled_amount(id, hold.amount) else { return Ok(None) };
-        if hold.status != HoldStatus::Open || resolving.iter().any(|earlier| earlier.id == id.as_str()) {
+        let Ok((settled, hold_legs)) = resolution.resolve(&hold, hold.status) else { return Ok(None) };
+        if resolving.iter().any(|earlier| earlier.id == id.as_str()) {
             return Ok(None);
         }
-        legs.extend(resolution_legs(&hold, settled));
-        let status = resolution.status().as_str();
-        resolving.push(Resolving { id: id.as_str(), status, settled, amount: hold.amount });
+        legs.extend(hold_legs);
+        resolving.push(Resolving { id: id.as_str(), status: resolution.status().as_str(), settled });
     }
     Ok(Some((legs, resolving)))
 }
@@ -166,20 +164,19 @@ pub(super) fn add_moves<'q>(
 const POSTING_COLUMNS: usize = 6;
 /// Columns of a balance move row ([`add_moves`]).
 pub(super) const MOVE_COLUMNS: usize = 9;
-const HOLD_COLUMNS: usize = 4;
+const HOLD_COLUMNS: usize = 3;
 
 /// `$1..$8` the entry, then `postings` rows of (seq, account, asset, bucket, amount,
 /// hold), then `moves` balance moves (account, asset, available and frozen deltas, their
 /// bounds, their order in the transaction path), then how many balances must move, then
-/// `holds` holds to resolve (id, final status, settled amount, amount frozen) and their
-/// count. Exact-size `VALUES` lists, so the planner knows the row counts (index lookups,
+/// `holds` holds to resolve (id, final status, settled amount) and their count. Exact-size `VALUES` lists, so the planner knows the row counts (index lookups,
 /// no scan of `balances`). Returns 1 (written) or 0 (key taken). `resolved` claims the
 /// holds first and `locked` then takes the balance rows' locks in the transaction path's
 /// order before the UPDATE moves any (an uncorrelated subquery runs once, before the first
-/// row): the transaction path's lock order too, so the write paths cannot deadlock each
-/// other on hold or balance rows. (Two writes racing with one idempotency key can still
-/// deadlock on the key's index entry against a balance lock; PostgreSQL aborts one, which
-/// this form then leaves to the transaction path.)
+/// row): key, holds, balances, as on the transaction path. (Several holds of one entry
+/// are locked in the planner's order, and two writes racing with one idempotency key can
+/// deadlock on the key's index entry against a balance lock; PostgreSQL then aborts one,
+/// which this form leaves to the transaction path.)
 fn statement(postings: usize, moves: usize, holds: usize) -> String {
     let posting_rows = value_tuples_after(8, postings, POSTING_COLUMNS);
     let moves_taken = 8 + postings * POSTING_COLUMNS;
@@ -194,8 +191,8 @@ fn statement(postings: usize, moves: usize, holds: usize) -> String {
             "
 ), resolved AS (
     UPDATE holds AS h SET status = r.status, settled_amount = r.settled, resolved_at = $8, resolution_entry_id = entry.id
-    FROM entry, (VALUES {hold_rows}) AS r (id, status, settled, amount)
-    WHERE h.id = r.id AND h.status = 'open' AND h.amount = r.amount
+    FROM entry, (VALUES {hold_rows}) AS r (id, status, settled)
+    WHERE h.id = r.id AND h.status = 'open'
     RETURNING 1"
         );
         (resolved, format!("\n    WHERE (SELECT COUNT(*) FROM resolved) = ${hold_count}"))
@@ -238,6 +235,7 @@ mod tests {
     use super::*;
     use crate::domain::catalog::{Asset, AssetKind};
     use crate::domain::commands::{AdjustBalance, CreateHold, Direction, ReleaseHold, SettleHold};
+    use crate::domain::hold::HoldStatus;
     use crate::domain::ids::{AccountId, Amount, AssetCode, HoldId, IdempotencyKey, UserId};
     use crate::store::LedgerStore;
 
@@ -358,6 +356,6 @@ mod tests {
         assert!(sql.contains("= $39 AND") && sql.ends_with("= $39 THEN 1 ELSE 0 END"));
         assert!(!sql.contains("holds"));
         let sql = statement(2, 2, 1);
-        assert!(sql.contains("(VALUES ($40, $41, $42, $43)) AS r") && sql.contains("FROM resolved) = $44"));
+        assert!(sql.contains("(VALUES ($40, $41, $42)) AS r") && sql.contains("FROM resolved) = $43"));
     }
 }

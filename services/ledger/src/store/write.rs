@@ -18,7 +18,7 @@ use super::single::{self, Posted};
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
-use crate::domain::hold::{HoldStatus, Resolution, resolution_legs};
+use crate::domain::hold::Resolution;
 use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
 
 /// The connection a write runs on, inside a transaction someone else commits.
@@ -264,10 +264,7 @@ async fn resolve_hold(
     let hold = super::read::hold_in(&mut *tx, hold_id.as_str())
         .await?
         .ok_or_else(|| LedgerError::HoldNotFound(hold_id.to_string()))?;
-    if hold.status != HoldStatus::Open {
-        return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_string(), status: hold.status.as_str() });
-    }
-    let settled = resolution.settled_amount(hold_id, hold.amount)?;
+    let (settled, legs) = resolution.resolve(&hold, hold.status)?;
     let claimed = sqlx::query(
         "UPDATE holds SET status = $1, settled_amount = $2, resolved_at = $3, resolution_entry_id = $4 \
          WHERE id = $5 AND status = 'open'",
@@ -282,7 +279,7 @@ async fn resolve_hold(
     if claimed.rows_affected() == 0 {
         return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_string(), status: "resolved" });
     }
-    Ok(resolution_legs(&hold, settled))
+    Ok(legs)
 }
 
 async fn ensure_assets(tx: &mut Tx, legs: &[Leg], known: &KnownRows) -> Result<(), LedgerError> {
