@@ -1,5 +1,7 @@
 //! Trades: the compare-and-set that lets exactly one buyer win a listing, and the saga
-//! steps, each moving the trade (and, at its end, the listing) in one transaction.
+//! steps, each moving the trade (and, at its end, the listing) in one transaction: a
+//! batch's on SQLite (`bulk`), one autocommitted statement on PostgreSQL when it decides
+//! (BENCHMARKS.md Optimization 23).
 
 use economy_kit::db::{Writer, is_unique_violation};
 use economy_kit::group_commit::{Autocommitted, BatchedWrite, BulkResults, WriteFuture};
