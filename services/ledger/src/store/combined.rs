@@ -146,29 +146,14 @@ SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM moved) = ${balance_count} THEN 1 ELSE
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use economy_kit::db::{Backend, DbOptions};
     use economy_kit::testing::TestDatabase;
 
     use super::*;
-    use crate::domain::catalog::{Asset, AssetKind};
-    use crate::domain::commands::{AdjustBalance, Direction, PostTransaction, WritePlan};
-    use crate::domain::ids::{Amount, IdempotencyKey, UserId};
+    use crate::domain::commands::{PostTransaction, WritePlan};
     use crate::store::LedgerStore;
-
-    fn user(id: i64) -> AccountId {
-        AccountId::User(UserId::parse(id).expect("user id"))
-    }
-
-    fn points() -> AssetCode {
-        AssetCode::parse("POINTS").expect("asset code")
-    }
-
-    fn key(name: &str) -> IdempotencyKey {
-        IdempotencyKey::parse(name).expect("key")
-    }
+    use crate::store::fixtures::{key, points, postgres_store, user};
 
     fn transfer(from: i64, to: i64, amount: i64, name: &str) -> WritePlan {
         let postings = vec![(user(from), points(), -amount), (user(to), points(), amount)];
@@ -182,33 +167,9 @@ mod tests {
         command.plan(key(name), "user:1")
     }
 
-    /// A PostgreSQL store where users 1, 2 and 3 hold 5 POINTS each; `None` on SQLite,
-    /// where the statement does not run.
+    /// A PostgreSQL store where users 1, 2 and 3 hold 5 POINTS each.
     async fn funded() -> anyhow::Result<Option<(TestDatabase, LedgerStore)>> {
-        let database = TestDatabase::new().await?;
-        let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await?;
-        if store.db.backend() == Backend::Sqlite {
-            return Ok(None);
-        }
-        let asset = Asset {
-            code: points(),
-            display_name: "Points".into(),
-            kind: AssetKind::Currency,
-            metadata: BTreeMap::new(),
-            created_at: 0,
-        };
-        store.define_asset(&asset).await?;
-        for id in 1..=3 {
-            let credit = AdjustBalance {
-                user: UserId::parse(id).expect("user id"),
-                asset: points(),
-                direction: Direction::Credit,
-                amount: Amount::parse(5).expect("amount"),
-                reason: "fund".into(),
-            };
-            store.apply(&credit.plan(key(&format!("fund-{id}")), "admin:1")).await?;
-        }
-        Ok(Some((database, store)))
+        postgres_store(&[(1, 5), (2, 5), (3, 5)]).await
     }
 
     fn writes(store: &LedgerStore, plans: Vec<WritePlan>) -> Vec<EntryWrite> {

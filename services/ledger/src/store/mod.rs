@@ -6,6 +6,8 @@ mod bulk;
 mod catalog;
 mod combined;
 mod compensation;
+#[cfg(test)]
+mod fixtures;
 mod known;
 mod read;
 mod reconcile;

@@ -225,58 +225,22 @@ SELECT (SELECT COUNT(*) FROM entry)
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use economy_kit::db::{Backend, DbOptions};
     use economy_kit::testing::TestDatabase;
     use economy_kit::time::now_millis;
 
     use super::*;
-    use crate::domain::catalog::{Asset, AssetKind};
-    use crate::domain::commands::{AdjustBalance, CreateHold, Direction, ReleaseHold, SettleHold};
+    use crate::domain::commands::{CreateHold, ReleaseHold, SettleHold};
     use crate::domain::hold::HoldStatus;
-    use crate::domain::ids::{AccountId, Amount, AssetCode, HoldId, IdempotencyKey, UserId};
+    use crate::domain::ids::{Amount, HoldId, UserId};
     use crate::store::LedgerStore;
-
-    fn user(id: i64) -> AccountId {
-        AccountId::User(UserId::parse(id).expect("user id"))
-    }
-
-    fn points() -> AssetCode {
-        AssetCode::parse("POINTS").expect("asset code")
-    }
-
-    fn key(name: &str) -> IdempotencyKey {
-        IdempotencyKey::parse(name).expect("key")
-    }
+    use crate::store::fixtures::{key, points, postgres_store, user};
 
     /// A PostgreSQL store where user 2 holds 1 POINTS and user 1 holds 10 and has frozen 4
     /// of them in the returned hold; `None` on SQLite, where the statement does not run.
     async fn with_hold() -> anyhow::Result<Option<(TestDatabase, LedgerStore, HoldId)>> {
-        let database = TestDatabase::new().await?;
-        let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await?;
-        if store.db.backend() == Backend::Sqlite {
-            return Ok(None);
-        }
-        let asset = Asset {
-            code: points(),
-            display_name: "Points".into(),
-            kind: AssetKind::Currency,
-            metadata: BTreeMap::new(),
-            created_at: 0,
-        };
-        store.define_asset(&asset).await?;
-        for (id, amount) in [(1, 10), (2, 1)] {
-            let credit = AdjustBalance {
-                user: UserId::parse(id).expect("id"),
-                asset: points(),
-                direction: Direction::Credit,
-                amount: Amount::parse(amount).expect("amount"),
-                reason: "fund".into(),
-            };
-            store.apply(&credit.plan(key(&format!("fund-{id}")), "admin:1")).await?;
-        }
+        let Some((database, store)) = postgres_store(&[(1, 10), (2, 1)]).await? else { return Ok(None) };
         let hold = freeze(&store, "freeze-1").await?;
         Ok(Some((database, store, hold)))
     }
