@@ -112,15 +112,10 @@ async fn settled_legs<'w>(
     Ok(Some((legs, resolving)))
 }
 
-/// Runs an autocommitted statement that returns one number on a writer (marked reusable)
-/// and returns it. It reads every reply up to the statement's end (`fetch_all`): the
-/// commit of an autocommitted statement comes after its row, and `fetch_one` on the `Any`
-/// driver stops at the row, so a failed commit would go unseen and be left for the
-/// connection's next user.
+/// Runs an autocommitted statement that returns one number on a writer and returns it
+/// (`Writer::fetch_number`).
 pub(super) async fn run_autocommitted(db: &Db, sql: &str, arguments: AnyArguments<'_>) -> Result<i64, sqlx::Error> {
-    let mut writer = db.writer().await?;
-    let rows = sqlx::query_scalar_with::<_, i64, _>(sql, arguments).fetch_all(&mut *writer).await;
-    writer.finish(rows)?.first().copied().ok_or(sqlx::Error::RowNotFound)
+    db.writer().await?.fetch_number(sqlx::query_with(sql, arguments)).await
 }
 
 /// Appends one bind parameter.

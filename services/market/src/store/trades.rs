@@ -200,20 +200,14 @@ impl BatchedWrite for TradeStart {
                  started AS (INSERT INTO trades ({NEW_TRADE_COLUMNS}) SELECT {NEW_TRADE_VALUES} FROM won RETURNING 1) \
                  SELECT COUNT(*) FROM started"
             );
-            let started = bind_start(sqlx::query(&sql), &self.0).fetch_all(&mut **writer).await;
-            match writer.finish(started) {
-                Ok(rows) if count(&rows)? == 1 => Ok(Some(Ok(Begin::Started))),
+            match writer.fetch_number(bind_start(sqlx::query(&sql), &self.0)).await {
+                Ok(1) => Ok(Some(Ok(Begin::Started))),
                 Ok(_) => Ok(Some(Ok(Begin::NotOnSale))),
                 Err(error) if is_unique_violation(&error) => Ok(Some(Err(Refusal::Duplicate))),
                 Err(error) => Err(error),
             }
         })
     }
-}
-
-/// The number a one-statement write returns (its first row's first column).
-fn count(rows: &[AnyRow]) -> Result<i64, sqlx::Error> {
-    rows.first().map_or(Err(sqlx::Error::RowNotFound), |row| row.try_get(0))
 }
 
 /// A new trade's row in [`NEW_TRADE_COLUMNS`] order, over [`bind_start`]'s parameters.
@@ -306,8 +300,7 @@ impl BatchedWrite for StepWrite {
                 let closed_at = if to.closes() { self.now } else { 0 };
                 query = query.bind(to.as_str()).bind(closed_at).bind(listing_id).bind(from.as_str());
             }
-            let moved = query.fetch_all(&mut **writer).await;
-            Ok(Some(Ok(count(&writer.finish(moved)?)? == 1)))
+            Ok(Some(Ok(writer.fetch_number(query).await? == 1)))
         })
     }
 }

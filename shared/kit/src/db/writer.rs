@@ -7,8 +7,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use sqlx::any::AnyArguments;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection, Executor, Transaction};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Connection, Executor, Row, Transaction};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// A connection to write on, held until dropped: on SQLite the one writer connection
@@ -79,6 +81,17 @@ impl Writer {
             };
         }
         outcome
+    }
+
+    /// Runs `query`, a statement that returns one row whose first column is a number (the
+    /// one-statement writes on PostgreSQL), reports its outcome through
+    /// [`Writer::finish`] and returns the number (`RowNotFound` without a row). It reads
+    /// every reply up to the statement's end (`fetch_all`): the commit of an autocommitted
+    /// statement comes after its row, and `fetch_one` on the `Any` driver stops at the row,
+    /// so a failed commit would go unseen and be left for the connection's next user.
+    pub async fn fetch_number<'q>(&mut self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<i64, sqlx::Error> {
+        let rows = query.fetch_all(&mut **self).await;
+        self.finish(rows)?.first().map_or(Err(sqlx::Error::RowNotFound), |row| row.try_get(0))
     }
 
     /// On SQLite, a write transaction whose `BEGIN IMMEDIATE` and `COMMIT` the caller sends
