@@ -68,6 +68,11 @@ pub struct Cli {
     /// Concurrent clients, each issuing its next call when the previous one answers.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Open loop: offer this many operations per second in all, on a fixed schedule
+    /// shared by the clients (`--concurrency` is then the most in flight at once), and
+    /// count a late operation's latency from its slot. Default: closed loop.
+    #[arg(long, value_parser = positive_rate)]
+    pub rate: Option<f64>,
     /// HTTP/2 connections the clients share.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -132,6 +137,7 @@ impl Cli {
             connections: self.connections.max(1),
             warmup: self.warmup,
             duration: self.duration,
+            rate: self.rate,
         };
         Ok(BenchOptions { target, load, ledger_op: self.ledger_op })
     }
@@ -154,6 +160,13 @@ impl Cli {
             identity_secret,
             backend_label: backend.to_owned(),
         })
+    }
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a positive number of operations per second")),
     }
 }
 
@@ -190,4 +203,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let clean = results.iter().all(|result| result.is_clean() || matches!(result.run, scenarios::Run::Skipped(_)));
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["economy-bench"].iter().chain(args))
+    }
+
+    #[test]
+    fn a_rate_selects_the_open_loop() -> anyhow::Result<()> {
+        let options = parse(&["ledger-write", "--rate", "5000"])?.options()?;
+        assert_eq!(options.load.rate, Some(5000.0));
+        assert_eq!(parse(&["all"])?.options()?.load.rate, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_rate_must_be_a_positive_number() {
+        for bad in ["0", "-5", "NaN", "inf", "fast"] {
+            assert!(parse(&["ledger-write", "--rate", bad]).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,8 +1,16 @@
-//! The load driver: N workers (one per simulated client), each a closed loop that issues
-//! its next operation as soon as the previous one answers, for a warm-up (not recorded)
-//! then a fixed measured window. Every worker keeps its own HdrHistogram of successful
+//! The load driver: N workers (one per simulated client) for a warm-up (not recorded) then
+//! a fixed measured window. Every worker keeps its own HdrHistogram of successful
 //! operation latencies (microseconds) and its failures by reason; they are merged at the
 //! end into one [`Measurement`].
+//!
+//! - **Closed loop** (default): a worker issues its next operation as soon as the previous
+//!   one answers, so the offered load follows the stack's speed.
+//! - **Open loop** (`rate`): the workers share a fixed schedule of `rate` operations per
+//!   second (worker `i` of `n` owns every `n`-th slot, as wrk2 does). A worker that is
+//!   still busy when its next slot comes issues late, and that operation's latency counts
+//!   from its slot, so time spent queued behind a slow answer is measured instead of
+//!   omitted ("coordinated omission"); a worker that was idle counts from the moment it
+//!   sent, so the timer's granularity is not charged to the stack.
 //!
 //! An operation that starts inside the window is recorded; the driver stops issuing at the
 //! window's end. A worker may also end early when its scenario has nothing left to do
@@ -10,10 +18,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Largest latency the histograms track, microseconds (a minute); longer ones saturate.
 const MAX_LATENCY_MICROS: u64 = 60_000_000;
@@ -31,11 +40,60 @@ pub struct LoadOptions {
     pub warmup: Duration,
     /// The measured window.
     pub duration: Duration,
+    /// Open loop: operations per second offered by all workers together (`None`: closed
+    /// loop). `concurrency` is then the most operations in flight at once.
+    pub rate: Option<f64>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { concurrency: 32, connections: 4, warmup: Duration::from_secs(1), duration: Duration::from_secs(10) }
+        Self {
+            concurrency: 32,
+            connections: 4,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(10),
+            rate: None,
+        }
+    }
+}
+
+/// When a worker issues its operations.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Each as soon as the previous one answered.
+    Closed,
+    /// Slot `k` at `first + k * interval`.
+    Open { first: Instant, interval: Duration },
+}
+
+impl Pace {
+    /// Worker `index` of `workers` under `options`, the run starting at `start`.
+    fn of(options: &LoadOptions, index: usize, workers: usize, start: Instant) -> Self {
+        match options.rate.filter(|rate| rate.is_finite() && *rate > 0.0) {
+            None => Self::Closed,
+            Some(rate) => Self::Open {
+                first: start + Duration::from_secs_f64(index as f64 / rate),
+                interval: Duration::from_secs_f64(workers as f64 / rate),
+            },
+        }
+    }
+
+    /// Waits for slot `slot` and returns the instant its latency counts from: the slot
+    /// when the previous operation (ended at `previous_end`) kept the worker past it,
+    /// else the moment of sending.
+    async fn start(&self, slot: u32, previous_end: Instant) -> Instant {
+        let Self::Open { first, interval } = *self else { return Instant::now() };
+        let due = first + interval * slot;
+        if previous_end > due {
+            return due;
+        }
+        tokio::time::sleep_until(due).await;
+        Instant::now()
+    }
+
+    /// The slot `slot` is due at or after `deadline` (a closed loop never is).
+    fn due_after(&self, slot: u32, deadline: Instant) -> bool {
+        matches!(*self, Self::Open { first, interval } if first + interval * slot >= deadline)
     }
 }
 
@@ -142,12 +200,15 @@ struct Tally {
 /// Runs every worker for `options.warmup + options.duration` and merges what they saw.
 pub async fn drive<W: Worker>(workers: Vec<W>, options: &LoadOptions) -> anyhow::Result<Measurement> {
     anyhow::ensure!(!workers.is_empty(), "a load needs at least one worker");
-    let window_start = Instant::now() + options.warmup;
+    let start = Instant::now();
+    let window_start = start + options.warmup;
     let deadline = window_start + options.duration;
+    let count = workers.len();
     let mut tasks = JoinSet::new();
-    for worker in workers {
+    for (index, worker) in workers.into_iter().enumerate() {
         let latencies = histogram()?;
-        tasks.spawn(run_worker(worker, latencies, window_start, deadline));
+        let pace = Pace::of(options, index, count, start);
+        tasks.spawn(run_worker(worker, latencies, pace, (window_start, deadline)));
     }
     let mut latencies = histogram()?;
     let mut failures: BTreeMap<String, FailureCount> = BTreeMap::new();
@@ -187,18 +248,23 @@ pub async fn drive<W: Worker>(workers: Vec<W>, options: &LoadOptions) -> anyhow:
 async fn run_worker<W: Worker>(
     mut worker: W,
     mut latencies: Histogram<u64>,
-    window_start: Instant,
-    deadline: Instant,
+    pace: Pace,
+    (window_start, deadline): (Instant, Instant),
 ) -> Tally {
     let mut failures: BTreeMap<String, FailureCount> = BTreeMap::new();
     let mut exhausted_at = None;
-    loop {
-        let began = Instant::now();
-        if began >= deadline {
+    let mut previous_end = Instant::now();
+    for slot in 0.. {
+        if pace.due_after(slot, deadline) {
+            break;
+        }
+        let began = pace.start(slot, previous_end).await;
+        if Instant::now() >= deadline {
             break;
         }
         let outcome = worker.call().await;
-        let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        previous_end = Instant::now();
+        let micros = u64::try_from(previous_end.duration_since(began).as_micros()).unwrap_or(u64::MAX);
         let recorded = began >= window_start;
         match outcome {
             Outcome::Ok if recorded => latencies.saturating_record(micros.max(1)),
@@ -245,10 +311,60 @@ mod tests {
         }
     }
 
+    fn load(concurrency: usize) -> LoadOptions {
+        LoadOptions {
+            concurrency,
+            connections: 1,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            rate: None,
+        }
+    }
+
+    /// Answers after `delay`, forever.
+    struct Slow {
+        delay: Duration,
+    }
+
+    impl Worker for Slow {
+        async fn call(&mut self) -> Outcome {
+            tokio::time::sleep(self.delay).await;
+            Outcome::Ok
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_loop_issues_the_offered_rate_and_counts_from_the_send() -> anyhow::Result<()> {
+        let options = LoadOptions { rate: Some(100.0), ..load(2) };
+        let workers = vec![Slow { delay: Duration::from_millis(1) }, Slow { delay: Duration::from_millis(1) }];
+        let measurement = drive(workers, &options).await?;
+        assert_eq!(measurement.ok(), 100, "one slot every 10 ms for a second");
+        assert!(measurement.max() < Duration::from_millis(3), "{:?}", measurement.max());
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_loop_charges_a_late_operation_from_its_slot() -> anyhow::Result<()> {
+        let options = LoadOptions { rate: Some(100.0), ..load(1) };
+        let measurement = drive(vec![Slow { delay: Duration::from_millis(25) }], &options).await?;
+        // Slot k is due at 10k ms but sent at 25k ms (k >= 1): latency 15k + 25 ms.
+        assert!((39..=41).contains(&measurement.ok()), "{}", measurement.ok());
+        assert!(measurement.quantile(0.0) < Duration::from_millis(27));
+        assert!(measurement.max() > Duration::from_millis(550), "{:?}", measurement.max());
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_loop_counts_each_operation_from_its_send() -> anyhow::Result<()> {
+        let measurement = drive(vec![Slow { delay: Duration::from_millis(25) }], &load(1)).await?;
+        assert_eq!(measurement.ok(), 40);
+        assert!(measurement.max() < Duration::from_millis(27), "{:?}", measurement.max());
+        Ok(())
+    }
+
     #[tokio::test]
     async fn merges_workers_and_ends_with_the_last_exhausted_one() -> anyhow::Result<()> {
-        let options =
-            LoadOptions { concurrency: 2, connections: 1, warmup: Duration::ZERO, duration: Duration::from_secs(30) };
+        let options = LoadOptions { duration: Duration::from_secs(30), ..load(2) };
         let workers =
             vec![Counter { left: 10, fail_every: 5, calls: 0 }, Counter { left: 20, fail_every: 5, calls: 0 }];
         let measurement = drive(workers, &options).await?;

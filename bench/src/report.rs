@@ -34,9 +34,13 @@ pub fn scenario_block(result: &ScenarioResult) -> String {
 
 fn write_measurement(out: &mut String, measurement: &Measurement) {
     let load = &measurement.load;
+    let pace = match load.rate {
+        None => "closed loop".to_owned(),
+        Some(rate) => format!("open loop offering {rate:.0} ops/s"),
+    };
     let _ = writeln!(
         out,
-        "load        {} clients over {} HTTP/2 connection(s), {:.1} s measured after {:.1} s warm-up",
+        "load        {} clients over {} HTTP/2 connection(s), {pace}, {:.1} s measured after {:.1} s warm-up",
         load.concurrency.max(1),
         load.connections.max(1),
         load.duration.as_secs_f64(),

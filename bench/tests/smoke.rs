@@ -15,12 +15,22 @@ fn options(ledger_op: LedgerOp) -> BenchOptions {
         Some(server_url) => Backend::Postgres { server_url },
         None => Backend::Sqlite { dir: None, synchronous: None },
     };
-    let load = LoadOptions { concurrency: 2, connections: 1, warmup: Duration::ZERO, duration: Duration::from_secs(1) };
+    let load = LoadOptions {
+        concurrency: 2,
+        connections: 1,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(1),
+        rate: None,
+    };
     BenchOptions { target: Target::InProcess(backend), load, ledger_op }
 }
 
 async fn smoke(scenario: Scenario, ledger_op: LedgerOp) {
-    let result = scenarios::run(scenario, &options(ledger_op)).await;
+    smoke_with(scenario, options(ledger_op)).await;
+}
+
+async fn smoke_with(scenario: Scenario, options: BenchOptions) {
+    let result = scenarios::run(scenario, &options).await;
     let report = economy_bench::report::scenario_block(&result);
     let Run::Measured(measurement) = &result.run else { panic!("{} did not run:\n{report}", scenario.name()) };
     assert!(measurement.ok() > 0, "no successful operation:\n{report}");
@@ -50,6 +60,13 @@ smoke_tests! {
     backpack_10k: Scenario::Backpack10k, LedgerOp::Transfer;
     redemption: Scenario::Redemption, LedgerOp::Transfer;
     market: Scenario::Market, LedgerOp::Transfer;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_open_loop() {
+    let mut options = options(LedgerOp::Transfer);
+    options.load.rate = Some(50.0);
+    smoke_with(Scenario::Market, options).await;
 }
 
 #[tokio::test]
