@@ -29,11 +29,12 @@ use economy_kit::group_commit::{BulkResults, write_in_savepoint};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
+use super::read::{corrupt, hold_from_row};
 use super::write::{EntryWrite, Refusal, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
-use crate::domain::hold::{Hold, HoldStatus, Resolution};
-use crate::domain::ids::{AccountId, Code, EntityId, HoldId};
+use crate::domain::hold::{Hold, Resolution};
+use crate::domain::ids::{EntityId, HoldId};
 
 /// A balance row: `(account key, asset code)`.
 type BalanceKey = (String, String);
@@ -203,18 +204,8 @@ struct Books {
 type HoldState = Option<Hold>;
 
 fn read_hold(id: &str, account: &str, asset: &str, status: &str, amount: i64) -> HoldState {
-    Some(Hold {
-        id: EntityId::parse(id).ok()?,
-        account: AccountId::from_key(account).ok()?,
-        asset: Code::parse(asset).ok()?,
-        status: HoldStatus::parse(status)?,
-        amount,
-        settled_amount: 0,
-        reference: String::new(),
-        expires_at: None,
-        created_at: 0,
-        resolved_at: None,
-    })
+    let row = (id.into(), account.into(), asset.into(), amount, 0, status.into(), String::new(), None, 0, None);
+    hold_from_row(row).ok()
 }
 
 impl Books {
@@ -227,7 +218,7 @@ impl Books {
         let mut resolving: Vec<(HoldId, Resolution, i64)> = Vec::new();
         for (id, resolution) in &write.plan.resolutions {
             let hold = self.holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
-            let hold = hold.as_ref().ok_or_else(|| LedgerError::Storage(format!("corrupt hold row {id}")))?;
+            let hold = hold.as_ref().ok_or_else(|| corrupt("hold", id.as_str()))?;
             let earlier =
                 resolving.iter().find(|(resolved, ..)| resolved == id).map(|(_, earlier, _)| earlier.status());
             let (settled, hold_legs) = resolution.resolve(hold, earlier.unwrap_or(hold.status))?;
@@ -344,11 +335,9 @@ mod tests {
 
     use super::*;
     use crate::domain::commands::SettleHold;
-    use crate::domain::ids::{Amount, IdempotencyKey, UserId};
-
-    fn user(id: i64) -> AccountId {
-        AccountId::User(UserId::parse(id).expect("user"))
-    }
+    use crate::domain::hold::HoldStatus;
+    use crate::domain::ids::{Amount, Code, IdempotencyKey};
+    use crate::store::fixtures::user;
 
     fn gold() -> Code {
         Code::parse("gold").expect("code")

@@ -15,11 +15,13 @@ type HoldRow = (String, String, String, i64, i64, String, String, Option<i64>, i
 const HOLD_COLUMNS: &str =
     "id, account, asset_code, amount, settled_amount, status, reference, expires_at, created_at, resolved_at";
 
-fn corrupt(what: &str, id: &str) -> LedgerError {
+/// The storage error of a row that does not parse (`what` row `id`).
+pub(super) fn corrupt(what: &str, id: &str) -> LedgerError {
     LedgerError::Storage(format!("corrupt {what} row {id}"))
 }
 
-fn hold_from_row(row: HoldRow) -> Result<Hold, LedgerError> {
+/// A hold from its row in [`HOLD_COLUMNS`] order; `Storage` when the row does not parse.
+pub(super) fn hold_from_row(row: HoldRow) -> Result<Hold, LedgerError> {
     let (id, account, asset, amount, settled_amount, status, reference, expires_at, created_at, resolved_at) = row;
     Ok(Hold {
         account: AccountId::from_key(&account).map_err(|_| corrupt("hold", &id))?,
