@@ -108,6 +108,38 @@ impl Resolution {
     }
 }
 
+/// A hold an entry resolves: how, and the amount paid out of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The hold.
+    pub id: HoldId,
+    /// How it is resolved.
+    pub resolution: Resolution,
+    /// Amount paid out of it (0 unless settled).
+    pub settled: i64,
+}
+
+/// Resolves the holds of one entry in order (DESIGN.md §3 Ledger: each exactly once),
+/// every write path's rule: `hold` gives each hold as it stands (stored, or as an earlier
+/// entry of the same batch left it). Returns the legs that empty the holds and each
+/// resolution with its payout. Errors: whatever `hold` returns (`HOLD_NOT_FOUND`),
+/// `HOLD_ALREADY_RESOLVED` (not open, or named twice by the entry), `HOLD_AMOUNT_EXCEEDED`.
+pub fn resolve_all<'h>(
+    resolutions: &[(HoldId, Resolution)],
+    mut hold: impl FnMut(&HoldId) -> Result<&'h Hold, LedgerError>,
+) -> Result<(Vec<Leg>, Vec<Resolved>), LedgerError> {
+    let mut legs = Vec::new();
+    let mut resolved: Vec<Resolved> = Vec::new();
+    for (id, resolution) in resolutions {
+        let current = hold(id)?;
+        let earlier = resolved.iter().find(|earlier| earlier.id == *id).map(|earlier| earlier.resolution.status());
+        let (settled, hold_legs) = resolution.resolve(current, earlier.unwrap_or(current.status))?;
+        legs.extend(hold_legs);
+        resolved.push(Resolved { id: id.clone(), resolution: *resolution, settled });
+    }
+    Ok((legs, resolved))
+}
+
 /// Legs that freeze `amount`: available -amount, frozen +amount.
 pub fn freeze_legs(hold_id: &HoldId, account: &AccountId, asset: &AssetCode, amount: Amount) -> Vec<Leg> {
     let leg = |bucket, amount| Leg {
@@ -197,6 +229,26 @@ mod tests {
         assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "released", .. })), "{again:?}");
         let too_much = Resolution::Settle(Some(Amount::parse(11).expect("amount"))).resolve(&hold, HoldStatus::Open);
         assert!(matches!(too_much, Err(LedgerError::HoldAmountExceeded { .. })), "{too_much:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_resolves_each_hold_once() -> Result<(), LedgerError> {
+        let (first, second) = (hold(10), hold(4));
+        let holds = [&first, &second];
+        let find = |id: &HoldId| {
+            holds.iter().copied().find(|hold| hold.id == *id).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))
+        };
+        let settle = Resolution::Settle(Some(Amount::parse(3).expect("amount")));
+        let both = [(first.id.clone(), settle), (second.id.clone(), Resolution::Release)];
+        let (legs, resolved) = resolve_all(&both, find)?;
+        let expected: Vec<Leg> = [resolution_legs(&first, 3), resolution_legs(&second, 0)].concat();
+        assert_eq!(legs, expected);
+        assert_eq!(resolved.iter().map(|done| done.settled).collect::<Vec<_>>(), vec![3, 0]);
+        let twice = resolve_all(&[(first.id.clone(), settle), (first.id.clone(), Resolution::Release)], find);
+        assert!(matches!(twice, Err(LedgerError::HoldAlreadyResolved { status: "settled", .. })), "{twice:?}");
+        let missing = resolve_all(&[(HoldId::generate(), Resolution::Release)], find);
+        assert!(matches!(missing, Err(LedgerError::HoldNotFound(_))), "{missing:?}");
         Ok(())
     }
 

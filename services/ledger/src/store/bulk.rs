@@ -33,8 +33,8 @@ use super::read::{corrupt, hold_from_row};
 use super::write::{EntryWrite, Refusal, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
-use crate::domain::hold::{Hold, Resolution};
-use crate::domain::ids::{EntityId, HoldId};
+use crate::domain::hold::{Hold, Resolved, resolve_all};
+use crate::domain::ids::EntityId;
 
 /// A balance row: `(account key, asset code)`.
 type BalanceKey = (String, String);
@@ -214,21 +214,17 @@ impl Books {
     /// path's: a hold missing (or its row corrupt: `Storage`), already resolved or
     /// exceeded, unbalanced legs, then a balance out of bounds.
     fn decide(&mut self, write: &EntryWrite, now: i64) -> Result<Entry, LedgerError> {
+        let holds = &self.holds;
+        let (hold_legs, resolved) = resolve_all(&write.plan.resolutions, |id| {
+            let hold = holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
+            hold.as_ref().ok_or_else(|| corrupt("hold", id.as_str()))
+        })?;
         let mut legs = write.plan.legs.clone();
-        let mut resolving: Vec<(HoldId, Resolution, i64)> = Vec::new();
-        for (id, resolution) in &write.plan.resolutions {
-            let hold = self.holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
-            let hold = hold.as_ref().ok_or_else(|| corrupt("hold", id.as_str()))?;
-            let earlier =
-                resolving.iter().find(|(resolved, ..)| resolved == id).map(|(_, earlier, _)| earlier.status());
-            let (settled, hold_legs) = resolution.resolve(hold, earlier.unwrap_or(hold.status))?;
-            legs.extend(hold_legs);
-            resolving.push((id.clone(), *resolution, settled));
-        }
+        legs.extend(hold_legs);
         check_balanced(&legs)?;
         self.balances.apply(&balance_deltas(&legs)?)?;
         let entry = Entry::new(EntityId::generate().to_string(), &write.plan.meta, now, legs);
-        for (id, resolution, settled) in resolving {
+        for Resolved { id, resolution, settled } in resolved {
             if let Some(Some(hold)) = self.holds.get_mut(id.as_str()) {
                 hold.status = resolution.status();
             }
@@ -336,7 +332,7 @@ mod tests {
     use super::*;
     use crate::domain::commands::SettleHold;
     use crate::domain::hold::HoldStatus;
-    use crate::domain::ids::{Amount, Code, IdempotencyKey};
+    use crate::domain::ids::{Amount, Code, HoldId, IdempotencyKey};
     use crate::store::fixtures::user;
 
     fn gold() -> Code {

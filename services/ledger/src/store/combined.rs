@@ -6,33 +6,36 @@
 //! queue order against the balances as the entries before it leave them (the bounds of
 //! the conditional UPDATE of the other paths) and moves each balance by the entries' sum.
 //! Anything short of every entry applying (a key taken, a refusal, a missing balance row,
-//! a lost deadlock) aborts the whole statement; each entry then takes the one-entry form
-//! (`single`) on its own, which decides it and names any refusal. A lone entry takes the
-//! one-entry form at once.
+//! a lost deadlock) aborts the whole statement; each entry then goes through the group
+//! commit alone (the one-entry form `single`, then if need be a transaction of its own),
+//! which decides it and names any refusal. A lone entry goes alone at once.
 
 use std::collections::{BTreeSet, HashSet};
 
 use economy_kit::db::{Db, value_tuples_after};
+use economy_kit::group_commit::{GroupCommit, Submitted};
 use economy_kit::time::now_millis;
 use futures_util::future::join_all;
 use sqlx::any::AnyArguments;
 
-use super::single::{self, MOVE_COLUMNS, Posted, add, add_moves, add_posting, run_autocommitted};
+use super::single::{MOVE_COLUMNS, add, add_moves, add_posting};
 use super::write::{EntryWrite, add_entry, posting_rows};
-use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Entry};
 use crate::domain::ids::{AccountId, AssetCode};
 
 /// Applies a queued batch of plain `writes`: together when every one applies, else each
 /// alone. Results in `writes` order.
-pub(super) async fn post_batch(db: Db, writes: Vec<EntryWrite>) -> Vec<Result<Posted, LedgerError>> {
-    let now = now_millis();
+pub(super) async fn post_batch(
+    db: Db,
+    entries: GroupCommit<EntryWrite>,
+    writes: Vec<EntryWrite>,
+) -> Vec<Submitted<EntryWrite>> {
     if writes.len() > 1
-        && let Some(entries) = post_together(&db, &writes, now).await
+        && let Some(written) = post_together(&db, &writes, now_millis()).await
     {
-        return entries.into_iter().map(|entry| Ok(Posted::Written(entry))).collect();
+        return written.into_iter().map(|entry| Ok(Ok(entry))).collect();
     }
-    join_all(writes.iter().map(|write| single::post(&db, write, now))).await
+    join_all(writes.into_iter().map(|write| entries.submit(write))).await
 }
 
 /// The entries of `writes` when one statement applied them all; `None` otherwise: when it
@@ -51,7 +54,8 @@ async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<E
     let postings = entries.iter().map(|entry| entry.legs.len()).sum();
     let moves = deltas.iter().map(Vec::len).sum();
     let sql = statement(entries.len(), postings, moves, balances.len());
-    run_autocommitted(db, &sql, arguments).await.ok().map(|_| entries)
+    let mut writer = db.writer().await.ok()?;
+    writer.fetch_number(sqlx::query_with(&sql, arguments)).await.ok().map(|_| entries)
 }
 
 /// The statement's parameters, in its order: entries, postings, moves, ranked balances,

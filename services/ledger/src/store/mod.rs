@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use economy_kit::batch::Coalescer;
 use economy_kit::db::{Backend, Db, DbOptions};
-use economy_kit::group_commit::GroupCommit;
+use economy_kit::group_commit::{GroupCommit, Submitted};
 use sqlx::migrate::Migrator;
 
 use crate::domain::LedgerError;
@@ -49,7 +49,7 @@ pub struct LedgerStore {
     db: Db,
     entries: GroupCommit<write::EntryWrite>,
     /// PostgreSQL: plain entries queued for `combined` statements.
-    plain: Option<Coalescer<write::EntryWrite, Result<single::Posted, LedgerError>>>,
+    plain: Option<Coalescer<write::EntryWrite, Submitted<write::EntryWrite>>>,
     known: Arc<known::KnownRows>,
 }
 
@@ -61,8 +61,10 @@ impl LedgerStore {
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         let entries = GroupCommit::new(db.clone(), MAX_ENTRIES_PER_COMMIT);
         let plain = (db.backend() == Backend::Postgres).then(|| {
-            let db = db.clone();
-            Coalescer::new(MAX_ENTRIES_PER_STATEMENT, move |batch| combined::post_batch(db.clone(), batch))
+            let (db, entries) = (db.clone(), entries.clone());
+            Coalescer::new(MAX_ENTRIES_PER_STATEMENT, move |batch| {
+                combined::post_batch(db.clone(), entries.clone(), batch)
+            })
         });
         let store = Self { db, entries, plain, known: Arc::default() };
         store.seed_system_accounts(system_accounts).await?;

@@ -1,5 +1,7 @@
 //! Reads: balances, journal entries with their postings, holds.
 
+use std::collections::HashMap;
+
 use sqlx::{Any, Executor};
 
 use super::{LedgerStore, Page};
@@ -56,6 +58,21 @@ pub(super) async fn hold_in<'e, E: Executor<'e, Database = Any>>(
     let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
     let row: Option<HoldRow> = sqlx::query_as(&sql).bind(id).fetch_optional(executor).await?;
     row.map(hold_from_row).transpose()
+}
+
+/// The holds among `ids` (at least one) whose rows parse, by id, in one read through any
+/// executor.
+pub(super) async fn holds_in<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ids: &[&str],
+) -> Result<HashMap<String, Hold>, sqlx::Error> {
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({})", in_list(1, ids.len()));
+    let mut query = sqlx::query_as::<_, HoldRow>(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(executor).await?;
+    Ok(rows.into_iter().filter_map(|row| hold_from_row(row).ok()).map(|hold| (hold.id.to_string(), hold)).collect())
 }
 
 /// `(placeholders, next index)` for an IN list of `count` values starting at `$first`.

@@ -1,64 +1,59 @@
 //! The one-statement form of an entry on PostgreSQL (BENCHMARKS.md Optimizations 16 and
-//! 22): a plain entry alone in the queue of `combined` or whose combined statement did not
-//! apply, and an entry that settles or releases holds (a market purchase). There the
-//! transaction path costs `BEGIN`, the entry's INSERT, a read and an UPDATE per hold, the
-//! postings' INSERT, an UPDATE per balance and `COMMIT`: round trips on a server that
-//! shares the machine's cores. Such an entry (no hold to open; assets and accounts known)
-//! is written by ONE autocommitted statement instead, after one read per hold it resolves
-//! (outside any transaction: the hold's amount gives the legs that empty it):
-//! data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the postings,
-//! resolve each hold by compare-and-set on `open`, lock the balance rows in the
-//! transaction path's order and move every balance with the same bounds as that path's
-//! conditional UPDATE, and the final SELECT divides by zero when a hold or a balance did
-//! not move (resolved meanwhile, refused, or its row missing), which aborts the statement
-//! so nothing of it remains. The transaction path then decides that entry and names the
-//! refusal (also after a lost deadlock, and when the read already shows a hold missing,
-//! resolved or exceeded).
+//! 22), the entry's `BatchedWrite::autocommit`: a plain entry alone in the queue of
+//! `combined` or whose combined statement did not apply, and an entry that settles or
+//! releases holds (a market purchase). There the transaction path costs `BEGIN`, the
+//! entry's INSERT, a read and an UPDATE per hold, the postings' INSERT, an UPDATE per
+//! balance and `COMMIT`: round trips on a server that shares the machine's cores. Such an
+//! entry (no hold to open; assets and accounts known) is written by ONE autocommitted
+//! statement instead, after one read of the holds it resolves (outside any transaction:
+//! a hold's amount gives the legs that empty it): data-modifying CTEs claim the key (`ON
+//! CONFLICT DO NOTHING`), insert the postings, resolve each hold by compare-and-set on
+//! `open`, lock the balance rows in the transaction path's order and move every balance
+//! with the same bounds as that path's conditional UPDATE, and the final SELECT divides
+//! by zero when a hold or a balance did not move (resolved meanwhile, refused, or its row
+//! missing), which aborts the statement so nothing of it remains. The transaction path
+//! then decides that entry on the same connection and names the refusal (also after a
+//! lost deadlock, and when the read already shows a hold missing, resolved or exceeded).
 
-use economy_kit::db::{Db, is_undecided, value_tuples_after};
+use std::collections::HashMap;
+
+use economy_kit::db::{Writer, value_tuples_after};
+use economy_kit::group_commit::Autocommitted;
 use sqlx::any::AnyArguments;
-use sqlx::{Any, Arguments};
+use sqlx::{Any, Arguments, Executor};
 
-use super::read::hold_in;
-use super::write::{EntryWrite, PostingRow, entry_arguments, posting_rows};
+use super::read::holds_in;
+use super::write::{EntryWrite, PostingRow, Refusal, entry_arguments, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Entry, Leg, balance_deltas, check_balanced};
+use crate::domain::hold::{Resolved, resolve_all};
 use crate::domain::ids::EntityId;
 
-/// What the one-statement form did.
-#[derive(Debug)]
-pub(super) enum Posted {
-    /// The entry was written.
-    Written(Entry),
-    /// An entry already holds the key (a replay, or a concurrent writer first).
-    KeyTaken,
-    /// Nothing was written; the transaction path decides (and says why).
-    Undecided,
-}
-
-/// Writes `write` (no hold to open; assets and accounts known) in one statement (see the
-/// module docs). Errors: storage.
-pub(super) async fn post(db: &Db, write: &EntryWrite, now: i64) -> Result<Posted, LedgerError> {
-    match settled_legs(db, write).await? {
-        Some((legs, resolving)) => post_legs(db, write, legs, &resolving, now).await,
-        None => Ok(Posted::Undecided),
+/// Writes `write` (no hold to open; assets and accounts known) in one statement on
+/// `writer` (see the module docs): `Ok(None)` when the transaction path must decide it,
+/// `Err` when the statement failed (the kit falls back to that path when the statement
+/// aborted itself or lost a deadlock).
+pub(super) async fn post(writer: &mut Writer, write: &EntryWrite, now: i64) -> Autocommitted<EntryWrite> {
+    match settled_legs(&mut **writer, write).await? {
+        Some((legs, resolved)) => post_legs(writer, write, legs, &resolved, now).await,
+        None => Ok(None),
     }
 }
 
 /// The statement of [`post`] for `write` with all its `legs`, resolving the holds
-/// `resolving` as they were read.
+/// `resolved` as they were read.
 async fn post_legs(
-    db: &Db,
+    writer: &mut Writer,
     write: &EntryWrite,
     legs: Vec<Leg>,
-    resolving: &[Resolving<'_>],
+    resolved: &[Resolved],
     now: i64,
-) -> Result<Posted, LedgerError> {
+) -> Autocommitted<EntryWrite> {
     let Ok(deltas) = check_balanced(&legs).and_then(|()| balance_deltas(&legs)) else {
-        return Ok(Posted::Undecided);
+        return Ok(None);
     };
     if deltas.is_empty() {
-        return Ok(Posted::Undecided);
+        return Ok(None);
     }
     let entry = Entry::new(EntityId::generate().to_string(), &write.plan.meta, now, legs);
     let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
@@ -68,54 +63,36 @@ async fn post_legs(
     }
     add_moves(&mut arguments, &deltas)?;
     add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
-    for hold in resolving {
-        add(&mut arguments, hold.id)?;
-        add(&mut arguments, hold.status)?;
+    for hold in resolved {
+        add(&mut arguments, hold.id.as_str())?;
+        add(&mut arguments, hold.resolution.status().as_str())?;
         add(&mut arguments, hold.settled)?;
     }
-    add(&mut arguments, i64::try_from(resolving.len()).unwrap_or(i64::MAX))?;
-    let sql = statement(entry.legs.len(), deltas.len(), resolving.len());
-    match run_autocommitted(db, &sql, arguments).await {
-        Ok(1) => Ok(Posted::Written(entry)),
-        Ok(_) => Ok(Posted::KeyTaken),
-        Err(error) if is_undecided(&error) => Ok(Posted::Undecided),
-        Err(error) => Err(error.into()),
+    add(&mut arguments, i64::try_from(resolved.len()).unwrap_or(i64::MAX))?;
+    let sql = statement(entry.legs.len(), deltas.len(), resolved.len());
+    match writer.fetch_number(sqlx::query_with(&sql, arguments)).await? {
+        1 => Ok(Some(Ok(entry))),
+        _ => Ok(Some(Err(Refusal::KeyTaken))),
     }
-}
-
-/// A hold the entry resolves, as read before the statement: the statement sets its final
-/// `status` and `settled` amount when it is still open (a hold's amount never changes).
-struct Resolving<'w> {
-    id: &'w str,
-    status: &'static str,
-    settled: i64,
 }
 
 /// The entry's legs followed by those that empty the holds it resolves (read now, outside
-/// any transaction), and those holds. `None` when a hold is missing, not open, exceeded or
-/// resolved twice by the entry: the transaction path then names the refusal.
-async fn settled_legs<'w>(
-    db: &Db,
-    write: &'w EntryWrite,
-) -> Result<Option<(Vec<Leg>, Vec<Resolving<'w>>)>, LedgerError> {
+/// any transaction), and those holds. `None` when a hold is missing, its row corrupt, not
+/// open, exceeded or resolved twice by the entry: the transaction path then names the
+/// refusal.
+async fn settled_legs<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    write: &EntryWrite,
+) -> Result<Option<(Vec<Leg>, Vec<Resolved>)>, sqlx::Error> {
+    let ids: Vec<&str> = write.plan.resolutions.iter().map(|(id, _)| id.as_str()).collect();
+    let holds = if ids.is_empty() { HashMap::new() } else { holds_in(executor, &ids).await? };
+    let found = resolve_all(&write.plan.resolutions, |id| {
+        holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))
+    });
+    let Ok((hold_legs, resolved)) = found else { return Ok(None) };
     let mut legs = write.plan.legs.clone();
-    let mut resolving: Vec<Resolving<'w>> = Vec::new();
-    for (id, resolution) in &write.plan.resolutions {
-        let Some(hold) = hold_in(db.pool(), id.as_str()).await? else { return Ok(None) };
-        let Ok((settled, hold_legs)) = resolution.resolve(&hold, hold.status) else { return Ok(None) };
-        if resolving.iter().any(|earlier| earlier.id == id.as_str()) {
-            return Ok(None);
-        }
-        legs.extend(hold_legs);
-        resolving.push(Resolving { id: id.as_str(), status: resolution.status().as_str(), settled });
-    }
-    Ok(Some((legs, resolving)))
-}
-
-/// Runs an autocommitted statement that returns one number on a writer and returns it
-/// (`Writer::fetch_number`).
-pub(super) async fn run_autocommitted(db: &Db, sql: &str, arguments: AnyArguments<'_>) -> Result<i64, sqlx::Error> {
-    db.writer().await?.fetch_number(sqlx::query_with(sql, arguments)).await
+    legs.extend(hold_legs);
+    Ok(Some((legs, resolved)))
 }
 
 /// Appends one bind parameter.
@@ -222,6 +199,7 @@ SELECT (SELECT COUNT(*) FROM entry)
 mod tests {
     use std::sync::Arc;
 
+    use economy_kit::db::is_undecided;
     use economy_kit::testing::TestDatabase;
     use economy_kit::time::now_millis;
 
@@ -275,9 +253,11 @@ mod tests {
     async fn a_settlement_resolves_its_hold_in_the_statement() -> anyhow::Result<()> {
         let Some((_database, store, hold)) = with_hold().await? else { return Ok(()) };
         let now = now_millis();
-        let Posted::Written(entry) = post(&store.db, &settle(&store, &hold), now).await? else {
+        let mut writer = store.db.writer().await?;
+        let Some(Ok(entry)) = post(&mut writer, &settle(&store, &hold), now).await? else {
             anyhow::bail!("the statement decides an open hold");
         };
+        drop(writer);
         assert_eq!(books(&store).await?, [(7, 0), (4, 0)], "3 paid out, 1 back to available");
         let stored = store.hold(hold.as_str()).await?.ok_or_else(|| anyhow::anyhow!("hold"))?;
         assert_eq!((stored.status, stored.settled_amount, stored.resolved_at), (HoldStatus::Settled, 3, Some(now)));
@@ -296,14 +276,18 @@ mod tests {
         // Another hold keeps 4 frozen, so the balances alone would let the settlement through.
         freeze(&store, "freeze-2").await?;
         let write = settle(&store, &hold);
-        let (legs, resolving) = settled_legs(&store.db, &write).await?.ok_or_else(|| anyhow::anyhow!("hold open"))?;
+        let (legs, resolved) =
+            settled_legs(store.db.pool(), &write).await?.ok_or_else(|| anyhow::anyhow!("hold open"))?;
         let release = ReleaseHold { hold: hold.clone(), reason: "meanwhile".into(), expiry: false };
         store.apply(&release.plan(key("release"), "admin:1")).await?;
-        let posted = post_legs(&store.db, &write, legs, &resolving, now_millis()).await?;
-        assert!(matches!(posted, Posted::Undecided), "{posted:?}");
+        let posted = post_legs(&mut store.db.writer().await?, &write, legs, &resolved, now_millis()).await;
+        assert!(posted.as_ref().is_err_and(is_undecided), "the statement aborts itself: {posted:?}");
         assert_eq!(books(&store).await?, [(6, 4), (1, 0)], "only the release moved");
         assert!(store.replay(&write.plan.meta).await?.is_none(), "the key stays free");
-        assert!(settled_legs(&store.db, &write).await?.is_none(), "a resolved hold is left to the transaction path");
+        let read = settled_legs(store.db.pool(), &write).await?;
+        assert!(read.is_none(), "a resolved hold is left to the transaction path");
+        let decided = store.apply(&write.plan).await;
+        assert!(matches!(decided, Err(LedgerError::HoldAlreadyResolved { .. })), "{decided:?}");
         Ok(())
     }
 

@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use economy_kit::db::{Writer, is_unique_violation, value_tuples};
-use economy_kit::group_commit::{BatchedWrite, BulkResults, WriteFuture};
+use economy_kit::group_commit::{Autocommitted, BatchedWrite, BulkResults, WriteFuture};
 use economy_kit::time::now_millis;
 use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
 
 use super::LedgerStore;
 use super::known::KnownRows;
-use super::single::{self, Posted};
+use super::single;
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
@@ -89,23 +89,15 @@ impl LedgerStore {
     /// `Ok(None)` when the idempotency key was taken by a concurrent writer. On SQLite the
     /// entry shares its transaction with others queued at the same time (group commit);
     /// on PostgreSQL a plain entry is first tried in a statement shared with the plain
-    /// entries queued meanwhile (`combined`), and an entry resolving holds in a statement
-    /// of its own (`single`).
+    /// entries queued meanwhile (`combined`), and any other entry, or a plain one that
+    /// statement left, goes alone (`single`, then a transaction of its own).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
         let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
-        if let Some(plain) = self.plain.as_ref().filter(|_| write.is_bulk()) {
-            let posted = if write.is_plain() {
-                plain.submit(write.clone()).await.unwrap_or(Ok(Posted::Undecided))?
-            } else {
-                single::post(&self.db, &write, now_millis()).await?
-            };
-            match posted {
-                Posted::Written(entry) => return Ok(Some(entry)),
-                Posted::KeyTaken => return Ok(None),
-                Posted::Undecided => {}
-            }
-        }
-        match self.entries.submit(write).await? {
+        let submitted = match self.plain.as_ref().filter(|_| write.is_plain()) {
+            Some(plain) => plain.submit(write).await.unwrap_or(Err(sqlx::Error::PoolClosed)),
+            None => self.entries.submit(write).await,
+        };
+        match submitted? {
             Ok(entry) => Ok(Some(entry)),
             Err(Refusal::KeyTaken) => Ok(None),
             Err(Refusal::Refused(error)) => Err(error),
@@ -182,6 +174,15 @@ impl BatchedWrite for EntryWrite {
 
     fn commit_batch<'c>(batch: &'c [Self], writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>> {
         Box::pin(super::bulk::commit_entries(batch, writer))
+    }
+
+    fn autocommit<'c>(&'c self, writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>> {
+        Box::pin(async move {
+            if !self.is_bulk() {
+                return Ok(None);
+            }
+            single::post(writer, self, now_millis()).await
+        })
     }
 }
 
