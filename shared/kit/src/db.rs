@@ -74,7 +74,6 @@ impl Default for DbOptions {
 pub struct Db {
     pool: AnyPool,
     writers: Writers,
-    backend: Backend,
 }
 
 /// Where writers get their connection.
@@ -107,13 +106,13 @@ impl Db {
             }
         };
         crate::metrics::watch_pool(label, pool.clone());
-        Ok(Self { pool, writers, backend })
+        Ok(Self { pool, writers })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
     /// `sqlx::migrate!`).
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
-        let migrator = match self.backend {
+        let migrator = match self.backend() {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
         };
@@ -141,7 +140,10 @@ impl Db {
 
     /// The engine.
     pub fn backend(&self) -> Backend {
-        self.backend
+        match self.writers {
+            Writers::Sqlite(_) => Backend::Sqlite,
+            Writers::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// Closes the pool and the writer connection.
