@@ -40,7 +40,8 @@ pub(super) async fn post_batch(
 
 /// The entries of `writes` when one statement applied them all; `None` otherwise: when it
 /// applied none, or on any error (even one after a commit: every key is then taken for
-/// good, and the one-entry form answers with the entry as a replay).
+/// good: going alone, each entry then finds its key taken and `LedgerStore::apply` replays
+/// it).
 async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<Entry>> {
     let deltas: Vec<Vec<BalanceDelta>> = writes.iter().map(EntryWrite::deltas).collect::<Result<_, _>>().ok()?;
     let mut keys = HashSet::new();
@@ -155,9 +156,11 @@ mod tests {
     use economy_kit::testing::TestDatabase;
 
     use super::*;
+    use crate::domain::LedgerError;
     use crate::domain::commands::{PostTransaction, WritePlan};
     use crate::store::LedgerStore;
     use crate::store::fixtures::{key, points, postgres_store, user};
+    use crate::store::write::Refusal;
 
     fn transfer(from: i64, to: i64, amount: i64, name: &str) -> WritePlan {
         let postings = vec![(user(from), points(), -amount), (user(to), points(), amount)];
@@ -208,6 +211,20 @@ mod tests {
         let taken = writes(&store, vec![transfer(2, 1, 1, "fresh"), transfer(2, 3, 1, "pay")]);
         assert!(post_together(&store.db, &taken, now_millis()).await.is_none(), "a taken key stops the batch");
         assert_eq!(balances(&store).await?, vec![0, 15, 0]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn entries_the_statement_did_not_apply_are_decided_alone() -> anyhow::Result<()> {
+        let Some((_database, store)) = funded().await? else { return Ok(()) };
+        let batch = writes(&store, vec![transfer(1, 2, 10, "unfunded"), transfer(2, 3, 1, "funded")]);
+        let outcomes = post_batch(store.db.clone(), store.entries.clone(), batch).await;
+        let [Ok(Err(Refusal::Refused(refused))), Ok(Ok(entry))] = outcomes.as_slice() else {
+            anyhow::bail!("the unfunded entry refused, the funded one applied: {outcomes:?}");
+        };
+        assert!(matches!(refused, LedgerError::InsufficientBalance { .. }), "{refused:?}");
+        assert_eq!(store.entry(&entry.id).await?.legs, transfer(2, 3, 1, "funded").legs);
+        assert_eq!(balances(&store).await?, vec![5, 4, 6]);
         Ok(())
     }
 

@@ -5,8 +5,8 @@
 //! entry's INSERT, a read and an UPDATE per hold, the postings' INSERT, an UPDATE per
 //! balance and `COMMIT`: round trips on a server that shares the machine's cores. Such an
 //! entry (no hold to open; assets and accounts known) is written by ONE autocommitted
-//! statement instead, after one read of the holds it resolves (outside any transaction:
-//! a hold's amount gives the legs that empty it): data-modifying CTEs claim the key (`ON
+//! statement instead, after one read of the holds it resolves (on the same connection,
+//! outside any transaction: a hold's amount gives the legs that empty it): data-modifying CTEs claim the key (`ON
 //! CONFLICT DO NOTHING`), insert the postings, resolve each hold by compare-and-set on
 //! `open`, lock the balance rows in the transaction path's order and move every balance
 //! with the same bounds as that path's conditional UPDATE, and the final SELECT divides
@@ -200,6 +200,7 @@ mod tests {
     use std::sync::Arc;
 
     use economy_kit::db::is_undecided;
+    use economy_kit::group_commit::BatchedWrite;
     use economy_kit::testing::TestDatabase;
     use economy_kit::time::now_millis;
 
@@ -267,6 +268,31 @@ mod tests {
             .await?;
         assert_eq!(resolved_by.0, entry.id);
         assert_eq!(store.entry(&entry.id).await?.legs, entry.legs, "postings of the payout and of the hold");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_entry_autocommits_in_the_statement_unless_it_opens_a_hold() -> anyhow::Result<()> {
+        let Some((_database, store, hold)) = with_hold().await? else { return Ok(()) };
+        let create = CreateHold {
+            user: UserId::parse(1).expect("id"),
+            asset: points(),
+            amount: Amount::parse(1).expect("amount"),
+            expires_at: None,
+            reference: String::new(),
+        };
+        let opening = EntryWrite {
+            plan: create.plan(HoldId::generate(), key("freeze-3"), "admin:1"),
+            known: Arc::clone(&store.known),
+        };
+        let mut writer = store.db.writer().await?;
+        assert!(opening.autocommit(&mut writer).await?.is_none(), "opening a hold takes the transaction path");
+        let Some(Ok(entry)) = settle(&store, &hold).autocommit(&mut writer).await? else {
+            anyhow::bail!("a settlement of an open hold is decided by its statement");
+        };
+        drop(writer);
+        assert_eq!(store.entry(&entry.id).await?.legs, entry.legs);
+        assert_eq!(books(&store).await?, [(7, 0), (4, 0)]);
         Ok(())
     }
 

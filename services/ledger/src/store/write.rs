@@ -90,11 +90,18 @@ impl LedgerStore {
     /// entry shares its transaction with others queued at the same time (group commit);
     /// on PostgreSQL a plain entry is first tried in a statement shared with the plain
     /// entries queued meanwhile (`combined`), and any other entry, or a plain one that
-    /// statement left, goes alone (`single`, then a transaction of its own).
+    /// statement left, goes alone (`single` when `EntryWrite::is_bulk`, else or when that
+    /// leaves it undecided a transaction of its own).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
         let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
-        let submitted = match self.plain.as_ref().filter(|_| write.is_plain()) {
-            Some(plain) => plain.submit(write).await.unwrap_or(Err(sqlx::Error::PoolClosed)),
+        let plain = self.plain.as_ref().filter(|_| write.is_plain());
+        // A shared statement that failed to answer (its flush panicked) leaves the entry to
+        // go alone: its key makes a second attempt a replay.
+        let submitted = match plain {
+            Some(plain) => match plain.submit(write.clone()).await {
+                Some(submitted) => submitted,
+                None => self.entries.submit(write).await,
+            },
             None => self.entries.submit(write).await,
         };
         match submitted? {
