@@ -60,12 +60,15 @@ pub(super) async fn hold_in<'e, E: Executor<'e, Database = Any>>(
     row.map(hold_from_row).transpose()
 }
 
-/// The holds among `ids` (at least one) whose rows parse, by id, in one read through any
-/// executor.
+/// The holds among `ids` whose rows parse, by id, in one read through any executor (none
+/// for no ids).
 pub(super) async fn holds_in<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ids: &[&str],
 ) -> Result<HashMap<String, Hold>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({})", in_list(1, ids.len()));
     let mut query = sqlx::query_as::<_, HoldRow>(&sql);
     for id in ids {

@@ -6,16 +6,15 @@
 //! balance and `COMMIT`: round trips on a server that shares the machine's cores. Such an
 //! entry (no hold to open; assets and accounts known) is written by ONE autocommitted
 //! statement instead, after one read of the holds it resolves (on the same connection,
-//! outside any transaction: a hold's amount gives the legs that empty it): data-modifying CTEs claim the key (`ON
-//! CONFLICT DO NOTHING`), insert the postings, resolve each hold by compare-and-set on
-//! `open`, lock the balance rows in the transaction path's order and move every balance
-//! with the same bounds as that path's conditional UPDATE, and the final SELECT divides
-//! by zero when a hold or a balance did not move (resolved meanwhile, refused, or its row
-//! missing), which aborts the statement so nothing of it remains. The transaction path
-//! then decides that entry on the same connection and names the refusal (also after a
-//! lost deadlock, and when the read already shows a hold missing, resolved or exceeded).
-
-use std::collections::HashMap;
+//! outside any transaction: a hold's amount gives the legs that empty it):
+//! data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the postings,
+//! resolve each hold by compare-and-set on `open`, lock the balance rows in the
+//! transaction path's order and move every balance with the same bounds as that path's
+//! conditional UPDATE, and the final SELECT divides by zero when a hold or a balance did
+//! not move (resolved meanwhile, refused, or its row missing), which aborts the statement
+//! so nothing of it remains. The transaction path then decides that entry on the same
+//! connection and names the refusal (also after a lost deadlock, and when the read
+//! already shows a hold missing, resolved or exceeded).
 
 use economy_kit::db::{Writer, value_tuples_after};
 use economy_kit::group_commit::Autocommitted;
@@ -85,7 +84,7 @@ async fn settled_legs<'e>(
     write: &EntryWrite,
 ) -> Result<Option<(Vec<Leg>, Vec<Resolved>)>, sqlx::Error> {
     let ids: Vec<&str> = write.plan.resolutions.iter().map(|(id, _)| id.as_str()).collect();
-    let holds = if ids.is_empty() { HashMap::new() } else { holds_in(executor, &ids).await? };
+    let holds = holds_in(executor, &ids).await?;
     let found = resolve_all(&write.plan.resolutions, |id| {
         holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))
     });
@@ -205,7 +204,7 @@ mod tests {
     use economy_kit::time::now_millis;
 
     use super::*;
-    use crate::domain::commands::{CreateHold, ReleaseHold, SettleHold};
+    use crate::domain::commands::{CreateHold, ReleaseHold, SettleHold, WritePlan};
     use crate::domain::hold::HoldStatus;
     use crate::domain::ids::{Amount, HoldId, UserId};
     use crate::store::LedgerStore;
@@ -222,15 +221,20 @@ mod tests {
     /// Freezes 4 of user 1's POINTS in a new hold.
     async fn freeze(store: &LedgerStore, name: &str) -> anyhow::Result<HoldId> {
         let hold = HoldId::generate();
+        store.apply(&freezing(&hold, 4, name)).await?;
+        Ok(hold)
+    }
+
+    /// The plan that freezes `amount` of user 1's POINTS in `hold`.
+    fn freezing(hold: &HoldId, amount: i64, name: &str) -> WritePlan {
         let create = CreateHold {
             user: UserId::parse(1).expect("id"),
             asset: points(),
-            amount: Amount::parse(4).expect("amount"),
+            amount: Amount::parse(amount).expect("amount"),
             expires_at: None,
             reference: String::new(),
         };
-        store.apply(&create.plan(hold.clone(), key(name), "admin:1")).await?;
-        Ok(hold)
+        create.plan(hold.clone(), key(name), "admin:1")
     }
 
     /// Settles 3 of `hold` to user 2 (the rest goes back to user 1).
@@ -274,17 +278,8 @@ mod tests {
     #[tokio::test]
     async fn an_entry_autocommits_in_the_statement_unless_it_opens_a_hold() -> anyhow::Result<()> {
         let Some((_database, store, hold)) = with_hold().await? else { return Ok(()) };
-        let create = CreateHold {
-            user: UserId::parse(1).expect("id"),
-            asset: points(),
-            amount: Amount::parse(1).expect("amount"),
-            expires_at: None,
-            reference: String::new(),
-        };
-        let opening = EntryWrite {
-            plan: create.plan(HoldId::generate(), key("freeze-3"), "admin:1"),
-            known: Arc::clone(&store.known),
-        };
+        let opening =
+            EntryWrite { plan: freezing(&HoldId::generate(), 1, "freeze-3"), known: Arc::clone(&store.known) };
         let mut writer = store.db.writer().await?;
         assert!(opening.autocommit(&mut writer).await?.is_none(), "opening a hold takes the transaction path");
         let Some(Ok(entry)) = settle(&store, &hold).autocommit(&mut writer).await? else {

@@ -94,14 +94,14 @@ impl LedgerStore {
     /// leaves it undecided a transaction of its own).
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
         let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
-        let plain = self.plain.as_ref().filter(|_| write.is_plain());
-        // A shared statement that failed to answer (its flush panicked) leaves the entry to
-        // go alone: its key makes a second attempt a replay.
-        let submitted = match plain {
-            Some(plain) => match plain.submit(write.clone()).await {
-                Some(submitted) => submitted,
-                None => self.entries.submit(write).await,
-            },
+        let shared = match self.plain.as_ref().filter(|_| write.is_plain()) {
+            Some(plain) => plain.submit(write.clone()).await,
+            None => None,
+        };
+        // No shared statement, or its flush failed to answer (a panic): the entry goes alone;
+        // its key makes a second attempt a replay.
+        let submitted = match shared {
+            Some(submitted) => submitted,
             None => self.entries.submit(write).await,
         };
         match submitted? {
