@@ -1,114 +1,128 @@
 //! Request fingerprints and response redaction, both driven by the field policies of
-//! `economy.options.v1.field` (DESIGN.md §3 Gateway).
+//! `economy.options.v1.field` (DESIGN.md §3 Gateway), as `policy` read them at start-up.
 //!
 //! Fingerprint = lowercase hex SHA-256 of the canonical JSON of
 //! `{user_id, canonical_operation, request}`: proto3 JSON of the request with every
 //! `fingerprint_exclude` field removed (at any depth) and every object key sorted, so field
 //! order, map order and excluded fields never change it.
 
+use std::borrow::Cow;
+
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::registry::Registry;
+use crate::policy::{FieldPolicies, Selection};
 
 /// What replaces a `sensitive` string in a stored response.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// The request fingerprint.
-pub fn fingerprint(registry: &Registry, user_id: i64, canonical_operation: &str, request: &DynamicMessage) -> String {
-    let mut request = request.clone();
-    strip(registry, &mut request, &|(exclude, _)| exclude);
-    let body = serde_json::to_value(&request).unwrap_or(Json::Null);
-    let envelope = serde_json::json!({
-        "user_id": user_id.to_string(),
-        "canonical_operation": canonical_operation,
-        "request": body,
-    });
-    let mut canonical = String::new();
-    write_sorted(&mut canonical, &envelope);
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+/// The request fingerprint: 64 lowercase hex digits.
+pub fn fingerprint(
+    policies: &FieldPolicies,
+    user_id: i64,
+    canonical_operation: &str,
+    request: &DynamicMessage,
+) -> String {
+    let request = stripped(policies, Selection::FingerprintExclude, request);
+    let body = serde_json::to_value(request.as_ref()).unwrap_or(Json::Null);
+    // The envelope `{user_id, canonical_operation, request}`, its keys in sorted order.
+    let mut canonical = Vec::with_capacity(256);
+    canonical.extend_from_slice(br#"{"canonical_operation":"#);
+    write_json(&mut canonical, canonical_operation);
+    canonical.extend_from_slice(br#","request":"#);
+    write_sorted(&mut canonical, &body);
+    canonical.extend_from_slice(br#","user_id":"#);
+    write_json(&mut canonical, &user_id.to_string());
+    canonical.push(b'}');
+    hex::encode(Sha256::digest(&canonical))
 }
 
-/// A copy of `response` whose `sensitive` fields are replaced: strings by `REDACTED`,
-/// other values cleared.
-pub fn redact(registry: &Registry, response: &DynamicMessage) -> DynamicMessage {
-    let mut response = response.clone();
-    strip(registry, &mut response, &|(_, sensitive)| sensitive);
-    response
+/// `response` with its `sensitive` fields replaced (strings by `REDACTED`, other values
+/// cleared); borrowed unchanged when its type holds none.
+pub fn redact<'a>(policies: &FieldPolicies, response: &'a DynamicMessage) -> Cow<'a, DynamicMessage> {
+    stripped(policies, Selection::Sensitive, response)
 }
 
-/// True when any field of `message` type (at any depth) is `sensitive`.
-pub fn has_sensitive_fields(registry: &Registry, descriptor: &prost_reflect::MessageDescriptor) -> bool {
-    fn visit(registry: &Registry, descriptor: &prost_reflect::MessageDescriptor, seen: &mut Vec<String>) -> bool {
-        if seen.iter().any(|name| name == descriptor.full_name()) {
-            return false;
-        }
-        seen.push(descriptor.full_name().to_owned());
-        descriptor.fields().any(|field| {
-            registry.field_policy(&field).1
-                || matches!(field.kind(), prost_reflect::Kind::Message(inner) if visit(registry, &inner, seen))
-        })
+/// `message` without the fields `selection` flags, copied only when its type may hold one.
+fn stripped<'a>(
+    policies: &FieldPolicies,
+    selection: Selection,
+    message: &'a DynamicMessage,
+) -> Cow<'a, DynamicMessage> {
+    if !policies.reaches(selection, &message.descriptor()) {
+        return Cow::Borrowed(message);
     }
-    visit(registry, descriptor, &mut Vec::new())
+    let mut copy = message.clone();
+    strip(policies, selection, &mut copy);
+    Cow::Owned(copy)
 }
 
-/// Removes (or, for `sensitive` strings, masks) every field `selected` by its
-/// `(fingerprint_exclude, sensitive)` policy, recursing into messages, lists and maps.
-fn strip(registry: &Registry, message: &mut DynamicMessage, selected: &dyn Fn((bool, bool)) -> bool) {
+/// Removes (or, for strings, masks) every field `selection` flags, recursing into the
+/// messages, lists and maps whose type may hold one.
+fn strip(policies: &FieldPolicies, selection: Selection, message: &mut DynamicMessage) {
+    if !policies.reaches(selection, &message.descriptor()) {
+        return;
+    }
     for field in message.descriptor().fields() {
         if !message.has_field(&field) {
             continue;
         }
-        if selected(registry.field_policy(&field)) {
+        if policies.selects(selection, &field) {
             match message.get_field(&field).as_ref() {
                 Value::String(_) => message.set_field(&field, Value::String(REDACTED.into())),
                 _ => message.clear_field(&field),
             }
             continue;
         }
-        strip_value(registry, message.get_field_mut(&field), selected);
+        strip_value(policies, selection, message.get_field_mut(&field));
     }
 }
 
-fn strip_value(registry: &Registry, value: &mut Value, selected: &dyn Fn((bool, bool)) -> bool) {
+fn strip_value(policies: &FieldPolicies, selection: Selection, value: &mut Value) {
     match value {
-        Value::Message(inner) => strip(registry, inner, selected),
-        Value::List(items) => items.iter_mut().for_each(|item| strip_value(registry, item, selected)),
-        Value::Map(entries) => entries.values_mut().for_each(|item| strip_value(registry, item, selected)),
+        Value::Message(inner) => strip(policies, selection, inner),
+        Value::List(items) => items.iter_mut().for_each(|item| strip_value(policies, selection, item)),
+        Value::Map(entries) => entries.values_mut().for_each(|item| strip_value(policies, selection, item)),
         _ => {}
     }
 }
 
-/// JSON with object keys in sorted order at every depth.
-fn write_sorted(out: &mut String, value: &Json) {
+/// Writes `value` as JSON with object keys in sorted order at every depth.
+fn write_sorted(out: &mut Vec<u8>, value: &Json) {
     match value {
         Json::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (index, key) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
+            entries.sort_by_key(|(key, _)| *key);
+            out.push(b'{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Json::String(key.clone()).to_string());
-                out.push(':');
-                write_sorted(out, &map[key]);
+                write_json(out, key);
+                out.push(b':');
+                write_sorted(out, item);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Json::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_sorted(out, item);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(out, scalar),
     }
+}
+
+/// Appends `value` as compact JSON (strings escaped as `serde_json` escapes them).
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    // Writing a string or a JSON scalar into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 #[cfg(test)]
@@ -133,9 +147,9 @@ mod tests {
           rpc Buy(BuyRequest) returns (BuyResponse) { option (economy.options.v1.method) = {canonical_operation: "SHOP_BUY_ITEM"}; }
         }"#;
 
-    fn setup() -> (Registry, DescriptorPool) {
-        let bytes = compile(PROTO);
-        (Registry::load(&bytes).expect("registry"), DescriptorPool::decode(bytes.as_slice()).expect("pool"))
+    fn setup() -> (FieldPolicies, DescriptorPool) {
+        let pool = DescriptorPool::decode(compile(PROTO).as_slice()).expect("pool");
+        (FieldPolicies::load(&pool), pool)
     }
 
     fn request(pool: &DescriptorPool, json: &str) -> DynamicMessage {
@@ -146,9 +160,9 @@ mod tests {
 
     #[test]
     fn order_maps_and_excluded_fields_do_not_change_the_fingerprint() {
-        let (registry, pool) = setup();
+        let (policies, pool) = setup();
         let base = fingerprint(
-            &registry,
+            &policies,
             7,
             "SHOP_BUY_ITEM",
             &request(
@@ -157,7 +171,7 @@ mod tests {
             ),
         );
         let same = fingerprint(
-            &registry,
+            &policies,
             7,
             "SHOP_BUY_ITEM",
             &request(
@@ -167,19 +181,19 @@ mod tests {
         );
         assert_eq!(base, same);
         let other_body = fingerprint(
-            &registry,
+            &policies,
             7,
             "SHOP_BUY_ITEM",
             &request(&pool, r#"{"amount":"6","tags":{"a":"1","b":"2"},"lines":[{"sku":"x"}]}"#),
         );
         let other_user = fingerprint(
-            &registry,
+            &policies,
             8,
             "SHOP_BUY_ITEM",
             &request(&pool, r#"{"amount":"5","tags":{"a":"1","b":"2"},"lines":[{"sku":"x"}]}"#),
         );
         let other_operation = fingerprint(
-            &registry,
+            &policies,
             7,
             "SHOP_SELL_ITEM",
             &request(&pool, r#"{"amount":"5","tags":{"a":"1","b":"2"},"lines":[{"sku":"x"}]}"#),
@@ -190,24 +204,44 @@ mod tests {
         assert_eq!(base.len(), 64);
     }
 
+    /// Stored records keep their fingerprints for 7 days: the canonical form must not
+    /// change between releases, or retries across an upgrade would conflict.
+    #[test]
+    fn the_canonical_form_is_stable() {
+        let (policies, pool) = setup();
+        let message = request(
+            &pool,
+            r#"{"amount":"5","tags":{"b":"2","a":"\u00e9\"q"},"lines":[{"sku":"x","nonce":"n1"},{"sku":"y"}],"clientTime":"1"}"#,
+        );
+        assert_eq!(
+            fingerprint(&policies, -7, "SHOP_BUY_ITEM", &message),
+            "5ba3be979dbff985f2ef048040878c1e24b5809b53da1839d400933e06699532"
+        );
+        assert_eq!(
+            fingerprint(&policies, 0, "SHOP_BUY_ITEM", &request(&pool, "{}")),
+            "2f8a43af404be693301bef687e3620ec5910af8dca6a5a1f075c426c8022e9f3"
+        );
+    }
+
     #[test]
     fn sensitive_fields_are_redacted() {
-        let (registry, pool) = setup();
+        let (policies, pool) = setup();
         let descriptor = pool.get_message_by_name("economy.shop.v1.BuyResponse").expect("message");
-        assert!(has_sensitive_fields(&registry, &descriptor));
-        assert!(!has_sensitive_fields(&registry, &pool.get_message_by_name("economy.shop.v1.Line").expect("message")));
+        assert!(policies.reaches(Selection::Sensitive, &descriptor));
+        let line = pool.get_message_by_name("economy.shop.v1.Line").expect("message");
+        assert!(!policies.reaches(Selection::Sensitive, &line));
         let mut response = DynamicMessage::new(descriptor);
         response.set_field_by_name("code", Value::String("ABCD-EFGH-JKMN".into()));
         response.set_field_by_name("order_id", Value::String("o-1".into()));
-        let redacted = redact(&registry, &response);
+        let redacted = redact(&policies, &response);
         assert_eq!(redacted.get_field_by_name("code").as_deref(), Some(&Value::String(REDACTED.into())));
         assert_eq!(redacted.get_field_by_name("order_id").as_deref(), Some(&Value::String("o-1".into())));
     }
 
     #[test]
     fn keys_are_sorted_at_every_depth() {
-        let mut out = String::new();
-        write_sorted(&mut out, &serde_json::json!({"b": {"d": 1, "c": [ {"z": 1, "y": 2} ]}, "a": "x"}));
-        assert_eq!(out, r#"{"a":"x","b":{"c":[{"y":2,"z":1}],"d":1}}"#);
+        let mut out = Vec::new();
+        write_sorted(&mut out, &serde_json::json!({"b": {"d": 1, "c": [ {"z": 1, "y": "\u{e9}\"q"} ]}, "a": "x"}));
+        assert_eq!(String::from_utf8_lossy(&out), r#"{"a":"x","b":{"c":[{"y":"é\"q","z":1}],"d":1}}"#);
     }
 }

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod config;
 pub mod consistency;
 pub mod jobs;
+pub mod policy;
 pub mod proxy;
 pub mod registry;
 pub mod store;

@@ -28,9 +28,10 @@ use tracing::Instrument;
 
 use crate::DOMAIN;
 use crate::auth::Authenticator;
-use crate::canonical::{fingerprint, has_sensitive_fields, redact};
+use crate::canonical::{fingerprint, redact};
 use crate::codec::BytesCodec;
 use crate::config::{GatewayConfig, IdempotencyConfig};
+use crate::policy::Selection;
 use crate::registry::{Method, Registry};
 use crate::store::{Begin, IdempotencyStore, NewRecord, StoredResponse};
 
@@ -202,7 +203,7 @@ impl Gateway {
         let message = DynamicMessage::decode(method.descriptor.input(), body.clone()).map_err(|_| {
             error(Code::InvalidArgument, "MALFORMED_REQUEST", "the request message does not decode", vec![])
         })?;
-        let fingerprint = fingerprint(&self.registry, user_id, operation, &message);
+        let fingerprint = fingerprint(self.registry.policies(), user_id, operation, &message);
         let request_id = uuid::Uuid::now_v7().to_string();
         let now = now_millis();
         let record = NewRecord {
@@ -332,9 +333,9 @@ impl Gateway {
     /// The stored form of an OK response: `sensitive` fields redacted, size-limited.
     fn snapshot(&self, method: &Method, body: &Bytes) -> StoredResponse {
         let output = method.descriptor.output();
-        let stored = if has_sensitive_fields(&self.registry, &output) {
+        let stored = if self.registry.policies().reaches(Selection::Sensitive, &output) {
             DynamicMessage::decode(output, body.clone())
-                .map(|message| redact(&self.registry, &message).encode_to_vec())
+                .map(|message| redact(self.registry.policies(), &message).encode_to_vec())
                 .unwrap_or_default()
         } else {
             body.to_vec()

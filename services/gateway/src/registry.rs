@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use prost_reflect::{DescriptorPool, FieldDescriptor, MethodDescriptor, ServiceDescriptor, Value};
+use prost_reflect::{DescriptorPool, MethodDescriptor, ServiceDescriptor};
+
+use crate::policy::FieldPolicies;
 
 /// `MethodOptions.IdempotencyLevel.NO_SIDE_EFFECTS`.
 const NO_SIDE_EFFECTS: i32 = 1;
 const METHOD_EXTENSION: &str = "economy.options.v1.method";
-const FIELD_EXTENSION: &str = "economy.options.v1.field";
 
 /// Policy of one routed RPC.
 #[derive(Debug, Clone)]
@@ -33,8 +34,8 @@ pub struct Method {
 /// Every routed RPC, by path.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    pool: DescriptorPool,
     methods: HashMap<String, Method>,
+    policies: FieldPolicies,
 }
 
 /// The start-up check failed: every offending method, one line each.
@@ -105,7 +106,7 @@ impl Registry {
                 );
             }
         }
-        Ok(Self { pool, methods })
+        Ok(Self { methods, policies: FieldPolicies::load(&pool) })
     }
 
     /// Every write must carry a canonical operation of the form `MODULE_ACTION_OBJECT`,
@@ -161,23 +162,9 @@ impl Registry {
         names
     }
 
-    /// `(fingerprint_exclude, sensitive)` of a field.
-    pub fn field_policy(&self, field: &FieldDescriptor) -> (bool, bool) {
-        let Some(extension) = self.pool.get_extension_by_name(FIELD_EXTENSION) else {
-            return (false, false);
-        };
-        let options = field.options();
-        if !options.has_extension(&extension) {
-            return (false, false);
-        }
-        let policy = options.get_extension(&extension);
-        let flag = |name: &str| {
-            policy
-                .as_message()
-                .and_then(|policy| policy.get_field_by_name(name))
-                .is_some_and(|value| value.as_ref() == &Value::Bool(true))
-        };
-        (flag("fingerprint_exclude"), flag("sensitive"))
+    /// The field policies of every message type.
+    pub fn policies(&self) -> &FieldPolicies {
+        &self.policies
     }
 }
 
