@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{DescriptorPool, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value};
 
 const FIELD_EXTENSION: &str = "economy.options.v1.field";
 
@@ -38,29 +38,36 @@ impl FieldPolicies {
             return Self::default();
         };
         let mut policies = Self::default();
-        for field in pool.all_messages().flat_map(|message| message.fields().collect::<Vec<_>>()) {
-            let options = field.options();
-            if !options.has_extension(&extension) {
-                continue;
-            }
-            let policy = options.get_extension(&extension);
-            let flag = |name: &str| {
-                policy
-                    .as_message()
-                    .and_then(|policy| policy.get_field_by_name(name))
-                    .is_some_and(|value| value.as_ref() == &Value::Bool(true))
-            };
-            for (selection, name) in
-                [(Selection::FingerprintExclude, "fingerprint_exclude"), (Selection::Sensitive, "sensitive")]
-            {
-                if flag(name) {
-                    policies.flagged_mut(selection).fields.insert(field.full_name().to_owned());
-                }
+        for message in pool.all_messages() {
+            for field in message.fields() {
+                policies.read(&extension, &field);
             }
         }
         policies.excluded.close_over(pool);
         policies.sensitive.close_over(pool);
         policies
+    }
+
+    /// Records the flags `field`'s options set.
+    fn read(&mut self, extension: &ExtensionDescriptor, field: &FieldDescriptor) {
+        let options = field.options();
+        if !options.has_extension(extension) {
+            return;
+        }
+        let policy = options.get_extension(extension);
+        let flag = |name: &str| {
+            policy
+                .as_message()
+                .and_then(|policy| policy.get_field_by_name(name))
+                .is_some_and(|value| value.as_ref() == &Value::Bool(true))
+        };
+        for (selection, name) in
+            [(Selection::FingerprintExclude, "fingerprint_exclude"), (Selection::Sensitive, "sensitive")]
+        {
+            if flag(name) {
+                self.flagged_mut(selection).fields.insert(field.full_name().to_owned());
+            }
+        }
     }
 
     /// True when `field` carries the flag.

@@ -37,6 +37,7 @@ import "economy/options/v1/options.proto";
 message BuyRequest {
   string sku = 1;
   int64 client_time = 2 [(economy.options.v1.field) = {fingerprint_exclude: true}];
+  string nonce = 3 [(economy.options.v1.field) = {fingerprint_exclude: true}];
 }
 message BuyResponse {
   string order_id = 1;

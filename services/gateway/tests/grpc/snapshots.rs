@@ -55,6 +55,21 @@ async fn sensitive_fields_are_redacted_from_the_snapshot_and_the_replay() {
 }
 
 #[tokio::test]
+async fn excluded_fields_count_as_absent_in_the_fingerprint() {
+    let stack = shop_stack(|_, _| {}).await;
+    let key = new_key();
+    let first = stack.call("Buy", r#"{"sku":"sword","nonce":"n1"}"#, Some(&key)).await.unwrap();
+    assert_eq!(meta(first.metadata(), "idempotent-replayed"), None);
+    for retry in [r#"{"sku":"sword"}"#, r#"{"sku":"sword","nonce":"n2","clientTime":"5"}"#] {
+        let replay = stack.call("Buy", retry, Some(&key)).await.unwrap();
+        assert_eq!(meta(replay.metadata(), "idempotent-replayed").as_deref(), Some("true"), "{retry}");
+    }
+    let other = stack.call("Buy", r#"{"sku":"axe","nonce":"n1"}"#, Some(&key)).await;
+    assert_error(other, Code::AlreadyExists, "IDEMPOTENCY_KEY_CONFLICT");
+    assert_eq!(stack.shop.calls(), 1);
+}
+
+#[tokio::test]
 async fn a_response_over_the_snapshot_limit_replays_as_truncated() {
     let stack = shop_stack(|_, _| {}).await;
     let key = new_key();
