@@ -145,6 +145,13 @@ fn in_range((low, high): (i64, i64), value: i64) -> bool {
     (low..=high).contains(&value)
 }
 
+/// The balance moves of `legs` ([`balance_deltas`]) once they balance
+/// ([`check_balanced`]): `UNBALANCED_TRANSACTION`, then `BALANCE_OVERFLOW`.
+pub fn balanced_deltas(legs: &[Leg]) -> Result<Vec<BalanceDelta>, LedgerError> {
+    check_balanced(legs)?;
+    balance_deltas(legs)
+}
+
 /// Nets the legs per balance, ordered by (account, asset) so concurrent writers lock
 /// rows in one order. Fails with `BALANCE_OVERFLOW` when a net change leaves i64.
 pub fn balance_deltas(legs: &[Leg]) -> Result<Vec<BalanceDelta>, LedgerError> {

@@ -32,9 +32,8 @@ use sqlx::AnyConnection;
 use super::read::{corrupt, hold_from_row};
 use super::write::{EntryWrite, Refusal, posting_rows};
 use crate::domain::LedgerError;
-use crate::domain::entry::{BalanceDelta, Buckets, Entry, balance_deltas, check_balanced};
-use crate::domain::hold::{Hold, Resolved, resolve_all};
-use crate::domain::ids::EntityId;
+use crate::domain::entry::{BalanceDelta, Buckets, Entry, balanced_deltas};
+use crate::domain::hold::{Hold, Resolved};
 
 /// A balance row: `(account key, asset code)`.
 type BalanceKey = (String, String);
@@ -215,15 +214,12 @@ impl Books {
     /// exceeded, unbalanced legs, then a balance out of bounds.
     fn decide(&mut self, write: &EntryWrite, now: i64) -> Result<Entry, LedgerError> {
         let holds = &self.holds;
-        let (hold_legs, resolved) = resolve_all(&write.plan.resolutions, |id| {
+        let (legs, resolved) = write.resolve(|id| {
             let hold = holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
             hold.as_ref().ok_or_else(|| corrupt("hold", id.as_str()))
         })?;
-        let mut legs = write.plan.legs.clone();
-        legs.extend(hold_legs);
-        check_balanced(&legs)?;
-        self.balances.apply(&balance_deltas(&legs)?)?;
-        let entry = Entry::new(EntityId::generate().to_string(), &write.plan.meta, now, legs);
+        self.balances.apply(&balanced_deltas(&legs)?)?;
+        let entry = write.entry(now, legs);
         for Resolved { id, resolution, settled } in resolved {
             if let Some(Some(hold)) = self.holds.get_mut(id.as_str()) {
                 hold.status = resolution.status();

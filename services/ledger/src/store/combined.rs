@@ -20,7 +20,7 @@ use sqlx::any::AnyArguments;
 
 use super::single::{MOVE_COLUMNS, add, add_moves, add_posting};
 use super::write::{EntryWrite, add_entry, posting_rows};
-use crate::domain::entry::{BalanceDelta, Entry};
+use crate::domain::entry::{BalanceDelta, Entry, balanced_deltas};
 use crate::domain::ids::{AccountId, AssetCode};
 
 /// Applies a queued batch of plain `writes`: together when every one applies, else each
@@ -43,12 +43,13 @@ pub(super) async fn post_batch(
 /// good: going alone, each entry then finds its key taken and `LedgerStore::apply` replays
 /// it).
 async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<Entry>> {
-    let deltas: Vec<Vec<BalanceDelta>> = writes.iter().map(EntryWrite::deltas).collect::<Result<_, _>>().ok()?;
+    let deltas: Vec<Vec<BalanceDelta>> =
+        writes.iter().map(|write| balanced_deltas(&write.plan.legs)).collect::<Result<_, _>>().ok()?;
     let mut keys = HashSet::new();
     if deltas.iter().any(Vec::is_empty) || !writes.iter().all(|write| keys.insert(write.plan.meta.key.as_str())) {
         return None;
     }
-    let entries: Vec<Entry> = writes.iter().map(|write| write.entry(now)).collect();
+    let entries: Vec<Entry> = writes.iter().map(|write| write.entry(now, write.plan.legs.clone())).collect();
     let balances: BTreeSet<(&AccountId, &AssetCode)> =
         deltas.iter().flatten().map(|delta| (&delta.account, &delta.asset)).collect();
     let arguments = arguments(writes, &entries, &deltas, &balances, now).ok()?;

@@ -24,9 +24,8 @@ use sqlx::{Any, Arguments, Executor};
 use super::read::holds_in;
 use super::write::{EntryWrite, PostingRow, Refusal, entry_arguments, posting_rows};
 use crate::domain::LedgerError;
-use crate::domain::entry::{BalanceDelta, Entry, Leg, balance_deltas, check_balanced};
-use crate::domain::hold::{Resolved, resolve_all};
-use crate::domain::ids::EntityId;
+use crate::domain::entry::{BalanceDelta, Leg, balanced_deltas};
+use crate::domain::hold::Resolved;
 
 /// Writes `write` (no hold to open; assets and accounts known) in one statement on
 /// `writer` (see the module docs): `Ok(None)` when the transaction path must decide it,
@@ -48,13 +47,13 @@ async fn post_legs(
     resolved: &[Resolved],
     now: i64,
 ) -> Autocommitted<EntryWrite> {
-    let Ok(deltas) = check_balanced(&legs).and_then(|()| balance_deltas(&legs)) else {
+    let Ok(deltas) = balanced_deltas(&legs) else {
         return Ok(None);
     };
     if deltas.is_empty() {
         return Ok(None);
     }
-    let entry = Entry::new(EntityId::generate().to_string(), &write.plan.meta, now, legs);
+    let entry = write.entry(now, legs);
     let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
     // The entry id comes from the `entry` CTE, so a taken key inserts no postings.
     for row in posting_rows(&entry.id, &entry.legs) {
@@ -85,13 +84,8 @@ async fn settled_legs<'e>(
 ) -> Result<Option<(Vec<Leg>, Vec<Resolved>)>, sqlx::Error> {
     let ids: Vec<&str> = write.plan.resolutions.iter().map(|(id, _)| id.as_str()).collect();
     let holds = holds_in(executor, &ids).await?;
-    let found = resolve_all(&write.plan.resolutions, |id| {
-        holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))
-    });
-    let Ok((hold_legs, resolved)) = found else { return Ok(None) };
-    let mut legs = write.plan.legs.clone();
-    legs.extend(hold_legs);
-    Ok(Some((legs, resolved)))
+    let resolved = write.resolve(|id| holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string())));
+    Ok(resolved.ok())
 }
 
 /// Appends one bind parameter.
@@ -140,8 +134,9 @@ const HOLD_COLUMNS: usize = 3;
 /// `$1..$8` the entry, then `postings` rows of (seq, account, asset, bucket, amount,
 /// hold), then `moves` balance moves (account, asset, available and frozen deltas, their
 /// bounds, their order in the transaction path), then how many balances must move, then
-/// `holds` holds to resolve (id, final status, settled amount) and their count. Exact-size `VALUES` lists, so the planner knows the row counts (index lookups,
-/// no scan of `balances`). Returns 1 (written) or 0 (key taken). `resolved` claims the
+/// `holds` holds to resolve (id, final status, settled amount) and their count.
+/// Exact-size `VALUES` lists, so the planner knows the row counts (index lookups, no scan
+/// of `balances`). Returns 1 (written) or 0 (key taken). `resolved` claims the
 /// holds first and `locked` then takes the balance rows' locks in the transaction path's
 /// order before the UPDATE moves any (an uncorrelated subquery runs once, before the first
 /// row): key, holds, balances, as on the transaction path. (Several holds of one entry

@@ -18,7 +18,7 @@ use super::single;
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
-use crate::domain::hold::Resolution;
+use crate::domain::hold::{Hold, Resolution, Resolved, resolve_all};
 use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
 
 /// The connection a write runs on, inside a transaction someone else commits.
@@ -149,15 +149,19 @@ impl EntryWrite {
             .all(|leg| self.known.has_asset(leg.asset.as_str()) && self.known.has_account(&leg.account.key()))
     }
 
-    /// The balance moves of a plain write, or why its legs are refused.
-    pub(super) fn deltas(&self) -> Result<Vec<BalanceDelta>, LedgerError> {
-        check_balanced(&self.plan.legs)?;
-        balance_deltas(&self.plan.legs)
+    /// The write's legs followed by those that empty the holds it resolves, and those
+    /// holds ([`resolve_all`]; `hold` gives each hold as it stands).
+    pub(super) fn resolve<'h>(
+        &self,
+        hold: impl FnMut(&HoldId) -> Result<&'h Hold, LedgerError>,
+    ) -> Result<(Vec<Leg>, Vec<Resolved>), LedgerError> {
+        let (hold_legs, resolved) = resolve_all(&self.plan.resolutions, hold)?;
+        Ok(([self.plan.legs.as_slice(), &hold_legs].concat(), resolved))
     }
 
-    /// The journal entry of a plain write, under a new id, recorded at `now` (ms).
-    pub(super) fn entry(&self, now: i64) -> Entry {
-        Entry::new(EntityId::generate().to_string(), &self.plan.meta, now, self.plan.legs.clone())
+    /// The write's journal entry with `legs`, under a new id, recorded at `now` (ms).
+    pub(super) fn entry(&self, now: i64, legs: Vec<Leg>) -> Entry {
+        Entry::new(EntityId::generate().to_string(), &self.plan.meta, now, legs)
     }
 }
 

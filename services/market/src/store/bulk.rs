@@ -187,14 +187,13 @@ async fn read_state(
         match tag {
             EVENT => _ = state.events.insert(id),
             TRADE => {
-                let (updated_at, finished_at) = (0, 0);
                 let trade = TradeRow {
                     status,
                     payment_hold_id,
                     ledger_transaction_ids,
                     failure_reason,
-                    updated_at,
-                    finished_at,
+                    updated_at: 0,
+                    finished_at: 0,
                 };
                 state.trades.insert(id, trade);
             }
