@@ -253,6 +253,23 @@ pub fn value_tuples(rows: usize, columns: usize) -> String {
     value_tuples_after(0, rows, columns)
 }
 
+impl Backend {
+    /// [`value_tuples`] for a statement that holds no other placeholder: numbered on
+    /// PostgreSQL, anonymous (`(?, ?), (?, ?)`) on SQLite. sqlx binds a SQLite parameter
+    /// by asking its name, which SQLite finds by a linear search of the statement's named
+    /// parameters, so numbered ones cost time quadratic in their count (a coalesced
+    /// statement binds hundreds; BENCHMARKS.md, Optimization 27).
+    pub fn value_tuples(self, rows: usize, columns: usize) -> String {
+        match self {
+            Self::Postgres => value_tuples(rows, columns),
+            Self::Sqlite => {
+                let row = format!("({})", vec!["?"; columns].join(", "));
+                vec![row.as_str(); rows].join(", ")
+            }
+        }
+    }
+}
+
 /// [`value_tuples`] numbered after the statement's first `taken` placeholders:
 /// `value_tuples_after(2, 1, 2)` is `($3, $4)`.
 pub fn value_tuples_after(taken: usize, rows: usize, columns: usize) -> String {
@@ -283,6 +300,8 @@ mod tests {
         assert_eq!(value_tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(value_tuples(0, 3), "");
         assert_eq!(value_tuples_after(6, 1, 2), "($7, $8)");
+        assert_eq!(Backend::Sqlite.value_tuples(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Backend::Postgres.value_tuples(2, 2), "($1, $2), ($3, $4)");
     }
 
     #[tokio::test]

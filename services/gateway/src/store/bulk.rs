@@ -5,7 +5,7 @@
 //! `RETURNING request_id` tells each request whether its row was written. Same SQL on
 //! SQLite (>= 3.35) and PostgreSQL.
 
-use economy_kit::db::{Db, value_tuples};
+use economy_kit::db::Db;
 use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::QueryScalar;
@@ -38,7 +38,7 @@ pub(super) struct Completion {
 
 /// Claims every row; per row, true when it was inserted (false: the key was taken).
 pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = value_tuples(rows.len(), 11);
+    let values = db.backend().value_tuples(rows.len(), 11);
     let sql = format!(
         "INSERT INTO idempotency_records (user_id, idempotency_key, canonical_operation, method, fingerprint, status, \
          business_event_id, request_id, created_at, updated_at, expires_at) VALUES {values} \
@@ -65,7 +65,7 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
 
 /// Completes every row; per row, false when its record moved on (timed out and retried).
 pub(super) async fn complete_all(db: Db, rows: Vec<Completion>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = value_tuples(rows.len(), 10);
+    let values = db.backend().value_tuples(rows.len(), 10);
     let sql = format!(
         "UPDATE idempotency_records SET status = 'completed', response_code = v.column4, \
          response_message = v.column5, response_body = v.column6, response_details = v.column7, \
