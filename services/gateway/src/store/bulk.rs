@@ -3,7 +3,7 @@
 //! `INSERT … ON CONFLICT DO NOTHING`, every completion into one multi-row `UPDATE … FROM
 //! (VALUES …)`. Each statement is atomic alone, so no transaction is needed, and
 //! `RETURNING request_id` tells each request whether its row was written. Same SQL on
-//! SQLite (>= 3.35) and PostgreSQL.
+//! SQLite (>= 3.35) and PostgreSQL but for its placeholders (`Backend::value_tuples`).
 
 use economy_kit::db::Db;
 use sqlx::Any;
