@@ -1,6 +1,7 @@
 //! Database open + migrate (DESIGN.md §2): one sqlx `Any` pool over SQLite (embedded
 //! default, WAL) or PostgreSQL (production), chosen by the URL scheme. SQL is shared
-//! (`$N` placeholders work on both); migrations are per backend.
+//! (`$N` placeholders work on both; long `VALUES` lists use [`Backend::value_tuples`]);
+//! migrations are per backend.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -248,7 +249,8 @@ pub fn json_rows(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
 
 /// `rows` tuples of `columns` numbered placeholders for a multi-row `VALUES` list:
 /// rows=2, columns=2 -> `($1, $2), ($3, $4)`. Rows are numbered in order, so bind row by
-/// row.
+/// row. A statement that runs on SQLite and holds nothing else binds faster with
+/// [`Backend::value_tuples`].
 pub fn value_tuples(rows: usize, columns: usize) -> String {
     value_tuples_after(0, rows, columns)
 }
@@ -258,7 +260,9 @@ impl Backend {
     /// PostgreSQL, anonymous (`(?, ?), (?, ?)`) on SQLite. sqlx binds a SQLite parameter
     /// by asking its name, which SQLite finds by a linear search of the statement's named
     /// parameters, so numbered ones cost time quadratic in their count (a coalesced
-    /// statement binds hundreds; BENCHMARKS.md, Optimization 27).
+    /// statement binds hundreds; BENCHMARKS.md, Optimization 27). Bind row by row. Any
+    /// other placeholder in the statement would shift the binding on SQLite (sqlx counts
+    /// anonymous parameters apart from numbered ones).
     pub fn value_tuples(self, rows: usize, columns: usize) -> String {
         match self {
             Self::Postgres => value_tuples(rows, columns),
