@@ -78,7 +78,7 @@ pub(super) async fn holds_in<'e, E: Executor<'e, Database = Any>>(
     Ok(rows.into_iter().filter_map(|row| hold_from_row(row).ok()).map(|hold| (hold.id.to_string(), hold)).collect())
 }
 
-/// `(placeholders, next index)` for an IN list of `count` values starting at `$first`.
+/// The placeholders of an IN list of `count` values numbered from `$first`: `$1, $2`.
 fn in_list(first: usize, count: usize) -> String {
     (first..first + count).map(|index| format!("${index}")).collect::<Vec<_>>().join(", ")
 }
