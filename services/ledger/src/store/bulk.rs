@@ -202,6 +202,9 @@ struct Books {
 /// A hold row as the batch sees it: `None` when corrupt (its entries are refused).
 type HoldState = Option<Hold>;
 
+/// The hold of a batch read's row, parsed as every hold row is (`read::hold_from_row`,
+/// `HOLD_COLUMNS` order); the columns that read leaves out (settled amount, reference and
+/// instants) are zero or empty, as deciding the batch needs none of them.
 fn read_hold(id: &str, account: &str, asset: &str, status: &str, amount: i64) -> HoldState {
     let row = (id.into(), account.into(), asset.into(), amount, 0, status.into(), String::new(), None, 0, None);
     hold_from_row(row).ok()
