@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use economy_kit::jobs::every;
+use economy_kit::outbox::Lease;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -16,8 +17,6 @@ use crate::store::{OutboxAction, OutboxRow};
 
 /// Rows one pass handles.
 const BATCH: i64 = 100;
-/// How long a dispatcher owns a claimed row, ms.
-const LEASE_MS: i64 = 30_000;
 /// Longest wait between two attempts of one row, ms.
 const MAX_BACKOFF_MS: i64 = 300_000;
 
@@ -38,9 +37,11 @@ pub async fn dispatch(service: &Redemption, order_id: &str) -> Result<usize, Red
     let now = service.clock.now_millis();
     let mut delivered = 0;
     for row in service.store.due_outbox(now, order_id, BATCH).await? {
-        if !service.store.claim_outbox(&row.id, now, now.saturating_add(LEASE_MS)).await? {
+        // A short lease, renewed while the delivery is in flight: a row whose dispatcher
+        // died is taken over within seconds.
+        let Some(lease) = service.store.claim_outbox(&row.id, now).await? else {
             continue;
-        }
+        };
         // The delivery joins the trace of the request that made it owed.
         let span = tracing::info_span!(
             "outbox.deliver",
@@ -50,41 +51,55 @@ pub async fn dispatch(service: &Redemption, order_id: &str) -> Result<usize, Red
             attempt = row.attempts + 1,
         );
         economy_kit::telemetry::set_remote_parent(&span, &row.trace_context);
-        if deliver(service, &row).instrument(span).await? {
+        let delivery = async {
+            let (result, lease) =
+                service.store.hold_outbox(lease, service.clock.as_ref(), call_items(service, &row)).await;
+            record(service, &row, &lease, result).await
+        };
+        if delivery.instrument(span).await? {
             delivered += 1;
         }
     }
     Ok(delivered)
 }
 
-/// One delivery: Items confirms (or has nothing to unlock) -> delivered; Items refuses a
-/// consume -> dead (logged for an operator); Items is down -> retried with backoff.
-async fn deliver(service: &Redemption, row: &OutboxRow) -> Result<bool, RedemptionError> {
+/// The Items call a row owes.
+async fn call_items(service: &Redemption, row: &OutboxRow) -> Result<(), ItemsError> {
     let (holder, key) = (lock_holder(&row.order_id), items_key(&row.order_id, row.action.as_str()));
-    let result = match row.action {
+    match row.action {
         OutboxAction::Consume => service.items.consume(&row.item_instance_id, &holder, &key).await,
         OutboxAction::Unlock => undo_lock(service, row, &holder, &key).await,
-    };
+    }
+}
+
+/// Records one delivery under `lease`: Items confirms (or has nothing to unlock) ->
+/// delivered; Items refuses a consume -> dead (logged for an operator); Items is down ->
+/// retried with backoff. True when delivered now.
+async fn record(
+    service: &Redemption,
+    row: &OutboxRow,
+    lease: &Lease,
+    result: Result<(), ItemsError>,
+) -> Result<bool, RedemptionError> {
     let now = service.clock.now_millis();
     match result {
-        Ok(()) => service.store.finish_outbox(&row.id, true, "", now).await?,
+        Ok(()) => Ok(service.store.finish_outbox(lease, true, "", now).await?),
+        // Not locked by this order (the lock never happened): nothing to undo.
         Err(ItemsError::Refused { reason, .. }) if row.action == OutboxAction::Unlock => {
-            // Not locked by this order (the lock never happened): nothing to undo.
-            service.store.finish_outbox(&row.id, true, &reason, now).await?;
+            Ok(service.store.finish_outbox(lease, true, &reason, now).await?)
         }
         Err(ItemsError::Refused { reason, message, .. }) => {
             tracing::error!(order_id = %row.order_id, %reason, %message, "items refused to consume a fulfilled order's item");
             metrics::counter!("redemption_outbox_dead_total").increment(1);
-            service.store.finish_outbox(&row.id, false, &reason, now).await?;
-            return Ok(false);
+            service.store.finish_outbox(lease, false, &reason, now).await?;
+            Ok(false)
         }
         Err(ItemsError::Unavailable) => {
             let backoff = 1_000_i64.saturating_mul(1 << row.attempts.clamp(0, 16)).min(MAX_BACKOFF_MS);
-            service.store.retry_outbox(&row.id, now.saturating_add(backoff), "ITEMS_UNAVAILABLE").await?;
-            return Ok(false);
+            service.store.retry_outbox(lease, now.saturating_add(backoff), "ITEMS_UNAVAILABLE").await?;
+            Ok(false)
         }
     }
-    Ok(true)
 }
 
 /// Unlocks the order's item. The lock call is replayed first with the order's own lock

@@ -61,9 +61,11 @@ fn require(allowed: bool, what: &str) -> Result<(), RedemptionError> {
 
 impl Redemption {
     /// CreateOrder: the item's owner or staff; the item must be available and
-    /// redeemable and have no open order. Errors: ORDER_ALREADY_OPEN,
-    /// ITEM_NOT_REDEEMABLE, Items' own refusals, ITEMS_UNAVAILABLE, PERMISSION_DENIED,
-    /// IDEMPOTENCY_KEY_REUSED (the key created an order for another item).
+    /// redeemable and have no open order. A retry with the same key is answered from the
+    /// order the key created (see `resume_create`) before any check of the item.
+    /// Errors: ORDER_ALREADY_OPEN, ITEM_NOT_REDEEMABLE, Items' own refusals,
+    /// ITEMS_UNAVAILABLE, PERMISSION_DENIED, IDEMPOTENCY_KEY_REUSED (the key created an
+    /// order for another item); on a retry also CODE_EXPIRED, CODE_CANCELLED, ORDER_FAILED.
     pub async fn create(&self, caller: &Caller, key: &str, item_id: &str) -> Result<Created, RedemptionError> {
         if let Some(order) = self.store.order_by_create_key(key).await? {
             return self.resume_create(caller, key, item_id, order).await;
@@ -101,8 +103,12 @@ impl Redemption {
         Err(RedemptionError::Storage("no free code after several draws".into()))
     }
 
-    /// A retried creation: resumes a `locking` order; any other is returned as it is
-    /// (its code was shown once and is never shown again — see ReissueCode).
+    /// A retried creation (the key already created `order`). A `locking` order is resumed;
+    /// a pending, unexpired one gets a fresh code that replaces the old one (the first
+    /// answer never reached the client, so its code was never shown; only the new code's
+    /// hash is stored); a fulfilled one is returned as it is, without a code. An order
+    /// that ended otherwise answers its end: CODE_EXPIRED (also past `expires_at` before
+    /// the expiry job ran), CODE_CANCELLED, ORDER_FAILED.
     async fn resume_create(
         &self,
         caller: &Caller,
@@ -114,10 +120,20 @@ impl Redemption {
             return Err(RedemptionError::IdempotencyKeyReused(key.to_owned()));
         }
         require(caller.may_act_for(order.owner_user_id) || caller.is_staff(), "see another user's order")?;
-        match order.status {
-            OrderStatus::Locking => self.lock_and_activate(order, true).await,
-            _ => Ok(Created { order, code: None, replayed: true }),
+        if order.status == OrderStatus::Locking {
+            return self.lock_and_activate(order, true).await;
         }
+        let now = self.clock.now_millis();
+        let mut order = order;
+        if order.check_redeemable(now).is_ok() {
+            match self.issue_code(&order.id, OrderStatus::Pending).await? {
+                (order, Some(code)) => return Ok(Created { order, code: Some(code), replayed: true }),
+                // Resolved or expired meanwhile: answer as it is now.
+                (current, None) => order = current,
+            }
+        }
+        order.check_created(now)?;
+        Ok(Created { order, code: None, replayed: true })
     }
 
     /// Locks the item for the order, then makes it `pending` with a fresh code.
@@ -137,7 +153,8 @@ impl Redemption {
     }
 
     /// Draws a code and moves the order from `from` to `pending` with it; `None` when the
-    /// order had left `from` (then it is returned as it is).
+    /// order had left `from` or, from `pending`, reached `expires_at` (then it is returned
+    /// as it is).
     async fn issue_code(&self, order_id: &str, from: OrderStatus) -> Result<(Order, Option<Code>), RedemptionError> {
         for _ in 0..CODE_ATTEMPTS {
             let code = Code::generate();
@@ -158,12 +175,16 @@ impl Redemption {
     }
 
     /// FulfillOrder: staff redeem `code` once; the item is consumed through the outbox.
-    /// Errors: CODE_INVALID_FORMAT, CODE_NOT_FOUND, CODE_ALREADY_USED, CODE_EXPIRED,
-    /// CODE_CANCELLED (each counts against the caller's failure budget),
-    /// FULFILL_RATE_LIMITED, IDEMPOTENCY_KEY_REUSED. Returns the order and whether the key
-    /// had fulfilled it already.
+    /// A retry with the key of a fulfilment is answered from it first, whatever the
+    /// clock, the order or the caller's lockout say now. Errors: CODE_INVALID_FORMAT,
+    /// CODE_NOT_FOUND, CODE_ALREADY_USED, CODE_EXPIRED, CODE_CANCELLED (each counts
+    /// against the caller's failure budget), FULFILL_RATE_LIMITED, IDEMPOTENCY_KEY_REUSED.
+    /// Returns the order and whether the key had fulfilled it already.
     pub async fn fulfill(&self, caller: &Caller, key: &str, typed: &str) -> Result<(Order, bool), RedemptionError> {
         require(caller.is_staff(), "fulfil redemption orders")?;
+        if let Some(order) = self.fulfil_replay(key, typed).await? {
+            return Ok((order, true));
+        }
         let actor = caller.actor();
         self.guard.check(&actor)?;
         let result = match Code::parse(typed) {
@@ -181,6 +202,22 @@ impl Redemption {
             self.guard.record_failure(&actor);
         }
         result
+    }
+
+    /// The order `key` fulfilled when this is its retry (the same code);
+    /// IDEMPOTENCY_KEY_REUSED when the key did something else; `None` when unused.
+    async fn fulfil_replay(&self, key: &str, typed: &str) -> Result<Option<Order>, RedemptionError> {
+        let Some((order_id, action)) = self.store.action(key).await? else {
+            return Ok(None);
+        };
+        let same_code = match Code::parse(typed) {
+            Some(code) => self.store.order_by_code_hash(&code.hash()).await?.is_some_and(|order| order.id == order_id),
+            None => false,
+        };
+        if action != "fulfill" || !same_code {
+            return Err(RedemptionError::IdempotencyKeyReused(key.to_owned()));
+        }
+        Ok(Some(self.order(&order_id).await?))
     }
 
     async fn fulfill_code(&self, caller: &Caller, key: &str, code: &Code) -> Result<(Order, bool), RedemptionError> {
@@ -223,7 +260,10 @@ impl Redemption {
     }
 
     /// CancelOrder: the owner or staff; `pending -> cancelled`, the item unlocked through
-    /// the outbox. Errors: ORDER_NOT_FOUND, ORDER_NOT_PENDING, PERMISSION_DENIED.
+    /// the outbox. A retry with the key of a cancellation is answered from it first. A
+    /// pending order past `expires_at` is expired instead (as the expiry job would).
+    /// Errors: ORDER_NOT_FOUND, ORDER_NOT_PENDING (with the order's status),
+    /// PERMISSION_DENIED, IDEMPOTENCY_KEY_REUSED.
     pub async fn cancel(
         &self,
         caller: &Caller,
@@ -236,12 +276,18 @@ impl Redemption {
         if let Some(replay) = self.replay_action(key, "cancel", &order).await? {
             return Ok((replay, true));
         }
+        let now = self.clock.now_millis();
+        if order.status == OrderStatus::Pending && now >= order.expires_at {
+            // Expired from its instant, whether or not the expiry job ran: make it so.
+            self.expire(&order, now).await?;
+            self.order(order_id).await?.check_pending()?;
+        }
         order.check_pending()?;
         let actor = caller.actor();
         let resolution = Resolution {
             order_id,
             to: OrderStatus::Cancelled,
-            now: self.clock.now_millis(),
+            now,
             redeemer_user_id: None,
             action: Some(Action { key, name: "cancel", actor: &actor, reason }),
             owed: OutboxAction::Unlock,
@@ -272,7 +318,9 @@ impl Redemption {
         match self.issue_code(order_id, OrderStatus::Pending).await? {
             (order, Some(code)) => Ok((order, code)),
             // Resolved meanwhile: say how.
-            (order, None) => Err(order.check_redeemable(now).err().unwrap_or(RedemptionError::CodeNotFound)),
+            (order, None) => {
+                Err(order.check_redeemable(self.clock.now_millis()).err().unwrap_or(RedemptionError::CodeNotFound))
+            }
         }
     }
 
@@ -305,19 +353,28 @@ impl Redemption {
         let now = self.clock.now_millis();
         let mut expired = 0;
         for order in self.store.due(OrderStatus::Pending, "expires_at", now, limit).await? {
-            let resolution = Resolution {
-                order_id: &order.id,
-                to: OrderStatus::Expired,
-                now,
-                redeemer_user_id: None,
-                action: None,
-                owed: OutboxAction::Unlock,
-                item_instance_id: &order.item_instance_id,
-            };
-            if self.store.resolve(&resolution).await? {
+            if self.expire(&order, now).await? {
                 expired += 1;
-                self.deliver_owed(&order.id).await;
             }
+        }
+        Ok(expired)
+    }
+
+    /// `pending -> expired` of `order` at `now`, owing an unlock (delivered at once);
+    /// false when the order was no longer pending.
+    async fn expire(&self, order: &Order, now: i64) -> Result<bool, RedemptionError> {
+        let resolution = Resolution {
+            order_id: &order.id,
+            to: OrderStatus::Expired,
+            now,
+            redeemer_user_id: None,
+            action: None,
+            owed: OutboxAction::Unlock,
+            item_instance_id: &order.item_instance_id,
+        };
+        let expired = self.store.resolve(&resolution).await?;
+        if expired {
+            self.deliver_owed(&order.id).await;
         }
         Ok(expired)
     }

@@ -187,9 +187,11 @@ impl Market {
         let now = self.now();
         let mut delivered = 0;
         for row in self.store.due_outbox(now, listing_id, 100).await? {
-            if !self.store.claim_outbox(&row.id, now, now + 30_000).await? {
+            // A short lease, renewed while the delivery is in flight: a row whose
+            // dispatcher died is taken over within seconds.
+            let Some(lease) = self.store.claim_outbox(&row.id, now).await? else {
                 continue;
-            }
+            };
             let listing = self.listing(&row.listing_id).await?;
             // The delivery joins the trace of the request that closed the listing.
             let span = tracing::info_span!(
@@ -199,19 +201,25 @@ impl Market {
                 attempt = row.attempts + 1,
             );
             economy_kit::telemetry::set_remote_parent(&span, &row.trace_context);
-            match self.return_escrow(&listing).instrument(span).await {
-                Ok(()) => {
-                    self.store.finish_outbox(&row.id, true, "", self.now()).await?;
-                    delivered += 1;
+            let delivery = async {
+                let (result, lease) =
+                    self.store.hold_outbox(lease, self.clock.as_ref(), self.return_escrow(&listing)).await;
+                match result {
+                    Ok(()) => Ok(self.store.finish_outbox(&lease, true, "", self.now()).await?),
+                    // Already returned (released, unlocked): nothing left to do.
+                    Err(CallError::Refused { reason, .. }) => {
+                        self.store.finish_outbox(&lease, true, &reason, self.now()).await?;
+                        Ok(false)
+                    }
+                    Err(error) => {
+                        let backoff = (1_000_i64 << row.attempts.clamp(0, 16)).min(MAX_BACKOFF_MS);
+                        self.store.retry_outbox(&lease, self.now() + backoff, error.reason()).await?;
+                        Ok::<bool, MarketError>(false)
+                    }
                 }
-                // Already returned (released, unlocked): nothing left to do.
-                Err(CallError::Refused { reason, .. }) => {
-                    self.store.finish_outbox(&row.id, true, &reason, self.now()).await?
-                }
-                Err(error) => {
-                    let backoff = (1_000_i64 << row.attempts.clamp(0, 16)).min(MAX_BACKOFF_MS);
-                    self.store.retry_outbox(&row.id, self.now() + backoff, error.reason()).await?;
-                }
+            };
+            if delivery.instrument(span).await? {
+                delivered += 1;
             }
         }
         Ok(delivered)

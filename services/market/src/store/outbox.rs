@@ -2,7 +2,10 @@
 //! released or its item unlocked. One row per listing, claimed with a lease by a
 //! conditional UPDATE so several dispatchers never deliver one row at once.
 
-use economy_kit::outbox::OutboxLeases;
+use std::future::Future;
+
+use economy_kit::outbox::{Lease, OutboxLeases};
+use economy_kit::time::Clock;
 use sqlx::{Any, Row, Transaction};
 
 use super::MarketStore;
@@ -68,14 +71,28 @@ impl MarketStore {
             .collect()
     }
 
-    /// Leases a row until `until`; false when another dispatcher holds it or it is done.
-    pub async fn claim_outbox(&self, id: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
-        LEASES.claim(&self.db, id, now, until).await
+    /// Leases a row from `now` for `economy_kit::outbox::LEASE_MS`; `None` when another
+    /// dispatcher holds it or it is done.
+    pub async fn claim_outbox(&self, id: &str, now: i64) -> Result<Option<Lease>, sqlx::Error> {
+        LEASES.claim(&self.db, id, now).await
     }
 
-    /// Ends a row: `delivered`, or `dead` with the refusal (for an operator).
-    pub async fn finish_outbox(&self, id: &str, delivered: bool, note: &str, now: i64) -> Result<(), sqlx::Error> {
-        LEASES.finish(&self.db, id, delivered, note, now).await
+    /// Runs `delivery` while renewing `lease` (instants from `clock`); returns its output
+    /// and the lease as last renewed.
+    pub async fn hold_outbox<F: Future>(&self, lease: Lease, clock: &dyn Clock, delivery: F) -> (F::Output, Lease) {
+        LEASES.hold(&self.db, lease, clock, delivery).await
+    }
+
+    /// Ends the leased row: `delivered`, or `dead` with the refusal (for an operator).
+    /// False when the lease was lost meanwhile (the dispatcher that took the row ends it).
+    pub async fn finish_outbox(
+        &self,
+        lease: &Lease,
+        delivered: bool,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        LEASES.finish(&self.db, lease, delivered, note, now).await
     }
 
     /// Rows still owed (due or backing off): the outbox depth.
@@ -83,8 +100,9 @@ impl MarketStore {
         LEASES.pending(&self.db).await
     }
 
-    /// Releases the lease and schedules the next attempt at `next_attempt_at`.
-    pub async fn retry_outbox(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), sqlx::Error> {
-        LEASES.retry(&self.db, id, next_attempt_at, error).await
+    /// Releases the lease and schedules the next attempt at `next_attempt_at`; false when
+    /// the lease was lost meanwhile.
+    pub async fn retry_outbox(&self, lease: &Lease, next_attempt_at: i64, error: &str) -> Result<bool, sqlx::Error> {
+        LEASES.retry(&self.db, lease, next_attempt_at, error).await
     }
 }

@@ -30,6 +30,11 @@ pub enum RedemptionError {
         /// Its status.
         status: &'static str,
     },
+    /// `ORDER_FAILED` (FAILED_PRECONDITION): a retried creation whose order failed (its
+    /// item could not be locked, or the creation was abandoned and timed out); a new
+    /// order needs a new key.
+    #[error("order {0} failed: its item could not be locked; create a new order with a new key")]
+    OrderFailed(String),
     /// `ORDER_ALREADY_OPEN` (FAILED_PRECONDITION): the item already has a pending order.
     #[error("item {0} already has an open redemption order")]
     OrderAlreadyOpen(String),

@@ -83,6 +83,21 @@ impl Order {
         }
     }
 
+    /// How a retried CreateOrder of this order is answered when it gets no fresh code:
+    /// `Ok` (returned as it is) for a fulfilled order (its creation succeeded and its code
+    /// was used), a locking one (being activated) or a pending one before `expires_at`;
+    /// otherwise the end the order came to: `CODE_EXPIRED` (also a pending order past
+    /// `expires_at` before the expiry job ran), `CODE_CANCELLED`, `ORDER_FAILED`.
+    pub fn check_created(&self, now: i64) -> Result<(), RedemptionError> {
+        match self.status {
+            OrderStatus::Fulfilled | OrderStatus::Locking => Ok(()),
+            OrderStatus::Pending if now < self.expires_at => Ok(()),
+            OrderStatus::Pending | OrderStatus::Expired => Err(RedemptionError::CodeExpired(self.id.clone())),
+            OrderStatus::Cancelled => Err(RedemptionError::CodeCancelled(self.id.clone())),
+            OrderStatus::Failed => Err(RedemptionError::OrderFailed(self.id.clone())),
+        }
+    }
+
     /// Whether the order may still be cancelled or get a new code: it is pending.
     pub fn check_pending(&self) -> Result<(), RedemptionError> {
         match self.status {
@@ -131,6 +146,16 @@ mod tests {
         assert_eq!(order(OrderStatus::Cancelled).check_redeemable(0), Err(RedemptionError::CodeCancelled("o1".into())));
         assert_eq!(order(OrderStatus::Locking).check_redeemable(0), Err(RedemptionError::CodeNotFound));
         assert_eq!(order(OrderStatus::Failed).check_redeemable(0), Err(RedemptionError::CodeNotFound));
+    }
+
+    #[test]
+    fn a_retried_creation_answers_how_the_order_ended() {
+        assert_eq!(order(OrderStatus::Fulfilled).check_created(5_000), Ok(()));
+        assert_eq!(order(OrderStatus::Pending).check_created(999), Ok(()));
+        assert_eq!(order(OrderStatus::Pending).check_created(1_000), Err(RedemptionError::CodeExpired("o1".into())));
+        assert_eq!(order(OrderStatus::Expired).check_created(0), Err(RedemptionError::CodeExpired("o1".into())));
+        assert_eq!(order(OrderStatus::Cancelled).check_created(0), Err(RedemptionError::CodeCancelled("o1".into())));
+        assert_eq!(order(OrderStatus::Failed).check_created(0), Err(RedemptionError::OrderFailed("o1".into())));
     }
 
     #[test]

@@ -28,6 +28,9 @@ impl From<RedemptionError> for Status {
                 "ORDER_NOT_PENDING",
                 vec![("order_id", order_id), ("status", status.to_owned())],
             ),
+            RedemptionError::OrderFailed(order) => {
+                (Code::FailedPrecondition, "ORDER_FAILED", vec![("order_id", order)])
+            }
             RedemptionError::OrderAlreadyOpen(item) => {
                 (Code::FailedPrecondition, "ORDER_ALREADY_OPEN", vec![("item_instance_id", item)])
             }

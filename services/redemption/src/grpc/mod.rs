@@ -48,7 +48,7 @@ impl RedemptionService for RedemptionApi {
         let mut violations = Violations::default();
         let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         let item_id = &request.get_ref().item_instance_id;
-        violations.check(!item_id.is_empty() && item_id.len() <= 64, "item_instance_id", "an item instance id");
+        check_id(&mut violations, "item_instance_id", item_id);
         violations.finish(DOMAIN)?;
         let created = self.service.create(&caller, &key, item_id).await?;
         Ok(Response::new(pb::CreateOrderResponse {
@@ -120,6 +120,11 @@ impl RedemptionService for RedemptionApi {
         let by_owner = message.owner_user_id > 0;
         let by_item = !message.item_instance_id.is_empty();
         violations.check(message.owner_user_id >= 0, "owner_user_id", "a positive user id, or 0");
+        if by_item {
+            check_id(&mut violations, "item_instance_id", &message.item_instance_id);
+        }
+        let known_status = pb::OrderStatus::try_from(message.status).is_ok();
+        violations.check(known_status, "status", "an OrderStatus, or ORDER_STATUS_UNSPECIFIED for all");
         // Staff may list every order in one status (the consistency check's view).
         let by_status = message.status != 0 && caller.is_staff();
         violations.check(by_owner || by_item || by_status, "owner_user_id", "set owner_user_id or item_instance_id");

@@ -141,8 +141,9 @@ impl RedemptionStore {
         row.as_ref().map(order_from_row).transpose()
     }
 
-    /// Gives an order in `from` (`locking` or `pending`) a new code hash and moves it to
-    /// `pending`; false when it is no longer in `from`. A code-hash collision is a UNIQUE
+    /// Gives an order in `from` (`locking` or `pending`) a new code hash, replacing the
+    /// old one, and moves it to `pending`; false when it is no longer in `from` or, when
+    /// `pending`, its `expires_at` is not after `now`. A code-hash collision is a UNIQUE
     /// violation error: the caller retries with another code.
     pub async fn issue_code(
         &self,
@@ -153,7 +154,7 @@ impl RedemptionStore {
     ) -> Result<bool, sqlx::Error> {
         let updated = sqlx::query(
             "UPDATE redemption_orders SET status = 'pending', code_hash = $1, code_issued_at = $2 \
-             WHERE order_id = $3 AND status = $4",
+             WHERE order_id = $3 AND status = $4 AND (status = 'locking' OR expires_at > $2)",
         )
         .bind(code_hash)
         .bind(now)

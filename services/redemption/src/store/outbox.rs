@@ -3,7 +3,10 @@
 //! deterministic key `<order_id>:<action>`. Rows are claimed with a lease by a
 //! conditional UPDATE, so several dispatchers never deliver one row at once.
 
-use economy_kit::outbox::OutboxLeases;
+use std::future::Future;
+
+use economy_kit::outbox::{Lease, OutboxLeases};
+use economy_kit::time::Clock;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -102,19 +105,34 @@ impl RedemptionStore {
         rows.iter().map(outbox_from_row).collect()
     }
 
-    /// Leases a row until `until`; false when another dispatcher holds it or it is done.
-    pub async fn claim_outbox(&self, id: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
-        LEASES.claim(&self.db, id, now, until).await
+    /// Leases a row from `now` for `economy_kit::outbox::LEASE_MS`; `None` when another
+    /// dispatcher holds it or it is done.
+    pub async fn claim_outbox(&self, id: &str, now: i64) -> Result<Option<Lease>, sqlx::Error> {
+        LEASES.claim(&self.db, id, now).await
     }
 
-    /// Ends a row: `delivered`, or `dead` with the refusal (for an operator).
-    pub async fn finish_outbox(&self, id: &str, delivered: bool, note: &str, now: i64) -> Result<(), sqlx::Error> {
-        LEASES.finish(&self.db, id, delivered, note, now).await
+    /// Runs `delivery` while renewing `lease` (instants from `clock`); returns its output
+    /// and the lease as last renewed.
+    pub async fn hold_outbox<F: Future>(&self, lease: Lease, clock: &dyn Clock, delivery: F) -> (F::Output, Lease) {
+        LEASES.hold(&self.db, lease, clock, delivery).await
     }
 
-    /// Releases the lease and schedules the next attempt at `next_attempt_at`.
-    pub async fn retry_outbox(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<(), sqlx::Error> {
-        LEASES.retry(&self.db, id, next_attempt_at, error).await
+    /// Ends the leased row: `delivered`, or `dead` with the refusal (for an operator).
+    /// False when the lease was lost meanwhile (the dispatcher that took the row ends it).
+    pub async fn finish_outbox(
+        &self,
+        lease: &Lease,
+        delivered: bool,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        LEASES.finish(&self.db, lease, delivered, note, now).await
+    }
+
+    /// Releases the lease and schedules the next attempt at `next_attempt_at`; false when
+    /// the lease was lost meanwhile.
+    pub async fn retry_outbox(&self, lease: &Lease, next_attempt_at: i64, error: &str) -> Result<bool, sqlx::Error> {
+        LEASES.retry(&self.db, lease, next_attempt_at, error).await
     }
 
     /// Rows still owed (due or backing off): the outbox depth.

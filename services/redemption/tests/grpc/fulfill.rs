@@ -104,9 +104,10 @@ async fn repeated_failures_lock_the_caller_out() {
     let item = app.grant("prize").await;
     let code = create(&mut app.owner().await, &item).await.expect("created").code;
     let mut guesser = app.staff().await;
-    for _ in 0..4 {
+    for _ in 0..3 {
         assert_eq!(reason(fulfill(&mut guesser, "ABCD-EFGH-JK23").await), "CODE_NOT_FOUND");
     }
+    // Three failures spend a budget of three: the fourth attempt is refused.
     assert_eq!(reason(fulfill(&mut guesser, "ABCD-EFGH-JK23").await), "FULFILL_RATE_LIMITED");
     assert_eq!(reason(fulfill(&mut guesser, &code).await), "FULFILL_RATE_LIMITED", "even a right guess is refused");
     let mut colleague = app.client(Caller::user(STAFF + 1, roles::MERCHANT_STAFF)).await;

@@ -4,5 +4,6 @@
 mod common;
 mod compensation;
 mod create;
+mod faults;
 mod fulfill;
 mod recovery;
