@@ -93,8 +93,8 @@ fn export_report(report: &crate::domain::reconcile::Report) {
             kind,
             account = finding.account.as_ref().map(|account| account.key()).unwrap_or_default(),
             asset = %finding.asset,
-            expected = finding.expected,
-            actual = finding.actual,
+            expected = %finding.expected,
+            actual = %finding.actual,
             "ledger reconciliation finding"
         );
     }

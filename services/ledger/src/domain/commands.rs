@@ -247,8 +247,14 @@ impl ConvertAsset {
             Leg::available(AccountId::issuance(), rule.to_asset.clone(), -minted),
             Leg::available(user.clone(), rule.to_asset.clone(), minted),
         ];
-        let meta = meta("CONVERT_ASSET", key, actor, &self, "ASSET_CONVERT", "", "");
-        Ok(WritePlan { meta, legs, new_hold: None, resolutions: Vec::new() })
+        Ok(WritePlan { meta: self.meta(key, actor), legs, new_hold: None, resolutions: Vec::new() })
+    }
+
+    /// The entry meta of this conversion under `key` by `actor`. It does not depend on the
+    /// rule (the fingerprint covers the user, the rule id and the quantity), so a retry can
+    /// be looked up by its key even when the rule now refuses it.
+    pub fn meta(&self, key: IdempotencyKey, actor: &str) -> EntryMeta {
+        meta("CONVERT_ASSET", key, actor, self, "ASSET_CONVERT", "", "")
     }
 }
 

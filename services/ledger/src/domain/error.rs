@@ -62,6 +62,15 @@ pub enum LedgerError {
         /// Its final status.
         status: &'static str,
     },
+    /// `HOLD_EXPIRED`: settling a hold at or after its `expires_at`. A hold is expired
+    /// from that instant on, whether or not the expiry job has released it yet.
+    #[error("hold {hold_id} expired at {expires_at} ms")]
+    HoldExpired {
+        /// The hold.
+        hold_id: String,
+        /// Its expiry, ms since the epoch.
+        expires_at: i64,
+    },
     /// `HOLD_AMOUNT_EXCEEDED`: settling more than the hold froze.
     #[error("cannot settle {requested} from hold {hold_id} of {amount}")]
     HoldAmountExceeded {

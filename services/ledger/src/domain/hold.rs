@@ -1,6 +1,13 @@
 //! Holds (DESIGN.md §3 Ledger): an amount moved from available to frozen under a hold id,
 //! then resolved exactly once — settled (all or part, the rest released), released, or
 //! expired by the background job.
+//!
+//! A hold with an expiry is expired from its `expires_at` on, whenever the job runs: from
+//! that instant no write may pay it out (`HOLD_EXPIRED`), on every write path, since they
+//! all resolve holds through [`Resolution::resolve`]. The job only records what already
+//! holds (status `expired`, the amount back to available). A release past the expiry is
+//! still accepted: it returns the amount to available, exactly what the expiry does, so
+//! the holder's money ends in the same place whichever comes first.
 
 use super::LedgerError;
 use super::entry::{Bucket, Leg};
@@ -61,6 +68,14 @@ pub struct Hold {
     pub resolved_at: Option<i64>,
 }
 
+impl Hold {
+    /// True when the hold has an expiry and `now` (ms since the epoch) is at or past it:
+    /// from then on it can no longer be paid out.
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+    }
+}
+
 /// How a hold is resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
@@ -83,11 +98,18 @@ impl Resolution {
     }
 
     /// Resolves `hold`, whose status is `status` (as stored, or as an earlier entry of the
-    /// same batch left it): the amount paid out and the legs that empty the hold (every
-    /// write path's rule). `HOLD_ALREADY_RESOLVED` unless open, `HOLD_AMOUNT_EXCEEDED`.
-    pub fn resolve(self, hold: &Hold, status: HoldStatus) -> Result<(i64, Vec<Leg>), LedgerError> {
+    /// same batch left it), at `now` (ms since the epoch): the amount paid out and the legs
+    /// that empty the hold (every write path's rule). `HOLD_ALREADY_RESOLVED` unless open,
+    /// `HOLD_EXPIRED` for a settlement at or past the hold's expiry (even before the expiry
+    /// job ran; a release or an expiry is accepted), `HOLD_AMOUNT_EXCEEDED`.
+    pub fn resolve(self, hold: &Hold, status: HoldStatus, now: i64) -> Result<(i64, Vec<Leg>), LedgerError> {
         if status != HoldStatus::Open {
             return Err(LedgerError::HoldAlreadyResolved { hold_id: hold.id.to_string(), status: status.as_str() });
+        }
+        if let (Self::Settle(_), Some(expires_at)) = (self, hold.expires_at)
+            && expires_at <= now
+        {
+            return Err(LedgerError::HoldExpired { hold_id: hold.id.to_string(), expires_at });
         }
         let settled = self.settled_amount(&hold.id, hold.amount)?;
         Ok((settled, resolution_legs(hold, settled)))
@@ -119,13 +141,15 @@ pub struct Resolved {
     pub settled: i64,
 }
 
-/// Resolves the holds of one entry in order (DESIGN.md §3 Ledger: each exactly once),
-/// every write path's rule: `hold` gives each hold as it stands (stored, or as an earlier
-/// entry of the same batch left it). Returns the legs that empty the holds and each
-/// resolution with its payout. Errors: whatever `hold` returns (`HOLD_NOT_FOUND`),
-/// `HOLD_ALREADY_RESOLVED` (not open, or named twice by the entry), `HOLD_AMOUNT_EXCEEDED`.
+/// Resolves the holds of one entry in order (DESIGN.md §3 Ledger: each exactly once) at
+/// `now` (ms since the epoch), every write path's rule: `hold` gives each hold as it
+/// stands (stored, or as an earlier entry of the same batch left it). Returns the legs
+/// that empty the holds and each resolution with its payout. Errors: whatever `hold`
+/// returns (`HOLD_NOT_FOUND`), `HOLD_ALREADY_RESOLVED` (not open, or named twice by the
+/// entry), `HOLD_EXPIRED`, `HOLD_AMOUNT_EXCEEDED`.
 pub fn resolve_all<'h>(
     resolutions: &[(HoldId, Resolution)],
+    now: i64,
     mut hold: impl FnMut(&HoldId) -> Result<&'h Hold, LedgerError>,
 ) -> Result<(Vec<Leg>, Vec<Resolved>), LedgerError> {
     let mut legs = Vec::new();
@@ -133,7 +157,7 @@ pub fn resolve_all<'h>(
     for (id, resolution) in resolutions {
         let current = hold(id)?;
         let earlier = resolved.iter().find(|earlier| earlier.id == *id).map(|earlier| earlier.resolution.status());
-        let (settled, hold_legs) = resolution.resolve(current, earlier.unwrap_or(current.status))?;
+        let (settled, hold_legs) = resolution.resolve(current, earlier.unwrap_or(current.status), now)?;
         legs.extend(hold_legs);
         resolved.push(Resolved { id: id.clone(), resolution: *resolution, settled });
     }
@@ -223,11 +247,11 @@ mod tests {
     #[test]
     fn only_an_open_hold_resolves() -> Result<(), LedgerError> {
         let hold = hold(10);
-        let (settled, legs) = Resolution::Release.resolve(&hold, HoldStatus::Open)?;
+        let (settled, legs) = Resolution::Release.resolve(&hold, HoldStatus::Open, 0)?;
         assert_eq!((settled, legs), (0, resolution_legs(&hold, 0)));
-        let again = Resolution::Release.resolve(&hold, HoldStatus::Released);
+        let again = Resolution::Release.resolve(&hold, HoldStatus::Released, 0);
         assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "released", .. })), "{again:?}");
-        let too_much = Resolution::Settle(Some(Amount::parse(11).expect("amount"))).resolve(&hold, HoldStatus::Open);
+        let too_much = Resolution::Settle(Some(Amount::parse(11).expect("amount"))).resolve(&hold, HoldStatus::Open, 0);
         assert!(matches!(too_much, Err(LedgerError::HoldAmountExceeded { .. })), "{too_much:?}");
         Ok(())
     }
@@ -241,14 +265,32 @@ mod tests {
         };
         let settle = Resolution::Settle(Some(Amount::parse(3).expect("amount")));
         let both = [(first.id.clone(), settle), (second.id.clone(), Resolution::Release)];
-        let (legs, resolved) = resolve_all(&both, find)?;
+        let (legs, resolved) = resolve_all(&both, 0, find)?;
         let expected: Vec<Leg> = [resolution_legs(&first, 3), resolution_legs(&second, 0)].concat();
         assert_eq!(legs, expected);
         assert_eq!(resolved.iter().map(|done| done.settled).collect::<Vec<_>>(), vec![3, 0]);
-        let twice = resolve_all(&[(first.id.clone(), settle), (first.id.clone(), Resolution::Release)], find);
+        let twice = resolve_all(&[(first.id.clone(), settle), (first.id.clone(), Resolution::Release)], 0, find);
         assert!(matches!(twice, Err(LedgerError::HoldAlreadyResolved { status: "settled", .. })), "{twice:?}");
-        let missing = resolve_all(&[(HoldId::generate(), Resolution::Release)], find);
+        let missing = resolve_all(&[(HoldId::generate(), Resolution::Release)], 0, find);
         assert!(matches!(missing, Err(LedgerError::HoldNotFound(_))), "{missing:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_hold_is_not_paid_out_from_its_expiry_on() -> Result<(), LedgerError> {
+        let forever = hold(10);
+        let hold = Hold { expires_at: Some(100), ..forever.clone() };
+        let settle = Resolution::Settle(None);
+        assert_eq!(settle.resolve(&hold, HoldStatus::Open, 99)?.0, 10, "before the expiry");
+        for now in [100, 101, i64::MAX] {
+            let late = settle.resolve(&hold, HoldStatus::Open, now);
+            assert!(matches!(late, Err(LedgerError::HoldExpired { expires_at: 100, .. })), "{late:?}");
+            assert_eq!(Resolution::Release.resolve(&hold, HoldStatus::Open, now)?, (0, resolution_legs(&hold, 0)));
+            assert_eq!(Resolution::Expire.resolve(&hold, HoldStatus::Open, now)?.0, 0);
+        }
+        let resolved = settle.resolve(&hold, HoldStatus::Expired, 100);
+        assert!(matches!(resolved, Err(LedgerError::HoldAlreadyResolved { status: "expired", .. })), "{resolved:?}");
+        assert_eq!(settle.resolve(&forever, HoldStatus::Open, i64::MAX)?.0, 10, "no expiry");
         Ok(())
     }
 

@@ -47,10 +47,11 @@ pub fn entity_id(violations: &mut Violations, name: &str, value: &str) -> Option
     field(violations, name, EntityId::parse(value))
 }
 
-/// Free text of at most `max` characters (`required`: non-empty).
+/// Free text of at most `max` characters (`required`: not empty nor only white space; the
+/// text is kept as given).
 pub fn text(violations: &mut Violations, name: &str, value: &str, max: usize, required: bool) -> Option<String> {
     let length = value.chars().count();
-    let ok = length <= max && (length > 0 || !required);
+    let ok = length <= max && (!value.trim().is_empty() || !required);
     violations.check(ok, name, if required { "is required (at most the allowed length)" } else { "is too long" });
     ok.then(|| value.to_owned())
 }
@@ -212,7 +213,13 @@ pub fn rule(rule: &ConversionRule) -> pb::ConversionRule {
     }
 }
 
-/// A reconciliation report.
+/// An exact finding value as int64, clamped to its bounds (`i64::MAX` / `i64::MIN`): only
+/// sums can leave int64 (an asset's total, a balance's available + frozen or postings).
+fn saturate(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// A reconciliation report (values past int64 clamped to its bounds).
 pub fn report(report: Report) -> pb::ReconcileResponse {
     let finding = |finding: Finding| {
         let kind = match finding.kind {
@@ -224,8 +231,8 @@ pub fn report(report: Report) -> pb::ReconcileResponse {
             kind: kind.into(),
             account: finding.account.as_ref().map(account_ref),
             asset_code: finding.asset.to_string(),
-            expected: finding.expected,
-            actual: finding.actual,
+            expected: saturate(finding.expected),
+            actual: saturate(finding.actual),
         }
     };
     pb::ReconcileResponse {

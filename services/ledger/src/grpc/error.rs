@@ -41,6 +41,11 @@ impl From<LedgerError> for Status {
                 "HOLD_ALREADY_RESOLVED",
                 vec![("hold_id", hold_id), ("status", status.to_owned())],
             ),
+            LedgerError::HoldExpired { hold_id, expires_at } => (
+                Code::FailedPrecondition,
+                "HOLD_EXPIRED",
+                vec![("hold_id", hold_id), ("expires_at", expires_at.to_string())],
+            ),
             LedgerError::HoldAmountExceeded { hold_id, amount, requested } => (
                 Code::FailedPrecondition,
                 "HOLD_AMOUNT_EXCEEDED",

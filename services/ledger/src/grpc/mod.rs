@@ -9,6 +9,7 @@ mod requests;
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
+use economy_kit::time::now_millis;
 use economy_proto::ledger::v1 as pb;
 use pb::ledger_service_server::LedgerService;
 use tonic::{Request, Response, Status};
@@ -139,7 +140,13 @@ impl LedgerService for LedgerApi {
             &idempotency_key(&request, &request.get_ref().idempotency_key),
             &caller.actor(),
         )?;
-        let (hold, transaction, replayed) = self.apply_hold_plan(&plan).await?;
+        // A retry answers from its key even once the expiry has passed; only a first
+        // request is held to the clock.
+        let applied = match requests::expires_in_the_past(&plan, now_millis()) {
+            Some(refusal) => self.store.replay(&plan.meta).await?.ok_or(refusal)?,
+            None => self.store.apply(&plan).await?,
+        };
+        let (hold, transaction, replayed) = self.hold_response(&applied).await?;
         Ok(Response::new(pb::CreateHoldResponse { hold, transaction, replayed }))
     }
 
@@ -154,7 +161,7 @@ impl LedgerService for LedgerApi {
             &idempotency_key(&request, &request.get_ref().idempotency_key),
             &caller.actor(),
         )?;
-        let (hold, transaction, replayed) = self.apply_hold_plan(&plan).await?;
+        let (hold, transaction, replayed) = self.hold_response(&self.store.apply(&plan).await?).await?;
         Ok(Response::new(pb::SettleHoldResponse { hold, transaction, replayed }))
     }
 
@@ -169,7 +176,7 @@ impl LedgerService for LedgerApi {
             &idempotency_key(&request, &request.get_ref().idempotency_key),
             &caller.actor(),
         )?;
-        let (hold, transaction, replayed) = self.apply_hold_plan(&plan).await?;
+        let (hold, transaction, replayed) = self.hold_response(&self.store.apply(&plan).await?).await?;
         Ok(Response::new(pb::ReleaseHoldResponse { hold, transaction, replayed }))
     }
 
@@ -181,9 +188,18 @@ impl LedgerService for LedgerApi {
         require(caller.may_act_for(request.get_ref().user_id), "convert another user's assets")?;
         let (command, key) =
             requests::convert(request.get_ref(), &idempotency_key(&request, &request.get_ref().idempotency_key))?;
-        let rule = self.store.rule(command.rule.as_str()).await?;
-        let plan = command.plan(&rule, key, &caller.actor())?;
-        let (transaction, replayed) = entry_response(&self.store.apply(&plan).await?);
+        let actor = caller.actor();
+        let planned = match self.store.rule(command.rule.as_str()).await {
+            Ok(rule) => command.clone().plan(&rule, key.clone(), &actor),
+            Err(error) => Err(error),
+        };
+        let applied = match planned {
+            Ok(plan) => self.store.apply(&plan).await?,
+            // The rule is current state (disabled or changed since): a retry answers from
+            // its key first, only a first request is refused by the rule.
+            Err(refusal) => self.store.replay(&command.meta(key, &actor)).await?.ok_or(refusal)?,
+        };
+        let (transaction, replayed) = entry_response(&applied);
         Ok(Response::new(pb::ConvertAssetResponse { transaction, replayed }))
     }
 
@@ -362,17 +378,16 @@ fn log_fix(record: &audit::AuditRecord, replayed: bool) {
 }
 
 impl LedgerApi {
-    /// Applies a hold plan; returns the hold (current state), the entry and `replayed`.
-    async fn apply_hold_plan(
+    /// The answer of a hold write: the hold (current state), the entry and `replayed`.
+    async fn hold_response(
         &self,
-        plan: &crate::domain::commands::WritePlan,
+        applied: &Applied,
     ) -> Result<(Option<pb::Hold>, Option<pb::Transaction>, bool), Status> {
-        let applied = self.store.apply(plan).await?;
         let hold = match applied.entry.hold_id() {
             Some(hold_id) => self.store.hold(hold_id.as_str()).await?.as_ref().map(convert::hold),
             None => None,
         };
-        let (transaction, replayed) = entry_response(&applied);
+        let (transaction, replayed) = entry_response(applied);
         Ok((hold, transaction, replayed))
     }
 }

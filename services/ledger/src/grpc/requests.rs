@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use economy_kit::error::Violations;
+use economy_kit::error::{VALIDATION_FAILED, Violations, invalid_field};
 use economy_kit::identity::Caller;
-use economy_kit::time::{from_timestamp, now_millis};
+use economy_kit::time::from_timestamp;
 use economy_proto::ledger::v1 as pb;
 use tonic::Status;
 
 use super::convert::{self, account, amount, code, entity_id, field, key, text, user};
-use super::{deny, may_read, validated};
+use super::{DOMAIN, deny, may_read, validated};
 use crate::domain::catalog::{Asset, ConversionRule};
 use crate::domain::commands::{
     AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
@@ -146,7 +146,9 @@ pub fn post(request: &pb::PostTransactionRequest, key_text: &str, actor: &str) -
     Ok(PostTransaction { business_type, correlation_id, memo, postings, settlements }.plan(idempotency_key, actor))
 }
 
-/// `CreateHold`; the hold id is generated here.
+/// `CreateHold`; the hold id is generated here. Only the shape of `expires_at` is checked
+/// here: whether it lies in the future depends on the clock, so the handler checks it
+/// after the idempotency key found no earlier outcome ([`expires_in_the_past`]).
 pub fn create_hold(request: &pb::CreateHoldRequest, key_text: &str, actor: &str) -> Result<WritePlan, Status> {
     let mut violations = Violations::default();
     let idempotency_key = key(&mut violations, "idempotency_key", key_text);
@@ -160,13 +162,20 @@ pub fn create_hold(request: &pb::CreateHoldRequest, key_text: &str, actor: &str)
     let reference = text(&mut violations, "reference", &request.reference, MAX_REFERENCE, false);
     let expires_at = match request.expires_at.as_ref().map(from_timestamp) {
         None => Some(None),
-        Some(Some(at)) if at > now_millis() => Some(Some(at)),
-        Some(_) => field(&mut violations, "expires_at", Err("must be a valid time in the future")),
+        Some(Some(at)) => Some(Some(at)),
+        Some(None) => field(&mut violations, "expires_at", Err("must be a valid time in the future")),
     };
     let ((idempotency_key, user), ((asset, amount), (reference, expires_at))) =
         validated(violations, idempotency_key.zip(user).zip(asset.zip(amount).zip(reference.zip(expires_at))))?;
     let command = CreateHold { user, asset, amount, expires_at, reference };
     Ok(command.plan(EntityId::generate(), idempotency_key, actor))
+}
+
+/// The refusal of a new hold whose `expires_at` is not after `now` (ms), if the plan's is.
+pub fn expires_in_the_past(plan: &WritePlan, now: i64) -> Option<Status> {
+    let expires_at = plan.new_hold.as_ref().and_then(|hold| hold.expires_at)?;
+    (expires_at <= now)
+        .then(|| invalid_field(DOMAIN, VALIDATION_FAILED, "expires_at", "must be a valid time in the future"))
 }
 
 /// `SettleHold`.

@@ -144,8 +144,9 @@ const TAKEN_KEY: i64 = 0;
 const BALANCE: i64 = 1;
 const HOLD: i64 = 2;
 
-/// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero).
-type StateRow = (i64, String, String, String, String, i64, i64);
+/// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero; the
+/// last is a balance's frozen amount or a hold's expiry, `NULL` for none).
+type StateRow = (i64, String, String, String, String, i64, Option<i64>);
 
 /// In one statement: the idempotency keys of `writes` that an entry already holds, the
 /// holds they resolve, and the current rows of every balance their legs or those holds
@@ -169,7 +170,7 @@ async fn read_state(
          (SELECT value ->> 0 AS account, value ->> 1 AS asset_code FROM json_each($2) \
          UNION ALL SELECT account, asset_code FROM holds WHERE id IN (SELECT value FROM json_each($3))) AS k \
          JOIN balances AS b ON b.account = k.account AND b.asset_code = k.asset_code \
-         UNION ALL SELECT {HOLD}, id, account, asset_code, status, amount, 0 FROM holds \
+         UNION ALL SELECT {HOLD}, id, account, asset_code, status, amount, expires_at FROM holds \
          WHERE id IN (SELECT value FROM json_each($3))",
         framing.begin()
     ))
@@ -180,11 +181,14 @@ async fn read_state(
     .await?;
     let mut taken = HashSet::new();
     let mut books = Books::default();
-    for (tag, first, second, third, fourth, amount, frozen) in found {
+    for (tag, first, second, third, fourth, amount, last) in found {
         match tag {
             TAKEN_KEY => _ = taken.insert(first),
-            BALANCE => _ = books.balances.rows.insert((first, second), Buckets { available: amount, frozen }),
-            _ => _ = books.holds.insert(first.clone(), read_hold(&first, &second, &third, &fourth, amount)),
+            BALANCE => {
+                let frozen = last.unwrap_or_default();
+                books.balances.rows.insert((first, second), Buckets { available: amount, frozen });
+            }
+            _ => _ = books.holds.insert(first.clone(), read_hold(&first, &second, &third, &fourth, amount, last)),
         }
     }
     Ok((taken, books))
@@ -203,10 +207,11 @@ struct Books {
 type HoldState = Option<Hold>;
 
 /// The hold of a batch read's row, parsed as every hold row is (`read::hold_from_row`,
-/// `HOLD_COLUMNS` order); the columns that read leaves out (settled amount, reference and
-/// instants) are zero or empty, as deciding the batch needs none of them.
-fn read_hold(id: &str, account: &str, asset: &str, status: &str, amount: i64) -> HoldState {
-    let row = (id.into(), account.into(), asset.into(), amount, 0, status.into(), String::new(), None, 0, None);
+/// `HOLD_COLUMNS` order); the columns that read leaves out (settled amount, reference,
+/// creation and resolution instants) are zero or empty, as deciding the batch needs none
+/// of them (it needs the expiry: an expired hold is not paid out).
+fn read_hold(id: &str, account: &str, asset: &str, status: &str, amount: i64, expires_at: Option<i64>) -> HoldState {
+    let row = (id.into(), account.into(), asset.into(), amount, 0, status.into(), String::new(), expires_at, 0, None);
     hold_from_row(row).ok()
 }
 
@@ -217,7 +222,7 @@ impl Books {
     /// exceeded, unbalanced legs, then a balance out of bounds.
     fn decide(&mut self, write: &EntryWrite, now: i64) -> Result<Entry, LedgerError> {
         let holds = &self.holds;
-        let (legs, resolved) = write.resolve(|id| {
+        let (legs, resolved) = write.resolve(now, |id| {
             let hold = holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
             hold.as_ref().ok_or_else(|| corrupt("hold", id.as_str()))
         })?;
@@ -341,7 +346,7 @@ mod tests {
     /// Books holding `hold` (10 gold frozen on user 1) and user 1's balance.
     fn books(hold: &HoldId) -> Books {
         let mut books = Books::default();
-        let state = read_hold(hold.as_str(), &user(1).key(), "gold", "open", 10);
+        let state = read_hold(hold.as_str(), &user(1).key(), "gold", "open", 10, None);
         books.holds.insert(hold.to_string(), state);
         books.balances.rows.insert((user(1).key(), "gold".into()), Buckets { available: 0, frozen: 10 });
         books
@@ -374,6 +379,18 @@ mod tests {
         assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "settled", .. })), "{again:?}");
         let unknown = books.decide(&settle(&HoldId::generate(), 3, 4, "d"), 1);
         assert!(matches!(unknown, Err(LedgerError::HoldNotFound(_))), "{unknown:?}");
+    }
+
+    #[test]
+    fn an_expired_hold_is_not_paid_out_by_a_batch() {
+        let hold = HoldId::generate();
+        let mut books = books(&hold);
+        let expiring = read_hold(hold.as_str(), &user(1).key(), "gold", "open", 10, Some(5));
+        books.holds.insert(hold.to_string(), expiring);
+        let late = books.decide(&settle(&hold, 2, 4, "a"), 5);
+        assert!(matches!(late, Err(LedgerError::HoldExpired { expires_at: 5, .. })), "{late:?}");
+        assert!(books.resolved.is_empty() && books.balances.moved.is_empty());
+        assert!(books.decide(&settle(&hold, 2, 4, "b"), 4).is_ok(), "still payable just before");
     }
 
     #[test]

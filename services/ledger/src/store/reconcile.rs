@@ -1,60 +1,110 @@
-//! Reconciliation queries (DESIGN.md §3 Ledger). Sums are cast to BIGINT so PostgreSQL
-//! returns i64 rather than NUMERIC.
+//! Reconciliation queries (DESIGN.md §3 Ledger). No sum is taken whole in SQL: SQLite's
+//! SUM fails with "integer overflow" past i64, and a cast of PostgreSQL's NUMERIC sum to
+//! BIGINT fails alike, yet a legal ledger reaches such sums (balances of one asset on
+//! both sides of i64::MAX). Each value is split into its upper 32 bits (arithmetic shift)
+//! and its lower 32 bits (mask), each part is summed apart, which stays within i64 for
+//! up to 2^31 rows, and `domain::reconcile::from_parts` rebuilds the exact sum as i128.
+//! The comparisons are made there, exactly, so one SQL text serves both backends.
+
+use futures_util::TryStreamExt;
 
 use super::LedgerStore;
 use crate::domain::LedgerError;
 use crate::domain::ids::{AccountId, Code};
-use crate::domain::reconcile::{Finding, FindingKind, Report};
+use crate::domain::reconcile::{BalanceSums, Finding, FindingKind, Report, asset_total, from_parts, orphan_postings};
 
-/// Balances whose available + frozen differs from the sum of their postings, including
-/// postings with no balance row at all.
-const POSTINGS_MISMATCH: &str = "\
-    SELECT b.account, b.asset_code, COALESCE(p.total, 0), b.available + b.frozen FROM balances b \
-    LEFT JOIN (SELECT account, asset_code, CAST(SUM(amount) AS BIGINT) AS total FROM postings GROUP BY account, asset_code) p \
-      ON p.account = b.account AND p.asset_code = b.asset_code \
-    WHERE b.available + b.frozen <> COALESCE(p.total, 0) \
-    UNION ALL \
-    SELECT p.account, p.asset_code, CAST(SUM(p.amount) AS BIGINT), CAST(0 AS BIGINT) FROM postings p \
-    WHERE NOT EXISTS (SELECT 1 FROM balances b WHERE b.account = p.account AND b.asset_code = p.asset_code) \
-    GROUP BY p.account, p.asset_code HAVING SUM(p.amount) <> 0";
+/// The two parts of `SUM(value)`, `high` and `low`, each as BIGINT (PostgreSQL's SUM of
+/// BIGINT is NUMERIC). Parenthesized: SQLite binds `+` tighter than `>>` and `&`.
+macro_rules! split_sum {
+    ($value:literal) => {
+        concat!(
+            "CAST(SUM((",
+            $value,
+            ") >> 32) AS BIGINT) AS high, CAST(SUM((",
+            $value,
+            ") & 4294967295) AS BIGINT) AS low"
+        )
+    };
+}
 
-/// Balances whose frozen differs from the sum of their open holds.
-const FROZEN_MISMATCH: &str = "\
-    SELECT b.account, b.asset_code, COALESCE(h.total, 0), b.frozen FROM balances b \
-    LEFT JOIN (SELECT account, asset_code, CAST(SUM(amount) AS BIGINT) AS total FROM holds WHERE status = 'open' \
-               GROUP BY account, asset_code) h \
-      ON h.account = b.account AND h.asset_code = b.asset_code \
-    WHERE b.frozen <> COALESCE(h.total, 0)";
+/// Every balance row with the split sums of its postings and of its open holds.
+const BALANCES: &str = concat!(
+    "SELECT b.account, b.asset_code, b.available, b.frozen, COALESCE(p.high, 0), COALESCE(p.low, 0), \
+     COALESCE(h.high, 0), COALESCE(h.low, 0) FROM balances b \
+     LEFT JOIN (SELECT account, asset_code, ",
+    split_sum!("amount"),
+    " FROM postings GROUP BY account, asset_code) AS p \
+     ON p.account = b.account AND p.asset_code = b.asset_code \
+     LEFT JOIN (SELECT account, asset_code, ",
+    split_sum!("amount"),
+    " FROM holds WHERE status = 'open' GROUP BY account, asset_code) AS h \
+     ON h.account = b.account AND h.asset_code = b.asset_code \
+     ORDER BY b.account, b.asset_code"
+);
 
-/// Assets whose balances do not sum to zero.
-const ASSET_NOT_ZERO: &str = "\
-    SELECT '', asset_code, CAST(0 AS BIGINT), CAST(SUM(available + frozen) AS BIGINT) FROM balances \
-    GROUP BY asset_code HAVING SUM(available + frozen) <> 0";
+/// The split sums of the postings of every balance that has no row.
+const ORPHAN_POSTINGS: &str = concat!(
+    "SELECT p.account, p.asset_code, ",
+    split_sum!("p.amount"),
+    " FROM postings p \
+     WHERE NOT EXISTS (SELECT 1 FROM balances b WHERE b.account = p.account AND b.asset_code = p.asset_code) \
+     GROUP BY p.account, p.asset_code ORDER BY p.account, p.asset_code"
+);
+
+/// The split sums of every asset's balances (available and frozen).
+const ASSET_TOTALS: &str = "SELECT asset_code, CAST(SUM((available >> 32) + (frozen >> 32)) AS BIGINT), \
+     CAST(SUM((available & 4294967295) + (frozen & 4294967295)) AS BIGINT) FROM balances \
+     GROUP BY asset_code ORDER BY asset_code";
+
+type BalanceRow = (String, String, i64, i64, i64, i64, i64, i64);
+type SumRow = (String, String, i64, i64);
+
+fn account(key: &str) -> Result<AccountId, LedgerError> {
+    AccountId::from_key(key).map_err(|_| LedgerError::Storage(format!("corrupt account {key}")))
+}
+
+fn asset(code: &str) -> Result<Code, LedgerError> {
+    Code::parse(code).map_err(|_| LedgerError::Storage(format!("corrupt asset code {code}")))
+}
 
 impl LedgerStore {
-    /// Runs every check and reports each violation.
+    /// Runs every check and reports each violation, exactly whatever the sums (findings of
+    /// balances by account and asset: postings mismatches, then frozen mismatches, then
+    /// assets not summing to zero). Balances are streamed, never all held in memory.
     pub async fn reconcile(&self) -> Result<Report, LedgerError> {
-        let mut findings = Vec::new();
-        for (kind, sql) in [
-            (FindingKind::BalancePostingsMismatch, POSTINGS_MISMATCH),
-            (FindingKind::FrozenHoldsMismatch, FROZEN_MISMATCH),
-            (FindingKind::AssetNotZeroSum, ASSET_NOT_ZERO),
-        ] {
-            let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(sql).fetch_all(self.db.pool()).await?;
-            for (account, asset, expected, actual) in rows {
-                findings.push(Finding {
-                    kind,
-                    account: AccountId::from_key(&account).ok(),
-                    asset: Code::parse(&asset)
-                        .map_err(|_| LedgerError::Storage(format!("corrupt asset code {asset}")))?,
-                    expected,
-                    actual,
-                });
+        let mut postings = Vec::new();
+        let mut frozen = Vec::new();
+        let mut balances_checked = 0_i64;
+        let mut rows = sqlx::query_as::<_, BalanceRow>(BALANCES).fetch(self.db.pool());
+        while let Some((key, code, available, frozen_amount, p_high, p_low, h_high, h_low)) = rows.try_next().await? {
+            balances_checked += 1;
+            let sums = BalanceSums {
+                account: account(&key)?,
+                asset: asset(&code)?,
+                available,
+                frozen: frozen_amount,
+                postings: from_parts(p_high, p_low),
+                open_holds: from_parts(h_high, h_low),
+            };
+            for finding in sums.findings() {
+                match finding.kind {
+                    FindingKind::BalancePostingsMismatch => postings.push(finding),
+                    _ => frozen.push(finding),
+                }
             }
         }
-        let (balances_checked,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM balances").fetch_one(self.db.pool()).await?;
+        drop(rows);
+        let orphans: Vec<SumRow> = sqlx::query_as(ORPHAN_POSTINGS).fetch_all(self.db.pool()).await?;
+        for (key, code, high, low) in orphans {
+            postings.extend(orphan_postings(account(&key)?, asset(&code)?, from_parts(high, low)));
+        }
+        let totals: Vec<(String, i64, i64)> = sqlx::query_as(ASSET_TOTALS).fetch_all(self.db.pool()).await?;
+        let mut assets: Vec<Finding> = Vec::new();
+        for (code, high, low) in totals {
+            assets.extend(asset_total(asset(&code)?, from_parts(high, low)));
+        }
         let (assets_checked,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM assets").fetch_one(self.db.pool()).await?;
+        let findings = [postings, frozen, assets].concat();
         Ok(Report { findings, balances_checked, assets_checked })
     }
 }

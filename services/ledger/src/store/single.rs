@@ -32,7 +32,7 @@ use crate::domain::hold::Resolved;
 /// `Err` when the statement failed (the kit falls back to that path when the statement
 /// aborted itself or lost a deadlock).
 pub(super) async fn post(writer: &mut Writer, write: &EntryWrite, now: i64) -> Autocommitted<EntryWrite> {
-    match settled_legs(&mut **writer, write).await? {
+    match settled_legs(&mut **writer, write, now).await? {
         Some((legs, resolved)) => post_legs(writer, write, legs, &resolved, now).await,
         None => Ok(None),
     }
@@ -74,17 +74,19 @@ async fn post_legs(
     }
 }
 
-/// The entry's legs followed by those that empty the holds it resolves (read now, outside
-/// any transaction), and those holds. `None` when a hold is missing, its row corrupt, not
-/// open, exceeded or resolved twice by the entry: the transaction path then names the
-/// refusal.
+/// The entry's legs followed by those that empty the holds it resolves at `now` (read now,
+/// outside any transaction), and those holds. `None` when a hold is missing, its row
+/// corrupt, not open, expired for a settlement, exceeded or resolved twice by the entry:
+/// the transaction path then names the refusal.
 async fn settled_legs<'e>(
     executor: impl Executor<'e, Database = Any>,
     write: &EntryWrite,
+    now: i64,
 ) -> Result<Option<(Vec<Leg>, Vec<Resolved>)>, sqlx::Error> {
     let ids: Vec<&str> = write.plan.resolutions.iter().map(|(id, _)| id.as_str()).collect();
     let holds = holds_in(executor, &ids).await?;
-    let resolved = write.resolve(|id| holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string())));
+    let resolved =
+        write.resolve(now, |id| holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string())));
     Ok(resolved.ok())
 }
 
@@ -293,14 +295,14 @@ mod tests {
         freeze(&store, "freeze-2").await?;
         let write = settle(&store, &hold);
         let (legs, resolved) =
-            settled_legs(store.db.pool(), &write).await?.ok_or_else(|| anyhow::anyhow!("hold open"))?;
+            settled_legs(store.db.pool(), &write, now_millis()).await?.ok_or_else(|| anyhow::anyhow!("hold open"))?;
         let release = ReleaseHold { hold: hold.clone(), reason: "meanwhile".into(), expiry: false };
         store.apply(&release.plan(key("release"), "admin:1")).await?;
         let posted = post_legs(&mut store.db.writer().await?, &write, legs, &resolved, now_millis()).await;
         assert!(posted.as_ref().is_err_and(is_undecided), "the statement aborts itself: {posted:?}");
         assert_eq!(books(&store).await?, [(6, 4), (1, 0)], "only the release moved");
         assert!(store.replay(&write.plan.meta).await?.is_none(), "the key stays free");
-        let read = settled_legs(store.db.pool(), &write).await?;
+        let read = settled_legs(store.db.pool(), &write, now_millis()).await?;
         assert!(read.is_none(), "a resolved hold is left to the transaction path");
         let decided = store.apply(&write.plan).await;
         assert!(matches!(decided, Err(LedgerError::HoldAlreadyResolved { .. })), "{decided:?}");

@@ -69,9 +69,10 @@ impl LedgerStore {
         Ok(entry)
     }
 
-    /// The entry `meta`'s key applied, if any (`IDEMPOTENCY_KEY_REUSED` when it was
-    /// applied to other content).
-    pub(super) async fn replay(&self, meta: &EntryMeta) -> Result<Option<Applied>, LedgerError> {
+    /// The entry `meta`'s key applied, if any, as a replay (`IDEMPOTENCY_KEY_REUSED` when
+    /// it was applied to other content). Handlers call it before refusing a write for a
+    /// reason of the clock or of current state, so a retry answers from its key first.
+    pub async fn replay(&self, meta: &EntryMeta) -> Result<Option<Applied>, LedgerError> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT id, fingerprint FROM journal_entries WHERE idempotency_key = $1")
                 .bind(meta.key.as_str())
@@ -149,13 +150,14 @@ impl EntryWrite {
             .all(|leg| self.known.has_asset(leg.asset.as_str()) && self.known.has_account(&leg.account.key()))
     }
 
-    /// The write's legs followed by those that empty the holds it resolves, and those
-    /// holds ([`resolve_all`]; `hold` gives each hold as it stands).
+    /// The write's legs followed by those that empty the holds it resolves at `now` (ms),
+    /// and those holds ([`resolve_all`]; `hold` gives each hold as it stands).
     pub(super) fn resolve<'h>(
         &self,
+        now: i64,
         hold: impl FnMut(&HoldId) -> Result<&'h Hold, LedgerError>,
     ) -> Result<(Vec<Leg>, Vec<Resolved>), LedgerError> {
-        let (hold_legs, resolved) = resolve_all(&self.plan.resolutions, hold)?;
+        let (hold_legs, resolved) = resolve_all(&self.plan.resolutions, now, hold)?;
         Ok(([self.plan.legs.as_slice(), &hold_legs].concat(), resolved))
     }
 
@@ -265,7 +267,8 @@ pub(super) fn add_entry<'q>(
     arguments.add(now).map_err(sqlx::Error::Encode)
 }
 
-/// Claims an open hold for `resolution` and returns the legs that empty its frozen part.
+/// Claims an open hold for `resolution` at `now` and returns the legs that empty its
+/// frozen part.
 async fn resolve_hold(
     tx: &mut Tx,
     hold_id: &HoldId,
@@ -276,7 +279,7 @@ async fn resolve_hold(
     let hold = super::read::hold_in(&mut *tx, hold_id.as_str())
         .await?
         .ok_or_else(|| LedgerError::HoldNotFound(hold_id.to_string()))?;
-    let (settled, legs) = resolution.resolve(&hold, hold.status)?;
+    let (settled, legs) = resolution.resolve(&hold, hold.status, now)?;
     let claimed = sqlx::query(
         "UPDATE holds SET status = $1, settled_amount = $2, resolved_at = $3, resolution_entry_id = $4 \
          WHERE id = $5 AND status = 'open'",

@@ -23,12 +23,19 @@ pub struct TestApp {
     pub database: TestDatabase,
 }
 
+/// The app with the hold-expiry job running every second.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_expiry_interval(1).await
+}
+
+/// The app with the hold-expiry job running every `interval_secs` (its first run is at
+/// start, so a long period keeps it from expiring any hold created afterwards).
+pub async fn spawn_app_with_expiry_interval(interval_secs: u64) -> TestApp {
     let database = TestDatabase::new().await.expect("test database");
     let config = LedgerConfig {
         listen: "127.0.0.1:0".into(),
         database_url: database.url.clone(),
-        hold_expiry_interval_secs: 1,
+        hold_expiry_interval_secs: interval_secs,
         extra_system_accounts: vec!["SYSTEM_REWARDS".into()],
         ..LedgerConfig::default()
     };
@@ -148,4 +155,11 @@ pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, r
 pub async fn assert_consistent(admin: &mut Client) {
     let report = admin.reconcile(pb::ReconcileRequest {}).await.expect("reconcile").into_inner();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+/// Sleeps until the wall clock is past `millis` (ms since the epoch; a couple of seconds
+/// at most in these tests).
+pub async fn sleep_past(millis: i64) {
+    let wait = (millis + 20 - economy_kit::time::now_millis()).max(0);
+    tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(wait).unwrap())).await;
 }

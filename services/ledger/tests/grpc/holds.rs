@@ -223,3 +223,97 @@ async fn expired_holds_are_released_by_the_job() {
     assert_eq!(history.into_inner().transactions[0].business_type, "HOLD_EXPIRE");
     assert_consistent(&mut admin).await;
 }
+
+/// The expiry job runs at start, then once an hour: holds expire only by their instant.
+async fn spawn_app_without_expiry_job() -> TestApp {
+    spawn_app_with_expiry_interval(3600).await
+}
+
+fn expiring_at(request: pb::CreateHoldRequest, expires_at: i64) -> pb::CreateHoldRequest {
+    pb::CreateHoldRequest { expires_at: Some(to_timestamp(expires_at)), ..request }
+}
+
+#[tokio::test]
+async fn a_hold_retried_after_its_expiry_replays_its_creation() {
+    let app = spawn_app_without_expiry_job().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let expires_at = now_millis() + 700;
+    let request = expiring_at(hold_request(2, "POINTS", 30), expires_at);
+    let created = admin.create_hold(request.clone()).await.unwrap().into_inner();
+    sleep_past(expires_at).await;
+
+    let retried = admin.create_hold(request.clone()).await.unwrap().into_inner();
+    assert!(retried.replayed && !created.replayed);
+    assert_eq!(retried.transaction, created.transaction);
+    assert_eq!(retried.hold.unwrap().id, created.hold.unwrap().id);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 30), "frozen once");
+    // A first request with that expiry is refused; the same key for other content too.
+    let fresh = pb::CreateHoldRequest { idempotency_key: key(), ..request.clone() };
+    let status = assert_error(admin.create_hold(fresh).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    assert_eq!(economy_kit::error::violated_fields(&status), ["expires_at"]);
+    let other = pb::CreateHoldRequest { amount: 31, ..request };
+    assert_error(admin.create_hold(other).await, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
+    assert_consistent(&mut admin).await;
+}
+
+#[tokio::test]
+async fn a_hold_is_not_paid_out_from_its_expiry_on_even_before_the_job() {
+    let app = spawn_app_without_expiry_job().await;
+    let mut admin = app.admin_with_catalog().await;
+    let mut market = app.service().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    adjust(&mut admin, 3, "POINTS", 1).await.unwrap();
+    let expires_at = now_millis() + 1000;
+    let mut holds = Vec::new();
+    for _ in 0..5 {
+        let request = expiring_at(hold_request(2, "POINTS", 10), expires_at);
+        holds.push(market.create_hold(request).await.unwrap().into_inner().hold.unwrap().id);
+    }
+    // Before the expiry: a settlement to a balance that exists, one to a new account
+    // inside a transaction, and a release.
+    let settle_known = settle(&holds[0], None, 3, 10);
+    market.settle_hold(settle_known.clone()).await.unwrap();
+    let post = |hold: &str| pb::PostTransactionRequest {
+        idempotency_key: key(),
+        business_type: "MARKET_PURCHASE".into(),
+        postings: vec![posting(user(9), "POINTS", 10)],
+        hold_settlements: vec![pb::HoldSettlement { hold_id: hold.into(), amount: None }],
+        ..Default::default()
+    };
+    let post_new = post(&holds[1]);
+    market.post_transaction(post_new.clone()).await.unwrap();
+    let release_early = release(&holds[2]);
+    market.release_hold(release_early.clone()).await.unwrap();
+    sleep_past(expires_at).await;
+
+    // Their retries answer from their keys.
+    assert!(market.settle_hold(settle_known).await.unwrap().into_inner().replayed);
+    assert!(market.post_transaction(post_new).await.unwrap().into_inner().replayed);
+    let released = market.release_hold(release_early).await.unwrap().into_inner();
+    assert!(released.replayed);
+    assert_eq!(released.hold.unwrap().status, pb::HoldStatus::Released as i32);
+
+    // New payouts are refused on every path, though the job has not run.
+    let late = assert_error(
+        market.settle_hold(settle(&holds[3], None, 3, 10)).await,
+        Code::FailedPrecondition,
+        "HOLD_EXPIRED",
+    );
+    assert!(late.message().contains(&holds[3]), "{late:?}");
+    assert_error(market.settle_hold(settle(&holds[3], Some(1), 9, 1)).await, Code::FailedPrecondition, "HOLD_EXPIRED");
+    assert_error(market.post_transaction(post(&holds[3])).await, Code::FailedPrecondition, "HOLD_EXPIRED");
+    let to_known = pb::PostTransactionRequest { postings: vec![posting(user(3), "POINTS", 10)], ..post(&holds[4]) };
+    assert_error(market.post_transaction(to_known).await, Code::FailedPrecondition, "HOLD_EXPIRED");
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (60, 20), "two holds still frozen");
+    assert_eq!(balance(&mut admin, 3, "POINTS").await, (11, 0));
+    assert_eq!(balance(&mut admin, 9, "POINTS").await, (10, 0));
+    let open = admin.get_hold(pb::GetHoldRequest { hold_id: holds[3].clone() }).await.unwrap().into_inner();
+    assert_eq!(open.hold.unwrap().status, pb::HoldStatus::Open as i32, "the job makes it visible later");
+
+    // A release still returns the amount, as the expiry would.
+    let released = market.release_hold(release(&holds[3])).await.unwrap().into_inner().hold.unwrap();
+    assert_eq!(released.status, pb::HoldStatus::Released as i32);
+    assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 10));
+    assert_consistent(&mut admin).await;
+}

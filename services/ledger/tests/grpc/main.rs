@@ -13,3 +13,5 @@ mod concurrency;
 mod holds;
 mod properties;
 mod reconcile;
+mod retries;
+mod validation;

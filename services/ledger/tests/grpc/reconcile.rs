@@ -45,3 +45,52 @@ async fn corrupted_balances_are_reported() {
         ]
     );
 }
+
+#[tokio::test]
+async fn sums_past_i64_are_reconciled_exactly() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    let max = i64::MAX;
+    // Two users at i64::MAX (one of them twice over: i64::MAX frozen, i64::MAX available)
+    // against three system accounts at -i64::MAX; every entry balances.
+    adjust(&mut admin, 2, "POINTS", max).await.unwrap();
+    let hold = pb::CreateHoldRequest {
+        idempotency_key: key(),
+        account: user(2),
+        asset_code: "POINTS".into(),
+        amount: max,
+        ..Default::default()
+    };
+    admin.create_hold(hold).await.unwrap();
+    for (to, from) in [(2, "SYSTEM_REWARDS"), (3, "SYSTEM_PLATFORM_FEE")] {
+        let request = pb::PostTransactionRequest {
+            idempotency_key: key(),
+            postings: vec![posting(system(from), "POINTS", -max), posting(user(to), "POINTS", max)],
+            ..Default::default()
+        };
+        admin.post_transaction(request).await.unwrap();
+    }
+    let request = pb::GetBalanceRequest { account: user(2), asset_code: "POINTS".into() };
+    let doubled = admin.get_balance(request).await.unwrap().into_inner().balance.unwrap();
+    assert_eq!((doubled.available, doubled.frozen, doubled.total), (max, max, max), "the total saturates");
+    let clean = admin.reconcile(pb::ReconcileRequest {}).await.unwrap().into_inner();
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+    assert_eq!(clean.balances_checked, 5);
+
+    corrupt(&app, "UPDATE balances SET available = available - 1 WHERE account = 'user:3'").await;
+    let report = admin.reconcile(pb::ReconcileRequest {}).await.unwrap().into_inner();
+    let finding = |kind: pb::FindingKind, account: Option<pb::AccountRef>, expected: i64, actual: i64| pb::Finding {
+        kind: kind.into(),
+        account,
+        asset_code: "POINTS".into(),
+        expected,
+        actual,
+    };
+    assert_eq!(
+        report.findings,
+        [
+            finding(pb::FindingKind::BalancePostingsMismatch, user(3), max, max - 1),
+            finding(pb::FindingKind::AssetNotZeroSum, None, 0, -1),
+        ]
+    );
+}
