@@ -1,4 +1,4 @@
-//! Caller authentication (DESIGN.md §3 Gateway): `authorization: Bearer <JWT>`, HS256 with
+//! Caller authentication: `authorization: Bearer <JWT>`, HS256 with
 //! a configured secret for development, RS256 or EdDSA public keys in production. Claims
 //! `user_id` (positive) and `role_level` (0 user, 50 merchant staff, 100 admin).
 
@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 use crate::DOMAIN;
 
 /// `[gateway.auth]` configuration. Empty strings disable a key kind.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthConfig {
     /// HS256 shared secret (development). Never logged.
@@ -25,6 +25,21 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Required `aud`, when set.
     pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: String::new(),
+            rs256_public_key_pem: String::new(),
+            eddsa_public_key_pem: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway_secs: 5,
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -48,6 +63,9 @@ pub struct Claims {
     pub role_level: i32,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Not valid before, seconds since the epoch (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Issued at, seconds since the epoch.
     #[serde(default)]
     pub iat: u64,
@@ -58,6 +76,7 @@ pub struct Authenticator {
     keys: Vec<(Algorithm, DecodingKey)>,
     issuer: String,
     audience: String,
+    leeway_secs: u64,
 }
 
 fn unauthenticated(reason: &str, message: &str) -> Status {
@@ -79,25 +98,35 @@ impl Authenticator {
             keys.push((Algorithm::EdDSA, DecodingKey::from_ed_pem(config.eddsa_public_key_pem.as_bytes())?));
         }
         anyhow::ensure!(!keys.is_empty(), "configure gateway.auth.hs256_secret or a public key");
-        Ok(Self { keys, issuer: config.issuer.clone(), audience: config.audience.clone() })
+        Ok(Self {
+            keys,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway_secs: config.leeway_secs,
+        })
     }
 
     /// The caller named by the bearer token in `metadata`.
     ///
-    /// Errors (`UNAUTHENTICATED`): `TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_INVALID`
-    /// (malformed, forged, unknown algorithm, bad claims).
+    /// The scheme is case-insensitive (`Bearer`, `bearer`; RFC 7235). `exp` is required;
+    /// `exp` and `nbf` (when present) are checked with `leeway_secs` of tolerance
+    /// (RFC 7519 §4.1.4-5).
+    ///
+    /// Errors (`UNAUTHENTICATED`): `TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_NOT_YET_VALID`,
+    /// `TOKEN_INVALID` (malformed, forged, unknown algorithm, bad claims).
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         let token = metadata
             .get("authorization")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or_else(|| unauthenticated("TOKEN_MISSING", "authorization: Bearer <token> is required"))?;
         let invalid = || unauthenticated("TOKEN_INVALID", "the bearer token is malformed or forged");
         let header = decode_header(token).map_err(|_| invalid())?;
         let (algorithm, key) = self.keys.iter().find(|(algorithm, _)| *algorithm == header.alg).ok_or_else(invalid)?;
         let mut validation = Validation::new(*algorithm);
         validation.set_required_spec_claims(&["exp"]);
-        validation.leeway = 30;
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway_secs;
         if !self.issuer.is_empty() {
             validation.set_issuer(&[&self.issuer]);
         }
@@ -109,6 +138,9 @@ impl Authenticator {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     unauthenticated("TOKEN_EXPIRED", "the bearer token has expired")
                 }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    unauthenticated("TOKEN_NOT_YET_VALID", "the bearer token is not valid yet (nbf)")
+                }
                 _ => invalid(),
             })?
             .claims;
@@ -119,10 +151,18 @@ impl Authenticator {
     }
 }
 
+/// The token of an `authorization` value `<scheme> <token>` whose scheme is `Bearer` in
+/// any case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Mints an HS256 development token valid for `ttl_secs`.
 pub fn mint_hs256(secret: &str, user_id: i64, role_level: i32, ttl_secs: u64) -> anyhow::Result<String> {
     let now = u64::try_from(economy_kit::time::now_millis() / 1000)?;
-    let claims = Claims { user_id, role_level, exp: now + ttl_secs, iat: now };
+    let claims = Claims { user_id, role_level, exp: now + ttl_secs, nbf: None, iat: now };
     Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
 }
 
@@ -160,12 +200,45 @@ mod tests {
         assert_eq!(reason(auth.authenticate(&metadata(&forged))).as_deref(), Some("TOKEN_INVALID"));
         assert_eq!(reason(auth.authenticate(&metadata("not.a.jwt"))).as_deref(), Some("TOKEN_INVALID"));
         let now = u64::try_from(economy_kit::time::now_millis() / 1000).expect("now");
-        let expired = Claims { user_id: 1, role_level: 0, exp: now - 3600, iat: now - 7200 };
+        let expired = Claims { user_id: 1, role_level: 0, exp: now - 3600, nbf: None, iat: now - 7200 };
         let expired = encode(&Header::new(Algorithm::HS256), &expired, &EncodingKey::from_secret(SECRET.as_bytes()))
             .expect("token");
         assert_eq!(reason(auth.authenticate(&metadata(&expired))).as_deref(), Some("TOKEN_EXPIRED"));
         let bad_role = mint_hs256(SECRET, 1, 500, 60).expect("token");
         assert_eq!(reason(auth.authenticate(&metadata(&bad_role))).as_deref(), Some("TOKEN_INVALID"));
+    }
+
+    fn signed(claims: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("token")
+    }
+
+    #[test]
+    fn not_before_and_expiry_allow_only_the_leeway() {
+        let auth = authenticator();
+        let now = u64::try_from(economy_kit::time::now_millis() / 1000).expect("now");
+        let claims = |nbf: Option<u64>, exp: u64| Claims { user_id: 1, role_level: 0, exp, nbf, iat: now };
+        let future = signed(&claims(Some(now + 60), now + 120));
+        assert_eq!(reason(auth.authenticate(&metadata(&future))).as_deref(), Some("TOKEN_NOT_YET_VALID"));
+        assert!(auth.authenticate(&metadata(&signed(&claims(Some(now + 2), now + 120)))).is_ok());
+        assert!(auth.authenticate(&metadata(&signed(&claims(Some(now - 1), now + 120)))).is_ok());
+        let just_expired = signed(&claims(None, now - 30));
+        assert_eq!(reason(auth.authenticate(&metadata(&just_expired))).as_deref(), Some("TOKEN_EXPIRED"));
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let auth = authenticator();
+        let token = mint_hs256(SECRET, 42, 0, 60).expect("token");
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let mut headers = MetadataMap::new();
+            headers.insert("authorization", format!("{scheme} {token}").parse().expect("ascii"));
+            assert_eq!(auth.authenticate(&headers).expect("caller"), Caller::user(42, 0), "{scheme}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", &token] {
+            let mut headers = MetadataMap::new();
+            headers.insert("authorization", value.parse().expect("ascii"));
+            assert_eq!(reason(auth.authenticate(&headers)).as_deref(), Some("TOKEN_MISSING"), "{value}");
+        }
     }
 
     #[test]

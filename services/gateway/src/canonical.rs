@@ -14,9 +14,6 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::{FieldPolicies, Selection};
 
-/// What replaces a `sensitive` string in a stored response.
-pub const REDACTED: &str = "[REDACTED]";
-
 /// The request fingerprint: 64 lowercase hex digits.
 pub fn fingerprint(
     policies: &FieldPolicies,
@@ -48,10 +45,41 @@ fn canonical_form(
     canonical
 }
 
-/// `response` with its `sensitive` fields replaced (strings by `REDACTED`, other values
-/// cleared); borrowed unchanged when its type holds none.
+/// `response` with its `sensitive` fields cleared (a replay returns them empty, or at
+/// their type's default); borrowed unchanged when its type holds none.
 pub fn redact<'a>(policies: &FieldPolicies, response: &'a DynamicMessage) -> Cow<'a, DynamicMessage> {
     stripped(policies, Selection::Sensitive, response)
+}
+
+/// Longest string a reduced snapshot keeps, bytes: ids and codes fit, blobs do not.
+const MAX_REDUCED_STRING: usize = 256;
+
+/// What a response too large to keep is reduced to: its scalar fields (ids, statuses,
+/// amounts) at every depth; lists, maps, bytes and strings over 256 bytes are cleared.
+pub fn reduced(response: &DynamicMessage) -> DynamicMessage {
+    let mut copy = response.clone();
+    reduce(&mut copy);
+    copy
+}
+
+fn reduce(message: &mut DynamicMessage) {
+    for field in message.descriptor().fields() {
+        if !message.has_field(&field) {
+            continue;
+        }
+        let keep = match &mut *message.get_field_mut(&field) {
+            Value::List(_) | Value::Map(_) | Value::Bytes(_) => false,
+            Value::String(text) => text.len() <= MAX_REDUCED_STRING,
+            Value::Message(inner) => {
+                reduce(inner);
+                true
+            }
+            _ => true,
+        };
+        if !keep {
+            message.clear_field(&field);
+        }
+    }
 }
 
 /// `message` without the fields `selection` flags, copied only when its type may hold one.
@@ -68,20 +96,15 @@ fn stripped<'a>(
     Cow::Owned(copy)
 }
 
-/// Removes every field `selection` flags (a `sensitive` string is masked instead),
-/// descending only into fields whose message type may hold one. The caller checks that
-/// `message`'s own type may.
+/// Removes every field `selection` flags, descending only into fields whose message type
+/// may hold one. The caller checks that `message`'s own type may.
 fn strip(policies: &FieldPolicies, selection: Selection, message: &mut DynamicMessage) {
     for field in message.descriptor().fields() {
         if !message.has_field(&field) {
             continue;
         }
         if policies.selects(selection, &field) {
-            if selection == Selection::Sensitive && matches!(*message.get_field(&field), Value::String(_)) {
-                message.set_field(&field, Value::String(REDACTED.into()));
-            } else {
-                message.clear_field(&field);
-            }
+            message.clear_field(&field);
             continue;
         }
         if matches!(field.kind(), Kind::Message(inner) if policies.reaches(selection, &inner)) {
@@ -257,7 +280,7 @@ mod tests {
         response.set_field_by_name("code", Value::String("ABCD-EFGH-JKMN".into()));
         response.set_field_by_name("order_id", Value::String("o-1".into()));
         let redacted = redact(&policies, &response);
-        assert_eq!(redacted.get_field_by_name("code").as_deref(), Some(&Value::String(REDACTED.into())));
+        assert!(!redacted.has_field_by_name("code"));
         assert_eq!(redacted.get_field_by_name("order_id").as_deref(), Some(&Value::String("o-1".into())));
     }
 

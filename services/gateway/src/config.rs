@@ -59,13 +59,18 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Lifecycle of idempotency records (DESIGN.md §3 Gateway).
+/// Lifecycle of idempotency records: retention, leases, housekeeping and snapshot limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IdempotencyConfig {
     /// How long a record is kept, seconds (7 days).
     pub retention_secs: u64,
-    /// `processing` older than this becomes `failed` / `PROCESSING_TIMEOUT`, seconds.
+    /// How long a claim outlives the upstream timeout, seconds: a `processing` record's
+    /// lease is the upstream timeout (`server.request_timeout_secs`) plus this margin, past
+    /// which a retry takes it over. The outcome's write is retried within the lease.
+    pub lease_margin_secs: u64,
+    /// `processing` older than this becomes `failed` / `PROCESSING_TIMEOUT`, seconds
+    /// (housekeeping only: a retry takes an expired lease over without waiting for it).
     pub processing_timeout_secs: u64,
     /// Period of the timeout job, seconds.
     pub timeout_job_interval_secs: u64,
@@ -83,6 +88,7 @@ impl Default for IdempotencyConfig {
     fn default() -> Self {
         Self {
             retention_secs: 7 * 24 * 3600,
+            lease_margin_secs: 15,
             processing_timeout_secs: 30 * 60,
             timeout_job_interval_secs: 5 * 60,
             cleanup_interval_secs: 24 * 3600,

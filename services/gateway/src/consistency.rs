@@ -1,4 +1,4 @@
-//! `economy.gateway.v1.OperationsService/CheckConsistency` and its scheduled job
+//! The checks behind `economy.gateway.v1.OperationsService/CheckConsistency` and its scheduled job
 //! (issue: cross-service checks; DESIGN.md §5). The gateway is the one place that can read
 //! every service, so it compares what they say about each other, acting as the service
 //! `gateway`:
@@ -18,22 +18,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use economy_kit::identity::{Caller, roles};
+use economy_kit::identity::Caller;
 use economy_kit::time::{from_timestamp, now_millis};
 use economy_proto::gateway::v1 as pb;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as market;
 use economy_proto::redemption::v1 as redemption;
-use pb::operations_service_server::OperationsService;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 
 use crate::proxy::Gateway;
 use crate::upstream::{Upstreams, upstream_error};
 
 /// Default grace period, seconds.
-const DEFAULT_GRACE_SECS: i64 = 300;
+pub(crate) const DEFAULT_GRACE_SECS: i64 = 300;
 /// Page size of every scan.
 const PAGE: i32 = 200;
 
@@ -260,29 +259,8 @@ async fn stuck_outboxes(upstreams: &mut Upstreams, older_than_seconds: i64, repo
     Ok(())
 }
 
-/// The admin RPC, sharing the proxy's state.
-#[derive(Clone)]
-pub struct Operations(pub Arc<Gateway>);
-
-#[tonic::async_trait]
-impl OperationsService for Operations {
-    async fn check_consistency(
-        &self,
-        request: Request<pb::CheckConsistencyRequest>,
-    ) -> Result<Response<pb::CheckConsistencyResponse>, Status> {
-        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN)?;
-        let grace = match request.get_ref().grace_seconds {
-            seconds if seconds > 0 => seconds,
-            _ => DEFAULT_GRACE_SECS,
-        };
-        let report = check(&self.0, grace.saturating_mul(1000)).await?;
-        export(&report);
-        Ok(Response::new(pb::CheckConsistencyResponse { findings: report.findings, checked: report.checked }))
-    }
-}
-
 /// Logs every finding and exports the count per kind.
-fn export(report: &Report) {
+pub(crate) fn export(report: &Report) {
     metrics::counter!("economy_consistency_runs_total").increment(1);
     metrics::gauge!("economy_consistency_findings").set(report.findings.len() as f64);
     for finding in &report.findings {

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod config;
 pub mod consistency;
 pub mod jobs;
+pub mod operations;
 pub mod policy;
 pub mod proxy;
 pub mod registry;
@@ -68,11 +69,13 @@ pub async fn start_with_registry(
     let gateway = Arc::new(Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits));
     let own = Routes::builder()
         .add_service(BackpackServiceServer::new(backpack::Backpack(gateway.clone())))
-        .add_service(OperationsServiceServer::new(consistency::Operations(gateway.clone())))
+        .add_service(OperationsServiceServer::new(operations::Operations(gateway.clone())))
         .clone()
         .routes();
     let router = own.into_axum_router().fallback_service(Proxy(gateway.clone()));
-    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone()).await?;
+    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone())
+        .await?
+        .draining(drain(gateway.clone()));
     jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), shutdown.clone());
     consistency::spawn(gateway, Duration::from_secs(config.consistency_interval_secs.max(1)), shutdown.clone());
     jobs::spawn_health_probe(
@@ -82,6 +85,19 @@ pub async fn start_with_registry(
         shutdown,
     );
     Ok(server)
+}
+
+/// Waits, at most one lease, for the writes still in flight to record their outcomes
+/// (their clients may have gone: the records must not stay `processing`).
+async fn drain(gateway: Arc<Gateway>) {
+    gateway.tasks.close();
+    let in_flight = gateway.tasks.len();
+    if in_flight > 0 {
+        tracing::info!(in_flight, "draining in-flight requests");
+    }
+    if tokio::time::timeout(gateway.lease, gateway.tasks.wait()).await.is_err() {
+        tracing::warn!(in_flight = gateway.tasks.len(), "in-flight requests still running at shutdown");
+    }
 }
 
 /// One lazily connected channel per upstream named by the routed services.

@@ -8,8 +8,9 @@ use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use economy_kit::error::{invalid_field, status};
 use economy_kit::identity::{Caller, IdentityKey};
@@ -20,6 +21,7 @@ use http::uri::PathAndQuery;
 use prost_reflect::DynamicMessage;
 use prost_reflect::prost::Message;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::task::TaskTracker;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::server::UnaryService;
 use tonic::transport::Channel;
@@ -28,7 +30,7 @@ use tracing::Instrument;
 
 use crate::DOMAIN;
 use crate::auth::Authenticator;
-use crate::canonical::{fingerprint, redact};
+use crate::canonical::{fingerprint, redact, reduced};
 use crate::codec::BytesCodec;
 use crate::config::{GatewayConfig, IdempotencyConfig};
 use crate::policy::Selection;
@@ -47,6 +49,14 @@ pub const REQUEST_ID: &str = "request-id";
 pub const REPLAYED: &str = "idempotent-replayed";
 /// Metadata of a replay: the request that produced the stored response.
 pub const ORIGINAL_REQUEST_ID: &str = "original-request-id";
+/// Metadata of a replay whose `sensitive` fields (a redemption code, …) were not kept:
+/// they come back empty.
+pub const REDACTED: &str = "idempotent-redacted";
+/// Metadata of a replay whose response was too large to keep: the status, the business
+/// event and this marker are all that is replayed.
+pub const TRUNCATED: &str = "idempotent-truncated";
+/// Metadata of a truncated replay: the size of the response that was not kept, bytes.
+pub const RESPONSE_BYTES: &str = "idempotent-response-bytes";
 
 /// Everything the pipeline needs, shared by all requests.
 pub struct Gateway {
@@ -64,6 +74,10 @@ pub struct Gateway {
     pub idempotency: IdempotencyConfig,
     /// Deadline of an upstream call.
     pub upstream_timeout: Duration,
+    /// How long a claim is valid: the upstream deadline plus the configured margin.
+    pub lease: Duration,
+    /// The detached work of every request (forward + record), drained on shutdown.
+    pub tasks: TaskTracker,
     /// Largest message accepted or returned, bytes.
     pub max_message_bytes: usize,
     limiter: DefaultKeyedRateLimiter<i64>,
@@ -84,6 +98,7 @@ impl Gateway {
     ) -> Self {
         let per_second = NonZeroU32::new(config.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.rate_limit_burst.max(per_second.get())).unwrap_or(per_second);
+        let upstream_timeout = Duration::from_secs(limits.request_timeout_secs);
         Self {
             registry,
             auth,
@@ -91,7 +106,9 @@ impl Gateway {
             store,
             upstreams,
             idempotency: config.idempotency.clone(),
-            upstream_timeout: Duration::from_secs(limits.request_timeout_secs),
+            upstream_timeout,
+            lease: upstream_timeout + Duration::from_secs(config.idempotency.lease_margin_secs),
+            tasks: TaskTracker::new(),
             max_message_bytes: limits.max_message_bytes,
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             in_flight: Semaphore::new(config.max_in_flight.max(1)),
@@ -150,9 +167,10 @@ impl UnaryService<Bytes> for Handler {
         let (gateway, path) = (self.gateway.clone(), self.path.clone());
         // Detached from the caller: a client that goes away (its deadline, a cancel) must
         // not stop a write between its upstream call and the record of its outcome, which
-        // would leave the key `processing` until the timeout job.
-        // The task stays in the request's span (and so its trace).
-        let task = tokio::spawn(async move { gateway.handle(&path, request).await }.in_current_span());
+        // would leave the key `processing` until its lease expires. Tracked, so that a
+        // shutdown waits for it. The task stays in the request's span (and so its trace).
+        let tasks = self.gateway.tasks.clone();
+        let task = tasks.spawn(async move { gateway.handle(&path, request).await }.in_current_span());
         Box::pin(async move { task.await.unwrap_or_else(|error| Err(economy_kit::error::internal(DOMAIN, &error))) })
     }
 }
@@ -188,7 +206,9 @@ impl Gateway {
         let (caller, _permit) = self.admit(request.metadata(), method.min_role_level)?;
         let user_id = caller.user_id().unwrap_or_default();
         if method.read_only {
-            return self.forward(method, &caller, None, request.into_inner()).await;
+            let body = request.into_inner();
+            decode(method, &body)?;
+            return self.forward(method, &caller, None, body).await;
         }
         let Some(operation) = method.canonical_operation.as_deref() else {
             return Err(error(
@@ -200,9 +220,7 @@ impl Gateway {
         };
         let key = idempotency_key(request.metadata())?;
         let body = request.into_inner();
-        let message = DynamicMessage::decode(method.descriptor.input(), body.clone()).map_err(|_| {
-            error(Code::InvalidArgument, "MALFORMED_REQUEST", "the request message does not decode", vec![])
-        })?;
+        let message = decode(method, &body)?;
         let fingerprint = fingerprint(self.registry.policies(), user_id, operation, &message);
         let request_id = uuid::Uuid::now_v7().to_string();
         let now = now_millis();
@@ -215,23 +233,28 @@ impl Gateway {
             request_id: &request_id,
             now,
             retention_ms: i64::try_from(self.idempotency.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            lease_ms: i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX),
         };
+        let lease_ends = Instant::now() + self.lease;
         let begin = self.store.begin(&record).await.map_err(|error| economy_kit::error::internal(DOMAIN, &error))?;
         let outcome = match &begin {
-            Begin::Started { .. } => "new",
+            Begin::Started { resumed: false, .. } => "new",
+            Begin::Started { resumed: true, .. } => "resumed",
             Begin::Replay { .. } => "replayed",
             Begin::Conflict { .. } => "conflict",
             Begin::Processing { .. } => "processing",
         };
         metrics::counter!("gateway_idempotency_outcomes_total", "outcome" => outcome).increment(1);
         match begin {
-            Begin::Started { business_event_id } => {
+            Begin::Started { business_event_id, .. } => {
                 let outcome = self.forward(method, &caller, Some(&business_event_id), body).await;
-                self.record(method, user_id, &key, &request_id, &outcome).await;
+                let attempt = Attempt { method, user_id, key: &key, request_id: &request_id };
+                self.record(&attempt, &outcome, lease_ends).await;
                 with_event(outcome, &business_event_id, &request_id)
             }
             Begin::Replay { request_id: original, business_event_id, response } => {
-                replay(response, &original, &business_event_id)
+                let redacted = self.registry.policies().reaches(Selection::Sensitive, &method.descriptor.output());
+                replay(response, &original, &business_event_id, redacted)
             }
             Begin::Conflict { request_id } => Err(error(
                 Code::AlreadyExists,
@@ -277,9 +300,13 @@ impl Gateway {
         let mut grpc = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
-        grpc.ready().await.map_err(|_| unavailable())?;
         let path = PathAndQuery::try_from(method.path.as_str()).map_err(|_| Status::internal("bad method path"))?;
-        let call = grpc.unary(request, path, BytesCodec);
+        // The whole forward, readiness included, is bounded: that bound is what makes a
+        // claim past its lease provably abandoned.
+        let call = async move {
+            grpc.ready().await.map_err(|_| unavailable())?;
+            grpc.unary(request, path, BytesCodec).await
+        };
         match tokio::time::timeout(self.upstream_timeout, call).await {
             // The channel connects lazily: a refused connection surfaces here, as a bare
             // status without details.
@@ -292,26 +319,53 @@ impl Gateway {
     }
 
     /// Stores a deterministic outcome for replay, or marks the record failed so the key
-    /// may be retried.
-    async fn record(
-        &self,
-        method: &Method,
-        user_id: i64,
-        key: &str,
-        request_id: &str,
-        outcome: &Result<Response<Bytes>, Status>,
-    ) {
-        let now = now_millis();
-        let result = match outcome {
-            Ok(response) => {
-                let snapshot = self.snapshot(method, response.get_ref());
-                self.store.complete(user_id, key, request_id, snapshot, now).await
+    /// may be retried. A failed write is retried with backoff until `lease_ends`; past it a
+    /// retry of the request takes the record over, so giving up loses no outcome.
+    async fn record(&self, attempt: &Attempt<'_>, outcome: &Result<Response<Bytes>, Status>, lease_ends: Instant) {
+        let write = self.outcome_write(attempt.method, outcome);
+        let once = || async {
+            match &write {
+                OutcomeWrite::Complete(snapshot) => {
+                    let (user_id, key, request_id) = (attempt.user_id, attempt.key, attempt.request_id);
+                    self.store.complete(user_id, key, request_id, snapshot.clone(), now_millis()).await
+                }
+                OutcomeWrite::Fail(reason) => {
+                    self.store.fail(attempt.user_id, attempt.key, attempt.request_id, reason, now_millis()).await
+                }
             }
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_secs(1))
+            .with_jitter()
+            .without_max_times();
+        let retried = once.retry(backoff).notify(|error: &sqlx::Error, after: Duration| {
+            tracing::warn!(%error, retry_in_ms = after.as_millis() as u64, "idempotency record write failed; retrying");
+        });
+        let path = &attempt.method.path;
+        match tokio::time::timeout_at(lease_ends.into(), retried).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::info!(method = %path, "idempotency record taken over before its outcome was stored")
+            }
+            Ok(Err(error)) => tracing::error!(%error, method = %path, "idempotency record not updated"),
+            Err(_) => tracing::error!(
+                method = %path,
+                "idempotency record not updated within its lease; a retry of the key takes it over"
+            ),
+        }
+    }
+
+    /// What to store of `outcome`: deterministic answers for replay, anything else as a
+    /// failure that frees the key.
+    fn outcome_write(&self, method: &Method, outcome: &Result<Response<Bytes>, Status>) -> OutcomeWrite {
+        match outcome {
+            Ok(response) => OutcomeWrite::Complete(self.snapshot(method, response.get_ref())),
             // A business answer carries ErrorInfo; a bare status comes from transport or
             // limits (e.g. an oversized response) and may succeed on retry.
             Err(status) if is_deterministic(status.code()) && !status.details().is_empty() => {
-                let details = (!status.details().is_empty()).then(|| status.details().to_vec());
-                let size = status.message().len() + details.as_ref().map_or(0, Vec::len);
+                let details = Some(status.details().to_vec());
+                let size = status.message().len() + status.details().len();
                 let mut snapshot = StoredResponse {
                     code: status.code() as i32,
                     message: status.message().to_owned(),
@@ -321,12 +375,9 @@ impl Gateway {
                     truncated: false,
                 };
                 self.limit_snapshot(&mut snapshot, size, method);
-                self.store.complete(user_id, key, request_id, snapshot, now).await
+                OutcomeWrite::Complete(snapshot)
             }
-            Err(status) => self.store.fail(user_id, key, request_id, &format!("{:?}", status.code()), now).await,
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, method = %method.path, "idempotency record not updated");
+            Err(status) => OutcomeWrite::Fail(format!("{:?}", status.code())),
         }
     }
 
@@ -344,13 +395,24 @@ impl Gateway {
         let mut snapshot = StoredResponse {
             code: 0,
             message: String::new(),
-            body: Some(stored),
+            body: Some(stored.clone()),
             details: None,
             bytes: 0,
             truncated: false,
         };
         self.limit_snapshot(&mut snapshot, size, method);
+        if snapshot.truncated {
+            snapshot.body = self.reduced(method, stored);
+        }
         snapshot
+    }
+
+    /// The reduced form of a stored response too large to keep (`canonical::reduced`:
+    /// ids and other scalars), when that fits the limit.
+    fn reduced(&self, method: &Method, stored: Vec<u8>) -> Option<Vec<u8>> {
+        let message = DynamicMessage::decode(method.descriptor.output(), stored.as_slice()).ok()?;
+        let reduced = reduced(&message).encode_to_vec();
+        (reduced.len() <= self.idempotency.max_snapshot_bytes).then_some(reduced)
     }
 
     fn limit_snapshot(&self, snapshot: &mut StoredResponse, size: usize, method: &Method) {
@@ -369,6 +431,29 @@ impl Gateway {
     }
 }
 
+/// One attempt at a write: whose record it owns.
+struct Attempt<'a> {
+    method: &'a Method,
+    user_id: i64,
+    key: &'a str,
+    request_id: &'a str,
+}
+
+/// The record write that ends an attempt.
+enum OutcomeWrite {
+    /// Store this outcome for replay.
+    Complete(StoredResponse),
+    /// Free the key, with this reason (the status code).
+    Fail(String),
+}
+
+/// `body` decoded as `method`'s input; `INVALID_ARGUMENT` / `MALFORMED_REQUEST` (no field
+/// paths, nothing forwarded) when it does not decode, reads and writes alike.
+fn decode(method: &Method, body: &Bytes) -> Result<DynamicMessage, Status> {
+    DynamicMessage::decode(method.descriptor.input(), body.clone())
+        .map_err(|_| economy_kit::error::malformed_request(DOMAIN))
+}
+
 /// Codes whose outcome is a deterministic business answer: stored and replayed.
 fn is_deterministic(code: Code) -> bool {
     matches!(
@@ -385,11 +470,15 @@ fn idempotency_key(metadata: &MetadataMap) -> Result<String, Status> {
     let Some(value) = metadata.get(IDEMPOTENCY_KEY) else {
         return Err(invalid_field(DOMAIN, "MISSING_IDEMPOTENCY_KEY", IDEMPOTENCY_KEY, FORMAT));
     };
-    let value = value.to_str().unwrap_or_default();
+    normalized_key(value.to_str().unwrap_or_default())
+        .ok_or_else(|| invalid_field(DOMAIN, "INVALID_IDEMPOTENCY_KEY", IDEMPOTENCY_KEY, FORMAT))
+}
+
+/// An idempotency key as records store it: the lowercase hyphenated UUID of `value` (a
+/// UUID, optionally prefixed `idem_`), or `None` when it is not one.
+pub fn normalized_key(value: &str) -> Option<String> {
     let uuid = value.strip_prefix("idem_").unwrap_or(value);
-    uuid::Uuid::try_parse(uuid)
-        .map(|uuid| uuid.to_string())
-        .map_err(|_| invalid_field(DOMAIN, "INVALID_IDEMPOTENCY_KEY", IDEMPOTENCY_KEY, FORMAT))
+    uuid::Uuid::try_parse(uuid).ok().map(|uuid| uuid.to_string())
 }
 
 fn with_event(
@@ -413,31 +502,45 @@ fn with_event(
     }
 }
 
-/// The stored outcome, as first returned, marked as a replay.
-fn replay(stored: StoredResponse, original_request_id: &str, event: &str) -> Result<Response<Bytes>, Status> {
+/// The stored outcome, as first returned, marked as a replay. `sensitive` fields were
+/// stored empty: `redacted` says the method's response may hold one, and the replay says
+/// so (`idempotent-redacted: true`). A success whose snapshot was too large to keep
+/// replays as a success, never as an error: its reduced body (ids and other scalars, see
+/// `canonical::reduced`) and `idempotent-truncated: true`.
+fn replay(
+    stored: StoredResponse,
+    original_request_id: &str,
+    event: &str,
+    redacted: bool,
+) -> Result<Response<Bytes>, Status> {
     let stamp = |metadata: &mut MetadataMap| {
         metadata.insert(REPLAYED, MetadataValue::from_static("true"));
         metadata.insert(ORIGINAL_REQUEST_ID, ascii(original_request_id));
         metadata.insert(BUSINESS_EVENT_ID, ascii(event));
+        if stored.truncated {
+            metadata.insert(TRUNCATED, MetadataValue::from_static("true"));
+            metadata.insert(RESPONSE_BYTES, ascii(&stored.bytes.to_string()));
+        }
     };
-    let mut outcome = if stored.truncated {
+    let mut outcome = if stored.code == 0 {
+        let mut response = Response::new(Bytes::from(stored.body.clone().unwrap_or_default()));
+        if redacted && !stored.truncated {
+            response.metadata_mut().insert(REDACTED, MetadataValue::from_static("true"));
+        }
+        Ok(response)
+    } else if stored.truncated {
+        let code = Code::from_i32(stored.code);
         Err(error(
-            Code::AlreadyExists,
+            code,
             "RESPONSE_TRUNCATED",
-            "the request completed; its response was too large to keep for replay",
-            vec![
-                ("business_event_id", event.to_owned()),
-                ("original_code", stored.code.to_string()),
-                ("response_bytes", stored.bytes.to_string()),
-            ],
+            "the request failed; its answer was too large to keep for replay",
+            vec![("business_event_id", event.to_owned()), ("response_bytes", stored.bytes.to_string())],
         ))
-    } else if stored.code == 0 {
-        Ok(Response::new(Bytes::from(stored.body.unwrap_or_default())))
     } else {
         Err(Status::with_details(
             Code::from_i32(stored.code),
-            stored.message,
-            Bytes::from(stored.details.unwrap_or_default()),
+            stored.message.clone(),
+            Bytes::from(stored.details.clone().unwrap_or_default()),
         ))
     };
     match &mut outcome {

@@ -22,6 +22,7 @@ fn record<'a>(key: &'a str, fingerprint: &'a str, request_id: &'a str) -> NewRec
         request_id,
         now: now_millis(),
         retention_ms: 60_000,
+        lease_ms: 45_000,
     }
 }
 
@@ -45,7 +46,7 @@ fn ok_response() -> StoredResponse {
 #[tokio::test]
 async fn first_wins_then_processing_conflict_and_replay() {
     let (_database, store) = open().await;
-    let Begin::Started { business_event_id } = store.begin(&record("k", "f1", "r1")).await.unwrap() else {
+    let Begin::Started { business_event_id, .. } = store.begin(&record("k", "f1", "r1")).await.unwrap() else {
         panic!("first")
     };
     assert_eq!(store.begin(&record("k", "f1", "r2")).await.unwrap(), Begin::Processing { request_id: "r1".into() });
@@ -60,11 +61,14 @@ async fn first_wins_then_processing_conflict_and_replay() {
 #[tokio::test]
 async fn failed_attempts_retry_with_the_same_business_event() {
     let (_database, store) = open().await;
-    let Begin::Started { business_event_id } = store.begin(&record("k", "f", "r1")).await.unwrap() else {
+    let Begin::Started { business_event_id, .. } = store.begin(&record("k", "f", "r1")).await.unwrap() else {
         panic!("first")
     };
     assert!(store.fail(7, "k", "r1", "Unavailable", now_millis()).await.unwrap());
-    assert_eq!(store.begin(&record("k", "f", "r2")).await.unwrap(), Begin::Started { business_event_id });
+    assert_eq!(
+        store.begin(&record("k", "f", "r2")).await.unwrap(),
+        Begin::Started { business_event_id, resumed: true }
+    );
     // The stale attempt can no longer write its outcome.
     assert!(!store.complete(7, "k", "r1", ok_response(), now_millis()).await.unwrap());
 }

@@ -75,6 +75,8 @@ impl Default for DbOptions {
 pub struct Db {
     pool: AnyPool,
     writers: Writers,
+    /// The lock file that serializes migrations of a SQLite file across processes.
+    migration_lock: Option<Arc<Path>>,
 }
 
 /// Where writers get their connection.
@@ -93,6 +95,7 @@ impl Db {
         install_default_drivers();
         let backend: Backend = url.parse()?;
         let label = crate::metrics::database_label(url);
+        let migration_lock = (backend == Backend::Sqlite).then(|| sqlite_migration_lock(url)).flatten();
         let (pool, writers) = match backend {
             Backend::Postgres => {
                 let pool = pool_options(options.max_connections).connect(url).await?;
@@ -107,15 +110,22 @@ impl Db {
             }
         };
         crate::metrics::watch_pool(label, pool.clone());
-        Ok(Self { pool, writers })
+        Ok(Self { pool, writers, migration_lock })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
-    /// `sqlx::migrate!`).
+    /// `sqlx::migrate!`). Safe when several processes start at once on one database:
+    /// PostgreSQL serializes them with sqlx's advisory lock, a SQLite file with an
+    /// exclusive lock on `<file>.migrate.lock` beside it (SQLite has no advisory lock, and
+    /// two processes would both apply a migration the other had not committed yet).
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
         let migrator = match self.backend() {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
+        };
+        let _held = match &self.migration_lock {
+            Some(path) => Some(lock_file(path.clone()).await?),
+            None => None,
         };
         migrator.run(&mut *self.writer().await?).await?;
         Ok(())
@@ -207,6 +217,25 @@ fn sqlite_pragmas(options: &DbOptions) -> String {
 }
 
 /// `sqlite://path` with `mode=rwc` (create when missing) and the folder created.
+/// `<file>.migrate.lock` of a SQLite URL's file; `None` for an in-memory database.
+fn sqlite_migration_lock(url: &str) -> Option<Arc<Path>> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = base.trim_start_matches("sqlite:").trim_start_matches("//");
+    let in_memory = path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory");
+    (!in_memory).then(|| Arc::from(Path::new(&format!("{path}.migrate.lock"))))
+}
+
+/// Creates `path` if needed and holds an exclusive lock on it until the file is dropped
+/// (waits for another process's lock; released by the OS if that process dies).
+async fn lock_file(path: Arc<Path>) -> anyhow::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await?
+}
+
 fn sqlite_create_url(url: &str) -> anyhow::Result<String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let path = base.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -306,6 +335,37 @@ mod tests {
         assert_eq!(value_tuples_after(6, 1, 2), "($7, $8)");
         assert_eq!(Backend::Sqlite.value_tuples(2, 2), "(?, ?), (?, ?)");
         assert_eq!(Backend::Postgres.value_tuples(2, 2), "($1, $2), ($3, $4)");
+    }
+
+    static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/sqlite");
+    static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/postgres");
+
+    #[tokio::test]
+    async fn processes_started_at_once_migrate_one_fresh_database_once() -> anyhow::Result<()> {
+        let database = crate::testing::TestDatabase::new().await?;
+        // Concurrent on separate connections, as separate processes would be.
+        let starts = (0..8).map(|_| async {
+            let db = Db::connect(&database.url, &DbOptions::default()).await?;
+            db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+            db.close().await;
+            anyhow::Ok(())
+        });
+        for started in futures_util::future::join_all(starts).await {
+            started?;
+        }
+        let db = Db::connect(&database.url, &DbOptions::default()).await?;
+        let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(db.pool()).await?;
+        assert_eq!(applied, i64::try_from(SQLITE_MIGRATIONS.iter().count())?);
+        db.close().await;
+        Ok(())
+    }
+
+    #[test]
+    fn the_migration_lock_sits_beside_the_file() {
+        let lock = sqlite_migration_lock("sqlite://data/ledger.db?mode=rwc");
+        assert_eq!(lock.as_deref(), Some(Path::new("data/ledger.db.migrate.lock")));
+        assert_eq!(sqlite_migration_lock("sqlite::memory:"), None);
+        assert_eq!(sqlite_migration_lock("sqlite://x.db?mode=memory&cache=shared"), None);
     }
 
     #[tokio::test]

@@ -35,6 +35,21 @@ pub fn invalid_field(domain: &str, reason: &str, field: &str, description: &str)
     Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
 }
 
+/// `ErrorInfo.reason` of a request whose bytes do not decode as its message.
+pub const MALFORMED_REQUEST: &str = "MALFORMED_REQUEST";
+
+/// `INVALID_ARGUMENT` / `MALFORMED_REQUEST`: the request's bytes do not decode as its
+/// message (truncated, wrong wire types, invalid UTF-8 in a string). Names no field.
+pub fn malformed_request(domain: &str) -> Status {
+    status(
+        Code::InvalidArgument,
+        domain,
+        MALFORMED_REQUEST,
+        "the request message does not decode",
+        Vec::<(String, String)>::new(),
+    )
+}
+
 /// Logs `error` and returns an opaque `INTERNAL` status that leaks nothing (no SQL).
 pub fn internal(domain: &str, error: &dyn std::fmt::Display) -> Status {
     tracing::error!(%error, domain, "internal error");

@@ -97,15 +97,39 @@ where
             span: span.clone(),
             code: None,
         };
+        let domain = error_domain(service);
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
-                let response = future.await?;
+                let mut response = future.await?;
+                if is_decode_failure(response.headers()) {
+                    response = crate::error::malformed_request(&domain).into_http();
+                }
                 completion.code = status_of(response.headers());
                 Ok(response.map(|body| tonic::body::Body::new(ObservedBody { inner: body, completion })))
             }
             .instrument(span),
         )
+    }
+}
+
+/// A generated server's answer to request bytes that do not decode: `INTERNAL` with
+/// prost's message, which names field paths. It becomes `INVALID_ARGUMENT` /
+/// `MALFORMED_REQUEST`, as the gateway answers the same bytes.
+fn is_decode_failure(headers: &http::HeaderMap) -> bool {
+    const PREFIXES: [&[u8]; 2] = [b"failed to decode Protobuf message", b"failed%20to%20decode%20Protobuf%20message"];
+    status_of(headers) == Some(Code::Internal)
+        && headers
+            .get("grpc-message")
+            .is_some_and(|message| PREFIXES.iter().any(|prefix| message.as_bytes().starts_with(prefix)))
+}
+
+/// `ErrorInfo.domain` of a service's errors: `economy.<svc>` from `economy.<svc>.v1.X`.
+fn error_domain(service: &str) -> String {
+    let mut segments = service.split('.');
+    match (segments.next(), segments.next()) {
+        (Some("economy"), Some(name)) => format!("economy.{name}"),
+        _ => "economy".to_owned(),
     }
 }
 

@@ -65,6 +65,19 @@ impl RunningServer {
         self.task.await?
     }
 
+    /// This server, whose end (`stop`, `wait`) also waits for `drain` once the listener
+    /// has stopped and its connections have closed: work its requests left running
+    /// (e.g. the gateway's record of a write whose client went away).
+    pub fn draining(self, drain: impl Future<Output = ()> + Send + 'static) -> Self {
+        let Self { addr, health, shutdown, task } = self;
+        let task = tokio::spawn(async move {
+            let served = task.await;
+            drain.await;
+            served?
+        });
+        Self { addr, health, shutdown, task }
+    }
+
     /// Waits until the server ends (after its token is cancelled, or on failure).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await?

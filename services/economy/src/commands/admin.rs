@@ -268,7 +268,7 @@ pub async fn run(clients: Clients<'_>, command: AdminCommand) -> anyhow::Result<
                 println!("{}", order_line(order));
             }
             match response.code.as_str() {
-                "" | economy_gateway::canonical::REDACTED => {
+                "" => {
                     println!("code not shown again (run `economy admin reissue-code` with a new key for a new one)")
                 }
                 code => println!("code: {code}"),

@@ -139,9 +139,6 @@ pub async fn run(redemption: &mut Redemption, command: RedeemCommand) -> anyhow:
 fn print_code(code: &str) {
     match code {
         "" => println!("code not shown again (use `economy redeem reissue <order>` for a new one)"),
-        economy_gateway::canonical::REDACTED => {
-            println!("code not shown again: this is a replay (use `economy redeem reissue <order>` for a new one)")
-        }
         code => println!("code: {code}"),
     }
 }

@@ -23,6 +23,7 @@ pub(super) struct NewRow {
     pub business_event_id: String,
     pub request_id: String,
     pub now: i64,
+    pub lease_expires_at: i64,
     pub expires_at: i64,
 }
 
@@ -38,10 +39,10 @@ pub(super) struct Completion {
 
 /// Claims every row; per row, true when it was inserted (false: the key was taken).
 pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sqlx::Error>> {
-    let values = db.backend().value_tuples(rows.len(), 11);
+    let values = db.backend().value_tuples(rows.len(), 12);
     let sql = format!(
         "INSERT INTO idempotency_records (user_id, idempotency_key, canonical_operation, method, fingerprint, status, \
-         business_event_id, request_id, created_at, updated_at, expires_at) VALUES {values} \
+         business_event_id, request_id, created_at, updated_at, lease_expires_at, expires_at) VALUES {values} \
          ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING request_id"
     );
     let mut query = sqlx::query_scalar::<_, String>(&sql);
@@ -57,6 +58,7 @@ pub(super) async fn insert_all(db: Db, rows: Vec<NewRow>) -> Vec<Result<bool, sq
             .bind(&row.request_id)
             .bind(row.now)
             .bind(row.now)
+            .bind(row.lease_expires_at)
             .bind(row.expires_at);
     }
     let written = fetch_written(&db, query).await;

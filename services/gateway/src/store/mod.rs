@@ -1,7 +1,12 @@
 //! The gateway's idempotency records (its own schema, `migrations/gateway`), keyed
 //! `(user_id, idempotency_key)`. The database decides races: the first INSERT wins, the
-//! others read the winner's record (DESIGN.md §3 Gateway). The two writes of every
-//! request (claim, completion) are coalesced across requests (`bulk`).
+//! others read the winner's record. A `processing` record is a lease: past
+//! `lease_expires_at` its owner is provably gone (every forward is bounded by the upstream
+//! timeout), and a retry with the same fingerprint takes it over with one conditional
+//! UPDATE, keeping the business event. The two writes of every request (claim,
+//! completion) are coalesced across requests (`bulk`).
+
+pub mod admin;
 
 mod bulk;
 
@@ -36,6 +41,14 @@ pub struct NewRecord<'a> {
     pub now: i64,
     /// How long the record is kept, ms.
     pub retention_ms: i64,
+    /// How long the claim is valid: the longest a forward can take, ms.
+    pub lease_ms: i64,
+}
+
+impl NewRecord<'_> {
+    fn lease_expires_at(&self) -> i64 {
+        self.now.saturating_add(self.lease_ms)
+    }
 }
 
 /// A stored outcome, replayed byte-for-byte.
@@ -58,10 +71,13 @@ pub struct StoredResponse {
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
-    /// Process it (first time, or retry of a failed attempt reusing its business event).
+    /// Process it: the first time, or a retry of an attempt that failed or whose lease
+    /// expired, reusing its business event (`resumed`).
     Started {
         /// Business event id to forward.
         business_event_id: String,
+        /// True when an earlier attempt of this key was taken over.
+        resumed: bool,
     },
     /// Finished before with the same fingerprint: replay.
     Replay {
@@ -84,8 +100,67 @@ pub enum Begin {
     },
 }
 
-type RecordRow =
-    (String, String, String, String, Option<i64>, Option<String>, Option<Vec<u8>>, Option<Vec<u8>>, i64, i64, i64);
+/// One idempotency record as stored. Instants are ms since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Record {
+    /// The caller.
+    pub user_id: i64,
+    /// The normalized `idempotency-key`.
+    pub idempotency_key: String,
+    /// `MODULE_ACTION_OBJECT`.
+    pub canonical_operation: String,
+    /// gRPC path.
+    pub method: String,
+    /// Request fingerprint (SHA-256 hex).
+    pub fingerprint: String,
+    /// `processing`, `completed` or `failed`.
+    pub status: String,
+    /// The attempt that owns (or owned) the record.
+    pub request_id: String,
+    /// The business event forwarded to the service.
+    pub business_event_id: String,
+    /// gRPC code of the stored outcome (completed only).
+    pub response_code: Option<i64>,
+    /// Status message of the stored outcome.
+    pub response_message: Option<String>,
+    /// Encoded response (OK, not truncated).
+    pub response_body: Option<Vec<u8>>,
+    /// Encoded status details (errors).
+    pub response_details: Option<Vec<u8>>,
+    /// Snapshot size before truncation, bytes.
+    pub response_bytes: i64,
+    /// 1 when only the status was kept.
+    pub response_truncated: i64,
+    /// Why the record failed (`UNAVAILABLE`, `PROCESSING_TIMEOUT`, `RELEASED`, …).
+    pub failure_reason: Option<String>,
+    /// First claim.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// When the outcome was stored.
+    pub completed_at: Option<i64>,
+    /// Until when the owner of a `processing` record may still be working.
+    pub lease_expires_at: i64,
+    /// When the record is deleted.
+    pub expires_at: i64,
+}
+
+impl Record {
+    fn stored_response(self) -> StoredResponse {
+        StoredResponse {
+            code: self.response_code.and_then(|code| i32::try_from(code).ok()).unwrap_or(2),
+            message: self.response_message.unwrap_or_default(),
+            body: self.response_body,
+            details: self.response_details,
+            bytes: self.response_bytes,
+            truncated: self.response_truncated != 0,
+        }
+    }
+}
+
+const RECORD_COLUMNS: &str = "user_id, idempotency_key, canonical_operation, method, fingerprint, status, request_id, \
+     business_event_id, response_code, response_message, response_body, response_details, response_bytes, \
+     response_truncated, failure_reason, created_at, updated_at, completed_at, lease_expires_at, expires_at";
 
 /// Idempotency records.
 #[derive(Debug, Clone)]
@@ -112,38 +187,34 @@ impl IdempotencyStore {
         &self.db
     }
 
-    /// Claims the key for `record`, or says why not.
+    /// Claims the key for `record`, or says why not: a failed attempt, or a `processing`
+    /// one past its lease, is taken over (`Begin::Started { resumed: true }`).
     pub async fn begin(&self, record: &NewRecord<'_>) -> Result<Begin, sqlx::Error> {
         for _ in 0..3 {
             let business_event_id = uuid::Uuid::now_v7().to_string();
             if self.insert(record, &business_event_id).await? {
-                return Ok(Begin::Started { business_event_id });
+                return Ok(Begin::Started { business_event_id, resumed: false });
             }
-            let Some(row) = self.fetch(record.user_id, record.key).await? else { continue };
-            let (fingerprint, status, request_id, event, code, message, body, details, bytes, truncated, expires_at) =
-                row;
-            if expires_at <= record.now {
+            let Some(found) = self.get(record.user_id, record.key).await? else { continue };
+            if found.expires_at <= record.now {
                 self.delete_if_expired(record.user_id, record.key, record.now).await?;
                 continue;
             }
-            if fingerprint != record.fingerprint {
-                return Ok(Begin::Conflict { request_id });
+            if found.fingerprint != record.fingerprint {
+                return Ok(Begin::Conflict { request_id: found.request_id });
             }
-            match status.as_str() {
+            match found.status.as_str() {
                 "completed" => {
-                    let response = StoredResponse {
-                        code: i32::try_from(code.unwrap_or_default()).unwrap_or(2),
-                        message: message.unwrap_or_default(),
-                        body,
-                        details,
-                        bytes,
-                        truncated: truncated != 0,
-                    };
-                    return Ok(Begin::Replay { request_id, business_event_id: event, response });
+                    let (request_id, business_event_id) = (found.request_id.clone(), found.business_event_id.clone());
+                    return Ok(Begin::Replay { request_id, business_event_id, response: found.stored_response() });
                 }
-                "failed" if self.restart(record).await? => return Ok(Begin::Started { business_event_id: event }),
-                "failed" => continue,
-                _ => return Ok(Begin::Processing { request_id }),
+                "processing" if found.lease_expires_at > record.now => {
+                    return Ok(Begin::Processing { request_id: found.request_id });
+                }
+                _ if self.take_over(record, &found).await? => {
+                    return Ok(Begin::Started { business_event_id: found.business_event_id, resumed: true });
+                }
+                _ => continue,
             }
         }
         Err(sqlx::Error::Protocol("idempotency record is contended".into()))
@@ -160,21 +231,17 @@ impl IdempotencyStore {
             business_event_id: business_event_id.to_owned(),
             request_id: record.request_id.to_owned(),
             now: record.now,
+            lease_expires_at: record.lease_expires_at(),
             expires_at: record.now.saturating_add(record.retention_ms),
         };
         self.inserts.submit(row).await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 
-    async fn fetch(&self, user_id: i64, key: &str) -> Result<Option<RecordRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT fingerprint, status, request_id, business_event_id, response_code, response_message, response_body, \
-             response_details, response_bytes, response_truncated, expires_at \
-             FROM idempotency_records WHERE user_id = $1 AND idempotency_key = $2",
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(self.db.pool())
-        .await
+    /// The record of `(user_id, key)`, if any.
+    pub async fn get(&self, user_id: i64, key: &str) -> Result<Option<Record>, sqlx::Error> {
+        let sql =
+            format!("SELECT {RECORD_COLUMNS} FROM idempotency_records WHERE user_id = $1 AND idempotency_key = $2");
+        sqlx::query_as(&sql).bind(user_id).bind(key).fetch_optional(self.db.pool()).await
     }
 
     async fn delete_if_expired(&self, user_id: i64, key: &str, now: i64) -> Result<(), sqlx::Error> {
@@ -187,16 +254,22 @@ impl IdempotencyStore {
             .map(|_| ())
     }
 
-    /// `failed` -> `processing` for a retry (compare-and-set).
-    async fn restart(&self, record: &NewRecord<'_>) -> Result<bool, sqlx::Error> {
+    /// `found` (failed, or processing past its lease) -> `processing` under `record`'s
+    /// attempt and a new lease: a compare-and-set on the attempt it replaces, so of several
+    /// retries (on several replicas) exactly one wins.
+    async fn take_over(&self, record: &NewRecord<'_>, found: &Record) -> Result<bool, sqlx::Error> {
         let updated = sqlx::query(
-            "UPDATE idempotency_records SET status = 'processing', request_id = $1, updated_at = $2, failure_reason = NULL \
-             WHERE user_id = $3 AND idempotency_key = $4 AND status = 'failed' AND fingerprint = $5",
+            "UPDATE idempotency_records SET status = 'processing', request_id = $1, updated_at = $2, \
+             lease_expires_at = $3, failure_reason = NULL \
+             WHERE user_id = $4 AND idempotency_key = $5 AND request_id = $6 AND fingerprint = $7 \
+             AND (status = 'failed' OR (status = 'processing' AND lease_expires_at <= $2))",
         )
         .bind(record.request_id)
         .bind(record.now)
+        .bind(record.lease_expires_at())
         .bind(record.user_id)
         .bind(record.key)
+        .bind(&found.request_id)
         .bind(record.fingerprint)
         .execute(&mut *self.db.writer().await?)
         .await?;
@@ -204,7 +277,7 @@ impl IdempotencyStore {
     }
 
     /// Stores the outcome of the attempt `request_id`; false if the record moved on
-    /// (timed out and retried by someone else).
+    /// (its lease expired and a retry took it over).
     pub async fn complete(
         &self,
         user_id: i64,
@@ -272,12 +345,6 @@ impl IdempotencyStore {
 
     /// `(status, failure_reason)` of a record, for tests and operators.
     pub async fn status_of(&self, user_id: i64, key: &str) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT status, failure_reason FROM idempotency_records WHERE user_id = $1 AND idempotency_key = $2",
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(self.db.pool())
-        .await
+        Ok(self.get(user_id, key).await?.map(|record| (record.status, record.failure_reason)))
     }
 }

@@ -11,10 +11,16 @@ use tonic::Code;
 
 use crate::common::*;
 
-fn expired_token() -> String {
-    let now = u64::try_from(economy_kit::time::now_millis() / 1000).unwrap();
-    let claims = Claims { user_id: ADMIN, role_level: roles::ADMIN, exp: now - 3600, iat: now - 7200 };
+/// An admin token valid from `nbf` to `exp`, seconds from now.
+fn token(nbf: Option<i64>, exp: i64) -> String {
+    let now = economy_kit::time::now_millis() / 1000;
+    let at = |offset: i64| u64::try_from(now + offset).unwrap();
+    let claims = Claims { user_id: ADMIN, role_level: roles::ADMIN, exp: at(exp), nbf: nbf.map(at), iat: at(-7200) };
     encode(&Header::default(), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap()
+}
+
+fn expired_token() -> String {
+    token(None, -3600)
 }
 
 #[tokio::test]
@@ -29,6 +35,8 @@ async fn bad_tokens_are_unauthenticated_and_not_stored() {
         (Some("Bearer not.a.jwt".to_owned()), "TOKEN_INVALID"),
         (Some(format!("Bearer {forged}")), "TOKEN_INVALID"),
         (Some(format!("Bearer {}", expired_token())), "TOKEN_EXPIRED"),
+        (Some(format!("Bearer {}", token(Some(600), 3600))), "TOKEN_NOT_YET_VALID"),
+        (Some("Bearer".to_owned()), "TOKEN_MISSING"),
     ];
     for (authorization, reason) in cases {
         let mut caller = client(&stack.gateway, authorization.as_deref()).await;
@@ -42,6 +50,17 @@ async fn bad_tokens_are_unauthenticated_and_not_stored() {
     let valid = admin.adjust_balance(keyed(adjust(USER, 50), &key)).await.unwrap();
     assert_eq!(meta(valid.metadata(), "idempotent-replayed"), None);
     assert_eq!(points(&mut admin, USER).await, 50);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_nbf_in_the_past_is_valid() {
+    let stack = stack().await;
+    stack.admin_with_points().await;
+    for authorization in [format!("bearer {}", token(Some(-10), 300)), format!("BEARER {}", token(None, 300))] {
+        let mut caller = client(&stack.gateway, Some(&authorization)).await;
+        caller.list_assets(pb::ListAssetsRequest {}).await.unwrap();
+        caller.adjust_balance(keyed(adjust(USER, 1), &new_key())).await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -139,6 +139,13 @@ pub fn bearer(user_id: i64, role_level: i32) -> String {
 #[derive(Clone)]
 pub struct Bearer(Option<AsciiMetadataValue>);
 
+impl Bearer {
+    /// Sends `authorization: <value>`.
+    pub fn new(value: &str) -> Self {
+        Self(Some(value.parse().unwrap()))
+    }
+}
+
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {

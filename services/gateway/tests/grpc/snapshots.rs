@@ -1,9 +1,8 @@
 //! What the gateway stores for replay, through the custom shop upstream: `sensitive` fields
-//! are redacted before storage, large snapshots warn, oversized ones keep only the status.
+//! are cleared before storage (a replay returns them empty and says so), large snapshots
+//! warn, oversized ones keep only the status and still replay as a success.
 
-use economy_gateway::canonical::REDACTED;
 use economy_gateway::store::IdempotencyStore;
-use prost_reflect::Value;
 use prost_reflect::prost::Message;
 use tonic::Code;
 
@@ -38,20 +37,24 @@ async fn sensitive_fields_are_redacted_from_the_snapshot_and_the_replay() {
     assert_eq!(number(&response, "user_id"), USER);
     assert_eq!(Some(text(&response, "order_id")), meta(first.metadata(), "business-event-id"));
 
-    // A replay (the excluded client_time may differ) carries the redacted snapshot.
+    assert_eq!(meta(first.metadata(), "idempotent-redacted"), None);
+
+    // A replay (the excluded client_time may differ) carries the snapshot, code empty.
     let replay = stack.call("Buy", r#"{"sku":"sword","clientTime":"2"}"#, Some(&key)).await.unwrap();
     assert_eq!(meta(replay.metadata(), "idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(meta(replay.metadata(), "idempotent-redacted").as_deref(), Some("true"));
     assert_eq!(meta(replay.metadata(), "original-request-id"), meta(first.metadata(), "request-id"));
     let mut expected = response.clone();
-    expected.set_field_by_name("code", Value::String(REDACTED.into()));
+    expected.clear_field_by_name("code");
     assert_eq!(replay.get_ref().as_ref(), expected.encode_to_vec().as_slice());
+    assert_eq!(text(&stack.decode("Buy", replay.get_ref()), "code"), "");
     assert_eq!(stack.shop.calls(), 1);
 
     let (body, truncated) = stored(&stack.store().await, &key).await;
     let body = body.unwrap();
     assert_eq!(truncated, 0);
     assert!(!contains(&body, code.as_bytes()), "the plaintext is never stored");
-    assert!(contains(&body, REDACTED.as_bytes()));
+    assert!(!contains(&body, b"CODE-"), "nor a mask of it");
 }
 
 #[tokio::test]
@@ -70,7 +73,7 @@ async fn excluded_fields_count_as_absent_in_the_fingerprint() {
 }
 
 #[tokio::test]
-async fn a_response_over_the_snapshot_limit_replays_as_truncated() {
+async fn a_success_over_the_snapshot_limit_replays_as_a_truncated_success() {
     let stack = shop_stack(|_, _| {}).await;
     let key = new_key();
     let size = 70 * 1024;
@@ -79,15 +82,21 @@ async fn a_response_over_the_snapshot_limit_replays_as_truncated() {
     assert_eq!(blob, size, "the first caller gets the whole response");
     let event = meta(first.metadata(), "business-event-id").unwrap();
 
-    let replay = stack.call("Export", &format!(r#"{{"size":"{size}"}}"#), Some(&key)).await;
-    let status = assert_error(replay, Code::AlreadyExists, "RESPONSE_TRUNCATED");
-    assert_eq!(meta(status.metadata(), "idempotent-replayed").as_deref(), Some("true"));
-    let info = error_info(&status);
-    assert_eq!(info.get("business_event_id"), Some(&event));
-    assert_eq!(info.get("original_code").map(String::as_str), Some("0"));
-    assert_eq!(info["response_bytes"].parse::<usize>().unwrap(), first.get_ref().len());
+    let replay = stack.call("Export", &format!(r#"{{"size":"{size}"}}"#), Some(&key)).await.unwrap();
+    assert_eq!(meta(replay.metadata(), "idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(meta(replay.metadata(), "idempotent-truncated").as_deref(), Some("true"));
+    assert_eq!(meta(replay.metadata(), "business-event-id"), Some(event));
+    let bytes: usize = meta(replay.metadata(), "idempotent-response-bytes").unwrap().parse().unwrap();
+    assert_eq!(bytes, first.get_ref().len());
+    let kept = stack.decode("Export", replay.get_ref());
+    assert_eq!(kept.get_field_by_name("blob").unwrap().as_bytes().unwrap().len(), 0, "the blob was not kept");
+    assert_eq!(
+        (text(&kept, "event"), number(&kept, "attempt")),
+        (meta(first.metadata(), "business-event-id").unwrap(), 1)
+    );
     assert_eq!(stack.shop.calls(), 1, "a truncated replay does not execute again");
-    assert_eq!(stored(&stack.store().await, &key).await, (None, 1));
+    let (body, truncated) = stored(&stack.store().await, &key).await;
+    assert_eq!((body.unwrap().len() < 1024, truncated), (true, 1));
 }
 
 #[tokio::test]
