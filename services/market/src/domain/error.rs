@@ -15,6 +15,19 @@ pub enum MarketError {
         /// Its status.
         status: &'static str,
     },
+    /// `LISTING_EXPIRED` (FAILED_PRECONDITION): the listing reached its `expires_at`
+    /// (whether or not the recovery worker has marked it `expired` yet).
+    #[error("listing {0} has expired")]
+    ListingExpired(String),
+    /// `VALIDATION_FAILED` (INVALID_ARGUMENT) for a rule checked against the clock on a
+    /// first execution only (e.g. `expires_at` in the future), never on a retry.
+    #[error("{field}: {description}")]
+    Invalid {
+        /// The request field, as a proto field path.
+        field: &'static str,
+        /// What it must be.
+        description: &'static str,
+    },
     /// `OWN_LISTING` (FAILED_PRECONDITION): a seller cannot buy their own listing.
     #[error("listing {0} is the caller's own")]
     OwnListing(String),

@@ -104,21 +104,32 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// Whether the listing has reached its end of sale at `now`: `expired`, or on sale
+    /// at or past `expires_at` (the recovery worker has not marked it yet).
+    pub fn is_expired(&self, now: i64) -> bool {
+        let past = self.expires_at.is_some_and(|expires_at| expires_at <= now);
+        self.status == ListingStatus::Expired || (self.status == ListingStatus::OnSale && past)
+    }
+
     /// Whether `buyer` may buy it at `now`: on sale, not expired, not their own.
-    /// Errors: `OWN_LISTING`, `LISTING_NOT_ON_SALE`.
+    /// Errors: `OWN_LISTING`, `LISTING_EXPIRED`, `LISTING_NOT_ON_SALE`.
     pub fn check_purchasable(&self, buyer: i64, now: i64) -> Result<(), MarketError> {
         if self.seller_user_id == buyer {
             return Err(MarketError::OwnListing(self.id.clone()));
         }
-        let expired = self.expires_at.is_some_and(|expires_at| expires_at <= now);
-        if self.status != ListingStatus::OnSale || expired {
-            return Err(self.not_on_sale());
-        }
-        Ok(())
+        self.check_on_sale(now)
     }
 
-    /// Whether it may be cancelled: on sale. Error: `LISTING_NOT_ON_SALE`.
-    pub fn check_cancellable(&self) -> Result<(), MarketError> {
+    /// Whether it may be cancelled at `now`: on sale and not expired. Errors:
+    /// `LISTING_EXPIRED`, `LISTING_NOT_ON_SALE`.
+    pub fn check_cancellable(&self, now: i64) -> Result<(), MarketError> {
+        self.check_on_sale(now)
+    }
+
+    fn check_on_sale(&self, now: i64) -> Result<(), MarketError> {
+        if self.is_expired(now) {
+            return Err(MarketError::ListingExpired(self.id.clone()));
+        }
         match self.status {
             ListingStatus::OnSale => Ok(()),
             _ => Err(self.not_on_sale()),
@@ -162,7 +173,14 @@ mod tests {
             listing(ListingStatus::OnSale, None).check_purchasable(2, 0),
             Err(MarketError::OwnListing("l1".into()))
         );
-        assert!(listing(ListingStatus::OnSale, Some(10)).check_purchasable(3, 10).is_err(), "expired");
+        assert_eq!(listing(ListingStatus::OnSale, Some(10)).check_purchasable(3, 9), Ok(()));
+        for (status, expires_at) in [(ListingStatus::OnSale, Some(10)), (ListingStatus::Expired, None)] {
+            assert_eq!(
+                listing(status, expires_at).check_purchasable(3, 10),
+                Err(MarketError::ListingExpired("l1".into())),
+                "{status:?}"
+            );
+        }
         for status in [ListingStatus::Creating, ListingStatus::Selling, ListingStatus::Sold, ListingStatus::Cancelled] {
             assert!(listing(status, None).check_purchasable(3, 0).is_err(), "{status:?}");
         }
@@ -170,8 +188,12 @@ mod tests {
 
     #[test]
     fn only_listings_on_sale_can_be_cancelled() {
-        assert_eq!(listing(ListingStatus::OnSale, None).check_cancellable(), Ok(()));
-        assert!(listing(ListingStatus::Selling, None).check_cancellable().is_err());
-        assert!(listing(ListingStatus::Sold, None).check_cancellable().is_err());
+        assert_eq!(listing(ListingStatus::OnSale, None).check_cancellable(0), Ok(()));
+        assert!(listing(ListingStatus::Selling, None).check_cancellable(0).is_err());
+        assert!(listing(ListingStatus::Sold, None).check_cancellable(0).is_err());
+        assert_eq!(
+            listing(ListingStatus::OnSale, Some(10)).check_cancellable(10),
+            Err(MarketError::ListingExpired("l1".into()))
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The one mapping from `MarketError` to `tonic::Status` (DESIGN.md §4).
 
-use economy_kit::error::{internal, status};
+use economy_kit::error::{VALIDATION_FAILED, internal, invalid_field, status};
 use tonic::{Code, Status};
 
 use super::DOMAIN;
@@ -16,6 +16,12 @@ impl From<MarketError> for Status {
                 "LISTING_NOT_ON_SALE".into(),
                 vec![("listing_id", listing_id), ("status", status.to_owned())],
             ),
+            MarketError::ListingExpired(id) => {
+                (Code::FailedPrecondition, "LISTING_EXPIRED".into(), vec![("listing_id", id)])
+            }
+            MarketError::Invalid { field, description } => {
+                return invalid_field(DOMAIN, VALIDATION_FAILED, field, description);
+            }
             MarketError::OwnListing(id) => (Code::FailedPrecondition, "OWN_LISTING".into(), vec![("listing_id", id)]),
             MarketError::ItemAlreadyListed(id) => {
                 (Code::FailedPrecondition, "LISTING_ALREADY_OPEN".into(), vec![("item_instance_id", id)])
@@ -61,6 +67,16 @@ mod tests {
             Status::from(MarketError::TradeFailed { trade_id: "t".into(), reason: "INSUFFICIENT_BALANCE".into() });
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"));
+    }
+
+    #[test]
+    fn clock_rules_are_validation_failures_naming_their_field() {
+        let status = Status::from(MarketError::Invalid { field: "expires_at", description: "in the future" });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(reason(&status).as_deref(), Some("VALIDATION_FAILED"));
+        assert_eq!(economy_kit::error::violated_fields(&status), ["expires_at"]);
+        let expired = Status::from(MarketError::ListingExpired("l".into()));
+        assert_eq!((expired.code(), reason(&expired).as_deref()), (Code::FailedPrecondition, Some("LISTING_EXPIRED")));
     }
 
     #[test]

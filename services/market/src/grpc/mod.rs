@@ -56,7 +56,7 @@ impl MarketService for MarketApi {
         let caller = caller(&request)?;
         let mut violations = Violations::default();
         let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
-        let new = convert::new_listing(request.get_ref(), self.market.clock.now_millis(), &mut violations);
+        let new = convert::new_listing(request.get_ref(), &mut violations);
         violations.finish(DOMAIN)?;
         let new = new.ok_or_else(|| Status::internal("validated listing missing"))?;
         let (listing, replayed) = self.market.create(&caller, &key, new).await?;
@@ -114,12 +114,19 @@ impl MarketService for MarketApi {
         let mut violations = Violations::default();
         let limit = convert::page_size(message.page_size, &mut violations);
         let after = browse_token(&message.page_token, &mut violations);
-        violations.finish(DOMAIN)?;
-        let sort = match message.sort() {
-            pb::ListingSort::PriceAscending => Sort::PriceAscending,
-            pb::ListingSort::PriceDescending => Sort::PriceDescending,
-            pb::ListingSort::Unspecified | pb::ListingSort::Newest => Sort::Newest,
+        for (field, value) in [("asset_code", &message.asset_code), ("item_template_code", &message.item_template_code)]
+        {
+            violations.check(value.is_empty() || convert::is_code(value), field, "a code, or empty for any");
+        }
+        let sort = match pb::ListingSort::try_from(message.sort) {
+            Ok(pb::ListingSort::PriceAscending) => Some(Sort::PriceAscending),
+            Ok(pb::ListingSort::PriceDescending) => Some(Sort::PriceDescending),
+            Ok(pb::ListingSort::Unspecified | pb::ListingSort::Newest) => Some(Sort::Newest),
+            Err(_) => None,
         };
+        violations.check(sort.is_some(), "sort", "a ListingSort, or LISTING_SORT_UNSPECIFIED for the newest first");
+        violations.finish(DOMAIN)?;
+        let sort = sort.unwrap_or(Sort::Newest);
         let browse = Browse {
             asset_code: &message.asset_code,
             template_code: &message.item_template_code,

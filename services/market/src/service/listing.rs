@@ -27,9 +27,12 @@ const MAX_BACKOFF_MS: i64 = 300_000;
 
 impl Market {
     /// CreateListing: freezes the asset or locks the item, then puts the listing on sale.
-    /// Errors: PRICE_ASSET_NOT_ALLOWED, ITEM_NOT_OWNED, LISTING_ALREADY_OPEN, the ledger's
-    /// or items' refusal (INSUFFICIENT_BALANCE, ITEM_NOT_AVAILABLE, …), UPSTREAM_UNAVAILABLE
-    /// (resumed by a retry or the recovery worker), IDEMPOTENCY_KEY_REUSED, PERMISSION_DENIED.
+    /// A retry with the key of a creation is answered from the listing it created before
+    /// any rule that depends on the clock or on current state. Errors: VALIDATION_FAILED
+    /// (`expires_at` not in the future, first execution only), PRICE_ASSET_NOT_ALLOWED,
+    /// ITEM_NOT_OWNED, LISTING_ALREADY_OPEN, the ledger's or items' refusal
+    /// (INSUFFICIENT_BALANCE, ITEM_NOT_AVAILABLE, …), UPSTREAM_UNAVAILABLE (resumed by a
+    /// retry or the recovery worker), IDEMPOTENCY_KEY_REUSED, PERMISSION_DENIED.
     pub async fn create(&self, caller: &Caller, key: &str, new: NewListing) -> Result<(Listing, bool), MarketError> {
         let seller = match new.seller_user_id {
             Some(seller) => seller,
@@ -38,6 +41,10 @@ impl Market {
         require(caller.may_act_for(seller), "list another user's goods")?;
         if let Some(existing) = self.store.listing_by_create_key(key).await? {
             return self.resume_create(key, existing, seller, &new).await;
+        }
+        let now = self.now();
+        if new.expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return Err(MarketError::Invalid { field: "expires_at", description: "a valid instant in the future" });
         }
         if !self.rules.price_assets.contains(&new.price.asset) {
             return Err(MarketError::PriceAssetNotAllowed(new.price.asset));
@@ -52,7 +59,6 @@ impl Market {
             }
             offer => offer,
         };
-        let now = self.now();
         let default_expiry = (self.rules.default_listing_ttl_ms > 0).then(|| now + self.rules.default_listing_ttl_ms);
         let listing = Listing {
             id: uuid::Uuid::now_v7().to_string(),
@@ -121,23 +127,30 @@ impl Market {
         }
     }
 
-    /// CancelListing: the seller or an admin; `on_sale -> cancelled`, escrow returned.
-    /// Errors: LISTING_NOT_FOUND, LISTING_NOT_ON_SALE, PERMISSION_DENIED,
-    /// IDEMPOTENCY_KEY_REUSED.
+    /// CancelListing: the seller or an admin; `on_sale -> cancelled`, escrow returned. A
+    /// retry with the key of a cancellation is answered from it first. A listing at or
+    /// past its `expires_at` is expired instead (as the recovery worker would), escrow
+    /// returned. Errors: LISTING_NOT_FOUND, LISTING_EXPIRED, LISTING_NOT_ON_SALE,
+    /// PERMISSION_DENIED, IDEMPOTENCY_KEY_REUSED.
     pub async fn cancel(&self, caller: &Caller, key: &str, listing_id: &str) -> Result<(Listing, bool), MarketError> {
         let listing = self.listing(listing_id).await?;
         require(caller.may_act_for(listing.seller_user_id), "cancel another user's listing")?;
         if let Some(replay) = self.cancel_replay(key, &listing).await? {
             return Ok((replay, true));
         }
-        listing.check_cancellable()?;
+        let now = self.now();
+        if listing.status == ListingStatus::OnSale && listing.is_expired(now) {
+            // Expired from its instant, whether or not the recovery worker ran: make it so.
+            self.expire(listing_id, now).await?;
+        }
+        listing.check_cancellable(now)?;
         let actor = caller.actor();
-        if !self.store.close_unsold(listing_id, ListingStatus::Cancelled, Some((key, &actor)), self.now()).await? {
+        if !self.store.close_unsold(listing_id, ListingStatus::Cancelled, Some((key, &actor)), now).await? {
             let current = self.listing(listing_id).await?;
             if let Some(replay) = self.cancel_replay(key, &current).await? {
                 return Ok((replay, true));
             }
-            current.check_cancellable()?;
+            current.check_cancellable(self.now())?;
         }
         self.return_escrow_now(listing_id).await;
         Ok((self.listing(listing_id).await?, false))
@@ -155,10 +168,20 @@ impl Market {
     pub async fn expire_due(&self, limit: i64) -> Result<usize, MarketError> {
         let mut expired = 0;
         for listing_id in self.store.expired_on_sale(self.now(), limit).await? {
-            if self.store.close_unsold(&listing_id, ListingStatus::Expired, None, self.now()).await? {
+            if self.expire(&listing_id, self.now()).await? {
                 expired += 1;
-                self.return_escrow_now(&listing_id).await;
             }
+        }
+        Ok(expired)
+    }
+
+    /// `on_sale -> expired` of a listing whose expiry is at or before `now`, its escrow
+    /// return owed and tried at once; false when it was not (or no longer) on sale and
+    /// expired.
+    async fn expire(&self, listing_id: &str, now: i64) -> Result<bool, MarketError> {
+        let expired = self.store.close_unsold(listing_id, ListingStatus::Expired, None, now).await?;
+        if expired {
+            self.return_escrow_now(listing_id).await;
         }
         Ok(expired)
     }

@@ -18,8 +18,10 @@ pub const FEE_ACCOUNT: &str = "SYSTEM_PLATFORM_FEE";
 impl Market {
     /// PurchaseListing by the calling user with key `key` (the trade's business event).
     /// Returns the completed trade, the sold listing and whether the key had bought it.
-    /// Errors: LISTING_NOT_FOUND, LISTING_NOT_ON_SALE (another buyer won, cancelled,
-    /// expired), OWN_LISTING, TRADE_FAILED with the refusal's reason (INSUFFICIENT_BALANCE:
+    /// A retry with the key of a purchase is answered from its trade first, whatever the
+    /// listing's state or expiry now. Errors: LISTING_NOT_FOUND, LISTING_EXPIRED (at or
+    /// past its `expires_at`, even before the recovery worker marks it), LISTING_NOT_ON_SALE
+    /// (another buyer won, cancelled), OWN_LISTING, TRADE_FAILED with the refusal's reason (INSUFFICIENT_BALANCE:
     /// nothing moved; or the item could not be delivered: the buyer was refunded),
     /// UPSTREAM_UNAVAILABLE (resumed by a retry with the key or the recovery worker),
     /// IDEMPOTENCY_KEY_REUSED.
@@ -155,7 +157,7 @@ impl Market {
                 match paid {
                     Ok(transaction) => self.finish(trade, TradeStatus::Completed, &transaction, sold).await?,
                     Err(error) => {
-                        tracing::error!(trade_id = %trade.id, reason = error.reason(), "payout of a delivered item refused");
+                        log_payout_failure(&trade.id, &error);
                         return Err(error.into());
                     }
                 }
@@ -237,10 +239,53 @@ impl Market {
     }
 }
 
+/// How bad a failed payout of a delivered item is: a refusal by the ledger needs an
+/// operator (the buyer has the item, the seller is not paid yet); an outage (unavailable,
+/// deadline exceeded, connection refused) is retried by the caller's retry or the recovery
+/// worker with the same key.
+fn payout_failure_level(error: &CallError) -> tracing::Level {
+    match error {
+        CallError::Refused { .. } => tracing::Level::ERROR,
+        CallError::Unavailable(_) => tracing::Level::WARN,
+    }
+}
+
+fn log_payout_failure(trade_id: &str, error: &CallError) {
+    if payout_failure_level(error) == tracing::Level::ERROR {
+        tracing::error!(trade_id, reason = error.reason(), "payout of a delivered item refused");
+    } else {
+        tracing::warn!(trade_id, reason = error.reason(), "payout of a delivered item deferred; retried later");
+    }
+}
+
 /// A final trade as the purchase's answer: completed, or TRADE_FAILED with its reason.
 fn finished(trade: Trade) -> Result<Trade, MarketError> {
     match trade.status {
         TradeStatus::Completed => Ok(trade),
         _ => Err(MarketError::TradeFailed { trade_id: trade.id, reason: trade.failure_reason }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_payout_is_an_error_an_outage_is_a_retry() {
+        let refused = CallError::Refused {
+            code: tonic::Code::FailedPrecondition as i32,
+            domain: "economy.ledger".into(),
+            reason: "HOLD_ALREADY_RESOLVED".into(),
+            message: "resolved".into(),
+        };
+        assert_eq!(payout_failure_level(&refused), tracing::Level::ERROR);
+        for status in [
+            tonic::Status::unavailable("connection refused"),
+            tonic::Status::deadline_exceeded("timeout"),
+            tonic::Status::unknown("transport error"),
+        ] {
+            let error = CallError::from_status("ledger", &status);
+            assert_eq!(payout_failure_level(&error), tracing::Level::WARN, "{status:?}");
+        }
     }
 }

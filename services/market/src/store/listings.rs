@@ -180,7 +180,8 @@ impl MarketStore {
 
     /// `on_sale -> cancelled | expired` with the escrow return owed in the outbox, in one
     /// transaction; a cancellation also records its key (`cancel_key`, actor). False when
-    /// the listing was no longer on sale (or, for expiry, not yet expired).
+    /// the listing was no longer on sale, or, for expiry, not yet expired at `now`, or, for
+    /// a cancellation, already expired at `now`.
     pub async fn close_unsold(
         &self,
         listing_id: &str,
@@ -190,16 +191,17 @@ impl MarketStore {
     ) -> Result<bool, MarketError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        // An expiry only applies to a listing whose expiry has passed.
-        let expired_by = if to == ListingStatus::Expired { now } else { 0 };
+        // An expiry only applies to a listing whose expiry has passed, a cancellation only
+        // to one whose expiry has not.
+        let expiring = i64::from(to == ListingStatus::Expired);
         let moved = sqlx::query(
             "UPDATE listings SET status = $1, updated_at = $2, closed_at = $2 WHERE listing_id = $3 \
-             AND status = 'on_sale' AND ($4 = 0 OR (expires_at > 0 AND expires_at <= $4))",
+             AND status = 'on_sale' AND (CASE WHEN expires_at > 0 AND expires_at <= $2 THEN 1 ELSE 0 END) = $4",
         )
         .bind(to.as_str())
         .bind(now)
         .bind(listing_id)
-        .bind(expired_by)
+        .bind(expiring)
         .execute(&mut *tx)
         .await?;
         if moved.rows_affected() != 1 {

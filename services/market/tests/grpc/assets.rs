@@ -150,7 +150,7 @@ async fn an_expired_listing_returns_its_hold_and_cannot_be_bought() {
     assert_eq!(stack.balance(SELLER, "red_shard").await, (0, 10));
     let expired = stack.wait_listing(&listing.id, pb::ListingStatus::Expired).await;
     assert_eq!(expired.status, pb::ListingStatus::Expired as i32, "the recovery worker expires it");
-    assert_eq!(reason(buy(&mut stack.market(BUYER).await, &listing.id).await), "LISTING_NOT_ON_SALE");
+    assert_eq!(reason(buy(&mut stack.market(BUYER).await, &listing.id).await), "LISTING_EXPIRED");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while stack.balance(SELLER, "red_shard").await != (10, 0) {
         assert!(tokio::time::Instant::now() < deadline, "the hold was never released");

@@ -1,6 +1,7 @@
 //! The stack (gateway, ledger, items, market) and clients that call the gateway with a
 //! bearer token and an idempotency key per write.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use economy_gateway::auth::{AuthConfig, mint_hs256};
@@ -8,6 +9,7 @@ use economy_gateway::config::GatewayConfig;
 use economy_kit::identity::{IdentityConfig, IdentityKey, roles};
 use economy_kit::server::{RunningServer, ServerLimits};
 use economy_kit::testing::TestDatabase;
+use economy_kit::time::{Clock, ManualClock, SystemClock};
 use economy_market::MarketConfig;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
@@ -80,6 +82,17 @@ pub async fn spawn_stack() -> Stack {
 }
 
 pub async fn spawn_with(configure: impl FnOnce(&mut MarketConfig)) -> Stack {
+    spawn_with_clock(configure, Arc::new(SystemClock)).await
+}
+
+/// The stack with the market on a manual clock (the other services keep the system's):
+/// tests move the market's time without sleeping.
+pub async fn spawn_manual(configure: impl FnOnce(&mut MarketConfig)) -> (Stack, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::default());
+    (spawn_with_clock(configure, clock.clone()).await, clock)
+}
+
+async fn spawn_with_clock(configure: impl FnOnce(&mut MarketConfig), clock: Arc<dyn Clock>) -> Stack {
     let (ledger_db, items_db, market_db, gateway_db) = (
         TestDatabase::new().await.expect("db"),
         TestDatabase::new().await.expect("db"),
@@ -104,7 +117,9 @@ pub async fn spawn_with(configure: impl FnOnce(&mut MarketConfig)) -> Stack {
         ..MarketConfig::default()
     };
     configure(&mut market_config);
-    let market = economy_market::start(&market_config, &identity(), &limits(), shutdown()).await.expect("market");
+    let market = economy_market::start_with_clock(&market_config, &identity(), &limits(), clock, shutdown())
+        .await
+        .expect("market");
     let upstreams = [("ledger", ledger.url()), ("items", items.url()), ("market", market.url())]
         .into_iter()
         .map(|(name, url)| (name.to_owned(), url))

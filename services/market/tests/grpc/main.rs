@@ -4,6 +4,7 @@
 mod assets;
 mod common;
 mod compensation;
+mod faults;
 mod items;
 mod races;
 mod recovery;
