@@ -149,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 items: &mut items,
                 redemption: &mut redemption,
                 market: &mut market,
+                gateway: authed,
             };
             admin::run(clients, command).await
         }

@@ -42,6 +42,9 @@ pub enum AdminCommand {
     ReissueCode(ReissueCode),
     /// List a service's audit records, newest first.
     Audit(Audit),
+    /// Read or release the gateway's idempotency records.
+    #[command(subcommand)]
+    Idempotency(crate::commands::gateway::IdempotencyCommand),
 }
 
 /// Why, required by every tool (1-500 characters, stored in the audit record).
@@ -177,6 +180,8 @@ pub struct Clients<'a> {
     pub redemption: &'a mut Redemption,
     /// The market.
     pub market: &'a mut Market,
+    /// The gateway's own services.
+    pub gateway: crate::commands::gateway::Authed,
 }
 
 /// The lines of an audit record (see the module docs).
@@ -276,6 +281,9 @@ pub async fn run(clients: Clients<'_>, command: AdminCommand) -> anyhow::Result<
             print_audit(response.audit_record.as_ref(), replayed || response.replayed);
         }
         AdminCommand::Audit(args) => return audit(clients, args).await,
+        AdminCommand::Idempotency(command) => {
+            return crate::commands::gateway::idempotency(clients.gateway, command).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

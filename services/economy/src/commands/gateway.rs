@@ -1,18 +1,20 @@
-//! `economy backpack` and `economy check`: the gateway's own services
-//! (`economy.gateway.v1`, proto/economy/gateway/v1/gateway.proto).
+//! `economy backpack`, `economy check` and `economy admin idempotency …`: the gateway's
+//! own services (`economy.gateway.v1`, proto/economy/gateway/v1/gateway.proto).
 
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use economy_proto::gateway::v1 as pb;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::client::Bearer;
+use crate::client::{Bearer, KeyArgs};
+use crate::commands::admin::{Reason, audit_lines};
 use crate::commands::items::item_line;
 use crate::output::{enum_name, timestamp};
 
-type Authed = InterceptedService<Channel, Bearer>;
+/// A channel to the gateway that sends the bearer token.
+pub type Authed = InterceptedService<Channel, Bearer>;
 
 /// `economy backpack`.
 #[derive(Debug, Args)]
@@ -74,4 +76,91 @@ pub async fn check(channel: Authed) -> anyhow::Result<ExitCode> {
         println!("{}  {}  {}", finding.kind, entities.join(" "), finding.description);
     }
     Ok(ExitCode::from(3))
+}
+
+/// `economy admin idempotency …`: the gateway's record of one user's idempotency key.
+#[derive(Debug, Subcommand)]
+pub enum IdempotencyCommand {
+    /// Show a record: status, lease, business event, stored outcome's code.
+    Show(RecordArgs),
+    /// Release a record stuck in `processing` (audited): the key may be retried at once,
+    /// and the retry replays what the service already did.
+    Release {
+        /// The record.
+        #[command(flatten)]
+        record: RecordArgs,
+        /// Why.
+        #[command(flatten)]
+        reason: Reason,
+        /// Key of this release (reuse it to retry the release safely).
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+/// Names a record.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The user who sent the key.
+    #[arg(long)]
+    pub user: i64,
+    /// The idempotency key (a UUID, optionally prefixed `idem_`).
+    pub key: String,
+}
+
+/// Runs `economy admin idempotency …` (admin).
+pub async fn idempotency(channel: Authed, command: IdempotencyCommand) -> anyhow::Result<ExitCode> {
+    let mut client = pb::operations_service_client::OperationsServiceClient::new(channel);
+    match command {
+        IdempotencyCommand::Show(args) => {
+            let request = pb::GetIdempotencyRecordRequest { user_id: args.user, idempotency_key: args.key };
+            let record = client.get_idempotency_record(request).await?.into_inner().record;
+            record.iter().for_each(print_record);
+        }
+        IdempotencyCommand::Release { record, reason, key } => {
+            let own_key = key.idempotency_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            println!("idempotency key: {own_key}");
+            let request = pb::ReleaseIdempotencyRecordRequest {
+                idempotency_key: own_key,
+                user_id: record.user,
+                record_key: record.key,
+                reason: reason.reason,
+            };
+            let released = client.release_idempotency_record(request).await?.into_inner();
+            if released.replayed {
+                println!("replayed: this key was applied before; nothing changed now");
+            }
+            released.record.iter().for_each(print_record);
+            released.audit_record.iter().flat_map(audit_lines).for_each(|line| println!("{line}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `record user:<id> <key> <status> <operation> event <id> …` and its detail lines.
+fn print_record(record: &pb::IdempotencyRecord) {
+    println!(
+        "record user:{} {} {} {}  event {}  request {}",
+        record.user_id,
+        record.idempotency_key,
+        record.status,
+        record.canonical_operation,
+        record.business_event_id,
+        record.request_id
+    );
+    match record.status.as_str() {
+        "processing" => println!("  lease until {}", timestamp(record.lease_expires_at.as_ref())),
+        "completed" => println!(
+            "  outcome code {}{}",
+            record.response_code,
+            if record.response_truncated { " (truncated)" } else { "" }
+        ),
+        _ => println!("  failure {}", record.failure_reason),
+    }
+    println!(
+        "  created {}  updated {}  expires {}",
+        timestamp(record.created_at.as_ref()),
+        timestamp(record.updated_at.as_ref()),
+        timestamp(record.expires_at.as_ref())
+    );
 }
