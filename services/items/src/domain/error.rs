@@ -45,6 +45,11 @@ pub enum ItemError {
     /// `ITEM_EXPIRED` (FAILED_PRECONDITION): past its expiry (even before the job ran).
     #[error("item {0} has expired")]
     Expired(String),
+    /// `ITEM_LOCK_EXPIRED` (FAILED_PRECONDITION): the holder's lock is past its
+    /// `lock_expires_at` (even before the lock-expiry job released it), so the holder may
+    /// no longer transfer or consume the instance; it may still unlock it.
+    #[error("the lock on item {0} has expired")]
+    LockExpired(String),
     /// `ITEM_OWNER_MISMATCH` (FAILED_PRECONDITION): not owned by the expected user.
     #[error("item {0} is not owned by the expected user")]
     OwnerMismatch(String),

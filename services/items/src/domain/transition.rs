@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Only a lock's holder may unlock, transfer or consume a locked instance (an admin's
-//! `ForceUnlockItem`, audited, is the one exception). Every other
+//! `ForceUnlockItem`, audited, is the one exception). A lock with an expiry is expired from
+//! that instant, whenever the lock-expiry job runs: its holder may then only unlock (what
+//! the job would do), not transfer or consume (`ITEM_LOCK_EXPIRED`). Every other
 //! transition fails with the reason of its `ItemError` and changes nothing. `apply` is
 //! pure: the store runs it on the row it read and writes the result with one
 //! compare-and-set on the instance's version.
@@ -152,7 +154,7 @@ pub fn apply(item: &Item, command: &Command, now: i64, consumable: bool) -> Resu
         }
         Command::Transfer { holder, to } => transfer(item, holder, *to, now),
         Command::Consume { holder: Some(holder), .. } => {
-            held_by(item, holder)?;
+            held_live(item, holder, now)?;
             Ok(change(item, ItemState::Used, EventType::Used, Some(holder)))
         }
         Command::Consume { holder: None, acting_user } => consume_by_owner(item, *acting_user, now, consumable),
@@ -197,6 +199,16 @@ fn held_by<'a>(item: &'a Item, holder: &Holder) -> Result<&'a Lock, ItemError> {
     }
 }
 
+/// The lock, when `holder` holds it and it has not expired at `now`: as [`held_by`], and
+/// `ITEM_LOCK_EXPIRED` at or past its expiry.
+fn held_live<'a>(item: &'a Item, holder: &Holder, now: i64) -> Result<&'a Lock, ItemError> {
+    let lock = held_by(item, holder)?;
+    if lock.expires_at.is_some_and(|at| at <= now) {
+        return Err(ItemError::LockExpired(item.id.to_string()));
+    }
+    Ok(lock)
+}
+
 fn not_expired(item: &Item, now: i64) -> Result<(), ItemError> {
     if item.is_past_expiry(now) { Err(ItemError::Expired(item.id.to_string())) } else { Ok(()) }
 }
@@ -228,7 +240,7 @@ fn lock(
 /// The new owner must differ, and an instance past its expiry is not handed over (the
 /// market refunds the buyer instead).
 fn transfer(item: &Item, holder: &Holder, to: UserId, now: i64) -> Result<Change, ItemError> {
-    held_by(item, holder)?;
+    held_live(item, holder, now)?;
     if to == item.owner {
         return Err(ItemError::SameOwner(item.id.to_string()));
     }
@@ -396,6 +408,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_expired_lock_may_only_be_unlocked() -> Result<(), ItemError> {
+        let mine = holder("m:1");
+        let locked = item(locked_by("m:1", Some(NOW)));
+        let transfer = Command::Transfer { holder: mine.clone(), to: user(2) };
+        let consume = Command::Consume { holder: Some(mine.clone()), acting_user: None };
+        for command in [&transfer, &consume] {
+            assert!(apply(&locked, command, NOW - 1, false).is_ok(), "live until its expiry");
+            for now in [NOW, NOW + 1] {
+                assert_eq!(reason(apply(&locked, command, now, false)), ItemError::LockExpired(locked.id.to_string()));
+            }
+        }
+        let unlocked = apply(&locked, &Command::Unlock { holder: mine }, NOW, false)?;
+        assert_eq!((unlocked.state, unlocked.kind), (ItemState::Available, EventType::Unlocked));
+        let theirs = Command::Transfer { holder: holder("m:2"), to: user(2) };
+        assert_eq!(reason(apply(&locked, &theirs, NOW, false)), ItemError::LockedByOther(locked.id.to_string()));
+        Ok(())
     }
 
     #[test]

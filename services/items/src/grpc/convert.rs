@@ -63,10 +63,11 @@ pub fn metadata(
     field(violations, name, parse_metadata(value.iter()))
 }
 
-/// Free text of at most `max` characters (`required`: non-empty).
+/// Free text of at most `max` characters (`required`: not empty nor only white space; the
+/// text is kept as given).
 pub fn text(violations: &mut Violations, name: &str, value: &str, max: usize, required: bool) -> Option<String> {
     let length = value.chars().count();
-    let ok = length <= max && (length > 0 || !required);
+    let ok = length <= max && (!value.trim().is_empty() || !required);
     violations.check(ok, name, if required { "is required (at most the allowed length)" } else { "is too long" });
     ok.then(|| value.to_owned())
 }

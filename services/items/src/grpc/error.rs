@@ -29,6 +29,7 @@ impl From<ItemError> for Status {
                 (precondition, "ITEM_NOT_CONSUMABLE", vec![("item_instance_id", item_id), ("template_code", template)])
             }
             ItemError::Expired(id) => (precondition, "ITEM_EXPIRED", vec![("item_instance_id", id)]),
+            ItemError::LockExpired(id) => (precondition, "ITEM_LOCK_EXPIRED", vec![("item_instance_id", id)]),
             ItemError::OwnerMismatch(id) => (precondition, "ITEM_OWNER_MISMATCH", vec![("item_instance_id", id)]),
             ItemError::SameOwner(id) => (precondition, "ITEM_SAME_OWNER", vec![("item_instance_id", id)]),
             ItemError::NotDue(id) => (precondition, "ITEM_NOT_DUE", vec![("item_instance_id", id)]),

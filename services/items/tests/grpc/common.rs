@@ -209,3 +209,10 @@ pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, r
 pub fn refused<T: std::fmt::Debug>(result: Result<T, Status>, reason: &str) {
     assert_error(result, Code::FailedPrecondition, reason);
 }
+
+/// Sleeps until the wall clock is past `millis` (ms since the epoch; a couple of seconds
+/// at most in these tests).
+pub async fn sleep_past(millis: i64) {
+    let wait = (millis + 20 - now_millis()).max(0);
+    tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(wait).unwrap())).await;
+}
