@@ -238,7 +238,7 @@ async fn a_hold_retried_after_its_expiry_replays_its_creation() {
     let app = spawn_app_without_expiry_job().await;
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
-    let expires_at = now_millis() + 700;
+    let expires_at = now_millis() + 1000;
     let request = expiring_at(hold_request(2, "POINTS", 30), expires_at);
     let created = admin.create_hold(request.clone()).await.unwrap().into_inner();
     sleep_past(expires_at).await;
@@ -264,7 +264,7 @@ async fn a_hold_is_not_paid_out_from_its_expiry_on_even_before_the_job() {
     let mut market = app.service().await;
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
     adjust(&mut admin, 3, "POINTS", 1).await.unwrap();
-    let expires_at = now_millis() + 1000;
+    let expires_at = now_millis() + 1500;
     let mut holds = Vec::new();
     for _ in 0..5 {
         let request = expiring_at(hold_request(2, "POINTS", 10), expires_at);
