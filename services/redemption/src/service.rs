@@ -63,7 +63,9 @@ impl Redemption {
     /// CreateOrder: the item's owner or staff; the item must be available and
     /// redeemable and have no open order. A retry with the same key is answered from the
     /// order the key created (see `resume_create`) before any check of the item.
-    /// Errors: ORDER_ALREADY_OPEN, ITEM_NOT_REDEEMABLE, Items' own refusals,
+    /// An open order of the item past its `expires_at` is expired first (as the job
+    /// would), so it does not block a new one. Errors: ORDER_ALREADY_OPEN,
+    /// ITEM_NOT_REDEEMABLE, Items' own refusals,
     /// ITEMS_UNAVAILABLE, PERMISSION_DENIED, IDEMPOTENCY_KEY_REUSED (the key created an
     /// order for another item); on a retry also CODE_EXPIRED, CODE_CANCELLED, ORDER_FAILED.
     pub async fn create(&self, caller: &Caller, key: &str, item_id: &str) -> Result<Created, RedemptionError> {
@@ -96,8 +98,13 @@ impl Redemption {
             if let Some(existing) = self.store.order_by_create_key(key).await? {
                 return self.resume_create(caller, key, item_id, existing).await;
             }
-            if self.store.open_order_of_item(item_id).await?.is_some() {
-                return Err(RedemptionError::OrderAlreadyOpen(item_id.to_owned()));
+            if let Some(open) = self.store.open_order_of_item(item_id).await? {
+                // An open order past its expiry is expired already, whether or not the
+                // job ran: make it so (its unlock delivered at once), then try again.
+                let lapsed = open.status == OrderStatus::Pending && now >= open.expires_at;
+                if !(lapsed && self.expire(&open, now).await?) {
+                    return Err(RedemptionError::OrderAlreadyOpen(item_id.to_owned()));
+                }
             }
         }
         Err(RedemptionError::Storage("no free code after several draws".into()))

@@ -28,7 +28,9 @@ const MAX_BACKOFF_MS: i64 = 300_000;
 impl Market {
     /// CreateListing: freezes the asset or locks the item, then puts the listing on sale.
     /// A retry with the key of a creation is answered from the listing it created before
-    /// any rule that depends on the clock or on current state. Errors: VALIDATION_FAILED
+    /// any rule that depends on the clock or on current state. An open listing of the
+    /// item past its expiry is expired first, so it does not block a new one. Errors:
+    /// VALIDATION_FAILED
     /// (`expires_at` not in the future, first execution only), PRICE_ASSET_NOT_ALLOWED,
     /// ITEM_NOT_OWNED, LISTING_ALREADY_OPEN, the ledger's or items' refusal
     /// (INSUFFICIENT_BALANCE, ITEM_NOT_AVAILABLE, …), UPSTREAM_UNAVAILABLE (resumed by a
@@ -71,12 +73,33 @@ impl Market {
             expires_at: new.expires_at.or(default_expiry),
             closed_at: None,
         };
-        if self.store.insert_listing(&listing, key).await? == Insert::Created {
-            return self.take_escrow(listing).await.map(|listing| (listing, false));
+        for attempt in 0..2 {
+            if self.store.insert_listing(&listing, key).await? == Insert::Created {
+                return self.take_escrow(listing).await.map(|listing| (listing, false));
+            }
+            if let Some(existing) = self.store.listing_by_create_key(key).await? {
+                return self.resume_create(key, existing, seller, &new).await;
+            }
+            // The item's open listing: one past its expiry is expired already, whether or
+            // not the recovery worker ran. Make it so (its item unlocked at once) and try
+            // once more.
+            if attempt == 0 && self.expire_lapsed_listing_of(&listing.offer, now).await? {
+                continue;
+            }
+            break;
         }
-        match self.store.listing_by_create_key(key).await? {
-            Some(existing) => self.resume_create(key, existing, seller, &new).await,
-            None => Err(MarketError::ItemAlreadyListed(listing.offer_id().to_owned())),
+        Err(MarketError::ItemAlreadyListed(listing.offer_id().to_owned()))
+    }
+
+    /// Expires the open listing of the item `offer` sells when it is on sale past its
+    /// expiry at `now`; true when it did.
+    async fn expire_lapsed_listing_of(&self, offer: &Offer, now: i64) -> Result<bool, MarketError> {
+        let Offer::Item { id, .. } = offer else { return Ok(false) };
+        match self.store.open_listing_of_item(id).await? {
+            Some(open) if open.status == ListingStatus::OnSale && open.is_expired(now) => {
+                self.expire(&open.id, now).await
+            }
+            _ => Ok(false),
         }
     }
 

@@ -122,6 +122,26 @@ async fn a_cancel_past_expiry_expires_the_listing_and_a_retry_answers_from_its_k
 }
 
 #[tokio::test]
+async fn an_item_listing_past_its_expiry_does_not_block_a_new_one() {
+    let (stack, clock) = spawn_manual(|config| config.recovery_interval_secs = 3600).await;
+    let item = stack.grant_item(SELLER).await;
+    let mut seller = stack.market(SELLER).await;
+    let offer = pb::ItemOffer { item_instance_id: item.clone(), template_code: String::new() };
+    let request = pb::CreateListingRequest {
+        offer: Some(pb::create_listing_request::Offer::Item(offer)),
+        price: Some(pb::Price { asset_code: "DIAMOND".into(), amount: 100 }),
+        expires_at: Some(to_timestamp(clock.now_millis() + SALE_MS)),
+        ..Default::default()
+    };
+    let lapsed = create(&mut seller, request).await;
+    past_the_sale(&clock);
+    let listing = list_item(&mut seller, &item, 120).await.expect("the item is free again");
+    assert_eq!(listing.status, pb::ListingStatus::OnSale as i32);
+    assert_eq!(stack.listing(&lapsed.id).await.status, pb::ListingStatus::Expired as i32);
+    assert_eq!(stack.item(&item).await.lock_holder, format!("market:listing:{}", listing.id));
+}
+
+#[tokio::test]
 async fn unknown_sorts_and_blank_filters_are_refused() {
     let stack = spawn_stack().await;
     let mut direct = stack.direct_market(Caller::user(BUYER, roles::USER)).await;

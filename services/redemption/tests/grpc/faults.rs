@@ -236,6 +236,22 @@ async fn an_order_past_its_expiry_neither_fulfils_nor_cancels_before_the_job_run
 }
 
 #[tokio::test]
+async fn an_order_past_its_expiry_does_not_block_a_new_one() {
+    let app = spawn_with(|config| config.expiry_interval_secs = 3600).await;
+    let item = app.grant("prize").await;
+    let mut owner = app.owner().await;
+    let lapsed = create(&mut owner, &item).await.expect("created").order.expect("order").id;
+    app.clock.advance(PAST_EXPIRY);
+    let created = create(&mut owner, &item).await.expect("the item is free again");
+    let order = created.order.expect("order");
+    assert_ne!(order.id, lapsed);
+    assert_eq!(order.status, pb::OrderStatus::Pending as i32);
+    assert_eq!(order_status(&app, &lapsed).await, pb::OrderStatus::Expired as i32);
+    assert_eq!(app.item(&item).await.lock_holder, format!("redemption:{}", order.id));
+    fulfill(&mut app.staff().await, &created.code).await.expect("the new code works");
+}
+
+#[tokio::test]
 async fn unknown_enum_numbers_and_blank_ids_are_refused() {
     let app = spawn_app().await;
     let mut staff = app.staff().await;
