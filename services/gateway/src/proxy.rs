@@ -345,14 +345,24 @@ impl Gateway {
         let path = &attempt.method.path;
         match tokio::time::timeout_at(lease_ends.into(), retried).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                tracing::info!(method = %path, "idempotency record taken over before its outcome was stored")
-            }
+            Ok(Ok(false)) => self.moved_on(attempt).await,
             Ok(Err(error)) => tracing::error!(%error, method = %path, "idempotency record not updated"),
             Err(_) => tracing::error!(
                 method = %path,
                 "idempotency record not updated within its lease; a retry of the key takes it over"
             ),
+        }
+    }
+
+    /// Says why `attempt`'s record took no outcome: an earlier try of the same write
+    /// committed but its reply was lost (nothing to do), or a retry took the record over.
+    async fn moved_on(&self, attempt: &Attempt<'_>) {
+        let path = &attempt.method.path;
+        match self.store.get(attempt.user_id, attempt.key).await {
+            Ok(Some(record)) if record.request_id == attempt.request_id => {
+                tracing::debug!(method = %path, status = %record.status, "idempotency record already updated");
+            }
+            _ => tracing::info!(method = %path, "idempotency record taken over before its outcome was stored"),
         }
     }
 
