@@ -7,6 +7,7 @@
 mod auth;
 mod canonical;
 mod common;
+mod contracts;
 mod idempotency;
 mod jobs;
 mod leases;
