@@ -1,7 +1,7 @@
 //! Request coalescing: callers queue requests; one task flushes everything queued so far
 //! (up to a limit) in one call while the next requests queue behind it. The basis of the
-//! group commits (BENCHMARKS.md, "Optimizations applied"): under load a batch forms by
-//! itself, and a lone request is flushed at once, never delayed by a timer.
+//! group commits ([`crate::group_commit`]): under load a batch forms by itself, and a
+//! lone request is flushed at once, never delayed by a timer.
 
 use std::future::Future;
 

@@ -1,7 +1,7 @@
-//! Database open + migrate (DESIGN.md §2): one sqlx `Any` pool over SQLite (embedded
-//! default, WAL) or PostgreSQL (production), chosen by the URL scheme. SQL is shared
-//! (`$N` placeholders work on both; long `VALUES` lists use [`Backend::value_tuples`]);
-//! migrations are per backend.
+//! Database open + migrate: one sqlx `Any` pool over SQLite (embedded default, WAL) or
+//! PostgreSQL (production), chosen by the URL scheme (docs/operations.md, "Backends").
+//! SQL is shared (`$N` placeholders work on both, numbered by [`Params`] as values are
+//! bound; long `VALUES` lists on SQLite use anonymous ones); migrations are per backend.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,8 +14,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub mod params;
 mod writer;
 
+pub use params::{Params, Placeholder};
 use writer::{Parked, SqliteWriter, WriterConnection};
 pub use writer::{RawTransaction, Writer};
 
@@ -63,10 +65,10 @@ impl Default for DbOptions {
 ///
 /// On SQLite every write goes through one dedicated writer connection ([`Db::writer`]),
 /// so writers of this process queue in FIFO order for it instead of polling SQLite's
-/// write lock through `busy_timeout` (whose sleeps of up to 100 ms made the 1–2 s tails
-/// of BENCHMARKS.md, Findings 3). It is held outside any pool: returning a pooled
-/// connection costs a spawned task and a ping through the connection's worker thread,
-/// which the next writer waited for (Optimization 15). SQLite connections do not drop like
+/// write lock through `busy_timeout` (whose sleeps of up to 100 ms made 1–2 s tails under
+/// load). It is held outside any pool: returning a pooled connection costs a spawned task
+/// and a ping through the connection's worker thread, which the next writer waited for.
+/// SQLite connections do not drop like
 /// network ones, so the connection is opened once. Reads use a pool of the other
 /// connections. On PostgreSQL reads and writes share one pool; at most half of its
 /// connections write at once, parked for the next writer between writes
@@ -289,9 +291,9 @@ impl Backend {
     /// PostgreSQL, anonymous (`(?, ?), (?, ?)`) on SQLite. sqlx binds a SQLite parameter
     /// by asking its name, which SQLite finds by a linear search of the statement's named
     /// parameters, so numbered ones cost time quadratic in their count (a coalesced
-    /// statement binds hundreds; BENCHMARKS.md, Optimization 27). Bind row by row. Any
-    /// other placeholder in the statement would shift the binding on SQLite (sqlx counts
-    /// anonymous parameters apart from numbered ones).
+    /// statement binds hundreds). Bind row by row. Any other placeholder in the statement
+    /// would shift the binding on SQLite (sqlx counts anonymous parameters apart from
+    /// numbered ones).
     pub fn value_tuples(self, rows: usize, columns: usize) -> String {
         match self {
             Self::Postgres => value_tuples(rows, columns),

@@ -1,4 +1,4 @@
-//! Group commit (BENCHMARKS.md, "Optimizations applied"): on SQLite, independent writes
+//! Group commit (docs/ledger.md, "Write paths"): on SQLite, independent writes
 //! queued by many requests share one transaction and one commit (one `fsync` with
 //! `synchronous=FULL`). A kind of write may apply a whole batch in a bulk form of its own
 //! ([`BatchedWrite::write_batch`]); otherwise a batch is first applied without savepoints

@@ -21,7 +21,7 @@ use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
 /// A PostgreSQL connection goes back to sqlx's pool when dropped, which pings it before
 /// anyone may use it again: one round trip per write on a CPU-bound server. After
 /// [`Writer::finish`] it is parked instead and the next writer takes it without
-/// the ping (BENCHMARKS.md, Optimization 17).
+/// the ping.
 #[derive(Debug)]
 pub struct Writer(pub(super) WriterConnection);
 
@@ -96,10 +96,10 @@ impl Writer {
 
     /// On SQLite, a write transaction whose `BEGIN IMMEDIATE` and `COMMIT` the caller sends
     /// inside its own calls (one hand-off to the connection's worker thread for the reads
-    /// and one for the writes, instead of four with [`Writer::begin`] and a commit;
-    /// BENCHMARKS.md, Optimization 18). Until [`RawTransaction::finish`] the connection counts
-    /// as possibly inside it, so a writer dropped before (a failed statement, a panic) is
-    /// rolled back by the next [`super::Db::writer`]. `None` on PostgreSQL, whose pooled
+    /// and one for the writes, instead of four with [`Writer::begin`] and a commit). Until
+    /// [`RawTransaction::finish`] the connection counts as possibly inside it, so a writer
+    /// dropped before (a failed statement, a panic) is rolled back by the next
+    /// [`super::Db::writer`]. `None` on PostgreSQL, whose pooled
     /// connections must never be returned inside a transaction.
     pub fn raw_transaction(&mut self) -> Option<RawTransaction<'_>> {
         match &mut self.0 {
