@@ -1,4 +1,4 @@
--- Gateway idempotency records (DESIGN.md §3 Gateway), keyed (user_id, idempotency_key).
+-- Gateway idempotency records (docs/idempotency.md), keyed (user_id, idempotency_key).
 -- Instants are i64 ms since the epoch.
 
 CREATE TABLE idempotency_records (

@@ -1,4 +1,4 @@
--- Item Instances schema (DESIGN.md §2, §3 Items). Instants are i64 ms since the epoch;
+-- Item Instances schema (docs/items.md). Instants are i64 ms since the epoch;
 -- booleans are 0/1; metadata is a JSON object of strings.
 
 CREATE TABLE item_templates (

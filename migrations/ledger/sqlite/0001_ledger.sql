@@ -1,4 +1,4 @@
--- Asset Ledger schema (DESIGN.md §2, §3 Ledger). Instants are i64 ms since the epoch;
+-- Asset Ledger schema (docs/ledger.md). Instants are i64 ms since the epoch;
 -- amounts are i64 in the asset's smallest unit.
 
 CREATE TABLE assets (

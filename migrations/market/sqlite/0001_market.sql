@@ -1,4 +1,4 @@
--- Market schema (DESIGN.md §3 Market, §5). Instants are i64 ms since the epoch; amounts
+-- Market schema (docs/market.md). Instants are i64 ms since the epoch; amounts
 -- are i64 in the asset's smallest unit.
 
 CREATE TABLE listings (
@@ -63,7 +63,7 @@ CREATE TABLE listing_cancellations (
     created_at BIGINT NOT NULL
 );
 
--- Escrow owed back after a commit (release the hold / unlock the item), DESIGN.md §5.
+-- Escrow owed back after a commit (release the hold / unlock the item), docs/market.md.
 CREATE TABLE market_outbox (
     id TEXT PRIMARY KEY,
     listing_id TEXT NOT NULL UNIQUE REFERENCES listings (listing_id),

@@ -1,4 +1,4 @@
--- Redemption Orders schema (DESIGN.md §3 Redemption, §5). Instants are i64 ms since the
+-- Redemption Orders schema (docs/redemption.md). Instants are i64 ms since the
 -- epoch. Codes are stored only as sha256_hex of their normalized form.
 
 CREATE TABLE redemption_orders (
@@ -34,7 +34,7 @@ CREATE TABLE redemption_actions (
     created_at BIGINT NOT NULL
 );
 
--- Calls to Items owed after a commit, delivered with backoff (DESIGN.md §5).
+-- Calls to Items owed after a commit, delivered with backoff (docs/redemption.md).
 CREATE TABLE redemption_outbox (
     id TEXT PRIMARY KEY,
     order_id TEXT NOT NULL REFERENCES redemption_orders (order_id),

@@ -1,4 +1,4 @@
-//! The client side of the binary (DESIGN.md §3 Gateway): every command goes through the
+//! The client side of the binary (docs/gateway.md): every command goes through the
 //! gateway with `authorization: Bearer <JWT>` (given, or minted from the development
 //! secret of `economy up`) and every write carries an `idempotency-key`.
 

@@ -1,6 +1,6 @@
 //! Pure parsers of command-line values (`ASSET:AMOUNT`, `key=value`, asset kinds, hold
 //! statuses). Each returns a message for clap on bad input and never panics; the ledger
-//! still validates codes and amounts itself (DESIGN.md §3 Ledger).
+//! still validates codes and amounts itself (docs/ledger.md).
 
 use clap::ValueEnum;
 use economy_proto::ledger::v1 as pb;

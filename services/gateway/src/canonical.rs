@@ -1,5 +1,5 @@
 //! Request fingerprints and response redaction, both driven by the field policies of
-//! `economy.options.v1.field` (DESIGN.md §3 Gateway), as `policy` read them at start-up.
+//! `economy.options.v1.field` (docs/idempotency.md), as `policy` read them at start-up.
 //!
 //! Fingerprint = lowercase hex SHA-256 of the canonical JSON of
 //! `{user_id, canonical_operation, request}`: proto3 JSON of the request with every

@@ -1,5 +1,5 @@
 //! The checks behind `economy.gateway.v1.OperationsService/CheckConsistency` and its scheduled job
-//! (issue: cross-service checks; DESIGN.md §5). The gateway is the one place that can read
+//! (docs/gateway.md, "Consistency check"). The gateway is the one place that can read
 //! every service, so it compares what they say about each other, acting as the service
 //! `gateway`:
 //!

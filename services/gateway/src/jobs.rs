@@ -1,4 +1,4 @@
-//! Background jobs of the gateway (DESIGN.md §3 Gateway), each safe on several replicas
+//! Background jobs of the gateway (docs/gateway.md, "Jobs"), each safe on several replicas
 //! at once (single conditional statements): processing records time out, expired records
 //! are deleted, and upstream health is probed and reported.
 

@@ -1,5 +1,5 @@
 //! The field policies of `economy.options.v1.field` (`fingerprint_exclude`, `sensitive`;
-//! DESIGN.md §3 Gateway), read once from the descriptor pool when the gateway starts, so
+//! docs/idempotency.md), read once from the descriptor pool when the gateway starts, so
 //! that fingerprinting a request or redacting a response never decodes field options.
 
 use std::collections::HashSet;

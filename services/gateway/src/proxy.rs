@@ -1,4 +1,4 @@
-//! The generic proxy (DESIGN.md §3 Gateway): every routed RPC goes through one pipeline —
+//! The generic proxy (docs/gateway.md, "Routing"): every routed RPC goes through one pipeline —
 //! authenticate, authorize by the method's minimum role, rate-limit and shed load, then
 //! forward reads directly and writes through the idempotency records. No per-method code:
 //! the registry, built from the descriptor set, says what each path is.

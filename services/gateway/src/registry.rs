@@ -1,7 +1,7 @@
 //! The method table, built from the encoded descriptor set: every RPC of every routed
 //! service with its policy (`economy.options.v1.method`, `idempotency_level`), and the
 //! start-up check that every write declares a unique canonical operation
-//! (DESIGN.md §3 Gateway, "Canonical operations").
+//! (docs/gateway.md, "Canonical operations").
 
 use std::collections::{BTreeMap, HashMap};
 

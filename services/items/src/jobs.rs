@@ -1,4 +1,4 @@
-//! Background jobs (DESIGN.md §3 Items "Background", §5): every interval, available
+//! Background jobs (docs/items.md, "Jobs"): every interval, available
 //! instances past their expiry become `expired`, and locks past their lock expiry are
 //! released (`unlocked`). Safe on several replicas at once: each change is the same
 //! compare-and-set as an API call, under a deterministic key (`job:expire` per instance,

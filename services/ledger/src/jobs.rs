@@ -1,4 +1,4 @@
-//! Background jobs. Hold expiry (DESIGN.md §3 Ledger, §5): every interval, open holds past
+//! Background jobs. Hold expiry (docs/ledger.md, "Holds"): every interval, open holds past
 //! their expiry are released with status `expired`. Safe on several replicas at once: each
 //! release is a compare-and-set on `open` under the deterministic key `hold:<id>:expire`.
 
@@ -59,8 +59,8 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
     }
 }
 
-/// Runs `Reconcile` every `interval` until `shutdown` (DESIGN.md §5; issue: scheduled
-/// reconciliation): each finding is logged with its account, asset, expected and actual
+/// Runs `Reconcile` every `interval` until `shutdown` (docs/ledger.md, "Reconciliation";
+/// scheduled reconciliation): each finding is logged with its account, asset, expected and actual
 /// values, and counted in `ledger_reconcile_findings{kind}`. Read-only, so safe on
 /// several replicas.
 pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {

@@ -1,4 +1,4 @@
-//! The market's recovery worker (DESIGN.md §5), safe on several replicas at once (every
+//! The market's recovery worker (docs/market.md, "Outbox and recovery"), safe on several replicas at once (every
 //! change is a compare-and-set; downstream calls are keyed): it resumes interrupted
 //! creations and trades, expires listings, and delivers escrow returns.
 

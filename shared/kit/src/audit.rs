@@ -4,7 +4,7 @@
 //! who, when, what (action + target), the target's state before and after as JSON, why —
 //! into the owning service's own `audit_records` table, in the SAME transaction as the
 //! fix. The record's idempotency key is UNIQUE there: the database, not the code, decides
-//! that a retried fix applies once (DESIGN.md §2).
+//! that a retried fix applies once (ARCHITECTURE.md, "Invariants").
 //!
 //! Every service migrates the same table (`migrations/<svc>/<backend>/0002_audit.sql`):
 //!

@@ -1,4 +1,4 @@
-//! Layered configuration (DESIGN.md §6): the struct's defaults, then an optional TOML
+//! Layered configuration (docs/operations.md, "Configuration"): the struct's defaults, then an optional TOML
 //! file, then `ECONOMY_<SECTION>__<KEY>` environment variables.
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
-//! The internal identity (DESIGN.md §3 Gateway, "Forwarded to services as metadata with an
-//! internal HMAC signature"): who is calling, signed with a secret shared by the gateway
-//! and the services. A service rejects a missing, unsigned, forged or stale identity with
-//! `UNAUTHENTICATED`.
+//! The internal identity (docs/gateway.md, "The internal identity": the gateway forwards
+//! the caller to services as metadata with an HMAC signature): who is calling, signed
+//! with a secret shared by the gateway and the services. A service rejects a missing,
+//! unsigned, forged or stale identity with `UNAUTHENTICATED`.
 //!
 //! Wire form: metadata `x-economy-identity` = `v1;user=<id>;role=<level>;ts=<unix secs>`
 //! (or `v1;service=<name>;ts=<unix secs>`) and `x-economy-identity-sig` = lowercase hex
@@ -24,7 +24,7 @@ pub const SIGNATURE_HEADER: &str = "x-economy-identity-sig";
 /// `ErrorInfo.domain` of identity failures.
 pub const DOMAIN: &str = "economy.identity";
 
-/// Role levels (DESIGN.md §3 Gateway).
+/// Role levels (docs/gateway.md, "Authentication").
 pub mod roles {
     /// A player.
     pub const USER: i32 = 0;
@@ -291,7 +291,7 @@ pub const BUSINESS_EVENT_HEADER: &str = "x-business-event-id";
 
 /// The idempotency key of a write: the request's own `idempotency_key`, or, when empty,
 /// the business event id the gateway forwards (`x-business-event-id`), so a retry that
-/// slips past the gateway still applies once (DESIGN.md §3 Gateway, business_event_id).
+/// slips past the gateway still applies once (docs/idempotency.md, "Derived keys in the services").
 /// Empty when neither is present.
 pub fn idempotency_key<T>(request: &Request<T>, own: &str) -> String {
     if !own.is_empty() {

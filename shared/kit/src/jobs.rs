@@ -1,4 +1,4 @@
-//! The loop every background job runs in (DESIGN.md §5): `tick` every period until the
+//! The loop every background job runs in (docs/operations.md, "Background jobs"): `tick` every period until the
 //! shutdown token is cancelled. The first tick runs at once (tokio's `interval`).
 
 use std::future::Future;

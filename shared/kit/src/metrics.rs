@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN.md §6): the process-wide recorder behind the `metrics`
+//! Prometheus metrics (docs/operations.md, "Observability"): the process-wide recorder behind the `metrics`
 //! facade and its scrape endpoint, `GET http://<metrics.listen>/metrics` (text format
 //! 0.0.4). One endpoint per process: `economy up` serves every service's metrics on one.
 //!

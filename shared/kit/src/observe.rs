@@ -1,4 +1,4 @@
-//! The tower layer in front of every gRPC server (DESIGN.md §6), inside gRPC-web
+//! The tower layer in front of every gRPC server (docs/operations.md, "Observability"), inside gRPC-web
 //! translation so it always sees gRPC: one span per request, child of the caller's W3C
 //! trace context (`traceparent` metadata), and the RPC metrics.
 //!

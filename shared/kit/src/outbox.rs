@@ -1,5 +1,6 @@
-//! Lease bookkeeping of the services' outbox tables (DESIGN.md: owed calls to other
-//! services are written with the state change and delivered by a dispatcher). Every
+//! Lease bookkeeping of the services' outbox tables (ARCHITECTURE.md, "Invariants": owed
+//! calls to other services are written with the state change and delivered by a
+//! dispatcher). Every
 //! outbox table has the columns `id`, `status` (`pending` | `delivered` | `dead`),
 //! `claimed_until`, `attempts`, `next_attempt_at`, `last_error`, `delivered_at`
 //! (instants in ms since the epoch); what a row delivers is the service's own.

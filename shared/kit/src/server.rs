@@ -1,4 +1,4 @@
-//! The gRPC server every service runs (DESIGN.md §3 Gateway "health/reflection", §6):
+//! The gRPC server every service runs (docs/operations.md, "Observability"):
 //! the service's routes plus `grpc.health.v1` and server reflection (v1 and v1alpha) over
 //! the Economy descriptor set, request timeout, per-connection concurrency limit,
 //! graceful shutdown on a cancellation token, and `crate::observe` (request spans joined

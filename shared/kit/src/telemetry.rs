@@ -1,4 +1,4 @@
-//! Tracing initialisation (DESIGN.md §6): structured fields, `RUST_LOG`-style filters,
+//! Tracing initialisation (docs/operations.md, "Observability"): structured fields, `RUST_LOG`-style filters,
 //! optional JSON output; OpenTelemetry traces exported over OTLP (gRPC) when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; and the
 //! W3C trace context (`traceparent`, `tracestate`) carried in gRPC metadata and outbox rows.

@@ -1,5 +1,5 @@
 //! `economy history` (an account's journal, paged) and `economy reconcile` (the ledger's
-//! invariants, DESIGN.md §3 Ledger).
+//! invariants, docs/ledger.md, "Reconciliation").
 
 use std::process::ExitCode;
 

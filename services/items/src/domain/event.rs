@@ -1,4 +1,4 @@
-//! Item events (DESIGN.md §3 Items): every change of an instance appends one, with its
+//! Item events (docs/items.md, "Events"): every change of an instance appends one, with its
 //! actor, owners, holder, business type and idempotency key. The key is UNIQUE per
 //! instance; the request's fingerprint decides between a replay and a reused key.
 

@@ -1,4 +1,4 @@
-//! Granting (DESIGN.md §3 Items, issue 4 "GrantItem … idempotent"): a new available
+//! Granting (docs/items.md, "Instances and their state machine"; idempotent): a new available
 //! instance of a template for a user. The grant's idempotency key is UNIQUE across all
 //! grants, so a retried grant returns the same instance.
 

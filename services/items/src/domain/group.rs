@@ -1,5 +1,5 @@
-//! The grouped view of a backpack (DESIGN.md §3 Items "an optional grouped view
-//! (template, status bucket, expiry day, meta hash -> count)"): instances that look the
+//! The grouped view of a backpack (docs/items.md, "Reading": template, status bucket,
+//! expiry day, meta hash -> count): instances that look the
 //! same to a player are shown once, with their count and ids.
 
 use super::ids::TemplateCode;

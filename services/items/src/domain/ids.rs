@@ -1,5 +1,5 @@
 //! Identifiers, each built only through a validating `parse`, so an invalid one cannot
-//! exist (DESIGN.md §7).
+//! exist.
 
 use std::collections::BTreeMap;
 use std::fmt;

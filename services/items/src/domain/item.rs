@@ -1,4 +1,4 @@
-//! Item instances (DESIGN.md §3 Items): one non-stackable item owned by one user, in one
+//! Item instances (docs/items.md): one non-stackable item owned by one user, in one
 //! state of `available | locked(holder) | used | expired | revoked`. A lock exists
 //! exactly while the state is `Locked`, so a lock without that state cannot be written.
 
@@ -168,7 +168,7 @@ impl Item {
 }
 
 /// SHA-256 (lowercase hex) of the metadata as a JSON object with sorted keys: equal
-/// metadata, equal hash (the grouped view's "meta hash", DESIGN.md §3 Items).
+/// metadata, equal hash (the grouped view's "meta hash", docs/items.md).
 pub fn metadata_hash(metadata: &BTreeMap<String, String>) -> String {
     let json = serde_json::to_vec(metadata).unwrap_or_default();
     hex::encode(Sha256::digest(json))

@@ -1,4 +1,4 @@
-//! The item rules, free of SQL and gRPC (DESIGN.md §3 Items): identifiers with validating
+//! The item rules, free of SQL and gRPC (docs/items.md): identifiers with validating
 //! constructors, templates, instances and their state machine, events and fingerprints,
 //! grouping keys, and the errors an operation can raise.
 

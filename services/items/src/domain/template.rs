@@ -1,4 +1,4 @@
-//! The template catalog (DESIGN.md §3 Items "Templates (catalog)"): what an instance is,
+//! The template catalog (docs/items.md, "Templates"): what an instance is,
 //! how long it stays valid by default, and whether it is redeemable or consumable.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The state machine (DESIGN.md §3 Items, issue 4):
+//! The state machine (docs/items.md, "Instances and their state machine"):
 //!
 //! ```text
 //! available --lock(holder)--> locked(holder) --unlock--> available

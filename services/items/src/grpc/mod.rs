@@ -1,8 +1,8 @@
 //! gRPC adapter of `economy.items.v1.ItemService`: each handler authorizes the signed
 //! caller, validates the request into a domain plan, calls the store, and converts back.
 //!
-//! Authorization (DESIGN.md §3 Items, §3 Gateway "services do object-level authorization
-//! themselves"):
+//! Authorization (docs/items.md; the gateway checks roles per method, and services do
+//! object-level authorization themselves, docs/gateway.md):
 //! - templates: admins define; every authenticated caller reads;
 //! - `GrantItem`: admins and internal services;
 //! - reads of instances, lists and histories: the owner, admins and services; other

@@ -1,4 +1,4 @@
-//! Validation of inbound requests into domain values and plans (DESIGN.md §4: bad input
+//! Validation of inbound requests into domain values and plans (docs/errors.md: bad input
 //! gets `INVALID_ARGUMENT` / `VALIDATION_FAILED` listing every bad field).
 
 use economy_kit::error::Violations;

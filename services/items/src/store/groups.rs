@@ -1,4 +1,4 @@
-//! The grouped view (DESIGN.md §3 Items): a user's instances grouped by (template, status
+//! The grouped view (docs/items.md, "Reading"): a user's instances grouped by (template, status
 //! bucket, UTC expiry day, metadata hash) with a count and up to `MAX_IDS_PER_GROUP` ids,
 //! groups ordered by that key and paged with it as the cursor. Both queries run in SQL
 //! (row-value comparisons and `ROW_NUMBER()` work on SQLite and PostgreSQL alike).

@@ -1,5 +1,5 @@
 //! Persistence of items (sqlx `Any`, one SQL code path for SQLite and PostgreSQL;
-//! DESIGN.md §2). The store owns the schema (`migrations/items/`); every change is one
+//! docs/operations.md, "Backends"). The store owns the schema (`migrations/items/`); every change is one
 //! compare-and-set UPDATE of the instance plus the insert of its event, in one
 //! transaction, and the database's UNIQUE keys judge duplicates.
 

@@ -1,4 +1,4 @@
-//! The write path (DESIGN.md §2, §3 Items). A grant inserts the instance (its grant key
+//! The write path (docs/items.md, "Events"). A grant inserts the instance (its grant key
 //! UNIQUE) and its GRANTED event in one transaction. A change reads the instance, runs
 //! the state machine, writes the result with one compare-and-set UPDATE on the version it
 //! read, and appends the event (UNIQUE per instance and key) in the same transaction.

@@ -1,5 +1,5 @@
-//! The asset catalog and conversion rules (DESIGN.md §3 Ledger: "Assets … defined in a
-//! catalog (code, display name, kind currency|material|fragment|quota, meta)";
+//! The asset catalog and conversion rules (docs/ledger.md, "Assets", "Conversions": each
+//! asset has a code, display name, kind currency|material|fragment|quota and metadata;
 //! `ASSET_CONVERT`, e.g. 10 red_shard -> 1 red_crystal).
 
 use std::collections::BTreeMap;

@@ -57,7 +57,7 @@ impl RecalculateBalance {
 }
 
 /// The expected `(available, frozen)` of a balance whose postings sum to `postings_total`
-/// and whose open holds sum to `open_holds` (DESIGN.md §3 Ledger, reconciliation).
+/// and whose open holds sum to `open_holds` (docs/ledger.md, "Reconciliation").
 /// `BALANCE_OVERFLOW` when the difference leaves i64.
 pub fn expected_balance(
     account: &AccountId,

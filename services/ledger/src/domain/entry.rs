@@ -1,4 +1,4 @@
-//! Journal entries (DESIGN.md §3 Ledger): legs that sum to zero per asset, applied at
+//! Journal entries (docs/ledger.md, "Journal entries and postings"): legs that sum to zero per asset, applied at
 //! once, and the per-balance deltas with the bounds a conditional update must respect.
 
 use std::collections::BTreeMap;
@@ -126,7 +126,7 @@ impl BalanceDelta {
     }
 
     /// Why a balance holding `current` cannot take this delta: `INSUFFICIENT_BALANCE` for
-    /// a user account going below zero (DESIGN.md §3: user accounts never go negative),
+    /// a user account going below zero (docs/ledger.md, "Accounts": user accounts never go negative),
     /// `BALANCE_OVERFLOW` past i64, a storage error when `frozen` would go negative (open
     /// holds always cover it, so that is corruption).
     pub fn refusal(&self, current: Buckets) -> LedgerError {

@@ -1,4 +1,4 @@
-//! Holds (DESIGN.md §3 Ledger): an amount moved from available to frozen under a hold id,
+//! Holds (docs/ledger.md, "Holds"): an amount moved from available to frozen under a hold id,
 //! then resolved exactly once — settled (all or part, the rest released), released, or
 //! expired by the background job.
 //!
@@ -141,7 +141,7 @@ pub struct Resolved {
     pub settled: i64,
 }
 
-/// Resolves the holds of one entry in order (DESIGN.md §3 Ledger: each exactly once) at
+/// Resolves the holds of one entry in order (docs/ledger.md, "Holds": each exactly once) at
 /// `now` (ms since the epoch), every write path's rule: `hold` gives each hold as it
 /// stands (stored, or as an earlier entry of the same batch left it). Returns the legs
 /// that empty the holds and each resolution with its payout. Errors: whatever `hold`

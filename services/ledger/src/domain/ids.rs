@@ -1,5 +1,5 @@
 //! Identifiers and amounts, each built only through a validating `parse`, so an invalid
-//! one cannot exist (DESIGN.md §7).
+//! one cannot exist.
 
 use std::fmt;
 
@@ -114,7 +114,7 @@ impl AccountId {
     }
 
     /// The lowest balance the account may reach: 0 for users, `i64::MIN` for system
-    /// accounts (DESIGN.md §3: "system accounts may go negative, user accounts never").
+    /// accounts (docs/ledger.md, "Accounts": system accounts may go negative, user accounts never).
     pub fn floor(&self) -> i64 {
         match self {
             Self::User(_) => 0,

@@ -1,6 +1,6 @@
 //! The ledger's rules, free of SQL and gRPC: identifiers with validating constructors,
 //! journal entries and their balance check, holds and their state machine, the write
-//! commands and the errors they can raise (DESIGN.md §3 Ledger).
+//! commands and the errors they can raise (docs/ledger.md).
 
 pub mod catalog;
 pub mod commands;

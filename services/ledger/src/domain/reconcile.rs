@@ -1,4 +1,4 @@
-//! Reconciliation findings (DESIGN.md §3 Ledger): per balance, available + frozen equals
+//! Reconciliation findings (docs/ledger.md, "Reconciliation"): per balance, available + frozen equals
 //! the sum of its postings and frozen equals its open holds; per asset, all accounts sum
 //! to zero.
 //!

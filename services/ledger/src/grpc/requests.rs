@@ -1,4 +1,4 @@
-//! Validation of inbound requests into domain commands and plans (DESIGN.md §4: bad
+//! Validation of inbound requests into domain commands and plans (docs/errors.md: bad
 //! input gets `INVALID_ARGUMENT` / `VALIDATION_FAILED` listing every bad field).
 
 use std::collections::{BTreeMap, BTreeSet};

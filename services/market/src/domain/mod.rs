@@ -1,4 +1,4 @@
-//! The market's rules (DESIGN.md §3 Market), free of SQL and gRPC: listings, trades, the
+//! The market's rules (docs/market.md), free of SQL and gRPC: listings, trades, the
 //! fee, and every way an operation can fail.
 
 pub mod compensation;
@@ -16,7 +16,7 @@ pub fn escrow_holder(listing_id: &str) -> String {
 }
 
 /// Deterministic key of a downstream call for `subject` (a listing id or a trade's
-/// business event): `<subject>:<step>` (DESIGN.md §5).
+/// business event): `<subject>:<step>` (docs/idempotency.md, "Derived keys in the services").
 pub fn step_key(subject: &str, step: &str) -> String {
     format!("{subject}:{step}")
 }

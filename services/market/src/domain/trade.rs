@@ -1,4 +1,4 @@
-//! Trades (DESIGN.md §3 Market). An asset trade is one ledger transaction:
+//! Trades (docs/market.md, "Purchases"). An asset trade is one ledger transaction:
 //! `pending -> completed | failed`. An item trade is a saga: `pending` (hold the buyer's
 //! payment) `-> paid` (transfer the item) `-> delivered` (settle the payment to seller
 //! and platform) `-> completed`; a refused payment ends `failed`, a refused transfer goes
@@ -88,7 +88,7 @@ pub struct Trade {
 }
 
 /// `(fee, seller_net)` of `price` at `fee_bps` basis points:
-/// `fee = floor(price * fee_bps / 10000)` (DESIGN.md §3 Market), computed in i128 so no
+/// `fee = floor(price * fee_bps / 10000)` (docs/market.md), computed in i128 so no
 /// price overflows; `fee_bps` is clamped to 0..=10000.
 pub fn split_price(price: i64, fee_bps: u32) -> (i64, i64) {
     let fee = i128::from(price) * i128::from(fee_bps.min(10_000)) / 10_000;

@@ -1,4 +1,4 @@
-//! The market's flows (DESIGN.md §3 Market, §5) across its store, the ledger and the
+//! The market's flows (docs/market.md) across its store, the ledger and the
 //! items service. Every downstream call carries a key derived from the listing id or the
 //! trade's business event, and every local change is a compare-and-set, so a retry or the
 //! recovery worker can resume any flow at any point:

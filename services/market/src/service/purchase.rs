@@ -1,4 +1,4 @@
-//! Purchases (DESIGN.md §3 Market): exactly one buyer wins a listing, then the trade's
+//! Purchases (docs/market.md, "Purchases"): exactly one buyer wins a listing, then the trade's
 //! saga runs step by step, each step a downstream call keyed `<business event>:<step>`
 //! followed by a compare-and-set of the trade (and at the end of the listing).
 
@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use crate::store::{Begin, Step};
 
-/// The platform's fee account (DESIGN.md §3 Market).
+/// The platform's fee account (docs/market.md, "Purchases").
 pub const FEE_ACCOUNT: &str = "SYSTEM_PLATFORM_FEE";
 
 impl Market {

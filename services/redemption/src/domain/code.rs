@@ -1,4 +1,4 @@
-//! Redemption codes (DESIGN.md §3 Redemption): 12 symbols from
+//! Redemption codes (docs/redemption.md, "Codes"): 12 symbols from
 //! `23456789ABCDEFGHJKMNPQRSTUVWXYZ` (no 0 O I L 1), drawn uniformly from a CSPRNG,
 //! shown `XXXX-XXXX-XXXX`. Only `sha256_hex` of the normalized form is ever stored.
 

@@ -1,4 +1,4 @@
-//! The redemption rules (DESIGN.md §3 Redemption), free of SQL and gRPC: codes, the order
+//! The redemption rules (docs/redemption.md), free of SQL and gRPC: codes, the order
 //! lifecycle and every way an operation can fail.
 
 pub mod code;
@@ -16,7 +16,7 @@ pub fn lock_holder(order_id: &str) -> String {
 }
 
 /// Deterministic idempotency key of an Items call made for `order_id`
-/// (`<order_id>:lock`, `:consume`, `:unlock`; DESIGN.md §5).
+/// (`<order_id>:lock`, `:consume`, `:unlock`; docs/idempotency.md, "Derived keys in the services").
 pub fn items_key(order_id: &str, action: &str) -> String {
     format!("{order_id}:{action}")
 }
