@@ -1,4 +1,4 @@
-//! Shared plumbing of every Economy service (DESIGN.md §1 `shared/kit`): layered
+//! Shared plumbing of every Economy service (ARCHITECTURE.md, "Code map"): layered
 //! configuration, tracing, the gRPC server builder (health, reflection, limits, graceful
 //! shutdown), database open + migrate for SQLite and PostgreSQL, the error model, the
 //! signed internal identity and the audit records of the compensation tools.
@@ -22,5 +22,6 @@ pub mod time;
 
 /// The global allocator of every Economy binary (`#[global_allocator] static ALLOCATOR:
 /// economy_kit::Allocator = economy_kit::Allocator;`): mimalloc, measured faster than the
-/// system allocator for the services' many small allocations (BENCHMARKS.md, Optimization 9).
+/// system allocator for the services' many small allocations (glibc's allocator and copies
+/// took 18 % of the profiled samples; docs/performance-log.md).
 pub use mimalloc::MiMalloc as Allocator;
