@@ -1,27 +1,35 @@
-//! The error model (DESIGN.md §4): `tonic::Status` carrying `ErrorInfo { reason, domain,
+//! The error model (docs/errors.md): `tonic::Status` carrying `ErrorInfo { reason, domain,
 //! metadata }`, plus `BadRequest` field violations for validation failures. Storage and
 //! other unexpected errors are logged and returned as an opaque `INTERNAL`.
+//!
+//! Every status with an `ErrorInfo` is built here, and every reason is a constant of the
+//! catalogue (`crate::reasons`); in debug builds these constructors panic on a reason the
+//! catalogue does not list. [`classify`] is the one rule that sorts an upstream's failure
+//! into a refusal (final) or an outage (retry).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-/// Reason of every validation failure; the `BadRequest` detail lists the fields.
-pub const VALIDATION_FAILED: &str = "VALIDATION_FAILED";
-/// Reason of an opaque internal error.
-pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
+use crate::reasons::debug_assert_catalogued;
+pub use crate::reasons::{INTERNAL_ERROR, MALFORMED_REQUEST, VALIDATION_FAILED};
 
 /// A status with an `ErrorInfo` detail.
 ///
 /// `domain` is `economy.<svc>`; `reason` a stable UPPER_SNAKE string; `metadata` extra
 /// key/value context (ids, amounts) for clients.
+///
+/// Panics in debug builds when `reason` is not in the catalogue (`crate::reasons`).
+#[track_caller]
 pub fn status<I, K, V>(code: Code, domain: &str, reason: &str, message: impl Into<String>, metadata: I) -> Status
 where
     I: IntoIterator<Item = (K, V)>,
     K: Into<String>,
     V: Into<String>,
 {
+    debug_assert_catalogued(reason);
     let metadata: HashMap<String, String> =
         metadata.into_iter().map(|(key, value)| (key.into(), value.into())).collect();
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, domain, metadata))
@@ -29,14 +37,15 @@ where
 
 /// An `INVALID_ARGUMENT` status with a specific `reason` and one `BadRequest` violation
 /// naming `field` (a field path or a metadata key) and what it must look like.
+///
+/// Panics in debug builds when `reason` is not in the catalogue (`crate::reasons`).
+#[track_caller]
 pub fn invalid_field(domain: &str, reason: &str, field: &str, description: &str) -> Status {
+    debug_assert_catalogued(reason);
     let mut details = ErrorDetails::with_error_info(reason, domain, HashMap::new());
     details.set_bad_request(vec![FieldViolation::new(field, description)]);
     Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
 }
-
-/// `ErrorInfo.reason` of a request whose bytes do not decode as its message.
-pub const MALFORMED_REQUEST: &str = "MALFORMED_REQUEST";
 
 /// `INVALID_ARGUMENT` / `MALFORMED_REQUEST`: the request's bytes do not decode as its
 /// message (truncated, wrong wire types, invalid UTF-8 in a string). Names no field.
@@ -111,15 +120,151 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How a caller treats an upstream service's failure ([`classify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// A business answer (insufficient balance, item not available, …): final for this
+    /// request; the same request gets the same answer.
+    Refused(Refusal),
+    /// No answer, or a transient or unexpected one: retry later with the same idempotency
+    /// key.
+    Unavailable,
+}
+
+/// An upstream's business refusal: its status's code, `ErrorInfo` and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The gRPC code.
+    pub code: Code,
+    /// `ErrorInfo.domain` (`economy.<svc>`).
+    pub domain: String,
+    /// `ErrorInfo.reason`, a catalogued reason.
+    pub reason: String,
+    /// The status message.
+    pub message: String,
+}
+
+/// Codes that are a business refusal when the status carries an `ErrorInfo`.
+const REFUSAL_CODES: [Code; 6] = [
+    Code::InvalidArgument,
+    Code::FailedPrecondition,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::OutOfRange,
+    Code::PermissionDenied,
+];
+
+/// Sorts an upstream's failure into a refusal (final) or an outage (retry): the one rule
+/// of the market's and redemption's clients and of the gateway's own upstream calls
+/// (docs/errors.md, "Refused or unavailable").
+///
+/// A refusal is a status with an `ErrorInfo` detail and one of the codes
+/// `INVALID_ARGUMENT`, `FAILED_PRECONDITION`, `NOT_FOUND`, `ALREADY_EXISTS`,
+/// `OUT_OF_RANGE`, `PERMISSION_DENIED`: the service looked at the request and said no.
+/// Everything else is an outage: `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED`,
+/// `RESOURCE_EXHAUSTED`, `ABORTED`, `UNKNOWN`, `INTERNAL`, `UNAUTHENTICATED` (keys or
+/// clocks disagree between services), `UNIMPLEMENTED` (versions disagree), `DATA_LOSS`,
+/// and any bare status without `ErrorInfo` — those come from the transport, a proxy or a
+/// limit, not from a service's rules.
+pub fn classify(status: &Status) -> Upstream {
+    if !REFUSAL_CODES.contains(&status.code()) {
+        return Upstream::Unavailable;
+    }
+    match status.get_details_error_info() {
+        Some(info) => Upstream::Refused(Refusal {
+            code: status.code(),
+            domain: info.domain,
+            reason: info.reason,
+            message: status.message().to_owned(),
+        }),
+        None => Upstream::Unavailable,
+    }
+}
+
+/// The cause of an unexpected storage failure — a database error, a row that does not
+/// parse, a broken invariant of stored data — kept as the `#[source]` of a service's
+/// `Storage` error so logs show the whole chain; clients only ever see an opaque
+/// `INTERNAL` ([`internal`]).
+///
+/// Two causes are equal when their messages are (tests compare errors).
+#[derive(Clone)]
+pub struct StorageCause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl StorageCause {
+    /// Wraps any error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The wrapped error, e.g. to downcast it to `sqlx::Error`.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for StorageCause {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, formatter)
+    }
+}
+
+impl std::fmt::Display for StorageCause {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, formatter)
+    }
+}
+
+/// Transparent: the wrapped error's own source comes next in the chain.
+impl std::error::Error for StorageCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for StorageCause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for StorageCause {}
+
+impl From<sqlx::Error> for StorageCause {
+    fn from(error: sqlx::Error) -> Self {
+        Self::new(error)
+    }
+}
+
+impl From<serde_json::Error> for StorageCause {
+    fn from(error: serde_json::Error) -> Self {
+        Self::new(error)
+    }
+}
+
+/// A broken invariant described in words (a corrupt row, a row that vanished).
+impl From<String> for StorageCause {
+    fn from(message: String) -> Self {
+        Self(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message)))
+    }
+}
+
+/// A broken invariant described in words.
+impl From<&str> for StorageCause {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reasons::{HOLD_EXPIRED, INSUFFICIENT_BALANCE};
 
     #[test]
     fn status_carries_reason_and_domain() {
-        let status = status(Code::FailedPrecondition, "economy.test", "SOMETHING", "msg", [("id", "7")]);
+        let status = status(Code::FailedPrecondition, "economy.test", HOLD_EXPIRED, "msg", [("id", "7")]);
         let info = status.get_details_error_info().expect("error info");
-        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("SOMETHING", "economy.test"));
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), (HOLD_EXPIRED, "economy.test"));
         assert_eq!(info.metadata.get("id").map(String::as_str), Some("7"));
     }
 
@@ -131,6 +276,63 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(reason(&status).as_deref(), Some(VALIDATION_FAILED));
         assert_eq!(violated_fields(&status), ["amount"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "not in the error-reason catalogue")]
+    #[cfg(debug_assertions)]
+    fn an_uncatalogued_reason_fails_in_debug_builds() {
+        let _ = status(Code::FailedPrecondition, "economy.test", "NOT_A_CATALOGUED_REASON", "msg", [("id", "7")]);
+    }
+
+    fn with_info(code: Code) -> Status {
+        status(code, "economy.ledger", INSUFFICIENT_BALANCE, "no", Vec::<(String, String)>::new())
+    }
+
+    #[test]
+    fn business_answers_with_error_info_are_refusals() {
+        for code in REFUSAL_CODES {
+            match classify(&with_info(code)) {
+                Upstream::Refused(refusal) => {
+                    assert_eq!(refusal.code, code);
+                    assert_eq!(
+                        (refusal.domain.as_str(), refusal.reason.as_str()),
+                        ("economy.ledger", INSUFFICIENT_BALANCE)
+                    );
+                }
+                Upstream::Unavailable => panic!("{code:?} with ErrorInfo is a refusal"),
+            }
+        }
+    }
+
+    #[test]
+    fn outages_and_bare_statuses_are_unavailable() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Unknown,
+            Code::Internal,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+            Code::DataLoss,
+        ] {
+            assert_eq!(classify(&with_info(code)), Upstream::Unavailable, "{code:?} with ErrorInfo");
+            assert_eq!(classify(&Status::new(code, "bare")), Upstream::Unavailable, "{code:?}");
+        }
+        for code in REFUSAL_CODES {
+            assert_eq!(classify(&Status::new(code, "bare")), Upstream::Unavailable, "bare {code:?}");
+        }
+    }
+
+    #[test]
+    fn storage_causes_keep_their_error() {
+        let cause = StorageCause::from(sqlx::Error::RowNotFound);
+        assert!(cause.get().downcast_ref::<sqlx::Error>().is_some());
+        assert_eq!(StorageCause::from("corrupt row 7"), StorageCause::from(String::from("corrupt row 7")));
+        assert_eq!(cause.to_string(), sqlx::Error::RowNotFound.to_string());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Status};
 
-use crate::error;
+use crate::{error, reasons};
 
 /// Metadata key of the identity payload.
 pub const IDENTITY_HEADER: &str = "x-economy-identity";
@@ -211,9 +211,9 @@ impl IdentityKey {
     /// bad signature), `IDENTITY_STALE` (issued outside the allowed clock skew).
     pub fn verify(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         let (Some(payload), Some(signature)) = (metadata.get(IDENTITY_HEADER), metadata.get(SIGNATURE_HEADER)) else {
-            return Err(unauthenticated("IDENTITY_MISSING", "no signed caller identity"));
+            return Err(unauthenticated(reasons::IDENTITY_MISSING, "no signed caller identity"));
         };
-        let invalid = || unauthenticated("IDENTITY_INVALID", "caller identity is malformed or forged");
+        let invalid = || unauthenticated(reasons::IDENTITY_INVALID, "caller identity is malformed or forged");
         let payload = payload.to_str().map_err(|_| invalid())?;
         let signature = signature.to_str().ok().and_then(|sig| hex::decode(sig).ok()).ok_or_else(invalid)?;
         let mut mac = self.mac();
@@ -222,7 +222,7 @@ impl IdentityKey {
         let (caller, issued_at) = Caller::parse_payload(payload).ok_or_else(invalid)?;
         let now = crate::time::now_millis() / 1000;
         if now.abs_diff(issued_at) > self.max_skew_secs.unsigned_abs() {
-            return Err(unauthenticated("IDENTITY_STALE", "caller identity is outside the allowed clock skew"));
+            return Err(unauthenticated(reasons::IDENTITY_STALE, "caller identity is outside the allowed clock skew"));
         }
         Ok(caller)
     }
@@ -252,7 +252,7 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| unauthenticated("IDENTITY_MISSING", "no signed caller identity"))
+        .ok_or_else(|| unauthenticated(reasons::IDENTITY_MISSING, "no signed caller identity"))
 }
 
 /// Client side: signs every outgoing request as one caller.

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod observe;
 pub mod outbox;
 pub mod process;
+pub mod reasons;
 pub mod server;
 pub mod telemetry;
 pub mod testing;
