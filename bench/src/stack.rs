@@ -1,7 +1,7 @@
 //! Where the load goes: fresh databases ([`Databases`]) and the whole stack (ledger,
-//! items, redemption, market, gateway) started in-process exactly as `economy up` wires
-//! it (services/economy/src/up.rs), or the
-//! endpoints of a stack that is already running ([`RemoteStack`]).
+//! items, redemption, market, gateway) started in-process by `economy_stack`, as
+//! `economy up` starts it, or the endpoints of a stack that is already running
+//! ([`RemoteStack`]).
 //!
 //! In-process, every service listens on `127.0.0.1:0` over its own fresh database (a
 //! SQLite file in a temporary folder, or a new PostgreSQL database created on the given
@@ -14,14 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use economy_gateway::auth::{AuthConfig, mint_hs256};
-use economy_gateway::config::GatewayConfig;
-use economy_gateway::registry::Registry;
+use economy_gateway::auth::mint_hs256;
 use economy_kit::db::DbOptions;
 use economy_kit::identity::{IdentityConfig, IdentityKey};
-use economy_kit::server::{RunningServer, ServerLimits};
+use economy_stack::{RunningStack, Service, StackBuilder};
 use sqlx::{Connection, Executor};
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::AsciiMetadataValue;
 
 /// The gateway's per-user rate limit in the in-process stack (requests per second and
@@ -29,8 +26,8 @@ use tonic::metadata::AsciiMetadataValue;
 pub const IN_PROCESS_RATE_LIMIT: u32 = 1_000_000;
 /// Lifetime of the bearer tokens the harness mints, seconds.
 const TOKEN_TTL_SECS: u64 = 3600;
-/// How long one server may take to drain when the stack stops.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the in-process stack may take to drain when it stops.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A database engine and where its fresh databases are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +205,7 @@ fn database_url(server_url: &str, database: &str) -> String {
 /// The servers and databases of an in-process stack.
 #[derive(Debug)]
 struct Running {
-    gateway: RunningServer,
-    /// Started in this order; stopped in reverse.
-    services: Vec<(&'static str, RunningServer)>,
+    stack: RunningStack,
     databases: Databases,
 }
 
@@ -261,25 +256,22 @@ impl Stack {
     /// Ledger, items, redemption and market (calling those) and the gateway in front of them,
     /// each on `127.0.0.1:0` over its own fresh database.
     async fn start_in_process(backend: &Backend) -> anyhow::Result<Self> {
-        let databases = Databases::create(backend, &["ledger", "items", "redemption", "market", "gateway"]).await?;
-        let identity = IdentityKey::new(&IdentityConfig { secret: random_secret(), max_clock_skew_secs: 300 })?;
+        let names = Service::ALL.map(Service::name);
+        let databases = Databases::create(backend, &names).await?;
+        let identity_secret = random_secret();
         let jwt_secret = random_secret();
-        match spawn_services(backend, &databases, &identity, &jwt_secret).await {
-            Ok((gateway, services)) => {
-                let url_of =
-                    |wanted: &str| services.iter().find(|(name, _)| *name == wanted).map(|(_, server)| server.url());
-                Ok(Self {
-                    gateway_url: gateway.url(),
-                    ledger_url: url_of("ledger"),
-                    items_url: url_of("items"),
-                    identity: Some(identity),
-                    description: format!("{} (in-process stack, fresh databases)", backend.label()),
-                    jwt_secret,
-                    running: Some(Running { gateway, services, databases }),
-                })
-            }
+        match start_stack(backend, &databases, &identity_secret, &jwt_secret).await {
+            Ok(stack) => Ok(Self {
+                gateway_url: stack.url(Service::Gateway).context("the gateway runs")?,
+                ledger_url: stack.url(Service::Ledger),
+                items_url: stack.url(Service::Items),
+                identity: Some(stack.identity().clone()),
+                description: format!("{} (in-process stack, fresh databases)", backend.label()),
+                jwt_secret,
+                running: Some(Running { stack, databases }),
+            }),
             Err(error) => {
-                // Servers already started end with the process; the databases go now.
+                // The servers already started were stopped; the databases go now.
                 if let Err(cleanup) = databases.drop_all().await {
                     eprintln!("warning: cannot remove the benchmark databases: {cleanup:#}");
                 }
@@ -312,91 +304,40 @@ impl Stack {
     /// then the services in reverse order — and drops its databases.
     pub async fn stop(self) -> anyhow::Result<()> {
         let Some(running) = self.running else { return Ok(()) };
-        stop_server("gateway", running.gateway).await;
-        for (name, server) in running.services.into_iter().rev() {
-            stop_server(name, server).await;
+        match tokio::time::timeout(STOP_TIMEOUT, running.stack.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("warning: {error:#}"),
+            Err(_) => eprintln!("warning: the stack did not stop within {STOP_TIMEOUT:?}"),
         }
         running.databases.drop_all().await
     }
 }
 
-async fn stop_server(name: &str, server: RunningServer) {
-    match tokio::time::timeout(STOP_TIMEOUT, server.stop()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => eprintln!("warning: the {name} ended with an error: {error:#}"),
-        Err(_) => eprintln!("warning: the {name} did not stop within {STOP_TIMEOUT:?}"),
-    }
-}
-
-/// Starts the services and the gateway the way `economy up` does.
-async fn spawn_services(
+/// Starts the stack over `databases` with the services' default settings, except the
+/// backend's SQLite `synchronous` override and the gateway's rate limit
+/// ([`IN_PROCESS_RATE_LIMIT`]).
+async fn start_stack(
     backend: &Backend,
     databases: &Databases,
-    identity: &IdentityKey,
+    identity_secret: &str,
     jwt_secret: &str,
-) -> anyhow::Result<(RunningServer, Vec<(&'static str, RunningServer)>)> {
-    let limits = ServerLimits::default();
-    let listen = "127.0.0.1:0".to_owned();
-    let ledger = economy_ledger::LedgerConfig {
-        listen: listen.clone(),
-        database_url: databases.url("ledger")?.to_owned(),
-        database: backend.db_options(economy_ledger::LedgerConfig::default().database),
-        ..economy_ledger::LedgerConfig::default()
-    };
-    let ledger = economy_ledger::start(&ledger, identity, &limits, CancellationToken::new()).await?;
-    let items = economy_items::ItemsConfig {
-        listen: listen.clone(),
-        database_url: databases.url("items")?.to_owned(),
-        database: backend.db_options(economy_items::ItemsConfig::default().database),
-        ..economy_items::ItemsConfig::default()
-    };
-    let items = economy_items::start(&items, identity, &limits, CancellationToken::new()).await?;
-    let redemption = economy_redemption::RedemptionConfig {
-        listen: listen.clone(),
-        database_url: databases.url("redemption")?.to_owned(),
-        database: backend.db_options(economy_redemption::RedemptionConfig::default().database),
-        items_url: items.url(),
-        ..economy_redemption::RedemptionConfig::default()
-    };
-    let redemption = economy_redemption::start(&redemption, identity, &limits, CancellationToken::new()).await?;
-    let market = economy_market::MarketConfig {
-        listen: listen.clone(),
-        database_url: databases.url("market")?.to_owned(),
-        database: backend.db_options(economy_market::MarketConfig::default().database),
-        ledger_url: ledger.url(),
-        items_url: items.url(),
-        ..economy_market::MarketConfig::default()
-    };
-    let market = economy_market::start(&market, identity, &limits, CancellationToken::new()).await?;
-    let services = vec![("ledger", ledger), ("items", items), ("redemption", redemption), ("market", market)];
-    // Every package the gateway routes needs an upstream; one not started here (a
-    // service added to the protos later) gets an address nothing listens on, as in the
-    // gateway's own tests.
-    let registry = Registry::load(economy_proto::FILE_DESCRIPTOR_SET)?;
-    let mut upstreams = BTreeMap::new();
-    for name in registry.upstreams() {
-        upstreams.insert(name, format!("http://{}", unused_address()?));
+) -> anyhow::Result<RunningStack> {
+    let mut builder = StackBuilder::new().any_port().identity_secret(identity_secret).jwt_secret(jwt_secret);
+    for service in Service::ALL {
+        builder = builder.database_url(service, databases.url(service.name())?);
     }
-    for (name, server) in &services {
-        upstreams.insert((*name).to_owned(), server.url());
-    }
-    let gateway = GatewayConfig {
-        listen,
-        database_url: databases.url("gateway")?.to_owned(),
-        database: backend.db_options(GatewayConfig::default().database),
-        upstreams,
-        auth: AuthConfig { hs256_secret: jwt_secret.to_owned(), ..AuthConfig::default() },
-        rate_limit_per_second: IN_PROCESS_RATE_LIMIT,
-        rate_limit_burst: IN_PROCESS_RATE_LIMIT,
-        ..GatewayConfig::default()
-    };
-    let gateway = economy_gateway::start(&gateway, identity, &limits, CancellationToken::new()).await?;
-    Ok((gateway, services))
-}
-
-/// A loopback address nothing listens on.
-fn unused_address() -> anyhow::Result<std::net::SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    builder
+        .configure(|config| {
+            config.ledger.database = backend.db_options(config.ledger.database.clone());
+            config.items.database = backend.db_options(config.items.database.clone());
+            config.redemption.database = backend.db_options(config.redemption.database.clone());
+            config.market.database = backend.db_options(config.market.database.clone());
+            config.gateway.database = backend.db_options(config.gateway.database.clone());
+            config.gateway.rate_limit_per_second = IN_PROCESS_RATE_LIMIT;
+            config.gateway.rate_limit_burst = IN_PROCESS_RATE_LIMIT;
+        })
+        .start()
+        .await
 }
 
 /// 32 random bytes as hex: the identity and token secrets of one in-process stack.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use economy_bench::scenarios::{self, BenchOptions, LedgerOp, Run, Scenario};
 use economy_bench::{Backend, LoadOptions, Target};
-use economy_kit::testing::POSTGRES_URL_ENV;
+use economy_testkit::POSTGRES_URL_ENV;
 
 fn options(ledger_op: LedgerOp) -> BenchOptions {
     let backend = match std::env::var(POSTGRES_URL_ENV).ok().filter(|url| !url.is_empty()) {
@@ -22,7 +22,7 @@ fn options(ledger_op: LedgerOp) -> BenchOptions {
         duration: Duration::from_secs(1),
         rate: None,
     };
-    BenchOptions { target: Target::InProcess(backend), load, ledger_op }
+    BenchOptions { target: Target::InProcess(backend), load, ledger_op, pgledger_dir: None }
 }
 
 async fn smoke(scenario: Scenario, ledger_op: LedgerOp) {

@@ -1,6 +1,7 @@
-//! `economy up` (DESIGN.md §6): runs the whole stack in one process until Ctrl-C or
-//! SIGTERM: each service on its own loopback port speaking real gRPC, and the gateway in
-//! front of them as the only public endpoint.
+//! `economy up` (ARCHITECTURE.md, "Bird's-eye view"): runs the whole stack in one
+//! process until Ctrl-C or SIGTERM: each service on its own loopback port speaking real
+//! gRPC, and the gateway in front of them as the only public endpoint. The stack itself is
+//! started by `economy_stack`, as the benchmark and the tests start it.
 //!
 //! Configuration: defaults, then `--config FILE`, then `ECONOMY_<SECTION>__<KEY>`.
 //! Development conveniences: built-in SQLite URLs are moved into the data directory, an
@@ -18,17 +19,16 @@ use anyhow::Context;
 use clap::Args;
 use economy_gateway::config::GatewayConfig;
 use economy_items::ItemsConfig;
-use economy_kit::identity::{IdentityConfig, IdentityKey};
+use economy_kit::identity::IdentityConfig;
 use economy_kit::metrics::MetricsConfig;
-use economy_kit::server::{RunningServer, ServerLimits, shutdown_signal};
+use economy_kit::server::{ServerLimits, shutdown_signal};
 use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
 use economy_market::MarketConfig;
 use economy_redemption::RedemptionConfig;
+use economy_stack::{Service, StackBuilder, StackConfig};
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
 
@@ -73,62 +73,23 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let secrets = settings.apply_development_defaults(data_dir)?;
     telemetry::init(&settings.log);
     let metrics = economy_kit::metrics::install(&settings.metrics).await?;
-    let identity = IdentityKey::new(&settings.identity)?;
-    let (front, back) = (CancellationToken::new(), CancellationToken::new());
-    let limits = &settings.server;
-    let ledger = economy_ledger::start(&settings.ledger, &identity, limits, back.clone()).await?;
-    let items = economy_items::start(&settings.items, &identity, limits, back.clone()).await?;
-    settings.redemption.items_url = items.url();
-    let redemption = economy_redemption::start(&settings.redemption, &identity, limits, back.clone()).await?;
-    (settings.market.ledger_url, settings.market.items_url) = (ledger.url(), items.url());
-    let market = economy_market::start(&settings.market, &identity, limits, back.clone()).await?;
-    let services = [("ledger", ledger), ("items", items), ("redemption", redemption), ("market", market)];
-    for (name, server) in &services {
-        settings.gateway.upstreams.insert((*name).to_owned(), server.url());
-    }
-    let gateway = economy_gateway::start(&settings.gateway, &identity, limits, front.clone()).await?;
-    let mut banner = format!("economy is up\n  gateway     {}  (public: gRPC and gRPC-web)\n", gateway.url());
-    for (name, server) in &services {
-        banner.push_str(&format!("  {name:<10}  {}  (internal)\n", server.url()));
+    let StackSettings { gateway, ledger, items, redemption, market, identity, server, .. } = settings;
+    let config = StackConfig { gateway, ledger, items, redemption, market, identity, limits: server };
+    let stack = StackBuilder::from_config(config).start().await?;
+    let url = |service| stack.url(service).unwrap_or_default();
+    let mut banner = format!("economy is up\n  gateway     {}  (public: gRPC and gRPC-web)\n", url(Service::Gateway));
+    for service in Service::BACKENDS {
+        banner.push_str(&format!("  {:<10}  {}  (internal)\n", service.name(), url(service)));
     }
     if let Some(addr) = metrics {
         banner.push_str(&format!("  metrics     http://{addr}/metrics\n"));
     }
     banner.push_str(&format!("  data        {}\n{secrets}press Ctrl-C to stop\n", data_dir.display()));
     print_banner(&banner)?;
-    let (mut gateways, mut backends) = (JoinSet::new(), JoinSet::new());
-    gateways.spawn(ended("gateway", gateway));
-    for (name, server) in services {
-        backends.spawn(ended(name, server));
-    }
-    let unexpected = tokio::select! {
-        () = shutdown_signal() => None,
-        Some(ended) = gateways.join_next() => Some(ended),
-        Some(ended) = backends.join_next() => Some(ended),
-    };
     // The gateway drains first, so no request in flight loses its upstream.
-    front.cancel();
-    while let Some(result) = gateways.join_next().await {
-        result?.1?;
-    }
-    back.cancel();
-    while let Some(result) = backends.join_next().await {
-        result?.1?;
-    }
+    let served = stack.run_until(shutdown_signal()).await;
     telemetry::shutdown().await;
-    match unexpected {
-        None => Ok(ExitCode::SUCCESS),
-        Some(ended) => {
-            let (name, result) = ended?;
-            result?;
-            anyhow::bail!("the {name} stopped unexpectedly")
-        }
-    }
-}
-
-/// Waits for `server` to end; returns its name with the outcome.
-async fn ended(name: &'static str, server: RunningServer) -> (&'static str, anyhow::Result<()>) {
-    (name, server.wait().await)
+    served.map(|()| ExitCode::SUCCESS)
 }
 
 fn print_banner(banner: &str) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use economy_kit::db::DbOptions;
+use economy_kit::time::{SharedClock, system_clock};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
@@ -34,6 +35,10 @@ pub struct GatewayConfig {
     pub health_interval_secs: u64,
     /// Period of the cross-service consistency check, seconds (daily).
     pub consistency_interval_secs: u64,
+    /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
+    /// not read from files, a test or the stack builder may inject a manual one.
+    #[serde(skip, default = "system_clock")]
+    pub clock: SharedClock,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +60,7 @@ impl Default for GatewayConfig {
             max_in_flight: 1024,
             health_interval_secs: 5,
             consistency_interval_secs: 24 * 3600,
+            clock: system_clock(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use economy_kit::jobs::every;
-use economy_kit::time::now_millis;
+use economy_kit::time::SharedClock;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic_health::ServingStatus;
@@ -21,17 +21,24 @@ fn secs(value: u64) -> Duration {
 }
 
 /// Turns `processing` records older than the timeout into `failed` /
-/// `PROCESSING_TIMEOUT`; returns how many.
-pub async fn time_out_processing(store: &IdempotencyStore, config: &IdempotencyConfig) -> Result<u64, sqlx::Error> {
-    let now = now_millis();
+/// `PROCESSING_TIMEOUT` at `now` (ms since the epoch); returns how many.
+pub async fn time_out_processing(
+    store: &IdempotencyStore,
+    config: &IdempotencyConfig,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
     let timeout_ms = i64::try_from(config.processing_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     store.time_out_processing(now.saturating_sub(timeout_ms), now).await
 }
 
 /// Deletes expired records, exports the remaining row count and warns above the limit;
-/// returns `(deleted, remaining)`.
-pub async fn clean_up(store: &IdempotencyStore, config: &IdempotencyConfig) -> Result<(u64, i64), sqlx::Error> {
-    let deleted = store.delete_expired(now_millis()).await?;
+/// returns `(deleted, remaining)`. Expired means past `now` (ms since the epoch).
+pub async fn clean_up(
+    store: &IdempotencyStore,
+    config: &IdempotencyConfig,
+    now: i64,
+) -> Result<(u64, i64), sqlx::Error> {
+    let deleted = store.delete_expired(now).await?;
     let remaining = store.count().await?;
     metrics::gauge!("gateway_idempotency_records").set(remaining as f64);
     if remaining > config.warn_rows {
@@ -40,13 +47,18 @@ pub async fn clean_up(store: &IdempotencyStore, config: &IdempotencyConfig) -> R
     Ok((deleted, remaining))
 }
 
-/// Spawns the timeout and cleanup jobs.
-pub fn spawn_idempotency_jobs(store: IdempotencyStore, config: IdempotencyConfig, shutdown: CancellationToken) {
-    let (timeout_store, timeout_config) = (store.clone(), config.clone());
+/// Spawns the timeout and cleanup jobs, which read "now" from `clock`.
+pub fn spawn_idempotency_jobs(
+    store: IdempotencyStore,
+    config: IdempotencyConfig,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
+    let (timeout_store, timeout_config, timeout_clock) = (store.clone(), config.clone(), clock.clone());
     every(secs(config.timeout_job_interval_secs), shutdown.clone(), move || {
-        let (store, config) = (timeout_store.clone(), timeout_config.clone());
+        let (store, config, now) = (timeout_store.clone(), timeout_config.clone(), timeout_clock.now_millis());
         async move {
-            let result = time_out_processing(&store, &config).await;
+            let result = time_out_processing(&store, &config, now).await;
             economy_kit::metrics::job_run("gateway_processing_timeout", result.as_ref().ok().copied());
             match result {
                 Ok(0) => {}
@@ -56,9 +68,9 @@ pub fn spawn_idempotency_jobs(store: IdempotencyStore, config: IdempotencyConfig
         }
     });
     every(secs(config.cleanup_interval_secs), shutdown, move || {
-        let (store, config) = (store.clone(), config.clone());
+        let (store, config, now) = (store.clone(), config.clone(), clock.now_millis());
         async move {
-            let result = clean_up(&store, &config).await;
+            let result = clean_up(&store, &config, now).await;
             economy_kit::metrics::job_run("gateway_record_cleanup", result.as_ref().ok().map(|(deleted, _)| *deleted));
             if let Err(error) = result {
                 tracing::error!(%error, "idempotency cleanup job failed");

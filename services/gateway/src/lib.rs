@@ -1,4 +1,4 @@
-//! The gateway (DESIGN.md §3 Gateway): the only public endpoint. A generic proxy driven by
+//! The gateway (docs/gateway.md): the only public endpoint. A generic proxy driven by
 //! the descriptor set routes every public RPC of the services; it authenticates callers,
 //! enforces each method's policy and makes every write safe to retry.
 
@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod codec;
 pub mod config;
 pub mod consistency;
+pub mod error;
 pub mod jobs;
 pub mod operations;
 pub mod policy;
@@ -76,7 +77,7 @@ pub async fn start_with_registry(
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone())
         .await?
         .draining(drain(gateway.clone()));
-    jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), shutdown.clone());
+    jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), config.clock.clone(), shutdown.clone());
     consistency::spawn(gateway, Duration::from_secs(config.consistency_interval_secs.max(1)), shutdown.clone());
     jobs::spawn_health_probe(
         probes,

@@ -1,5 +1,4 @@
-//! Trace propagation (DESIGN.md §6; issue: "trace propagation across a purchase
-//! (in-memory exporter)"): the real stack — ledger, items, redemption and market behind a
+//! Trace propagation (docs/operations.md, "Observability"): the real stack — ledger, items, redemption and market behind a
 //! gateway, each on `127.0.0.1:0` with its own database — with the kit's subscriber
 //! exporting to an in-memory OpenTelemetry exporter. A client sends its own `traceparent`;
 //! every span of the work it causes, in every service, must carry that trace id:
@@ -9,24 +8,18 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use economy_gateway::auth::{AuthConfig, mint_hs256};
-use economy_gateway::config::GatewayConfig;
-use economy_kit::identity::{IdentityConfig, IdentityKey, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
+use economy_kit::identity::roles;
 use economy_kit::telemetry::{self, LogConfig};
-use economy_kit::testing::TestDatabase;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as market;
 use economy_proto::redemption::v1 as redemption;
+use economy_testkit::{Service, TestStack, bearer, new_key, test_stack};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tokio_util::sync::CancellationToken;
 use tonic::Request;
 use tonic::transport::Channel;
 
-const IDENTITY_SECRET: &str = "observability-identity-secret-0123456789";
-const JWT_SECRET: &str = "observability-jwt-secret-0123456789";
 const GATEWAY: &str = "economy.gateway.v1.Gateway";
 const LEDGER: &str = "economy.ledger.v1.LedgerService";
 const ITEMS: &str = "economy.items.v1.ItemService";
@@ -46,83 +39,15 @@ fn exporter() -> InMemorySpanExporter {
         .clone()
 }
 
-fn identity() -> IdentityKey {
-    IdentityKey::new(&IdentityConfig { secret: IDENTITY_SECRET.into(), max_clock_skew_secs: 300 }).expect("key")
-}
-
-fn limits() -> ServerLimits {
-    ServerLimits { request_timeout_secs: 5, ..ServerLimits::default() }
-}
-
-/// A free loopback port (Items is restarted on it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Stack {
-    gateway: RunningServer,
-    items: Option<RunningServer>,
-    items_config: economy_items::ItemsConfig,
-    _servers: Vec<RunningServer>,
-    _databases: Vec<TestDatabase>,
-}
-
-async fn spawn_stack() -> Stack {
-    let mut databases = Vec::new();
-    for _ in 0..5 {
-        databases.push(TestDatabase::new().await.expect("db"));
-    }
-    let listen = || "127.0.0.1:0".to_owned();
-    let ledger_config =
-        economy_ledger::LedgerConfig { listen: listen(), database_url: databases[0].url.clone(), ..Default::default() };
-    let ledger =
-        economy_ledger::start(&ledger_config, &identity(), &limits(), CancellationToken::new()).await.expect("ledger");
-    let items_config = economy_items::ItemsConfig {
-        listen: format!("127.0.0.1:{}", free_port()),
-        database_url: databases[1].url.clone(),
-        ..Default::default()
-    };
-    let items =
-        economy_items::start(&items_config, &identity(), &limits(), CancellationToken::new()).await.expect("items");
-    let redemption_config = economy_redemption::RedemptionConfig {
-        listen: listen(),
-        database_url: databases[2].url.clone(),
-        items_url: items.url(),
-        outbox_interval_secs: 1,
-        ..Default::default()
-    };
-    let redemption = economy_redemption::start(&redemption_config, &identity(), &limits(), CancellationToken::new())
+/// The whole stack; redemption's outbox job runs every second.
+async fn spawn_stack() -> TestStack {
+    test_stack(&Service::ALL)
+        .configure(|config| {
+            config.limits.request_timeout_secs = 5;
+            config.redemption.outbox_interval_secs = 1;
+        })
+        .start()
         .await
-        .expect("redemption");
-    let market_config = economy_market::MarketConfig {
-        listen: listen(),
-        database_url: databases[3].url.clone(),
-        ledger_url: ledger.url(),
-        items_url: items.url(),
-        ..Default::default()
-    };
-    let market =
-        economy_market::start(&market_config, &identity(), &limits(), CancellationToken::new()).await.expect("market");
-    let upstreams = [("ledger", &ledger), ("items", &items), ("redemption", &redemption), ("market", &market)]
-        .into_iter()
-        .map(|(name, server)| (name.to_owned(), server.url()))
-        .collect();
-    let config = GatewayConfig {
-        listen: listen(),
-        database_url: databases[4].url.clone(),
-        upstreams,
-        auth: AuthConfig { hs256_secret: JWT_SECRET.into(), ..AuthConfig::default() },
-        ..GatewayConfig::default()
-    };
-    let gateway =
-        economy_gateway::start(&config, &identity(), &limits(), CancellationToken::new()).await.expect("gateway");
-    Stack {
-        gateway,
-        items: Some(items),
-        items_config,
-        _servers: vec![ledger, redemption, market],
-        _databases: databases,
-    }
 }
 
 /// A client's trace: a fresh trace id and the client's own span id.
@@ -145,10 +70,9 @@ impl ClientTrace {
     }
 }
 
-impl Stack {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.gateway.url()).expect("url").connect().await.expect("connect")
-    }
+/// Clients of the gateway; every request carries its own token ([`call`]).
+trait Clients {
+    async fn channel(&self) -> Channel;
 
     async fn ledger(&self) -> ledger::ledger_service_client::LedgerServiceClient<Channel> {
         ledger::ledger_service_client::LedgerServiceClient::new(self.channel().await)
@@ -167,14 +91,19 @@ impl Stack {
     }
 }
 
+impl Clients for TestStack {
+    async fn channel(&self) -> Channel {
+        TestStack::channel(self, Service::Gateway).await
+    }
+}
+
 /// `message` as `user_id` (role `role`) with a fresh idempotency key and, when given, the
 /// client's `traceparent`.
 fn call<T>(message: T, user_id: i64, role: i32, trace: Option<ClientTrace>) -> Request<T> {
     let mut request = Request::new(message);
-    let token = mint_hs256(JWT_SECRET, user_id, role, 3600).expect("token");
     let metadata = request.metadata_mut();
-    metadata.insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-    metadata.insert("idempotency-key", uuid::Uuid::now_v7().to_string().parse().expect("ascii"));
+    metadata.insert("authorization", bearer(user_id, role).parse().expect("ascii"));
+    metadata.insert("idempotency-key", new_key().parse().expect("ascii"));
     if let Some(trace) = trace {
         metadata.insert("traceparent", trace.traceparent().parse().expect("ascii"));
     }
@@ -237,7 +166,7 @@ fn parent_of<'a>(spans: &'a [SpanData], child: &SpanData) -> Option<&'a SpanData
     spans.iter().find(|span| span.span_context.span_id() == child.parent_span_id)
 }
 
-async fn define_diamond_and_credit(stack: &Stack, user_id: i64, amount: i64) {
+async fn define_diamond_and_credit(stack: &TestStack, user_id: i64, amount: i64) {
     let mut ledger = stack.ledger().await;
     let asset = ledger::Asset {
         code: "DIAMOND".into(),
@@ -257,7 +186,7 @@ async fn define_diamond_and_credit(stack: &Stack, user_id: i64, amount: i64) {
     ledger.adjust_balance(admin(credit)).await.expect("credit");
 }
 
-async fn grant(stack: &Stack, owner: i64, template: &str) -> String {
+async fn grant(stack: &TestStack, owner: i64, template: &str) -> String {
     let mut items = stack.items().await;
     let definition = items::ItemTemplate {
         code: template.into(),
@@ -367,7 +296,7 @@ async fn a_late_outbox_delivery_joins_the_trace_of_its_fulfilment() {
     let code = created.into_inner().code;
 
     // Items goes away: the fulfilment commits, its consume stays owed in the outbox.
-    stack.items.take().expect("items").stop().await.expect("stop items");
+    stack.stop(Service::Items).await;
     let trace = ClientTrace::new();
     let fulfil = redemption::FulfillOrderRequest { code, ..Default::default() };
     stack
@@ -378,8 +307,7 @@ async fn a_late_outbox_delivery_joins_the_trace_of_its_fulfilment() {
         .expect("fulfilled while items is down");
 
     // Items is back; the outbox job delivers the consume a few seconds later.
-    let items = economy_items::start(&stack.items_config, &identity(), &limits(), CancellationToken::new()).await;
-    stack.items = Some(items.expect("items restarted"));
+    stack.restart(Service::Items).await;
     let at_redemption = hop(REDEMPTION, REDEMPTION, "FulfillOrder");
     let consume = hop(ITEMS, ITEMS, "ConsumeItem");
     // The delivery span ends just after the consume it made.

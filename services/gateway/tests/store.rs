@@ -8,8 +8,8 @@ use economy_gateway::config::IdempotencyConfig;
 use economy_gateway::jobs::{clean_up, time_out_processing};
 use economy_gateway::store::{Begin, IdempotencyStore, NewRecord, StoredResponse};
 use economy_kit::db::DbOptions;
-use economy_kit::testing::TestDatabase;
 use economy_kit::time::now_millis;
+use economy_testkit::TestDatabase;
 use tokio::task::JoinSet;
 
 fn record<'a>(key: &'a str, fingerprint: &'a str, request_id: &'a str) -> NewRecord<'a> {
@@ -95,13 +95,16 @@ async fn sixty_four_racers_start_exactly_once() {
 #[tokio::test]
 async fn jobs_time_out_processing_and_delete_expired_records() {
     let (_database, store) = open().await;
-    store.begin(&record("stuck", "f", "r1")).await.unwrap();
+    store.begin(&NewRecord { lease_ms: 0, ..record("stuck", "f", "r1") }).await.unwrap();
+    store.begin(&record("live", "f", "r3")).await.unwrap();
     let expired = NewRecord { retention_ms: -1, ..record("old", "f", "r2") };
     store.begin(&expired).await.unwrap();
     let config = IdempotencyConfig { processing_timeout_secs: 0, ..IdempotencyConfig::default() };
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    assert!(time_out_processing(&store, &config).await.unwrap() >= 1);
+    // A moment later than the records were written: no sleep, the jobs take "now".
+    let later = now_millis() + 5;
+    assert!(time_out_processing(&store, &config, later).await.unwrap() >= 1);
     assert_eq!(store.status_of(7, "stuck").await.unwrap(), Some(("failed".into(), Some("PROCESSING_TIMEOUT".into()))));
-    assert_eq!(clean_up(&store, &config).await.unwrap(), (1, 1));
+    assert_eq!(store.status_of(7, "live").await.unwrap(), Some(("processing".into(), None)), "a live lease stays");
+    assert_eq!(clean_up(&store, &config, later).await.unwrap(), (1, 2));
     assert_eq!(store.status_of(7, "old").await.unwrap(), None);
 }

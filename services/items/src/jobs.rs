@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use economy_kit::jobs::every;
-use economy_kit::time::now_millis;
+use economy_kit::time::SharedClock;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::ItemError;
@@ -29,13 +29,14 @@ pub struct JobIntervals {
     pub lock_expiry: Duration,
 }
 
-/// Runs `expire_items` and `release_expired_locks` on their intervals until `shutdown`.
-pub fn spawn(store: ItemStore, intervals: JobIntervals, shutdown: CancellationToken) {
-    let items_store = store.clone();
+/// Runs `expire_items` and `release_expired_locks` on their intervals until `shutdown`,
+/// at the "now" of `clock`.
+pub fn spawn(store: ItemStore, clock: SharedClock, intervals: JobIntervals, shutdown: CancellationToken) {
+    let (items_store, items_clock) = (store.clone(), clock.clone());
     every(intervals.item_expiry, shutdown.clone(), move || {
-        let store = items_store.clone();
+        let (store, now) = (items_store.clone(), items_clock.now_millis());
         async move {
-            let result = expire_items(&store, now_millis()).await;
+            let result = expire_items(&store, now).await;
             economy_kit::metrics::job_run("items_item_expiry", count(&result));
             match result {
                 Ok(0) => {}
@@ -45,9 +46,9 @@ pub fn spawn(store: ItemStore, intervals: JobIntervals, shutdown: CancellationTo
         }
     });
     every(intervals.lock_expiry, shutdown, move || {
-        let store = store.clone();
+        let (store, now) = (store.clone(), clock.now_millis());
         async move {
-            let result = release_expired_locks(&store, now_millis()).await;
+            let result = release_expired_locks(&store, now).await;
             economy_kit::metrics::job_run("items_lock_expiry", count(&result));
             match result {
                 Ok(0) => {}
@@ -98,7 +99,7 @@ pub async fn release_expired_locks(store: &ItemStore, now: i64) -> Result<usize,
 /// True when this call changed the instance; false when another replica (or a
 /// concurrent change) got there first.
 async fn apply(store: &ItemStore, id: &str, command: Command, key: &str, now: i64) -> Result<bool, ItemError> {
-    let item = ItemId::parse(id).map_err(|_| ItemError::Storage(format!("corrupt item id {id}")))?;
+    let item = ItemId::parse(id).map_err(|_| ItemError::Storage(format!("corrupt item id {id}").into()))?;
     let key = IdempotencyKey::parse(key).map_err(|error| ItemError::Storage(error.into()))?;
     let business_type = command.default_business_type().to_owned();
     let plan = command.plan(item, key, ACTOR, business_type, "expired".into());

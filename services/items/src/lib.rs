@@ -1,4 +1,4 @@
-//! Item Instances service (`economy.items.v1.ItemService`, DESIGN.md §3 Items):
+//! Item Instances service (`economy.items.v1.ItemService`, docs/items.md):
 //! templates, non-stackable instances owned by users, their
 //! `available -> locked(holder) -> available | transferred | used`,
 //! `available -> expired | revoked` state machine, and an append-only event history.
@@ -17,6 +17,7 @@ use std::time::Duration;
 use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_kit::time::{SharedClock, system_clock};
 use economy_proto::items::v1::item_service_server::ItemServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,10 @@ pub struct ItemsConfig {
     pub item_expiry_interval_secs: u64,
     /// Period of the lock-expiry job, seconds (at least 1).
     pub lock_expiry_interval_secs: u64,
+    /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
+    /// not read from files, a test or the stack builder may inject a manual one.
+    #[serde(skip, default = "system_clock")]
+    pub clock: SharedClock,
 }
 
 impl Default for ItemsConfig {
@@ -49,6 +54,7 @@ impl Default for ItemsConfig {
             database: DbOptions::default(),
             item_expiry_interval_secs: 60,
             lock_expiry_interval_secs: 30,
+            clock: system_clock(),
         }
     }
 }
@@ -72,8 +78,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     let store = store::ItemStore::open(&config.database_url, &config.database).await?;
-    jobs::spawn(store.clone(), config.job_intervals(), shutdown.clone());
-    let service = ItemServiceServer::new(grpc::ItemsApi::new(store))
+    jobs::spawn(store.clone(), config.clock.clone(), config.job_intervals(), shutdown.clone());
+    let service = ItemServiceServer::new(grpc::ItemsApi::new(store, config.clock.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use economy_kit::jobs::every;
-use economy_kit::time::now_millis;
+use economy_kit::time::SharedClock;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::LedgerError;
@@ -18,12 +18,12 @@ const BATCH: i64 = 100;
 /// Actor recorded on expiry entries.
 const ACTOR: &str = "service:ledger-hold-expiry";
 
-/// Runs `expire_holds` every `interval` until `shutdown`.
-pub fn spawn_hold_expiry(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
+/// Runs `expire_holds` every `interval` until `shutdown`, at the "now" of `clock`.
+pub fn spawn_hold_expiry(store: LedgerStore, clock: SharedClock, interval: Duration, shutdown: CancellationToken) {
     every(interval, shutdown, move || {
-        let store = store.clone();
+        let (store, now) = (store.clone(), clock.now_millis());
         async move {
-            let result = expire_holds(&store, now_millis()).await;
+            let result = expire_holds(&store, now).await;
             let expired = result.as_ref().ok().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
             economy_kit::metrics::job_run("ledger_hold_expiry", expired);
             match result {
@@ -43,7 +43,8 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
         let ids = store.expired_holds(now, BATCH).await?;
         let batch_len = ids.len();
         for id in ids {
-            let hold = EntityId::parse(&id).map_err(|_| LedgerError::Storage(format!("corrupt hold id {id}")))?;
+            let hold =
+                EntityId::parse(&id).map_err(|_| LedgerError::Storage(format!("corrupt hold id {id}").into()))?;
             let key = IdempotencyKey::parse(&format!("hold:{id}:expire"))
                 .map_err(|error| LedgerError::Storage(error.into()))?;
             let plan = ReleaseHold { hold, reason: "expired".into(), expiry: true }.plan(key, ACTOR);

@@ -1,4 +1,4 @@
-//! Asset Ledger service (`economy.ledger.v1.LedgerService`, DESIGN.md §3 Ledger):
+//! Asset Ledger service (`economy.ledger.v1.LedgerService`, docs/ledger.md):
 //! double-entry balances of stackable assets, holds, conversions and reconciliation.
 //!
 //! Layers: `domain` (rules, no SQL or gRPC), `store` (sqlx, owns `migrations/ledger`),
@@ -15,6 +15,7 @@ use std::time::Duration;
 use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_kit::time::{SharedClock, system_clock};
 use economy_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,10 @@ pub struct LedgerConfig {
     pub hold_expiry_interval_secs: u64,
     /// Period of the scheduled reconciliation, seconds (daily).
     pub reconcile_interval_secs: u64,
+    /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
+    /// not read from files, a test or the stack builder may inject a manual one.
+    #[serde(skip, default = "system_clock")]
+    pub clock: SharedClock,
 }
 
 impl Default for LedgerConfig {
@@ -52,6 +57,7 @@ impl Default for LedgerConfig {
             extra_system_accounts: Vec::new(),
             hold_expiry_interval_secs: 30,
             reconcile_interval_secs: 24 * 3600,
+            clock: system_clock(),
         }
     }
 }
@@ -76,6 +82,7 @@ pub async fn start(
     let store = store::LedgerStore::open(&config.database_url, &config.database, &config.system_accounts()).await?;
     jobs::spawn_hold_expiry(
         store.clone(),
+        config.clock.clone(),
         Duration::from_secs(config.hold_expiry_interval_secs.max(1)),
         shutdown.clone(),
     );
@@ -84,7 +91,7 @@ pub async fn start(
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
         shutdown.clone(),
     );
-    let service = LedgerServiceServer::new(grpc::LedgerApi::new(store))
+    let service = LedgerServiceServer::new(grpc::LedgerApi::new(store, config.clock.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));

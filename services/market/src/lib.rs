@@ -1,4 +1,4 @@
-//! Market service (`economy.market.v1.MarketService`, DESIGN.md §3 Market, §5): players
+//! Market service (`economy.market.v1.MarketService`, docs/market.md): players
 //! list stackable assets (frozen by a ledger hold) or items (locked by the items service)
 //! and buy them; the seller receives the price minus the platform fee.
 //!
@@ -20,7 +20,7 @@ use std::time::Duration;
 use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, IdentityKey};
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
-use economy_kit::time::{Clock, SystemClock};
+use economy_kit::time::{SharedClock, system_clock};
 use economy_proto::market::v1::market_service_server::MarketServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,10 @@ pub struct MarketConfig {
     pub recovery_interval_secs: u64,
     /// Work untouched this long is resumed by the worker, seconds.
     pub stale_after_secs: u64,
+    /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
+    /// not read from files, a test or the stack builder may inject a manual one.
+    #[serde(skip, default = "system_clock")]
+    pub clock: SharedClock,
 }
 
 impl Default for MarketConfig {
@@ -68,28 +72,19 @@ impl Default for MarketConfig {
             default_listing_ttl_secs: 0,
             recovery_interval_secs: 5,
             stale_after_secs: 30,
+            clock: system_clock(),
         }
     }
 }
 
-/// `start` with the system clock.
+/// Opens the database (migrating it), starts the recovery worker and serves the API
+/// until `shutdown`. Requests must carry an identity signed with `identity`; the market
+/// calls the ledger and items as the service `market`; `config.clock` decides sale
+/// periods and stale work (tests move it).
 pub async fn start(
     config: &MarketConfig,
     identity: &IdentityKey,
     limits: &ServerLimits,
-    shutdown: CancellationToken,
-) -> anyhow::Result<RunningServer> {
-    start_with_clock(config, identity, limits, Arc::new(SystemClock), shutdown).await
-}
-
-/// Opens the database (migrating it), starts the recovery worker and serves the API
-/// until `shutdown`. Requests must carry an identity signed with `identity`; the market
-/// calls the ledger and items as the service `market`.
-pub async fn start_with_clock(
-    config: &MarketConfig,
-    identity: &IdentityKey,
-    limits: &ServerLimits,
-    clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     anyhow::ensure!(config.fee_bps <= 10_000, "market.fee_bps must be at most 10000");
@@ -100,7 +95,7 @@ pub async fn start_with_clock(
         store,
         ledger: clients::ledger::Ledger::new(clients::channel(&config.ledger_url, timeout)?, signer()),
         items: clients::items::Items::new(clients::channel(&config.items_url, timeout)?, signer()),
-        clock,
+        clock: config.clock.clone(),
         rules: service::MarketRules {
             fee_bps: config.fee_bps,
             price_assets: config.price_assets.clone(),

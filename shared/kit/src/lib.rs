@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod process;
 pub mod reasons;
 pub mod server;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 

@@ -1,6 +1,9 @@
 //! Test support: a fresh, empty database per test. SQLite by default (a temporary file,
 //! removed on drop); PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set (a new database
 //! created on that server per test, dropped on drop).
+//!
+//! Compiled only for the kit's own tests and with the `testing` feature, which only
+//! economy-testkit (a dev-dependency everywhere) turns on: never in a service binary.
 
 use std::path::PathBuf;
 

@@ -1,7 +1,12 @@
 //! Time helpers. Storage keeps UTC instants as `i64` milliseconds since the Unix epoch
 //! (portable across SQLite and PostgreSQL through sqlx `Any`); the API uses
-//! `google.protobuf.Timestamp` (DESIGN.md §2).
+//! `google.protobuf.Timestamp` (ARCHITECTURE.md, "Invariants").
+//!
+//! Every service reads its business "now" (expiries, leases, jobs' cutoffs) from the
+//! [`Clock`] in its configuration ([`SharedClock`], the system clock unless a test or the
+//! stack builder injects a [`ManualClock`]); latency measurement keeps `Instant`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Now, in milliseconds since the Unix epoch.
@@ -24,6 +29,14 @@ pub fn to_timestamp(millis: i64) -> prost_types::Timestamp {
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now, in milliseconds since the Unix epoch.
     fn now_millis(&self) -> i64;
+}
+
+/// A clock shared by a service's layers and jobs (and, in tests, by the whole stack).
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The system clock as a [`SharedClock`]: the default of every service's configuration.
+pub fn system_clock() -> SharedClock {
+    Arc::new(SystemClock)
 }
 
 /// The system clock.

@@ -39,7 +39,7 @@ async fn bad_tokens_are_unauthenticated_and_not_stored() {
         (Some("Bearer".to_owned()), "TOKEN_MISSING"),
     ];
     for (authorization, reason) in cases {
-        let mut caller = client(&stack.gateway, authorization.as_deref()).await;
+        let mut caller = client(&stack.gateway_url(), authorization.as_deref()).await;
         let result = caller.adjust_balance(keyed(adjust(USER, 50), &key)).await;
         assert_error(result, Code::Unauthenticated, reason);
         let read = caller.list_assets(pb::ListAssetsRequest {}).await;
@@ -57,7 +57,7 @@ async fn the_bearer_scheme_is_case_insensitive_and_nbf_in_the_past_is_valid() {
     let stack = stack().await;
     stack.admin_with_points().await;
     for authorization in [format!("bearer {}", token(Some(-10), 300)), format!("BEARER {}", token(None, 300))] {
-        let mut caller = client(&stack.gateway, Some(&authorization)).await;
+        let mut caller = client(&stack.gateway_url(), Some(&authorization)).await;
         caller.list_assets(pb::ListAssetsRequest {}).await.unwrap();
         caller.adjust_balance(keyed(adjust(USER, 1), &new_key())).await.unwrap();
     }
@@ -117,7 +117,7 @@ async fn client_supplied_identity_metadata_is_ignored() {
 #[tokio::test]
 async fn an_identity_the_gateway_did_not_sign_is_refused_by_the_ledger() {
     let stack = stack().await;
-    let channel = channel(&stack.ledger).await;
+    let channel = channel(&stack.ledger_url()).await;
 
     let mut unsigned = LedgerServiceClient::new(channel.clone());
     assert_error(unsigned.list_assets(pb::ListAssetsRequest {}).await, Code::Unauthenticated, "IDENTITY_MISSING");
@@ -131,6 +131,6 @@ async fn an_identity_the_gateway_did_not_sign_is_refused_by_the_ledger() {
     assert_error(result, Code::Unauthenticated, "IDENTITY_INVALID");
 
     // The same request signed with the internal secret gets past authentication.
-    let mut signed = ledger_admin(&stack.ledger).await;
+    let mut signed = ledger_admin(&stack.ledger_url()).await;
     assert!(signed.list_assets(pb::ListAssetsRequest {}).await.is_ok());
 }

@@ -10,7 +10,7 @@ use economy_gateway::registry::Registry;
 use economy_gateway::store::IdempotencyStore;
 use economy_kit::identity::roles;
 use economy_kit::server::ServerLimits;
-use economy_kit::testing::TestDatabase;
+use economy_testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::service::Routes;
@@ -91,7 +91,7 @@ async fn an_unmapped_write_fails_at_run_time() {
         economy_kit::server::spawn("127.0.0.1:0", "test", Routes::from(router), &limits, CancellationToken::new())
             .await
             .unwrap();
-    let channel = channel(&server).await;
+    let channel = channel(&server.url()).await;
     let token = bearer(USER, roles::USER);
 
     let path = "/economy.shop.v1.ShopService/Buy";

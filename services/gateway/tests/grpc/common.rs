@@ -1,49 +1,31 @@
-//! A real ledger and a real gateway in front of it, each on `127.0.0.1:0` with its own fresh
-//! database, and clients that call the gateway with a bearer token.
+//! A real ledger and a real gateway in front of it (the testkit's stack), each on
+//! `127.0.0.1:0` with its own fresh database, and clients that call the gateway with a
+//! bearer token.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 
-use bytes::Bytes;
-use economy_gateway::auth::{AuthConfig, mint_hs256};
-use economy_gateway::codec::BytesCodec;
+use economy_gateway::auth::AuthConfig;
 use economy_gateway::config::GatewayConfig;
 use economy_gateway::registry::Registry;
 use economy_gateway::store::IdempotencyStore;
-use economy_kit::identity::{Caller, IdentityConfig, IdentityKey, Signer, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
+use economy_kit::identity::{Caller, Signer, roles};
+use economy_kit::server::ServerLimits;
 use economy_proto::ledger::v1 as pb;
+pub use economy_testkit::{
+    Bearer, JWT_SECRET, Service, TestDatabase, assert_error, bearer, channel, error_info, eventually, identity, keyed,
+    meta, new_key, raw_call, raw_request,
+};
+use economy_testkit::{TestStack, test_stack};
 use pb::ledger_service_client::LedgerServiceClient;
-use tokio_util::sync::CancellationToken;
-use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::StatusExt;
 
-pub const IDENTITY_SECRET: &str = "gateway-it-identity-secret-0123456789";
-pub const JWT_SECRET: &str = "gateway-it-jwt-secret-0123456789";
 pub const ADMIN: i64 = 1;
 pub const USER: i64 = 7;
 pub const ADJUST: &str = "/economy.ledger.v1.LedgerService/AdjustBalance";
 
 pub type Client = LedgerServiceClient<InterceptedService<Channel, Bearer>>;
-
-pub fn identity() -> IdentityKey {
-    IdentityKey::new(&IdentityConfig { secret: IDENTITY_SECRET.into(), max_clock_skew_secs: 300 }).unwrap()
-}
-
-/// A ledger on `listen` over `database_url`.
-pub async fn start_ledger(listen: &str, database_url: &str) -> RunningServer {
-    let config = economy_ledger::LedgerConfig {
-        listen: listen.into(),
-        database_url: database_url.into(),
-        ..economy_ledger::LedgerConfig::default()
-    };
-    economy_ledger::start(&config, &identity(), &ServerLimits::default(), CancellationToken::new()).await.unwrap()
-}
 
 /// An address nothing listens on (yet).
 pub fn free_addr() -> String {
@@ -51,8 +33,9 @@ pub fn free_addr() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-/// Gateway settings over `database`: every upstream of the real API points at a dead
-/// address unless named in `upstreams`; health is probed every second.
+/// Gateway settings over `database` for a gateway started with a custom registry (the
+/// `economy.shop.v1` tests): every upstream of the real API points at a dead address
+/// unless named in `upstreams`; health is probed every second.
 pub fn gateway_config(database: &TestDatabase, upstreams: &[(&str, String)]) -> GatewayConfig {
     let registry = Registry::load(economy_proto::FILE_DESCRIPTOR_SET).unwrap();
     let mut map: std::collections::BTreeMap<String, String> =
@@ -68,16 +51,21 @@ pub fn gateway_config(database: &TestDatabase, upstreams: &[(&str, String)]) -> 
     }
 }
 
-pub async fn start_gateway(config: &GatewayConfig, limits: &ServerLimits) -> RunningServer {
-    economy_gateway::start(config, &identity(), limits, CancellationToken::new()).await.unwrap()
+/// Ledger + gateway, each with its own database (the other upstreams are dead addresses).
+pub struct Stack(TestStack);
+
+impl Deref for Stack {
+    type Target = TestStack;
+
+    fn deref(&self) -> &TestStack {
+        &self.0
+    }
 }
 
-/// Ledger + gateway, each with its own database.
-pub struct Stack {
-    pub gateway: RunningServer,
-    pub ledger: RunningServer,
-    pub gateway_db: TestDatabase,
-    pub _ledger_db: TestDatabase,
+impl DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut TestStack {
+        &mut self.0
+    }
 }
 
 pub async fn stack() -> Stack {
@@ -85,18 +73,36 @@ pub async fn stack() -> Stack {
 }
 
 pub async fn stack_with(adjust: impl FnOnce(&mut GatewayConfig, &mut ServerLimits)) -> Stack {
-    let (ledger_db, gateway_db) = (TestDatabase::new().await.unwrap(), TestDatabase::new().await.unwrap());
-    let ledger = start_ledger("127.0.0.1:0", &ledger_db.url).await;
-    let mut config = gateway_config(&gateway_db, &[("ledger", ledger.url())]);
-    let mut limits = ServerLimits::default();
-    adjust(&mut config, &mut limits);
-    let gateway = start_gateway(&config, &limits).await;
-    Stack { gateway, ledger, gateway_db, _ledger_db: ledger_db }
+    Stack(builder(adjust).start().await)
+}
+
+/// The stack on one manual clock: tests move time instead of sleeping.
+pub async fn stack_on_manual_clock() -> Stack {
+    Stack(builder(|_, _| {}).manual_clock().start().await)
+}
+
+fn builder(adjust: impl FnOnce(&mut GatewayConfig, &mut ServerLimits)) -> economy_testkit::TestStackBuilder {
+    test_stack(&[Service::Ledger, Service::Gateway]).configure(|config| {
+        config.gateway.health_interval_secs = 1;
+        adjust(&mut config.gateway, &mut config.limits);
+    })
 }
 
 impl Stack {
+    pub fn gateway_url(&self) -> String {
+        self.url_of(Service::Gateway)
+    }
+
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.addr(Service::Gateway).unwrap()
+    }
+
+    pub fn ledger_url(&self) -> String {
+        self.url_of(Service::Ledger)
+    }
+
     pub async fn client(&self, user_id: i64, role_level: i32) -> Client {
-        client(&self.gateway, Some(&bearer(user_id, role_level))).await
+        client(&self.gateway_url(), Some(&bearer(user_id, role_level))).await
     }
 
     pub async fn admin(&self) -> Client {
@@ -112,7 +118,7 @@ impl Stack {
 
     /// The gateway's idempotency records, opened beside the running gateway.
     pub async fn store(&self) -> IdempotencyStore {
-        open_store(&self.gateway_db).await
+        open_store(self.database(Service::Gateway)).await
     }
 }
 
@@ -130,53 +136,17 @@ pub async fn open_store(database: &TestDatabase) -> IdempotencyStore {
     IdempotencyStore::open(&database.url, &economy_kit::db::DbOptions::default()).await.unwrap()
 }
 
-/// `authorization: Bearer <valid HS256 token>`.
-pub fn bearer(user_id: i64, role_level: i32) -> String {
-    format!("Bearer {}", mint_hs256(JWT_SECRET, user_id, role_level, 300).unwrap())
+/// A ledger client through the server at `url`, sending `authorization` (any value, or
+/// none).
+pub async fn client(url: &str, authorization: Option<&str>) -> Client {
+    let bearer = authorization.map_or_else(Bearer::none, Bearer::new);
+    LedgerServiceClient::with_interceptor(channel(url).await, bearer)
 }
 
-/// Sets `authorization` (any value, or none) on every request.
-#[derive(Clone)]
-pub struct Bearer(Option<AsciiMetadataValue>);
-
-impl Bearer {
-    /// Sends `authorization: <value>`.
-    pub fn new(value: &str) -> Self {
-        Self(Some(value.parse().unwrap()))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub async fn channel(server: &RunningServer) -> Channel {
-    Channel::from_shared(server.url()).unwrap().connect().await.unwrap()
-}
-
-pub async fn client(server: &RunningServer, authorization: Option<&str>) -> Client {
-    let bearer = Bearer(authorization.map(|value| value.parse().unwrap()));
-    LedgerServiceClient::with_interceptor(channel(server).await, bearer)
-}
-
-/// A ledger client that signs the internal identity itself (straight to the ledger).
-pub async fn ledger_admin(ledger: &RunningServer) -> LedgerServiceClient<InterceptedService<Channel, Signer>> {
-    LedgerServiceClient::with_interceptor(channel(ledger).await, identity().signer(Caller::user(ADMIN, roles::ADMIN)))
-}
-
-pub fn new_key() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-pub fn keyed<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
-    request
+/// A ledger client at `url` that signs the internal identity itself (straight to the
+/// ledger).
+pub async fn ledger_admin(url: &str) -> LedgerServiceClient<InterceptedService<Channel, Signer>> {
+    LedgerServiceClient::with_interceptor(channel(url).await, identity().signer(Caller::user(ADMIN, roles::ADMIN)))
 }
 
 /// AdjustBalance of `POINTS` (positive credits, negative debits); the ledger keys it by the
@@ -198,54 +168,4 @@ pub async fn points(client: &mut Client, user_id: i64) -> i64 {
     let account = Some(pb::AccountRef { account: Some(pb::account_ref::Account::UserId(user_id)) });
     let request = pb::GetBalanceRequest { account, asset_code: "POINTS".into() };
     client.get_balance(request).await.unwrap().into_inner().balance.unwrap().available
-}
-
-/// A request of raw message bytes with metadata `authorization` and, when given,
-/// `idempotency-key`.
-pub fn raw_request(body: Vec<u8>, authorization: &str, key: Option<&str>) -> Request<Bytes> {
-    let mut request = Request::new(Bytes::from(body));
-    request.metadata_mut().insert("authorization", authorization.parse().unwrap());
-    if let Some(key) = key {
-        request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
-    }
-    request
-}
-
-/// One unary call of any method; the response bytes exactly as received.
-pub async fn raw_call(channel: Channel, path: &str, request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|error| Status::unavailable(error.to_string()))?;
-    grpc.unary(request, path.parse().unwrap(), BytesCodec).await
-}
-
-/// The value of a metadata entry.
-pub fn meta(metadata: &MetadataMap, key: &str) -> Option<String> {
-    metadata.get(key).map(|value| value.to_str().unwrap().to_owned())
-}
-
-/// Asserts the code and ErrorInfo reason of a failed call; returns the status.
-#[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
-    let status = result.expect_err("the call should fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(economy_kit::error::reason(&status).as_deref(), Some(reason), "{status:?}");
-    status
-}
-
-/// The ErrorInfo metadata of a status.
-pub fn error_info(status: &Status) -> HashMap<String, String> {
-    status.get_details_error_info().map(|info| info.metadata).unwrap_or_default()
-}
-
-/// Polls `check` every 50 ms until it holds; fails after 20 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use economy_kit::time::{now_millis, to_timestamp};
+use economy_kit::time::{Clock, to_timestamp};
 use economy_proto::ledger::v1 as pb;
 use pb::account_ref::Account;
 
@@ -16,7 +16,8 @@ fn account(account: Account) -> Option<pb::AccountRef> {
 
 #[tokio::test]
 async fn a_hold_retried_after_its_expiry_replays_instead_of_failing_validation() {
-    let stack = stack().await;
+    let stack = stack_on_manual_clock().await;
+    let clock = stack.clock();
     let mut admin = stack.admin_with_points().await;
     admin.adjust_balance(keyed(adjust(USER, 100), &new_key())).await.unwrap();
     let hold = pb::CreateHoldRequest {
@@ -24,11 +25,11 @@ async fn a_hold_retried_after_its_expiry_replays_instead_of_failing_validation()
         account: account(Account::UserId(USER)),
         asset_code: "POINTS".into(),
         amount: 40,
-        expires_at: Some(to_timestamp(now_millis() + 1_000)),
+        expires_at: Some(to_timestamp(clock.now_millis() + 1_000)),
         ..Default::default()
     };
     let first = admin.create_hold(keyed(hold.clone(), &new_key())).await.unwrap().into_inner();
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    clock.advance(Duration::from_millis(1_200));
     // The first answer was lost; the client retries with its body key under a new
     // gateway key, after the expiry it asked for has passed.
     let retry = admin.create_hold(keyed(hold, &new_key())).await.unwrap().into_inner();

@@ -44,7 +44,7 @@ async fn a_replay_is_byte_identical_and_moves_money_once() {
     let stack = stack().await;
     let mut admin = stack.admin_with_points().await;
     let (key, body, token) = (new_key(), adjust(USER, 25).encode_to_vec(), bearer(ADMIN, roles::ADMIN));
-    let channel = channel(&stack.gateway).await;
+    let channel = channel(&stack.gateway_url()).await;
 
     let first = raw_call(channel.clone(), ADJUST, raw_request(body.clone(), &token, Some(&key))).await.unwrap();
     let request_id = meta(first.metadata(), "request-id").unwrap();
@@ -117,7 +117,7 @@ async fn sixty_four_concurrent_requests_with_one_key_execute_once() {
     let stack = stack().await;
     let mut admin = stack.admin_with_points().await;
     let (key, body, token) = (new_key(), adjust(USER, 9).encode_to_vec(), bearer(ADMIN, roles::ADMIN));
-    let channel = channel(&stack.gateway).await;
+    let channel = channel(&stack.gateway_url()).await;
     let mut racers = JoinSet::new();
     for _ in 0..64 {
         let (channel, body, token, key) = (channel.clone(), body.clone(), token.clone(), key.clone());
@@ -142,25 +142,20 @@ async fn sixty_four_concurrent_requests_with_one_key_execute_once() {
 
 #[tokio::test]
 async fn a_failed_upstream_call_can_be_retried_with_the_same_key() {
-    // The ledger's address is reserved, but nothing listens there yet.
-    let ledger_addr = free_addr();
-    let (ledger_db, gateway_db) = (
-        economy_kit::testing::TestDatabase::new().await.unwrap(),
-        economy_kit::testing::TestDatabase::new().await.unwrap(),
-    );
-    let config = gateway_config(&gateway_db, &[("ledger", format!("http://{ledger_addr}"))]);
-    let gateway = start_gateway(&config, &economy_kit::server::ServerLimits::default()).await;
-    let mut admin = client(&gateway, Some(&bearer(ADMIN, roles::ADMIN))).await;
+    // The ledger's address stays reserved, but nothing listens there for now.
+    let mut stack = stack().await;
+    stack.stop(Service::Ledger).await;
+    let mut admin = stack.admin().await;
     let key = new_key();
 
     let down = admin.adjust_balance(keyed(adjust(USER, 30), &key)).await;
     let down = assert_error(down, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
     assert_eq!(error_info(&down).get("upstream").map(String::as_str), Some("ledger"));
     let event = meta(down.metadata(), "business-event-id").unwrap();
-    let store = open_store(&gateway_db).await;
+    let store = stack.store().await;
     assert_eq!(store.status_of(ADMIN, &key).await.unwrap(), Some(("failed".into(), Some("Unavailable".into()))));
 
-    let _ledger = start_ledger(&ledger_addr, &ledger_db.url).await;
+    stack.restart(Service::Ledger).await;
     define_points(&mut admin).await;
     let retried = admin.adjust_balance(keyed(adjust(USER, 30), &key)).await.unwrap();
     assert_eq!(meta(retried.metadata(), "idempotent-replayed"), None, "a failed attempt is not replayed");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use economy_gateway::config::IdempotencyConfig;
 use economy_gateway::jobs::{clean_up, time_out_processing};
 use economy_gateway::store::IdempotencyStore;
+use economy_kit::time::now_millis;
 use tonic::Code;
 
 use crate::common::*;
@@ -29,10 +30,12 @@ async fn a_stuck_request_times_out_and_its_key_can_be_retried() {
     let busy = stack.call("Export", EXPORT, Some(&key)).await;
     assert_error(busy, Code::Aborted, "REQUEST_PROCESSING");
     let config = IdempotencyConfig::default();
-    assert_eq!(time_out_processing(&store, &config).await.unwrap(), 0, "not old enough yet");
+    assert_eq!(time_out_processing(&store, &config, now_millis()).await.unwrap(), 0, "not old enough yet");
 
     age(&store, &key, "updated_at", 31 * 60 * 1000).await;
-    assert_eq!(time_out_processing(&store, &config).await.unwrap(), 1);
+    assert_eq!(time_out_processing(&store, &config, now_millis()).await.unwrap(), 0, "its lease is still live");
+    age(&store, &key, "lease_expires_at", 3600 * 1000).await;
+    assert_eq!(time_out_processing(&store, &config, now_millis()).await.unwrap(), 1);
     assert_eq!(store.status_of(USER, &key).await.unwrap(), Some(("failed".into(), Some("PROCESSING_TIMEOUT".into()))));
 
     let retry = stack.call("Export", EXPORT, Some(&key)).await.unwrap();
@@ -61,7 +64,7 @@ async fn expired_records_are_deleted_and_their_keys_freed() {
 
     age(&store, &old, "expires_at", 8 * 24 * 3600 * 1000).await;
     // The gateway's own cleanup job (first run at start-up) may win the race under load.
-    let (deleted, remaining) = clean_up(&store, &IdempotencyConfig::default()).await.unwrap();
+    let (deleted, remaining) = clean_up(&store, &IdempotencyConfig::default(), now_millis()).await.unwrap();
     assert!(deleted <= 1 && remaining == 1, "({deleted}, {remaining})");
     assert_eq!(store.status_of(USER, &old).await.unwrap(), None);
     assert_eq!(store.status_of(USER, &kept).await.unwrap(), Some(("completed".into(), None)));
@@ -87,6 +90,10 @@ async fn the_gateway_runs_the_jobs_on_its_own() {
     stack.call("Export", EXPORT, Some(&done)).await.unwrap();
     let (release, _stuck) = held_export(&stack, &stuck_key).await;
     age(&store, &done, "expires_at", 8 * 24 * 3600 * 1000).await;
+    // As if its gateway had died an hour ago: past its lease and the processing timeout.
+    for column in ["lease_expires_at", "updated_at"] {
+        age(&store, &stuck_key, column, 3600 * 1000).await;
+    }
     eventually("the timeout job", || async {
         store.status_of(USER, &stuck_key).await.unwrap() == Some(("failed".into(), Some("PROCESSING_TIMEOUT".into())))
     })

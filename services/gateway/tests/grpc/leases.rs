@@ -129,6 +129,9 @@ async fn an_operator_reads_and_releases_a_stuck_record_with_an_audit_record() {
     let denied = user.release_idempotency_record(request("stuck", "release-1")).await;
     assert_error(denied, Code::PermissionDenied, "ROLE_TOO_LOW");
 
+    let live = operations.release_idempotency_record(request("gateway pod lost", "release-1")).await;
+    assert_error(live, Code::FailedPrecondition, "IDEMPOTENCY_RECORD_LEASE_ACTIVE");
+    expire_lease(&stack.store().await, &key).await;
     let released =
         operations.release_idempotency_record(request("gateway pod lost", "release-1")).await.unwrap().into_inner();
     assert!(!released.replayed);

@@ -80,7 +80,7 @@ async fn messages_over_the_size_limit_are_refused() {
     let too_big = admin.define_asset(keyed(request, &key)).await;
     assert_eq!(too_big.expect_err("request too large").code(), Code::OutOfRange);
     assert_eq!(stack.store().await.status_of(ADMIN, &key).await.unwrap(), None);
-    let mut ledger = ledger_admin(&stack.ledger).await;
+    let mut ledger = ledger_admin(&stack.ledger_url()).await;
     assert!(ledger.list_assets(pb::ListAssetsRequest {}).await.unwrap().into_inner().assets.is_empty());
 
     // Each asset fits, the catalog listing both does not.

@@ -27,7 +27,7 @@ async fn malformed_reads_and_writes_through_the_gateway_are_invalid_arguments() 
     for path in paths {
         for body in [vec![0xff, 0xff, 0xff], INVALID_UTF8.to_vec()] {
             let request = raw_request(body, &admin, Some(&new_key()));
-            assert_malformed(raw_call(channel(&stack.gateway).await, path, request).await, "economy.gateway");
+            assert_malformed(raw_call(channel(&stack.gateway_url()).await, path, request).await, "economy.gateway");
         }
     }
 }
@@ -38,6 +38,6 @@ async fn an_internal_service_answers_malformed_bytes_the_same_way() {
     for body in [vec![0xff, 0xff, 0xff], INVALID_UTF8.to_vec()] {
         let mut request = tonic::Request::new(bytes::Bytes::from(body));
         identity().attach(&Caller::user(ADMIN, roles::ADMIN), request.metadata_mut());
-        assert_malformed(raw_call(channel(&stack.ledger).await, GET_BALANCE, request).await, "economy.ledger");
+        assert_malformed(raw_call(channel(&stack.ledger_url()).await, GET_BALANCE, request).await, "economy.ledger");
     }
 }

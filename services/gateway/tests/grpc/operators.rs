@@ -24,8 +24,8 @@ async fn health(client: &mut HealthClient<tonic::transport::Channel>, service: &
 
 #[tokio::test]
 async fn health_reports_the_gateway_and_an_upstream_going_down() {
-    let stack = stack().await;
-    let mut client = HealthClient::new(channel(&stack.gateway).await);
+    let mut stack = stack().await;
+    let mut client = HealthClient::new(channel(&stack.gateway_url()).await);
     assert_eq!(health(&mut client, "").await, Some(ServingStatus::Serving));
     assert_eq!(health(&mut client, economy_gateway::SERVICE_NAME).await, Some(ServingStatus::Serving));
     eventually("the ledger reported serving", || async {
@@ -33,7 +33,7 @@ async fn health_reports_the_gateway_and_an_upstream_going_down() {
     })
     .await;
 
-    stack.ledger.stop().await.unwrap();
+    stack.stop(Service::Ledger).await;
     eventually("the ledger reported not serving", || async {
         health(&mut client.clone(), LEDGER).await == Some(ServingStatus::NotServing)
     })
@@ -52,7 +52,7 @@ async fn reflect(channel: tonic::transport::Channel, request: MessageRequest) ->
 #[tokio::test]
 async fn reflection_lists_the_routed_services() {
     let stack = stack().await;
-    let channel = channel(&stack.gateway).await;
+    let channel = channel(&stack.gateway_url()).await;
     let MessageResponse::ListServicesResponse(list) =
         reflect(channel.clone(), MessageRequest::ListServices(String::new())).await
     else {
@@ -71,7 +71,7 @@ async fn reflection_lists_the_routed_services() {
 
 /// One request over a fresh HTTP/1.1 connection; the response head and whole body.
 async fn http1(stack: &Stack, request: http::Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
-    let stream = tokio::net::TcpStream::connect(stack.gateway.addr).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(stack.gateway_addr()).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
@@ -91,8 +91,8 @@ async fn grpc_web(
     let mut body = vec![0];
     body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
     body.extend_from_slice(&message);
-    let mut request = http::Request::post(format!("http://{}/{LEDGER}/{method}", stack.gateway.addr))
-        .header("host", stack.gateway.addr.to_string())
+    let mut request = http::Request::post(format!("http://{}/{LEDGER}/{method}", stack.gateway_addr()))
+        .header("host", stack.gateway_addr().to_string())
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
         .header("origin", "https://bff.example")
@@ -144,8 +144,8 @@ async fn grpc_web_over_http1_reads_and_writes() {
 #[tokio::test]
 async fn cors_preflight_allows_the_bff() {
     let stack = stack().await;
-    let request = http::Request::options(format!("http://{}/{LEDGER}/ListAssets", stack.gateway.addr))
-        .header("host", stack.gateway.addr.to_string())
+    let request = http::Request::options(format!("http://{}/{LEDGER}/ListAssets", stack.gateway_addr()))
+        .header("host", stack.gateway_addr().to_string())
         .header("origin", "https://bff.example")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "authorization,content-type,idempotency-key,x-grpc-web")

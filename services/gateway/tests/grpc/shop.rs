@@ -16,7 +16,7 @@ use economy_gateway::registry::Registry;
 use economy_gateway::store::IdempotencyStore;
 use economy_kit::identity::{Caller, roles};
 use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
+use economy_testkit::TestDatabase;
 use prost_reflect::prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 use tokio::sync::oneshot;
@@ -200,7 +200,7 @@ pub async fn shop_stack(adjust: impl FnOnce(&mut GatewayConfig, &mut ServerLimit
         economy_gateway::start_with_registry(registry, &config, &identity(), &limits, CancellationToken::new())
             .await
             .unwrap();
-    let channel = channel(&gateway).await;
+    let channel = channel(&gateway.url()).await;
     ShopStack { _gateway: gateway, _upstream: upstream, shop, pool, channel, database }
 }
 

@@ -22,10 +22,10 @@ async fn assets_and_items_are_kept_apart() {
         amount: 10,
         ..Default::default()
     };
-    stack.ledger().await.create_hold(keyed(hold)).await.expect("hold");
+    stack.ledger().await.create_hold(with_new_key(hold)).await.expect("hold");
     let ids = stack.grant(USER, "voucher", 3).await;
     let used = items::ConsumeItemRequest { item_instance_id: ids[0].clone(), ..Default::default() };
-    stack.items().await.consume_item(keyed(used)).await.expect("consume");
+    stack.items().await.consume_item(with_new_key(used)).await.expect("consume");
 
     let backpack = stack.backpack(USER, roles::USER).await.get_backpack(request(0, "", false)).await.expect("backpack");
     let backpack = backpack.into_inner();
@@ -74,26 +74,30 @@ async fn users_read_their_own_backpack_and_admins_any() {
     stack.grant(USER, "voucher", 1).await;
     let other = pb::GetBackpackRequest { user_id: USER, ..Default::default() };
     let denied = stack.backpack(9, roles::USER).await.get_backpack(other.clone()).await.expect_err("not theirs");
-    assert_eq!(reason(&denied), "PERMISSION_DENIED");
+    assert_eq!(reason_of(&denied), "PERMISSION_DENIED");
     let admin = stack.backpack(ADMIN, roles::ADMIN).await.get_backpack(other).await.expect("admin").into_inner();
     assert_eq!((admin.user_id, admin.items.len()), (USER, 1));
     let mut anonymous = pb::backpack_service_client::BackpackServiceClient::new(
-        tonic::transport::Channel::from_shared(stack.gateway.url()).expect("url").connect().await.expect("connect"),
+        tonic::transport::Channel::from_shared(stack.url_of(Service::Gateway))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect"),
     );
     let unauthenticated = anonymous.get_backpack(request(0, "", false)).await.expect_err("no token");
-    assert_eq!(reason(&unauthenticated), "TOKEN_MISSING");
+    assert_eq!(reason_of(&unauthenticated), "TOKEN_MISSING");
 }
 
 #[tokio::test]
 async fn a_failing_upstream_fails_the_whole_backpack() {
     let mut stack = spawn_stack().await;
     stack.fund(USER, &[("DIAMOND", 5)]).await;
-    stack.stop_items().await;
+    stack.stop(Service::Items).await;
     let mut client = stack.backpack(USER, roles::USER).await;
     let failed = client.get_backpack(request(0, "", false)).await.expect_err("items down");
-    assert_eq!((failed.code(), reason(&failed)), (tonic::Code::Unavailable, "UPSTREAM_UNAVAILABLE".to_owned()));
+    assert_eq!((failed.code(), reason_of(&failed)), (tonic::Code::Unavailable, "UPSTREAM_UNAVAILABLE".to_owned()));
     assert!(failed.message().contains("items"), "{failed:?}");
-    stack.stop_ledger().await;
+    stack.stop(Service::Ledger).await;
     let failed = client.get_backpack(request(0, "", false)).await.expect_err("both down");
     assert_eq!(failed.code(), tonic::Code::Unavailable);
 }

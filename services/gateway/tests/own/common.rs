@@ -1,134 +1,46 @@
-//! The whole stack behind the gateway, and admin / user clients calling it.
+//! The whole stack behind the gateway (the testkit's stack), and admin / user clients
+//! calling it.
 
-use economy_gateway::auth::{AuthConfig, mint_hs256};
-use economy_gateway::config::GatewayConfig;
-use economy_kit::identity::{IdentityConfig, IdentityKey, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
+use std::ops::{Deref, DerefMut};
+
+use economy_kit::identity::roles;
 use economy_proto::gateway::v1 as pb;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as market;
 use economy_proto::redemption::v1 as redemption;
-use tokio_util::sync::CancellationToken;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::service::Interceptor;
+use economy_testkit::{Bearer, TestStack, test_stack};
+pub use economy_testkit::{Service, reason_of, with_new_key};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 
 pub const ADMIN: i64 = 1;
 pub const USER: i64 = 2;
-const IDENTITY_SECRET: &str = "own-services-identity-secret-0123456789";
-const JWT_SECRET: &str = "own-services-jwt-secret-0123456789";
 
-/// Adds `authorization: Bearer <token>`.
-#[derive(Clone)]
-pub struct Token(AsciiMetadataValue);
+type Authed = InterceptedService<Channel, Bearer>;
 
-impl Interceptor for Token {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
+/// Every service behind the gateway.
+pub struct Stack(TestStack);
+
+impl Deref for Stack {
+    type Target = TestStack;
+
+    fn deref(&self) -> &TestStack {
+        &self.0
     }
 }
 
-type Authed = InterceptedService<Channel, Token>;
-
-fn identity() -> IdentityKey {
-    IdentityKey::new(&IdentityConfig { secret: IDENTITY_SECRET.into(), max_clock_skew_secs: 300 }).expect("key")
-}
-
-fn limits() -> ServerLimits {
-    ServerLimits { request_timeout_secs: 5, ..ServerLimits::default() }
-}
-
-/// Every service behind the gateway.
-pub struct Stack {
-    pub gateway: RunningServer,
-    pub ledger: Option<RunningServer>,
-    pub items: Option<RunningServer>,
-    pub redemption_db: TestDatabase,
-    _servers: Vec<RunningServer>,
-    _databases: Vec<TestDatabase>,
+impl DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut TestStack {
+        &mut self.0
+    }
 }
 
 pub async fn spawn_stack() -> Stack {
-    let databases: Vec<TestDatabase> = {
-        let mut databases = Vec::new();
-        for _ in 0..4 {
-            databases.push(TestDatabase::new().await.expect("db"));
-        }
-        databases
-    };
-    let redemption_db = TestDatabase::new().await.expect("db");
-    let shutdown = CancellationToken::new;
-    let listen = || "127.0.0.1:0".to_owned();
-    let ledger = economy_ledger::start(
-        &economy_ledger::LedgerConfig {
-            listen: listen(),
-            database_url: databases[0].url.clone(),
-            ..Default::default()
-        },
-        &identity(),
-        &limits(),
-        shutdown(),
-    )
-    .await
-    .expect("ledger");
-    let items = economy_items::start(
-        &economy_items::ItemsConfig { listen: listen(), database_url: databases[1].url.clone(), ..Default::default() },
-        &identity(),
-        &limits(),
-        shutdown(),
-    )
-    .await
-    .expect("items");
-    let redemption_config = economy_redemption::RedemptionConfig {
-        listen: listen(),
-        database_url: redemption_db.url.clone(),
-        items_url: items.url(),
-        ..Default::default()
-    };
-    let redemption =
-        economy_redemption::start(&redemption_config, &identity(), &limits(), shutdown()).await.expect("redemption");
-    let market_config = economy_market::MarketConfig {
-        listen: listen(),
-        database_url: databases[2].url.clone(),
-        ledger_url: ledger.url(),
-        items_url: items.url(),
-        ..Default::default()
-    };
-    let market = economy_market::start(&market_config, &identity(), &limits(), shutdown()).await.expect("market");
-    let upstreams = [("ledger", &ledger), ("items", &items), ("redemption", &redemption), ("market", &market)]
-        .into_iter()
-        .map(|(name, server)| (name.to_owned(), server.url()))
-        .collect();
-    let config = GatewayConfig {
-        listen: listen(),
-        database_url: databases[3].url.clone(),
-        upstreams,
-        auth: AuthConfig { hs256_secret: JWT_SECRET.into(), ..AuthConfig::default() },
-        ..GatewayConfig::default()
-    };
-    let gateway = economy_gateway::start(&config, &identity(), &limits(), shutdown()).await.expect("gateway");
-    Stack {
-        gateway,
-        ledger: Some(ledger),
-        items: Some(items),
-        redemption_db,
-        _servers: vec![redemption, market],
-        _databases: databases,
-    }
+    Stack(test_stack(&Service::ALL).configure(|config| config.limits.request_timeout_secs = 5).start().await)
 }
 
 impl Stack {
-    async fn authed(&self, user_id: i64, role: i32) -> Authed {
-        let channel = Channel::from_shared(self.gateway.url()).expect("url").connect().await.expect("connect");
-        let token = mint_hs256(JWT_SECRET, user_id, role, 3600).expect("token");
-        InterceptedService::new(channel, Token(format!("Bearer {token}").parse().expect("ascii")))
-    }
-
     pub async fn backpack(
         &self,
         user_id: i64,
@@ -160,16 +72,9 @@ impl Stack {
         redemption::redemption_service_client::RedemptionServiceClient::new(self.authed(user_id, roles::USER).await)
     }
 
-    pub async fn stop_items(&mut self) {
-        if let Some(items) = self.items.take() {
-            items.stop().await.expect("stop");
-        }
-    }
-
-    pub async fn stop_ledger(&mut self) {
-        if let Some(ledger) = self.ledger.take() {
-            ledger.stop().await.expect("stop");
-        }
+    /// The redemption service's database.
+    pub fn redemption_db_url(&self) -> &str {
+        &self.database(Service::Redemption).url
     }
 
     /// Defines DIAMOND (currency) and red_shard (fragment) and credits `user`.
@@ -181,7 +86,7 @@ impl Stack {
         ] {
             let asset =
                 ledger::Asset { code: code.into(), display_name: name.into(), kind: kind.into(), ..Default::default() };
-            ledger.define_asset(keyed(ledger::DefineAssetRequest { asset: Some(asset) })).await.expect("asset");
+            ledger.define_asset(with_new_key(ledger::DefineAssetRequest { asset: Some(asset) })).await.expect("asset");
         }
         for (asset, amount) in credits {
             let request = ledger::AdjustBalanceRequest {
@@ -192,7 +97,7 @@ impl Stack {
                 reason: "test".into(),
                 ..Default::default()
             };
-            ledger.adjust_balance(keyed(request)).await.expect("credit");
+            ledger.adjust_balance(with_new_key(request)).await.expect("credit");
         }
     }
 
@@ -208,26 +113,15 @@ impl Stack {
             ..Default::default()
         };
         items
-            .define_template(keyed(items::DefineTemplateRequest { template: Some(definition) }))
+            .define_template(with_new_key(items::DefineTemplateRequest { template: Some(definition) }))
             .await
             .expect("template");
         let mut ids = Vec::new();
         for _ in 0..count {
             let grant =
                 items::GrantItemRequest { owner_user_id: owner, template_code: template.into(), ..Default::default() };
-            ids.push(items.grant_item(keyed(grant)).await.expect("grant").into_inner().item.expect("item").id);
+            ids.push(items.grant_item(with_new_key(grant)).await.expect("grant").into_inner().item.expect("item").id);
         }
         ids
     }
-}
-
-/// `message` with a fresh `idempotency-key`.
-pub fn keyed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("idempotency-key", uuid::Uuid::now_v7().to_string().parse().expect("ascii"));
-    request
-}
-
-pub fn reason(status: &Status) -> String {
-    economy_kit::error::reason(status).unwrap_or_else(|| format!("{status:?}"))
 }

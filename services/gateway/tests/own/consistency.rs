@@ -26,7 +26,7 @@ fn has(findings: &[pb::Finding], kind: &str, entity: (&str, &str)) -> bool {
 
 async fn lock(stack: &Stack, item: &str, holder: &str) {
     let request = items::LockItemRequest { item_instance_id: item.into(), holder: holder.into(), ..Default::default() };
-    stack.items().await.lock_item(keyed(request)).await.expect("lock");
+    stack.items().await.lock_item(with_new_key(request)).await.expect("lock");
 }
 
 #[tokio::test]
@@ -41,13 +41,13 @@ async fn a_consistent_stack_has_no_findings_and_the_check_is_admin_only() {
         price: Some(market::Price { asset_code: "DIAMOND".into(), amount: 10 }),
         ..Default::default()
     };
-    stack.market(USER).await.create_listing(keyed(listing)).await.expect("listed");
+    stack.market(USER).await.create_listing(with_new_key(listing)).await.expect("listed");
     let order = redemption::CreateOrderRequest { item_instance_id: ids[0].clone(), ..Default::default() };
-    stack.redemption(USER).await.create_order(keyed(order)).await.expect("order");
+    stack.redemption(USER).await.create_order(with_new_key(order)).await.expect("order");
     assert_eq!(findings(&stack).await, []);
     let mut staff = stack.operations(roles::MERCHANT_STAFF).await;
     let denied = staff.check_consistency(pb::CheckConsistencyRequest::default()).await.expect_err("admin only");
-    assert_eq!(reason(&denied), "ROLE_TOO_LOW");
+    assert_eq!(reason_of(&denied), "ROLE_TOO_LOW");
 }
 
 #[tokio::test]
@@ -66,33 +66,36 @@ async fn every_kind_of_inconsistency_is_found() {
     let asset =
         market::create_listing_request::Offer::Asset(market::AssetOffer { asset_code: "red_shard".into(), amount: 5 });
     let price = Some(market::Price { asset_code: "DIAMOND".into(), amount: 10 });
-    let listed = seller.create_listing(keyed(market::CreateListingRequest {
+    let listed = seller.create_listing(with_new_key(market::CreateListingRequest {
         offer: Some(asset),
         price: price.clone(),
         ..Default::default()
     }));
     let asset_listing = listed.await.expect("listed").into_inner().listing.expect("listing");
     let release = ledger::ReleaseHoldRequest { hold_id: asset_listing.hold_id.clone(), ..Default::default() };
-    stack.ledger().await.release_hold(keyed(release)).await.expect("release");
+    stack.ledger().await.release_hold(with_new_key(release)).await.expect("release");
     let item = market::create_listing_request::Offer::Item(market::ItemOffer {
         item_instance_id: ids[2].clone(),
         ..Default::default()
     });
-    let listed =
-        seller.create_listing(keyed(market::CreateListingRequest { offer: Some(item), price, ..Default::default() }));
+    let listed = seller.create_listing(with_new_key(market::CreateListingRequest {
+        offer: Some(item),
+        price,
+        ..Default::default()
+    }));
     let item_listing = listed.await.expect("listed").into_inner().listing.expect("listing");
     let holder = format!("market:listing:{}", item_listing.id);
     let unlock = items::UnlockItemRequest { item_instance_id: ids[2].clone(), holder, ..Default::default() };
-    stack.items().await.unlock_item(keyed(unlock)).await.expect("unlock");
+    stack.items().await.unlock_item(with_new_key(unlock)).await.expect("unlock");
 
     // A "fulfilled" order whose item was never consumed, and a pending order long expired.
     let mut customer = stack.redemption(USER).await;
     let mut order_of = async |item: &str| {
         let request = redemption::CreateOrderRequest { item_instance_id: item.into(), ..Default::default() };
-        customer.create_order(keyed(request)).await.expect("order").into_inner().order.expect("order").id
+        customer.create_order(with_new_key(request)).await.expect("order").into_inner().order.expect("order").id
     };
     let (fulfilled, stale) = (order_of(&ids[3]).await, order_of(&ids[4]).await);
-    let store = RedemptionStore::open(&stack.redemption_db.url, &DbOptions::default()).await.expect("store");
+    let store = RedemptionStore::open(stack.redemption_db_url(), &DbOptions::default()).await.expect("store");
     for sql in [
         "UPDATE redemption_orders SET status = 'fulfilled', resolved_at = 1 WHERE order_id = $1",
         "UPDATE redemption_orders SET expires_at = 1 WHERE order_id = $2",
@@ -117,11 +120,12 @@ async fn outbox_rows_stuck_past_the_grace_period_are_found() {
     let ids = stack.grant(USER, "voucher", 1).await;
     let mut customer = stack.redemption(USER).await;
     let request = redemption::CreateOrderRequest { item_instance_id: ids[0].clone(), ..Default::default() };
-    let order = customer.create_order(keyed(request)).await.expect("order").into_inner().order.expect("order").id;
+    let order =
+        customer.create_order(with_new_key(request)).await.expect("order").into_inner().order.expect("order").id;
     let cancel = redemption::CancelOrderRequest { order_id: order.clone(), ..Default::default() };
-    customer.cancel_order(keyed(cancel)).await.expect("cancel");
+    customer.cancel_order(with_new_key(cancel)).await.expect("cancel");
     // The unlock was delivered; make it look like a delivery that died long ago.
-    let store = RedemptionStore::open(&stack.redemption_db.url, &DbOptions::default()).await.expect("store");
+    let store = RedemptionStore::open(stack.redemption_db_url(), &DbOptions::default()).await.expect("store");
     sqlx::query("UPDATE redemption_outbox SET status = 'dead', created_at = 1 WHERE order_id = $1")
         .bind(&order)
         .execute(store.db().pool())

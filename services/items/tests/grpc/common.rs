@@ -1,30 +1,31 @@
-//! `spawn_app` and small helpers shared by the integration tests.
+//! `spawn_app` (the items service alone, from the testkit's stack) and small helpers
+//! shared by the integration tests.
 
-use economy_items::ItemsConfig;
 use economy_items::store::ItemStore;
-use economy_kit::identity::{Caller, IdentityConfig, IdentityKey, Signer, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
-use economy_kit::time::{now_millis, to_timestamp};
+use economy_kit::identity::{Caller, IdentityKey, Signer, roles};
+use std::sync::Arc;
+
+use economy_kit::time::{ManualClock, to_timestamp};
 use economy_proto::items::v1 as pb;
+use economy_testkit::{Service, TestStack, identity, test_stack};
+pub use economy_testkit::{assert_error, new_key};
 use pb::item_service_client::ItemServiceClient;
-use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-pub const SECRET: &str = "integration-test-secret-0123456789";
 pub const ADMIN: i64 = 1;
 pub const MARKET: &str = "market:listing:1";
 pub const REDEMPTION: &str = "redemption:order-1";
 
 pub type Client = ItemServiceClient<InterceptedService<Channel, Signer>>;
 
-/// A running items service with its own database.
+/// A running items service with its own database, on a manual clock (tests move it
+/// instead of sleeping).
 pub struct TestApp {
-    pub server: RunningServer,
+    pub stack: TestStack,
     pub key: IdentityKey,
-    pub database: TestDatabase,
+    pub clock: Arc<ManualClock>,
 }
 
 /// The app with jobs that effectively never tick on their own (tests drive them).
@@ -33,23 +34,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with_intervals(interval_secs: u64) -> TestApp {
-    let database = TestDatabase::new().await.expect("test database");
-    let config = ItemsConfig {
-        listen: "127.0.0.1:0".into(),
-        database_url: database.url.clone(),
-        item_expiry_interval_secs: interval_secs,
-        lock_expiry_interval_secs: interval_secs,
-        ..ItemsConfig::default()
-    };
-    let key = IdentityKey::new(&IdentityConfig { secret: SECRET.into(), max_clock_skew_secs: 300 }).expect("key");
-    let server =
-        economy_items::start(&config, &key, &ServerLimits::default(), CancellationToken::new()).await.expect("start");
-    TestApp { server, key, database }
+    let stack = test_stack(&[Service::Items])
+        .configure(|config| {
+            config.items.item_expiry_interval_secs = interval_secs;
+            config.items.lock_expiry_interval_secs = interval_secs;
+        })
+        .manual_clock()
+        .start()
+        .await;
+    let clock = stack.clock();
+    TestApp { stack, key: identity(), clock }
 }
 
 impl TestApp {
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.server.url()).expect("url").connect().await.expect("connect")
+        self.stack.channel(Service::Items).await
     }
 
     pub async fn client(&self, caller: Caller) -> Client {
@@ -70,7 +69,7 @@ impl TestApp {
 
     /// A second handle on the service's database (what another replica's jobs use).
     pub async fn store(&self) -> ItemStore {
-        ItemStore::open(&self.database.url, &Default::default()).await.expect("store")
+        ItemStore::open(&self.stack.database(Service::Items).url, &Default::default()).await.expect("store")
     }
 
     /// An admin client with the usual catalog: `voucher` (30 days, redeemable),
@@ -100,13 +99,9 @@ pub async fn define(client: &mut Client, template: pb::ItemTemplate) -> Result<p
     client.define_template(pb::DefineTemplateRequest { template: Some(template) }).await.map(|r| r.into_inner())
 }
 
-pub fn key() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 pub fn grant_request(owner: i64, template: &str) -> pb::GrantItemRequest {
     pb::GrantItemRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         owner_user_id: owner,
         template_code: template.into(),
         ..Default::default()
@@ -118,18 +113,15 @@ pub async fn grant(client: &mut Client, owner: i64, template: &str) -> pb::ItemI
     client.grant_item(grant_request(owner, template)).await.unwrap().into_inner().item.unwrap()
 }
 
-/// Grants one instance expiring `millis` from now.
-pub async fn grant_expiring(client: &mut Client, owner: i64, template: &str, millis: i64) -> pb::ItemInstance {
-    let request = pb::GrantItemRequest {
-        expires_at: Some(to_timestamp(now_millis() + millis)),
-        ..grant_request(owner, template)
-    };
+/// Grants one instance expiring at `expires_at` (ms since the epoch).
+pub async fn grant_expiring(client: &mut Client, owner: i64, template: &str, expires_at: i64) -> pb::ItemInstance {
+    let request = pb::GrantItemRequest { expires_at: Some(to_timestamp(expires_at)), ..grant_request(owner, template) };
     client.grant_item(request).await.unwrap().into_inner().item.unwrap()
 }
 
 pub fn lock_request(item: &str, holder: &str) -> pb::LockItemRequest {
     pb::LockItemRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         item_instance_id: item.into(),
         holder: holder.into(),
         ..Default::default()
@@ -138,7 +130,7 @@ pub fn lock_request(item: &str, holder: &str) -> pb::LockItemRequest {
 
 pub fn unlock_request(item: &str, holder: &str) -> pb::UnlockItemRequest {
     pb::UnlockItemRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         item_instance_id: item.into(),
         holder: holder.into(),
         ..Default::default()
@@ -147,7 +139,7 @@ pub fn unlock_request(item: &str, holder: &str) -> pb::UnlockItemRequest {
 
 pub fn transfer_request(item: &str, holder: &str, to: i64) -> pb::TransferItemRequest {
     pb::TransferItemRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         item_instance_id: item.into(),
         holder: holder.into(),
         to_owner_user_id: to,
@@ -157,7 +149,7 @@ pub fn transfer_request(item: &str, holder: &str, to: i64) -> pb::TransferItemRe
 
 pub fn consume_request(item: &str, holder: &str) -> pb::ConsumeItemRequest {
     pb::ConsumeItemRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         item_instance_id: item.into(),
         holder: holder.into(),
         ..Default::default()
@@ -166,7 +158,7 @@ pub fn consume_request(item: &str, holder: &str) -> pb::ConsumeItemRequest {
 
 pub fn revoke_request(item: &str) -> pb::RevokeItemRequest {
     pb::RevokeItemRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         item_instance_id: item.into(),
         reason: "fraud".into(),
         ..Default::default()
@@ -195,24 +187,8 @@ pub async fn event_types(client: &mut Client, item: &str) -> Vec<pb::ItemEventTy
     events(client, item).await.iter().map(|event| event.r#type()).collect()
 }
 
-/// Asserts the gRPC code and ErrorInfo reason of a failed call.
-#[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
-    let status = result.expect_err("the call should fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(economy_kit::error::reason(&status).as_deref(), Some(reason), "{status:?}");
-    status
-}
-
 /// Asserts a FAILED_PRECONDITION with `reason`.
 #[track_caller]
 pub fn refused<T: std::fmt::Debug>(result: Result<T, Status>, reason: &str) {
     assert_error(result, Code::FailedPrecondition, reason);
-}
-
-/// Sleeps until the wall clock is past `millis` (ms since the epoch; a couple of seconds
-/// at most in these tests).
-pub async fn sleep_past(millis: i64) {
-    let wait = (millis + 20 - now_millis()).max(0);
-    tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(wait).unwrap())).await;
 }

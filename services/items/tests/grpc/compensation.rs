@@ -37,14 +37,14 @@ async fn force_unlock_frees_an_item_held_by_a_ghost_once_with_its_audit_record()
         [app.user(2).await, app.service("market").await, app.client(Caller::user(7, roles::MERCHANT_STAFF)).await]
     {
         assert_error(
-            caller.force_unlock_item(force_unlock(&key(), &item.id, "stuck")).await,
+            caller.force_unlock_item(force_unlock(&new_key(), &item.id, "stuck")).await,
             Code::PermissionDenied,
             "PERMISSION_DENIED",
         );
     }
     for blank in ["", " \t"] {
         let status = assert_error(
-            admin.force_unlock_item(force_unlock(&key(), &item.id, blank)).await,
+            admin.force_unlock_item(force_unlock(&new_key(), &item.id, blank)).await,
             Code::InvalidArgument,
             "VALIDATION_FAILED",
         );
@@ -52,7 +52,7 @@ async fn force_unlock_frees_an_item_held_by_a_ghost_once_with_its_audit_record()
     }
     assert_eq!(get(&mut admin, &item.id).await.status, pb::ItemStatus::Locked as i32, "refusals change nothing");
 
-    let fix_key = key();
+    let fix_key = new_key();
     let reason = "listing row lost in the market migration";
     let unlocked = admin.force_unlock_item(force_unlock(&fix_key, &item.id, reason)).await.unwrap().into_inner();
     assert!(!unlocked.replayed);
@@ -95,10 +95,10 @@ async fn force_unlock_frees_an_item_held_by_a_ghost_once_with_its_audit_record()
     );
 
     // A new key is a new fix; an unlocked item has nothing to unlock.
-    admin.force_unlock_item(force_unlock(&key(), &item.id, "the ghost came back")).await.unwrap();
-    refused(admin.force_unlock_item(force_unlock(&key(), &item.id, "again")).await, "ITEM_NOT_LOCKED");
+    admin.force_unlock_item(force_unlock(&new_key(), &item.id, "the ghost came back")).await.unwrap();
+    refused(admin.force_unlock_item(force_unlock(&new_key(), &item.id, "again")).await, "ITEM_NOT_LOCKED");
     assert_error(
-        admin.force_unlock_item(force_unlock(&key(), &uuid::Uuid::now_v7().to_string(), "typo")).await,
+        admin.force_unlock_item(force_unlock(&new_key(), &uuid::Uuid::now_v7().to_string(), "typo")).await,
         Code::NotFound,
         "ITEM_NOT_FOUND",
     );

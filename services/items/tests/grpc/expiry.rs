@@ -4,7 +4,9 @@
 
 use economy_items::jobs::release_expired_locks;
 use economy_kit::error::violated_fields;
-use economy_kit::time::{now_millis, to_timestamp};
+use std::time::Duration;
+
+use economy_kit::time::{Clock, to_timestamp};
 use economy_proto::items::v1 as pb;
 use pb::ItemEventType as E;
 use tonic::Code;
@@ -20,14 +22,14 @@ async fn grants_and_locks_retried_after_their_expiry_replay() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
-    let expires_at = now_millis() + 1500;
+    let expires_at = app.clock.now_millis() + 1500;
     let grant_expiring =
         pb::GrantItemRequest { expires_at: Some(to_timestamp(expires_at)), ..grant_request(2, "sword") };
     let granted = admin.grant_item(grant_expiring.clone()).await.unwrap().into_inner();
     let forever = grant(&mut admin, 2, "sword").await;
     let lock = expiring_lock(&forever.id, expires_at);
     let locked = market.lock_item(lock.clone()).await.unwrap().into_inner();
-    sleep_past(expires_at).await;
+    app.clock.advance(Duration::from_millis(1520));
 
     let regranted = admin.grant_item(grant_expiring.clone()).await.unwrap().into_inner();
     assert!(regranted.replayed && !granted.replayed);
@@ -38,7 +40,7 @@ async fn grants_and_locks_retried_after_their_expiry_replay() {
     assert_eq!(event_types(&mut admin, &forever.id).await, [E::Granted, E::Locked]);
 
     // First requests with those instants are refused.
-    let fresh = pb::GrantItemRequest { idempotency_key: key(), ..grant_expiring };
+    let fresh = pb::GrantItemRequest { idempotency_key: new_key(), ..grant_expiring };
     let status = assert_error(admin.grant_item(fresh).await, Code::InvalidArgument, "VALIDATION_FAILED");
     assert_eq!(violated_fields(&status), ["expires_at"]);
     let other = grant(&mut admin, 2, "sword").await;
@@ -53,15 +55,15 @@ async fn changes_retried_after_the_item_expired_replay() {
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
     let mut owner = app.user(2).await;
-    let expires_at = now_millis() + 1500;
-    let sword = grant_expiring(&mut admin, 2, "sword", expires_at - now_millis()).await;
-    let potion = grant_expiring(&mut admin, 2, "potion", expires_at - now_millis()).await;
+    let expires_at = app.clock.now_millis() + 1500;
+    let sword = grant_expiring(&mut admin, 2, "sword", expires_at).await;
+    let potion = grant_expiring(&mut admin, 2, "potion", expires_at).await;
     lock(&mut market, &sword.id, MARKET).await;
     let transfer = transfer_request(&sword.id, MARKET, 3);
     let moved = market.transfer_item(transfer.clone()).await.unwrap().into_inner();
     let consume = consume_request(&potion.id, "");
     let used = owner.consume_item(consume.clone()).await.unwrap().into_inner();
-    sleep_past(expires_at).await;
+    app.clock.advance(Duration::from_millis(1520));
 
     let retried = market.transfer_item(transfer).await.unwrap().into_inner();
     assert!(retried.replayed);
@@ -79,7 +81,7 @@ async fn a_lock_past_its_expiry_is_only_unlocked() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
-    let expires_at = now_millis() + 1500;
+    let expires_at = app.clock.now_millis() + 1500;
     let mut items = Vec::new();
     for _ in 0..3 {
         let item = grant(&mut admin, 2, "potion").await;
@@ -88,7 +90,7 @@ async fn a_lock_past_its_expiry_is_only_unlocked() {
     }
     let transfer = transfer_request(&items[0], MARKET, 3);
     let moved = market.transfer_item(transfer.clone()).await.unwrap().into_inner();
-    sleep_past(expires_at).await;
+    app.clock.advance(Duration::from_millis(1520));
 
     assert_eq!(market.transfer_item(transfer).await.unwrap().into_inner().event, moved.event, "replayed");
     let late = market.transfer_item(transfer_request(&items[1], MARKET, 3)).await;
@@ -101,7 +103,7 @@ async fn a_lock_past_its_expiry_is_only_unlocked() {
     let unlocked = market.unlock_item(unlock_request(&items[1], MARKET)).await.unwrap().into_inner();
     assert_eq!(unlocked.item.unwrap().status(), pb::ItemStatus::Available);
     // The job releases the lock nobody touched, and only that one.
-    assert_eq!(release_expired_locks(&app.store().await, now_millis()).await.unwrap(), 1);
+    assert_eq!(release_expired_locks(&app.store().await, app.clock.now_millis()).await.unwrap(), 1);
     assert_eq!(event_types(&mut admin, &items[2]).await, [E::Granted, E::Locked, E::Unlocked]);
     assert_eq!(event_types(&mut admin, &items[1]).await, [E::Granted, E::Locked, E::Unlocked]);
 }

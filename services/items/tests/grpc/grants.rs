@@ -1,6 +1,7 @@
 //! GrantItem: defaults, explicit expiry, metadata, idempotency, refusals.
 
 use economy_kit::error::violated_fields;
+use economy_kit::time::Clock;
 use economy_kit::time::{from_timestamp, now_millis, to_timestamp};
 use economy_proto::items::v1 as pb;
 use tokio::task::JoinSet;
@@ -77,7 +78,7 @@ async fn grants_are_idempotent() {
     assert_error(market.grant_item(request).await, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
 
     // Without a body key, the gateway's business event id is the key.
-    let event_id = key();
+    let event_id = new_key();
     let mut keyless =
         tonic::Request::new(pb::GrantItemRequest { idempotency_key: String::new(), ..grant_request(2, "sword") });
     keyless.metadata_mut().insert("x-business-event-id", event_id.parse().unwrap());
@@ -100,7 +101,10 @@ async fn grant_refusals() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     assert_error(admin.grant_item(grant_request(2, "unknown")).await, Code::NotFound, "TEMPLATE_NOT_FOUND");
-    let past = pb::GrantItemRequest { expires_at: Some(to_timestamp(now_millis() - 1)), ..grant_request(2, "voucher") };
+    let past = pb::GrantItemRequest {
+        expires_at: Some(to_timestamp(app.clock.now_millis() - 1)),
+        ..grant_request(2, "voucher")
+    };
     let status = assert_error(admin.grant_item(past).await, Code::InvalidArgument, "VALIDATION_FAILED");
     assert_eq!(violated_fields(&status), ["expires_at"]);
     let bad = pb::GrantItemRequest {

@@ -90,7 +90,7 @@ async fn the_gateway_business_event_id_is_the_key() {
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
     let item = grant(&mut admin, 2, "voucher").await;
-    let event_id = key();
+    let event_id = new_key();
     let keyed = || {
         let mut request = tonic::Request::new(pb::LockItemRequest {
             idempotency_key: String::new(),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use economy_items::jobs::{ACTOR, expire_items, release_expired_locks};
-use economy_kit::time::{now_millis, to_timestamp};
+use economy_kit::time::{Clock, now_millis, to_timestamp};
 use economy_proto::items::v1 as pb;
 use pb::ItemEventType as E;
 
@@ -18,10 +18,10 @@ async fn past_expiry_available_items_expire_once() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
-    let due = grant_expiring(&mut admin, 2, "sword", HOUR).await;
-    let locked = grant_expiring(&mut admin, 2, "sword", HOUR).await;
+    let due = grant_expiring(&mut admin, 2, "sword", now_millis() + HOUR).await;
+    let locked = grant_expiring(&mut admin, 2, "sword", now_millis() + HOUR).await;
     lock(&mut market, &locked.id, MARKET).await;
-    let later = grant_expiring(&mut admin, 2, "sword", 3 * HOUR).await;
+    let later = grant_expiring(&mut admin, 2, "sword", now_millis() + 3 * HOUR).await;
     let forever = grant(&mut admin, 2, "sword").await;
 
     let store = app.store().await;
@@ -56,7 +56,7 @@ async fn replicas_running_the_jobs_at_once_change_each_item_once() {
     let mut market = app.service("market").await;
     let mut items = Vec::new();
     for index in 0..10 {
-        let item = grant_expiring(&mut admin, 2, "sword", HOUR).await;
+        let item = grant_expiring(&mut admin, 2, "sword", now_millis() + HOUR).await;
         if index % 2 == 0 {
             let request = pb::LockItemRequest {
                 lock_expires_at: Some(to_timestamp(now_millis() + HOUR / 2)),
@@ -119,13 +119,15 @@ async fn the_jobs_run_on_their_own() {
     let app = spawn_app_with_intervals(1).await;
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
-    let expiring = grant_expiring(&mut admin, 2, "sword", 300).await;
+    let expiring = grant_expiring(&mut admin, 2, "sword", app.clock.now_millis() + 300).await;
     let held = grant(&mut admin, 2, "sword").await;
     let request = pb::LockItemRequest {
-        lock_expires_at: Some(to_timestamp(now_millis() + 300)),
+        lock_expires_at: Some(to_timestamp(app.clock.now_millis() + 300)),
         ..lock_request(&held.id, MARKET)
     };
     market.lock_item(request).await.unwrap();
+    // Past both expiries on the service's clock; the jobs (every second) notice on their own.
+    app.clock.advance(Duration::from_millis(400));
 
     let mut statuses = (pb::ItemStatus::Available, pb::ItemStatus::Locked);
     for _ in 0..60 {

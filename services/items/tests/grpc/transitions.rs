@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use economy_kit::error::violated_fields;
-use economy_kit::time::{now_millis, to_timestamp};
+use economy_kit::time::{Clock, now_millis, to_timestamp};
 use economy_proto::items::v1 as pb;
 use pb::ItemEventType as E;
 use tonic::Code;
@@ -149,12 +149,12 @@ async fn expired_items_cannot_be_locked_handed_over_or_used() {
     let mut admin = app.admin_with_catalog().await;
     let mut market = app.service("market").await;
     let mut owner = app.user(2).await;
-    let lockable = grant_expiring(&mut admin, 2, "potion", 400).await;
-    let locked = grant_expiring(&mut admin, 2, "potion", 400).await;
+    let lockable = grant_expiring(&mut admin, 2, "potion", app.clock.now_millis() + 400).await;
+    let locked = grant_expiring(&mut admin, 2, "potion", app.clock.now_millis() + 400).await;
     lock(&mut market, &locked.id, MARKET).await;
-    let held = grant_expiring(&mut admin, 2, "potion", 400).await;
+    let held = grant_expiring(&mut admin, 2, "potion", app.clock.now_millis() + 400).await;
     lock(&mut market, &held.id, REDEMPTION).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.clock.advance(Duration::from_millis(600));
 
     // Not yet expired by the job, but past the expiry: refused before the job runs.
     assert_eq!(get(&mut admin, &lockable.id).await.status(), pb::ItemStatus::Available);
@@ -171,7 +171,7 @@ async fn expired_items_cannot_be_locked_handed_over_or_used() {
 async fn unknown_items_and_bad_requests() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
-    let missing = key();
+    let missing = new_key();
     assert_error(
         admin.get_item(pb::GetItemRequest { item_instance_id: missing.clone() }).await,
         Code::NotFound,
@@ -201,8 +201,10 @@ async fn unknown_items_and_bad_requests() {
         violated_fields(&status),
         ["holder", "expected_owner_user_id", "idempotency_key", "item_instance_id", "business_type"]
     );
-    let past =
-        pb::LockItemRequest { lock_expires_at: Some(to_timestamp(now_millis() - 1)), ..lock_request(&item.id, MARKET) };
+    let past = pb::LockItemRequest {
+        lock_expires_at: Some(to_timestamp(app.clock.now_millis() - 1)),
+        ..lock_request(&item.id, MARKET)
+    };
     let status = assert_error(admin.lock_item(past).await, Code::InvalidArgument, "VALIDATION_FAILED");
     assert_eq!(violated_fields(&status), ["lock_expires_at"]);
     let to_nobody = transfer_request(&item.id, MARKET, 0);

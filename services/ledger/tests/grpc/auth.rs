@@ -47,13 +47,13 @@ async fn users_touch_only_their_own_accounts() {
         "PERMISSION_DENIED",
     );
     let transfer = pb::PostTransactionRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         postings: vec![posting(user(2), "POINTS", -10), posting(user(3), "POINTS", 10)],
         ..Default::default()
     };
     assert_error(user2.post_transaction(transfer.clone()).await, Code::PermissionDenied, "PERMISSION_DENIED");
     let hold = pb::CreateHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         account: user(2),
         asset_code: "POINTS".into(),
         amount: 5,
@@ -84,7 +84,7 @@ async fn transactions_are_visible_to_participants_only() {
         Code::NotFound,
         "TRANSACTION_NOT_FOUND",
     );
-    let missing = pb::GetTransactionRequest { id: key() };
+    let missing = pb::GetTransactionRequest { id: new_key() };
     assert_error(admin.get_transaction(missing).await, Code::NotFound, "TRANSACTION_NOT_FOUND");
 }
 

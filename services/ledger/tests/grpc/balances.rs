@@ -63,7 +63,7 @@ async fn transfers_move_balances_atomically() {
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 500).await.unwrap();
     let transfer = |amount: i64| pb::PostTransactionRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         business_type: "TRANSFER".into(),
         correlation_id: "order-1".into(),
         postings: vec![posting(user(2), "POINTS", -amount), posting(user(3), "POINTS", amount)],

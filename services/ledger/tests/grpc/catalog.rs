@@ -54,7 +54,7 @@ fn rule(enabled: bool) -> pb::ConversionRule {
 }
 
 fn convert(user_id: i64, quantity: i64) -> pb::ConvertAssetRequest {
-    pb::ConvertAssetRequest { idempotency_key: key(), user_id, rule_id: "shard_to_crystal".into(), quantity }
+    pb::ConvertAssetRequest { idempotency_key: new_key(), user_id, rule_id: "shard_to_crystal".into(), quantity }
 }
 
 #[tokio::test]

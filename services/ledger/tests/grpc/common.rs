@@ -1,26 +1,23 @@
-//! `spawn_app` and small helpers shared by the integration tests.
+//! `spawn_app` (the ledger alone, from the testkit's stack) and small helpers shared by
+//! the integration tests.
 
-use economy_kit::identity::{Caller, IdentityConfig, IdentityKey, Signer, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
-use economy_ledger::LedgerConfig;
+use economy_kit::identity::{Caller, IdentityKey, Signer, roles};
 use economy_proto::ledger::v1 as pb;
+use economy_testkit::{Service, TestDatabase, TestStack, identity, test_stack};
+pub use economy_testkit::{assert_error, new_key};
 use pb::ledger_service_client::LedgerServiceClient;
-use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 
-pub const SECRET: &str = "integration-test-secret-0123456789";
 pub const ADMIN: i64 = 1;
 
 pub type Client = LedgerServiceClient<InterceptedService<Channel, Signer>>;
 
 /// A running ledger with its own database.
 pub struct TestApp {
-    pub server: RunningServer,
+    pub stack: TestStack,
     pub key: IdentityKey,
-    pub database: TestDatabase,
 }
 
 /// The app with the hold-expiry job running every second.
@@ -31,23 +28,24 @@ pub async fn spawn_app() -> TestApp {
 /// The app with the hold-expiry job running every `interval_secs` (its first run is at
 /// start, so a long period keeps it from expiring any hold created afterwards).
 pub async fn spawn_app_with_expiry_interval(interval_secs: u64) -> TestApp {
-    let database = TestDatabase::new().await.expect("test database");
-    let config = LedgerConfig {
-        listen: "127.0.0.1:0".into(),
-        database_url: database.url.clone(),
-        hold_expiry_interval_secs: interval_secs,
-        extra_system_accounts: vec!["SYSTEM_REWARDS".into()],
-        ..LedgerConfig::default()
-    };
-    let key = IdentityKey::new(&IdentityConfig { secret: SECRET.into(), max_clock_skew_secs: 300 }).expect("key");
-    let server =
-        economy_ledger::start(&config, &key, &ServerLimits::default(), CancellationToken::new()).await.expect("start");
-    TestApp { server, key, database }
+    let stack = test_stack(&[Service::Ledger])
+        .configure(|config| {
+            config.ledger.hold_expiry_interval_secs = interval_secs;
+            config.ledger.extra_system_accounts = vec!["SYSTEM_REWARDS".into()];
+        })
+        .start()
+        .await;
+    TestApp { stack, key: identity() }
 }
 
 impl TestApp {
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.server.url()).expect("url").connect().await.expect("connect")
+        self.stack.channel(Service::Ledger).await
+    }
+
+    /// The ledger's database.
+    pub fn database(&self) -> &TestDatabase {
+        self.stack.database(Service::Ledger)
     }
 
     pub async fn client(&self, caller: Caller) -> Client {
@@ -91,10 +89,6 @@ pub async fn define_asset(
     client.define_asset(pb::DefineAssetRequest { asset: Some(asset) }).await.map(|response| response.into_inner())
 }
 
-pub fn key() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 pub fn user(id: i64) -> Option<pb::AccountRef> {
     Some(pb::AccountRef { account: Some(pb::account_ref::Account::UserId(id)) })
 }
@@ -126,7 +120,10 @@ pub async fn adjust(
     asset: &str,
     amount: i64,
 ) -> Result<pb::AdjustBalanceResponse, Status> {
-    client.adjust_balance(adjust_request(user_id, asset, amount, &key())).await.map(|response| response.into_inner())
+    client
+        .adjust_balance(adjust_request(user_id, asset, amount, &new_key()))
+        .await
+        .map(|response| response.into_inner())
 }
 
 /// `(available, frozen)` of a balance of any account.
@@ -140,15 +137,6 @@ pub async fn balance_of(client: &mut Client, account: Option<pb::AccountRef>, as
 /// `(available, frozen)` of a user's balance.
 pub async fn balance(client: &mut Client, user_id: i64, asset: &str) -> (i64, i64) {
     balance_of(client, user(user_id), asset).await
-}
-
-/// Asserts the gRPC code and ErrorInfo reason of a failed call.
-#[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
-    let status = result.expect_err("the call should fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(economy_kit::error::reason(&status).as_deref(), Some(reason), "{status:?}");
-    status
 }
 
 /// Asserts `Reconcile` finds nothing.

@@ -12,7 +12,7 @@ use tonic::Code;
 use crate::common::*;
 
 async fn corrupt(app: &TestApp, sql: &str) {
-    let db = Db::connect(&app.database.url, &DbOptions::default()).await.unwrap();
+    let db = Db::connect(&app.database().url, &DbOptions::default()).await.unwrap();
     sqlx::query(sql).execute(db.pool()).await.unwrap();
     db.close().await;
 }
@@ -45,7 +45,7 @@ async fn recalculate_balance_restores_a_corrupted_balance_once_with_its_audit_re
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
     let hold = pb::CreateHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         account: user(2),
         asset_code: "POINTS".into(),
         amount: 30,
@@ -59,14 +59,14 @@ async fn recalculate_balance_restores_a_corrupted_balance_once_with_its_audit_re
     for mut caller in [app.user(2).await, app.service().await, app.client(Caller::user(7, roles::MERCHANT_STAFF)).await]
     {
         assert_error(
-            caller.recalculate_balance(recalculate(&key(), 2, "fix")).await,
+            caller.recalculate_balance(recalculate(&new_key(), 2, "fix")).await,
             Code::PermissionDenied,
             "PERMISSION_DENIED",
         );
     }
     for blank in ["", "   "] {
         let status = assert_error(
-            admin.recalculate_balance(recalculate(&key(), 2, blank)).await,
+            admin.recalculate_balance(recalculate(&new_key(), 2, blank)).await,
             Code::InvalidArgument,
             "VALIDATION_FAILED",
         );
@@ -74,13 +74,13 @@ async fn recalculate_balance_restores_a_corrupted_balance_once_with_its_audit_re
     }
     let too_long = "x".repeat(501);
     assert_error(
-        admin.recalculate_balance(recalculate(&key(), 2, &too_long)).await,
+        admin.recalculate_balance(recalculate(&new_key(), 2, &too_long)).await,
         Code::InvalidArgument,
         "VALIDATION_FAILED",
     );
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (999, 0), "refused calls change nothing");
 
-    let fix_key = key();
+    let fix_key = new_key();
     let fixed = admin.recalculate_balance(recalculate(&fix_key, 2, "restore after a bad import")).await.unwrap();
     let fixed = fixed.into_inner();
     assert!(!fixed.replayed);
@@ -119,13 +119,17 @@ async fn recalculate_balance_restores_a_corrupted_balance_once_with_its_audit_re
     );
 
     // A new key is a new fix.
-    let again = admin.recalculate_balance(recalculate(&key(), 2, "second corruption")).await.unwrap().into_inner();
+    let again = admin.recalculate_balance(recalculate(&new_key(), 2, "second corruption")).await.unwrap().into_inner();
     assert_eq!(json(&again.audit_record.unwrap().before)["available"].as_i64(), Some(5));
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 30));
     assert_consistent(&mut admin).await;
 
     // A balance with no row, posting or hold is not there to fix.
-    assert_error(admin.recalculate_balance(recalculate(&key(), 9, "typo")).await, Code::NotFound, "BALANCE_NOT_FOUND");
+    assert_error(
+        admin.recalculate_balance(recalculate(&new_key(), 9, "typo")).await,
+        Code::NotFound,
+        "BALANCE_NOT_FOUND",
+    );
 }
 
 #[tokio::test]
@@ -134,7 +138,7 @@ async fn recalculate_balance_recreates_a_deleted_row() {
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 40).await.unwrap();
     corrupt(&app, "DELETE FROM balances WHERE account = 'user:2' AND asset_code = 'POINTS'").await;
-    let fixed = admin.recalculate_balance(recalculate(&key(), 2, "row lost")).await.unwrap().into_inner();
+    let fixed = admin.recalculate_balance(recalculate(&new_key(), 2, "row lost")).await.unwrap().into_inner();
     let record = fixed.audit_record.unwrap();
     assert_eq!(record.before, "null");
     assert_eq!(json(&record.after)["available"].as_i64(), Some(40));
@@ -149,7 +153,7 @@ async fn force_release_hold_releases_an_orphaned_hold_once_with_its_audit_record
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
     // A hold whose owner (a market listing) no longer exists.
     let hold = pb::CreateHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         account: user(2),
         asset_code: "POINTS".into(),
         amount: 40,
@@ -161,19 +165,19 @@ async fn force_release_hold_releases_an_orphaned_hold_once_with_its_audit_record
 
     for mut caller in [app.user(2).await, app.service().await] {
         assert_error(
-            caller.force_release_hold(force_release(&key(), &hold_id, "orphan")).await,
+            caller.force_release_hold(force_release(&new_key(), &hold_id, "orphan")).await,
             Code::PermissionDenied,
             "PERMISSION_DENIED",
         );
     }
     let status = assert_error(
-        admin.force_release_hold(force_release(&key(), &hold_id, "")).await,
+        admin.force_release_hold(force_release(&new_key(), &hold_id, "")).await,
         Code::InvalidArgument,
         "VALIDATION_FAILED",
     );
     assert_eq!(violated_fields(&status), ["reason"]);
 
-    let fix_key = key();
+    let fix_key = new_key();
     let reason = "listing deleted by a support script";
     let released = admin.force_release_hold(force_release(&fix_key, &hold_id, reason)).await.unwrap().into_inner();
     assert!(!released.replayed);
@@ -207,7 +211,7 @@ async fn force_release_hold_releases_an_orphaned_hold_once_with_its_audit_record
 
     // A new key finds the hold resolved; the key of one tool is not another's.
     assert_error(
-        admin.force_release_hold(force_release(&key(), &hold_id, reason)).await,
+        admin.force_release_hold(force_release(&new_key(), &hold_id, reason)).await,
         Code::FailedPrecondition,
         "HOLD_ALREADY_RESOLVED",
     );
@@ -217,7 +221,7 @@ async fn force_release_hold_releases_an_orphaned_hold_once_with_its_audit_record
         "IDEMPOTENCY_KEY_REUSED",
     );
     assert_error(
-        admin.force_release_hold(force_release(&key(), &key(), reason)).await,
+        admin.force_release_hold(force_release(&new_key(), &new_key(), reason)).await,
         Code::NotFound,
         "HOLD_NOT_FOUND",
     );
@@ -231,7 +235,7 @@ async fn audit_records_are_listed_newest_first_by_admins_only() {
     adjust(&mut admin, 2, "POINTS", 10).await.unwrap();
     adjust(&mut admin, 3, "POINTS", 10).await.unwrap();
     for (user_id, reason) in [(2, "first"), (3, "second"), (2, "third")] {
-        admin.recalculate_balance(recalculate(&key(), user_id, reason)).await.unwrap();
+        admin.recalculate_balance(recalculate(&new_key(), user_id, reason)).await.unwrap();
     }
     let reasons = |records: &[AuditRecord]| records.iter().map(|record| record.reason.clone()).collect::<Vec<_>>();
     assert_eq!(reasons(&audit_records(&mut admin, "").await), ["third", "second", "first"]);

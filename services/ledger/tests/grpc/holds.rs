@@ -11,7 +11,7 @@ use crate::common::*;
 
 fn hold_request(user_id: i64, asset: &str, amount: i64) -> pb::CreateHoldRequest {
     pb::CreateHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         account: user(user_id),
         asset_code: asset.into(),
         amount,
@@ -26,7 +26,7 @@ async fn create_hold(client: &mut Client, user_id: i64, asset: &str, amount: i64
 
 fn settle(hold_id: &str, amount: Option<i64>, to: i64, credit: i64) -> pb::SettleHoldRequest {
     pb::SettleHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         hold_id: hold_id.into(),
         amount,
         destinations: vec![posting(user(to), "POINTS", credit)],
@@ -35,7 +35,7 @@ fn settle(hold_id: &str, amount: Option<i64>, to: i64, credit: i64) -> pb::Settl
 }
 
 fn release(hold_id: &str) -> pb::ReleaseHoldRequest {
-    pb::ReleaseHoldRequest { idempotency_key: key(), hold_id: hold_id.into(), reason: "cancelled".into() }
+    pb::ReleaseHoldRequest { idempotency_key: new_key(), hold_id: hold_id.into(), reason: "cancelled".into() }
 }
 
 #[tokio::test]
@@ -116,7 +116,7 @@ async fn release_returns_the_whole_hold_once() {
     assert_eq!(released.hold.unwrap().status, pb::HoldStatus::Released as i32);
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (100, 0));
     assert_error(admin.release_hold(release(&hold.id)).await, Code::FailedPrecondition, "HOLD_ALREADY_RESOLVED");
-    assert_error(admin.release_hold(release(&key())).await, Code::NotFound, "HOLD_NOT_FOUND");
+    assert_error(admin.release_hold(release(&new_key())).await, Code::NotFound, "HOLD_NOT_FOUND");
     assert_consistent(&mut admin).await;
 }
 
@@ -249,7 +249,7 @@ async fn a_hold_retried_after_its_expiry_replays_its_creation() {
     assert_eq!(retried.hold.unwrap().id, created.hold.unwrap().id);
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 30), "frozen once");
     // A first request with that expiry is refused; the same key for other content too.
-    let fresh = pb::CreateHoldRequest { idempotency_key: key(), ..request.clone() };
+    let fresh = pb::CreateHoldRequest { idempotency_key: new_key(), ..request.clone() };
     let status = assert_error(admin.create_hold(fresh).await, Code::InvalidArgument, "VALIDATION_FAILED");
     assert_eq!(economy_kit::error::violated_fields(&status), ["expires_at"]);
     let other = pb::CreateHoldRequest { amount: 31, ..request };
@@ -275,7 +275,7 @@ async fn a_hold_is_not_paid_out_from_its_expiry_on_even_before_the_job() {
     let settle_known = settle(&holds[0], None, 3, 10);
     market.settle_hold(settle_known.clone()).await.unwrap();
     let post = |hold: &str| pb::PostTransactionRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         business_type: "MARKET_PURCHASE".into(),
         postings: vec![posting(user(9), "POINTS", 10)],
         hold_settlements: vec![pb::HoldSettlement { hold_id: hold.into(), amount: None }],

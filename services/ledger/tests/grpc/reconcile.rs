@@ -6,7 +6,7 @@ use economy_proto::ledger::v1 as pb;
 use crate::common::*;
 
 async fn corrupt(app: &TestApp, sql: &str) {
-    let db = Db::connect(&app.database.url, &DbOptions::default()).await.unwrap();
+    let db = Db::connect(&app.database().url, &DbOptions::default()).await.unwrap();
     sqlx::query(sql).execute(db.pool()).await.unwrap();
     db.close().await;
 }
@@ -18,7 +18,7 @@ async fn corrupted_balances_are_reported() {
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
     adjust(&mut admin, 3, "DIAMOND", 10).await.unwrap();
     let hold = pb::CreateHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         account: user(3),
         asset_code: "DIAMOND".into(),
         amount: 4,
@@ -55,7 +55,7 @@ async fn sums_past_i64_are_reconciled_exactly() {
     // against three system accounts at -i64::MAX; every entry balances.
     adjust(&mut admin, 2, "POINTS", max).await.unwrap();
     let hold = pb::CreateHoldRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         account: user(2),
         asset_code: "POINTS".into(),
         amount: max,
@@ -64,7 +64,7 @@ async fn sums_past_i64_are_reconciled_exactly() {
     admin.create_hold(hold).await.unwrap();
     for (to, from) in [(2, "SYSTEM_REWARDS"), (3, "SYSTEM_PLATFORM_FEE")] {
         let request = pb::PostTransactionRequest {
-            idempotency_key: key(),
+            idempotency_key: new_key(),
             postings: vec![posting(system(from), "POINTS", -max), posting(user(to), "POINTS", max)],
             ..Default::default()
         };

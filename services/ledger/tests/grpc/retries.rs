@@ -25,15 +25,19 @@ async fn a_conversion_retried_after_its_rule_changed_replays() {
     admin.define_conversion_rule(rule(true, 1)).await.unwrap();
     adjust(&mut admin, 2, "red_shard", 20).await.unwrap();
     let mut owner = app.user(2).await;
-    let request =
-        pb::ConvertAssetRequest { idempotency_key: key(), user_id: 2, rule_id: "shard_to_crystal".into(), quantity: 2 };
+    let request = pb::ConvertAssetRequest {
+        idempotency_key: new_key(),
+        user_id: 2,
+        rule_id: "shard_to_crystal".into(),
+        quantity: 2,
+    };
     let first = owner.convert_asset(request.clone()).await.unwrap().into_inner();
 
     admin.define_conversion_rule(rule(false, 1)).await.unwrap();
     let retried = owner.convert_asset(request.clone()).await.unwrap().into_inner();
     assert!(retried.replayed && !first.replayed);
     assert_eq!(retried.transaction, first.transaction);
-    let fresh = pb::ConvertAssetRequest { idempotency_key: key(), ..request.clone() };
+    let fresh = pb::ConvertAssetRequest { idempotency_key: new_key(), ..request.clone() };
     assert_error(owner.convert_asset(fresh).await, Code::FailedPrecondition, "RULE_DISABLED");
 
     // A rule re-enabled with other amounts does not change the retry either, and the key
@@ -52,7 +56,7 @@ async fn a_movement_retried_after_the_balance_changed_replays() {
     let app = spawn_app().await;
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 10).await.unwrap();
-    let debit = adjust_request(2, "POINTS", -10, &key());
+    let debit = adjust_request(2, "POINTS", -10, &new_key());
     let first = admin.adjust_balance(debit.clone()).await.unwrap().into_inner();
     let retried = admin.adjust_balance(debit).await.unwrap().into_inner();
     assert!(retried.replayed);
@@ -60,7 +64,7 @@ async fn a_movement_retried_after_the_balance_changed_replays() {
 
     adjust(&mut admin, 3, "POINTS", 5).await.unwrap();
     let transfer = pb::PostTransactionRequest {
-        idempotency_key: key(),
+        idempotency_key: new_key(),
         postings: vec![posting(user(3), "POINTS", -5), posting(user(4), "POINTS", 5)],
         ..Default::default()
     };

@@ -43,8 +43,8 @@ async fn refusals_leave_the_listing_on_sale_and_balances_untouched() {
 
     let mut buyer = stack.market(BUYER).await;
     let request = pb::PurchaseListingRequest { listing_id: listing.id.clone(), ..Default::default() };
-    let key = uuid::Uuid::now_v7().to_string();
-    let first = buyer.purchase_listing(with_key(request.clone(), &key)).await;
+    let key = new_key();
+    let first = buyer.purchase_listing(keyed(request.clone(), &key)).await;
     let status = first.expect_err("insufficient");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert_eq!(economy_kit::error::reason(&status).as_deref(), Some("INSUFFICIENT_BALANCE"));
@@ -53,7 +53,7 @@ async fn refusals_leave_the_listing_on_sale_and_balances_untouched() {
     assert_eq!(stack.balance(SELLER, "red_shard").await, (0, 10));
     // The refusal is replayed for the same key, even once the buyer could pay.
     stack.fund(&[(BUYER, "DIAMOND", 100)]).await;
-    let replay = buyer.purchase_listing(with_key(request, &key)).await.expect_err("replayed refusal");
+    let replay = buyer.purchase_listing(keyed(request, &key)).await.expect_err("replayed refusal");
     assert_eq!(replay.metadata().get("idempotent-replayed").map(|value| value.to_str().ok()), Some(Some("true")));
     buy(&mut buyer, &listing.id).await.expect("a new key buys");
     stack.assert_reconciled().await;
@@ -72,27 +72,27 @@ async fn retries_of_every_write_change_nothing_twice() {
         price: Some(pb::Price { asset_code: "DIAMOND".into(), amount: 100 }),
         ..Default::default()
     };
-    let key = uuid::Uuid::now_v7().to_string();
-    let first = seller.create_listing(with_key(create.clone(), &key)).await.expect("created").into_inner();
-    let again = seller.create_listing(with_key(create, &key)).await.expect("replayed").into_inner();
+    let key = new_key();
+    let first = seller.create_listing(keyed(create.clone(), &key)).await.expect("created").into_inner();
+    let again = seller.create_listing(keyed(create, &key)).await.expect("replayed").into_inner();
     assert_eq!(first, again);
     assert_eq!(stack.balance(SELLER, "red_shard").await, (90, 10), "frozen once");
 
     let listing = first.listing.expect("listing").id;
     let mut buyer = stack.market(BUYER).await;
     let purchase = pb::PurchaseListingRequest { listing_id: listing.clone(), ..Default::default() };
-    let key = uuid::Uuid::now_v7().to_string();
-    let bought = buyer.purchase_listing(with_key(purchase.clone(), &key)).await.expect("bought").into_inner();
-    let replayed = buyer.purchase_listing(with_key(purchase, &key)).await.expect("replay").into_inner();
+    let key = new_key();
+    let bought = buyer.purchase_listing(keyed(purchase.clone(), &key)).await.expect("bought").into_inner();
+    let replayed = buyer.purchase_listing(keyed(purchase, &key)).await.expect("replay").into_inner();
     assert_eq!(bought, replayed);
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (900, 0), "paid once");
 
     let second = list_asset(&mut seller, 5, 50).await.expect("listed");
     let cancel = pb::CancelListingRequest { listing_id: second.id.clone(), ..Default::default() };
-    let key = uuid::Uuid::now_v7().to_string();
-    seller.cancel_listing(with_key(cancel.clone(), &key)).await.expect("cancelled");
-    seller.cancel_listing(with_key(cancel.clone(), &key)).await.expect("replayed");
-    assert_eq!(reason(seller.cancel_listing(keyed(cancel)).await), "LISTING_NOT_ON_SALE");
+    let key = new_key();
+    seller.cancel_listing(keyed(cancel.clone(), &key)).await.expect("cancelled");
+    seller.cancel_listing(keyed(cancel.clone(), &key)).await.expect("replayed");
+    assert_eq!(reason(seller.cancel_listing(with_new_key(cancel)).await), "LISTING_NOT_ON_SALE");
     assert_eq!(stack.balance(SELLER, "red_shard").await, (90, 0), "10 sold; the cancelled 5 released once");
     stack.assert_reconciled().await;
 }
@@ -145,7 +145,7 @@ async fn an_expired_listing_returns_its_hold_and_cannot_be_bought() {
         expires_at: Some(expires_at),
         ..Default::default()
     };
-    let listing = stack.market(SELLER).await.create_listing(keyed(request)).await.expect("listed").into_inner();
+    let listing = stack.market(SELLER).await.create_listing(with_new_key(request)).await.expect("listed").into_inner();
     let listing = listing.listing.expect("listing");
     assert_eq!(stack.balance(SELLER, "red_shard").await, (0, 10));
     let expired = stack.wait_listing(&listing.id, pb::ListingStatus::Expired).await;
@@ -157,5 +157,30 @@ async fn an_expired_listing_returns_its_hold_and_cannot_be_bought() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (100, 0));
+    stack.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn a_retried_creation_of_a_failed_listing_is_refused() {
+    let stack = spawn_stack().await;
+    stack.fund(&[(SELLER, "red_shard", 10)]).await;
+    let mut seller = stack.market(SELLER).await;
+    // The body's key reaches the market on both calls (the gateway would replay its own
+    // stored refusal for a repeated Idempotency-Key).
+    let request = pb::CreateListingRequest {
+        idempotency_key: new_key(),
+        offer: Some(pb::create_listing_request::Offer::Asset(pb::AssetOffer {
+            asset_code: "red_shard".into(),
+            amount: 11,
+        })),
+        price: Some(pb::Price { asset_code: "DIAMOND".into(), amount: 100 }),
+        ..Default::default()
+    };
+    assert_eq!(reason(seller.create_listing(with_new_key(request.clone())).await), "INSUFFICIENT_BALANCE");
+    // Even once the seller could pay, the key's listing stays failed: no listing goes on sale.
+    stack.fund(&[(SELLER, "red_shard", 10)]).await;
+    let retried = seller.create_listing(with_new_key(request)).await.expect_err("a failed listing");
+    assert_eq!(economy_kit::error::reason(&retried).as_deref(), Some("LISTING_FAILED"), "{retried:?}");
+    assert_eq!(stack.balance(SELLER, "red_shard").await, (20, 0));
     stack.assert_reconciled().await;
 }

@@ -1,80 +1,49 @@
-//! The stack (gateway, ledger, items, market) and clients that call the gateway with a
-//! bearer token and an idempotency key per write.
+//! The stack (gateway, ledger, items, market) from the testkit, and clients that call the
+//! gateway with a bearer token and an idempotency key per write.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use economy_gateway::auth::{AuthConfig, mint_hs256};
-use economy_gateway::config::GatewayConfig;
-use economy_kit::identity::{IdentityConfig, IdentityKey, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
-use economy_kit::time::{Clock, ManualClock, SystemClock};
+use economy_kit::identity::{Caller, Signer, roles};
+use economy_kit::time::ManualClock;
 use economy_market::MarketConfig;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as pb;
+use economy_testkit::{Bearer, TestStack, test_stack};
+pub use economy_testkit::{Service, keyed, new_key, reason, with_new_key};
 use items::item_service_client::ItemServiceClient;
 use ledger::ledger_service_client::LedgerServiceClient;
-use tokio_util::sync::CancellationToken;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::service::Interceptor;
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 
 pub const ADMIN: i64 = 1;
 pub const SELLER: i64 = 2;
 pub const BUYER: i64 = 3;
-const IDENTITY_SECRET: &str = "market-it-identity-secret-0123456789";
-const JWT_SECRET: &str = "market-it-jwt-secret-0123456789";
 
-/// Adds `authorization: Bearer <token>`.
-#[derive(Clone)]
-pub struct Token(AsciiMetadataValue);
+pub type Market = pb::market_service_client::MarketServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Bearer>>;
+pub type DirectMarket = pb::market_service_client::MarketServiceClient<InterceptedService<Channel, Signer>>;
+pub type Items = ItemServiceClient<InterceptedService<Channel, Bearer>>;
 
-impl Interceptor for Token {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
+/// Everything the market needs (redemption is not started: the gateway answers
+/// UNAVAILABLE for it), the market's jobs every second.
+pub struct Stack(TestStack);
+
+impl Deref for Stack {
+    type Target = TestStack;
+
+    fn deref(&self) -> &TestStack {
+        &self.0
     }
 }
 
-pub type Market = pb::market_service_client::MarketServiceClient<InterceptedService<Channel, Token>>;
-pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Token>>;
-pub type DirectMarket =
-    pb::market_service_client::MarketServiceClient<InterceptedService<Channel, economy_kit::identity::Signer>>;
-pub type Items = ItemServiceClient<InterceptedService<Channel, Token>>;
-
-fn identity() -> IdentityKey {
-    IdentityKey::new(&IdentityConfig { secret: IDENTITY_SECRET.into(), max_clock_skew_secs: 300 }).expect("key")
-}
-
-fn limits() -> ServerLimits {
-    ServerLimits { request_timeout_secs: 5, ..ServerLimits::default() }
-}
-
-/// The whole stack the market needs, behind the gateway.
-pub struct Stack {
-    pub gateway: RunningServer,
-    _ledger: RunningServer,
-    /// The market itself (behind the gateway).
-    pub market_server: RunningServer,
-    pub items: Option<RunningServer>,
-    pub items_addr: String,
-    items_db: TestDatabase,
-    /// The market's own database.
-    pub market_db: TestDatabase,
-    _databases: Vec<TestDatabase>,
-}
-
-pub async fn start_items(listen: &str, database: &TestDatabase) -> RunningServer {
-    let config = economy_items::ItemsConfig {
-        listen: listen.into(),
-        database_url: database.url.clone(),
-        ..economy_items::ItemsConfig::default()
-    };
-    economy_items::start(&config, &identity(), &limits(), CancellationToken::new()).await.expect("items")
+impl DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut TestStack {
+        &mut self.0
+    }
 }
 
 pub async fn spawn_stack() -> Stack {
@@ -82,119 +51,61 @@ pub async fn spawn_stack() -> Stack {
 }
 
 pub async fn spawn_with(configure: impl FnOnce(&mut MarketConfig)) -> Stack {
-    spawn_with_clock(configure, Arc::new(SystemClock)).await
+    Stack(builder(configure).start().await)
 }
 
-/// The stack with the market on a manual clock (the other services keep the system's):
-/// tests move the market's time without sleeping.
+/// The stack on one manual clock: tests move time without sleeping.
 pub async fn spawn_manual(configure: impl FnOnce(&mut MarketConfig)) -> (Stack, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::default());
-    (spawn_with_clock(configure, clock.clone()).await, clock)
+    let stack = builder(configure).manual_clock().start().await;
+    let clock = stack.clock();
+    (Stack(stack), clock)
 }
 
-async fn spawn_with_clock(configure: impl FnOnce(&mut MarketConfig), clock: Arc<dyn Clock>) -> Stack {
-    let (ledger_db, items_db, market_db, gateway_db) = (
-        TestDatabase::new().await.expect("db"),
-        TestDatabase::new().await.expect("db"),
-        TestDatabase::new().await.expect("db"),
-        TestDatabase::new().await.expect("db"),
-    );
-    let ledger_config = economy_ledger::LedgerConfig {
-        listen: "127.0.0.1:0".into(),
-        database_url: ledger_db.url.clone(),
-        ..economy_ledger::LedgerConfig::default()
-    };
-    let shutdown = CancellationToken::new;
-    let ledger = economy_ledger::start(&ledger_config, &identity(), &limits(), shutdown()).await.expect("ledger");
-    let items = start_items("127.0.0.1:0", &items_db).await;
-    let mut market_config = MarketConfig {
-        listen: "127.0.0.1:0".into(),
-        database_url: market_db.url.clone(),
-        ledger_url: ledger.url(),
-        items_url: items.url(),
-        recovery_interval_secs: 1,
-        stale_after_secs: 1,
-        ..MarketConfig::default()
-    };
-    configure(&mut market_config);
-    let market = economy_market::start_with_clock(&market_config, &identity(), &limits(), clock, shutdown())
-        .await
-        .expect("market");
-    let upstreams = [("ledger", ledger.url()), ("items", items.url()), ("market", market.url())]
-        .into_iter()
-        .map(|(name, url)| (name.to_owned(), url))
-        .chain([("redemption".to_owned(), "http://127.0.0.1:9".to_owned())])
-        .collect();
-    let gateway_config = GatewayConfig {
-        listen: "127.0.0.1:0".into(),
-        database_url: gateway_db.url.clone(),
-        upstreams,
-        auth: AuthConfig { hs256_secret: JWT_SECRET.into(), ..AuthConfig::default() },
-        rate_limit_per_second: 10_000,
-        rate_limit_burst: 10_000,
-        ..GatewayConfig::default()
-    };
-    let gateway = economy_gateway::start(&gateway_config, &identity(), &limits(), shutdown()).await.expect("gateway");
-    let items_addr = items.addr.to_string();
-    Stack {
-        gateway,
-        _ledger: ledger,
-        market_server: market,
-        items: Some(items),
-        items_addr,
-        items_db,
-        market_db,
-        _databases: vec![ledger_db, gateway_db],
-    }
+fn builder(configure: impl FnOnce(&mut MarketConfig)) -> economy_testkit::TestStackBuilder {
+    test_stack(&[Service::Ledger, Service::Items, Service::Market, Service::Gateway]).configure(|config| {
+        config.limits.request_timeout_secs = 5;
+        config.market.recovery_interval_secs = 1;
+        config.market.stale_after_secs = 1;
+        config.gateway.rate_limit_per_second = 10_000;
+        config.gateway.rate_limit_burst = 10_000;
+        configure(&mut config.market);
+    })
 }
 
 impl Stack {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.gateway.url()).expect("url").connect().await.expect("connect")
-    }
-
-    fn token(user_id: i64, role: i32) -> Token {
-        let token = mint_hs256(JWT_SECRET, user_id, role, 3600).expect("token");
-        Token(format!("Bearer {token}").parse().expect("ascii"))
-    }
-
     pub async fn market(&self, user_id: i64) -> Market {
-        pb::market_service_client::MarketServiceClient::with_interceptor(
-            self.channel().await,
-            Self::token(user_id, roles::USER),
-        )
+        pb::market_service_client::MarketServiceClient::new(self.authed(user_id, roles::USER).await)
     }
 
     /// The market through the gateway, as the admin.
     pub async fn admin_market(&self) -> Market {
-        pb::market_service_client::MarketServiceClient::with_interceptor(
-            self.channel().await,
-            Self::token(ADMIN, roles::ADMIN),
-        )
+        pb::market_service_client::MarketServiceClient::new(self.authed(ADMIN, roles::ADMIN).await)
     }
 
     /// The market service itself, bypassing the gateway, signed as `caller`.
-    pub async fn direct_market(&self, caller: economy_kit::identity::Caller) -> DirectMarket {
-        let channel = Channel::from_shared(self.market_server.url()).expect("url").connect().await.expect("connect");
-        pb::market_service_client::MarketServiceClient::with_interceptor(channel, identity().signer(caller))
+    pub async fn direct_market(&self, caller: Caller) -> DirectMarket {
+        pb::market_service_client::MarketServiceClient::new(self.signed(Service::Market, caller).await)
     }
 
     pub async fn admin_ledger(&self) -> Ledger {
-        LedgerServiceClient::with_interceptor(self.channel().await, Self::token(ADMIN, roles::ADMIN))
+        LedgerServiceClient::new(self.authed(ADMIN, roles::ADMIN).await)
     }
 
     pub async fn admin_items(&self) -> Items {
-        ItemServiceClient::with_interceptor(self.channel().await, Self::token(ADMIN, roles::ADMIN))
+        ItemServiceClient::new(self.authed(ADMIN, roles::ADMIN).await)
+    }
+
+    /// The market's own database.
+    pub fn market_db_url(&self) -> &str {
+        &self.database(Service::Market).url
     }
 
     pub async fn stop_items(&mut self) {
-        if let Some(items) = self.items.take() {
-            items.stop().await.expect("stop items");
-        }
+        self.0.stop(Service::Items).await;
     }
 
     pub async fn restart_items(&mut self) {
-        self.items = Some(start_items(&self.items_addr, &self.items_db).await);
+        self.0.restart(Service::Items).await;
     }
 
     /// Defines DIAMOND and red_shard and credits `credits` (user, asset, amount).
@@ -203,7 +114,7 @@ impl Stack {
         for (code, kind) in [("DIAMOND", ledger::AssetKind::Currency), ("red_shard", ledger::AssetKind::Fragment)] {
             let asset =
                 ledger::Asset { code: code.into(), display_name: code.into(), kind: kind.into(), ..Default::default() };
-            ledger.define_asset(keyed(ledger::DefineAssetRequest { asset: Some(asset) })).await.expect("asset");
+            ledger.define_asset(with_new_key(ledger::DefineAssetRequest { asset: Some(asset) })).await.expect("asset");
         }
         for (user_id, asset, amount) in credits {
             let request = ledger::AdjustBalanceRequest {
@@ -214,7 +125,7 @@ impl Stack {
                 reason: "test funds".into(),
                 ..Default::default()
             };
-            ledger.adjust_balance(keyed(request)).await.expect("credit");
+            ledger.adjust_balance(with_new_key(request)).await.expect("credit");
         }
     }
 
@@ -253,12 +164,12 @@ impl Stack {
             ..Default::default()
         };
         items
-            .define_template(keyed(items::DefineTemplateRequest { template: Some(template) }))
+            .define_template(with_new_key(items::DefineTemplateRequest { template: Some(template) }))
             .await
             .expect("template");
         let grant =
             items::GrantItemRequest { owner_user_id: owner, template_code: "sword".into(), ..Default::default() };
-        items.grant_item(keyed(grant)).await.expect("grant").into_inner().item.expect("item").id
+        items.grant_item(with_new_key(grant)).await.expect("grant").into_inner().item.expect("item").id
     }
 
     pub async fn item(&self, id: &str) -> items::ItemInstance {
@@ -284,18 +195,6 @@ impl Stack {
     }
 }
 
-/// `message` with a fresh `idempotency-key`.
-pub fn keyed<T>(message: T) -> Request<T> {
-    with_key(message, &uuid::Uuid::now_v7().to_string())
-}
-
-/// `message` with `idempotency-key: key`.
-pub fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("idempotency-key", key.parse().expect("ascii"));
-    request
-}
-
 pub async fn list_asset(market: &mut Market, amount: i64, price: i64) -> Result<pb::Listing, Status> {
     let request = pb::CreateListingRequest {
         offer: Some(pb::create_listing_request::Offer::Asset(pb::AssetOffer {
@@ -305,7 +204,7 @@ pub async fn list_asset(market: &mut Market, amount: i64, price: i64) -> Result<
         price: Some(pb::Price { asset_code: "DIAMOND".into(), amount: price }),
         ..Default::default()
     };
-    market.create_listing(keyed(request)).await.map(|response| response.into_inner().listing.expect("listing"))
+    market.create_listing(with_new_key(request)).await.map(|response| response.into_inner().listing.expect("listing"))
 }
 
 pub async fn list_item(market: &mut Market, item: &str, price: i64) -> Result<pb::Listing, Status> {
@@ -315,15 +214,10 @@ pub async fn list_item(market: &mut Market, item: &str, price: i64) -> Result<pb
         price: Some(pb::Price { asset_code: "DIAMOND".into(), amount: price }),
         ..Default::default()
     };
-    market.create_listing(keyed(request)).await.map(|response| response.into_inner().listing.expect("listing"))
+    market.create_listing(with_new_key(request)).await.map(|response| response.into_inner().listing.expect("listing"))
 }
 
 pub async fn buy(market: &mut Market, listing: &str) -> Result<pb::PurchaseListingResponse, Status> {
     let request = pb::PurchaseListingRequest { listing_id: listing.into(), ..Default::default() };
-    market.purchase_listing(keyed(request)).await.map(tonic::Response::into_inner)
-}
-
-pub fn reason<T: std::fmt::Debug>(result: Result<T, Status>) -> String {
-    let status = result.expect_err("should fail");
-    economy_kit::error::reason(&status).unwrap_or_else(|| format!("{status:?}"))
+    market.purchase_listing(with_new_key(request)).await.map(tonic::Response::into_inner)
 }

@@ -24,7 +24,7 @@ fn redrive(target: Target, reason: &str) -> pb::RedriveOutboxRequest {
 }
 
 async fn market_db(stack: &Stack) -> economy_kit::db::Db {
-    economy_kit::db::Db::connect(&stack.market_db.url, &Default::default()).await.expect("market db")
+    economy_kit::db::Db::connect(stack.market_db_url(), &Default::default()).await.expect("market db")
 }
 
 /// `(id, status)` of the listing's escrow return.
@@ -58,34 +58,38 @@ async fn redrive_outbox_returns_a_dead_escrow_once_with_its_audit_record() {
     // The seller cancels while items is down: the unlock stays owed; then it is declared dead.
     stack.stop_items().await;
     let cancel = pb::CancelListingRequest { listing_id: listing.id.clone(), ..Default::default() };
-    stack.market(SELLER).await.cancel_listing(keyed(cancel)).await.expect("cancelled");
+    stack.market(SELLER).await.cancel_listing(with_new_key(cancel)).await.expect("cancelled");
     mark_dead(&stack, &listing.id).await;
     stack.restart_items().await;
     let (outbox_id, _) = outbox_row(&stack, &listing.id).await;
     assert_eq!(stack.item(&item).await.status, items::ItemStatus::Locked as i32, "the escrow is stuck");
 
     // Admins only: the gateway refuses lower roles, and so does the service itself.
-    let refused =
-        stack.market(SELLER).await.redrive_outbox(keyed(redrive(Target::OutboxId(outbox_id.clone()), "x"))).await;
+    let refused = stack
+        .market(SELLER)
+        .await
+        .redrive_outbox(with_new_key(redrive(Target::OutboxId(outbox_id.clone()), "x")))
+        .await;
     assert_eq!(refused.expect_err("refused").code(), Code::PermissionDenied);
     for caller in
         [Caller::user(SELLER, roles::USER), Caller::user(7, roles::MERCHANT_STAFF), Caller::service("redemption")]
     {
         let mut direct = stack.direct_market(caller).await;
         let request = pb::RedriveOutboxRequest {
-            idempotency_key: uuid::Uuid::now_v7().to_string(),
+            idempotency_key: new_key(),
             ..redrive(Target::OutboxId(outbox_id.clone()), "x")
         };
         assert_eq!(reason(direct.redrive_outbox(request).await), "PERMISSION_DENIED");
     }
     let mut admin = stack.admin_market().await;
-    let blank = admin.redrive_outbox(keyed(redrive(Target::OutboxId(outbox_id.clone()), ""))).await.expect_err("blank");
+    let blank =
+        admin.redrive_outbox(with_new_key(redrive(Target::OutboxId(outbox_id.clone()), ""))).await.expect_err("blank");
     assert_eq!((blank.code(), violated_fields(&blank)), (Code::InvalidArgument, vec!["reason".to_owned()]));
     assert_eq!(outbox_row(&stack, &listing.id).await.1, "dead", "refusals change nothing");
 
     let why = "items outage of 14:00, escrow never returned";
-    let key = uuid::Uuid::now_v7().to_string();
-    let response = admin.redrive_outbox(with_key(redrive(Target::ListingId(listing.id.clone()), why), &key)).await;
+    let key = new_key();
+    let response = admin.redrive_outbox(keyed(redrive(Target::ListingId(listing.id.clone()), why), &key)).await;
     let response = response.expect("re-driven");
     let business_event = response
         .metadata()
@@ -119,7 +123,7 @@ async fn redrive_outbox_returns_a_dead_escrow_once_with_its_audit_record() {
     // Dead again: a retry with the same key applies nothing, whether the gateway replays
     // it or it slips past the gateway with the business event as its key.
     mark_dead(&stack, &listing.id).await;
-    let retry = admin.redrive_outbox(with_key(redrive(Target::ListingId(listing.id.clone()), why), &key)).await;
+    let retry = admin.redrive_outbox(keyed(redrive(Target::ListingId(listing.id.clone()), why), &key)).await;
     let retry = retry.expect("replayed by the gateway");
     assert_eq!(retry.metadata().get("idempotent-replayed").and_then(|value| value.to_str().ok()), Some("true"));
     let mut direct_admin = stack.direct_market(Caller::user(ADMIN, roles::ADMIN)).await;
@@ -135,12 +139,13 @@ async fn redrive_outbox_returns_a_dead_escrow_once_with_its_audit_record() {
     assert_eq!(audit_records(&stack).await, std::slice::from_ref(&record));
 
     // A new key is a new fix; a delivered row is not re-driven.
-    let again = admin.redrive_outbox(keyed(redrive(Target::OutboxId(outbox_id.clone()), "second pass"))).await;
+    let again = admin.redrive_outbox(with_new_key(redrive(Target::OutboxId(outbox_id.clone()), "second pass"))).await;
     assert_eq!(again.expect("again").into_inner().entry.expect("entry").status, pb::OutboxStatus::Delivered as i32);
-    let delivered = admin.redrive_outbox(keyed(redrive(Target::OutboxId(outbox_id.clone()), "third pass"))).await;
+    let delivered =
+        admin.redrive_outbox(with_new_key(redrive(Target::OutboxId(outbox_id.clone()), "third pass"))).await;
     assert_eq!(reason(delivered), "OUTBOX_ALREADY_DELIVERED");
     let missing =
-        admin.redrive_outbox(keyed(redrive(Target::OutboxId(uuid::Uuid::now_v7().to_string()), "typo"))).await;
+        admin.redrive_outbox(with_new_key(redrive(Target::OutboxId(uuid::Uuid::now_v7().to_string()), "typo"))).await;
     assert_eq!(reason(missing), "OUTBOX_NOT_FOUND");
     let records = audit_records(&stack).await;
     assert_eq!(records.iter().map(|record| record.reason.as_str()).collect::<Vec<_>>(), ["second pass", why]);

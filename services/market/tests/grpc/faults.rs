@@ -34,15 +34,11 @@ fn asset_listing(key: &str, amount: i64, expires_at: i64) -> pb::CreateListingRe
 }
 
 async fn create(market: &mut Market, request: pb::CreateListingRequest) -> pb::Listing {
-    market.create_listing(keyed(request)).await.expect("listed").into_inner().listing.expect("listing")
+    market.create_listing(with_new_key(request)).await.expect("listed").into_inner().listing.expect("listing")
 }
 
 fn past_the_sale(clock: &ManualClock) {
     clock.advance(Duration::from_millis(u64::try_from(SALE_MS).expect("positive") + 1_000));
-}
-
-fn key() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 #[tokio::test]
@@ -50,19 +46,19 @@ async fn a_retried_create_is_answered_from_its_key_after_its_expiry_passed() {
     let (stack, clock) = spawn_manual(|config| config.recovery_interval_secs = 3600).await;
     stack.fund(&[(SELLER, "red_shard", 10)]).await;
     let mut seller = stack.market(SELLER).await;
-    let request = asset_listing(&key(), 10, clock.now_millis() + SALE_MS);
-    let first = seller.create_listing(keyed(request.clone())).await.expect("listed").into_inner();
+    let request = asset_listing(&new_key(), 10, clock.now_millis() + SALE_MS);
+    let first = seller.create_listing(with_new_key(request.clone())).await.expect("listed").into_inner();
     past_the_sale(&clock);
 
     // The same body key under a new gateway key: the market sees the same creation again.
-    let retry = seller.create_listing(keyed(request.clone())).await.expect("answered from its key").into_inner();
+    let retry = seller.create_listing(with_new_key(request.clone())).await.expect("answered from its key").into_inner();
     assert!(retry.replayed);
     assert_eq!(retry.listing, first.listing);
     assert_eq!(stack.balance(SELLER, "red_shard").await, (0, 10), "frozen once");
 
     // A first execution with that expiry is refused.
-    let fresh = pb::CreateListingRequest { idempotency_key: key(), ..request };
-    let refused = seller.create_listing(keyed(fresh)).await.expect_err("in the past");
+    let fresh = pb::CreateListingRequest { idempotency_key: new_key(), ..request };
+    let refused = seller.create_listing(with_new_key(fresh)).await.expect_err("in the past");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(economy_kit::error::reason(&refused).as_deref(), Some("VALIDATION_FAILED"));
     assert_eq!(economy_kit::error::violated_fields(&refused), ["expires_at"]);
@@ -74,11 +70,11 @@ async fn purchases_past_expiry_are_refused_before_the_worker_runs_and_retries_ar
     stack.fund(&[(SELLER, "red_shard", 20), (BUYER, "DIAMOND", 500)]).await;
     let mut seller = stack.market(SELLER).await;
     let expires_at = clock.now_millis() + SALE_MS;
-    let bought = create(&mut seller, asset_listing(&key(), 10, expires_at)).await;
-    let unsold = create(&mut seller, asset_listing(&key(), 10, expires_at)).await;
+    let bought = create(&mut seller, asset_listing(&new_key(), 10, expires_at)).await;
+    let unsold = create(&mut seller, asset_listing(&new_key(), 10, expires_at)).await;
     let mut buyer = stack.market(BUYER).await;
-    let purchase = pb::PurchaseListingRequest { idempotency_key: key(), listing_id: bought.id.clone() };
-    let first = buyer.purchase_listing(keyed(purchase.clone())).await.expect("bought").into_inner();
+    let purchase = pb::PurchaseListingRequest { idempotency_key: new_key(), listing_id: bought.id.clone() };
+    let first = buyer.purchase_listing(with_new_key(purchase.clone())).await.expect("bought").into_inner();
     past_the_sale(&clock);
 
     let refused = buy(&mut buyer, &unsold.id).await.expect_err("expired");
@@ -87,7 +83,7 @@ async fn purchases_past_expiry_are_refused_before_the_worker_runs_and_retries_ar
     assert_eq!(stack.listing(&unsold.id).await.status, pb::ListingStatus::OnSale as i32, "the worker has not run");
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (450, 0), "only the first purchase was paid");
 
-    let retry = buyer.purchase_listing(keyed(purchase)).await.expect("answered from its key").into_inner();
+    let retry = buyer.purchase_listing(with_new_key(purchase)).await.expect("answered from its key").into_inner();
     assert!(retry.replayed);
     assert_eq!(retry.trade, first.trade);
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (450, 0), "paid once");
@@ -100,18 +96,18 @@ async fn a_cancel_past_expiry_expires_the_listing_and_a_retry_answers_from_its_k
     stack.fund(&[(SELLER, "red_shard", 20)]).await;
     let mut seller = stack.market(SELLER).await;
     let expires_at = clock.now_millis() + SALE_MS;
-    let cancelled = create(&mut seller, asset_listing(&key(), 10, expires_at)).await;
-    let expiring = create(&mut seller, asset_listing(&key(), 10, expires_at)).await;
-    let cancel = pb::CancelListingRequest { idempotency_key: key(), listing_id: cancelled.id.clone() };
-    let first = seller.cancel_listing(keyed(cancel.clone())).await.expect("cancelled").into_inner();
+    let cancelled = create(&mut seller, asset_listing(&new_key(), 10, expires_at)).await;
+    let expiring = create(&mut seller, asset_listing(&new_key(), 10, expires_at)).await;
+    let cancel = pb::CancelListingRequest { idempotency_key: new_key(), listing_id: cancelled.id.clone() };
+    let first = seller.cancel_listing(with_new_key(cancel.clone())).await.expect("cancelled").into_inner();
     past_the_sale(&clock);
 
-    let retry = seller.cancel_listing(keyed(cancel)).await.expect("answered from its key").into_inner();
+    let retry = seller.cancel_listing(with_new_key(cancel)).await.expect("answered from its key").into_inner();
     assert!(retry.replayed);
     assert_eq!(retry.listing, first.listing);
 
-    let late = pb::CancelListingRequest { idempotency_key: key(), listing_id: expiring.id.clone() };
-    assert_eq!(reason(seller.cancel_listing(keyed(late)).await), "LISTING_EXPIRED");
+    let late = pb::CancelListingRequest { idempotency_key: new_key(), listing_id: expiring.id.clone() };
+    assert_eq!(reason(seller.cancel_listing(with_new_key(late)).await), "LISTING_EXPIRED");
     assert_eq!(stack.listing(&expiring.id).await.status, pb::ListingStatus::Expired as i32, "expired at once");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while stack.balance(SELLER, "red_shard").await != (20, 0) {
@@ -169,10 +165,10 @@ async fn an_escrow_return_whose_dispatcher_died_is_delivered_within_seconds() {
     let listing = list_item(&mut stack.market(SELLER).await, &item, 100).await.expect("listed");
     stack.stop_items().await;
     let cancel = pb::CancelListingRequest { listing_id: listing.id.clone(), ..Default::default() };
-    stack.market(SELLER).await.cancel_listing(keyed(cancel)).await.expect("cancel commits without items");
+    stack.market(SELLER).await.cancel_listing(with_new_key(cancel)).await.expect("cancel commits without items");
 
     // A dispatcher claims the escrow return, then its process is killed mid-delivery.
-    let store = MarketStore::open(&stack.market_db.url, &DbOptions::default()).await.expect("store");
+    let store = MarketStore::open(stack.market_db_url(), &DbOptions::default()).await.expect("store");
     let row: String = sqlx::query("SELECT id FROM market_outbox WHERE listing_id = $1")
         .bind(&listing.id)
         .fetch_one(store.db().pool())

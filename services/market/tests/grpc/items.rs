@@ -43,10 +43,10 @@ async fn an_undeliverable_item_is_refunded_and_the_listing_fails() {
     let mut admin = stack.admin_items().await;
     let holder = format!("market:listing:{}", listing.id);
     let unlock = items::UnlockItemRequest { item_instance_id: item.clone(), holder, ..Default::default() };
-    admin.unlock_item(keyed(unlock)).await.expect("unlock");
+    admin.unlock_item(with_new_key(unlock)).await.expect("unlock");
     let revoke =
         items::RevokeItemRequest { item_instance_id: item.clone(), reason: "fraud".into(), ..Default::default() };
-    admin.revoke_item(keyed(revoke)).await.expect("revoke");
+    admin.revoke_item(with_new_key(revoke)).await.expect("revoke");
 
     let refused = buy(&mut stack.market(BUYER).await, &listing.id).await.expect_err("not deliverable");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
@@ -69,8 +69,8 @@ async fn cancelling_an_item_listing_unlocks_the_item() {
     let listing = list_item(&mut seller, &item, 100).await.expect("listed");
     let mut stranger = stack.market(BUYER).await;
     let cancel = pb::CancelListingRequest { listing_id: listing.id.clone(), ..Default::default() };
-    assert_eq!(reason(stranger.cancel_listing(keyed(cancel.clone())).await), "PERMISSION_DENIED");
-    let cancelled = seller.cancel_listing(keyed(cancel)).await.expect("cancelled").into_inner();
+    assert_eq!(reason(stranger.cancel_listing(with_new_key(cancel.clone())).await), "PERMISSION_DENIED");
+    let cancelled = seller.cancel_listing(with_new_key(cancel)).await.expect("cancelled").into_inner();
     assert_eq!(cancelled.listing.expect("listing").status, pb::ListingStatus::Cancelled as i32);
     assert_eq!(stack.item(&item).await.status, items::ItemStatus::Available as i32);
     assert_eq!(reason(buy(&mut stranger, &listing.id).await), "LISTING_NOT_ON_SALE");

@@ -46,7 +46,7 @@ async fn cancel_and_purchase_race_and_one_of_them_wins() {
         let id = listing.id.clone();
         let purchase = tokio::spawn(async move { buy(&mut buyer, &id).await });
         let cancel = pb::CancelListingRequest { listing_id: listing.id.clone(), ..Default::default() };
-        let cancelling = tokio::spawn(async move { canceller.cancel_listing(keyed(cancel)).await });
+        let cancelling = tokio::spawn(async move { canceller.cancel_listing(with_new_key(cancel)).await });
         let (purchase, cancel) = (purchase.await.expect("join"), cancelling.await.expect("join"));
         assert!(purchase.is_ok() != cancel.is_ok(), "exactly one wins: {purchase:?} / {cancel:?}");
         let status = stack.listing(&listing.id).await.status;

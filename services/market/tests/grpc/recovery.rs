@@ -18,8 +18,8 @@ async fn an_interrupted_item_purchase_is_finished_by_the_recovery_worker() {
     stack.stop_items().await;
     let mut buyer = stack.market(BUYER).await;
     let request = pb::PurchaseListingRequest { listing_id: listing.id.clone(), ..Default::default() };
-    let key = uuid::Uuid::now_v7().to_string();
-    let interrupted = buyer.purchase_listing(with_key(request.clone(), &key)).await.expect_err("items down");
+    let key = new_key();
+    let interrupted = buyer.purchase_listing(keyed(request.clone(), &key)).await.expect_err("items down");
     assert_eq!(interrupted.code(), tonic::Code::Unavailable, "{interrupted:?}");
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (300, 200), "the payment is held, not lost");
     assert_eq!(stack.listing(&listing.id).await.status, pb::ListingStatus::Selling as i32);
@@ -35,7 +35,7 @@ async fn an_interrupted_item_purchase_is_finished_by_the_recovery_worker() {
     stack.assert_reconciled().await;
 
     // The buyer's retry with the same key now sees the finished trade.
-    let retry = buyer.purchase_listing(with_key(request, &key)).await.expect("resumed").into_inner();
+    let retry = buyer.purchase_listing(keyed(request, &key)).await.expect("resumed").into_inner();
     assert!(retry.replayed);
     assert_eq!(retry.trade.expect("trade").status, pb::TradeStatus::Completed as i32);
 }
@@ -45,7 +45,7 @@ async fn an_interrupted_listing_is_put_on_sale_by_the_recovery_worker() {
     let stack = spawn_stack().await;
     let item = stack.grant_item(SELLER).await;
     // What a crash right after storing the listing leaves: `creating`, no lock yet.
-    let store = MarketStore::open(&stack.market_db.url, &DbOptions::default()).await.expect("store");
+    let store = MarketStore::open(stack.market_db_url(), &DbOptions::default()).await.expect("store");
     let now = economy_kit::time::now_millis();
     let listing = Listing {
         id: uuid::Uuid::now_v7().to_string(),

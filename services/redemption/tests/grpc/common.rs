@@ -1,26 +1,25 @@
-//! `spawn_app` and helpers shared by the integration tests.
+//! `spawn_app` and helpers shared by the integration tests: Redemption and Items from the
+//! testkit's stack, each with its own database, on one manual clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use economy_kit::db::DbOptions;
-use economy_kit::identity::{Caller, IdentityConfig, IdentityKey, Signer, roles};
-use economy_kit::server::{RunningServer, ServerLimits};
-use economy_kit::testing::TestDatabase;
+use economy_kit::identity::{Caller, Signer, roles};
 use economy_kit::time::ManualClock;
 use economy_proto::items::v1 as items;
 use economy_proto::redemption::v1 as pb;
 use economy_redemption::RedemptionConfig;
 use economy_redemption::store::RedemptionStore;
+use economy_testkit::{Service, TestStack, test_stack};
+pub use economy_testkit::{new_key, reason};
 use items::item_service_client::ItemServiceClient;
 use pb::redemption_service_client::RedemptionServiceClient;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub const SECRET: &str = "redemption-test-secret-0123456789";
 pub const OWNER: i64 = 2;
 pub const STAFF: i64 = 50;
 pub const ADMIN: i64 = 1;
@@ -28,28 +27,12 @@ pub const ADMIN: i64 = 1;
 pub type Client = RedemptionServiceClient<InterceptedService<Channel, Signer>>;
 pub type Items = ItemServiceClient<InterceptedService<Channel, Signer>>;
 
-/// Redemption + Items, each with its own database; the redemption clock is manual.
+/// Redemption + Items, each with its own database, on one manual clock (the tests move
+/// it); Items' own expiry jobs wait an hour, so moving the clock expires nothing there
+/// behind a test's back.
 pub struct TestApp {
-    pub redemption: RunningServer,
-    pub items: Option<RunningServer>,
-    pub items_addr: String,
-    pub key: IdentityKey,
+    pub stack: TestStack,
     pub clock: Arc<ManualClock>,
-    pub database: TestDatabase,
-    items_database: TestDatabase,
-}
-
-pub fn key() -> IdentityKey {
-    IdentityKey::new(&IdentityConfig { secret: SECRET.into(), max_clock_skew_secs: 300 }).expect("key")
-}
-
-pub async fn start_items(listen: &str, database: &TestDatabase) -> RunningServer {
-    let config = economy_items::ItemsConfig {
-        listen: listen.into(),
-        database_url: database.url.clone(),
-        ..economy_items::ItemsConfig::default()
-    };
-    economy_items::start(&config, &key(), &ServerLimits::default(), CancellationToken::new()).await.expect("items")
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -57,39 +40,25 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(configure: impl FnOnce(&mut RedemptionConfig)) -> TestApp {
-    let items_database = TestDatabase::new().await.expect("items database");
-    let items = start_items("127.0.0.1:0", &items_database).await;
-    let database = TestDatabase::new().await.expect("redemption database");
-    let mut config = RedemptionConfig {
-        listen: "127.0.0.1:0".into(),
-        database_url: database.url.clone(),
-        items_url: items.url(),
-        outbox_interval_secs: 1,
-        expiry_interval_secs: 1,
-        ..RedemptionConfig::default()
-    };
-    configure(&mut config);
-    let clock = Arc::new(ManualClock::default());
-    let redemption = economy_redemption::start_with_clock(
-        &config,
-        &key(),
-        &ServerLimits { request_timeout_secs: 5, ..ServerLimits::default() },
-        clock.clone(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("redemption");
-    let items_addr = items.addr.to_string();
-    TestApp { redemption, items: Some(items), items_addr, key: key(), clock, database, items_database }
-}
-
-async fn channel(url: String) -> Channel {
-    Channel::from_shared(url).expect("url").connect_lazy()
+    let stack = test_stack(&[Service::Items, Service::Redemption])
+        .configure(|config| {
+            config.limits.request_timeout_secs = 5;
+            config.items.item_expiry_interval_secs = 3600;
+            config.items.lock_expiry_interval_secs = 3600;
+            config.redemption.outbox_interval_secs = 1;
+            config.redemption.expiry_interval_secs = 1;
+            configure(&mut config.redemption);
+        })
+        .manual_clock()
+        .start()
+        .await;
+    let clock = stack.clock();
+    TestApp { stack, clock }
 }
 
 impl TestApp {
     pub async fn client(&self, caller: Caller) -> Client {
-        RedemptionServiceClient::with_interceptor(channel(self.redemption.url()).await, self.key.signer(caller))
+        RedemptionServiceClient::new(self.stack.signed(Service::Redemption, caller).await)
     }
 
     pub async fn owner(&self) -> Client {
@@ -105,13 +74,14 @@ impl TestApp {
     }
 
     pub async fn items_admin(&self) -> Items {
-        let url = format!("http://{}", self.items_addr);
-        ItemServiceClient::with_interceptor(channel(url).await, self.key.signer(Caller::user(1, roles::ADMIN)))
+        ItemServiceClient::new(self.stack.signed(Service::Items, Caller::user(ADMIN, roles::ADMIN)).await)
     }
 
     /// The service's database.
     pub async fn store(&self) -> RedemptionStore {
-        RedemptionStore::open(&self.database.url, &DbOptions::default()).await.expect("store")
+        RedemptionStore::open(&self.stack.database(Service::Redemption).url, &DbOptions::default())
+            .await
+            .expect("store")
     }
 
     /// Every text the service stored, concatenated (to search for plaintext codes).
@@ -138,14 +108,12 @@ impl TestApp {
 
     /// Stops the Items service (its database stays).
     pub async fn stop_items(&mut self) {
-        if let Some(items) = self.items.take() {
-            items.stop().await.expect("items stop");
-        }
+        self.stack.stop(Service::Items).await;
     }
 
     /// Starts Items again on the same address and database.
     pub async fn restart_items(&mut self) {
-        self.items = Some(start_items(&self.items_addr, &self.items_database).await);
+        self.stack.restart(Service::Items).await;
     }
 
     /// Defines `prize` (redeemable) and `badge` (not), and grants one of `template` to OWNER.
@@ -162,7 +130,7 @@ impl TestApp {
             items.define_template(items::DefineTemplateRequest { template: Some(template) }).await.expect("template");
         }
         let grant = items::GrantItemRequest {
-            idempotency_key: uuid::Uuid::now_v7().to_string(),
+            idempotency_key: new_key(),
             owner_user_id: OWNER,
             template_code: template.into(),
             ..Default::default()
@@ -189,21 +157,12 @@ impl TestApp {
     }
 }
 
-pub fn key_of() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 pub async fn create(client: &mut Client, item: &str) -> Result<pb::CreateOrderResponse, Status> {
-    let request = pb::CreateOrderRequest { idempotency_key: key_of(), item_instance_id: item.into() };
+    let request = pb::CreateOrderRequest { idempotency_key: new_key(), item_instance_id: item.into() };
     client.create_order(request).await.map(tonic::Response::into_inner)
 }
 
 pub async fn fulfill(client: &mut Client, code: &str) -> Result<pb::FulfillOrderResponse, Status> {
-    let request = pb::FulfillOrderRequest { idempotency_key: key_of(), code: code.into() };
+    let request = pb::FulfillOrderRequest { idempotency_key: new_key(), code: code.into() };
     client.fulfill_order(request).await.map(tonic::Response::into_inner)
-}
-
-pub fn reason(result: Result<impl std::fmt::Debug, Status>) -> String {
-    let status = result.expect_err("should fail");
-    economy_kit::error::reason(&status).unwrap_or_else(|| format!("{status:?}"))
 }

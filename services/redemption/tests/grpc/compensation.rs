@@ -68,15 +68,15 @@ async fn redrive_outbox_delivers_a_dead_row_once_with_its_audit_record() {
     let target = || Target::OutboxId(outbox_id.clone());
 
     for mut caller in [app.owner().await, app.staff().await] {
-        let refused = caller.redrive_outbox(redrive(&key_of(), target(), "retry")).await;
+        let refused = caller.redrive_outbox(redrive(&new_key(), target(), "retry")).await;
         assert_eq!(reason(refused), "PERMISSION_DENIED");
     }
-    let blank = app.admin().await.redrive_outbox(redrive(&key_of(), target(), "  ")).await.expect_err("refused");
+    let blank = app.admin().await.redrive_outbox(redrive(&new_key(), target(), "  ")).await.expect_err("refused");
     assert_eq!((code_of(&blank), violated_fields(&blank)), (Code::InvalidArgument, vec!["reason".to_owned()]));
     assert_eq!(outbox_row(&app, &order_id).await.1, "dead", "refusals change nothing");
 
     let mut admin = app.admin().await;
-    let fix_key = key_of();
+    let fix_key = new_key();
     let why = "items refused while being migrated";
     let redriven = admin.redrive_outbox(redrive(&fix_key, target(), why)).await.expect("ok").into_inner();
     assert!(!redriven.replayed);
@@ -110,11 +110,11 @@ async fn redrive_outbox_delivers_a_dead_row_once_with_its_audit_record() {
     assert_eq!(reason(other), "IDEMPOTENCY_KEY_REUSED");
 
     // A new key re-drives it again (delivery is keyed, Items replays the consume).
-    let again = admin.redrive_outbox(redrive(&key_of(), target(), "second try")).await.expect("ok").into_inner();
+    let again = admin.redrive_outbox(redrive(&new_key(), target(), "second try")).await.expect("ok").into_inner();
     assert_eq!(again.entry.expect("ok").status, pb::OutboxStatus::Delivered as i32);
-    let delivered = admin.redrive_outbox(redrive(&key_of(), target(), "third")).await;
+    let delivered = admin.redrive_outbox(redrive(&new_key(), target(), "third")).await;
     assert_eq!(reason(delivered), "OUTBOX_ALREADY_DELIVERED");
-    let missing = admin.redrive_outbox(redrive(&key_of(), Target::OutboxId(key_of()), "typo")).await;
+    let missing = admin.redrive_outbox(redrive(&new_key(), Target::OutboxId(new_key()), "typo")).await;
     assert_eq!(reason(missing), "OUTBOX_NOT_FOUND");
     assert_eq!(audit_records(&mut admin, "").await.len(), 2);
     assert_eq!(
@@ -131,7 +131,7 @@ async fn redrive_outbox_by_order_delivers_a_stuck_row_now() {
     let order_id = created.order.expect("ok").id;
     app.stop_items().await;
     let cancel =
-        pb::CancelOrderRequest { idempotency_key: key_of(), order_id: order_id.clone(), reason: String::new() };
+        pb::CancelOrderRequest { idempotency_key: new_key(), order_id: order_id.clone(), reason: String::new() };
     app.owner().await.cancel_order(cancel).await.expect("ok");
     app.restart_items().await;
     // Stuck: pending, but its next attempt lies far ahead (the service clock stands still).
@@ -139,7 +139,7 @@ async fn redrive_outbox_by_order_delivers_a_stuck_row_now() {
     assert_eq!(app.item(&item).await.status, items::ItemStatus::Locked as i32);
 
     let mut admin = app.admin().await;
-    let request = redrive(&key_of(), Target::OrderId(order_id.clone()), "customer waiting at the counter");
+    let request = redrive(&new_key(), Target::OrderId(order_id.clone()), "customer waiting at the counter");
     let redriven = admin.redrive_outbox(request).await.expect("ok").into_inner();
     assert_eq!(redriven.entry.expect("ok").status, pb::OutboxStatus::Delivered as i32);
     assert_eq!(app.item(&item).await.status, items::ItemStatus::Available as i32, "the unlock was delivered");
@@ -157,18 +157,18 @@ async fn reissue_on_behalf_replaces_the_code_once_and_never_records_it() {
     let mut admin = app.admin().await;
 
     // The owner's ReissueCode is the owner's only; acting for a customer is the audited tool.
-    let plain = pb::ReissueCodeRequest { idempotency_key: key_of(), order_id: order_id.clone() };
+    let plain = pb::ReissueCodeRequest { idempotency_key: new_key(), order_id: order_id.clone() };
     assert_eq!(reason(admin.reissue_code(plain).await), "PERMISSION_DENIED");
     for mut caller in [app.owner().await, app.staff().await] {
         assert_eq!(
-            reason(caller.reissue_code_on_behalf(on_behalf(&key_of(), &order_id, "lost")).await),
+            reason(caller.reissue_code_on_behalf(on_behalf(&new_key(), &order_id, "lost")).await),
             "PERMISSION_DENIED"
         );
     }
-    let blank = admin.reissue_code_on_behalf(on_behalf(&key_of(), &order_id, "")).await.expect_err("refused");
+    let blank = admin.reissue_code_on_behalf(on_behalf(&new_key(), &order_id, "")).await.expect_err("refused");
     assert_eq!((code_of(&blank), violated_fields(&blank)), (Code::InvalidArgument, vec!["reason".to_owned()]));
 
-    let fix_key = key_of();
+    let fix_key = new_key();
     let why = "customer lost the e-mail, ticket 4711";
     let reissued = admin.reissue_code_on_behalf(on_behalf(&fix_key, &order_id, why)).await.expect("ok").into_inner();
     assert!(!reissued.replayed);
@@ -203,9 +203,9 @@ async fn reissue_on_behalf_replaces_the_code_once_and_never_records_it() {
     let fulfilled = fulfill(&mut app.staff().await, &code).await.expect("ok");
     assert_eq!(fulfilled.order.expect("ok").status, pb::OrderStatus::Fulfilled as i32, "the reissued code still works");
 
-    let late = admin.reissue_code_on_behalf(on_behalf(&key_of(), &order_id, "too late")).await;
+    let late = admin.reissue_code_on_behalf(on_behalf(&new_key(), &order_id, "too late")).await;
     assert_eq!(reason(late), "CODE_ALREADY_USED");
-    let missing = admin.reissue_code_on_behalf(on_behalf(&key_of(), &key_of(), "typo")).await;
+    let missing = admin.reissue_code_on_behalf(on_behalf(&new_key(), &new_key(), "typo")).await;
     assert_eq!(reason(missing), "ORDER_NOT_FOUND");
     assert_eq!(audit_records(&mut admin, "").await.len(), 1, "refusals leave no record");
 }

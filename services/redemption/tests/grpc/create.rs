@@ -63,7 +63,7 @@ async fn a_retried_create_returns_the_same_order_and_checks_its_key() {
     let app = spawn_app().await;
     let item = app.grant("prize").await;
     let mut owner = app.owner().await;
-    let request = pb::CreateOrderRequest { idempotency_key: key_of(), item_instance_id: item.clone() };
+    let request = pb::CreateOrderRequest { idempotency_key: new_key(), item_instance_id: item.clone() };
     let first = owner.create_order(request.clone()).await.expect("first").into_inner();
     let retry = owner.create_order(request.clone()).await.expect("retry").into_inner();
     assert!(retry.replayed);
@@ -81,14 +81,14 @@ async fn cancel_unlocks_the_item_and_the_code_stops_working() {
     let created = create(&mut owner, &item).await.expect("created");
     let order_id = created.order.expect("order").id;
     let cancel = pb::CancelOrderRequest {
-        idempotency_key: key_of(),
+        idempotency_key: new_key(),
         order_id: order_id.clone(),
         reason: "changed my mind".into(),
     };
     let cancelled = owner.cancel_order(cancel.clone()).await.expect("cancel").into_inner();
     assert_eq!(cancelled.order.expect("order").status, pb::OrderStatus::Cancelled as i32);
     assert!(owner.cancel_order(cancel.clone()).await.expect("retry").into_inner().replayed);
-    let again = pb::CancelOrderRequest { idempotency_key: key_of(), ..cancel };
+    let again = pb::CancelOrderRequest { idempotency_key: new_key(), ..cancel };
     assert_eq!(reason(owner.cancel_order(again).await), "ORDER_NOT_PENDING");
     assert_eq!(app.wait_item(&item, items::ItemStatus::Available).await.status, items::ItemStatus::Available as i32);
     assert_eq!(reason(fulfill(&mut app.staff().await, &created.code).await), "CODE_CANCELLED");
@@ -102,7 +102,7 @@ async fn reissue_replaces_the_code() {
     let mut owner = app.owner().await;
     let created = create(&mut owner, &item).await.expect("created");
     let order_id = created.order.expect("order").id;
-    let stranger = pb::ReissueCodeRequest { idempotency_key: key_of(), order_id: order_id.clone() };
+    let stranger = pb::ReissueCodeRequest { idempotency_key: new_key(), order_id: order_id.clone() };
     let mut staff = app.staff().await;
     assert_eq!(reason(staff.reissue_code(stranger.clone()).await), "PERMISSION_DENIED");
     let reissued = owner.reissue_code(stranger).await.expect("reissue").into_inner();

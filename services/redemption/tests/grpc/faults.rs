@@ -63,7 +63,7 @@ async fn a_retried_create_of_a_pending_order_replaces_its_code() {
     let app = spawn_app().await;
     let item = app.grant("prize").await;
     let mut owner = app.owner().await;
-    let key = key_of();
+    let key = new_key();
     let first = owner.create_order(create_request(&key, &item)).await.expect("first").into_inner();
     let order_id = first.order.expect("order").id;
     // The same body key under a new gateway key: the service sees the same order key.
@@ -95,10 +95,10 @@ async fn a_retried_create_answers_how_its_order_ended() {
     let mut owner = app.owner().await;
 
     let cancelled_item = app.grant("prize").await;
-    let key = key_of();
+    let key = new_key();
     let created = owner.create_order(create_request(&key, &cancelled_item)).await.expect("created").into_inner();
     let cancel = pb::CancelOrderRequest {
-        idempotency_key: key_of(),
+        idempotency_key: new_key(),
         order_id: created.order.expect("order").id,
         reason: String::new(),
     };
@@ -107,7 +107,7 @@ async fn a_retried_create_answers_how_its_order_ended() {
 
     // Past its expiry with the hourly job not run yet: expired all the same, no new code.
     let expiring_item = app.grant("prize").await;
-    let key = key_of();
+    let key = new_key();
     let created = owner.create_order(create_request(&key, &expiring_item)).await.expect("created").into_inner();
     let order_id = created.order.expect("order").id;
     let hash = stored_hash(&app, &order_id).await;
@@ -121,7 +121,7 @@ async fn a_retried_create_of_a_failed_order_is_refused() {
     let app = spawn_with(|config| config.locking_timeout_secs = 60).await;
     let item = app.grant("prize").await;
     // A creation that stopped after storing its order (a crash, a timeout).
-    let key = key_of();
+    let key = new_key();
     let now = app.clock.now_millis();
     let order = Order {
         id: uuid::Uuid::now_v7().to_string(),
@@ -161,9 +161,9 @@ async fn retried_fulfils_and_cancels_are_answered_from_their_keys_first() {
     let cancelled = create(&mut owner, &cancelled_item).await.expect("created").order.expect("order");
 
     let mut staff = app.staff().await;
-    let fulfil = pb::FulfillOrderRequest { idempotency_key: key_of(), code: code.clone() };
+    let fulfil = pb::FulfillOrderRequest { idempotency_key: new_key(), code: code.clone() };
     let first = staff.fulfill_order(fulfil.clone()).await.expect("fulfilled").into_inner();
-    let cancel = pb::CancelOrderRequest { idempotency_key: key_of(), order_id: cancelled.id, reason: "gift".into() };
+    let cancel = pb::CancelOrderRequest { idempotency_key: new_key(), order_id: cancelled.id, reason: "gift".into() };
     owner.cancel_order(cancel.clone()).await.expect("cancelled");
 
     // The staff member is locked out, and every order is past its expiry.
@@ -189,7 +189,7 @@ async fn a_retried_reissue_on_behalf_is_answered_from_its_key_after_expiry() {
     let item = app.grant("prize").await;
     let order_id = create(&mut app.owner().await, &item).await.expect("created").order.expect("order").id;
     let request = pb::ReissueCodeOnBehalfRequest {
-        idempotency_key: key_of(),
+        idempotency_key: new_key(),
         order_id: order_id.clone(),
         reason: "lost the e-mail".into(),
     };
@@ -199,7 +199,7 @@ async fn a_retried_reissue_on_behalf_is_answered_from_its_key_after_expiry() {
     let retry = admin.reissue_code_on_behalf(request).await.expect("replayed").into_inner();
     assert!(retry.replayed);
     assert_eq!((retry.code.as_str(), retry.audit_record), ("", first.audit_record));
-    let late = pb::ReissueCodeOnBehalfRequest { idempotency_key: key_of(), order_id, reason: "again".into() };
+    let late = pb::ReissueCodeOnBehalfRequest { idempotency_key: new_key(), order_id, reason: "again".into() };
     assert_eq!(reason(admin.reissue_code_on_behalf(late).await), "CODE_EXPIRED", "a new key sees the expiry");
 }
 
@@ -228,7 +228,7 @@ async fn an_order_past_its_expiry_neither_fulfils_nor_cancels_before_the_job_run
     assert_eq!(app.item(&first).await.status, items::ItemStatus::Locked as i32, "the job has not run");
 
     let cancel =
-        pb::CancelOrderRequest { idempotency_key: key_of(), order_id: order_id.clone(), reason: String::new() };
+        pb::CancelOrderRequest { idempotency_key: new_key(), order_id: order_id.clone(), reason: String::new() };
     let refused = owner.cancel_order(cancel).await.expect_err("expired, not cancellable");
     assert_eq!(economy_kit::error::reason(&refused).as_deref(), Some("ORDER_NOT_PENDING"));
     assert_eq!(order_status(&app, &order_id).await, pb::OrderStatus::Expired as i32, "expired at once");
@@ -265,7 +265,7 @@ async fn unknown_enum_numbers_and_blank_ids_are_refused() {
     staff.list_orders(known).await.expect("a known status lists");
     let blank_item = pb::ListOrdersRequest { item_instance_id: "  ".into(), ..Default::default() };
     assert_eq!(reason(staff.list_orders(blank_item).await), "VALIDATION_FAILED");
-    let blank = app.owner().await.create_order(create_request(&key_of(), "   ")).await;
+    let blank = app.owner().await.create_order(create_request(&new_key(), "   ")).await;
     let refused = blank.expect_err("blank item");
     assert_eq!(economy_kit::error::violated_fields(&refused), ["item_instance_id"]);
 }
@@ -277,7 +277,7 @@ async fn cancelled_while_items_down(app: &mut TestApp) -> (String, String) {
     let order_id = create(&mut app.owner().await, &item).await.expect("created").order.expect("order").id;
     app.stop_items().await;
     let cancel =
-        pb::CancelOrderRequest { idempotency_key: key_of(), order_id: order_id.clone(), reason: String::new() };
+        pb::CancelOrderRequest { idempotency_key: new_key(), order_id: order_id.clone(), reason: String::new() };
     app.owner().await.cancel_order(cancel).await.expect("cancel commits without Items");
     (item, order_id)
 }

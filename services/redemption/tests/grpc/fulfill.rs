@@ -14,7 +14,7 @@ async fn fulfil_consumes_the_item_once() {
     let item = app.grant("prize").await;
     let code = create(&mut app.owner().await, &item).await.expect("created").code;
     let mut staff = app.staff().await;
-    let request = pb::FulfillOrderRequest { idempotency_key: key_of(), code: format!(" {} ", code.to_lowercase()) };
+    let request = pb::FulfillOrderRequest { idempotency_key: new_key(), code: format!(" {} ", code.to_lowercase()) };
     let fulfilled = staff.fulfill_order(request.clone()).await.expect("fulfilled").into_inner();
     let order = fulfilled.order.expect("order");
     assert_eq!(order.status, pb::OrderStatus::Fulfilled as i32);

@@ -81,7 +81,7 @@ async fn crashed_creation(app: &TestApp, item: &str, create_key: &str, locked: b
 async fn a_stale_creation_is_failed_and_its_lock_undone() {
     let app = spawn_with(|config| config.locking_timeout_secs = 60).await;
     let item = app.grant("prize").await;
-    let order_id = crashed_creation(&app, &item, &key_of(), true).await;
+    let order_id = crashed_creation(&app, &item, &new_key(), true).await;
     assert_eq!(app.item(&item).await.status, items::ItemStatus::Locked as i32);
     app.clock.advance(Duration::from_secs(61));
     assert_eq!(app.wait_item(&item, items::ItemStatus::Available).await.status, items::ItemStatus::Available as i32);
@@ -96,7 +96,7 @@ async fn a_stale_creation_is_failed_and_its_lock_undone() {
 async fn a_retry_resumes_an_interrupted_creation() {
     let app = spawn_app().await;
     let item = app.grant("prize").await;
-    let key = key_of();
+    let key = new_key();
     let order_id = crashed_creation(&app, &item, &key, false).await;
     let request = pb::CreateOrderRequest { idempotency_key: key, item_instance_id: item.clone() };
     let resumed = app.owner().await.create_order(request).await.expect("resumed").into_inner();
