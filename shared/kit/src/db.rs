@@ -1,7 +1,8 @@
 //! Database open + migrate: one sqlx `Any` pool over SQLite (embedded default, WAL) or
 //! PostgreSQL (production), chosen by the URL scheme (docs/operations.md, "Backends").
 //! SQL is shared (`$N` placeholders work on both, numbered by [`Params`] as values are
-//! bound; long `VALUES` lists on SQLite use anonymous ones); migrations are per backend.
+//! bound; long `VALUES` lists on SQLite use anonymous ones, [`Backend::value_tuples`]);
+//! migrations are per backend.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -278,44 +279,25 @@ pub fn json_rows(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
     serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))
 }
 
-/// `rows` tuples of `columns` numbered placeholders for a multi-row `VALUES` list:
-/// rows=2, columns=2 -> `($1, $2), ($3, $4)`. Rows are numbered in order, so bind row by
-/// row. A statement that runs on SQLite and holds nothing else binds faster with
-/// [`Backend::value_tuples`].
-pub fn value_tuples(rows: usize, columns: usize) -> String {
-    value_tuples_after(0, rows, columns)
-}
-
 impl Backend {
-    /// [`value_tuples`] for a statement that holds no other placeholder: numbered on
-    /// PostgreSQL, anonymous (`(?, ?), (?, ?)`) on SQLite. sqlx binds a SQLite parameter
-    /// by asking its name, which SQLite finds by a linear search of the statement's named
-    /// parameters, so numbered ones cost time quadratic in their count (a coalesced
-    /// statement binds hundreds). Bind row by row. Any other placeholder in the statement
-    /// would shift the binding on SQLite (sqlx counts anonymous parameters apart from
-    /// numbered ones).
+    /// `rows` tuples of `columns` placeholders for a multi-row `VALUES` list in a statement
+    /// that holds no other placeholder: numbered on PostgreSQL (rows=2, columns=2 ->
+    /// `($1, $2), ($3, $4)`), anonymous (`(?, ?), (?, ?)`) on SQLite. Bind row by row.
+    /// sqlx binds a SQLite parameter by asking its name, which SQLite finds by a linear
+    /// search of the statement's named parameters, so numbered ones cost time quadratic in
+    /// their count (a coalesced statement binds hundreds). Any other placeholder in the
+    /// statement would shift the binding on SQLite (sqlx counts anonymous parameters apart
+    /// from numbered ones); a statement built in pieces numbers its values with [`Params`].
     pub fn value_tuples(self, rows: usize, columns: usize) -> String {
-        match self {
-            Self::Postgres => value_tuples(rows, columns),
-            Self::Sqlite => {
-                let row = format!("({})", vec!["?"; columns].join(", "));
-                vec![row.as_str(); rows].join(", ")
+        let row = |row: usize| match self {
+            Self::Postgres => {
+                let names: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
+                format!("({})", names.join(", "))
             }
-        }
+            Self::Sqlite => format!("({})", vec!["?"; columns].join(", ")),
+        };
+        (0..rows).map(row).collect::<Vec<_>>().join(", ")
     }
-}
-
-/// [`value_tuples`] numbered after the statement's first `taken` placeholders:
-/// `value_tuples_after(2, 1, 2)` is `($3, $4)`.
-pub fn value_tuples_after(taken: usize, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let names: Vec<String> =
-                (1..=columns).map(|column| format!("${}", taken + row * columns + column)).collect();
-            format!("({})", names.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]
@@ -332,9 +314,8 @@ mod tests {
 
     #[test]
     fn value_tuples_number_placeholders_row_by_row() {
-        assert_eq!(value_tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(value_tuples(0, 3), "");
-        assert_eq!(value_tuples_after(6, 1, 2), "($7, $8)");
+        assert_eq!(Backend::Postgres.value_tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(Backend::Postgres.value_tuples(0, 3), "");
         assert_eq!(Backend::Sqlite.value_tuples(2, 2), "(?, ?), (?, ?)");
         assert_eq!(Backend::Postgres.value_tuples(2, 2), "($1, $2), ($3, $4)");
     }

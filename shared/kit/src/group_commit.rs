@@ -291,13 +291,12 @@ mod tests {
 
         fn write_batch<'c>(batch: &'c [Self], conn: &'c mut AnyConnection) -> WriteFuture<'c, BulkResults<Self>> {
             Box::pin(async move {
-                let accepted: Vec<i64> = batch.iter().map(|write| write.value).filter(|value| *value >= 0).collect();
-                let sql = format!("INSERT INTO t (v) VALUES {}", crate::db::value_tuples(accepted.len(), 1));
-                let mut query = sqlx::query(&sql);
-                for value in &accepted {
-                    query = query.bind(*value);
-                }
-                query.execute(&mut *conn).await?;
+                let accepted = batch.iter().map(|write| write.value).filter(|value| *value >= 0);
+                let mut params = crate::db::Params::numbered();
+                let rows: Vec<String> =
+                    params.push_each(accepted)?.iter().map(|value| crate::db::params::tuple(&[*value])).collect();
+                let sql = format!("INSERT INTO t (v) VALUES {}", rows.join(", "));
+                sqlx::query_with(&sql, params.into_arguments()).execute(&mut *conn).await?;
                 if let Some(write) = batch.first() {
                     write.bulk_batches.fetch_add(1, Ordering::SeqCst);
                 }

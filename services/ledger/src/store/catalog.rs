@@ -9,34 +9,50 @@ use crate::domain::LedgerError;
 use crate::domain::catalog::{Asset, AssetKind, ConversionRule};
 use crate::domain::ids::{AccountId, Code};
 
-type AssetRow = (String, String, String, String, i64);
-type RuleRow = (String, String, i64, String, i64, i64);
+/// An `assets` row ([`ASSET_COLUMNS`]): metadata as a JSON object, `created_at` in ms.
+#[derive(sqlx::FromRow)]
+struct AssetRow {
+    code: String,
+    display_name: String,
+    kind: String,
+    metadata: String,
+    created_at: i64,
+}
+
+/// A `conversion_rules` row ([`RULE_COLUMNS`]): `enabled` is 0 or 1.
+#[derive(sqlx::FromRow)]
+struct RuleRow {
+    id: String,
+    from_asset: String,
+    from_amount: i64,
+    to_asset: String,
+    to_amount: i64,
+    enabled: i64,
+}
 
 const ASSET_COLUMNS: &str = "code, display_name, kind, metadata, created_at";
 const RULE_COLUMNS: &str = "id, from_asset, from_amount, to_asset, to_amount, enabled";
 
-fn asset_from_row((code, display_name, kind, metadata, created_at): AssetRow) -> Result<Asset, LedgerError> {
-    let corrupt = |what: &str| LedgerError::Storage(format!("corrupt asset row {code}: {what}"));
+fn asset_from_row(row: AssetRow) -> Result<Asset, LedgerError> {
+    let corrupt = |what: &str| LedgerError::Storage(format!("corrupt asset row {}: {what}", row.code).into());
     Ok(Asset {
-        code: Code::parse(&code).map_err(|_| corrupt("code"))?,
-        kind: AssetKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
-        metadata: serde_json::from_str::<BTreeMap<String, String>>(&metadata).map_err(|_| corrupt("metadata"))?,
-        display_name,
-        created_at,
+        code: Code::parse(&row.code).map_err(|_| corrupt("code"))?,
+        kind: AssetKind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?,
+        metadata: serde_json::from_str::<BTreeMap<String, String>>(&row.metadata).map_err(|_| corrupt("metadata"))?,
+        display_name: row.display_name,
+        created_at: row.created_at,
     })
 }
 
-fn rule_from_row(
-    (id, from_asset, from_amount, to_asset, to_amount, enabled): RuleRow,
-) -> Result<ConversionRule, LedgerError> {
-    let corrupt = || LedgerError::Storage(format!("corrupt conversion rule row {id}"));
+fn rule_from_row(row: RuleRow) -> Result<ConversionRule, LedgerError> {
+    let corrupt = || LedgerError::Storage(format!("corrupt conversion rule row {}", row.id).into());
     Ok(ConversionRule {
-        id: Code::parse(&id).map_err(|_| corrupt())?,
-        from_asset: Code::parse(&from_asset).map_err(|_| corrupt())?,
-        to_asset: Code::parse(&to_asset).map_err(|_| corrupt())?,
-        from_amount,
-        to_amount,
-        enabled: enabled != 0,
+        id: Code::parse(&row.id).map_err(|_| corrupt())?,
+        from_asset: Code::parse(&row.from_asset).map_err(|_| corrupt())?,
+        to_asset: Code::parse(&row.to_asset).map_err(|_| corrupt())?,
+        from_amount: row.from_amount,
+        to_amount: row.to_amount,
+        enabled: row.enabled != 0,
     })
 }
 
@@ -44,8 +60,8 @@ impl LedgerStore {
     /// Inserts the asset or updates its display name, kind and metadata; returns the
     /// stored asset and whether it was created.
     pub async fn define_asset(&self, asset: &Asset) -> Result<(Asset, bool), LedgerError> {
-        let metadata =
-            serde_json::to_string(&asset.metadata).map_err(|error| LedgerError::Storage(error.to_string()))?;
+        let metadata = serde_json::to_string(&asset.metadata)
+            .map_err(|error| LedgerError::Storage(economy_kit::error::StorageCause::new(error)))?;
         let now = now_millis();
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;

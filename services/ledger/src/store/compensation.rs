@@ -1,6 +1,6 @@
-//! The compensation tools' writes (issue 6): each fix and its audit record
-//! (`economy_kit::audit`) commit in ONE transaction, and the record's UNIQUE idempotency
-//! key makes a retried fix a replay of the first.
+//! The compensation tools' writes (docs/operations.md, "Operator tools"): each fix and
+//! its audit record (`economy_kit::audit`) commit in ONE transaction, and the record's
+//! UNIQUE idempotency key makes a retried fix a replay of the first.
 
 use economy_kit::audit::{self, AuditDraft, AuditError, AuditPage, AuditQuery, AuditRecord};
 use economy_kit::time::now_millis;

@@ -1,7 +1,7 @@
 //! Assets and accounts that committed entries proved to exist. Neither is ever deleted
 //! (and the foreign keys of `balances` / `postings` still guard every write), so later
-//! entries skip their existence checks: two to three statements fewer per entry
-//! (BENCHMARKS.md, "Optimizations applied").
+//! entries skip their existence checks (two to three statements fewer per entry) and
+//! may take the faster write paths (docs/ledger.md, "Write paths").
 
 use std::collections::HashSet;
 use std::sync::RwLock;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use economy_kit::db::params::{Params, list};
 use sqlx::{Any, Executor};
 
 use super::{LedgerStore, Page};
@@ -10,43 +11,77 @@ use crate::domain::entry::{Bucket, Entry, Leg};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{AccountId, Code, EntityId};
 
-type EntryRow = (String, String, String, String, String, String, i64);
-type PostingRow = (String, String, String, String, i64, Option<String>);
-type HoldRow = (String, String, String, i64, i64, String, String, Option<i64>, i64, Option<i64>);
+/// A `journal_entries` row as read (without its fingerprint).
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: String,
+    idempotency_key: String,
+    business_type: String,
+    correlation_id: String,
+    memo: String,
+    actor: String,
+    created_at: i64,
+}
+
+/// A `postings` row as read (without its seq: rows come in seq order).
+#[derive(Clone, sqlx::FromRow)]
+struct PostingRow {
+    entry_id: String,
+    account: String,
+    asset_code: String,
+    bucket: String,
+    amount: i64,
+    hold_id: Option<String>,
+}
+
+/// A `holds` row ([`HOLD_COLUMNS`]); instants in ms since the epoch.
+#[derive(sqlx::FromRow)]
+pub(super) struct HoldRow {
+    pub(super) id: String,
+    pub(super) account: String,
+    pub(super) asset_code: String,
+    pub(super) amount: i64,
+    pub(super) settled_amount: i64,
+    pub(super) status: String,
+    pub(super) reference: String,
+    pub(super) expires_at: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) resolved_at: Option<i64>,
+}
 
 const HOLD_COLUMNS: &str =
     "id, account, asset_code, amount, settled_amount, status, reference, expires_at, created_at, resolved_at";
 
 /// The storage error of a row that does not parse (`what` row `id`).
 pub(super) fn corrupt(what: &str, id: &str) -> LedgerError {
-    LedgerError::Storage(format!("corrupt {what} row {id}"))
+    LedgerError::Storage(format!("corrupt {what} row {id}").into())
 }
 
-/// A hold from its row in [`HOLD_COLUMNS`] order; `Storage` when the row does not parse.
+/// A hold from its row; `Storage` when the row does not parse.
 pub(super) fn hold_from_row(row: HoldRow) -> Result<Hold, LedgerError> {
-    let (id, account, asset, amount, settled_amount, status, reference, expires_at, created_at, resolved_at) = row;
+    let id = &row.id;
     Ok(Hold {
-        account: AccountId::from_key(&account).map_err(|_| corrupt("hold", &id))?,
-        asset: Code::parse(&asset).map_err(|_| corrupt("hold", &id))?,
-        status: HoldStatus::parse(&status).ok_or_else(|| corrupt("hold", &id))?,
-        id: EntityId::parse(&id).map_err(|_| corrupt("hold", &id))?,
-        amount,
-        settled_amount,
-        reference,
-        expires_at,
-        created_at,
-        resolved_at,
+        account: AccountId::from_key(&row.account).map_err(|_| corrupt("hold", id))?,
+        asset: Code::parse(&row.asset_code).map_err(|_| corrupt("hold", id))?,
+        status: HoldStatus::parse(&row.status).ok_or_else(|| corrupt("hold", id))?,
+        id: EntityId::parse(id).map_err(|_| corrupt("hold", id))?,
+        amount: row.amount,
+        settled_amount: row.settled_amount,
+        reference: row.reference,
+        expires_at: row.expires_at,
+        created_at: row.created_at,
+        resolved_at: row.resolved_at,
     })
 }
 
-fn leg_from_row((_, account, asset, bucket, amount, hold_id): PostingRow) -> Result<Leg, LedgerError> {
-    let bad = || corrupt("posting", &account);
+fn leg_from_row(row: PostingRow) -> Result<Leg, LedgerError> {
+    let bad = || corrupt("posting", &row.account);
     Ok(Leg {
-        account: AccountId::from_key(&account).map_err(|_| bad())?,
-        asset: Code::parse(&asset).map_err(|_| bad())?,
-        bucket: Bucket::parse(&bucket).ok_or_else(bad)?,
-        amount,
-        hold_id: hold_id.map(|id| EntityId::parse(&id)).transpose().map_err(|_| bad())?,
+        account: AccountId::from_key(&row.account).map_err(|_| bad())?,
+        asset: Code::parse(&row.asset_code).map_err(|_| bad())?,
+        bucket: Bucket::parse(&row.bucket).ok_or_else(bad)?,
+        amount: row.amount,
+        hold_id: row.hold_id.as_deref().map(EntityId::parse).transpose().map_err(|_| bad())?,
     })
 }
 
@@ -69,18 +104,18 @@ pub(super) async fn holds_in<'e, E: Executor<'e, Database = Any>>(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({})", in_list(1, ids.len()));
-    let mut query = sqlx::query_as::<_, HoldRow>(&sql);
-    for id in ids {
-        query = query.bind(*id);
-    }
-    let rows = query.fetch_all(executor).await?;
+    let mut params = Params::numbered();
+    let sql =
+        format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({})", list(&params.push_each(ids.iter().copied())?));
+    let rows: Vec<HoldRow> = sqlx::query_as_with(&sql, params.into_arguments()).fetch_all(executor).await?;
     Ok(rows.into_iter().filter_map(|row| hold_from_row(row).ok()).map(|hold| (hold.id.to_string(), hold)).collect())
 }
 
-/// The placeholders of an IN list of `count` values numbered from `$first`: `$1, $2`.
-fn in_list(first: usize, count: usize) -> String {
-    (first..first + count).map(|index| format!("${index}")).collect::<Vec<_>>().join(", ")
+/// `ids` bound as the parameters of an `IN` list; the list's placeholders.
+fn id_list<'q>(ids: &'q [String]) -> Result<(String, Params<'q>), sqlx::Error> {
+    let mut params = Params::numbered();
+    let placeholders = params.push_each(ids.iter().map(String::as_str))?;
+    Ok((list(&placeholders), params))
 }
 
 impl LedgerStore {
@@ -139,31 +174,29 @@ impl LedgerStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = in_list(1, ids.len());
+        let (list, params) = id_list(ids)?;
         let entries_sql = format!(
             "SELECT id, idempotency_key, business_type, correlation_id, memo, actor, created_at \
              FROM journal_entries WHERE id IN ({list}) ORDER BY id DESC"
         );
+        let rows: Vec<EntryRow> =
+            sqlx::query_as_with(&entries_sql, params.into_arguments()).fetch_all(self.db.pool()).await?;
+        let (list, params) = id_list(ids)?;
         let postings_sql = format!(
             "SELECT entry_id, account, asset_code, bucket, amount, hold_id FROM postings \
              WHERE entry_id IN ({list}) ORDER BY entry_id, seq"
         );
-        let mut entries_query = sqlx::query_as::<_, EntryRow>(&entries_sql);
-        let mut postings_query = sqlx::query_as::<_, PostingRow>(&postings_sql);
-        for id in ids {
-            entries_query = entries_query.bind(id);
-            postings_query = postings_query.bind(id);
-        }
-        let rows = entries_query.fetch_all(self.db.pool()).await?;
-        let postings = postings_query.fetch_all(self.db.pool()).await?;
+        let postings: Vec<PostingRow> =
+            sqlx::query_as_with(&postings_sql, params.into_arguments()).fetch_all(self.db.pool()).await?;
         rows.into_iter()
-            .map(|(id, idempotency_key, business_type, correlation_id, memo, actor, created_at)| {
+            .map(|row| {
                 let legs = postings
                     .iter()
-                    .filter(|posting| posting.0 == id)
+                    .filter(|posting| posting.entry_id == row.id)
                     .cloned()
                     .map(leg_from_row)
                     .collect::<Result<_, _>>()?;
+                let EntryRow { id, idempotency_key, business_type, correlation_id, memo, actor, created_at } = row;
                 Ok(Entry { id, idempotency_key, business_type, correlation_id, memo, actor, created_at, legs })
             })
             .collect()

@@ -1,4 +1,4 @@
-//! Reconciliation queries (DESIGN.md §3 Ledger). No sum is taken whole in SQL: SQLite's
+//! Reconciliation queries (docs/ledger.md, "Reconciliation"). No sum is taken whole in SQL: SQLite's
 //! SUM fails with "integer overflow" past i64, and a cast of PostgreSQL's NUMERIC sum to
 //! BIGINT fails alike, yet a legal ledger reaches such sums (balances of one asset on
 //! both sides of i64::MAX). Each value is split into its upper 32 bits (arithmetic shift)
@@ -29,8 +29,9 @@ macro_rules! split_sum {
 
 /// Every balance row with the split sums of its postings and of its open holds.
 const BALANCES: &str = concat!(
-    "SELECT b.account, b.asset_code, b.available, b.frozen, COALESCE(p.high, 0), COALESCE(p.low, 0), \
-     COALESCE(h.high, 0), COALESCE(h.low, 0) FROM balances b \
+    "SELECT b.account, b.asset_code, b.available, b.frozen, COALESCE(p.high, 0) AS postings_high, \
+     COALESCE(p.low, 0) AS postings_low, COALESCE(h.high, 0) AS holds_high, COALESCE(h.low, 0) AS holds_low \
+     FROM balances b \
      LEFT JOIN (SELECT account, asset_code, ",
     split_sum!("amount"),
     " FROM postings GROUP BY account, asset_code) AS p \
@@ -56,15 +57,28 @@ const ASSET_TOTALS: &str = "SELECT asset_code, CAST(SUM((available >> 32) + (fro
      CAST(SUM((available & 4294967295) + (frozen & 4294967295)) AS BIGINT) FROM balances \
      GROUP BY asset_code ORDER BY asset_code";
 
-type BalanceRow = (String, String, i64, i64, i64, i64, i64, i64);
+/// A row of [`BALANCES`]: a balance and the split sums of its postings and open holds.
+#[derive(sqlx::FromRow)]
+struct BalanceRow {
+    account: String,
+    asset_code: String,
+    available: i64,
+    frozen: i64,
+    postings_high: i64,
+    postings_low: i64,
+    holds_high: i64,
+    holds_low: i64,
+}
+
+/// `(account, asset, high, low)`: a row of [`ORPHAN_POSTINGS`].
 type SumRow = (String, String, i64, i64);
 
 fn account(key: &str) -> Result<AccountId, LedgerError> {
-    AccountId::from_key(key).map_err(|_| LedgerError::Storage(format!("corrupt account {key}")))
+    AccountId::from_key(key).map_err(|_| LedgerError::Storage(format!("corrupt account {key}").into()))
 }
 
 fn asset(code: &str) -> Result<Code, LedgerError> {
-    Code::parse(code).map_err(|_| LedgerError::Storage(format!("corrupt asset code {code}")))
+    Code::parse(code).map_err(|_| LedgerError::Storage(format!("corrupt asset code {code}").into()))
 }
 
 impl LedgerStore {
@@ -76,15 +90,15 @@ impl LedgerStore {
         let mut frozen = Vec::new();
         let mut balances_checked = 0_i64;
         let mut rows = sqlx::query_as::<_, BalanceRow>(BALANCES).fetch(self.db.pool());
-        while let Some((key, code, available, frozen_amount, p_high, p_low, h_high, h_low)) = rows.try_next().await? {
+        while let Some(row) = rows.try_next().await? {
             balances_checked += 1;
             let sums = BalanceSums {
-                account: account(&key)?,
-                asset: asset(&code)?,
-                available,
-                frozen: frozen_amount,
-                postings: from_parts(p_high, p_low),
-                open_holds: from_parts(h_high, h_low),
+                account: account(&row.account)?,
+                asset: asset(&row.asset_code)?,
+                available: row.available,
+                frozen: row.frozen,
+                postings: from_parts(row.postings_high, row.postings_low),
+                open_holds: from_parts(row.holds_high, row.holds_low),
             };
             for finding in sums.findings() {
                 match finding.kind {

@@ -1,4 +1,4 @@
-//! The compensation tool's write (issue 6): an escrow return reset by a compare-and-set
+//! The compensation tool's write (docs/operations.md, "Operator tools"): an escrow return reset by a compare-and-set
 //! on the row it read, committed in ONE transaction with its audit record
 //! (`economy_kit::audit`), whose UNIQUE idempotency key makes a retry a replay.
 

@@ -1,9 +1,10 @@
 //! Persistence of the market (sqlx `Any`, one SQL path for SQLite and PostgreSQL;
-//! DESIGN.md §2). Owns `migrations/market`: listings, trades, cancellations and the outbox
-//! of escrow returns. Every status change is a compare-and-set; a trade and its listing
-//! move together in one transaction. Absent values are stored as `''` / `0`.
+//! docs/operations.md, "Backends"; docs/market.md, "Storage"). Owns `migrations/market`:
+//! listings ([`listings`]), trades and their write paths ([`trades`]), cancellations, the
+//! outbox of escrow returns ([`outbox`]) and the operator's redrive of it
+//! ([`compensation`]). Every status change is a compare-and-set; a trade and its listing
+//! move together, all or nothing. Absent values are stored as `''` / `0`.
 
-mod bulk;
 mod compensation;
 #[cfg(test)]
 mod fixtures;
@@ -15,11 +16,18 @@ use economy_kit::db::{Db, DbOptions};
 use economy_kit::group_commit::GroupCommit;
 use sqlx::migrate::Migrator;
 
+/// A storage failure keeps its cause (`#[source]`); clients see an opaque INTERNAL.
+impl From<sqlx::Error> for crate::domain::MarketError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(economy_kit::error::StorageCause::new(error))
+    }
+}
+
 pub use listings::{Browse, Insert, Sort};
 pub use outbox::OutboxRow;
 pub use trades::{Begin, Step};
 
-/// Most trade writes one SQLite commit carries (group commit, BENCHMARKS.md).
+/// Most trade writes one SQLite commit carries (group commit).
 const MAX_WRITES_PER_COMMIT: usize = 64;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/sqlite");

@@ -1,4 +1,4 @@
-//! The outbox (DESIGN.md §5): escrow owed back after a listing closed unsold — its hold
+//! The outbox (docs/market.md, "Outbox and recovery"): escrow owed back after a listing closed unsold — its hold
 //! released or its item unlocked. One row per listing, claimed with a lease by a
 //! conditional UPDATE so several dispatchers never deliver one row at once.
 

@@ -1,25 +1,27 @@
-//! Several plain entries in one statement on PostgreSQL (BENCHMARKS.md Optimization 19).
-//! Plain entries that arrive while the previous statement runs are queued and written
-//! together: one autocommitted statement of data-modifying CTEs claims every key, inserts
-//! every posting, locks the balance rows the entries move in the one order every write
-//! path uses (`balance_deltas`: by account, then asset), checks each entry's moves in
-//! queue order against the balances as the entries before it leave them (the bounds of
-//! the conditional UPDATE of the other paths) and moves each balance by the entries' sum.
+//! Several plain movements (no hold opened or resolved; assets and accounts known) in one
+//! autocommitted statement on PostgreSQL: chosen for every plain entry there. Plain
+//! entries that arrive while the previous statement runs are queued and written together:
+//! one statement of data-modifying CTEs claims every key, inserts every posting, locks the
+//! balance rows the entries move in the one order every write path uses
+//! (`balance_deltas`: by account, then asset), checks each entry's moves in queue order
+//! against the balances as the entries before it leave them (the bounds of the
+//! conditional UPDATE of the other paths) and moves each balance by the entries' sum.
 //! Anything short of every entry applying (a key taken, a refusal, a missing balance row,
 //! a lost deadlock) aborts the whole statement; each entry then goes through the group
-//! commit alone (the one-entry form `single`, then if need be a transaction of its own),
-//! which decides it and names any refusal. A lone entry goes alone at once.
+//! commit alone ([`super::postgres_statement`], then if need be
+//! [`super::transaction`]), which decides it and names any refusal. A lone entry goes
+//! alone at once.
 
 use std::collections::{BTreeSet, HashSet};
 
-use economy_kit::db::{Db, value_tuples_after};
+use economy_kit::db::Db;
+use economy_kit::db::params::{Params, tuple};
 use economy_kit::group_commit::{GroupCommit, Submitted};
 use economy_kit::time::now_millis;
 use futures_util::future::join_all;
-use sqlx::any::AnyArguments;
 
-use super::single::{MOVE_COLUMNS, add, add_moves, add_posting};
-use super::write::{EntryWrite, add_entry, posting_rows};
+use super::EntryWrite;
+use super::rows::{MOVE_COLUMNS, bind_entry, bind_moves, count, posting_rows};
 use crate::domain::entry::{BalanceDelta, Entry, balanced_deltas};
 use crate::domain::ids::{AccountId, AssetCode};
 
@@ -52,65 +54,49 @@ async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<E
     let entries: Vec<Entry> = writes.iter().map(|write| write.entry(now, write.plan.legs.clone())).collect();
     let balances: BTreeSet<(&AccountId, &AssetCode)> =
         deltas.iter().flatten().map(|delta| (&delta.account, &delta.asset)).collect();
-    let arguments = arguments(writes, &entries, &deltas, &balances, now).ok()?;
-    let postings = entries.iter().map(|entry| entry.legs.len()).sum();
-    let moves = deltas.iter().map(Vec::len).sum();
-    let sql = statement(entries.len(), postings, moves, balances.len());
+    let mut params = Params::numbered();
+    let sql = statement(&mut params, writes, &entries, &deltas, &balances, now).ok()?;
     let mut writer = db.writer().await.ok()?;
-    writer.fetch_number(sqlx::query_with(&sql, arguments)).await.ok().map(|_| entries)
+    writer.fetch_number(sqlx::query_with(&sql, params.into_arguments())).await.ok().map(|_| entries)
 }
 
-/// The statement's parameters, in its order: entries, postings, moves, ranked balances,
-/// then `now` and the three counts.
-fn arguments<'q>(
+/// The statement for the `entries` of `writes`, their balance moves `deltas` (one per
+/// entry and balance, numbered in queue order) and the distinct `balances` they move
+/// (ranked in lock order), its values bound to `params` in this order: entries, postings,
+/// moves, ranked balances, then `now` and the counts of entries, moves and balances.
+/// Returns 1, or divides by zero when not every entry applied. `locked` takes the row
+/// locks in rank order before the UPDATE moves any (an uncorrelated subquery runs once,
+/// before the first row), and returns the rows as locked, so `fits` checks the latest
+/// balances.
+fn statement<'q>(
+    params: &mut Params<'q>,
     writes: &'q [EntryWrite],
     entries: &'q [Entry],
     deltas: &'q [Vec<BalanceDelta>],
     balances: &BTreeSet<(&'q AccountId, &'q AssetCode)>,
     now: i64,
-) -> Result<AnyArguments<'q>, sqlx::Error> {
-    let mut arguments = AnyArguments::default();
+) -> Result<String, sqlx::Error> {
+    let mut entry_rows = Vec::with_capacity(entries.len());
     for (write, entry) in writes.iter().zip(entries) {
-        add_entry(&mut arguments, &entry.id, &write.plan.meta, now)?;
+        entry_rows.push(tuple(&bind_entry(params, &entry.id, &write.plan.meta, now)?));
     }
+    let entry_rows = entry_rows.join(", ");
+    let mut posting_rows_sql = Vec::new();
     for row in entries.iter().flat_map(|entry| posting_rows(&entry.id, &entry.legs)) {
-        add(&mut arguments, row.0)?;
-        add_posting(&mut arguments, row)?;
+        posting_rows_sql.push(row.bind(params)?);
     }
-    add_moves(&mut arguments, deltas.iter().flatten())?;
+    let posting_rows = posting_rows_sql.join(", ");
+    let move_rows = bind_moves(params, deltas.iter().flatten())?;
+    let mut balance_rows = Vec::with_capacity(balances.len());
     for (rank, (account, asset)) in (0_i64..).zip(balances) {
-        add(&mut arguments, account.key())?;
-        add(&mut arguments, asset.as_str())?;
-        add(&mut arguments, rank)?;
+        balance_rows.push(tuple(&[params.push(account.key())?, params.push(asset.as_str())?, params.push(rank)?]));
     }
-    add(&mut arguments, now)?;
-    for count in [entries.len(), deltas.iter().map(Vec::len).sum(), balances.len()] {
-        add(&mut arguments, i64::try_from(count).unwrap_or(i64::MAX))?;
-    }
-    Ok(arguments)
-}
-
-const ENTRY_COLUMNS: usize = 8;
-const POSTING_COLUMNS: usize = 7;
-const BALANCE_COLUMNS: usize = 3;
-
-/// The statement for `entries` entries with `postings` postings, `moves` balance moves
-/// (one per entry and balance, numbered in queue order) and `balances` distinct balances
-/// (ranked in lock order). Returns 1, or divides by zero when not every entry applied.
-/// `locked` takes the row locks in rank order before the UPDATE moves any (an
-/// uncorrelated subquery runs once, before the first row), and returns the rows as
-/// locked, so `fits` checks the latest balances.
-fn statement(entries: usize, postings: usize, moves: usize, balances: usize) -> String {
-    let entry_rows = value_tuples_after(0, entries, ENTRY_COLUMNS);
-    let mut taken = entries * ENTRY_COLUMNS;
-    let posting_rows = value_tuples_after(taken, postings, POSTING_COLUMNS);
-    taken += postings * POSTING_COLUMNS;
-    let move_rows = value_tuples_after(taken, moves, MOVE_COLUMNS);
-    taken += moves * MOVE_COLUMNS;
-    let balance_rows = value_tuples_after(taken, balances, BALANCE_COLUMNS);
-    taken += balances * BALANCE_COLUMNS;
-    let (now, entry_count, move_count, balance_count) = (taken + 1, taken + 2, taken + 3, taken + 4);
-    format!(
+    let balance_rows = balance_rows.join(", ");
+    let now = params.push(now)?;
+    let entry_count = params.push(count(entries.len()))?;
+    let move_count = params.push(count(deltas.iter().map(Vec::len).sum()))?;
+    let balance_count = params.push(count(balances.len()))?;
+    Ok(format!(
         "WITH entries AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
     VALUES {entry_rows} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
@@ -119,7 +105,7 @@ fn statement(entries: usize, postings: usize, moves: usize, balances: usize) -> 
     SELECT p.entry_id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
     FROM (VALUES {posting_rows}) AS p (entry_id, seq, account, asset, bucket, amount, hold)
     JOIN entries ON entries.id = p.entry_id
-), moves (account, asset, available, frozen, available_low, available_high, frozen_low, frozen_high, n) AS (
+), moves ({MOVE_COLUMNS}) AS (
     VALUES {move_rows}
 ), ranked (account, asset, r) AS (
     VALUES {balance_rows}
@@ -140,14 +126,14 @@ fn statement(entries: usize, postings: usize, moves: usize, balances: usize) -> 
 ), sums AS (
     SELECT account, asset, SUM(available) AS available, SUM(frozen) AS frozen FROM moves GROUP BY account, asset
 ), moved AS (
-    UPDATE balances AS b SET available = b.available + s.available, frozen = b.frozen + s.frozen, updated_at = ${now}
+    UPDATE balances AS b SET available = b.available + s.available, frozen = b.frozen + s.frozen, updated_at = {now}
     FROM sums AS s
-    WHERE (SELECT n FROM fits) = ${move_count} AND (SELECT COUNT(*) FROM entries) = ${entry_count}
+    WHERE (SELECT n FROM fits) = {move_count} AND (SELECT COUNT(*) FROM entries) = {entry_count}
         AND b.account = s.account AND b.asset_code = s.asset
     RETURNING 1
 )
-SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM moved) = ${balance_count} THEN 1 ELSE 0 END"
-    )
+SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM moved) = {balance_count} THEN 1 ELSE 0 END"
+    ))
 }
 
 #[cfg(test)]
@@ -230,13 +216,25 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_run_on_across_the_lists() {
-        let sql = statement(2, 4, 4, 3);
+    fn placeholders_run_on_across_the_lists() -> anyhow::Result<()> {
+        // Two entries of two postings each moving three balances (four moves).
+        let writes: Vec<EntryWrite> = [transfer(1, 2, 1, "a"), transfer(2, 3, 1, "b")]
+            .into_iter()
+            .map(|plan| EntryWrite { plan, known: Arc::default() })
+            .collect();
+        let entries: Vec<Entry> = writes.iter().map(|write| write.entry(7, write.plan.legs.clone())).collect();
+        let deltas: Vec<Vec<BalanceDelta>> =
+            writes.iter().map(|write| balanced_deltas(&write.plan.legs)).collect::<Result<_, _>>()?;
+        let balances = deltas.iter().flatten().map(|delta| (&delta.account, &delta.asset)).collect();
+        let mut params = Params::numbered();
+        let sql = statement(&mut params, &writes, &entries, &deltas, &balances, 7)?;
+        assert_eq!(params.len(), 93);
         assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9,"));
         assert!(sql.contains("VALUES ($17, $18, $19, $20, $21, $22, $23), ($24,"));
         assert!(sql.contains("VALUES ($45, $46, $47, $48, $49, $50, $51, $52, $53), ($54,"));
         assert!(sql.contains("VALUES ($81, $82, $83), ($84, $85, $86), ($87, $88, $89)\n"));
         assert!(sql.contains("updated_at = $90") && sql.contains("= $92 AND (SELECT COUNT(*) FROM entries) = $91"));
         assert!(sql.ends_with("= $93 THEN 1 ELSE 0 END"));
+        Ok(())
     }
 }

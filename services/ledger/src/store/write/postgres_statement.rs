@@ -1,31 +1,32 @@
-//! The one-statement form of an entry on PostgreSQL (BENCHMARKS.md Optimizations 16 and
-//! 22), the entry's `BatchedWrite::autocommit`: a plain entry alone in the queue of
-//! `combined` or whose combined statement did not apply, and an entry that settles or
-//! releases holds (a market purchase). There the transaction path costs `BEGIN`, the
-//! entry's INSERT, a read and an UPDATE per hold, the postings' INSERT, an UPDATE per
-//! balance and `COMMIT`: round trips on a server that shares the machine's cores. Such an
-//! entry (no hold to open; assets and accounts known) is written by ONE autocommitted
-//! statement instead, after one read of the holds it resolves (on the same connection,
-//! outside any transaction: a hold's amount gives the legs that empty it):
-//! data-modifying CTEs claim the key (`ON CONFLICT DO NOTHING`), insert the postings,
-//! resolve each hold by compare-and-set on `open`, lock the balance rows in the
-//! transaction path's order and move every balance with the same bounds as that path's
-//! conditional UPDATE, and the final SELECT divides by zero when a hold or a balance did
-//! not move (resolved meanwhile, refused, or its row missing), which aborts the statement
-//! so nothing of it remains. The transaction path then decides that entry on the same
+//! One entry in ONE autocommitted statement on PostgreSQL, the entry's
+//! `BatchedWrite::autocommit`: chosen for an entry going alone that opens no hold and
+//! touches only assets and accounts known to exist (a plain entry alone in the queue of
+//! [`super::postgres_combined`] or that its combined statement did not apply, and an
+//! entry that settles or releases holds, such as a market purchase). The transaction path
+//! costs `BEGIN`, the entry's INSERT, a read and an UPDATE per hold, the postings' INSERT,
+//! an UPDATE per balance and `COMMIT`: round trips on a server that shares the machine's
+//! cores. This form reads the holds the entry resolves (on the same connection, outside
+//! any transaction: a hold's amount gives the legs that empty it), then one statement of
+//! data-modifying CTEs claims the key (`ON CONFLICT DO NOTHING`), inserts the postings,
+//! resolves each hold by compare-and-set on `open`, locks the balance rows in the
+//! transaction path's order and moves every balance with the same bounds as that path's
+//! conditional UPDATE; its final SELECT divides by zero when a hold or a balance did not
+//! move (resolved meanwhile, refused, or its row missing), which aborts the statement so
+//! nothing of it remains. The transaction path then decides that entry on the same
 //! connection and names the refusal (also after a lost deadlock, and when the read
 //! already shows a hold missing, resolved or exceeded).
 
-use economy_kit::db::{Writer, value_tuples_after};
+use economy_kit::db::Writer;
+use economy_kit::db::params::{Params, list, tuple};
 use economy_kit::group_commit::Autocommitted;
-use sqlx::any::AnyArguments;
-use sqlx::{Any, Arguments, Executor};
+use sqlx::{Any, Executor};
 
-use super::read::holds_in;
-use super::write::{EntryWrite, PostingRow, Refusal, entry_arguments, posting_rows};
+use super::rows::{MOVE_COLUMNS, bind_entry, bind_moves, count, posting_rows};
+use super::{EntryWrite, Refusal};
 use crate::domain::LedgerError;
-use crate::domain::entry::{BalanceDelta, Leg, balanced_deltas};
+use crate::domain::entry::{BalanceDelta, Entry, EntryMeta, Leg, balanced_deltas};
 use crate::domain::hold::Resolved;
+use crate::store::read::holds_in;
 
 /// Writes `write` (no hold to open; assets and accounts known) in one statement on
 /// `writer` (see the module docs): `Ok(None)` when the transaction path must decide it,
@@ -54,21 +55,9 @@ async fn post_legs(
         return Ok(None);
     }
     let entry = write.entry(now, legs);
-    let mut arguments = entry_arguments(&entry.id, &write.plan.meta, now)?;
-    // The entry id comes from the `entry` CTE, so a taken key inserts no postings.
-    for row in posting_rows(&entry.id, &entry.legs) {
-        add_posting(&mut arguments, row)?;
-    }
-    add_moves(&mut arguments, &deltas)?;
-    add(&mut arguments, i64::try_from(deltas.len()).unwrap_or(i64::MAX))?;
-    for hold in resolved {
-        add(&mut arguments, hold.id.as_str())?;
-        add(&mut arguments, hold.resolution.status().as_str())?;
-        add(&mut arguments, hold.settled)?;
-    }
-    add(&mut arguments, i64::try_from(resolved.len()).unwrap_or(i64::MAX))?;
-    let sql = statement(entry.legs.len(), deltas.len(), resolved.len());
-    match writer.fetch_number(sqlx::query_with(&sql, arguments)).await? {
+    let mut params = Params::numbered();
+    let sql = statement(&mut params, &entry, &write.plan.meta, &deltas, resolved)?;
+    match writer.fetch_number(sqlx::query_with(&sql, params.into_arguments())).await? {
         1 => Ok(Some(Ok(entry))),
         _ => Ok(Some(Err(Refusal::KeyTaken))),
     }
@@ -90,105 +79,81 @@ async fn settled_legs<'e>(
     Ok(resolved.ok())
 }
 
-/// Appends one bind parameter.
-pub(super) fn add<'q, T>(arguments: &mut AnyArguments<'q>, value: T) -> Result<(), sqlx::Error>
-where
-    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
-{
-    arguments.add(value).map_err(sqlx::Error::Encode)
-}
-
-/// Appends a posting's columns after its entry id: seq, account, asset, bucket, amount,
-/// hold.
-pub(super) fn add_posting<'q>(arguments: &mut AnyArguments<'q>, row: PostingRow<'q>) -> Result<(), sqlx::Error> {
-    let (_, seq, account, asset, bucket, amount, hold) = row;
-    add(arguments, seq)?;
-    add(arguments, account)?;
-    add(arguments, asset)?;
-    add(arguments, bucket)?;
-    add(arguments, amount)?;
-    add(arguments, hold)
-}
-
-/// Appends one row per balance move, numbered in order: account, asset, available and
-/// frozen deltas, their bounds on the balance before the move, the number.
-pub(super) fn add_moves<'q>(
-    arguments: &mut AnyArguments<'q>,
-    deltas: impl IntoIterator<Item = &'q BalanceDelta>,
-) -> Result<(), sqlx::Error> {
-    for (order, delta) in (0_i64..).zip(deltas) {
-        let (available_low, available_high) = delta.available_range();
-        let (frozen_low, frozen_high) = delta.frozen_range();
-        add(arguments, delta.account.key())?;
-        add(arguments, delta.asset.as_str())?;
-        for value in [delta.available, delta.frozen, available_low, available_high, frozen_low, frozen_high, order] {
-            add(arguments, value)?;
-        }
+/// The statement for `entry` (of `meta`) moving the balances by `deltas` and resolving the
+/// holds `resolved`, its values bound to `params`: the entry, then its postings (seq,
+/// account, asset, bucket, amount, hold; the entry id comes from the `entry` CTE, so a
+/// taken key inserts no postings), then the balance moves (account, asset, available and
+/// frozen deltas, their bounds, their order in the transaction path), then how many
+/// balances must move, then the holds to resolve (id, final status, settled amount) and
+/// their count. Exact-size `VALUES` lists, so the planner knows the row counts (index
+/// lookups, no scan of `balances`). Returns 1 (written) or 0 (key taken). `resolved`
+/// claims the holds first and `locked` then takes the balance rows' locks in the
+/// transaction path's order before the UPDATE moves any (an uncorrelated subquery runs
+/// once, before the first row): key, holds, balances, as on the transaction path.
+/// (Several holds of one entry are locked in the planner's order, and two writes racing
+/// with one idempotency key can deadlock on the key's index entry against a balance lock;
+/// PostgreSQL then aborts one, which this form leaves to the transaction path.)
+fn statement<'q>(
+    params: &mut Params<'q>,
+    entry: &'q Entry,
+    meta: &'q EntryMeta,
+    deltas: &'q [BalanceDelta],
+    resolved: &'q [Resolved],
+) -> Result<String, sqlx::Error> {
+    let entry_columns = bind_entry(params, &entry.id, meta, entry.created_at)?;
+    let now = entry_columns[7];
+    let entry_row = list(&entry_columns);
+    let mut posting_values = Vec::with_capacity(entry.legs.len());
+    for row in posting_rows(&entry.id, &entry.legs) {
+        posting_values.push(tuple(&row.bind_after_entry(params)?));
     }
-    Ok(())
-}
-
-const POSTING_COLUMNS: usize = 6;
-/// Columns of a balance move row ([`add_moves`]).
-pub(super) const MOVE_COLUMNS: usize = 9;
-const HOLD_COLUMNS: usize = 3;
-
-/// `$1..$8` the entry, then `postings` rows of (seq, account, asset, bucket, amount,
-/// hold), then `moves` balance moves (account, asset, available and frozen deltas, their
-/// bounds, their order in the transaction path), then how many balances must move, then
-/// `holds` holds to resolve (id, final status, settled amount) and their count.
-/// Exact-size `VALUES` lists, so the planner knows the row counts (index lookups, no scan
-/// of `balances`). Returns 1 (written) or 0 (key taken). `resolved` claims the
-/// holds first and `locked` then takes the balance rows' locks in the transaction path's
-/// order before the UPDATE moves any (an uncorrelated subquery runs once, before the first
-/// row): key, holds, balances, as on the transaction path. (Several holds of one entry
-/// are locked in the planner's order, and two writes racing with one idempotency key can
-/// deadlock on the key's index entry against a balance lock; PostgreSQL then aborts one,
-/// which this form leaves to the transaction path.)
-fn statement(postings: usize, moves: usize, holds: usize) -> String {
-    let posting_rows = value_tuples_after(8, postings, POSTING_COLUMNS);
-    let moves_taken = 8 + postings * POSTING_COLUMNS;
-    let move_rows = value_tuples_after(moves_taken, moves, MOVE_COLUMNS);
-    let count = moves_taken + moves * MOVE_COLUMNS + 1;
-    let (resolved, holds_resolved) = if holds == 0 {
+    let posting_rows = posting_values.join(", ");
+    let move_rows = bind_moves(params, deltas)?;
+    let moves = params.push(count(deltas.len()))?;
+    let (resolved_holds, holds_resolved) = if resolved.is_empty() {
         (String::new(), String::new())
     } else {
-        let hold_rows = value_tuples_after(count, holds, HOLD_COLUMNS);
-        let hold_count = count + holds * HOLD_COLUMNS + 1;
-        let resolved = format!(
+        let mut hold_rows = Vec::with_capacity(resolved.len());
+        for hold in resolved {
+            let status = hold.resolution.status().as_str();
+            hold_rows.push(tuple(&[params.push(hold.id.as_str())?, params.push(status)?, params.push(hold.settled)?]));
+        }
+        let hold_rows = hold_rows.join(", ");
+        let holds = params.push(count(resolved.len()))?;
+        let resolved_holds = format!(
             "
 ), resolved AS (
-    UPDATE holds AS h SET status = r.status, settled_amount = r.settled, resolved_at = $8, resolution_entry_id = entry.id
+    UPDATE holds AS h SET status = r.status, settled_amount = r.settled, resolved_at = {now}, resolution_entry_id = entry.id
     FROM entry, (VALUES {hold_rows}) AS r (id, status, settled)
     WHERE h.id = r.id AND h.status = 'open'
     RETURNING 1"
         );
-        (resolved, format!("\n    WHERE (SELECT COUNT(*) FROM resolved) = ${hold_count}"))
+        (resolved_holds, format!("\n    WHERE (SELECT COUNT(*) FROM resolved) = {holds}"))
     };
-    format!(
+    Ok(format!(
         "WITH entry AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
-), moves (account, asset, available, frozen, available_low, available_high, frozen_low, frozen_high, n) AS (
+    VALUES ({entry_row}) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), moves ({MOVE_COLUMNS}) AS (
     VALUES {move_rows}
 ), posted AS (
     INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id)
     SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
-    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold){resolved}
+    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold){resolved_holds}
 ), locked AS (
     SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset{holds_resolved}
     ORDER BY moves.n FOR UPDATE OF b
 ), moved AS (
-    UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, updated_at = $8
+    UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, updated_at = {now}
     FROM entry, moves AS m
-    WHERE (SELECT COUNT(*) FROM locked) = ${count} AND b.account = m.account AND b.asset_code = m.asset
+    WHERE (SELECT COUNT(*) FROM locked) = {moves} AND b.account = m.account AND b.asset_code = m.asset
         AND b.available BETWEEN m.available_low AND m.available_high
         AND b.frozen BETWEEN m.frozen_low AND m.frozen_high
     RETURNING 1
 )
 SELECT (SELECT COUNT(*) FROM entry)
-    / CASE WHEN (SELECT COUNT(*) FROM entry) = 0 OR (SELECT COUNT(*) FROM moved) = ${count} THEN 1 ELSE 0 END"
-    )
+    / CASE WHEN (SELECT COUNT(*) FROM entry) = 0 OR (SELECT COUNT(*) FROM moved) = {moves} THEN 1 ELSE 0 END"
+    ))
 }
 
 #[cfg(test)]
@@ -202,7 +167,7 @@ mod tests {
 
     use super::*;
     use crate::domain::commands::{CreateHold, ReleaseHold, SettleHold, WritePlan};
-    use crate::domain::hold::HoldStatus;
+    use crate::domain::hold::{HoldStatus, Resolution};
     use crate::domain::ids::{Amount, HoldId, UserId};
     use crate::store::LedgerStore;
     use crate::store::fixtures::{key, points, postgres_store, user};
@@ -310,13 +275,28 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_run_on_across_the_lists() {
-        let sql = statement(2, 2, 0);
+    fn placeholders_run_on_across_the_lists() -> anyhow::Result<()> {
+        let plan = WritePlan {
+            meta: freezing(&HoldId::generate(), 1, "move").meta,
+            legs: vec![Leg::available(user(1), points(), -1), Leg::available(user(2), points(), 1)],
+            new_hold: None,
+            resolutions: Vec::new(),
+        };
+        let entry = Entry::new("entry".into(), &plan.meta, 7, plan.legs.clone());
+        let deltas = balanced_deltas(&entry.legs)?;
+        let mut params = Params::numbered();
+        let sql = statement(&mut params, &entry, &plan.meta, &deltas, &[])?;
+        assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT"));
         assert!(sql.contains("VALUES ($9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20)"));
         assert!(sql.contains("VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29), ($30,"));
         assert!(sql.contains("= $39 AND") && sql.ends_with("= $39 THEN 1 ELSE 0 END"));
-        assert!(!sql.contains("holds"));
-        let sql = statement(2, 2, 1);
+        assert!(sql.contains("updated_at = $8") && !sql.contains("holds"));
+        assert_eq!(params.len(), 39);
+        let resolved = [Resolved { id: HoldId::generate(), resolution: Resolution::Release, settled: 0 }];
+        let mut params = Params::numbered();
+        let sql = statement(&mut params, &entry, &plan.meta, &deltas, &resolved)?;
         assert!(sql.contains("(VALUES ($40, $41, $42)) AS r") && sql.contains("FROM resolved) = $43"));
+        assert!(sql.contains("resolved_at = $8,") && params.len() == 43);
+        Ok(())
     }
 }

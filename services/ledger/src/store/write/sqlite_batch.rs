@@ -1,26 +1,25 @@
-//! The bulk form of a group-committed batch of entries (SQLite, BENCHMARKS.md
-//! Optimization 11). The batch runs inside `BEGIN IMMEDIATE` on the one writer
-//! connection, so nothing else writes until it commits: the balances it touches are read
-//! once, every entry is checked against them in batch order in memory (the same bounds
-//! as the conditional UPDATE of the write-by-write path), and the accepted entries,
-//! their postings and the balances they moved are written with one statement each.
-//! Each SQLite call is a hand-off to the connection's worker thread, so the reads are one
-//! statement and the writes one call: with `BEGIN` and `COMMIT`, four calls per batch
-//! instead of four per entry (Optimizations 11 and 14). Each statement
-//! takes its rows as one JSON array (`json_each`), so it is prepared once whatever the
-//! batch's size. A refused entry is never written, so nothing needs undoing.
+//! A group-committed batch of entries on SQLite, decided in memory and written by a few
+//! statements: chosen for every batch of the group commit there. The batch runs inside
+//! `BEGIN IMMEDIATE` on the one writer connection, so nothing else writes until it
+//! commits: the balances it touches are read once, every entry is checked against them in
+//! batch order in memory (the same bounds as the transaction path's conditional UPDATE),
+//! and the accepted entries, their postings and the balances they moved are written with
+//! one statement each. Each SQLite call is a hand-off to the connection's worker thread,
+//! so the reads are one statement and the writes one call: with `BEGIN` and `COMMIT`, four
+//! calls per batch instead of four per entry. Each statement takes its rows as one JSON
+//! array (`json_each`), so it is prepared once whatever the batch's size. A refused entry
+//! is never written, so nothing needs undoing.
 //!
-//! Entries that resolve holds (settle, release, expire) join the bulk form too
-//! (Optimization 20): the read also returns the holds and the balances they free, each
-//! resolution is decided in batch order against the holds as the earlier entries left
-//! them (the compare-and-set on `open` of the write-by-write path), and one more
-//! statement of the write call resolves the accepted entries' holds.
+//! Entries that resolve holds (settle, release, expire) are decided here too: the read
+//! also returns the holds and the balances they free, each resolution is decided in batch
+//! order against the holds as the earlier entries left them (the transaction path's
+//! compare-and-set on `open`), and one more statement of the write call resolves the
+//! accepted entries' holds.
 //!
 //! A batch of such entries only (the usual one) opens and commits its own transaction:
-//! `BEGIN IMMEDIATE` goes with the read and `COMMIT` with the writes, two calls per batch
-//! (Optimization 18). Entries that open holds, or touch an asset or account not yet known
-//! to exist, take the write-by-write path, each in a savepoint, in their place in the
-//! batch.
+//! `BEGIN IMMEDIATE` goes with the read and `COMMIT` with the writes, two calls per batch.
+//! Entries that open holds, or touch an asset or account not yet known to exist, take the
+//! [`super::transaction`] path, each in a savepoint, in their place in the batch.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,11 +28,12 @@ use economy_kit::group_commit::{BulkResults, write_in_savepoint};
 use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
-use super::read::{corrupt, hold_from_row};
-use super::write::{EntryWrite, Refusal, posting_rows};
+use super::rows::posting_rows;
+use super::{EntryWrite, Refusal};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balanced_deltas};
 use crate::domain::hold::{Hold, Resolved};
+use crate::store::read::{HoldRow, corrupt, hold_from_row};
 
 /// A balance row: `(account key, asset code)`.
 type BalanceKey = (String, String);
@@ -43,7 +43,7 @@ type BalanceKey = (String, String);
 /// write-by-write path (or on PostgreSQL); `Err` when a statement failed (the transaction
 /// is rolled back, or, if even that failed, left for the writer's next user to roll back).
 pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) -> BulkResults<EntryWrite> {
-    if !batch.iter().all(EntryWrite::is_bulk) {
+    if !batch.iter().all(EntryWrite::has_fast_form) {
         return Ok(None);
     }
     let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
@@ -87,14 +87,14 @@ pub(super) async fn write_entries(
 ) -> Result<Option<Vec<Result<Entry, Refusal>>>, sqlx::Error> {
     let now = now_millis();
     // Decided once: `known` grows while the batch runs (earlier callers learning).
-    let bulk: Vec<bool> = batch.iter().map(EntryWrite::is_bulk).collect();
-    if !bulk.contains(&true) {
+    let fast: Vec<bool> = batch.iter().map(EntryWrite::has_fast_form).collect();
+    if !fast.contains(&true) {
         return Ok(None);
     }
     let mut results = Vec::with_capacity(batch.len());
     let mut start = 0;
     while start < batch.len() {
-        let end = (start..batch.len()).find(|index| !bulk[*index]).unwrap_or(batch.len());
+        let end = (start..batch.len()).find(|index| !fast[*index]).unwrap_or(batch.len());
         if end > start {
             results.extend(write_bulk(&batch[start..end], conn, now, Framing::Inside).await?);
             start = end;
@@ -144,9 +144,23 @@ const TAKEN_KEY: i64 = 0;
 const BALANCE: i64 = 1;
 const HOLD: i64 = 2;
 
-/// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero; the
-/// last is a balance's frozen amount or a hold's expiry, `NULL` for none).
-type StateRow = (i64, String, String, String, String, i64, Option<i64>);
+/// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero).
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    tag: i64,
+    /// The taken key, the balance's account or the hold's id.
+    id: String,
+    /// The balance's asset or the hold's account.
+    account_or_asset: String,
+    /// The hold's asset.
+    asset: String,
+    /// The hold's status.
+    status: String,
+    /// The balance's available amount or the hold's amount.
+    amount: i64,
+    /// The balance's frozen amount or the hold's expiry (ms; `NULL` for none).
+    frozen_or_expiry: Option<i64>,
+}
 
 /// In one statement: the idempotency keys of `writes` that an entry already holds, the
 /// holds they resolve, and the current rows of every balance their legs or those holds
@@ -164,7 +178,8 @@ async fn read_state(
         .flat_map(|write| write.plan.legs.iter().map(|leg| (leg.account.key(), leg.asset.to_string())))
         .collect();
     let found: Vec<StateRow> = sqlx::query_as(&format!(
-        "{}SELECT {TAKEN_KEY}, idempotency_key, '', '', '', 0, 0 FROM journal_entries \
+        "{}SELECT {TAKEN_KEY} AS tag, idempotency_key AS id, '' AS account_or_asset, '' AS asset, '' AS status, \
+         0 AS amount, 0 AS frozen_or_expiry FROM journal_entries \
          WHERE idempotency_key IN (SELECT value FROM json_each($1)) \
          UNION ALL SELECT {BALANCE}, b.account, b.asset_code, '', '', b.available, b.frozen FROM \
          (SELECT value ->> 0 AS account, value ->> 1 AS asset_code FROM json_each($2) \
@@ -181,14 +196,24 @@ async fn read_state(
     .await?;
     let mut taken = HashSet::new();
     let mut books = Books::default();
-    for (tag, first, second, third, fourth, amount, last) in found {
-        match tag {
-            TAKEN_KEY => _ = taken.insert(first),
+    for row in found {
+        match row.tag {
+            TAKEN_KEY => _ = taken.insert(row.id),
             BALANCE => {
-                let frozen = last.unwrap_or_default();
-                books.balances.rows.insert((first, second), Buckets { available: amount, frozen });
+                let frozen = row.frozen_or_expiry.unwrap_or_default();
+                books.balances.rows.insert((row.id, row.account_or_asset), Buckets { available: row.amount, frozen });
             }
-            _ => _ = books.holds.insert(first.clone(), read_hold(&first, &second, &third, &fourth, amount, last)),
+            _ => {
+                let hold = read_hold(
+                    &row.id,
+                    &row.account_or_asset,
+                    &row.asset,
+                    &row.status,
+                    row.amount,
+                    row.frozen_or_expiry,
+                );
+                books.holds.insert(row.id, hold);
+            }
         }
     }
     Ok((taken, books))
@@ -206,12 +231,23 @@ struct Books {
 /// A hold row as the batch sees it: `None` when corrupt (its entries are refused).
 type HoldState = Option<Hold>;
 
-/// The hold of a batch read's row, parsed as every hold row is (`read::hold_from_row`,
-/// `HOLD_COLUMNS` order); the columns that read leaves out (settled amount, reference,
-/// creation and resolution instants) are zero or empty, as deciding the batch needs none
-/// of them (it needs the expiry: an expired hold is not paid out).
+/// The hold of a batch read's row, parsed as every hold row is (`read::hold_from_row`);
+/// the columns that read leaves out (settled amount, reference, creation and resolution
+/// instants) are zero or empty, as deciding the batch needs none of them (it needs the
+/// expiry: an expired hold is not paid out).
 fn read_hold(id: &str, account: &str, asset: &str, status: &str, amount: i64, expires_at: Option<i64>) -> HoldState {
-    let row = (id.into(), account.into(), asset.into(), amount, 0, status.into(), String::new(), expires_at, 0, None);
+    let row = HoldRow {
+        id: id.into(),
+        account: account.into(),
+        asset_code: asset.into(),
+        amount,
+        settled_amount: 0,
+        status: status.into(),
+        reference: String::new(),
+        expires_at,
+        created_at: 0,
+        resolved_at: None,
+    };
     hold_from_row(row).ok()
 }
 

@@ -1,15 +1,28 @@
 //! Trades: the compare-and-set that lets exactly one buyer win a listing, and the saga
-//! steps, each moving the trade (and, at its end, the listing) in one transaction: a
-//! batch's on SQLite (`bulk`), one autocommitted statement on PostgreSQL when it decides
-//! (BENCHMARKS.md Optimization 23).
+//! steps, each moving the trade (and, at its end, the listing) all or nothing
+//! (docs/market.md, "Purchases"). A trade start or step is written by one of three paths,
+//! chosen by backend:
+//!
+//! - [`sqlite_batch`] (SQLite): the writes queued together share one transaction and one
+//!   commit (group commit) and are decided in memory against one read of their trades,
+//!   listings and business events.
+//! - [`postgres_statement`] (PostgreSQL): the write's statements as one autocommitted
+//!   statement, tried first for every write there.
+//! - [`transaction`]: the write's statements in a transaction; on PostgreSQL when the
+//!   one-statement form leaves a step undecided (it names the failure), on SQLite for a
+//!   batch the batch form could not write (a constraint refused a write), each write in a
+//!   savepoint.
 
-use economy_kit::db::{Writer, is_unique_violation};
+mod postgres_statement;
+mod sqlite_batch;
+mod transaction;
+
+use economy_kit::db::Writer;
 use economy_kit::group_commit::{Autocommitted, BatchedWrite, BulkResults, WriteFuture};
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::AnyConnection;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
-use super::listings::move_listing;
 use super::{MarketStore, instant, present};
 use crate::domain::{ListingStatus, MarketError, Trade, TradeStatus};
 
@@ -154,7 +167,7 @@ impl From<sqlx::Error> for Refusal {
     }
 }
 
-/// [`MarketStore::begin_trade`]'s transaction.
+/// [`MarketStore::begin_trade`]'s write.
 #[derive(Debug)]
 pub(super) struct TradeStart(pub(super) Trade);
 
@@ -163,73 +176,19 @@ impl BatchedWrite for TradeStart {
     type Refusal = Refusal;
 
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Begin, Refusal>> {
-        Box::pin(async move {
-            let trade = &self.0;
-            let won = sqlx::query(
-                "UPDATE listings SET status = 'selling', updated_at = $1 WHERE listing_id = $2 AND status = 'on_sale' \
-                 AND (expires_at = 0 OR expires_at > $1)",
-            )
-            .bind(trade.created_at)
-            .bind(&trade.listing_id)
-            .execute(&mut *conn)
-            .await?;
-            if won.rows_affected() != 1 {
-                return Ok(Begin::NotOnSale);
-            }
-            let insert = format!("INSERT INTO trades ({NEW_TRADE_COLUMNS}) VALUES ({NEW_TRADE_VALUES})");
-            bind_start(sqlx::query(&insert), trade)
-                .execute(conn)
-                .await
-                .map_err(|error| if is_unique_violation(&error) { Refusal::Duplicate } else { error.into() })?;
-            Ok(Begin::Started)
-        })
+        Box::pin(transaction::start(conn, &self.0))
     }
 
     fn commit_batch<'c>(batch: &'c [Self], writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>> {
-        Box::pin(super::bulk::start_trades(batch, writer))
+        Box::pin(sqlite_batch::start_trades(batch, writer))
     }
 
-    /// Both statements of [`TradeStart::write`] in one: the trade is inserted from the
-    /// won listing's row, so a listing not on sale inserts nothing, and a duplicate
-    /// business event aborts the listing's move with the insert.
     fn autocommit<'c>(&'c self, writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>> {
-        Box::pin(async move {
-            let sql = format!(
-                "WITH won AS (UPDATE listings SET status = 'selling', updated_at = $10 WHERE listing_id = $3 \
-                 AND status = 'on_sale' AND (expires_at = 0 OR expires_at > $10) RETURNING listing_id), \
-                 started AS (INSERT INTO trades ({NEW_TRADE_COLUMNS}) SELECT {NEW_TRADE_VALUES} FROM won RETURNING 1) \
-                 SELECT COUNT(*) FROM started"
-            );
-            match writer.fetch_number(bind_start(sqlx::query(&sql), &self.0)).await {
-                Ok(1) => Ok(Some(Ok(Begin::Started))),
-                Ok(_) => Ok(Some(Ok(Begin::NotOnSale))),
-                Err(error) if is_unique_violation(&error) => Ok(Some(Err(Refusal::Duplicate))),
-                Err(error) => Err(error),
-            }
-        })
+        Box::pin(postgres_statement::start(writer, &self.0))
     }
 }
 
-/// A new trade's row in [`NEW_TRADE_COLUMNS`] order, over [`bind_start`]'s parameters.
-const NEW_TRADE_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', '', '', '', $10, $10, 0";
-
-/// Binds `$1..$10` of a trade's start: id, business event, listing, buyer, seller, price
-/// asset, price, fee, seller net, created at.
-fn bind_start<'q>(query: Query<'q, Any, AnyArguments<'q>>, trade: &'q Trade) -> Query<'q, Any, AnyArguments<'q>> {
-    query
-        .bind(&trade.id)
-        .bind(&trade.business_event_id)
-        .bind(&trade.listing_id)
-        .bind(trade.buyer_user_id)
-        .bind(trade.seller_user_id)
-        .bind(&trade.price_asset)
-        .bind(trade.price)
-        .bind(trade.fee)
-        .bind(trade.seller_net)
-        .bind(trade.created_at)
-}
-
-/// [`MarketStore::step`]'s transaction, owning its [`Step`].
+/// [`MarketStore::step`]'s write, owning its [`Step`].
 #[derive(Debug)]
 pub(super) struct StepWrite {
     pub(super) trade_id: String,
@@ -262,116 +221,14 @@ impl BatchedWrite for StepWrite {
     type Refusal = MarketError;
 
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<bool, MarketError>> {
-        Box::pin(async move {
-            let moved = bind_move(sqlx::query(MOVE_TRADE), self).execute(&mut *conn).await?;
-            if moved.rows_affected() != 1 {
-                return Ok(false);
-            }
-            if let Some((listing_id, from, to)) = &self.listing
-                && !move_listing(conn, listing_id, *from, *to, self.now).await?
-            {
-                return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str())));
-            }
-            Ok(true)
-        })
+        Box::pin(transaction::step(conn, self))
     }
 
     fn commit_batch<'c>(batch: &'c [Self], writer: &'c mut Writer) -> WriteFuture<'c, BulkResults<Self>> {
-        Box::pin(super::bulk::apply_steps(batch, writer))
+        Box::pin(sqlite_batch::apply_steps(batch, writer))
     }
 
-    /// Both statements of [`StepWrite::write`] in one: the listing moves from the moved
-    /// trade's row, and a listing that cannot move divides by zero, which aborts the
-    /// trade's move too and leaves the step to the transaction path (which names it;
-    /// `economy_kit::db::is_undecided`).
     fn autocommit<'c>(&'c self, writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>> {
-        Box::pin(async move {
-            let sql = match &self.listing {
-                None => format!("WITH moved AS ({MOVE_TRADE} RETURNING 1) SELECT COUNT(*) FROM moved"),
-                Some(_) => format!(
-                    "WITH moved AS ({MOVE_TRADE} RETURNING 1), listing AS (UPDATE listings \
-                     SET status = $9, updated_at = $2, closed_at = $10 FROM moved WHERE listing_id = $11 AND status = $12 \
-                     RETURNING 1) SELECT (SELECT COUNT(*) FROM moved) \
-                     / CASE WHEN (SELECT COUNT(*) FROM listing) = (SELECT COUNT(*) FROM moved) THEN 1 ELSE 0 END"
-                ),
-            };
-            let mut query = bind_move(sqlx::query(&sql), self);
-            if let Some((listing_id, from, to)) = &self.listing {
-                let closed_at = if to.closes() { self.now } else { 0 };
-                query = query.bind(to.as_str()).bind(closed_at).bind(listing_id).bind(from.as_str());
-            }
-            Ok(Some(Ok(writer.fetch_number(query).await? == 1)))
-        })
-    }
-}
-
-/// A saga step's compare-and-set on the trade, over [`bind_move`]'s parameters; a step's
-/// ledger transaction is appended to the trade's list.
-const MOVE_TRADE: &str = "UPDATE trades SET status = $1, updated_at = $2, finished_at = $3, \
-     payment_hold_id = CASE WHEN $4 = '' THEN payment_hold_id ELSE $4 END, \
-     ledger_transaction_ids = CASE WHEN $5 = '' THEN ledger_transaction_ids \
-       WHEN ledger_transaction_ids = '' THEN $5 ELSE ledger_transaction_ids || ',' || $5 END, \
-     failure_reason = CASE WHEN $6 = '' THEN failure_reason ELSE $6 END \
-     WHERE trade_id = $7 AND status = $8";
-
-/// Binds `$1..$8` of a step: new status, now, finish instant (0 unless final), payment
-/// hold, ledger transaction, failure reason, trade, expected status.
-fn bind_move<'q>(query: Query<'q, Any, AnyArguments<'q>>, step: &'q StepWrite) -> Query<'q, Any, AnyArguments<'q>> {
-    query
-        .bind(step.to.as_str())
-        .bind(step.now)
-        .bind(if step.to.is_final() { step.now } else { 0 })
-        .bind(&step.payment_hold_id)
-        .bind(&step.transaction_id)
-        .bind(&step.failure_reason)
-        .bind(&step.trade_id)
-        .bind(step.from.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use economy_kit::db::{Backend, DbOptions, is_undecided};
-    use economy_kit::testing::TestDatabase;
-
-    use super::*;
-    use crate::store::fixtures::{complete, listing, trade};
-
-    /// On PostgreSQL the one-statement forms decide what the transaction path decides,
-    /// except a listing that cannot move with its trade: they leave that to the path
-    /// (group commit takes it on an undecided error).
-    #[tokio::test]
-    async fn the_one_statement_forms_decide_starts_and_steps() -> anyhow::Result<()> {
-        let database = TestDatabase::new().await?;
-        let store = MarketStore::open(&database.url, &DbOptions::default()).await?;
-        if store.db().backend() == Backend::Sqlite {
-            return Ok(());
-        }
-        let (first, second) = (listing(&store, None).await, listing(&store, None).await);
-        let won = trade(&first, "a");
-        let mut writer = store.db().writer().await?;
-        let started = TradeStart(won.clone()).autocommit(&mut writer).await?;
-        assert!(matches!(started, Some(Ok(Begin::Started))), "{started:?}");
-        let lost = TradeStart(trade(&first, "b")).autocommit(&mut writer).await?;
-        assert!(matches!(lost, Some(Ok(Begin::NotOnSale))), "{lost:?}");
-        let duplicate = TradeStart(trade(&second, "a")).autocommit(&mut writer).await?;
-        assert!(matches!(duplicate, Some(Err(Refusal::Duplicate))), "{duplicate:?}");
-        let second = store.listing(&second).await?.map(|listing| listing.status);
-        assert_eq!(second, Some(ListingStatus::OnSale), "the duplicate's listing is not won");
-
-        let stuck = StepWrite::from(&complete(&won, ListingStatus::OnSale));
-        let stuck = stuck.autocommit(&mut writer).await;
-        assert!(stuck.as_ref().is_err_and(is_undecided), "the listing is selling, not on sale: {stuck:?}");
-        assert_eq!(store.trade(&won.id).await?.map(|trade| trade.status), Some(TradeStatus::Pending));
-        let step = StepWrite::from(&complete(&won, ListingStatus::Selling));
-        assert!(matches!(step.autocommit(&mut writer).await?, Some(Ok(true))));
-        assert!(matches!(step.autocommit(&mut writer).await?, Some(Ok(false))), "a step moves once");
-        let sold = store.trade(&won.id).await?.ok_or_else(|| anyhow::anyhow!("trade"))?;
-        assert_eq!(
-            (sold.status, sold.ledger_transaction_ids, sold.finished_at),
-            (TradeStatus::Completed, vec!["tx".to_owned()], Some(20))
-        );
-        let listing = store.listing(&won.listing_id).await?.ok_or_else(|| anyhow::anyhow!("listing"))?;
-        assert_eq!((listing.status, listing.closed_at), (ListingStatus::Sold, Some(20)));
-        Ok(())
+        Box::pin(postgres_statement::step(writer, self))
     }
 }

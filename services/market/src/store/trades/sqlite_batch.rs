@@ -1,11 +1,12 @@
-//! The bulk form of a group-committed batch of trade writes (SQLite, BENCHMARKS.md
-//! Optimization 21), after the ledger's (Optimizations 11 and 18). The batch runs inside
-//! `BEGIN IMMEDIATE` on the one writer connection, so nothing else writes until it
-//! commits: one call begins the transaction and reads every trade, listing and business
-//! event the batch names; each write is decided in memory in batch order against them as
-//! the earlier writes left them (the same compare-and-sets as the write-by-write path, in
-//! the same order); one call writes the final rows and commits. Each statement takes its
-//! rows as one JSON array (`json_each`), so it is prepared once whatever the batch's size.
+//! A group-committed batch of trade starts or saga steps on SQLite, decided in memory:
+//! chosen for every batch of the group commit there (the ledger's entries are batched
+//! alike). The batch runs inside `BEGIN IMMEDIATE` on the one writer connection, so
+//! nothing else writes until it commits: one call begins the transaction and reads every
+//! trade, listing and business event the batch names; each write is decided in memory in
+//! batch order against them as the earlier writes left them (the same compare-and-sets as
+//! [`super::transaction`], in the same order); one call writes the final rows and
+//! commits. Each statement takes its rows as one JSON array (`json_each`), so it is
+//! prepared once whatever the batch's size.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,9 +14,8 @@ use economy_kit::db::{Writer, json_rows};
 use economy_kit::group_commit::BulkResults;
 use sqlx::AnyConnection;
 
-use super::trades::{NEW_TRADE_COLUMNS, Refusal, StepWrite, TradeStart};
+use super::{Begin, NEW_TRADE_COLUMNS, Refusal, StepWrite, TradeStart};
 use crate::domain::{ListingStatus, MarketError, Trade};
-use crate::store::Begin;
 
 /// Wins listings and records trades for `batch` (see [`super::MarketStore::begin_trade`]):
 /// per start, `Started`, `NotOnSale` (the listing is not on sale, or expired, or an earlier
@@ -125,7 +125,7 @@ impl State {
         if let Some((listing_id, from, to)) = &step.listing {
             let listing = self.listings.get_mut(listing_id).filter(|listing| listing.status == from.as_str());
             let Some(listing) = listing else {
-                return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str())));
+                return Err(MarketError::Storage(format!("listing {listing_id} was not {}", from.as_str()).into()));
             };
             listing.status = to.as_str().to_owned();
             listing.updated_at = step.now;
@@ -158,7 +158,21 @@ const TRADE: i64 = 1;
 const LISTING: i64 = 2;
 
 /// A row of `read_state`: its tag, then the tag's columns (the rest empty or zero).
-type StateRow = (i64, String, String, String, String, String, i64, i64);
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    tag: i64,
+    /// The business event, trade or listing.
+    id: String,
+    /// The trade's or listing's status.
+    status: String,
+    payment_hold_id: String,
+    ledger_transaction_ids: String,
+    failure_reason: String,
+    /// The listing's expiry (ms; 0: none).
+    expires_at: i64,
+    /// The listing's closing instant (ms; 0: open).
+    closed_at: i64,
+}
 
 /// Begins the transaction and reads, in one statement, which of `events` have a trade,
 /// the `trades` and the `listings`.
@@ -170,7 +184,8 @@ async fn read_state(
 ) -> Result<State, sqlx::Error> {
     let rows: Vec<StateRow> = sqlx::query_as(&format!(
         "BEGIN IMMEDIATE; \
-         SELECT {EVENT}, business_event_id, '', '', '', '', 0, 0 FROM trades \
+         SELECT {EVENT} AS tag, business_event_id AS id, '' AS status, '' AS payment_hold_id, \
+         '' AS ledger_transaction_ids, '' AS failure_reason, 0 AS expires_at, 0 AS closed_at FROM trades \
          WHERE business_event_id IN (SELECT value FROM json_each($1)) \
          UNION ALL SELECT {TRADE}, trade_id, status, payment_hold_id, ledger_transaction_ids, failure_reason, \
          0, 0 FROM trades WHERE trade_id IN (SELECT value FROM json_each($2)) \
@@ -183,7 +198,17 @@ async fn read_state(
     .fetch_all(conn)
     .await?;
     let mut state = State::default();
-    for (tag, id, status, payment_hold_id, ledger_transaction_ids, failure_reason, first, second) in rows {
+    for row in rows {
+        let StateRow {
+            tag,
+            id,
+            status,
+            payment_hold_id,
+            ledger_transaction_ids,
+            failure_reason,
+            expires_at,
+            closed_at,
+        } = row;
         match tag {
             EVENT => _ = state.events.insert(id),
             TRADE => {
@@ -198,7 +223,7 @@ async fn read_state(
                 state.trades.insert(id, trade);
             }
             _ => {
-                let listing = ListingRow { status, expires_at: first, updated_at: 0, closed_at: second };
+                let listing = ListingRow { status, expires_at, updated_at: 0, closed_at };
                 state.listings.insert(id, listing);
             }
         }
