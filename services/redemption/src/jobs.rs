@@ -1,4 +1,4 @@
-//! Background work (DESIGN.md §3 Redemption, §5), each safe on several replicas at once:
+//! Background work (docs/redemption.md, "Outbox and jobs"), each safe on several replicas at once:
 //! the outbox dispatcher (rows claimed by a leased conditional UPDATE), the expiry job
 //! (`pending -> expired` is a compare-and-set) and the stale-locking job.
 
@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use economy_kit::jobs::every;
 use economy_kit::outbox::Lease;
+use economy_kit::reasons;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::clients::CallError;
 use crate::domain::{RedemptionError, items_key, lock_holder};
-use crate::items::ItemsError;
 use crate::service::Redemption;
 use crate::store::{OutboxAction, OutboxRow};
 
@@ -64,7 +65,7 @@ pub async fn dispatch(service: &Redemption, order_id: &str) -> Result<usize, Red
 }
 
 /// The Items call a row owes.
-async fn call_items(service: &Redemption, row: &OutboxRow) -> Result<(), ItemsError> {
+async fn call_items(service: &Redemption, row: &OutboxRow) -> Result<(), CallError> {
     let (holder, key) = (lock_holder(&row.order_id), items_key(&row.order_id, row.action.as_str()));
     match row.action {
         OutboxAction::Consume => service.items.consume(&row.item_instance_id, &holder, &key).await,
@@ -79,24 +80,24 @@ async fn record(
     service: &Redemption,
     row: &OutboxRow,
     lease: &Lease,
-    result: Result<(), ItemsError>,
+    result: Result<(), CallError>,
 ) -> Result<bool, RedemptionError> {
     let now = service.clock.now_millis();
     match result {
         Ok(()) => Ok(service.store.finish_outbox(lease, true, "", now).await?),
         // Not locked by this order (the lock never happened): nothing to undo.
-        Err(ItemsError::Refused { reason, .. }) if row.action == OutboxAction::Unlock => {
+        Err(CallError::Refused { reason, .. }) if row.action == OutboxAction::Unlock => {
             Ok(service.store.finish_outbox(lease, true, &reason, now).await?)
         }
-        Err(ItemsError::Refused { reason, message, .. }) => {
+        Err(CallError::Refused { reason, message, .. }) => {
             tracing::error!(order_id = %row.order_id, %reason, %message, "items refused to consume a fulfilled order's item");
             metrics::counter!("redemption_outbox_dead_total").increment(1);
             service.store.finish_outbox(lease, false, &reason, now).await?;
             Ok(false)
         }
-        Err(ItemsError::Unavailable) => {
+        Err(CallError::Unavailable(_)) => {
             let backoff = 1_000_i64.saturating_mul(1 << row.attempts.clamp(0, 16)).min(MAX_BACKOFF_MS);
-            service.store.retry_outbox(lease, now.saturating_add(backoff), "ITEMS_UNAVAILABLE").await?;
+            service.store.retry_outbox(lease, now.saturating_add(backoff), reasons::ITEMS_UNAVAILABLE).await?;
             Ok(false)
         }
     }
@@ -106,14 +107,14 @@ async fn record(
 /// key: Items either replays it (the lock happened) or takes it now, and from then on any
 /// late lock attempt of an abandoned creation is a replay — so the unlock that follows can
 /// never be overtaken by a lock that would stay orphaned.
-async fn undo_lock(service: &Redemption, row: &OutboxRow, holder: &str, key: &str) -> Result<(), ItemsError> {
+async fn undo_lock(service: &Redemption, row: &OutboxRow, holder: &str, key: &str) -> Result<(), CallError> {
     let owner = match service.store.order(&row.order_id).await {
         Ok(Some(order)) => order.owner_user_id,
-        _ => return Err(ItemsError::Unavailable),
+        _ => return Err(CallError::Unavailable("items")),
     };
     let lock_key = items_key(&row.order_id, "lock");
-    if let Err(ItemsError::Unavailable) = service.items.lock(&row.item_instance_id, holder, owner, &lock_key).await {
-        return Err(ItemsError::Unavailable);
+    if let Err(CallError::Unavailable(_)) = service.items.lock(&row.item_instance_id, holder, owner, &lock_key).await {
+        return Err(CallError::Unavailable("items"));
     }
     service.items.unlock(&row.item_instance_id, holder, key).await
 }

@@ -1,17 +1,16 @@
-//! Redemption Orders service (`economy.redemption.v1.RedemptionService`, DESIGN.md §3
-//! Redemption): one-time codes bound to item instances. Codes are stored only as SHA-256;
-//! fulfilment consumes the item exactly once through an outbox delivered to Items.
+//! Redemption Orders service (`economy.redemption.v1.RedemptionService`,
+//! docs/redemption.md): one-time codes bound to item instances. Codes are stored only as
+//! SHA-256; fulfilment consumes the item exactly once through an outbox delivered to Items.
 //!
 //! Layers: `domain` (codes, order lifecycle, errors), `store` (sqlx, owns
 //! `migrations/redemption`), `service` (the flows across store and Items), `grpc`
-//! (validation, conversion, error mapping); `jobs` runs the outbox dispatcher, order
-//! expiry and stale-creation recovery; `compensation` holds the admins' audited tools.
+//! (validation, conversion, error mapping), `clients` (the Items calls); `jobs` runs the
+//! outbox dispatcher, order expiry and stale-creation recovery; `service::compensation`
+//! holds the admins' audited tools.
 
-pub mod compensation;
+pub mod clients;
 pub mod domain;
 pub mod grpc;
-pub mod guard;
-pub mod items;
 pub mod jobs;
 pub mod service;
 pub mod store;
@@ -20,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use economy_kit::db::DbOptions;
-use economy_kit::identity::IdentityKey;
+use economy_kit::identity::{Caller, IdentityKey};
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
-use economy_kit::time::{Clock, SystemClock};
+use economy_kit::time::{SharedClock, system_clock};
 use economy_proto::redemption::v1::redemption_service_server::RedemptionServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +52,10 @@ pub struct RedemptionConfig {
     pub locking_timeout_secs: u64,
     /// Failed fulfils allowed per caller and minute before they are locked out.
     pub failed_fulfils_per_minute: u32,
+    /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
+    /// not read from files, a test or the stack builder may inject a manual one.
+    #[serde(skip, default = "system_clock")]
+    pub clock: SharedClock,
 }
 
 impl Default for RedemptionConfig {
@@ -67,38 +70,30 @@ impl Default for RedemptionConfig {
             outbox_interval_secs: 5,
             locking_timeout_secs: 120,
             failed_fulfils_per_minute: 10,
+            clock: system_clock(),
         }
     }
 }
 
-/// `start` with the system clock.
+/// Opens the database (migrating it), starts the jobs and serves the API until
+/// `shutdown`. Requests must carry an identity signed with `identity`; `config.clock`
+/// decides expiries and leases (tests move it).
 pub async fn start(
     config: &RedemptionConfig,
     identity: &IdentityKey,
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
-    start_with_clock(config, identity, limits, Arc::new(SystemClock), shutdown).await
-}
-
-/// Opens the database (migrating it), starts the jobs and serves the API until
-/// `shutdown`. Requests must carry an identity signed with `identity`; `clock` decides
-/// expiry (tests move it).
-pub async fn start_with_clock(
-    config: &RedemptionConfig,
-    identity: &IdentityKey,
-    limits: &ServerLimits,
-    clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<RunningServer> {
     let store = store::RedemptionStore::open(&config.database_url, &config.database).await?;
-    let items = items::ItemsClient::new(&config.items_url, identity, Duration::from_secs(limits.request_timeout_secs))?;
+    let timeout = Duration::from_secs(limits.request_timeout_secs);
+    let signer = identity.signer(Caller::service("redemption"));
+    let items = clients::items::Items::new(clients::channel(&config.items_url, timeout)?, signer);
     let service = Arc::new(service::Redemption {
         store,
         items,
-        clock,
+        clock: config.clock.clone(),
         order_ttl_ms: i64::try_from(config.order_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-        guard: guard::FulfillGuard::new(config.failed_fulfils_per_minute),
+        guard: service::guard::FulfillGuard::new(config.failed_fulfils_per_minute),
     });
     let intervals = jobs::JobIntervals {
         outbox_secs: config.outbox_interval_secs,

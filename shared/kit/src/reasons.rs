@@ -204,6 +204,9 @@ catalogue! {
     LISTING_NOT_FOUND: [NotFound], FixInput, "market: GetListing, PurchaseListing, CancelListing";
     /// The listing is sold, cancelled or expired, not on sale.
     LISTING_NOT_ON_SALE: [FailedPrecondition], ShowUser, "market: PurchaseListing, CancelListing";
+    /// A retried creation whose listing failed (its escrow could not be taken); a new
+    /// listing needs a new key.
+    LISTING_FAILED: [FailedPrecondition], ShowUser, "market: CreateListing (retried)";
     /// The listing is past its `expires_at`.
     LISTING_EXPIRED: [FailedPrecondition], ShowUser, "market: PurchaseListing";
     /// A seller buying their own listing.

@@ -1,4 +1,4 @@
-//! Every way an item operation can fail (DESIGN.md §4): one enum, mapped to
+//! Every way an item operation can fail (docs/errors.md): one enum, mapped to
 //! `tonic::Status` in exactly one place (`grpc::error`).
 
 use super::item::ItemStatus;
@@ -80,5 +80,5 @@ pub enum ItemError {
     Contended(String),
     /// An unexpected storage failure; reported as an opaque INTERNAL.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] economy_kit::error::StorageCause),
 }

@@ -1,7 +1,8 @@
-//! The one mapping from `ItemError` to `tonic::Status` (DESIGN.md §4): gRPC code, stable
+//! The one mapping from `ItemError` to `tonic::Status` (docs/errors.md): gRPC code, stable
 //! `ErrorInfo.reason`, and metadata naming the entities involved.
 
 use economy_kit::error::{VALIDATION_FAILED, internal, invalid_field, status};
+use economy_kit::reasons;
 use tonic::{Code, Status};
 
 use super::DOMAIN;
@@ -12,35 +13,43 @@ impl From<ItemError> for Status {
         let message = error.to_string();
         let precondition = Code::FailedPrecondition;
         let (code, reason, metadata): (Code, &str, Vec<(&str, String)>) = match error {
-            ItemError::TemplateNotFound(code) => (Code::NotFound, "TEMPLATE_NOT_FOUND", vec![("template_code", code)]),
-            ItemError::ItemNotFound(id) => (Code::NotFound, "ITEM_NOT_FOUND", vec![("item_instance_id", id)]),
+            ItemError::TemplateNotFound(code) => {
+                (Code::NotFound, reasons::TEMPLATE_NOT_FOUND, vec![("template_code", code)])
+            }
+            ItemError::ItemNotFound(id) => (Code::NotFound, reasons::ITEM_NOT_FOUND, vec![("item_instance_id", id)]),
             ItemError::NotAvailable { item_id, status } => (
                 precondition,
-                "ITEM_NOT_AVAILABLE",
+                reasons::ITEM_NOT_AVAILABLE,
                 vec![("item_instance_id", item_id), ("status", status.as_str().to_owned())],
             ),
-            ItemError::LockedByOther(id) => (precondition, "ITEM_LOCKED_BY_OTHER", vec![("item_instance_id", id)]),
+            ItemError::LockedByOther(id) => {
+                (precondition, reasons::ITEM_LOCKED_BY_OTHER, vec![("item_instance_id", id)])
+            }
             ItemError::NotLocked { item_id, status } => (
                 precondition,
-                "ITEM_NOT_LOCKED",
+                reasons::ITEM_NOT_LOCKED,
                 vec![("item_instance_id", item_id), ("status", status.as_str().to_owned())],
             ),
-            ItemError::NotConsumable { item_id, template } => {
-                (precondition, "ITEM_NOT_CONSUMABLE", vec![("item_instance_id", item_id), ("template_code", template)])
+            ItemError::NotConsumable { item_id, template } => (
+                precondition,
+                reasons::ITEM_NOT_CONSUMABLE,
+                vec![("item_instance_id", item_id), ("template_code", template)],
+            ),
+            ItemError::Expired(id) => (precondition, reasons::ITEM_EXPIRED, vec![("item_instance_id", id)]),
+            ItemError::LockExpired(id) => (precondition, reasons::ITEM_LOCK_EXPIRED, vec![("item_instance_id", id)]),
+            ItemError::OwnerMismatch(id) => {
+                (precondition, reasons::ITEM_OWNER_MISMATCH, vec![("item_instance_id", id)])
             }
-            ItemError::Expired(id) => (precondition, "ITEM_EXPIRED", vec![("item_instance_id", id)]),
-            ItemError::LockExpired(id) => (precondition, "ITEM_LOCK_EXPIRED", vec![("item_instance_id", id)]),
-            ItemError::OwnerMismatch(id) => (precondition, "ITEM_OWNER_MISMATCH", vec![("item_instance_id", id)]),
-            ItemError::SameOwner(id) => (precondition, "ITEM_SAME_OWNER", vec![("item_instance_id", id)]),
-            ItemError::NotDue(id) => (precondition, "ITEM_NOT_DUE", vec![("item_instance_id", id)]),
+            ItemError::SameOwner(id) => (precondition, reasons::ITEM_SAME_OWNER, vec![("item_instance_id", id)]),
+            ItemError::NotDue(id) => (precondition, reasons::ITEM_NOT_DUE, vec![("item_instance_id", id)]),
             ItemError::NotInFuture { field } => {
                 return invalid_field(DOMAIN, VALIDATION_FAILED, field, "must be in the future");
             }
             ItemError::IdempotencyKeyReused(key) => {
-                (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", vec![("idempotency_key", key)])
+                (Code::AlreadyExists, reasons::IDEMPOTENCY_KEY_REUSED, vec![("idempotency_key", key)])
             }
-            ItemError::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED", vec![]),
-            ItemError::Contended(id) => (Code::Aborted, "ITEM_CONTENDED", vec![("item_instance_id", id)]),
+            ItemError::PermissionDenied(_) => (Code::PermissionDenied, reasons::PERMISSION_DENIED, vec![]),
+            ItemError::Contended(id) => (Code::Aborted, reasons::ITEM_CONTENDED, vec![("item_instance_id", id)]),
             ItemError::Storage(_) => return internal(DOMAIN, &message),
         };
         status(code, DOMAIN, reason, message, metadata)

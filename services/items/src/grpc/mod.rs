@@ -24,7 +24,7 @@ mod requests;
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
-use economy_kit::time::now_millis;
+use economy_kit::time::SharedClock;
 use economy_proto::items::v1 as pb;
 use pb::item_service_server::ItemService;
 use tonic::{Request, Response, Status};
@@ -40,12 +40,13 @@ pub const DOMAIN: &str = "economy.items";
 #[derive(Debug, Clone)]
 pub struct ItemsApi {
     store: ItemStore,
+    clock: SharedClock,
 }
 
 impl ItemsApi {
-    /// Serves `store`.
-    pub fn new(store: ItemStore) -> Self {
-        Self { store }
+    /// Serves `store`; `clock` is the "now" of every change.
+    pub fn new(store: ItemStore, clock: SharedClock) -> Self {
+        Self { store, clock }
     }
 
     /// The instance, if `caller` may see it: `ITEM_NOT_FOUND`, `PERMISSION_DENIED`.
@@ -78,7 +79,7 @@ impl ItemService for ItemsApi {
     ) -> Result<Response<pb::DefineTemplateResponse>, Status> {
         require(caller(&request)?.is_admin(), "define templates")?;
         let template = requests::template(request.get_ref())?;
-        let (stored, created) = self.store.define_template(&template, now_millis()).await?;
+        let (stored, created) = self.store.define_template(&template, self.clock.now_millis()).await?;
         Ok(Response::new(pb::DefineTemplateResponse { template: Some(convert::template(&stored)), created }))
     }
 
@@ -111,7 +112,7 @@ impl ItemService for ItemsApi {
         require(caller.is_privileged(), "grant items")?;
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::grant(request.get_ref(), &key, &caller.actor())?;
-        let (item, event, replayed) = outcome(&self.store.grant(&plan, now_millis()).await?);
+        let (item, event, replayed) = outcome(&self.store.grant(&plan, self.clock.now_millis()).await?);
         Ok(Response::new(pb::GrantItemResponse { item, event, replayed }))
     }
 
@@ -195,7 +196,7 @@ impl ItemService for ItemsApi {
         require(caller.is_privileged(), "lock items")?;
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::lock(request.get_ref(), &key, &caller.actor())?;
-        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, self.clock.now_millis()).await?);
         Ok(Response::new(pb::LockItemResponse { item, event, replayed }))
     }
 
@@ -207,7 +208,7 @@ impl ItemService for ItemsApi {
         require(caller.is_privileged(), "unlock items")?;
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::unlock(request.get_ref(), &key, &caller.actor())?;
-        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, self.clock.now_millis()).await?);
         Ok(Response::new(pb::UnlockItemResponse { item, event, replayed }))
     }
 
@@ -219,7 +220,7 @@ impl ItemService for ItemsApi {
         require(caller.is_privileged(), "transfer items")?;
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::transfer(request.get_ref(), &key, &caller.actor())?;
-        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, self.clock.now_millis()).await?);
         Ok(Response::new(pb::TransferItemResponse { item, event, replayed }))
     }
 
@@ -238,7 +239,7 @@ impl ItemService for ItemsApi {
         if acting_user.is_some() {
             self.visible_item(&caller, plan.item.as_str()).await?;
         }
-        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, self.clock.now_millis()).await?);
         Ok(Response::new(pb::ConsumeItemResponse { item, event, replayed }))
     }
 
@@ -250,7 +251,7 @@ impl ItemService for ItemsApi {
         require(caller.is_admin(), "revoke items")?;
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::revoke(request.get_ref(), &key, &caller.actor())?;
-        let (item, event, replayed) = outcome(&self.store.transition(&plan, now_millis()).await?);
+        let (item, event, replayed) = outcome(&self.store.transition(&plan, self.clock.now_millis()).await?);
         Ok(Response::new(pb::RevokeItemResponse { item, event, replayed }))
     }
 
@@ -262,7 +263,7 @@ impl ItemService for ItemsApi {
         require(caller.is_admin(), "force-unlock items")?;
         let key = economy_kit::identity::idempotency_key(&request, &request.get_ref().idempotency_key);
         let (plan, draft) = compensation::force_unlock(request.get_ref(), &key, &caller.actor())?;
-        let (applied, record) = self.store.audited_transition(&plan, &draft, now_millis()).await?;
+        let (applied, record) = self.store.audited_transition(&plan, &draft, self.clock.now_millis()).await?;
         if !applied.replayed {
             tracing::info!(
                 action = %record.action,

@@ -33,7 +33,7 @@ fn key_binds(key: &GroupKey) -> (String, i64, i64, String) {
 }
 
 fn key_from(template: &str, bucket: i64, day: i64, hash: String) -> Result<GroupKey, ItemError> {
-    let bad = || ItemError::Storage(format!("corrupt group key of template {template}"));
+    let bad = || ItemError::Storage(format!("corrupt group key of template {template}").into());
     Ok(GroupKey {
         template: TemplateCode::parse(template).map_err(|_| bad())?,
         bucket: StatusBucket::from_rank(bucket).ok_or_else(bad)?,

@@ -24,7 +24,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/po
 
 impl From<sqlx::Error> for ItemError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Storage(error.to_string())
+        Self::Storage(economy_kit::error::StorageCause::new(error))
     }
 }
 

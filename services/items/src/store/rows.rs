@@ -29,12 +29,12 @@ pub type EventRow =
 pub type TemplateRow = (String, String, String, i64, i64, i64, String, i64, i64);
 
 fn corrupt(what: &str, id: &str) -> ItemError {
-    ItemError::Storage(format!("corrupt {what} row {id}"))
+    ItemError::Storage(format!("corrupt {what} row {id}").into())
 }
 
 /// Metadata stored as a JSON object.
 pub fn metadata_json(metadata: &BTreeMap<String, String>) -> Result<String, ItemError> {
-    serde_json::to_string(metadata).map_err(|error| ItemError::Storage(error.to_string()))
+    serde_json::to_string(metadata).map_err(|error| ItemError::Storage(economy_kit::error::StorageCause::new(error)))
 }
 
 fn state(

@@ -132,7 +132,7 @@ impl BalanceDelta {
     pub fn refusal(&self, current: Buckets) -> LedgerError {
         let (account, asset) = (self.account.clone(), self.asset.clone());
         if current.frozen < self.frozen_range().0 {
-            LedgerError::Storage(format!("frozen {asset} of {account} would go negative"))
+            LedgerError::Storage(format!("frozen {asset} of {account} would go negative").into())
         } else if current.available < self.available_range().0 && account.user().is_some() {
             LedgerError::InsufficientBalance { account, asset }
         } else {

@@ -1,4 +1,4 @@
-//! Every way a ledger operation can fail (DESIGN.md §4): one enum, mapped to
+//! Every way a ledger operation can fail (docs/errors.md): one enum, mapped to
 //! `tonic::Status` in exactly one place (`grpc::error`).
 
 use super::ids::{AccountId, AssetCode};
@@ -92,5 +92,5 @@ pub enum LedgerError {
     PermissionDenied(String),
     /// An unexpected storage failure; reported as an opaque INTERNAL.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] economy_kit::error::StorageCause),
 }

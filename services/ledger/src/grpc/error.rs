@@ -1,7 +1,8 @@
-//! The one mapping from `LedgerError` to `tonic::Status` (DESIGN.md §4): gRPC code,
+//! The one mapping from `LedgerError` to `tonic::Status` (docs/errors.md): gRPC code,
 //! stable `ErrorInfo.reason`, and metadata naming the entities involved.
 
 use economy_kit::error::{internal, status};
+use economy_kit::reasons;
 use tonic::{Code, Status};
 
 use super::DOMAIN;
@@ -11,53 +12,59 @@ impl From<LedgerError> for Status {
     fn from(error: LedgerError) -> Self {
         let message = error.to_string();
         let (code, reason, metadata): (Code, &str, Vec<(&str, String)>) = match error {
-            LedgerError::AssetNotFound(asset) => (Code::NotFound, "ASSET_NOT_FOUND", vec![("asset_code", asset)]),
-            LedgerError::AccountNotFound(account) => (Code::NotFound, "ACCOUNT_NOT_FOUND", vec![("account", account)]),
-            LedgerError::RuleNotFound(rule) => (Code::NotFound, "RULE_NOT_FOUND", vec![("rule_id", rule)]),
-            LedgerError::RuleDisabled(rule) => (Code::FailedPrecondition, "RULE_DISABLED", vec![("rule_id", rule)]),
+            LedgerError::AssetNotFound(asset) => {
+                (Code::NotFound, reasons::ASSET_NOT_FOUND, vec![("asset_code", asset)])
+            }
+            LedgerError::AccountNotFound(account) => {
+                (Code::NotFound, reasons::ACCOUNT_NOT_FOUND, vec![("account", account)])
+            }
+            LedgerError::RuleNotFound(rule) => (Code::NotFound, reasons::RULE_NOT_FOUND, vec![("rule_id", rule)]),
+            LedgerError::RuleDisabled(rule) => {
+                (Code::FailedPrecondition, reasons::RULE_DISABLED, vec![("rule_id", rule)])
+            }
             LedgerError::InsufficientBalance { account, asset } => (
                 Code::FailedPrecondition,
-                "INSUFFICIENT_BALANCE",
+                reasons::INSUFFICIENT_BALANCE,
                 vec![("account", account.key()), ("asset_code", asset.to_string())],
             ),
             LedgerError::BalanceOverflow { account, asset } => (
                 Code::OutOfRange,
-                "BALANCE_OVERFLOW",
+                reasons::BALANCE_OVERFLOW,
                 vec![("account", account.key()), ("asset_code", asset.to_string())],
             ),
             LedgerError::Unbalanced { asset, sum } => (
                 Code::InvalidArgument,
-                "UNBALANCED_TRANSACTION",
+                reasons::UNBALANCED_TRANSACTION,
                 vec![("asset_code", asset.to_string()), ("sum", sum.to_string())],
             ),
             LedgerError::BalanceNotFound { account, asset } => (
                 Code::NotFound,
-                "BALANCE_NOT_FOUND",
+                reasons::BALANCE_NOT_FOUND,
                 vec![("account", account.key()), ("asset_code", asset.to_string())],
             ),
-            LedgerError::HoldNotFound(hold) => (Code::NotFound, "HOLD_NOT_FOUND", vec![("hold_id", hold)]),
+            LedgerError::HoldNotFound(hold) => (Code::NotFound, reasons::HOLD_NOT_FOUND, vec![("hold_id", hold)]),
             LedgerError::HoldAlreadyResolved { hold_id, status } => (
                 Code::FailedPrecondition,
-                "HOLD_ALREADY_RESOLVED",
+                reasons::HOLD_ALREADY_RESOLVED,
                 vec![("hold_id", hold_id), ("status", status.to_owned())],
             ),
             LedgerError::HoldExpired { hold_id, expires_at } => (
                 Code::FailedPrecondition,
-                "HOLD_EXPIRED",
+                reasons::HOLD_EXPIRED,
                 vec![("hold_id", hold_id), ("expires_at", expires_at.to_string())],
             ),
             LedgerError::HoldAmountExceeded { hold_id, amount, requested } => (
                 Code::FailedPrecondition,
-                "HOLD_AMOUNT_EXCEEDED",
+                reasons::HOLD_AMOUNT_EXCEEDED,
                 vec![("hold_id", hold_id), ("amount", amount.to_string()), ("requested", requested.to_string())],
             ),
             LedgerError::IdempotencyKeyReused(key) => {
-                (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", vec![("idempotency_key", key)])
+                (Code::AlreadyExists, reasons::IDEMPOTENCY_KEY_REUSED, vec![("idempotency_key", key)])
             }
             LedgerError::TransactionNotFound(id) => {
-                (Code::NotFound, "TRANSACTION_NOT_FOUND", vec![("transaction_id", id)])
+                (Code::NotFound, reasons::TRANSACTION_NOT_FOUND, vec![("transaction_id", id)])
             }
-            LedgerError::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED", vec![]),
+            LedgerError::PermissionDenied(_) => (Code::PermissionDenied, reasons::PERMISSION_DENIED, vec![]),
             LedgerError::Storage(_) => return internal(DOMAIN, &message),
         };
         status(code, DOMAIN, reason, message, metadata)

@@ -9,7 +9,7 @@ mod requests;
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
-use economy_kit::time::now_millis;
+use economy_kit::time::SharedClock;
 use economy_proto::ledger::v1 as pb;
 use pb::ledger_service_server::LedgerService;
 use tonic::{Request, Response, Status};
@@ -25,12 +25,13 @@ pub const DOMAIN: &str = "economy.ledger";
 #[derive(Debug, Clone)]
 pub struct LedgerApi {
     store: LedgerStore,
+    clock: SharedClock,
 }
 
 impl LedgerApi {
-    /// Serves `store`.
-    pub fn new(store: LedgerStore) -> Self {
-        Self { store }
+    /// Serves `store`; `clock` is the "now" that expiries are checked against.
+    pub fn new(store: LedgerStore, clock: SharedClock) -> Self {
+        Self { store, clock }
     }
 }
 
@@ -142,7 +143,7 @@ impl LedgerService for LedgerApi {
         )?;
         // A retry answers from its key even once the expiry has passed; only a first
         // request is held to the clock.
-        let applied = match requests::expires_in_the_past(&plan, now_millis()) {
+        let applied = match requests::expires_in_the_past(&plan, self.clock.now_millis()) {
             Some(refusal) => self.store.replay(&plan.meta).await?.ok_or(refusal)?,
             None => self.store.apply(&plan).await?,
         };

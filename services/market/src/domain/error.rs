@@ -1,4 +1,4 @@
-//! Every way a market operation can fail (DESIGN.md §3 Market, §4): one enum, mapped to
+//! Every way a market operation can fail (docs/market.md, docs/errors.md): one enum, mapped to
 //! `tonic::Status` in exactly one place (`grpc::error`).
 
 /// A market failure. Each variant maps to one stable `ErrorInfo.reason`.
@@ -19,6 +19,10 @@ pub enum MarketError {
     /// (whether or not the recovery worker has marked it `expired` yet).
     #[error("listing {0} has expired")]
     ListingExpired(String),
+    /// `LISTING_FAILED` (FAILED_PRECONDITION): a retried creation whose listing failed
+    /// (its escrow could not be taken); a new listing needs a new key.
+    #[error("listing {0} failed (its escrow could not be taken); create a new listing with a new key")]
+    ListingFailed(String),
     /// `VALIDATION_FAILED` (INVALID_ARGUMENT) for a rule checked against the clock on a
     /// first execution only (e.g. `expires_at` in the future), never on a retry.
     #[error("{field}: {description}")]
@@ -80,11 +84,5 @@ pub enum MarketError {
     OutboxAlreadyDelivered(String),
     /// Storage failure (INTERNAL, opaque).
     #[error("storage error: {0}")]
-    Storage(String),
-}
-
-impl From<sqlx::Error> for MarketError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(error.to_string())
-    }
+    Storage(#[source] economy_kit::error::StorageCause),
 }

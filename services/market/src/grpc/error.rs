@@ -1,6 +1,7 @@
-//! The one mapping from `MarketError` to `tonic::Status` (DESIGN.md §4).
+//! The one mapping from `MarketError` to `tonic::Status` (docs/errors.md).
 
 use economy_kit::error::{VALIDATION_FAILED, internal, invalid_field, status};
+use economy_kit::reasons;
 use tonic::{Code, Status};
 
 use super::DOMAIN;
@@ -10,27 +11,34 @@ impl From<MarketError> for Status {
     fn from(error: MarketError) -> Self {
         let message = error.to_string();
         let (code, reason, metadata): (Code, String, Vec<(&str, String)>) = match error {
-            MarketError::ListingNotFound(id) => (Code::NotFound, "LISTING_NOT_FOUND".into(), vec![("listing_id", id)]),
+            MarketError::ListingNotFound(id) => {
+                (Code::NotFound, reasons::LISTING_NOT_FOUND.into(), vec![("listing_id", id)])
+            }
             MarketError::ListingNotOnSale { listing_id, status } => (
                 Code::FailedPrecondition,
-                "LISTING_NOT_ON_SALE".into(),
+                reasons::LISTING_NOT_ON_SALE.into(),
                 vec![("listing_id", listing_id), ("status", status.to_owned())],
             ),
             MarketError::ListingExpired(id) => {
-                (Code::FailedPrecondition, "LISTING_EXPIRED".into(), vec![("listing_id", id)])
+                (Code::FailedPrecondition, reasons::LISTING_EXPIRED.into(), vec![("listing_id", id)])
+            }
+            MarketError::ListingFailed(id) => {
+                (Code::FailedPrecondition, reasons::LISTING_FAILED.into(), vec![("listing_id", id)])
             }
             MarketError::Invalid { field, description } => {
                 return invalid_field(DOMAIN, VALIDATION_FAILED, field, description);
             }
-            MarketError::OwnListing(id) => (Code::FailedPrecondition, "OWN_LISTING".into(), vec![("listing_id", id)]),
+            MarketError::OwnListing(id) => {
+                (Code::FailedPrecondition, reasons::OWN_LISTING.into(), vec![("listing_id", id)])
+            }
             MarketError::ItemAlreadyListed(id) => {
-                (Code::FailedPrecondition, "LISTING_ALREADY_OPEN".into(), vec![("item_instance_id", id)])
+                (Code::FailedPrecondition, reasons::LISTING_ALREADY_OPEN.into(), vec![("item_instance_id", id)])
             }
             MarketError::PriceAssetNotAllowed(asset) => {
-                (Code::InvalidArgument, "PRICE_ASSET_NOT_ALLOWED".into(), vec![("asset_code", asset)])
+                (Code::InvalidArgument, reasons::PRICE_ASSET_NOT_ALLOWED.into(), vec![("asset_code", asset)])
             }
             MarketError::ItemNotOwned(id) => {
-                (Code::FailedPrecondition, "ITEM_NOT_OWNED".into(), vec![("item_instance_id", id)])
+                (Code::FailedPrecondition, reasons::ITEM_NOT_OWNED.into(), vec![("item_instance_id", id)])
             }
             MarketError::Refused { code, domain, reason, message } => {
                 return status(Code::from_i32(code), &domain, &reason, message, Vec::<(String, String)>::new());
@@ -39,15 +47,17 @@ impl From<MarketError> for Status {
                 (Code::FailedPrecondition, reason.clone(), vec![("trade_id", trade_id), ("reason", reason)])
             }
             MarketError::Unavailable(service) => {
-                (Code::Unavailable, "UPSTREAM_UNAVAILABLE".into(), vec![("upstream", service.to_owned())])
+                (Code::Unavailable, reasons::UPSTREAM_UNAVAILABLE.into(), vec![("upstream", service.to_owned())])
             }
-            MarketError::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED".into(), vec![]),
+            MarketError::PermissionDenied(_) => (Code::PermissionDenied, reasons::PERMISSION_DENIED.into(), vec![]),
             MarketError::IdempotencyKeyReused(key) => {
-                (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED".into(), vec![("idempotency_key", key)])
+                (Code::AlreadyExists, reasons::IDEMPOTENCY_KEY_REUSED.into(), vec![("idempotency_key", key)])
             }
-            MarketError::OutboxNotFound(id) => (Code::NotFound, "OUTBOX_NOT_FOUND".into(), vec![("outbox_id", id)]),
+            MarketError::OutboxNotFound(id) => {
+                (Code::NotFound, reasons::OUTBOX_NOT_FOUND.into(), vec![("outbox_id", id)])
+            }
             MarketError::OutboxAlreadyDelivered(id) => {
-                (Code::FailedPrecondition, "OUTBOX_ALREADY_DELIVERED".into(), vec![("outbox_id", id)])
+                (Code::FailedPrecondition, reasons::OUTBOX_ALREADY_DELIVERED.into(), vec![("outbox_id", id)])
             }
             MarketError::Storage(_) => return internal(DOMAIN, &message),
         };

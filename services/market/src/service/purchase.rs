@@ -100,7 +100,7 @@ impl Market {
         while !trade.status.is_final() {
             let progressed = self.step(listing, &trade).await?;
             let current = self.store.trade(&trade.id).await?;
-            trade = current.ok_or_else(|| MarketError::Storage(format!("trade {} vanished", trade.id)))?;
+            trade = current.ok_or_else(|| MarketError::Storage(format!("trade {} vanished", trade.id).into()))?;
             if !progressed && !trade.status.is_final() {
                 // Another worker holds the step; it will finish it.
                 return Err(MarketError::Unavailable("market"));

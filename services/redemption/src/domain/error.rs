@@ -1,4 +1,4 @@
-//! Every way a redemption operation can fail (DESIGN.md §3 Redemption, §4): one enum,
+//! Every way a redemption operation can fail (docs/redemption.md, docs/errors.md): one enum,
 //! mapped to `tonic::Status` in exactly one place (`grpc::error`).
 
 /// A redemption failure. Each variant maps to one stable `ErrorInfo.reason`.
@@ -75,11 +75,5 @@ pub enum RedemptionError {
     },
     /// Storage failure (INTERNAL, opaque).
     #[error("storage error: {0}")]
-    Storage(String),
-}
-
-impl From<sqlx::Error> for RedemptionError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(error.to_string())
-    }
+    Storage(#[source] economy_kit::error::StorageCause),
 }

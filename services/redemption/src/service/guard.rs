@@ -1,4 +1,4 @@
-//! Rate limit of failed fulfils per caller (DESIGN.md §3 Redemption: against code
+//! Rate limit of failed fulfils per caller (docs/redemption.md, "Guessing": against code
 //! guessing). `governor` counts the failures; the failure that spends a caller's budget
 //! locks them out, and every fulfil of theirs — right or wrong — is refused until the
 //! budget refills by one: with a budget of 10, the 11th attempt after 10 failures is

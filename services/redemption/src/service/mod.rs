@@ -1,4 +1,4 @@
-//! The redemption flows (DESIGN.md §3 Redemption, §5): each step is a compare-and-set in
+//! The redemption flows (docs/redemption.md, "Outbox and jobs"): each step is a compare-and-set in
 //! the store or an Items call with a deterministic key, ordered so that a crash or a
 //! retry at any point converges:
 //!
@@ -9,14 +9,18 @@
 //!   owed consume / unlock in the outbox, same transaction; delivered at once and by the
 //!   dispatcher until Items confirms.
 
+pub mod compensation;
+pub mod guard;
+
 use std::sync::Arc;
 
 use economy_kit::identity::Caller;
 use economy_kit::time::Clock;
 
+use self::guard::FulfillGuard;
+use crate::clients::CallError;
+use crate::clients::items::Items;
 use crate::domain::{Code, Order, OrderStatus, RedemptionError, items_key, lock_holder};
-use crate::guard::FulfillGuard;
-use crate::items::{ItemsClient, ItemsError};
 use crate::store::{Action, Insert, OrderFilter, OutboxAction, RedemptionStore, Resolution};
 
 /// Attempts at drawing a code whose hash is not taken.
@@ -39,20 +43,13 @@ pub struct Redemption {
     /// Orders, actions and outbox.
     pub store: RedemptionStore,
     /// Items, called with the service identity.
-    pub items: ItemsClient,
+    pub items: Items,
     /// Now.
     pub clock: Arc<dyn Clock>,
     /// Lifetime of a code, ms.
     pub order_ttl_ms: i64,
     /// Failed-fulfil rate limit.
     pub guard: FulfillGuard,
-}
-
-fn refused(error: ItemsError) -> RedemptionError {
-    match error {
-        ItemsError::Refused { code, reason, message } => RedemptionError::ItemRefused { code, reason, message },
-        ItemsError::Unavailable => RedemptionError::ItemsUnavailable,
-    }
 }
 
 fn require(allowed: bool, what: &str) -> Result<(), RedemptionError> {
@@ -72,7 +69,7 @@ impl Redemption {
         if let Some(order) = self.store.order_by_create_key(key).await? {
             return self.resume_create(caller, key, item_id, order).await;
         }
-        let item = self.items.get(item_id).await.map_err(refused)?;
+        let item = self.items.get(item_id).await.map_err(RedemptionError::from)?;
         require(caller.may_act_for(item.owner_user_id) || caller.is_staff(), "redeem another user's item")?;
         if !item.redeemable {
             return Err(RedemptionError::ItemNotRedeemable(item_id.to_owned()));
@@ -149,10 +146,10 @@ impl Redemption {
         let key = items_key(&order.id, "lock");
         match self.items.lock(&order.item_instance_id, &holder, order.owner_user_id, &key).await {
             Ok(()) => {}
-            Err(ItemsError::Unavailable) => return Err(RedemptionError::ItemsUnavailable),
+            Err(CallError::Unavailable(_)) => return Err(RedemptionError::ItemsUnavailable),
             Err(error) => {
                 self.store.fail_locking(&order.id, &order.item_instance_id, self.clock.now_millis(), false).await?;
-                return Err(refused(error));
+                return Err(error.into());
             }
         }
         let (order, code) = self.issue_code(&order.id, OrderStatus::Locking).await?;

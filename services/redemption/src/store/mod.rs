@@ -1,6 +1,6 @@
 //! Persistence of redemption orders (sqlx `Any`, one SQL path for SQLite and PostgreSQL;
-//! DESIGN.md §2). Owns `migrations/redemption`: orders (code hashes only, UNIQUE), the
-//! keys that resolved them, and the outbox of calls owed to Items (DESIGN.md §5).
+//! docs/operations.md, "Backends"). Owns `migrations/redemption`: orders (code hashes only, UNIQUE), the
+//! keys that resolved them, and the outbox of calls owed to Items (docs/redemption.md, "Outbox and jobs").
 //! Every status change is one conditional UPDATE; a resolution commits its outbox row in
 //! the same transaction.
 
@@ -10,6 +10,13 @@ mod outbox;
 
 use economy_kit::db::{Db, DbOptions};
 use sqlx::migrate::Migrator;
+
+/// A storage failure keeps its cause (`#[source]`); clients see an opaque INTERNAL.
+impl From<sqlx::Error> for crate::domain::RedemptionError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(economy_kit::error::StorageCause::new(error))
+    }
+}
 
 pub use orders::{Action, Insert, OrderFilter, Resolution};
 pub use outbox::{OutboxAction, OutboxRow};

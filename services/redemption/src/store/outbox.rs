@@ -1,4 +1,4 @@
-//! The outbox (DESIGN.md §5): Items calls owed after a commit (consume a fulfilled
+//! The outbox (docs/redemption.md, "Outbox and jobs"): Items calls owed after a commit (consume a fulfilled
 //! order's item, unlock a cancelled / expired / failed one's), each with its
 //! deterministic key `<order_id>:<action>`. Rows are claimed with a lease by a
 //! conditional UPDATE, so several dispatchers never deliver one row at once.
