@@ -2,14 +2,12 @@
 //! a configured secret for development, RS256 or EdDSA public keys in production. Claims
 //! `user_id` (positive) and `role_level` (0 user, 50 merchant staff, 100 admin).
 
-use economy_kit::error::status;
 use economy_kit::identity::Caller;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
-use tonic::{Code, Status};
 
-use crate::DOMAIN;
+use crate::error::GatewayError;
 
 /// `[gateway.auth]` configuration. Empty strings disable a key kind.
 #[derive(Clone, Serialize, Deserialize)]
@@ -79,10 +77,6 @@ pub struct Authenticator {
     leeway_secs: u64,
 }
 
-fn unauthenticated(reason: &str, message: &str) -> Status {
-    status(Code::Unauthenticated, DOMAIN, reason, message, Vec::<(String, String)>::new())
-}
-
 impl Authenticator {
     /// Builds the verifier; fails when no key is configured or a PEM does not parse.
     pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
@@ -112,15 +106,15 @@ impl Authenticator {
     /// `exp` and `nbf` (when present) are checked with `leeway_secs` of tolerance
     /// (RFC 7519 §4.1.4-5).
     ///
-    /// Errors (`UNAUTHENTICATED`): `TOKEN_MISSING`, `TOKEN_EXPIRED`, `TOKEN_NOT_YET_VALID`,
-    /// `TOKEN_INVALID` (malformed, forged, unknown algorithm, bad claims).
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+    /// Errors (`UNAUTHENTICATED` once a status): `TokenMissing`, `TokenExpired`,
+    /// `TokenNotYetValid`, `TokenInvalid` (malformed, forged, unknown algorithm, bad claims).
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, GatewayError> {
         let token = metadata
             .get("authorization")
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token)
-            .ok_or_else(|| unauthenticated("TOKEN_MISSING", "authorization: Bearer <token> is required"))?;
-        let invalid = || unauthenticated("TOKEN_INVALID", "the bearer token is malformed or forged");
+            .ok_or(GatewayError::TokenMissing)?;
+        let invalid = || GatewayError::TokenInvalid;
         let header = decode_header(token).map_err(|_| invalid())?;
         let (algorithm, key) = self.keys.iter().find(|(algorithm, _)| *algorithm == header.alg).ok_or_else(invalid)?;
         let mut validation = Validation::new(*algorithm);
@@ -135,12 +129,8 @@ impl Authenticator {
         }
         let claims = decode::<Claims>(token, key, &validation)
             .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    unauthenticated("TOKEN_EXPIRED", "the bearer token has expired")
-                }
-                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-                    unauthenticated("TOKEN_NOT_YET_VALID", "the bearer token is not valid yet (nbf)")
-                }
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => GatewayError::TokenExpired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => GatewayError::TokenNotYetValid,
                 _ => invalid(),
             })?
             .claims;
@@ -168,6 +158,8 @@ pub fn mint_hs256(secret: &str, user_id: i64, role_level: i32, ttl_secs: u64) ->
 
 #[cfg(test)]
 mod tests {
+    use tonic::Status;
+
     use super::*;
 
     const SECRET: &str = "gateway-test-secret-123";
@@ -182,8 +174,8 @@ mod tests {
         metadata
     }
 
-    fn reason(result: Result<Caller, Status>) -> Option<String> {
-        economy_kit::error::reason(&result.expect_err("rejected"))
+    fn reason(result: Result<Caller, GatewayError>) -> Option<String> {
+        economy_kit::error::reason(&Status::from(result.expect_err("rejected")))
     }
 
     #[test]

@@ -15,6 +15,7 @@ use economy_proto::ledger::v1 as ledger;
 use pb::backpack_service_server::BackpackService;
 use tonic::{Request, Response, Status};
 
+use crate::error::GatewayError;
 use crate::proxy::Gateway;
 use crate::upstream::{Upstreams, upstream_error};
 
@@ -23,18 +24,12 @@ use crate::upstream::{Upstreams, upstream_error};
 pub struct Backpack(pub Arc<Gateway>);
 
 /// The user whose backpack `caller` may read: themself (0), or anyone for an admin.
-fn owner(caller: &Caller, user_id: i64) -> Result<i64, Status> {
+fn owner(caller: &Caller, user_id: i64) -> Result<i64, GatewayError> {
     let own = caller.user_id().unwrap_or_default();
     match user_id {
         0 => Ok(own),
         id if id == own || caller.is_admin() => Ok(id),
-        _ => Err(economy_kit::error::status(
-            tonic::Code::PermissionDenied,
-            crate::DOMAIN,
-            "PERMISSION_DENIED",
-            "only admins read another user's backpack",
-            Vec::<(String, String)>::new(),
-        )),
+        _ => Err(GatewayError::PermissionDenied("only admins read another user's backpack")),
     }
 }
 

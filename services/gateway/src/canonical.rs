@@ -55,7 +55,8 @@ pub fn redact<'a>(policies: &FieldPolicies, response: &'a DynamicMessage) -> Cow
 const MAX_REDUCED_STRING: usize = 256;
 
 /// What a response too large to keep is reduced to: its scalar fields (ids, statuses,
-/// amounts) at every depth; lists, maps, bytes and strings over 256 bytes are cleared.
+/// amounts) at every depth, and lists of up to 100 short strings or numbers (ids);
+/// other lists, maps, bytes and strings over 256 bytes are cleared.
 pub fn reduced(response: &DynamicMessage) -> DynamicMessage {
     let mut copy = response.clone();
     reduce(&mut copy);
@@ -68,7 +69,8 @@ fn reduce(message: &mut DynamicMessage) {
             continue;
         }
         let keep = match &mut *message.get_field_mut(&field) {
-            Value::List(_) | Value::Map(_) | Value::Bytes(_) => false,
+            Value::List(items) => items.len() <= MAX_REDUCED_LIST && items.iter().all(is_short_scalar),
+            Value::Map(_) | Value::Bytes(_) => false,
             Value::String(text) => text.len() <= MAX_REDUCED_STRING,
             Value::Message(inner) => {
                 reduce(inner);
@@ -79,6 +81,17 @@ fn reduce(message: &mut DynamicMessage) {
         if !keep {
             message.clear_field(&field);
         }
+    }
+}
+
+/// Longest list a reduced snapshot keeps.
+const MAX_REDUCED_LIST: usize = 100;
+
+fn is_short_scalar(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.len() <= MAX_REDUCED_STRING,
+        Value::List(_) | Value::Map(_) | Value::Bytes(_) | Value::Message(_) => false,
+        _ => true,
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use economy_kit::identity::Caller;
-use economy_kit::time::{from_timestamp, now_millis};
+use economy_kit::time::from_timestamp;
 use economy_proto::gateway::v1 as pb;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
@@ -59,7 +59,7 @@ fn millis(timestamp: Option<&prost_types::Timestamp>) -> i64 {
 /// Runs every check with `grace_ms` of tolerance for transient states.
 pub async fn check(gateway: &Gateway, grace_ms: i64) -> Result<Report, Status> {
     let mut upstreams = Upstreams::new(gateway, &Caller::service("gateway"))?;
-    let cutoff = now_millis().saturating_sub(grace_ms);
+    let cutoff = gateway.clock.now_millis().saturating_sub(grace_ms);
     let mut report = Report::default();
     locked_by_listings(&mut upstreams, cutoff, &mut report).await?;
     locked_by_orders(&mut upstreams, cutoff, &mut report).await?;

@@ -4,19 +4,19 @@
 
 use std::sync::Arc;
 
-use economy_kit::audit::{self, AuditDraft, AuditError};
-use economy_kit::error::{Violations, internal, status};
+use economy_kit::audit::{self, AuditDraft};
+use economy_kit::error::Violations;
 use economy_kit::identity::roles;
-use economy_kit::time::{now_millis, to_timestamp};
+use economy_kit::time::to_timestamp;
 use economy_proto::gateway::v1 as pb;
 use pb::operations_service_server::OperationsService;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::DOMAIN;
 use crate::consistency::{DEFAULT_GRACE_SECS, check, export};
+use crate::error::GatewayError;
 use crate::proxy::{Gateway, normalized_key};
 use crate::store::Record;
-use crate::store::admin::ReleaseError;
 
 /// Canonical operation of a release, the action of its audit record.
 pub const RELEASE_OPERATION: &str = "GATEWAY_RELEASE_IDEMPOTENCY_RECORD";
@@ -50,8 +50,8 @@ impl OperationsService for Operations {
         let mut violations = Violations::default();
         let key = record_key(&mut violations, input.user_id, "idempotency_key", &input.idempotency_key);
         violations.finish(DOMAIN)?;
-        let record = self.0.store.get(input.user_id, &key).await.map_err(|error| internal(DOMAIN, &error))?;
-        let record = record.ok_or_else(not_found)?;
+        let record = self.0.store.get(input.user_id, &key).await.map_err(GatewayError::from)?;
+        let record = record.ok_or(GatewayError::RecordNotFound)?;
         Ok(Response::new(pb::GetIdempotencyRecordResponse { record: Some(to_proto(&record)) }))
     }
 
@@ -79,7 +79,12 @@ impl OperationsService for Operations {
             target_id: format!("{}/{key}", input.user_id),
             reason: reason.unwrap_or_default(),
         };
-        let released = self.0.store.release(input.user_id, &key, &draft, now_millis()).await.map_err(release_error)?;
+        let released = self
+            .0
+            .store
+            .release(input.user_id, &key, &draft, self.0.clock.now_millis())
+            .await
+            .map_err(GatewayError::from)?;
         if !released.replayed {
             tracing::warn!(user_id = input.user_id, actor = %draft.actor, "idempotency record released by an operator");
         }
@@ -97,44 +102,6 @@ fn record_key(violations: &mut Violations, user_id: i64, field: &str, key: &str)
     let normalized = normalized_key(key.trim());
     violations.check(normalized.is_some(), field, "must be a UUID, optionally prefixed idem_");
     normalized.unwrap_or_default()
-}
-
-fn not_found() -> Status {
-    status(
-        Code::NotFound,
-        DOMAIN,
-        "IDEMPOTENCY_RECORD_NOT_FOUND",
-        "no idempotency record for this user and key",
-        Vec::<(String, String)>::new(),
-    )
-}
-
-fn release_error(error: ReleaseError) -> Status {
-    match error {
-        ReleaseError::NotFound => not_found(),
-        ReleaseError::NotProcessing(record_status) => status(
-            Code::FailedPrecondition,
-            DOMAIN,
-            "IDEMPOTENCY_RECORD_NOT_PROCESSING",
-            format!("the record is {record_status}; only a processing record can be released"),
-            [("status", record_status)],
-        ),
-        ReleaseError::Audit(AuditError::KeyReused(key)) => status(
-            Code::AlreadyExists,
-            DOMAIN,
-            "IDEMPOTENCY_KEY_REUSED",
-            "this request's idempotency key was used for a different release",
-            [("idempotency_key", key)],
-        ),
-        ReleaseError::Contended => status(
-            Code::Aborted,
-            DOMAIN,
-            "CONTENDED",
-            "the record kept changing during the release; retry",
-            Vec::<(String, String)>::new(),
-        ),
-        ReleaseError::Audit(AuditError::Storage(error)) => internal(DOMAIN, &error),
-    }
 }
 
 fn to_proto(record: &Record) -> pb::IdempotencyRecord {

@@ -3,12 +3,14 @@
 //! (consistency checks). Failures of an upstream become `UNAVAILABLE` /
 //! `UPSTREAM_UNAVAILABLE` naming it, except business answers which pass through.
 
+use economy_kit::error::{Upstream, classify};
 use economy_kit::identity::{Caller, Signer};
 use economy_proto::{items, ledger, market, redemption};
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 
+use crate::error::GatewayError;
 use crate::proxy::Gateway;
 
 type Signed = InterceptedService<Channel, Signer>;
@@ -37,8 +39,9 @@ pub struct Upstreams {
 impl Upstreams {
     /// Clients acting as `caller`; `UNAVAILABLE` when an upstream is not configured.
     pub fn new(gateway: &Gateway, caller: &Caller) -> Result<Self, Status> {
-        let channel =
-            |name: &str| gateway.upstreams.get(name).cloned().ok_or_else(|| unavailable(name, "not configured"));
+        let channel = |name: &str| {
+            gateway.upstreams.get(name).cloned().ok_or_else(|| GatewayError::unavailable(name, "not configured"))
+        };
         let signer = || gateway.identity.signer(caller.clone());
         Ok(Self {
             ledger: Ledger::new(Signed::new(channel("ledger")?, signer())),
@@ -49,22 +52,12 @@ impl Upstreams {
     }
 }
 
+/// An upstream's failure as the gateway's answer: a refusal
+/// (`economy_kit::error::classify`) passes through as the upstream gave it; an outage is
 /// `UNAVAILABLE` / `UPSTREAM_UNAVAILABLE` naming `upstream`.
-pub fn unavailable(upstream: &str, cause: &str) -> Status {
-    economy_kit::error::status(
-        Code::Unavailable,
-        crate::DOMAIN,
-        "UPSTREAM_UNAVAILABLE",
-        format!("the {upstream} service is unavailable ({cause})"),
-        [("upstream", upstream.to_owned())],
-    )
-}
-
-/// An upstream's failure as the gateway's answer: business refusals pass through,
-/// anything else is `UPSTREAM_UNAVAILABLE` naming it.
 pub fn upstream_error(upstream: &'static str) -> impl Fn(Status) -> Status {
-    move |status| match status.code() {
-        Code::InvalidArgument | Code::NotFound | Code::PermissionDenied | Code::FailedPrecondition => status,
-        code => unavailable(upstream, &format!("{code:?}")),
+    move |status| match classify(&status) {
+        Upstream::Refused(_) => status,
+        Upstream::Unavailable => GatewayError::unavailable(upstream, format!("{:?}", status.code())).into(),
     }
 }

@@ -30,6 +30,10 @@ pub enum ReleaseError {
     /// The record is not `processing` (its status), so there is nothing to release.
     #[error("the idempotency record is {0}, not processing")]
     NotProcessing(String),
+    /// Its owner may still be working until this instant (ms since the epoch): releasing it
+    /// now could run the write twice at once. Past it a retry takes it over anyway.
+    #[error("the idempotency record's lease runs until {0}")]
+    LeaseActive(i64),
     /// The release's own key was used for another release.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -48,8 +52,9 @@ impl IdempotencyStore {
     /// Releases the `processing` record `(user_id, key)` at `now` (ms since the epoch) as
     /// `draft` describes (its key makes the release itself idempotent).
     ///
-    /// Errors: `NotFound`, `NotProcessing`, `Audit(KeyReused)` when `draft`'s key recorded
-    /// another release, `Contended` after repeated lost races, storage errors.
+    /// Errors: `NotFound`, `NotProcessing`, `LeaseActive` while its owner may still be
+    /// working, `Audit(KeyReused)` when `draft`'s key recorded another release, `Contended`
+    /// after repeated lost races, storage errors.
     pub async fn release(
         &self,
         user_id: i64,
@@ -66,6 +71,9 @@ impl IdempotencyStore {
             if before.status != "processing" {
                 return Err(ReleaseError::NotProcessing(before.status));
             }
+            if before.lease_expires_at > now {
+                return Err(ReleaseError::LeaseActive(before.lease_expires_at));
+            }
             let after = Record {
                 status: "failed".into(),
                 failure_reason: Some(RELEASED.into()),
@@ -77,7 +85,8 @@ impl IdempotencyStore {
             let mut tx = writer.begin().await?;
             let updated = sqlx::query(
                 "UPDATE idempotency_records SET status = 'failed', failure_reason = $1, updated_at = $2 \
-                 WHERE user_id = $3 AND idempotency_key = $4 AND request_id = $5 AND status = 'processing'",
+                 WHERE user_id = $3 AND idempotency_key = $4 AND request_id = $5 AND status = 'processing' \
+                 AND lease_expires_at <= $2",
             )
             .bind(RELEASED)
             .bind(now)

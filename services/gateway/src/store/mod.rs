@@ -314,12 +314,13 @@ impl IdempotencyStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// `processing` records last touched before `cutoff` become `failed` /
-    /// `PROCESSING_TIMEOUT`; returns how many.
+    /// `processing` records last touched before `cutoff` and past their lease become
+    /// `failed` / `PROCESSING_TIMEOUT` (a live lease is never failed, whatever the cutoff);
+    /// returns how many.
     pub async fn time_out_processing(&self, cutoff: i64, now: i64) -> Result<u64, sqlx::Error> {
         let updated = sqlx::query(
             "UPDATE idempotency_records SET status = 'failed', failure_reason = 'PROCESSING_TIMEOUT', updated_at = $1 \
-             WHERE status = 'processing' AND updated_at < $2",
+             WHERE status = 'processing' AND updated_at < $2 AND lease_expires_at <= $1",
         )
         .bind(now)
         .bind(cutoff)
