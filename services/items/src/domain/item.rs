@@ -95,8 +95,15 @@ pub struct Lock {
     pub holder: Holder,
     /// When it was taken, ms since the epoch.
     pub locked_at: i64,
-    /// When the lock-expiry job releases it, ms since the epoch.
+    /// When the lock lapses, ms since the epoch (the lock-expiry job then makes it visible).
     pub expires_at: Option<i64>,
+}
+
+impl Lock {
+    /// True at or past its expiry: from that instant the lock no longer holds anything.
+    pub fn is_lapsed(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// The state of an instance.

@@ -159,11 +159,11 @@ pub fn apply(item: &Item, command: &Command, now: i64, consumable: bool) -> Resu
         }
         Command::Consume { holder: None, acting_user } => consume_by_owner(item, *acting_user, now, consumable),
         Command::Revoke => {
-            available(item)?;
+            available(item, now)?;
             Ok(change(item, ItemState::Revoked, EventType::Revoked, None))
         }
         Command::Expire => {
-            available(item)?;
+            available(item, now)?;
             if !item.is_past_expiry(now) {
                 return Err(ItemError::NotDue(item.id.to_string()));
             }
@@ -181,11 +181,14 @@ fn change(item: &Item, state: ItemState, kind: EventType, holder: Option<&Holder
     Change { state, owner: item.owner, kind, holder: holder.cloned() }
 }
 
-/// `ITEM_NOT_AVAILABLE` unless available.
-fn available(item: &Item) -> Result<(), ItemError> {
-    match item.state {
+/// `ITEM_NOT_AVAILABLE` unless available at `now`. A lock at or past its expiry counts as
+/// released from that instant, whatever the lock-expiry job's period: the change that
+/// follows supersedes it (its event names the new state and holder).
+fn available(item: &Item, now: i64) -> Result<(), ItemError> {
+    match &item.state {
         ItemState::Available => Ok(()),
-        ref state => Err(ItemError::NotAvailable { item_id: item.id.to_string(), status: state.status() }),
+        ItemState::Locked(lock) if lock.is_lapsed(now) => Ok(()),
+        state => Err(ItemError::NotAvailable { item_id: item.id.to_string(), status: state.status() }),
     }
 }
 
@@ -203,7 +206,7 @@ fn held_by<'a>(item: &'a Item, holder: &Holder) -> Result<&'a Lock, ItemError> {
 /// `ITEM_LOCK_EXPIRED` at or past its expiry.
 fn held_live<'a>(item: &'a Item, holder: &Holder, now: i64) -> Result<&'a Lock, ItemError> {
     let lock = held_by(item, holder)?;
-    if lock.expires_at.is_some_and(|at| at <= now) {
+    if lock.is_lapsed(now) {
         return Err(ItemError::LockExpired(item.id.to_string()));
     }
     Ok(lock)
@@ -225,10 +228,11 @@ fn lock(
     }
     if let ItemState::Locked(existing) = &item.state
         && existing.holder != *holder
+        && !existing.is_lapsed(now)
     {
         return Err(ItemError::LockedByOther(item.id.to_string()));
     }
-    available(item)?;
+    available(item, now)?;
     if expected_owner.is_some_and(|owner| owner != item.owner) {
         return Err(ItemError::OwnerMismatch(item.id.to_string()));
     }
@@ -252,7 +256,7 @@ fn consume_by_owner(item: &Item, acting_user: Option<UserId>, now: i64, consumab
     if acting_user.is_some_and(|user| user != item.owner) {
         return Err(ItemError::PermissionDenied("only the owner may consume this item".into()));
     }
-    available(item)?;
+    available(item, now)?;
     if !consumable {
         return Err(ItemError::NotConsumable { item_id: item.id.to_string(), template: item.template.to_string() });
     }
@@ -462,6 +466,30 @@ mod tests {
         );
         let expired = Item { expires_at: Some(NOW), ..available };
         assert_eq!(reason(apply(&expired, &by_owner, NOW, true)), ItemError::Expired(expired.id.to_string()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_lapsed_lock_holds_nothing_for_anyone_else() -> Result<(), ItemError> {
+        let lapsed = item(locked_by("m:1", Some(NOW)));
+        let live = item(locked_by("m:1", Some(NOW + 1)));
+        let relocked = apply(&lapsed, &lock_cmd("redemption:9"), NOW, false)?;
+        assert_eq!(relocked.holder, Some(holder("redemption:9")));
+        assert_eq!(
+            reason(apply(&live, &lock_cmd("redemption:9"), NOW, false)),
+            ItemError::LockedByOther(live.id.to_string())
+        );
+        assert_eq!(apply(&lapsed, &Command::Revoke, NOW, false)?.state, ItemState::Revoked);
+        let due = Item { expires_at: Some(NOW), ..lapsed.clone() };
+        assert_eq!(apply(&due, &Command::Expire, NOW, false)?.kind, EventType::Expired);
+        let by_owner = Command::Consume { holder: None, acting_user: Some(lapsed.owner) };
+        assert_eq!(apply(&lapsed, &by_owner, NOW, true)?.state, ItemState::Used);
+        for command in [Command::Revoke, by_owner] {
+            assert_eq!(
+                reason(apply(&live, &command, NOW, true)),
+                ItemError::NotAvailable { item_id: live.id.to_string(), status: ItemStatus::Locked }
+            );
+        }
         Ok(())
     }
 
