@@ -117,6 +117,7 @@ impl Market {
         }
         match existing.status {
             ListingStatus::Creating => self.take_escrow(existing).await.map(|listing| (listing, true)),
+            ListingStatus::Failed => Err(MarketError::ListingFailed(existing.id)),
             _ => Ok((existing, true)),
         }
     }
