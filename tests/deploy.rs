@@ -3,7 +3,10 @@
 //! overlay run every service on the port its `*Config::default().listen` names, probe the
 //! health name it registers (`SERVICE_NAME`), load a TOML configuration the real config
 //! structs accept, and reference only Secrets, keys, ConfigMaps and files that exist; the
-//! kustomization lists every file of its folder.
+//! kustomization lists every file of its folder. The image builds from package registries
+//! only (fully qualified base images, no download), the compose health checks are
+//! `economy health` and run against a live `economy up`, and the Kubernetes probes are
+//! the kubelet's native `grpc` probes.
 //!
 //! When `kubectl` is installed, the base and the overlay are also rendered with
 //! `kubectl kustomize` (offline) and the result is checked; when `kubernetes-validate`
@@ -465,9 +468,44 @@ fn the_dockerfile_builds_and_ships_every_binary() -> Result<()> {
         );
         ensure!(dockerfile.contains(&service.binary()), "the Dockerfile does not copy {}", service.binary());
     }
-    ensure!(dockerfile.contains("grpc_health_probe"), "the image needs grpc_health_probe for the health checks");
+    ensure!(
+        dockerfile.contains("-p economy ") && dockerfile.contains(" economy; do"),
+        "the image needs the `economy` CLI for `economy health`"
+    );
     ensure!(dockerfile.contains("USER 10001:10001"), "the runtime image must run as the numeric non-root user");
     ensure!(dockerfile.matches("FROM ").count() >= 2, "the Dockerfile should be multi-stage");
+    Ok(())
+}
+
+/// True when `image` names its registry (`docker.io/library/rust:…`, `registry.example.com/x`,
+/// `localhost:5000/x`): its first path segment is a host, with a dot or a port.
+fn fully_qualified(image: &str) -> bool {
+    image.split_once('/').is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
+}
+
+#[test]
+fn the_dockerfile_reaches_only_package_registries() -> Result<()> {
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile"))?;
+    // Instructions only: comments may name URLs.
+    let instructions: Vec<&str> =
+        dockerfile.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
+    let from: Vec<&str> = instructions.iter().filter_map(|line| line.strip_prefix("FROM ")).collect();
+    ensure!(!from.is_empty(), "no FROM line");
+    for stage in from {
+        let image = stage.split_whitespace().next().unwrap_or_default();
+        let is_stage = instructions.iter().any(|line| line.ends_with(&format!(" AS {image}")));
+        ensure!(
+            is_stage || fully_qualified(image),
+            "base image `{image}` should be fully qualified (docker.io/library/…)"
+        );
+    }
+    for line in &instructions {
+        for word in ["curl", "wget", "http://", "https://", "git clone", "grpc_health_probe"] {
+            ensure!(!line.contains(word), "the Dockerfile downloads outside the package registries: `{line}`");
+        }
+        ensure!(!line.starts_with("ADD "), "ADD may fetch URLs; use COPY: `{line}`");
+    }
+    ensure!(!dockerfile.contains("# syntax="), "a syntax directive pulls a frontend image at build time");
     Ok(())
 }
 
@@ -496,9 +534,18 @@ fn compose_runs_every_service_as_the_code_expects() -> Result<()> {
     let names: BTreeSet<&str> = declared.keys().filter_map(Value::as_str).collect();
     ensure!(names == expected, "compose services {names:?}, expected {expected:?}");
 
+    for (name, entry) in declared {
+        let image = entry["image"].as_str().unwrap_or("${ECONOMY_IMAGE:-economy:dev}");
+        // The services' own image is the one built from deploy/Dockerfile, named by `build:`.
+        ensure!(
+            image.starts_with("${ECONOMY_IMAGE") || fully_qualified(image),
+            "compose service {name:?}: image `{image}` should be fully qualified (docker.io/…)"
+        );
+    }
     let collector = &compose["services"]["otel-collector"];
     ensure!(
-        text(&collector["image"], "otel-collector image")?.starts_with("otel/opentelemetry-collector-contrib:"),
+        text(&collector["image"], "otel-collector image")?
+            .starts_with("docker.io/otel/opentelemetry-collector-contrib:"),
         "the collector should be the contrib image"
     );
     ensure!(
@@ -560,14 +607,11 @@ fn compose_runs_every_service_as_the_code_expects() -> Result<()> {
             ensure!(port == peer.port, "{what}: {variable} = {url}, but {host} listens on {}", peer.port);
         }
 
-        // Health: the gRPC health protocol, on the service's port, for its own name.
-        let test = texts(&entry["healthcheck"]["test"], &format!("{what} healthcheck"))?;
-        ensure!(
-            test.iter().any(|word| word == "grpc_health_probe"),
-            "{what}: health check should use grpc_health_probe"
-        );
-        ensure!(test.contains(&format!("-addr=127.0.0.1:{}", service.port)), "{what}: health check address {test:?}");
-        ensure!(test.contains(&format!("-service={}", service.health)), "{what}: health check service {test:?}");
+        // Health: `economy health` (the gRPC health protocol), on the service's port, for
+        // its own name.
+        let test = compose_health_check(&compose, name)?;
+        let expected = ["economy", "health", &format!("127.0.0.1:{}", service.port), "--service", service.health];
+        ensure!(test == expected, "{what}: health check {test:?}, expected {expected:?}");
 
         // Only the gateway is published.
         if name == "gateway" {
@@ -581,6 +625,51 @@ fn compose_runs_every_service_as_the_code_expects() -> Result<()> {
             ensure!(expose.contains(&service.port.to_string()), "{what} should expose {}", service.port);
         }
     }
+    Ok(())
+}
+
+/// The command of compose service `name`'s health check, without its leading `CMD`.
+fn compose_health_check(compose: &Value, name: &str) -> Result<Vec<String>> {
+    let test =
+        texts(&compose["services"][name]["healthcheck"]["test"], &format!("compose service {name} healthcheck"))?;
+    ensure!(test.first().map(String::as_str) == Some("CMD"), "{name}: health check should be exec form (CMD …)");
+    Ok(test[1..].to_vec())
+}
+
+/// The compose health checks, run with the built `economy` binary against a live `economy
+/// up`: each service's check (its port swapped for the one the stack printed) answers
+/// SERVING and exits 0; the same check for a name the server does not serve exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_health_checks_pass_against_a_live_stack() -> Result<()> {
+    let compose = document(&deploy_dir().join("compose.yaml"))?;
+    let stack = economy_e2e::Stack::start().await?;
+    let binary = economy_e2e::economy_binary()?;
+    for service in services()? {
+        let mut check = compose_health_check(&compose, service.name)?;
+        ensure!(check.first().map(String::as_str) == Some("economy"), "{}: {check:?}", service.name);
+        let banner = stack
+            .banner
+            .iter()
+            .find(|line| line.trim_start().starts_with(&format!("{} ", service.name)))
+            .with_context(|| format!("no {} line in the banner {:?}", service.name, stack.banner))?;
+        let url = banner.split_whitespace().nth(1).context("banner line without address")?;
+        let live = url.strip_prefix("http://").context("banner address without http://")?;
+        let address = check.iter_mut().find(|word| word.starts_with("127.0.0.1:")).context("no address")?;
+        *address = live.to_owned();
+        let run = |args: &[String]| Command::new(&binary).args(args).output();
+        let output = run(&check[1..])?;
+        ensure!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "SERVING",
+            "{}: `economy {}` answered {output:?}",
+            service.name,
+            check[1..].join(" ")
+        );
+        let service_flag = check.iter().position(|word| word == "--service").context("no --service")?;
+        check[service_flag + 1] = "economy.nothing.v1.Unknown".into();
+        let output = run(&check[1..])?;
+        ensure!(output.status.code() == Some(1), "{}: an unknown name should fail: {output:?}", service.name);
+    }
+    ensure!(stack.stop().await? == Some(0), "economy up should stop cleanly");
     Ok(())
 }
 
@@ -666,6 +755,10 @@ fn the_kustomize_base_runs_every_service_as_the_code_expects() -> Result<()> {
             service.port
         );
         for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            // The kubelet's native gRPC probe: nothing to ship in the image.
+            for other in ["exec", "httpGet", "tcpSocket"] {
+                ensure!(container[probe][other].is_null(), "{what}: {probe} should be a `grpc` probe, not `{other}`");
+            }
             let grpc = &container[probe]["grpc"];
             ensure!(number(&grpc["port"], probe)? == u64::from(service.port), "{what}: {probe} port");
             ensure!(
@@ -825,7 +918,9 @@ fn the_migration_job_migrates_every_service() -> Result<()> {
     }
     let script = std::fs::read_to_string(base_dir().join("migrate.sh"))?;
     ensure!(
-        script.contains("grpc_health_probe") && script.contains("kill -TERM"),
+        script.contains("until economy health \"127.0.0.1:${port}\" --service \"${health_name}\"")
+            && script.contains("kill -TERM")
+            && !script.contains("grpc_health_probe"),
         "migrate.sh waits for health, then stops"
     );
     Ok(())

@@ -1,5 +1,6 @@
 -- Development PostgreSQL for deploy/compose.yaml: one database per service, each owned by
--- its own role (DESIGN.md §2: every service owns its schema and reads no other's tables).
+-- its own role (ARCHITECTURE.md, "Invariants": every service owns its schema and reads
+-- no other's tables).
 -- The official postgres image runs this once, when its data volume is first created.
 --
 -- DEVELOPMENT PLACEHOLDERS: the passwords below are public and only fit a laptop. In

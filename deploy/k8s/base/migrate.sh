@@ -24,7 +24,7 @@ echo "migrate: starting ${binary}"
 pid=$!
 
 waited=0
-until grpc_health_probe -addr="127.0.0.1:${port}" -service="${health_name}" -connect-timeout=1s -rpc-timeout=1s >/dev/null 2>&1; do
+until economy health "127.0.0.1:${port}" --service "${health_name}" --timeout 1s >/dev/null 2>&1; do
     if ! kill -0 "${pid}" 2>/dev/null; then
         status=0
         wait "${pid}" || status=$?

@@ -1,9 +1,11 @@
-//! `economy`: `economy up` runs the whole stack in one process (DESIGN.md §6); `economy
-//! token` mints development tokens; every other command is a gRPC client of the stack's
-//! gateway, authenticated with `--token` or a token minted from `<data-dir>/dev-jwt.secret`.
+//! `economy`: `economy up` runs the whole stack in one process (ARCHITECTURE.md,
+//! "Bird's-eye view"); `economy token` mints development tokens; `economy health ADDR`
+//! asks one server for its gRPC health status; every other command is a gRPC client of
+//! the stack's gateway, authenticated with `--token` or a token minted from
+//! `<data-dir>/dev-jwt.secret`.
 //!
-//! Exit status: 0 success, 1 error (printed as `error: <CODE> <REASON>: <message>`),
-//! 2 bad usage, 3 `reconcile` found inconsistencies.
+//! Exit status: 0 success, 1 error (printed as `error: <CODE> <REASON>: <message>`) or a
+//! health status other than `SERVING`, 2 bad usage, 3 `reconcile` found inconsistencies.
 
 mod client;
 mod commands;
@@ -20,7 +22,7 @@ use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{admin, balances, catalog, gateway, history, holds, items, market, redemption};
+use crate::commands::{admin, balances, catalog, gateway, health, history, holds, items, market, redemption};
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
 #[derive(Debug, Parser)]
@@ -41,6 +43,8 @@ enum Command {
     Up(up::UpArgs),
     /// Print a development token for `--user-id`/`--role` (HS256, from the stack's secret).
     Token(TokenArgs),
+    /// Ask one server (`HOST:PORT`) for its gRPC health status; exit 0 only when SERVING.
+    Health(health::Health),
     /// The commands that talk to a running stack.
     #[command(flatten)]
     Client(ClientCommand),
@@ -119,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", client::mint_token(&cli.global, args.ttl.as_secs().max(1))?);
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Health(args) => return health::run(args).await,
         Command::Client(command) => command,
     };
     let (channel, bearer) = client::connect(&cli.global).await?;

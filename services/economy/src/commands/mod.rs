@@ -6,6 +6,7 @@ pub mod admin;
 pub mod balances;
 pub mod catalog;
 pub mod gateway;
+pub mod health;
 pub mod history;
 pub mod holds;
 pub mod items;
