@@ -1,5 +1,8 @@
 //! The command line: `economy-bench <scenario|all> [--duration 10s] [--concurrency 32]
-//! [--database sqlite|postgres --postgres-url URL] [--endpoint URL]`.
+//! [--database sqlite|postgres --postgres-url URL] [--endpoint URL] [--pgledger-dir PATH]`.
+//!
+//! `economy-bench pgledger` runs the peer comparison: `pgledger`, then `ledger-write` with
+//! the same options, and prints the two side by side with their ratio.
 //!
 //! Exit status: 0 when every scenario that ran had successful operations and no failed
 //! one (skipped scenarios do not count), 1 otherwise, 2 for bad arguments.
@@ -111,6 +114,10 @@ pub struct Cli {
     /// `data/dev-identity.secret` when it exists).
     #[arg(long, env = "ECONOMY_BENCH_IDENTITY_SECRET", hide_env_values = true)]
     pub identity_secret: Option<String>,
+    /// A checkout of https://github.com/pgr0ss/pgledger for the `pgledger` peer scenario
+    /// (needs `--database postgres`); without it that scenario is skipped.
+    #[arg(long, env = "ECONOMY_BENCH_PGLEDGER_DIR")]
+    pub pgledger_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -139,7 +146,7 @@ impl Cli {
             duration: self.duration,
             rate: self.rate,
         };
-        Ok(BenchOptions { target, load, ledger_op: self.ledger_op })
+        Ok(BenchOptions { target, load, ledger_op: self.ledger_op, pgledger_dir: self.pgledger_dir.clone() })
     }
 
     fn remote(&self, endpoint: &str, backend: &str) -> anyhow::Result<RemoteStack> {
@@ -190,6 +197,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging();
     let options = cli.options()?;
     let results: Vec<ScenarioResult> = match cli.scenario {
+        Selection::One(Scenario::Pgledger) => {
+            let peer = scenarios::run(Scenario::Pgledger, &options).await;
+            println!("{}", report::scenario_block(&peer));
+            if matches!(peer.run, scenarios::Run::Skipped(_)) {
+                vec![peer]
+            } else {
+                let ours = scenarios::run(Scenario::LedgerWrite, &options).await;
+                println!("{}", report::scenario_block(&ours));
+                let results = vec![peer, ours];
+                println!(
+                    "## Peer comparison ({})\n\n{}",
+                    options.target.backend().label(),
+                    report::peer_comparison(&results)
+                );
+                results
+            }
+        }
         Selection::One(scenario) => {
             let result = scenarios::run(scenario, &options).await;
             println!("{}", report::scenario_block(&result));
@@ -218,6 +242,22 @@ mod tests {
         let options = parse(&["ledger-write", "--rate", "5000"])?.options()?;
         assert_eq!(options.load.rate, Some(5000.0));
         assert_eq!(parse(&["all"])?.options()?.load.rate, None);
+        Ok(())
+    }
+
+    #[test]
+    fn the_pgledger_checkout_is_an_option() -> anyhow::Result<()> {
+        let options = parse(&["pgledger", "--pgledger-dir", "/tmp/pgledger"])?.options()?;
+        assert_eq!(options.pgledger_dir.as_deref(), Some(std::path::Path::new("/tmp/pgledger")));
+        assert_eq!(parse(&["pgledger"])?.scenario, Selection::One(Scenario::Pgledger));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn pgledger_without_a_checkout_is_skipped_and_exits_cleanly() -> anyhow::Result<()> {
+        let mut cli = parse(&["pgledger"])?;
+        cli.pgledger_dir = None; // whatever ECONOMY_BENCH_PGLEDGER_DIR says
+        assert_eq!(run(cli).await?, ExitCode::SUCCESS);
         Ok(())
     }
 

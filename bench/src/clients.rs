@@ -116,7 +116,7 @@ pub fn new_key() -> String {
 pub enum Route {
     /// Through the gateway: metadata `idempotency-key`; the request's own
     /// `idempotency_key` stays empty and the service keys the write by the gateway's
-    /// business event (DESIGN.md §3 Gateway).
+    /// business event (docs/idempotency.md).
     Gateway,
     /// Straight to the service: the request's own `idempotency_key` field.
     Direct,

@@ -1,5 +1,5 @@
-//! The Economy benchmark harness (issue 7, DESIGN.md §7 "speed and memory targets live in
-//! benchmarks"): `economy-bench <scenario>` starts the whole stack in-process (every
+//! The Economy benchmark harness (BENCHMARKS.md: what each scenario measures and the
+//! current results): `economy-bench <scenario>` starts the whole stack in-process (every
 //! service on `127.0.0.1:0` over fresh SQLite or PostgreSQL databases) or targets a
 //! running one, drives it with N concurrent real tonic clients over a few shared HTTP/2
 //! connections for a fixed duration, and reports throughput, latency percentiles

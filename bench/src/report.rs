@@ -109,6 +109,8 @@ pub struct Ratios {
     pub replay_vs_first_p50: Option<f64>,
     /// `replay` throughput / `ledger-write` throughput.
     pub replay_vs_first_throughput: Option<f64>,
+    /// `ledger-write` throughput / `pgledger` throughput (the peer on the same server).
+    pub ledger_write_vs_pgledger: Option<f64>,
 }
 
 fn find(results: &[ScenarioResult], scenario: Scenario) -> Option<&Measurement> {
@@ -131,6 +133,7 @@ impl Ratios {
             direct_vs_raw: both(throughput(Scenario::LedgerWriteDirect), throughput(Scenario::RawDb)),
             replay_vs_first_p50: both(p50(Scenario::Replay), p50(Scenario::LedgerWrite)),
             replay_vs_first_throughput: both(throughput(Scenario::Replay), throughput(Scenario::LedgerWrite)),
+            ledger_write_vs_pgledger: both(throughput(Scenario::LedgerWrite), throughput(Scenario::Pgledger)),
         }
     }
 }
@@ -147,11 +150,57 @@ pub fn ratios_table(ratios: &Ratios) -> String {
         ("gateway overhead (ledger-write / ledger-write-direct p50)", ratios.gateway_vs_direct_p50),
         ("replay vs first execution (replay / ledger-write p50)", ratios.replay_vs_first_p50),
         ("replay vs first execution (replay / ledger-write throughput)", ratios.replay_vs_first_throughput),
+        ("peer: ledger-write / pgledger throughput", ratios.ledger_write_vs_pgledger),
     ];
     let mut out = String::from("| ratio | value |\n| --- | ---: |\n");
     for (name, value) in rows {
         let _ = writeln!(out, "| {name} | {} |", show(value));
     }
+    out
+}
+
+/// `ledger-write` next to the peer `pgledger`: both rows and the ratios (ledger-write /
+/// pgledger for throughput, so above 1 is faster; pgledger / ledger-write for latencies,
+/// so above 1 is also better for ledger-write), as a Markdown table. A scenario that did
+/// not run shows why.
+pub fn peer_comparison(results: &[ScenarioResult]) -> String {
+    let mut out = String::from(
+        "| scenario | transfers/s | p50 ms | p90 ms | p99 ms | clients |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for scenario in [Scenario::LedgerWrite, Scenario::Pgledger] {
+        let name = scenario.name();
+        let result = results.iter().find(|result| result.scenario == scenario);
+        let _ = match result.map(|result| &result.run) {
+            Some(Run::Measured(m)) => writeln!(
+                out,
+                "| {name} | {:.0} | {} | {} | {} | {} |",
+                m.throughput(),
+                millis(m.quantile(0.50)),
+                millis(m.quantile(0.90)),
+                millis(m.quantile(0.99)),
+                m.load.concurrency.max(1)
+            ),
+            Some(Run::Skipped(why)) => writeln!(out, "| {name} | skipped: {why} | | | | |"),
+            Some(Run::Failed(error)) => writeln!(out, "| {name} | FAILED: {error} | | | | |"),
+            None => writeln!(out, "| {name} | not run | | | | |"),
+        };
+    }
+    let ours = find(results, Scenario::LedgerWrite);
+    let peer = find(results, Scenario::Pgledger);
+    let pair = ours.zip(peer);
+    let latency = |quantile: f64| {
+        show(pair.and_then(|(ours, peer)| {
+            ratio(peer.quantile(quantile).as_secs_f64(), ours.quantile(quantile).as_secs_f64())
+        }))
+    };
+    let _ = writeln!(
+        out,
+        "| ratio (ledger-write vs pgledger) | {} | {} | {} | {} | |",
+        show(pair.and_then(|(ours, peer)| ratio(ours.throughput(), peer.throughput()))),
+        latency(0.50),
+        latency(0.90),
+        latency(0.99)
+    );
     out
 }
 

@@ -150,7 +150,7 @@ pub(super) async fn run(stack: &Stack, options: &BenchOptions, load: LedgerLoad)
         .collect();
     // Balance rows every client writes (SYSTEM_ISSUANCE's, the hot account's) are created
     // once before the concurrent writes: the ledger fails a write that loses the race to
-    // create a balance row on PostgreSQL (see BENCHMARKS.md, "Findings").
+    // create a balance row on PostgreSQL.
     fund(&admin, &asset, vec![hot_account]).await?;
     if load.op == LedgerOp::Transfer {
         fund(&admin, &asset, writes.iter().map(|write| write.from).collect()).await?;

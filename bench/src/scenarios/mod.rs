@@ -12,6 +12,7 @@
 //! | `redemption` | `CreateOrder` by the owner, then `FulfillOrder` by merchant staff |
 //! | `market` | `PurchaseListing` of an asset listing (one ledger transaction) |
 //! | `raw-db` | the ledger write's SQL transaction issued directly through sqlx, no gRPC |
+//! | `pgledger` | the peer: `pgledger_create_transfer` of [pgledger](https://github.com/pgr0ss/pgledger) on the same PostgreSQL server, same clients and accounts as `ledger-write` (needs `--pgledger-dir`) |
 //!
 //! The ledger write is a `PostTransaction` transfer between two user accounts of the
 //! client's own (`--ledger-op transfer`, the default) or an `AdjustBalance` credit against
@@ -24,6 +25,7 @@
 mod backpack;
 mod ledger;
 mod market;
+pub mod pgledger;
 mod raw_db;
 mod redemption;
 mod setup;
@@ -59,14 +61,17 @@ pub enum Scenario {
     Market,
     /// The ledger write's SQL transaction through sqlx, no gRPC.
     RawDb,
+    /// The peer: pgledger's `pgledger_create_transfer` on the same PostgreSQL server.
+    Pgledger,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::RawDb,
         Self::LedgerWriteDirect,
         Self::LedgerWrite,
+        Self::Pgledger,
         Self::Replay,
         Self::HotAccount,
         Self::Backpack1k,
@@ -100,6 +105,9 @@ impl Scenario {
                 "PurchaseListing of a 1-unit asset listing through the gateway (one ledger transaction)".into()
             }
             Self::RawDb => format!("the SQL transaction of one {write} through sqlx on the ledger's schema, no gRPC"),
+            Self::Pgledger => "pgledger_create_transfer(own source, own destination, 1): the peer ledger in PL/pgSQL, \
+                               no gRPC"
+                .into(),
         }
     }
 }
@@ -133,6 +141,9 @@ pub struct BenchOptions {
     pub load: LoadOptions,
     /// The ledger write of the ledger scenarios.
     pub ledger_op: LedgerOp,
+    /// A checkout of github.com/pgr0ss/pgledger for the `pgledger` scenario (skipped
+    /// without one).
+    pub pgledger_dir: Option<std::path::PathBuf>,
 }
 
 /// How a scenario ended.
@@ -182,10 +193,13 @@ impl ScenarioResult {
 pub async fn run(scenario: Scenario, options: &BenchOptions) -> ScenarioResult {
     let mut notes = Vec::new();
     let backend = match (&options.target, scenario) {
-        (Target::Remote(remote, _), scenario) if scenario != Scenario::RawDb => {
+        (Target::Remote(remote, _), scenario) if !matches!(scenario, Scenario::RawDb | Scenario::Pgledger) => {
             format!("{} (running stack at {})", remote.backend_label, remote.gateway_url)
         }
         (target, Scenario::RawDb) => format!("{} (fresh database, sqlx only)", target.backend().label()),
+        (target, Scenario::Pgledger) => {
+            format!("{} (pgledger on a fresh database of the same server, sqlx only)", target.backend().label())
+        }
         (target, _) => format!("{} (in-process stack, fresh databases)", target.backend().label()),
     };
     let run = match measure(scenario, options, &mut notes).await {
@@ -213,8 +227,10 @@ async fn measure(
     options: &BenchOptions,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Option<Measurement>> {
-    if scenario == Scenario::RawDb {
-        return raw_db::run(options, notes).await.map(Some);
+    match scenario {
+        Scenario::RawDb => return raw_db::run(options, notes).await.map(Some),
+        Scenario::Pgledger => return pgledger::run(options, notes).await,
+        _ => {}
     }
     let stack = Stack::start(&options.target).await?;
     let measured = on_stack(scenario, &stack, options, notes).await;
@@ -249,7 +265,7 @@ async fn on_stack(
         Scenario::Backpack10k => backpack::run(stack, options, 10_000).await?,
         Scenario::Redemption => redemption::run(stack, options, notes).await?,
         Scenario::Market => market::run(stack, options, notes).await?,
-        Scenario::RawDb => return Ok(None),
+        Scenario::RawDb | Scenario::Pgledger => return Ok(None),
     };
     if measurement.exhausted_workers > 0 {
         notes.push(format!(
