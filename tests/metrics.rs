@@ -1,4 +1,4 @@
-//! The Prometheus endpoint of `economy up` (DESIGN.md §6): with `metrics.listen` set the
+//! The Prometheus endpoint of `economy up` (docs/operations.md, "Observability"): with `metrics.listen` set the
 //! banner names it, and after a few calls through the gateway a scrape shows the RPC
 //! counts and latencies of the gateway and the ledger, the idempotency outcomes, snapshot
 //! sizes, job runs, outbox depth and database pool use.

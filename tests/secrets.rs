@@ -1,5 +1,5 @@
-//! No secret in the logs (DESIGN.md §6 "secrets never logged"; issue: the secret-scrubbing
-//! log test): the real `economy up` logs at `debug` as JSON lines while a full scenario
+//! No secret in the logs (docs/operations.md, "Observability": secrets are never logged):
+//! the real `economy up` logs at `debug` as JSON lines while a full scenario
 //! runs — a bearer token sent on every call, a redemption code created and fulfilled, a
 //! market trade — then every log line is searched for the token, the code (each form a
 //! person could type), the internal identity secret and the JWT secret.
