@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use economy_kit::db::DbOptions;
 use economy_kit::time::{SharedClock, system_clock};
+use economy_kit::tls::{ClientTls, ServerTls};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
@@ -14,6 +15,12 @@ use crate::auth::AuthConfig;
 pub struct GatewayConfig {
     /// Public listen address.
     pub listen: String,
+    /// TLS of the public listener, gRPC and gRPC-web (docs/operations.md, "TLS");
+    /// empty: plaintext (development).
+    pub tls: ServerTls,
+    /// How the gateway's clients of the services verify them (docs/operations.md,
+    /// "TLS"); empty: plaintext `http://` upstreams.
+    pub internal_tls: ClientTls,
     /// Idempotency records database (`sqlite://…` or `postgres://…`).
     pub database_url: String,
     /// Pool settings.
@@ -45,6 +52,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50051".into(),
+            tls: ServerTls::default(),
+            internal_tls: ClientTls::default(),
             database_url: "sqlite://data/gateway.db".into(),
             database: DbOptions { sqlite_synchronous: "NORMAL".into(), ..DbOptions::default() },
             upstreams: BTreeMap::from([

@@ -18,6 +18,7 @@ use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
 use economy_kit::time::{SharedClock, system_clock};
+use economy_kit::tls::ServerTls;
 use economy_proto::items::v1::item_service_server::ItemServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,8 @@ pub const SERVICE_NAME: &str = "economy.items.v1.ItemService";
 pub struct ItemsConfig {
     /// Listen address (`127.0.0.1:50062`; port 0 picks one).
     pub listen: String,
+    /// TLS of the server (docs/operations.md, "TLS"); empty: plaintext.
+    pub tls: ServerTls,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Pool settings.
@@ -50,6 +53,7 @@ impl Default for ItemsConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50062".into(),
+            tls: ServerTls::default(),
             database_url: "sqlite://data/items.db".into(),
             database: DbOptions::default(),
             item_expiry_interval_secs: 60,

@@ -16,6 +16,7 @@ use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
 use economy_kit::time::{SharedClock, system_clock};
+use economy_kit::tls::ServerTls;
 use economy_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,8 @@ pub const SERVICE_NAME: &str = "economy.ledger.v1.LedgerService";
 pub struct LedgerConfig {
     /// Listen address (`127.0.0.1:50061`; port 0 picks one).
     pub listen: String,
+    /// TLS of the server (docs/operations.md, "TLS"); empty: plaintext.
+    pub tls: ServerTls,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Pool settings.
@@ -52,6 +55,7 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50061".into(),
+            tls: ServerTls::default(),
             database_url: "sqlite://data/ledger.db".into(),
             database: DbOptions::default(),
             extra_system_accounts: Vec::new(),

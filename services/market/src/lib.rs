@@ -21,6 +21,7 @@ use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, IdentityKey};
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
 use economy_kit::time::{SharedClock, system_clock};
+use economy_kit::tls::{ClientTls, ServerTls};
 use economy_proto::market::v1::market_service_server::MarketServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -35,10 +36,15 @@ pub const SERVICE_NAME: &str = "economy.market.v1.MarketService";
 pub struct MarketConfig {
     /// Listen address (`127.0.0.1:50064`; port 0 picks one).
     pub listen: String,
+    /// TLS of the server (docs/operations.md, "TLS"); empty: plaintext.
+    pub tls: ServerTls,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Pool settings.
     pub database: DbOptions,
+    /// How its clients of other services verify them (docs/operations.md, "TLS");
+    /// empty: plaintext.
+    pub internal_tls: ClientTls,
     /// The ledger.
     pub ledger_url: String,
     /// The items service.
@@ -63,8 +69,10 @@ impl Default for MarketConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50064".into(),
+            tls: ServerTls::default(),
             database_url: "sqlite://data/market.db".into(),
             database: DbOptions::default(),
+            internal_tls: ClientTls::default(),
             ledger_url: "http://127.0.0.1:50061".into(),
             items_url: "http://127.0.0.1:50062".into(),
             fee_bps: 500,

@@ -22,6 +22,7 @@ use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, IdentityKey};
 use economy_kit::server::{RunningServer, ServerLimits, spawn};
 use economy_kit::time::{SharedClock, system_clock};
+use economy_kit::tls::{ClientTls, ServerTls};
 use economy_proto::redemption::v1::redemption_service_server::RedemptionServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -36,10 +37,15 @@ pub const SERVICE_NAME: &str = "economy.redemption.v1.RedemptionService";
 pub struct RedemptionConfig {
     /// Listen address (`127.0.0.1:50063`; port 0 picks one).
     pub listen: String,
+    /// TLS of the server (docs/operations.md, "TLS"); empty: plaintext.
+    pub tls: ServerTls,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
     /// Pool settings.
     pub database: DbOptions,
+    /// How its clients of other services verify them (docs/operations.md, "TLS");
+    /// empty: plaintext.
+    pub internal_tls: ClientTls,
     /// The Items service.
     pub items_url: String,
     /// How long a code redeems, seconds (30 days).
@@ -62,8 +68,10 @@ impl Default for RedemptionConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50063".into(),
+            tls: ServerTls::default(),
             database_url: "sqlite://data/redemption.db".into(),
             database: DbOptions::default(),
+            internal_tls: ClientTls::default(),
             items_url: "http://127.0.0.1:50062".into(),
             order_ttl_secs: 30 * 24 * 3600,
             expiry_interval_secs: 3600,

@@ -22,6 +22,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod tls;
 
 /// The global allocator of every Economy binary (`#[global_allocator] static ALLOCATOR:
 /// economy_kit::Allocator = economy_kit::Allocator;`): mimalloc, measured faster than the
