@@ -35,7 +35,7 @@ use crate::config::{GatewayConfig, IdempotencyConfig};
 use crate::error::GatewayError;
 use crate::policy::Selection;
 use crate::registry::{Method, Registry};
-use crate::store::{Begin, IdempotencyStore, NewRecord, StoredResponse};
+use crate::store::{Begin, IdempotencyStore, NewRecord, Resumed, StoredResponse};
 
 /// Longest lease a claim may have (a configuration beyond it is capped): one day.
 const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
@@ -186,8 +186,12 @@ impl Gateway {
     /// token, requires `min_role_level` (`PERMISSION_DENIED` / `ROLE_TOO_LOW`), applies the
     /// per-user rate limit (`RATE_LIMITED`) and takes an in-flight permit (`OVERLOADED`),
     /// held until the request ends.
-    pub fn admit(&self, metadata: &MetadataMap, min_role_level: i32) -> Result<(Caller, SemaphorePermit<'_>), Status> {
-        let caller = self.auth.authenticate(metadata)?;
+    pub async fn admit(
+        &self,
+        metadata: &MetadataMap,
+        min_role_level: i32,
+    ) -> Result<(Caller, SemaphorePermit<'_>), Status> {
+        let caller = self.auth.authenticate(metadata).await?;
         let Caller::User { user_id, role_level } = caller else {
             return Err(GatewayError::internal("a token named a service, not a user").into());
         };
@@ -203,7 +207,7 @@ impl Gateway {
 
     async fn handle(&self, path: &str, request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
         let method = self.registry.method(path).ok_or_else(|| GatewayError::NotRouted(path.to_owned()))?;
-        let (caller, _permit) = self.admit(request.metadata(), method.min_role_level)?;
+        let (caller, _permit) = self.admit(request.metadata(), method.min_role_level).await?;
         let user_id = caller.user_id().unwrap_or_default();
         if method.read_only {
             let body = request.into_inner();
@@ -236,15 +240,20 @@ impl Gateway {
         let (forward_deadline, lease_ends) = (claimed + self.upstream_timeout.min(self.lease), claimed + self.lease);
         let begin = self.store.begin(&record).await.map_err(GatewayError::from)?;
         let outcome = match &begin {
-            Begin::Started { resumed: false, .. } => "new",
-            Begin::Started { resumed: true, .. } => "resumed",
+            Begin::Started { resumed: None, .. } => "new",
+            Begin::Started { resumed: Some(_), .. } => "resumed",
             Begin::Replay { .. } => "replayed",
             Begin::Conflict { .. } => "conflict",
             Begin::Processing { .. } => "processing",
         };
         metrics::counter!("gateway_idempotency_outcomes_total", "outcome" => outcome).increment(1);
         match begin {
-            Begin::Started { business_event_id, .. } => {
+            Begin::Started { business_event_id, resumed } => {
+                if resumed == Some(Resumed::Abandoned) {
+                    // Its owner died or gave up: this request forwards again with the same
+                    // business event, which the service replays if it ran (docs/idempotency.md).
+                    tracing::info!(method = %path, %request_id, %business_event_id, "idempotency record taken over past its lease");
+                }
                 let outcome = self.forward(method, &caller, Some(&business_event_id), body, forward_deadline).await;
                 let attempt = Attempt { method, user_id, key: &key, request_id: &request_id };
                 self.record(&attempt, &outcome, lease_ends).await;

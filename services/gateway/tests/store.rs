@@ -6,7 +6,7 @@
 
 use economy_gateway::config::IdempotencyConfig;
 use economy_gateway::jobs::{clean_up, time_out_processing};
-use economy_gateway::store::{Begin, IdempotencyStore, NewRecord, StoredResponse};
+use economy_gateway::store::{Begin, IdempotencyStore, NewRecord, Resumed, StoredResponse};
 use economy_kit::db::DbOptions;
 use economy_kit::time::now_millis;
 use economy_testkit::TestDatabase;
@@ -67,9 +67,26 @@ async fn failed_attempts_retry_with_the_same_business_event() {
     assert!(store.fail(7, "k", "r1", "Unavailable", now_millis()).await.unwrap());
     assert_eq!(
         store.begin(&record("k", "f", "r2")).await.unwrap(),
-        Begin::Started { business_event_id, resumed: true }
+        Begin::Started { business_event_id, resumed: Some(Resumed::Failed) }
     );
     // The stale attempt can no longer write its outcome.
+    assert!(!store.complete(7, "k", "r1", ok_response(), now_millis()).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_claim_past_its_lease_is_taken_over_with_its_business_event() {
+    let (_database, store) = open().await;
+    let Begin::Started { business_event_id, .. } =
+        store.begin(&NewRecord { lease_ms: 0, ..record("k", "f", "r1") }).await.unwrap()
+    else {
+        panic!("first")
+    };
+    assert_eq!(
+        store.begin(&record("k", "f", "r2")).await.unwrap(),
+        Begin::Started { business_event_id, resumed: Some(Resumed::Abandoned) }
+    );
+    assert!(matches!(store.begin(&record("k", "f", "r3")).await.unwrap(), Begin::Processing { .. }), "a live lease");
+    // The abandoned attempt can no longer write its outcome.
     assert!(!store.complete(7, "k", "r1", ok_response(), now_millis()).await.unwrap());
 }
 

@@ -69,6 +69,15 @@ pub struct StoredResponse {
     pub truncated: bool,
 }
 
+/// The earlier attempt a retry took over (docs/idempotency.md, "Leases and takeover").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// It failed (e.g. its upstream was unavailable).
+    Failed,
+    /// It was still `processing` past its lease: its gateway died or lost its database.
+    Abandoned,
+}
+
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
@@ -77,8 +86,8 @@ pub enum Begin {
     Started {
         /// Business event id to forward.
         business_event_id: String,
-        /// True when an earlier attempt of this key was taken over.
-        resumed: bool,
+        /// The earlier attempt of this key that was taken over, if any.
+        resumed: Option<Resumed>,
     },
     /// Finished before with the same fingerprint: replay.
     Replay {
@@ -194,7 +203,7 @@ impl IdempotencyStore {
         for _ in 0..3 {
             let business_event_id = uuid::Uuid::now_v7().to_string();
             if self.insert(record, &business_event_id).await? {
-                return Ok(Begin::Started { business_event_id, resumed: false });
+                return Ok(Begin::Started { business_event_id, resumed: None });
             }
             let Some(found) = self.get(record.user_id, record.key).await? else { continue };
             if found.expires_at <= record.now {
@@ -212,8 +221,9 @@ impl IdempotencyStore {
                 "processing" if found.lease_expires_at > record.now => {
                     return Ok(Begin::Processing { request_id: found.request_id });
                 }
-                _ if self.take_over(record, &found).await? => {
-                    return Ok(Begin::Started { business_event_id: found.business_event_id, resumed: true });
+                status if self.take_over(record, &found).await? => {
+                    let resumed = if status == "processing" { Resumed::Abandoned } else { Resumed::Failed };
+                    return Ok(Begin::Started { business_event_id: found.business_event_id, resumed: Some(resumed) });
                 }
                 _ => continue,
             }
