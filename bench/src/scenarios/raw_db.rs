@@ -104,7 +104,7 @@ pub(super) async fn run(options: &BenchOptions, notes: &mut Vec<String>) -> anyh
 async fn measure(url: &str, options: &BenchOptions) -> anyhow::Result<Measurement> {
     let config = LedgerConfig::default();
     let database = options.target.backend().db_options(config.database.clone());
-    let store = LedgerStore::open(url, &database, &config.system_accounts()).await?;
+    let store = LedgerStore::open(url, &database, &config.system_accounts(), config.clock.clone()).await?;
     let asset = AssetCode::parse(ASSET).map_err(anyhow::Error::msg)?;
     let definition = Asset {
         code: asset.clone(),

@@ -83,7 +83,13 @@ pub async fn start(
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
-    let store = store::LedgerStore::open(&config.database_url, &config.database, &config.system_accounts()).await?;
+    let store = store::LedgerStore::open(
+        &config.database_url,
+        &config.database,
+        &config.system_accounts(),
+        config.clock.clone(),
+    )
+    .await?;
     jobs::spawn_hold_expiry(
         store.clone(),
         config.clock.clone(),

@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use economy_kit::time::now_millis;
-
 use super::LedgerStore;
 use crate::domain::LedgerError;
 use crate::domain::catalog::{Asset, AssetKind, ConversionRule};
@@ -62,7 +60,7 @@ impl LedgerStore {
     pub async fn define_asset(&self, asset: &Asset) -> Result<(Asset, bool), LedgerError> {
         let metadata = serde_json::to_string(&asset.metadata)
             .map_err(|error| LedgerError::Storage(economy_kit::error::StorageCause::new(error)))?;
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
         let existed = sqlx::query("SELECT code FROM assets WHERE code = $1")
@@ -123,7 +121,7 @@ impl LedgerStore {
         .bind(rule.to_asset.as_str())
         .bind(rule.to_amount)
         .bind(i64::from(rule.enabled))
-        .bind(now_millis())
+        .bind(self.clock.now_millis())
         .execute(&mut *self.db.writer().await?)
         .await?;
         Ok(rule.clone())
@@ -149,7 +147,7 @@ impl LedgerStore {
             let account = AccountId::system(name).map_err(|error| anyhow::anyhow!("system account {name}: {error}"))?;
             sqlx::query("INSERT INTO accounts (account, user_id, created_at) VALUES ($1, NULL, $2) ON CONFLICT (account) DO NOTHING")
                 .bind(account.key())
-                .bind(now_millis())
+                .bind(self.clock.now_millis())
                 .execute(&mut *self.db.writer().await?)
                 .await?;
         }

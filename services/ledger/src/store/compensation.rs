@@ -3,7 +3,6 @@
 //! UNIQUE idempotency key makes a retried fix a replay of the first.
 
 use economy_kit::audit::{self, AuditDraft, AuditError, AuditPage, AuditQuery, AuditRecord};
-use economy_kit::time::now_millis;
 use sqlx::{Any, Transaction};
 
 use super::LedgerStore;
@@ -75,7 +74,7 @@ impl LedgerStore {
             return Ok(Recalculated { balance, record, replayed: true });
         }
         let (account, asset) = (&command.account, &command.asset);
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
         let before = lock_balance(&mut tx, account, asset, now).await?;
@@ -117,7 +116,7 @@ impl LedgerStore {
         if hold.status != HoldStatus::Open {
             return Err(LedgerError::HoldAlreadyResolved { hold_id: hold_id.to_owned(), status: hold.status.as_str() });
         }
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
         let Some(entry) = write_entry(&mut tx, plan, now, &self.known).await? else {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use economy_kit::db::{Backend, DbOptions};
 use economy_kit::testing::TestDatabase;
+use economy_kit::time::system_clock;
 
 use crate::domain::catalog::{Asset, AssetKind};
 use crate::domain::commands::{AdjustBalance, Direction};
@@ -29,7 +30,8 @@ pub(super) fn key(name: &str) -> IdempotencyKey {
 /// credited; `None` on SQLite, where the PostgreSQL forms do not run.
 pub(super) async fn postgres_store(funding: &[(i64, i64)]) -> anyhow::Result<Option<(TestDatabase, LedgerStore)>> {
     let database = TestDatabase::new().await?;
-    let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await?;
+    let store =
+        LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()], system_clock()).await?;
     if store.db.backend() == Backend::Sqlite {
         return Ok(None);
     }

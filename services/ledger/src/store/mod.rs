@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use economy_kit::db::{Db, DbOptions};
 use economy_kit::group_commit::GroupCommit;
+use economy_kit::time::SharedClock;
 use sqlx::migrate::Migrator;
 
 use crate::domain::LedgerError;
@@ -42,17 +43,24 @@ pub struct LedgerStore {
     /// PostgreSQL: plain entries queued for combined statements (`write::plain_queue`).
     plain: Option<write::PlainQueue>,
     known: Arc<known::KnownRows>,
+    /// "Now" for hold expiry and entry timestamps (the service's injectable clock).
+    clock: SharedClock,
 }
 
 impl LedgerStore {
     /// Connects to `url`, applies pending migrations and makes sure the system accounts
-    /// `system_accounts` exist.
-    pub async fn open(url: &str, options: &DbOptions, system_accounts: &[String]) -> anyhow::Result<Self> {
+    /// `system_accounts` exist; `clock` is the "now" of its writes.
+    pub async fn open(
+        url: &str,
+        options: &DbOptions,
+        system_accounts: &[String],
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         let entries = write::group_commit(&db);
         let plain = write::plain_queue(&db, &entries);
-        let store = Self { db, entries, plain, known: Arc::default() };
+        let store = Self { db, entries, plain, known: Arc::default(), clock };
         store.seed_system_accounts(system_accounts).await?;
         Ok(store)
     }

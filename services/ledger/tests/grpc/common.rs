@@ -2,8 +2,9 @@
 //! the integration tests.
 
 use economy_kit::identity::{Caller, IdentityKey, Signer, roles};
+use economy_kit::time::Clock;
 use economy_proto::ledger::v1 as pb;
-use economy_testkit::{Service, TestDatabase, TestStack, identity, test_stack};
+use economy_testkit::{Service, TestDatabase, TestStack, TestStackBuilder, identity, test_stack};
 pub use economy_testkit::{assert_error, new_key};
 use pb::ledger_service_client::LedgerServiceClient;
 use tonic::Status;
@@ -28,14 +29,26 @@ pub async fn spawn_app() -> TestApp {
 /// The app with the hold-expiry job running every `interval_secs` (its first run is at
 /// start, so a long period keeps it from expiring any hold created afterwards).
 pub async fn spawn_app_with_expiry_interval(interval_secs: u64) -> TestApp {
-    let stack = test_stack(&[Service::Ledger])
-        .configure(|config| {
-            config.ledger.hold_expiry_interval_secs = interval_secs;
-            config.ledger.extra_system_accounts = vec!["SYSTEM_REWARDS".into()];
-        })
-        .start()
-        .await;
-    TestApp { stack, key: identity() }
+    builder(interval_secs).start().await.into()
+}
+
+/// The app on a manual clock (tests move it instead of sleeping) with the hold-expiry job
+/// running at start, then hourly: holds expire only by their instant.
+pub async fn spawn_app_on_manual_clock() -> TestApp {
+    builder(3600).manual_clock().start().await.into()
+}
+
+fn builder(interval_secs: u64) -> TestStackBuilder {
+    test_stack(&[Service::Ledger]).configure(move |config| {
+        config.ledger.hold_expiry_interval_secs = interval_secs;
+        config.ledger.extra_system_accounts = vec!["SYSTEM_REWARDS".into()];
+    })
+}
+
+impl From<TestStack> for TestApp {
+    fn from(stack: TestStack) -> Self {
+        TestApp { stack, key: identity() }
+    }
 }
 
 impl TestApp {
@@ -147,7 +160,15 @@ pub async fn assert_consistent(admin: &mut Client) {
 
 /// Sleeps until the wall clock is past `millis` (ms since the epoch; a couple of seconds
 /// at most in these tests).
-pub async fn sleep_past(millis: i64) {
-    let wait = (millis + 20 - economy_kit::time::now_millis()).max(0);
-    tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(wait).unwrap())).await;
+impl TestApp {
+    /// The manual clock's "now", ms ([`spawn_app_on_manual_clock`]).
+    pub fn now(&self) -> i64 {
+        self.stack.clock().now_millis()
+    }
+
+    /// Moves the manual clock just past `millis` ([`spawn_app_on_manual_clock`]).
+    pub fn pass(&self, millis: i64) {
+        let by = u64::try_from((millis + 1 - self.now()).max(0)).unwrap_or(0);
+        self.stack.clock().advance(std::time::Duration::from_millis(by));
+    }
 }

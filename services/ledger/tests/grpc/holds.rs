@@ -226,7 +226,7 @@ async fn expired_holds_are_released_by_the_job() {
 
 /// The expiry job runs at start, then once an hour: holds expire only by their instant.
 async fn spawn_app_without_expiry_job() -> TestApp {
-    spawn_app_with_expiry_interval(3600).await
+    spawn_app_on_manual_clock().await
 }
 
 fn expiring_at(request: pb::CreateHoldRequest, expires_at: i64) -> pb::CreateHoldRequest {
@@ -238,10 +238,10 @@ async fn a_hold_retried_after_its_expiry_replays_its_creation() {
     let app = spawn_app_without_expiry_job().await;
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
-    let expires_at = now_millis() + 1000;
+    let expires_at = app.now() + 1000;
     let request = expiring_at(hold_request(2, "POINTS", 30), expires_at);
     let created = admin.create_hold(request.clone()).await.unwrap().into_inner();
-    sleep_past(expires_at).await;
+    app.pass(expires_at);
 
     let retried = admin.create_hold(request.clone()).await.unwrap().into_inner();
     assert!(retried.replayed && !created.replayed);
@@ -264,7 +264,7 @@ async fn a_hold_is_not_paid_out_from_its_expiry_on_even_before_the_job() {
     let mut market = app.service().await;
     adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
     adjust(&mut admin, 3, "POINTS", 1).await.unwrap();
-    let expires_at = now_millis() + 1500;
+    let expires_at = app.now() + 1500;
     let mut holds = Vec::new();
     for _ in 0..5 {
         let request = expiring_at(hold_request(2, "POINTS", 10), expires_at);
@@ -285,7 +285,7 @@ async fn a_hold_is_not_paid_out_from_its_expiry_on_even_before_the_job() {
     market.post_transaction(post_new.clone()).await.unwrap();
     let release_early = release(&holds[2]);
     market.release_hold(release_early.clone()).await.unwrap();
-    sleep_past(expires_at).await;
+    app.pass(expires_at);
 
     // Their retries answer from their keys.
     assert!(market.settle_hold(settle_known).await.unwrap().into_inner().replayed);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use economy_kit::db::{Backend, DbOptions};
 use economy_kit::testing::TestDatabase;
+use economy_kit::time::system_clock;
 use economy_ledger::domain::LedgerError;
 use economy_ledger::domain::catalog::{Asset, AssetKind, ConversionRule};
 use economy_ledger::domain::commands::{
@@ -70,7 +71,9 @@ fn amount(value: i64) -> Amount {
 
 async fn setup() -> (TestDatabase, LedgerStore) {
     let database = TestDatabase::new().await.unwrap();
-    let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()]).await.unwrap();
+    let store = LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()], system_clock())
+        .await
+        .unwrap();
     for (index, kind) in [AssetKind::Currency, AssetKind::Fragment].into_iter().enumerate() {
         let asset = Asset {
             code: code(index),

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use economy_kit::batch::Coalescer;
 use economy_kit::db::{Backend, Db, Writer};
 use economy_kit::group_commit::{Autocommitted, BatchedWrite, BulkResults, GroupCommit, Submitted, WriteFuture};
-use economy_kit::time::now_millis;
+use economy_kit::time::{SharedClock, now_millis};
 use sqlx::AnyConnection;
 
 use super::LedgerStore;
@@ -113,7 +113,7 @@ impl LedgerStore {
     pub async fn apply_unbatched(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        let entry = write_entry(&mut tx, plan, now_millis(), &self.known).await?;
+        let entry = write_entry(&mut tx, plan, self.clock.now_millis(), &self.known).await?;
         if let Some(entry) = &entry {
             let committed = tx.commit().await;
             writer.finish(committed)?;
@@ -148,7 +148,7 @@ impl LedgerStore {
     /// [`EntryWrite::has_fast_form`], else or when that leaves it undecided a
     /// [`transaction`] of its own.
     async fn apply_once(&self, plan: &WritePlan) -> Result<Option<Entry>, LedgerError> {
-        let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known) };
+        let write = EntryWrite { plan: plan.clone(), known: Arc::clone(&self.known), clock: self.clock.clone() };
         let shared = match self.plain.as_ref().filter(|_| write.is_plain()) {
             Some(plain) => plain.submit(write.clone()).await,
             None => None,
@@ -172,6 +172,13 @@ impl LedgerStore {
 pub(super) struct EntryWrite {
     pub(super) plan: WritePlan,
     pub(super) known: Arc<KnownRows>,
+    /// The store's clock: the "now" its holds expire by and its entries are stamped with.
+    pub(super) clock: SharedClock,
+}
+
+/// The "now" (ms) of a batch of writes: their store's clock.
+pub(super) fn batch_now(batch: &[EntryWrite]) -> i64 {
+    batch.first().map_or_else(now_millis, |write| write.clock.now_millis())
 }
 
 /// Why an [`EntryWrite`] wrote nothing.
@@ -229,7 +236,7 @@ impl BatchedWrite for EntryWrite {
 
     fn write<'c>(&'c self, conn: &'c mut AnyConnection) -> WriteFuture<'c, Result<Entry, Refusal>> {
         Box::pin(async move {
-            match write_entry(conn, &self.plan, now_millis(), &self.known).await {
+            match write_entry(conn, &self.plan, self.clock.now_millis(), &self.known).await {
                 Ok(Some(entry)) => Ok(entry),
                 Ok(None) => Err(Refusal::KeyTaken),
                 Err(error) => Err(Refusal::Refused(error)),
@@ -250,7 +257,7 @@ impl BatchedWrite for EntryWrite {
             if !self.has_fast_form() {
                 return Ok(None);
             }
-            postgres_statement::post(writer, self, now_millis()).await
+            postgres_statement::post(writer, self, self.clock.now_millis()).await
         })
     }
 }

@@ -17,11 +17,10 @@ use std::collections::{BTreeSet, HashSet};
 use economy_kit::db::Db;
 use economy_kit::db::params::{Params, tuple};
 use economy_kit::group_commit::{GroupCommit, Submitted};
-use economy_kit::time::now_millis;
 use futures_util::future::join_all;
 
-use super::EntryWrite;
 use super::rows::{MOVE_COLUMNS, bind_entry, bind_moves, count, posting_rows};
+use super::{EntryWrite, batch_now};
 use crate::domain::entry::{BalanceDelta, Entry, balanced_deltas};
 use crate::domain::ids::{AccountId, AssetCode};
 
@@ -33,7 +32,7 @@ pub(super) async fn post_batch(
     writes: Vec<EntryWrite>,
 ) -> Vec<Submitted<EntryWrite>> {
     if writes.len() > 1
-        && let Some(written) = post_together(&db, &writes, now_millis()).await
+        && let Some(written) = post_together(&db, &writes, batch_now(&writes)).await
     {
         return written.into_iter().map(|entry| Ok(Ok(entry))).collect();
     }
@@ -141,6 +140,7 @@ mod tests {
     use std::sync::Arc;
 
     use economy_kit::testing::TestDatabase;
+    use economy_kit::time::now_millis;
 
     use super::*;
     use crate::domain::LedgerError;
@@ -167,7 +167,10 @@ mod tests {
     }
 
     fn writes(store: &LedgerStore, plans: Vec<WritePlan>) -> Vec<EntryWrite> {
-        plans.into_iter().map(|plan| EntryWrite { plan, known: Arc::clone(&store.known) }).collect()
+        plans
+            .into_iter()
+            .map(|plan| EntryWrite { plan, known: Arc::clone(&store.known), clock: store.clock.clone() })
+            .collect()
     }
 
     async fn balances(store: &LedgerStore) -> anyhow::Result<Vec<i64>> {
@@ -220,7 +223,7 @@ mod tests {
         // Two entries of two postings each moving three balances (four moves).
         let writes: Vec<EntryWrite> = [transfer(1, 2, 1, "a"), transfer(2, 3, 1, "b")]
             .into_iter()
-            .map(|plan| EntryWrite { plan, known: Arc::default() })
+            .map(|plan| EntryWrite { plan, known: Arc::default(), clock: economy_kit::time::system_clock() })
             .collect();
         let entries: Vec<Entry> = writes.iter().map(|write| write.entry(7, write.plan.legs.clone())).collect();
         let deltas: Vec<Vec<BalanceDelta>> =

@@ -209,7 +209,11 @@ mod tests {
             business_type: "HOLD_SETTLE".into(),
             correlation_id: String::new(),
         };
-        EntryWrite { plan: command.plan(key("settle"), "admin:1"), known: Arc::clone(&store.known) }
+        EntryWrite {
+            plan: command.plan(key("settle"), "admin:1"),
+            known: Arc::clone(&store.known),
+            clock: store.clock.clone(),
+        }
     }
 
     async fn books(store: &LedgerStore) -> anyhow::Result<[(i64, i64); 2]> {
@@ -240,8 +244,11 @@ mod tests {
     #[tokio::test]
     async fn an_entry_autocommits_in_the_statement_unless_it_opens_a_hold() -> anyhow::Result<()> {
         let Some((_database, store, hold)) = with_hold().await? else { return Ok(()) };
-        let opening =
-            EntryWrite { plan: freezing(&HoldId::generate(), 1, "freeze-3"), known: Arc::clone(&store.known) };
+        let opening = EntryWrite {
+            plan: freezing(&HoldId::generate(), 1, "freeze-3"),
+            known: Arc::clone(&store.known),
+            clock: store.clock.clone(),
+        };
         let mut writer = store.db.writer().await?;
         assert!(opening.autocommit(&mut writer).await?.is_none(), "opening a hold takes the transaction path");
         let Some(Ok(entry)) = settle(&store, &hold).autocommit(&mut writer).await? else {

@@ -25,11 +25,10 @@ use std::collections::{HashMap, HashSet};
 
 use economy_kit::db::{Writer, json_rows};
 use economy_kit::group_commit::{BulkResults, write_in_savepoint};
-use economy_kit::time::now_millis;
 use sqlx::AnyConnection;
 
 use super::rows::posting_rows;
-use super::{EntryWrite, Refusal};
+use super::{EntryWrite, Refusal, batch_now};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceDelta, Buckets, Entry, balanced_deltas};
 use crate::domain::hold::{Hold, Resolved};
@@ -47,7 +46,7 @@ pub(super) async fn commit_entries(batch: &[EntryWrite], writer: &mut Writer) ->
         return Ok(None);
     }
     let Some(mut transaction) = writer.raw_transaction() else { return Ok(None) };
-    let written = write_bulk(batch, &mut transaction, now_millis(), Framing::Own).await;
+    let written = write_bulk(batch, &mut transaction, batch_now(batch), Framing::Own).await;
     transaction.finish(written).await.map(Some)
 }
 
@@ -85,7 +84,7 @@ pub(super) async fn write_entries(
     batch: &[EntryWrite],
     conn: &mut AnyConnection,
 ) -> Result<Option<Vec<Result<Entry, Refusal>>>, sqlx::Error> {
-    let now = now_millis();
+    let now = batch_now(batch);
     // Decided once: `known` grows while the batch runs (earlier callers learning).
     let fast: Vec<bool> = batch.iter().map(EntryWrite::has_fast_form).collect();
     if !fast.contains(&true) {
@@ -397,7 +396,7 @@ mod tests {
             correlation_id: String::new(),
         }
         .plan(IdempotencyKey::parse(key).expect("key"), "user:1");
-        EntryWrite { plan, known: Arc::default() }
+        EntryWrite { plan, known: Arc::default(), clock: economy_kit::time::system_clock() }
     }
 
     #[test]
