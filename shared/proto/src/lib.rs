@@ -4,8 +4,18 @@
 
 #![allow(missing_docs, clippy::all)]
 
-/// Encoded `google.protobuf.FileDescriptorSet` of every Economy proto and its imports.
+/// Encoded `google.protobuf.FileDescriptorSet` of every proto under `proto/` (the Economy
+/// APIs and the `google.rpc` error details) and their imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/economy_descriptor.bin"));
+
+/// `google.rpc`: the error detail messages Economy attaches to a status (`ErrorInfo`,
+/// `BadRequest`; docs/errors.md), wire-compatible with googleapis' own.
+pub mod google {
+    /// The detail messages.
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+    }
+}
 
 /// `economy.options.v1`: method and field policies read by the gateway.
 pub mod options {
