@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
-use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::ServerTls;
 use economy_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
@@ -105,5 +105,6 @@ pub async fn start(
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));
-    spawn(&config.listen, SERVICE_NAME, routes, limits, shutdown).await
+    let options = ServeOptions::tls(&config.tls, "ledger.tls")?;
+    spawn_with(&config.listen, SERVICE_NAME, routes, limits, options, shutdown).await
 }

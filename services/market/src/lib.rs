@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, IdentityKey};
-use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::{ClientTls, ServerTls};
 use economy_proto::market::v1::market_service_server::MarketServiceServer;
@@ -99,10 +99,11 @@ pub async fn start(
     let store = store::MarketStore::open(&config.database_url, &config.database).await?;
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let signer = || identity.signer(Caller::service("market"));
+    let channel = |url: &str| clients::channel(url, &config.internal_tls, "market.internal_tls", timeout);
     let market = Arc::new(service::Market {
         store,
-        ledger: clients::ledger::Ledger::new(clients::channel(&config.ledger_url, timeout)?, signer()),
-        items: clients::items::Items::new(clients::channel(&config.items_url, timeout)?, signer()),
+        ledger: clients::ledger::Ledger::new(channel(&config.ledger_url)?, signer()),
+        items: clients::items::Items::new(channel(&config.items_url)?, signer()),
         clock: config.clock.clone(),
         rules: service::MarketRules {
             fee_bps: config.fee_bps,
@@ -117,5 +118,6 @@ pub async fn start(
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(api, identity.clone()));
-    spawn(&config.listen, SERVICE_NAME, routes, limits, shutdown).await
+    let options = ServeOptions::tls(&config.tls, "market.tls")?;
+    spawn_with(&config.listen, SERVICE_NAME, routes, limits, options, shutdown).await
 }

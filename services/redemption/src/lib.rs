@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, IdentityKey};
-use economy_kit::server::{RunningServer, ServerLimits, spawn};
+use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::{ClientTls, ServerTls};
 use economy_proto::redemption::v1::redemption_service_server::RedemptionServiceServer;
@@ -95,7 +95,10 @@ pub async fn start(
     let store = store::RedemptionStore::open(&config.database_url, &config.database).await?;
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let signer = identity.signer(Caller::service("redemption"));
-    let items = clients::items::Items::new(clients::channel(&config.items_url, timeout)?, signer);
+    let items = clients::items::Items::new(
+        clients::channel(&config.items_url, &config.internal_tls, "redemption.internal_tls", timeout)?,
+        signer,
+    );
     let service = Arc::new(service::Redemption {
         store,
         items,
@@ -113,5 +116,6 @@ pub async fn start(
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(api, identity.clone()));
-    spawn(&config.listen, SERVICE_NAME, routes, limits, shutdown).await
+    let options = ServeOptions::tls(&config.tls, "redemption.tls")?;
+    spawn_with(&config.listen, SERVICE_NAME, routes, limits, options, shutdown).await
 }

@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{Upstream, classify};
 use crate::reasons;
+use crate::tls::{ClientTls, endpoint};
 
 /// Why a call to another service did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +55,13 @@ impl CallError {
     }
 }
 
-/// A lazily connected channel to `url` (connect timeout 2 s) with a per-request `timeout`.
+/// A lazily connected channel to `url` (connect timeout 2 s) with a per-request `timeout`,
+/// over TLS as `tls` says (`section` names those settings in errors, e.g.
+/// `market.internal_tls`; docs/operations.md, "TLS").
 ///
-/// Errors: `url` is not a valid URI.
-pub fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?.connect_timeout(Duration::from_secs(2)).timeout(timeout).connect_lazy())
+/// Errors: `url` is not a valid URI, or does not fit `tls` (see [`crate::tls::endpoint`]).
+pub fn channel(url: &str, tls: &ClientTls, section: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    Ok(endpoint(url, tls, section)?.connect_timeout(Duration::from_secs(2)).timeout(timeout).connect_lazy())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The gRPC server every service runs (docs/operations.md, "Observability"):
 //! the service's routes plus `grpc.health.v1` and server reflection (v1 and v1alpha) over
-//! the Economy descriptor set, request timeout, per-connection concurrency limit,
+//! the Economy descriptor set, TLS and mTLS (`crate::tls`), request timeout, per-connection concurrency limit,
 //! graceful shutdown on a cancellation token, and `crate::observe` (request spans joined
 //! to the caller's trace, RPC metrics) around every request.
 
@@ -8,19 +8,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tonic_web::GrpcWebLayer;
-use tower_http::cors::CorsLayer;
+pub use tower_http::cors::CorsLayer;
 
 use crate::observe::ObserveLayer;
+use crate::tls::{Acceptor, ServerTls};
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -47,6 +50,8 @@ impl Default for ServerLimits {
 pub struct RunningServer {
     /// The bound address (the real port when started on `:0`).
     pub addr: SocketAddr,
+    /// True when it serves TLS.
+    pub tls: bool,
     /// Its `grpc.health.v1` reporter (the gateway reports its upstreams through it).
     pub health: HealthReporter,
     shutdown: CancellationToken,
@@ -54,9 +59,9 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// `http://addr`, for clients.
+    /// `http://addr`, or `https://addr` when it serves TLS, for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// Stops accepting, drains in-flight requests and waits for the server to end.
@@ -69,13 +74,13 @@ impl RunningServer {
     /// has stopped and its connections have closed: work its requests left running
     /// (e.g. the gateway's record of a write whose client went away).
     pub fn draining(self, drain: impl Future<Output = ()> + Send + 'static) -> Self {
-        let Self { addr, health, shutdown, task } = self;
+        let Self { addr, tls, health, shutdown, task } = self;
         let task = tokio::spawn(async move {
             let served = task.await;
             drain.await;
             served?
         });
-        Self { addr, health, shutdown, task }
+        Self { addr, tls, health, shutdown, task }
     }
 
     /// Waits until the server ends (after its token is cancelled, or on failure).
@@ -84,9 +89,9 @@ impl RunningServer {
     }
 }
 
-/// Binds `listen` (e.g. `127.0.0.1:50061`, or port 0 for any) and serves `routes` with
-/// health (`service_name` and the empty name reported SERVING) and reflection until
-/// `shutdown` is cancelled.
+/// Binds `listen` (e.g. `127.0.0.1:50061`, or port 0 for any) and serves `routes` in
+/// plaintext with health (`service_name` and the empty name reported SERVING) and
+/// reflection until `shutdown` is cancelled.
 pub async fn spawn(
     listen: &str,
     service_name: &str,
@@ -94,17 +99,44 @@ pub async fn spawn(
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
-    spawn_with(listen, service_name, routes, limits, false, shutdown).await
+    spawn_with(listen, service_name, routes, limits, ServeOptions::default(), shutdown).await
 }
 
-/// `spawn`, plus gRPC-web over HTTP/1.1 with permissive CORS when `grpc_web` (the
-/// gateway, for the BFF).
+/// What a server offers besides gRPC over HTTP/2.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// gRPC-web over HTTP/1.1 (and HTTP/2) with this CORS policy (the gateway, for the
+    /// BFF); `None`: gRPC only.
+    pub grpc_web: Option<CorsLayer>,
+    /// TLS of the listener (docs/operations.md, "TLS"); `None`: plaintext.
+    pub tls: Option<Acceptor>,
+}
+
+impl ServeOptions {
+    /// Options serving `tls` when it is enabled (`section` names its settings in errors,
+    /// e.g. `ledger.tls`), gRPC only. Errors: see [`Acceptor::new`].
+    pub fn tls(tls: &ServerTls, section: &str) -> anyhow::Result<Self> {
+        Ok(Self { grpc_web: None, tls: acceptor(tls, section, false)? })
+    }
+
+    /// Options serving gRPC-web with `cors` beside gRPC, over `tls` when it is enabled.
+    pub fn grpc_web(cors: CorsLayer, tls: &ServerTls, section: &str) -> anyhow::Result<Self> {
+        Ok(Self { tls: acceptor(tls, section, true)?, grpc_web: Some(cors) })
+    }
+}
+
+fn acceptor(tls: &ServerTls, section: &str, http1: bool) -> anyhow::Result<Option<Acceptor>> {
+    tls.enabled().then(|| Acceptor::new(tls, section, http1)).transpose()
+}
+
+/// `spawn` with `options`: gRPC-web and CORS, TLS (the certificate re-read when its files
+/// change, client certificates required when `client_ca_file` is set).
 pub async fn spawn_with(
     listen: &str,
     service_name: &str,
     routes: Routes,
     limits: &ServerLimits,
-    grpc_web: bool,
+    options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     let listener =
@@ -115,27 +147,14 @@ pub async fn spawn_with(
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    // Without TCP_NODELAY a response written in several frames waits for the peer's
-    // delayed ACK (~40 ms); tonic's own setting does not apply to a given listener.
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        if let Ok(stream) = &stream
-            && let Err(error) = stream.set_nodelay(true)
-        {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-        stream
-    });
     let signal = shutdown.clone().cancelled_owned();
-    let serve: BoxFuture<'static, Result<(), tonic::transport::Error>> = if grpc_web {
-        let mut builder = builder
-            .accept_http1(true)
-            .layer(CorsLayer::permissive())
-            .layer(GrpcWebLayer::new())
-            .layer(ObserveLayer::new(service_name));
-        Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
-    } else {
-        let mut builder = builder.layer(ObserveLayer::new(service_name));
-        Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
+    let tls = options.tls.is_some();
+    let serve = match options.tls {
+        Some(acceptor) => {
+            let incoming = crate::tls::incoming(listener, acceptor, shutdown.clone());
+            serve(builder, routes, options.grpc_web, service_name, incoming, signal)
+        }
+        None => serve(builder, routes, options.grpc_web, service_name, plaintext(listener), signal),
     };
     let name = service_name.to_owned();
     let task = tokio::spawn(async move {
@@ -143,8 +162,52 @@ pub async fn spawn_with(
         tracing::info!(service = %name, "server stopped");
         Ok(())
     });
-    tracing::info!(service = service_name, %addr, "serving");
-    Ok(RunningServer { addr, health, shutdown, task })
+    tracing::info!(service = service_name, %addr, tls, "serving");
+    Ok(RunningServer { addr, tls, health, shutdown, task })
+}
+
+/// The connections of `listener`, with TCP_NODELAY: without it a response written in
+/// several frames waits for the peer's delayed ACK (~40 ms); tonic's own setting does not
+/// apply to a given listener.
+fn plaintext(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
+    TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+        stream
+    })
+}
+
+/// The server future: `routes` behind the observe layer (and gRPC-web with its CORS
+/// policy) over the connections of `incoming` until `signal`.
+fn serve<I, IO>(
+    builder: Server,
+    routes: Routes,
+    grpc_web: Option<CorsLayer>,
+    service_name: &str,
+    incoming: I,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture<'static, Result<(), tonic::transport::Error>>
+where
+    I: Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+{
+    match grpc_web {
+        Some(cors) => {
+            let mut builder = builder
+                .accept_http1(true)
+                .layer(cors)
+                .layer(GrpcWebLayer::new())
+                .layer(ObserveLayer::new(service_name));
+            Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
+        }
+        None => {
+            let mut builder = builder.layer(ObserveLayer::new(service_name));
+            Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
+        }
+    }
 }
 
 async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::Result<(HealthReporter, Routes)> {

@@ -50,3 +50,10 @@ impl ClientTls {
         !self.ca_file.is_empty()
     }
 }
+
+mod client;
+mod pem;
+mod server;
+
+pub use client::endpoint;
+pub use server::{Acceptor, incoming};

@@ -40,6 +40,10 @@ use economy_redemption::RedemptionConfig;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::DevPki;
+
+pub mod tls;
+
 /// One server of the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Service {
@@ -157,6 +161,21 @@ impl StackConfig {
         }
     }
 
+    /// Serves the whole stack over TLS with `pki` (docs/operations.md, "TLS"): the
+    /// gateway presents the server certificate; the services also require the client
+    /// certificate (mTLS) that every internal client (gateway, market, redemption)
+    /// presents, verifying the servers against the CA.
+    pub fn set_tls(&mut self, pki: &DevPki) {
+        self.gateway.tls = pki.server_tls(false);
+        self.ledger.tls = pki.server_tls(true);
+        self.items.tls = pki.server_tls(true);
+        self.redemption.tls = pki.server_tls(true);
+        self.market.tls = pki.server_tls(true);
+        self.gateway.internal_tls = pki.client_tls();
+        self.redemption.internal_tls = pki.client_tls();
+        self.market.internal_tls = pki.client_tls();
+    }
+
     /// Gives every server the same source of "now".
     pub fn set_clock(&mut self, clock: &SharedClock) {
         self.ledger.clock = clock.clone();
@@ -252,6 +271,12 @@ impl StackBuilder {
         self
     }
 
+    /// Every server over TLS with the development `pki` ([`StackConfig::set_tls`]).
+    pub fn tls(mut self, pki: &DevPki) -> Self {
+        self.config.set_tls(pki);
+        self
+    }
+
     /// Any other setting of any server.
     pub fn configure(mut self, configure: impl FnOnce(&mut StackConfig)) -> Self {
         configure(&mut self.config);
@@ -325,7 +350,7 @@ impl RunningStack {
         self.member(service).map(|member| member.server.addr)
     }
 
-    /// `http://host:port` of `service`, if it runs.
+    /// `http://host:port` (`https://` over TLS) of `service`, if it runs.
     pub fn url(&self, service: Service) -> Option<String> {
         self.member(service).map(|member| member.server.url())
     }
@@ -375,11 +400,12 @@ impl RunningStack {
                 self.config.market.items_url = url_of(self, Service::Items)?;
             }
             Service::Gateway => {
+                let scheme = if self.config.gateway.internal_tls.enabled() { "https" } else { "http" };
                 let mut upstreams = std::mem::take(&mut self.config.gateway.upstreams);
                 for backend in Service::BACKENDS {
                     let url = match self.url(backend) {
                         Some(url) => url,
-                        None => format!("http://{}", unused_address()?),
+                        None => format!("{scheme}://{}", unused_address()?),
                     };
                     upstreams.insert(backend.name().to_owned(), url);
                 }
@@ -387,7 +413,7 @@ impl RunningStack {
                 // protos later) keeps its configured URL, or gets a dead one.
                 for name in Registry::load(economy_proto::FILE_DESCRIPTOR_SET)?.upstreams() {
                     if let std::collections::btree_map::Entry::Vacant(entry) = upstreams.entry(name) {
-                        entry.insert(format!("http://{}", unused_address()?));
+                        entry.insert(format!("{scheme}://{}", unused_address()?));
                     }
                 }
                 self.config.gateway.upstreams = upstreams;

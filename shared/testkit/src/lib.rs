@@ -8,12 +8,14 @@
 
 mod malformed;
 mod stack;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use economy_kit::identity::{IdentityConfig, IdentityKey};
+use economy_kit::tls::ClientTls;
 use tonic::codegen::{Body, StdError};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -82,6 +84,12 @@ impl Interceptor for Bearer {
 /// A connected channel to `url` (`http://host:port`).
 pub async fn channel(url: &str) -> Channel {
     Channel::from_shared(url.to_owned()).expect("a valid URL").connect().await.expect("connected")
+}
+
+/// A channel to `url` (`https://host:port`) connected with the internal client's `tls`
+/// settings; the error when the handshake (or connection) fails.
+pub async fn tls_channel(url: &str, tls: &ClientTls) -> Result<Channel, tonic::transport::Error> {
+    economy_kit::tls::endpoint(url, tls, "test.internal_tls").expect("a valid endpoint").connect().await
 }
 
 /// A fresh idempotency key (a UUIDv7).

@@ -3,22 +3,24 @@
 //! test secrets, and optionally one shared [`ManualClock`].
 
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use economy_kit::identity::{Caller, Signer};
 use economy_kit::time::ManualClock;
+use economy_stack::tls::DevPki;
 use economy_stack::{RunningStack, Service, StackBuilder, StackConfig};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::{Bearer, IDENTITY_SECRET, JWT_SECRET, TestDatabase, channel, identity};
+use crate::{Bearer, IDENTITY_SECRET, JWT_SECRET, TestDatabase, channel, identity, tls_channel};
 
 /// A test stack of `services` (and every service they call must be among them, except
 /// behind the gateway, where a missing one answers UNAVAILABLE).
 pub fn test_stack(services: &[Service]) -> TestStackBuilder {
     let builder =
         StackBuilder::new().any_port().services(services).identity_secret(IDENTITY_SECRET).jwt_secret(JWT_SECRET);
-    TestStackBuilder { builder, services: services.to_vec(), manual_clock: false }
+    TestStackBuilder { builder, services: services.to_vec(), manual_clock: false, tls: None }
 }
 
 /// Settings of a test stack before it starts.
@@ -27,6 +29,7 @@ pub struct TestStackBuilder {
     builder: StackBuilder,
     services: Vec<Service>,
     manual_clock: bool,
+    tls: Option<TlsDir>,
 }
 
 impl TestStackBuilder {
@@ -43,9 +46,21 @@ impl TestStackBuilder {
         self
     }
 
+    /// Every server over TLS (the services requiring client certificates) with a fresh
+    /// development PKI in a temporary directory, removed with the stack
+    /// (`economy_stack::StackConfig::set_tls`); [`TestStack::channel`] trusts its CA and
+    /// presents its client certificate.
+    pub fn tls(mut self) -> Self {
+        let dir = std::env::temp_dir().join(format!("economy-tls-{}", uuid::Uuid::now_v7()));
+        let pki = DevPki::generate(&dir).expect("a development PKI");
+        self.builder = self.builder.tls(&pki);
+        self.tls = Some(TlsDir { dir, pki });
+        self
+    }
+
     /// Creates a fresh database per server and starts them; panics when anything fails.
     pub async fn start(self) -> TestStack {
-        let Self { mut builder, services, manual_clock } = self;
+        let Self { mut builder, services, manual_clock, tls } = self;
         let mut databases = Vec::new();
         for service in Service::ALL.into_iter().filter(|service| services.contains(service)) {
             let database = TestDatabase::new().await.expect("a fresh test database");
@@ -57,7 +72,7 @@ impl TestStackBuilder {
             builder = builder.clock(clock.clone());
         }
         let stack = builder.start().await.expect("the test stack starts");
-        TestStack { stack, clock, databases }
+        TestStack { stack, clock, databases, tls }
     }
 }
 
@@ -68,6 +83,20 @@ pub struct TestStack {
     stack: RunningStack,
     clock: Option<Arc<ManualClock>>,
     databases: Vec<(Service, TestDatabase)>,
+    tls: Option<TlsDir>,
+}
+
+/// The development PKI of a TLS test stack and its directory (removed on drop).
+#[derive(Debug)]
+struct TlsDir {
+    dir: PathBuf,
+    pki: DevPki,
+}
+
+impl Drop for TlsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Deref for TestStack {
@@ -79,7 +108,12 @@ impl Deref for TestStack {
 }
 
 impl TestStack {
-    /// `http://host:port` of `service`; panics unless it runs.
+    /// The development PKI of a stack built with [`TestStackBuilder::tls`].
+    pub fn pki(&self) -> Option<&DevPki> {
+        self.tls.as_ref().map(|tls| &tls.pki)
+    }
+
+    /// `http://host:port` (`https://` over TLS) of `service`; panics unless it runs.
     pub fn url_of(&self, service: Service) -> String {
         self.stack.url(service).unwrap_or_else(|| panic!("the {service} is not running"))
     }
@@ -98,9 +132,13 @@ impl TestStack {
         self.clock.clone().expect("the stack runs on the system clock: build it with manual_clock()")
     }
 
-    /// A connected channel to `service`.
+    /// A connected channel to `service` (over TLS with the stack's CA and client
+    /// certificate when it has a PKI).
     pub async fn channel(&self, service: Service) -> Channel {
-        channel(&self.url_of(service)).await
+        match self.pki() {
+            Some(pki) => tls_channel(&self.url_of(service), &pki.client_tls()).await.expect("connected over TLS"),
+            None => channel(&self.url_of(service)).await,
+        }
     }
 
     /// A channel to the gateway sending a valid token of `user_id` with `role_level`.

@@ -16,3 +16,4 @@ mod malformed;
 mod operators;
 mod shop;
 mod snapshots;
+mod tls;
