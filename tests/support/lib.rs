@@ -88,6 +88,11 @@ impl Stack {
     /// `start` with extra environment variables for `economy up` (e.g.
     /// `("ECONOMY_LOG__FILTER", "debug")`), set after the test's own defaults.
     pub async fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(&[], env).await
+    }
+
+    /// `start_with_env` with extra arguments of `economy up` (e.g. `--tls`).
+    pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let binary = economy_binary()?;
         let data_dir = std::env::temp_dir().join(format!("economy-e2e-{}", uuid::Uuid::now_v7().simple()));
         let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
@@ -97,6 +102,7 @@ impl Stack {
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(args)
             .env("ECONOMY_GATEWAY__LISTEN", "127.0.0.1:0")
             .env("ECONOMY_LEDGER__LISTEN", "127.0.0.1:0")
             .env("ECONOMY_ITEMS__LISTEN", "127.0.0.1:0")

@@ -12,7 +12,7 @@ use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use crate::output;
@@ -22,6 +22,11 @@ use crate::output;
 pub const DEV_IDENTITY_SECRET_FILE: &str = "dev-identity.secret";
 /// File (inside the data directory) holding the development HS256 token secret.
 pub const DEV_JWT_SECRET_FILE: &str = "dev-jwt.secret";
+/// Directory (inside the data directory) of the development PKI of `economy up --tls`;
+/// its `ca.pem` is the CA clients trust.
+pub const DEV_TLS_DIR: &str = "tls";
+/// The gateway's address of `economy up`.
+const DEFAULT_GATEWAY: &str = "127.0.0.1:50051";
 /// Lifetime of the tokens the client mints for itself, seconds.
 const SELF_MINTED_TTL_SECS: u64 = 300;
 
@@ -32,9 +37,14 @@ pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Bearer>>;
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Gateway endpoint of the running stack.
-    #[arg(long, global = true, env = "ECONOMY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
-    pub endpoint: String,
+    /// Gateway endpoint of the running stack [default: `http://127.0.0.1:50051`, or
+    /// `https://127.0.0.1:50051` when `<data-dir>/tls/ca.pem` exists (`economy up --tls`)].
+    #[arg(long, global = true, env = "ECONOMY_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// PEM CA certificates an `https://` endpoint must chain to [default:
+    /// `<data-dir>/tls/ca.pem` when it exists, else the system's roots].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Data directory (`economy up` stores the databases and development secrets there).
     #[arg(long, global = true, env = "ECONOMY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -116,6 +126,43 @@ pub fn mint_token(args: &GlobalArgs, ttl_secs: u64) -> anyhow::Result<String> {
     economy_gateway::auth::mint_hs256(&secret, args.user_id, args.role, ttl_secs)
 }
 
+impl GlobalArgs {
+    /// `--endpoint`, or the gateway of `economy up` (over TLS when the data directory holds
+    /// the development CA of `economy up --tls`).
+    pub fn endpoint(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None if self.dev_ca().is_some() => format!("https://{DEFAULT_GATEWAY}"),
+            None => format!("http://{DEFAULT_GATEWAY}"),
+        }
+    }
+
+    /// `<data-dir>/tls/ca.pem`, when `economy up --tls` wrote it.
+    fn dev_ca(&self) -> Option<PathBuf> {
+        Some(self.data_dir.join(DEV_TLS_DIR).join("ca.pem")).filter(|path| path.is_file())
+    }
+
+    /// How an `https://` server is verified: against `--ca-file`, else the development
+    /// CA of the data directory, else the system's roots. Errors: an unreadable
+    /// `--ca-file`.
+    pub fn tls_config(&self) -> anyhow::Result<ClientTlsConfig> {
+        let Some(ca_file) = self.ca_file.clone().or_else(|| self.dev_ca()) else {
+            return Ok(ClientTlsConfig::new().with_native_roots());
+        };
+        let pem = std::fs::read(&ca_file).with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
+        Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+    }
+}
+
+/// An endpoint for `url`, over TLS verified by `args.tls_config()` when it is `https://`.
+pub fn endpoint(url: &str, args: &GlobalArgs) -> anyhow::Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(url.to_owned()).with_context(|| format!("invalid endpoint `{url}`"))?;
+    if endpoint.uri().scheme_str() != Some("https") {
+        return Ok(endpoint);
+    }
+    Ok(endpoint.tls_config(args.tls_config()?)?)
+}
+
 /// Connects to the gateway at `--endpoint`, authenticating with `--token` or a freshly
 /// minted development token.
 pub async fn connect(args: &GlobalArgs) -> anyhow::Result<(Channel, Bearer)> {
@@ -124,15 +171,10 @@ pub async fn connect(args: &GlobalArgs) -> anyhow::Result<(Channel, Bearer)> {
         None => mint_token(args, SELF_MINTED_TTL_SECS)?,
     };
     let bearer = Bearer(format!("Bearer {token}").parse().context("the token is not valid metadata")?);
-    let endpoint = Endpoint::from_shared(args.endpoint.clone())
-        .with_context(|| format!("invalid --endpoint `{}`", args.endpoint))?
-        .connect_timeout(Duration::from_secs(5));
+    let url = args.endpoint();
+    let endpoint = endpoint(&url, args)?.connect_timeout(Duration::from_secs(5));
     let channel = endpoint.connect().await.map_err(|error| {
-        anyhow::anyhow!(
-            "cannot connect to the gateway at {} ({}); is `economy up` running?",
-            args.endpoint,
-            causes(&error)
-        )
+        anyhow::anyhow!("cannot connect to the gateway at {url} ({}); is `economy up` running?", causes(&error))
     })?;
     Ok((channel, bearer))
 }

@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", client::mint_token(&cli.global, args.ttl.as_secs().max(1))?);
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Health(args) => return health::run(args).await,
+        Command::Health(args) => return health::run(args, &cli.global).await,
         Command::Client(command) => command,
     };
     let (channel, bearer) = client::connect(&cli.global).await?;
@@ -176,7 +176,7 @@ mod tests {
     fn global_options_work_after_the_subcommand() {
         let cli = Cli::try_parse_from(["economy", "balance", "--user", "2", "--endpoint", "http://x:1", "--role", "0"])
             .expect("parsed");
-        assert_eq!(cli.global.endpoint, "http://x:1");
+        assert_eq!(cli.global.endpoint.as_deref(), Some("http://x:1"));
         assert_eq!(cli.global.role, 0);
     }
 

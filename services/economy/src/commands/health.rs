@@ -11,15 +11,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// `economy health`.
+use crate::client::{self, GlobalArgs};
+
+/// `economy health` (an `https://` address is verified as the global `--ca-file` says:
+/// that CA, else `<data-dir>/tls/ca.pem` when present, else the system's roots).
 #[derive(Debug, Args)]
 pub struct Health {
-    /// The server to ask: `HOST:PORT` (plaintext HTTP/2) or a URL such as `http://HOST:PORT`.
+    /// The server to ask: `HOST:PORT` (plaintext HTTP/2) or a URL such as `http://HOST:PORT`
+    /// or `https://HOST:PORT` (TLS).
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// The health name to ask about, e.g. `economy.ledger.v1.LedgerService`; empty (the
@@ -48,9 +51,9 @@ fn status_name(status: i32) -> String {
 /// Errors: an invalid address, a connection failure or an elapsed `--timeout` (as
 /// `anyhow` errors), and a gRPC failure of the call (as a `tonic::Status`; a server that
 /// does not know the name answers `NOT_FOUND`).
-pub async fn check(args: &Health) -> anyhow::Result<String> {
+pub async fn check(args: &Health, global: &GlobalArgs) -> anyhow::Result<String> {
     let url = endpoint_url(&args.addr);
-    let endpoint = Endpoint::from_shared(url.clone())
+    let endpoint = client::endpoint(&url, global)
         .with_context(|| format!("invalid address `{}`", args.addr))?
         .connect_timeout(args.timeout)
         .timeout(args.timeout);
@@ -67,15 +70,15 @@ pub async fn check(args: &Health) -> anyhow::Result<String> {
 
 /// Runs `economy health`: prints the status (`SERVING`, `NOT_SERVING`, …) and exits 0
 /// only for `SERVING`, 1 otherwise (failures print `error: …` through `client::report`).
-pub async fn run(args: Health) -> anyhow::Result<ExitCode> {
-    let status = check(&args).await?;
+pub async fn run(args: Health, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let status = check(&args, global).await?;
     println!("{status}");
     Ok(if status == ServingStatus::Serving.as_str_name() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[cfg(test)]
 mod tests {
-    use economy_kit::server::{ServerLimits, spawn};
+    use economy_kit::server::{ServeOptions, ServerLimits, spawn, spawn_with};
     use tokio_util::sync::CancellationToken;
     use tonic::service::Routes;
 
@@ -87,19 +90,49 @@ mod tests {
         Health { addr, service: service.to_owned(), timeout: Duration::from_secs(3) }
     }
 
+    /// The global options of `economy <extra…> health`.
+    fn global(extra: &[&str]) -> GlobalArgs {
+        #[derive(clap::Parser)]
+        struct Global {
+            #[command(flatten)]
+            global: GlobalArgs,
+        }
+        let argv = std::iter::once("economy").chain(extra.iter().copied());
+        <Global as clap::Parser>::try_parse_from(argv).expect("global options").global
+    }
+
+    #[tokio::test]
+    async fn checks_a_tls_server_against_the_given_ca() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("economy-health-tls-{}", uuid::Uuid::now_v7()));
+        let pki = economy_stack::tls::DevPki::generate(&dir)?;
+        let options = ServeOptions::tls(&pki.server_tls(false), "test.tls")?;
+        let limits = ServerLimits::default();
+        let server =
+            spawn_with("127.0.0.1:0", NAME, Routes::default(), &limits, options, CancellationToken::new()).await?;
+        let ca = pki.ca_file.display().to_string();
+        let url = server.url();
+        assert!(url.starts_with("https://"), "{url}");
+        assert_eq!(check(&args(url.clone(), NAME), &global(&["--ca-file", &ca])).await?, "SERVING");
+        let no_dev_ca = dir.join("no-such-data-dir").display().to_string();
+        let untrusted = check(&args(url, NAME), &global(&["--data-dir", &no_dev_ca])).await;
+        assert!(untrusted.is_err(), "a server outside the system's roots is refused");
+        server.stop().await?;
+        Ok(std::fs::remove_dir_all(dir)?)
+    }
+
     #[tokio::test]
     async fn reports_serving_then_not_serving_and_refuses_unknown_names() -> anyhow::Result<()> {
         let server =
             spawn("127.0.0.1:0", NAME, Routes::default(), &ServerLimits::default(), CancellationToken::new()).await?;
         let addr = server.addr.to_string();
-        assert_eq!(check(&args(addr.clone(), NAME)).await?, "SERVING");
-        assert_eq!(check(&args(format!("http://{addr}"), "")).await?, "SERVING", "the server as a whole");
+        assert_eq!(check(&args(addr.clone(), NAME), &global(&[])).await?, "SERVING");
+        assert_eq!(check(&args(format!("http://{addr}"), ""), &global(&[])).await?, "SERVING", "the server as a whole");
 
         server.health.set_service_status(NAME, tonic_health::ServingStatus::NotServing).await;
-        assert_eq!(check(&args(addr.clone(), NAME)).await?, "NOT_SERVING");
-        assert_eq!(run(args(addr.clone(), NAME)).await?, ExitCode::FAILURE);
+        assert_eq!(check(&args(addr.clone(), NAME), &global(&[])).await?, "NOT_SERVING");
+        assert_eq!(run(args(addr.clone(), NAME), &global(&[])).await?, ExitCode::FAILURE);
 
-        let unknown = check(&args(addr, "no.such.Service")).await.expect_err("unknown name");
+        let unknown = check(&args(addr, "no.such.Service"), &global(&[])).await.expect_err("unknown name");
         let status = unknown.downcast_ref::<tonic::Status>().expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::NotFound);
         server.stop().await
@@ -113,7 +146,7 @@ mod tests {
         let mut closed = args(addr, "");
         closed.timeout = Duration::from_millis(500);
         let started = std::time::Instant::now();
-        assert!(check(&closed).await.is_err());
+        assert!(check(&closed, &global(&[])).await.is_err());
         assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
         Ok(())
     }
