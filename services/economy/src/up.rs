@@ -7,9 +7,9 @@
 //! Development conveniences: built-in SQLite URLs are moved into the data directory, an
 //! empty `identity.secret` is read from (or generated into) `<data-dir>/dev-identity.secret`,
 //! a gateway without token keys verifies HS256 tokens signed with `<data-dir>/dev-jwt.secret`
-//! (what `economy token` mints with), and the gateway's upstreams point at the services
-//! started here. With `--tls`, a throwaway development CA and certificates are generated
-//! into `<data-dir>/tls/` and every server is served over TLS (docs/operations.md, "TLS").
+//! (what `economy token` mints with), the gateway is a development one
+//! (`gateway.development`), browser pages of this machine may call it when no CORS origin
+//! is configured, and the gateway's upstreams point at the services started here.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use economy_gateway::config::GatewayConfig;
+use economy_gateway::cors::LOCAL_ORIGINS;
 use economy_items::ItemsConfig;
 use economy_kit::identity::IdentityConfig;
 use economy_kit::metrics::MetricsConfig;
@@ -27,12 +28,11 @@ use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
 use economy_market::MarketConfig;
 use economy_redemption::RedemptionConfig;
-use economy_stack::tls::DevPki;
 use economy_stack::{Service, StackBuilder, StackConfig};
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE, DEV_TLS_DIR};
+use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
 
 /// Options of `economy up` (besides the global `--data-dir`).
 #[derive(Debug, Args)]
@@ -41,11 +41,6 @@ pub struct UpArgs {
     /// `market`, `identity`, `server`, `log`, `metrics`.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Serve everything over TLS with a throwaway development CA generated into
-    /// `<data-dir>/tls/` (the client commands trust it through `--data-dir`); the
-    /// services also require client certificates (mTLS).
-    #[arg(long)]
-    pub tls: bool,
 }
 
 /// Every section the stack reads.
@@ -81,8 +76,7 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log);
     let metrics = economy_kit::metrics::install(&settings.metrics).await?;
     let StackSettings { gateway, ledger, items, redemption, market, identity, server, .. } = settings;
-    let mut config = StackConfig { gateway, ledger, items, redemption, market, identity, limits: server };
-    let tls = development_tls(args.tls, data_dir, &mut config)?;
+    let config = StackConfig { gateway, ledger, items, redemption, market, identity, limits: server };
     let stack = StackBuilder::from_config(config).start().await?;
     let url = |service| stack.url(service).unwrap_or_default();
     let mut banner = format!("economy is up\n  gateway     {}  (public: gRPC and gRPC-web)\n", url(Service::Gateway));
@@ -92,28 +86,12 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     if let Some(addr) = metrics {
         banner.push_str(&format!("  metrics     http://{addr}/metrics\n"));
     }
-    banner.push_str(&format!("  data        {}\n{secrets}{tls}press Ctrl-C to stop\n", data_dir.display()));
+    banner.push_str(&format!("  data        {}\n{secrets}press Ctrl-C to stop\n", data_dir.display()));
     print_banner(&banner)?;
     // The gateway drains first, so no request in flight loses its upstream.
     let served = stack.run_until(shutdown_signal()).await;
     telemetry::shutdown().await;
     served.map(|()| ExitCode::SUCCESS)
-}
-
-/// With `tls`, generates a fresh development PKI into `<data-dir>/tls/` and serves the
-/// whole stack with it; returns the banner line naming the CA. Without, removes the PKI an
-/// earlier `--tls` run left, so the client commands no longer expect TLS.
-fn development_tls(tls: bool, data_dir: &Path, config: &mut StackConfig) -> anyhow::Result<String> {
-    let dir = data_dir.join(DEV_TLS_DIR);
-    if !tls {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-        }
-        return Ok(String::new());
-    }
-    let pki = DevPki::generate(&dir)?;
-    config.set_tls(&pki);
-    Ok(format!("TLS: development CA {} (trusted by the client commands with this --data-dir)\n", pki.ca_file.display()))
 }
 
 fn print_banner(banner: &str) -> anyhow::Result<()> {
@@ -123,8 +101,10 @@ fn print_banner(banner: &str) -> anyhow::Result<()> {
 }
 
 impl StackSettings {
-    /// Moves built-in SQLite URLs into `data_dir` and fills empty secrets from (or into)
-    /// its development secret files; returns the banner lines saying so.
+    /// Moves built-in SQLite URLs into `data_dir`, fills empty secrets from (or into) its
+    /// development secret files, marks the gateway as a development one and, when no CORS
+    /// origin is configured, allows pages served from this machine (`LOCAL_ORIGINS`);
+    /// returns the banner lines saying so.
     fn apply_development_defaults(&mut self, data_dir: &Path) -> anyhow::Result<String> {
         let in_data_dir = |url: &mut String, default: &str, file: &str| {
             if url == default {
@@ -137,12 +117,17 @@ impl StackSettings {
         in_data_dir(&mut self.redemption.database_url, &RedemptionConfig::default().database_url, "redemption.db");
         in_data_dir(&mut self.market.database_url, &MarketConfig::default().database_url, "market.db");
         let mut lines = String::new();
+        self.gateway.development = true;
+        if self.gateway.cors.allowed_origins.is_empty() {
+            self.gateway.cors.allowed_origins = LOCAL_ORIGINS.iter().map(|&origin| origin.to_owned()).collect();
+        }
         if self.identity.secret.is_empty() {
             self.identity.secret = load_or_create_secret(&data_dir.join(DEV_IDENTITY_SECRET_FILE))?;
         }
         let auth = &mut self.gateway.auth;
-        if auth.hs256_secret.is_empty() && auth.rs256_public_key_pem.is_empty() && auth.eddsa_public_key_pem.is_empty()
-        {
+        let keys =
+            [&auth.hs256_secret, &auth.rs256_public_key_pem, &auth.es256_public_key_pem, &auth.eddsa_public_key_pem];
+        if keys.iter().all(|key| key.is_empty()) && auth.jwks_url.is_empty() {
             let path = data_dir.join(DEV_JWT_SECRET_FILE);
             auth.hs256_secret = load_or_create_secret(&path)?;
             lines.push_str(&format!(

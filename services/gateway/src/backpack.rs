@@ -59,7 +59,7 @@ impl BackpackService for Backpack {
         &self,
         request: Request<pb::GetBackpackRequest>,
     ) -> Result<Response<pb::GetBackpackResponse>, Status> {
-        let (caller, _permit) = self.0.admit(request.metadata(), roles::USER)?;
+        let (caller, _permit) = self.0.admit(request.metadata(), roles::USER).await?;
         let message = request.into_inner();
         let mut violations = Violations::default();
         violations.check(message.user_id >= 0, "user_id", "a positive user id, or 0 for the caller");

@@ -8,6 +8,8 @@ use economy_kit::tls::{ClientTls, ServerTls};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
+use crate::cors::CorsConfig;
+use crate::safety::Reflection;
 
 /// The gateway's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,8 +30,17 @@ pub struct GatewayConfig {
     /// Upstream URL of each service, by the second segment of its package
     /// (`economy.ledger.v1` -> `ledger`).
     pub upstreams: BTreeMap<String, String>,
-    /// Token verification.
+    /// Token verification (docs/gateway.md, "Authentication").
     pub auth: AuthConfig,
+    /// Cross-origin access for browser clients of gRPC-web (docs/gateway.md, "CORS").
+    pub cors: CorsConfig,
+    /// Server reflection on the public listener: `plaintext` (default), `on`, `off`
+    /// (docs/gateway.md, "Start-up refusals").
+    pub reflection: Reflection,
+    /// A development gateway (`economy up` sets it): HS256 development tokens and
+    /// reflection over TLS are accepted by `economy-gateway` (docs/gateway.md, "Start-up
+    /// refusals").
+    pub development: bool,
     /// Idempotency record lifecycle.
     pub idempotency: IdempotencyConfig,
     /// Requests per second allowed to one user (sustained).
@@ -63,6 +74,9 @@ impl Default for GatewayConfig {
                 ("market".to_owned(), "http://127.0.0.1:50064".to_owned()),
             ]),
             auth: AuthConfig::default(),
+            cors: CorsConfig::default(),
+            reflection: Reflection::default(),
+            development: false,
             idempotency: IdempotencyConfig::default(),
             rate_limit_per_second: 200,
             rate_limit_burst: 400,

@@ -34,6 +34,17 @@ pub enum GatewayError {
     /// `TOKEN_NOT_YET_VALID`: before its `nbf`.
     #[error("the bearer token is not valid yet (nbf)")]
     TokenNotYetValid,
+    /// `TOKEN_KEY_UNKNOWN`: signed by a key (`kid`) that is not among the gateway's keys,
+    /// even after a JWKS refresh (or with the refresh rate-limited).
+    #[error("the bearer token is signed by an unknown key (kid); retry later")]
+    TokenKeyUnknown,
+    /// `TOKEN_CLAIM_INVALID`: a genuine token whose claim `claim` does not map to a caller
+    /// or is not the configured issuer, audience or expiry.
+    #[error("the bearer token's claim {claim} is missing or not acceptable")]
+    TokenClaimInvalid {
+        /// The claim's name as configured (`user_id`, `realm_access.roles`, `iss`, …).
+        claim: String,
+    },
     /// `ROLE_TOO_LOW`: the caller's role is below the method's minimum.
     #[error("the caller's role may not call this method")]
     RoleTooLow {
@@ -131,6 +142,11 @@ impl GatewayError {
         Self::Internal(cause.into())
     }
 
+    /// `TOKEN_CLAIM_INVALID` naming the claim.
+    pub fn token_claim(claim: &str) -> Self {
+        Self::TokenClaimInvalid { claim: claim.to_owned() }
+    }
+
     /// `UPSTREAM_UNAVAILABLE` naming `upstream`, with `cause` in the message.
     pub fn unavailable(upstream: &str, cause: impl Into<String>) -> Self {
         Self::UpstreamUnavailable { upstream: upstream.to_owned(), cause: cause.into() }
@@ -166,6 +182,10 @@ impl From<GatewayError> for Status {
             GatewayError::TokenInvalid => (Code::Unauthenticated, reasons::TOKEN_INVALID, vec![]),
             GatewayError::TokenExpired => (Code::Unauthenticated, reasons::TOKEN_EXPIRED, vec![]),
             GatewayError::TokenNotYetValid => (Code::Unauthenticated, reasons::TOKEN_NOT_YET_VALID, vec![]),
+            GatewayError::TokenKeyUnknown => (Code::Unauthenticated, reasons::TOKEN_KEY_UNKNOWN, vec![]),
+            GatewayError::TokenClaimInvalid { claim } => {
+                (Code::Unauthenticated, reasons::TOKEN_CLAIM_INVALID, vec![("claim", claim)])
+            }
             GatewayError::RoleTooLow { min_role_level } => {
                 (Code::PermissionDenied, reasons::ROLE_TOO_LOW, vec![("min_role_level", min_role_level.to_string())])
             }

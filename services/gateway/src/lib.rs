@@ -8,12 +8,14 @@ pub mod canonical;
 pub mod codec;
 pub mod config;
 pub mod consistency;
+pub mod cors;
 pub mod error;
 pub mod jobs;
 pub mod operations;
 pub mod policy;
 pub mod proxy;
 pub mod registry;
+pub mod safety;
 pub mod store;
 pub mod upstream;
 
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use economy_kit::identity::IdentityKey;
-use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
+use economy_kit::server::{RunningServer, ServerLimits, spawn_with};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Channel;
@@ -64,6 +66,7 @@ pub async fn start_with_registry(
 ) -> anyhow::Result<RunningServer> {
     registry.check()?;
     let auth = auth::Authenticator::new(&config.auth)?;
+    auth.start(shutdown.clone()).await;
     let store = store::IdempotencyStore::open(&config.database_url, &config.database).await?;
     let upstreams = connect_upstreams(&registry, config)?;
     let probes = upstreams.iter().map(|(name, channel)| (channel.clone(), registry.services_of(name))).collect();
@@ -74,8 +77,7 @@ pub async fn start_with_registry(
         .clone()
         .routes();
     let router = own.into_axum_router().fallback_service(Proxy(gateway.clone()));
-    let options = ServeOptions::grpc_web(economy_kit::server::CorsLayer::permissive(), &config.tls, "gateway.tls")?;
-    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, options, shutdown.clone())
+    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone())
         .await?
         .draining(drain(gateway.clone()));
     jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), config.clock.clone(), shutdown.clone());
@@ -112,8 +114,7 @@ fn connect_upstreams(registry: &Registry, config: &GatewayConfig) -> anyhow::Res
                 .upstreams
                 .get(&name)
                 .ok_or_else(|| anyhow::anyhow!("no upstream configured for {name} (gateway.upstreams.{name})"))?;
-            let endpoint = economy_kit::tls::endpoint(url, &config.internal_tls, "gateway.internal_tls")?;
-            let channel = endpoint.connect_timeout(Duration::from_secs(2)).connect_lazy();
+            let channel = Channel::from_shared(url.clone())?.connect_timeout(Duration::from_secs(2)).connect_lazy();
             Ok((name, channel))
         })
         .collect()

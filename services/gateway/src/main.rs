@@ -26,6 +26,7 @@ static ALLOCATOR: economy_kit::Allocator = economy_kit::Allocator;
 async fn main() -> anyhow::Result<()> {
     let config_file = economy_kit::config::file_argument("economy-gateway")?;
     let settings: Settings = economy_kit::config::load(config_file.as_deref())?;
+    economy_gateway::safety::refuse_unsafe(&settings.gateway)?;
     economy_kit::process::run(&settings.log, &settings.metrics, &settings.identity, |identity, shutdown| async move {
         economy_gateway::start(&settings.gateway, &identity, &settings.server, shutdown).await
     })

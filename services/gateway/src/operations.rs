@@ -31,7 +31,7 @@ impl OperationsService for Operations {
         &self,
         request: Request<pb::CheckConsistencyRequest>,
     ) -> Result<Response<pb::CheckConsistencyResponse>, Status> {
-        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN)?;
+        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN).await?;
         let grace = match request.get_ref().grace_seconds {
             seconds if seconds > 0 => seconds,
             _ => DEFAULT_GRACE_SECS,
@@ -45,7 +45,7 @@ impl OperationsService for Operations {
         &self,
         request: Request<pb::GetIdempotencyRecordRequest>,
     ) -> Result<Response<pb::GetIdempotencyRecordResponse>, Status> {
-        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN)?;
+        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN).await?;
         let input = request.into_inner();
         let mut violations = Violations::default();
         let key = record_key(&mut violations, input.user_id, "idempotency_key", &input.idempotency_key);
@@ -59,7 +59,7 @@ impl OperationsService for Operations {
         &self,
         request: Request<pb::ReleaseIdempotencyRecordRequest>,
     ) -> Result<Response<pb::ReleaseIdempotencyRecordResponse>, Status> {
-        let (caller, _permit) = self.0.admit(request.metadata(), roles::ADMIN)?;
+        let (caller, _permit) = self.0.admit(request.metadata(), roles::ADMIN).await?;
         let input = request.into_inner();
         let mut violations = Violations::default();
         let key = record_key(&mut violations, input.user_id, "record_key", &input.record_key);

@@ -257,6 +257,14 @@ catalogue! {
     TOKEN_EXPIRED: [Unauthenticated], FixInput, "gateway: every RPC";
     /// The bearer token is not valid yet (`nbf`).
     TOKEN_NOT_YET_VALID: [Unauthenticated], Retry, "gateway: every RPC";
+    /// The bearer token is signed by a key (`kid`) the gateway does not know (yet): it
+    /// fetches its JWKS again on an unknown key at most every `jwks_min_refresh_secs`.
+    /// Retry later; a token that still fails was not issued by the configured provider.
+    TOKEN_KEY_UNKNOWN: [Unauthenticated], Retry, "gateway: every RPC";
+    /// The bearer token is genuine but a claim does not fit (`claim` in the metadata): the
+    /// user id is missing or not a positive integer, the role is outside 0..=100, or `iss`,
+    /// `aud` or `exp` is missing or not the configured one.
+    TOKEN_CLAIM_INVALID: [Unauthenticated], FixInput, "gateway: every RPC";
     /// The caller's role is below the method's minimum (`min_role_level` in the metadata).
     ROLE_TOO_LOW: [PermissionDenied], FixInput, "gateway: every RPC";
     /// Too many requests from this user; slow down.
