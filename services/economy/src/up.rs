@@ -9,7 +9,8 @@
 //! a gateway without token keys verifies HS256 tokens signed with `<data-dir>/dev-jwt.secret`
 //! (what `economy token` mints with), the gateway is a development one
 //! (`gateway.development`), browser pages of this machine may call it when no CORS origin
-//! is configured, and the gateway's upstreams point at the services started here.
+//! is configured, and the gateway's upstreams point at the services started here. With `--tls`, a throwaway development CA and certificates are generated
+//! into `<data-dir>/tls/` and every server is served over TLS (docs/operations.md, "TLS").
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
@@ -28,11 +29,12 @@ use economy_kit::telemetry::{self, LogConfig};
 use economy_ledger::LedgerConfig;
 use economy_market::MarketConfig;
 use economy_redemption::RedemptionConfig;
+use economy_stack::tls::DevPki;
 use economy_stack::{Service, StackBuilder, StackConfig};
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE};
+use crate::client::{DEV_IDENTITY_SECRET_FILE, DEV_JWT_SECRET_FILE, DEV_TLS_DIR};
 
 /// Options of `economy up` (besides the global `--data-dir`).
 #[derive(Debug, Args)]
@@ -41,6 +43,11 @@ pub struct UpArgs {
     /// `market`, `identity`, `server`, `log`, `metrics`.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve everything over TLS with a throwaway development CA generated into
+    /// `<data-dir>/tls/` (the client commands trust it through `--data-dir`); the
+    /// services also require client certificates (mTLS).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Every section the stack reads.
@@ -76,7 +83,8 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log);
     let metrics = economy_kit::metrics::install(&settings.metrics).await?;
     let StackSettings { gateway, ledger, items, redemption, market, identity, server, .. } = settings;
-    let config = StackConfig { gateway, ledger, items, redemption, market, identity, limits: server };
+    let mut config = StackConfig { gateway, ledger, items, redemption, market, identity, limits: server };
+    let tls = development_tls(args.tls, data_dir, &mut config)?;
     let stack = StackBuilder::from_config(config).start().await?;
     let url = |service| stack.url(service).unwrap_or_default();
     let mut banner = format!("economy is up\n  gateway     {}  (public: gRPC and gRPC-web)\n", url(Service::Gateway));
@@ -86,12 +94,28 @@ pub async fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     if let Some(addr) = metrics {
         banner.push_str(&format!("  metrics     http://{addr}/metrics\n"));
     }
-    banner.push_str(&format!("  data        {}\n{secrets}press Ctrl-C to stop\n", data_dir.display()));
+    banner.push_str(&format!("  data        {}\n{secrets}{tls}press Ctrl-C to stop\n", data_dir.display()));
     print_banner(&banner)?;
     // The gateway drains first, so no request in flight loses its upstream.
     let served = stack.run_until(shutdown_signal()).await;
     telemetry::shutdown().await;
     served.map(|()| ExitCode::SUCCESS)
+}
+
+/// With `tls`, generates a fresh development PKI into `<data-dir>/tls/` and serves the
+/// whole stack with it; returns the banner line naming the CA. Without, removes the PKI an
+/// earlier `--tls` run left, so the client commands no longer expect TLS.
+fn development_tls(tls: bool, data_dir: &Path, config: &mut StackConfig) -> anyhow::Result<String> {
+    let dir = data_dir.join(DEV_TLS_DIR);
+    if !tls {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        return Ok(String::new());
+    }
+    let pki = DevPki::generate(&dir)?;
+    config.set_tls(&pki);
+    Ok(format!("TLS: development CA {} (trusted by the client commands with this --data-dir)\n", pki.ca_file.display()))
 }
 
 fn print_banner(banner: &str) -> anyhow::Result<()> {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use economy_kit::identity::IdentityKey;
-use economy_kit::server::{RunningServer, ServerLimits, spawn_with};
+use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Channel;
@@ -77,7 +77,8 @@ pub async fn start_with_registry(
         .clone()
         .routes();
     let router = own.into_axum_router().fallback_service(Proxy(gateway.clone()));
-    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, true, shutdown.clone())
+    let options = ServeOptions::grpc_web(economy_kit::server::CorsLayer::permissive(), &config.tls, "gateway.tls")?;
+    let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, options, shutdown.clone())
         .await?
         .draining(drain(gateway.clone()));
     jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), config.clock.clone(), shutdown.clone());
@@ -114,7 +115,8 @@ fn connect_upstreams(registry: &Registry, config: &GatewayConfig) -> anyhow::Res
                 .upstreams
                 .get(&name)
                 .ok_or_else(|| anyhow::anyhow!("no upstream configured for {name} (gateway.upstreams.{name})"))?;
-            let channel = Channel::from_shared(url.clone())?.connect_timeout(Duration::from_secs(2)).connect_lazy();
+            let endpoint = economy_kit::tls::endpoint(url, &config.internal_tls, "gateway.internal_tls")?;
+            let channel = endpoint.connect_timeout(Duration::from_secs(2)).connect_lazy();
             Ok((name, channel))
         })
         .collect()

@@ -18,3 +18,4 @@ mod operators;
 mod provider;
 mod shop;
 mod snapshots;
+mod tls;
