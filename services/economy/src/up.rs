@@ -9,8 +9,9 @@
 //! a gateway without token keys verifies HS256 tokens signed with `<data-dir>/dev-jwt.secret`
 //! (what `economy token` mints with), the gateway is a development one
 //! (`gateway.development`), browser pages of this machine may call it when no CORS origin
-//! is configured, and the gateway's upstreams point at the services started here. With `--tls`, a throwaway development CA and certificates are generated
-//! into `<data-dir>/tls/` and every server is served over TLS (docs/operations.md, "TLS").
+//! is configured, and the gateway's upstreams point at the services started here. With
+//! `--tls`, a throwaway development CA and certificates are generated into
+//! `<data-dir>/tls/` and every server is served over TLS (docs/operations.md, "TLS").
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};

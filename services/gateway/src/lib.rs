@@ -77,7 +77,8 @@ pub async fn start_with_registry(
         .clone()
         .routes();
     let router = own.into_axum_router().fallback_service(Proxy(gateway.clone()));
-    let options = ServeOptions::grpc_web(economy_kit::server::CorsLayer::permissive(), &config.tls, "gateway.tls")?;
+    let mut options = ServeOptions::grpc_web(config.cors.layer()?, &config.tls, "gateway.tls")?;
+    options.without_reflection = !config.reflection.served(config.tls.enabled(), config.development);
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, options, shutdown.clone())
         .await?
         .draining(drain(gateway.clone()));

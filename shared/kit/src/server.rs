@@ -110,18 +110,21 @@ pub struct ServeOptions {
     pub grpc_web: Option<CorsLayer>,
     /// TLS of the listener (docs/operations.md, "TLS"); `None`: plaintext.
     pub tls: Option<Acceptor>,
+    /// Serve no server reflection (the gateway's `gateway.reflection`; docs/gateway.md,
+    /// "Start-up refusals"). Default: reflection is served.
+    pub without_reflection: bool,
 }
 
 impl ServeOptions {
     /// Options serving `tls` when it is enabled (`section` names its settings in errors,
     /// e.g. `ledger.tls`), gRPC only. Errors: see [`Acceptor::new`].
     pub fn tls(tls: &ServerTls, section: &str) -> anyhow::Result<Self> {
-        Ok(Self { grpc_web: None, tls: acceptor(tls, section, false)? })
+        Ok(Self { tls: acceptor(tls, section, false)?, ..Self::default() })
     }
 
     /// Options serving gRPC-web with `cors` beside gRPC, over `tls` when it is enabled.
     pub fn grpc_web(cors: CorsLayer, tls: &ServerTls, section: &str) -> anyhow::Result<Self> {
-        Ok(Self { tls: acceptor(tls, section, true)?, grpc_web: Some(cors) })
+        Ok(Self { tls: acceptor(tls, section, true)?, grpc_web: Some(cors), ..Self::default() })
     }
 }
 
@@ -142,7 +145,7 @@ pub async fn spawn_with(
     let listener =
         TcpListener::bind(listen).await.map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
     let addr = listener.local_addr()?;
-    let (health, routes) = with_operator_services(routes, service_name).await?;
+    let (health, routes) = with_operator_services(routes, service_name, !options.without_reflection).await?;
     let builder = Server::builder()
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
@@ -210,7 +213,11 @@ where
     }
 }
 
-async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::Result<(HealthReporter, Routes)> {
+async fn with_operator_services(
+    routes: Routes,
+    service_name: &str,
+    serve_reflection: bool,
+) -> anyhow::Result<(HealthReporter, Routes)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status(service_name, ServingStatus::Serving).await;
     reporter.set_service_status("", ServingStatus::Serving).await;
@@ -219,8 +226,11 @@ async fn with_operator_services(routes: Routes, service_name: &str) -> anyhow::R
             .register_encoded_file_descriptor_set(economy_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let routes =
-        routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);
+    let routes = routes.add_service(health);
+    if !serve_reflection {
+        return Ok((reporter, routes));
+    }
+    let routes = routes.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);
     Ok((reporter, routes))
 }
 

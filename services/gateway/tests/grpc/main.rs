@@ -8,6 +8,7 @@ mod auth;
 mod canonical;
 mod common;
 mod contracts;
+mod cors;
 mod idempotency;
 mod jobs;
 mod leases;

@@ -70,7 +70,7 @@ async fn reflection_lists_the_routed_services() {
 }
 
 /// One request over a fresh HTTP/1.1 connection; the response head and whole body.
-async fn http1(stack: &Stack, request: http::Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
+pub async fn http1(stack: &Stack, request: http::Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
     let stream = tokio::net::TcpStream::connect(stack.gateway_addr()).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
@@ -122,7 +122,7 @@ async fn grpc_web(
 
 #[tokio::test]
 async fn grpc_web_over_http1_reads_and_writes() {
-    let stack = stack().await;
+    let stack = stack_with(|gateway, _| gateway.cors.allowed_origins = vec!["https://bff.example".into()]).await;
     stack.admin_with_points().await;
     let (_, data, trailers) = grpc_web(&stack, "ListAssets", pb::ListAssetsRequest {}.encode_to_vec(), None).await;
     assert!(trailers.contains("grpc-status:0"), "{trailers}");
@@ -142,18 +142,13 @@ async fn grpc_web_over_http1_reads_and_writes() {
 }
 
 #[tokio::test]
-async fn cors_preflight_allows_the_bff() {
-    let stack = stack().await;
-    let request = http::Request::options(format!("http://{}/{LEDGER}/ListAssets", stack.gateway_addr()))
-        .header("host", stack.gateway_addr().to_string())
-        .header("origin", "https://bff.example")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization,content-type,idempotency-key,x-grpc-web")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let (head, _) = http1(&stack, request).await;
-    assert!(head.status.is_success(), "{head:?}");
-    let origin = head.headers.get("access-control-allow-origin").expect("allow-origin").to_str().unwrap();
-    assert!(origin == "*" || origin == "https://bff.example", "{origin}");
-    assert!(head.headers.contains_key("access-control-allow-methods"), "{head:?}");
+async fn reflection_off_is_not_served() {
+    let stack = stack_with(|gateway, _| gateway.reflection = economy_gateway::safety::Reflection::Off).await;
+    let mut client = ServerReflectionClient::new(channel(&stack.gateway_url()).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let status = client.server_reflection_info(tokio_stream::iter([request])).await.expect_err("not served");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
 }
