@@ -304,6 +304,28 @@ impl Backend {
 mod tests {
     use super::*;
 
+    /// The PostgreSQL test server's URL when it asks for TLS (`.ci/run` sets
+    /// `sslmode=verify-full&sslrootcert=…`): the pool's connections are encrypted
+    /// (docs/operations.md, "TLS"). Without such a URL there is nothing to check.
+    #[tokio::test]
+    async fn a_postgres_url_asking_for_tls_connects_encrypted() -> anyhow::Result<()> {
+        let asks_tls = |url: &String| {
+            ["require", "verify-ca", "verify-full"].iter().any(|mode| url.contains(&format!("sslmode={mode}")))
+        };
+        let Some(_server) = std::env::var(crate::testing::POSTGRES_URL_ENV).ok().filter(asks_tls) else {
+            return Ok(());
+        };
+        let database = crate::testing::TestDatabase::new().await?;
+        let db = Db::connect(&database.url, &DbOptions::default()).await?;
+        let encrypted: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+                .fetch_one(db.pool())
+                .await?;
+        assert_eq!(encrypted, 1, "the connection of {} is not encrypted", database.url);
+        db.close().await;
+        Ok(())
+    }
+
     #[test]
     fn backend_from_url() {
         assert_eq!("sqlite://data/x.db".parse::<Backend>().ok(), Some(Backend::Sqlite));
