@@ -69,6 +69,25 @@ async fn reflection_lists_the_routed_services() {
     assert!(!files.file_descriptor_proto.is_empty());
 }
 
+/// grpcurl decodes an error's details (`type.googleapis.com/google.rpc.ErrorInfo`) with
+/// the types reflection serves (docs/errors.md).
+#[tokio::test]
+async fn reflection_serves_the_error_detail_types() {
+    let stack = stack().await;
+    let channel = channel(&stack.gateway_url()).await;
+    for (symbol, message) in [("google.rpc.ErrorInfo", "ErrorInfo"), ("google.rpc.BadRequest", "BadRequest")] {
+        let MessageResponse::FileDescriptorResponse(files) =
+            reflect(channel.clone(), MessageRequest::FileContainingSymbol(symbol.into())).await
+        else {
+            panic!("{symbol}: no file descriptor")
+        };
+        let file = prost_reflect::prost_types::FileDescriptorProto::decode(files.file_descriptor_proto[0].as_slice())
+            .expect("a file descriptor");
+        assert_eq!(file.package(), "google.rpc");
+        assert!(file.message_type.iter().any(|found| found.name() == message), "{symbol} in {}", file.name());
+    }
+}
+
 /// One request over a fresh HTTP/1.1 connection; the response head and whole body.
 pub async fn http1(stack: &Stack, request: http::Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
     let stream = tokio::net::TcpStream::connect(stack.gateway_addr()).await.unwrap();
