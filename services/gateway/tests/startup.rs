@@ -110,3 +110,28 @@ async fn development_and_an_unreachable_provider_do_not_stop_the_start() {
     assert!(logs.contains("JWKS fetch failed"), "{logs}");
     child.kill().await.unwrap();
 }
+
+/// The `toml` blocks of README.md's section `heading`.
+fn readme_toml(heading: &str) -> String {
+    let readme = include_str!("../../../README.md");
+    let section = readme.split(heading).nth(1).unwrap().split("\n#").next().unwrap();
+    section.split("```toml\n").skip(1).map(|block| block.split("```").next().unwrap()).collect()
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct Settings {
+    gateway: economy_gateway::config::GatewayConfig,
+}
+
+#[test]
+fn the_readme_examples_are_valid_configuration() {
+    let run = Run::new(&format!("{}{}", readme_toml("### OIDC tokens"), readme_toml("### CORS")));
+    let settings: Settings = economy_kit::config::load_from(Some(&run.config), Default::default()).unwrap();
+    let gateway = settings.gateway;
+    assert_eq!(gateway.auth.role_list_claim, "realm_access.roles");
+    assert_eq!(gateway.auth.role_map.get("economy-staff"), Some(&50));
+    assert!(economy_gateway::auth::Authenticator::new(&gateway.auth).is_ok());
+    assert!(gateway.cors.layer().is_ok());
+    economy_gateway::safety::refuse_unsafe(&gateway).unwrap();
+}
