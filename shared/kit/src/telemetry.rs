@@ -1,7 +1,8 @@
 //! Tracing initialisation (docs/operations.md, "Observability"): structured fields, `RUST_LOG`-style filters,
 //! optional JSON output; OpenTelemetry traces exported over OTLP (gRPC) when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; and the
-//! W3C trace context (`traceparent`, `tracestate`) carried in gRPC metadata and outbox rows.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, over TLS
+//! to an `https://` collector (docs/operations.md, "TLS"); and the W3C trace context
+//! (`traceparent`, `tracestate`) carried in gRPC metadata and outbox rows.
 //!
 //! Propagation: every server extracts the caller's context into its request span
 //! (`crate::observe`); every service-to-service call injects the current one
@@ -29,6 +30,14 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Signal-specific form of `OTLP_ENDPOINT_ENV`; either one enables export.
 pub const OTLP_TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// PEM CA certificates an `https://` collector must chain to (default: the system's
+/// roots); `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` wins when set.
+pub const OTLP_CERTIFICATE_ENV: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+/// PEM client certificate (with `OTEL_EXPORTER_OTLP_CLIENT_KEY`) for a collector requiring
+/// mTLS; the `…_TRACES_…` forms win when set.
+pub const OTLP_CLIENT_CERTIFICATE_ENV: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+/// PEM private key of `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
+pub const OTLP_CLIENT_KEY_ENV: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
 
 /// Targets whose spans never become OpenTelemetry spans: the transport under every call,
 /// including the exporter's own (exporting them would feed back into the exporter).
@@ -94,15 +103,72 @@ pub fn init_with(config: &LogConfig, provider: Option<SdkTracerProvider>) {
     let _ = tracing_subscriber::registry().with(otel).with(json).with(text).try_init();
 }
 
+/// Where spans go: the collector's endpoint and, for `https://`, how it is verified (the
+/// OpenTelemetry exporter variables; docs/operations.md, "TLS").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtlpTarget {
+    /// `https://host:4317` (TLS) or `http://host:4317`; without a scheme, TLS.
+    pub endpoint: String,
+    /// PEM CA certificates the collector must chain to; `None`: the system's roots.
+    pub ca_file: Option<String>,
+    /// PEM client certificate and key, for a collector requiring mTLS.
+    pub client_identity: Option<(String, String)>,
+}
+
+impl OtlpTarget {
+    /// The target the environment names (`OTEL_EXPORTER_OTLP_TRACES_*` over
+    /// `OTEL_EXPORTER_OTLP_*`), or `None` when no endpoint is set.
+    pub fn from_env() -> Option<Self> {
+        let endpoint = env_pair(OTLP_TRACES_ENDPOINT_ENV, OTLP_ENDPOINT_ENV)?;
+        let ca_file = env_pair("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", OTLP_CERTIFICATE_ENV);
+        let cert = env_pair("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", OTLP_CLIENT_CERTIFICATE_ENV);
+        let key = env_pair("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", OTLP_CLIENT_KEY_ENV);
+        Some(Self { endpoint, ca_file, client_identity: cert.zip(key) })
+    }
+
+    /// True when spans travel over TLS: an `https://` endpoint, or one without a scheme.
+    pub fn is_tls(&self) -> bool {
+        self.endpoint.starts_with("https://") || !self.endpoint.contains("://")
+    }
+
+    /// The TLS settings of an `https://` collector. Errors: an unreadable file.
+    fn tls_config(&self) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |path: &str| std::fs::read(path).map_err(|error| anyhow::anyhow!("cannot read {path}: {error}"));
+        let config = match &self.ca_file {
+            Some(ca_file) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file)?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        Ok(match &self.client_identity {
+            Some((cert, key)) => config.identity(Identity::from_pem(read(cert)?, read(key)?)),
+            None => config,
+        })
+    }
+}
+
+/// The first of two variables that is set and not blank.
+fn env_pair(specific: &str, general: &str) -> Option<String> {
+    [specific, general].iter().find_map(|name| {
+        std::env::var(name).ok().map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+    })
+}
+
+/// The OTLP/gRPC span exporter to `target`: over TLS (rustls) when [`OtlpTarget::is_tls`],
+/// verifying the collector against `ca_file` or the system's roots. Errors: an unreadable
+/// file, an invalid endpoint.
+pub fn otlp_exporter(target: &OtlpTarget) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(target.endpoint.clone());
+    let builder = if target.is_tls() { builder.with_tls_config(target.tls_config()?) } else { builder };
+    Ok(builder.build()?)
+}
+
 /// The OTLP/gRPC provider, when an endpoint is configured.
 fn otlp_provider() -> anyhow::Result<Option<SdkTracerProvider>> {
-    let configured = [OTLP_ENDPOINT_ENV, OTLP_TRACES_ENDPOINT_ENV]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
-    if !configured {
+    let Some(target) = OtlpTarget::from_env() else {
         return Ok(None);
-    }
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+    };
+    let exporter = otlp_exporter(&target)?;
     let mut resource = Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         let name = std::env::current_exe()
@@ -203,7 +269,9 @@ impl Extractor for HeaderExtractor<'_> {
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::TraceContextExt;
-    use opentelemetry_sdk::trace::InMemorySpanExporter;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanExporter as _};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -216,6 +284,75 @@ mod tests {
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), test);
         (exporter, provider)
+    }
+
+    /// An OTLP collector counting the spans it receives.
+    #[derive(Default)]
+    struct Collector(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let request = request.into_inner();
+            let scopes = request.resource_spans.iter().flat_map(|resource| &resource.scope_spans);
+            let count = scopes.map(|scope| scope.spans.len()).sum::<usize>();
+            self.0.fetch_add(count, std::sync::atomic::Ordering::SeqCst);
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 it signs, written into `dir` as
+    /// `ca.pem`, `cert.pem`, `key.pem`.
+    fn certificates(dir: &std::path::Path) -> anyhow::Result<crate::tls::ServerTls> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        std::fs::create_dir_all(dir)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key)?.pem())?;
+        let leaf_key = KeyPair::generate()?;
+        let leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&leaf_key, &Issuer::new(ca, ca_key))?;
+        std::fs::write(dir.join("cert.pem"), leaf.pem())?;
+        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem())?;
+        let file = |name: &str| dir.join(name).display().to_string();
+        Ok(crate::tls::ServerTls {
+            cert_file: file("cert.pem"),
+            key_file: file("key.pem"),
+            client_ca_file: String::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn spans_reach_an_https_collector_verified_against_its_ca() -> anyhow::Result<()> {
+        use crate::server::{ServeOptions, ServerLimits, spawn_with};
+        let dir = std::env::temp_dir().join(format!("economy-otlp-tls-{}", uuid::Uuid::now_v7()));
+        let tls = certificates(&dir)?;
+        let collector = Collector::default();
+        let received = collector.0.clone();
+        let routes = tonic::service::Routes::new(TraceServiceServer::new(collector));
+        let options = ServeOptions::tls(&tls, "collector.tls")?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server =
+            spawn_with("127.0.0.1:0", "collector", routes, &ServerLimits::default(), options, shutdown).await?;
+        let (spans, _provider) = with_tracing(|| tracing::info_span!("exported").in_scope(|| {}));
+        let spans = spans.get_finished_spans()?;
+        assert_eq!(spans.len(), 1);
+
+        let ca_file = Some(dir.join("ca.pem").display().to_string());
+        let trusted = OtlpTarget { endpoint: server.url(), ca_file, client_identity: None };
+        assert!(trusted.is_tls());
+        otlp_exporter(&trusted)?.export(spans.clone()).await?;
+        assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let untrusted = OtlpTarget { endpoint: server.url(), ..OtlpTarget::default() };
+        assert!(otlp_exporter(&untrusted)?.export(spans).await.is_err(), "a collector outside the system's roots");
+        assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1);
+        server.stop().await?;
+        Ok(std::fs::remove_dir_all(dir)?)
     }
 
     #[test]
