@@ -57,3 +57,5 @@ mod server;
 
 pub use client::endpoint;
 pub use server::{Acceptor, incoming};
+#[cfg(test)]
+mod tests;
