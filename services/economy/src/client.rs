@@ -12,7 +12,7 @@ use economy_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 use crate::output;
@@ -45,6 +45,13 @@ pub struct GlobalArgs {
     /// `<data-dir>/tls/ca.pem` when it exists, else the system's roots].
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to an `https://` server requiring mTLS (with
+    /// `--client-key`) [default with the development CA: `<data-dir>/tls/client.pem`].
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Data directory (`economy up` stores the databases and development secrets there).
     #[arg(long, global = true, env = "ECONOMY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -143,15 +150,31 @@ impl GlobalArgs {
     }
 
     /// How an `https://` server is verified: against `--ca-file`, else the development
-    /// CA of the data directory, else the system's roots. Errors: an unreadable
-    /// `--ca-file`.
+    /// CA of the data directory, else the system's roots; and the client certificate
+    /// presented: `--client-cert`/`--client-key`, else the development one when the
+    /// development CA is used. Errors: an unreadable file.
     pub fn tls_config(&self) -> anyhow::Result<ClientTlsConfig> {
-        let Some(ca_file) = self.ca_file.clone().or_else(|| self.dev_ca()) else {
-            return Ok(ClientTlsConfig::new().with_native_roots());
+        let dev_ca = self.ca_file.is_none().then(|| self.dev_ca()).flatten();
+        let config = match self.ca_file.as_ref().or(dev_ca.as_ref()) {
+            Some(ca_file) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file, "CA")?)),
+            None => ClientTlsConfig::new().with_native_roots(),
         };
-        let pem = std::fs::read(&ca_file).with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
-        Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+        let dev_identity = || {
+            let dir = self.data_dir.join(DEV_TLS_DIR);
+            dev_ca.is_some().then(|| (dir.join("client.pem"), dir.join("client.key")))
+        };
+        match self.client_cert.clone().zip(self.client_key.clone()).or_else(dev_identity) {
+            Some((cert, key)) => {
+                Ok(config.identity(Identity::from_pem(read(&cert, "certificate")?, read(&key, "key")?)))
+            }
+            None => Ok(config),
+        }
     }
+}
+
+/// The PEM file at `path` (`what` it holds, for the error).
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} file {}", path.display()))
 }
 
 /// An endpoint for `url`, over TLS verified by `args.tls_config()` when it is `https://`.

@@ -121,6 +121,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_requiring_mtls_is_checked_with_the_development_client_certificate() -> anyhow::Result<()> {
+        let data_dir = std::env::temp_dir().join(format!("economy-health-mtls-{}", uuid::Uuid::now_v7()));
+        let pki = economy_stack::tls::DevPki::generate(&data_dir.join(client::DEV_TLS_DIR))?;
+        let options = ServeOptions::tls(&pki.server_tls(true), "test.tls")?;
+        let limits = ServerLimits::default();
+        let server =
+            spawn_with("127.0.0.1:0", NAME, Routes::default(), &limits, options, CancellationToken::new()).await?;
+        let data = data_dir.display().to_string();
+        assert_eq!(check(&args(server.url(), NAME), &global(&["--data-dir", &data])).await?, "SERVING");
+        let ca = pki.ca_file.display().to_string();
+        let anonymous = check(&args(server.url(), NAME), &global(&["--ca-file", &ca])).await;
+        assert!(anonymous.is_err(), "no client certificate: refused");
+        let (cert, key) = (pki.client_cert_file.display().to_string(), pki.client_key_file.display().to_string());
+        let explicit = global(&["--ca-file", &ca, "--client-cert", &cert, "--client-key", &key]);
+        assert_eq!(check(&args(server.url(), NAME), &explicit).await?, "SERVING");
+        server.stop().await?;
+        Ok(std::fs::remove_dir_all(data_dir)?)
+    }
+
+    #[tokio::test]
     async fn reports_serving_then_not_serving_and_refuses_unknown_names() -> anyhow::Result<()> {
         let server =
             spawn("127.0.0.1:0", NAME, Routes::default(), &ServerLimits::default(), CancellationToken::new()).await?;
