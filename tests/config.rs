@@ -1,7 +1,8 @@
 //! Configuration safety of the real `economy` binary (docs/operations.md, "Configuration"):
 //! `economy up` refuses to start on an unknown key, naming the key and the file or the
-//! environment variable it came from, and `ECONOMY_` variables that are not of the
-//! `ECONOMY_<SECTION>__<KEY>` form do not disturb it.
+//! environment variable it came from, `ECONOMY_` variables that are not of the
+//! `ECONOMY_<SECTION>__<KEY>` form do not disturb it, and its development defaults let a
+//! page of this machine call the gateway (docs/gateway.md, "CORS").
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -71,6 +72,35 @@ async fn other_economy_variables_are_not_configuration() -> anyhow::Result<()> {
     ];
     let stack = Stack::start_with_env(&env).await?;
     stack.ok(&["balance", "--user", "1"]).await?;
+    stack.stop().await?;
+    Ok(())
+}
+
+/// The answer head to a CORS preflight from `origin`, sent over HTTP/1.1 to `endpoint`
+/// (`http://host:port`).
+async fn preflight(endpoint: &str, origin: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = endpoint.strip_prefix("http://").context("a plaintext endpoint")?;
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let request = format!(
+        "OPTIONS /economy.ledger.v1.LedgerService/ListAssets HTTP/1.1\r\nhost: {address}\r\norigin: {origin}\r\n\
+         access-control-request-method: POST\r\naccess-control-request-headers: authorization,content-type\r\n\
+         connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase())
+}
+
+#[tokio::test]
+async fn economy_up_lets_a_page_of_this_machine_call_the_gateway() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let local = preflight(&stack.endpoint, "http://localhost:5173").await?;
+    assert!(local.contains("access-control-allow-origin: http://localhost:5173"), "{local}");
+    assert!(local.contains("access-control-max-age: 600"), "{local}");
+    let other = preflight(&stack.endpoint, "https://elsewhere.example").await?;
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
     stack.stop().await?;
     Ok(())
 }
