@@ -21,6 +21,8 @@ use super::pem::{certified_key, provider, roots};
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` before the next.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// A server's TLS configuration, ready to accept connections.
 #[derive(Clone)]
@@ -78,7 +80,9 @@ pub fn incoming(
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    // E.g. out of file descriptors: give the system a moment, do not spin.
                     tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             };
