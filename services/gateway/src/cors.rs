@@ -9,9 +9,18 @@ use http::{Method, request};
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-/// Request headers a gRPC-web client of the gateway sends.
-pub const DEFAULT_ALLOWED_HEADERS: &[&str] =
-    &["authorization", "idempotency-key", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "traceparent"];
+/// Request headers a gRPC-web or Connect client of the gateway sends.
+pub const DEFAULT_ALLOWED_HEADERS: &[&str] = &[
+    "authorization",
+    "idempotency-key",
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "traceparent",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+];
 
 /// Answer headers a gRPC-web client reads: the gRPC status and the gateway's replay
 /// metadata (docs/idempotency.md).

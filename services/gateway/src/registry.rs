@@ -36,6 +36,7 @@ pub struct Method {
 pub struct Registry {
     methods: HashMap<String, Method>,
     policies: FieldPolicies,
+    pool: DescriptorPool,
 }
 
 /// The start-up check failed: every offending method, one line each.
@@ -64,6 +65,11 @@ pub fn is_canonical_operation(name: &str) -> bool {
 }
 
 impl Registry {
+    /// Every message and service of the descriptor set (the Connect protocol's JSON).
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
+    }
+
     /// Reads every routed RPC of `descriptor_set` (an encoded `FileDescriptorSet`).
     pub fn load(descriptor_set: &[u8]) -> anyhow::Result<Self> {
         let pool = DescriptorPool::decode(descriptor_set)?;
@@ -106,7 +112,7 @@ impl Registry {
                 );
             }
         }
-        Ok(Self { methods, policies: FieldPolicies::load(&pool) })
+        Ok(Self { methods, policies: FieldPolicies::load(&pool), pool })
     }
 
     /// Every write must carry a canonical operation of the form `MODULE_ACTION_OBJECT`,

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod db;
 pub mod error;
 pub mod group_commit;

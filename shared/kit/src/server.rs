@@ -20,6 +20,8 @@ use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tonic_web::GrpcWebLayer;
+
+use crate::connect::ConnectLayer;
 pub use tower_http::cors::CorsLayer;
 
 use crate::observe::ObserveLayer;
@@ -110,6 +112,9 @@ pub struct ServeOptions {
     pub grpc_web: Option<CorsLayer>,
     /// TLS of the listener (docs/operations.md, "TLS"); `None`: plaintext.
     pub tls: Option<Acceptor>,
+    /// The Connect protocol beside gRPC-web (`crate::connect`; served only with
+    /// `grpc_web`, whose CORS policy and HTTP/1.1 it shares); `None`: not served.
+    pub connect: Option<ConnectLayer>,
     /// Serve no server reflection (the gateway's `gateway.reflection`; docs/gateway.md,
     /// "Start-up refusals"). Default: reflection is served.
     pub without_reflection: bool,
@@ -155,9 +160,9 @@ pub async fn spawn_with(
     let serve = match options.tls {
         Some(acceptor) => {
             let incoming = crate::tls::incoming(listener, acceptor, shutdown.clone());
-            serve(builder, routes, options.grpc_web, service_name, incoming, signal)
+            serve(builder, routes, options.grpc_web, options.connect, service_name, incoming, signal)
         }
-        None => serve(builder, routes, options.grpc_web, service_name, plaintext(listener), signal),
+        None => serve(builder, routes, options.grpc_web, options.connect, service_name, plaintext(listener), signal),
     };
     let name = service_name.to_owned();
     let task = tokio::spawn(async move {
@@ -189,6 +194,7 @@ fn serve<I, IO>(
     builder: Server,
     routes: Routes,
     grpc_web: Option<CorsLayer>,
+    connect: Option<ConnectLayer>,
     service_name: &str,
     incoming: I,
     signal: impl Future<Output = ()> + Send + 'static,
@@ -202,6 +208,7 @@ where
             let mut builder = builder
                 .accept_http1(true)
                 .layer(cors)
+                .layer(tower::util::option_layer(connect))
                 .layer(GrpcWebLayer::new())
                 .layer(ObserveLayer::new(service_name));
             Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))

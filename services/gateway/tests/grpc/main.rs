@@ -7,6 +7,7 @@
 mod auth;
 mod canonical;
 mod common;
+mod connect;
 mod contracts;
 mod cors;
 mod idempotency;
