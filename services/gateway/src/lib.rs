@@ -79,6 +79,7 @@ pub async fn start_with_registry(
         .routes();
     let router = own.into_axum_router().fallback_service(Proxy(gateway.clone()));
     let mut options = ServeOptions::grpc_web(config.cors.layer()?, &config.tls, "gateway.tls")?;
+    options.reflect_whole_api = true;
     options.connect = Some(ConnectLayer::new(gateway.registry.pool().clone(), limits.max_message_bytes, DOMAIN));
     options.without_reflection = !config.reflection.served(config.tls.enabled(), config.development);
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, options, shutdown.clone())

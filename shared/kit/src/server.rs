@@ -115,6 +115,9 @@ pub struct ServeOptions {
     /// The Connect protocol beside gRPC-web (`crate::connect`; served only with
     /// `grpc_web`, whose CORS policy and HTTP/1.1 it shares); `None`: not served.
     pub connect: Option<ConnectLayer>,
+    /// Reflection advertises every service of the API (the gateway, which routes them
+    /// all); otherwise only the server's own service and health.
+    pub reflect_whole_api: bool,
     /// Serve no server reflection (the gateway's `gateway.reflection`; docs/gateway.md,
     /// "Start-up refusals"). Default: reflection is served.
     pub without_reflection: bool,
@@ -150,7 +153,12 @@ pub async fn spawn_with(
     let listener =
         TcpListener::bind(listen).await.map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
     let addr = listener.local_addr()?;
-    let (health, routes) = with_operator_services(routes, service_name, !options.without_reflection).await?;
+    let reflection = match (options.without_reflection, options.reflect_whole_api) {
+        (true, _) => Reflection::Off,
+        (false, true) => Reflection::WholeApi,
+        (false, false) => Reflection::Own,
+    };
+    let (health, routes) = with_operator_services(routes, service_name, reflection).await?;
     let builder = Server::builder()
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
@@ -220,21 +228,38 @@ where
     }
 }
 
+/// The standard health service every server answers.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// What server reflection advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reflection {
+    Off,
+    /// The server's own service and health: a client never sees a service it would get
+    /// `UNIMPLEMENTED` from.
+    Own,
+    WholeApi,
+}
+
 async fn with_operator_services(
     routes: Routes,
     service_name: &str,
-    serve_reflection: bool,
+    reflection_of: Reflection,
 ) -> anyhow::Result<(HealthReporter, Routes)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status(service_name, ServingStatus::Serving).await;
     reporter.set_service_status("", ServingStatus::Serving).await;
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(economy_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        match reflection_of {
+            Reflection::Own => builder.with_service_name(service_name).with_service_name(HEALTH_SERVICE),
+            _ => builder,
+        }
     };
     let routes = routes.add_service(health);
-    if !serve_reflection {
+    if reflection_of == Reflection::Off {
         return Ok((reporter, routes));
     }
     let routes = routes.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);

@@ -171,3 +171,18 @@ async fn reflection_off_is_not_served() {
     let status = client.server_reflection_info(tokio_stream::iter([request])).await.expect_err("not served");
     assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
 }
+
+/// A service's own reflection lists only what it serves (and health), never another
+/// service of the API it would answer `UNIMPLEMENTED` for.
+#[tokio::test]
+async fn a_service_reflects_only_its_own_service() {
+    let stack = stack().await;
+    let MessageResponse::ListServicesResponse(list) =
+        reflect(channel(&stack.ledger_url()).await, MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("a service list")
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
+    names.sort();
+    assert_eq!(names, ["economy.ledger.v1.LedgerService", "grpc.health.v1.Health"]);
+}
