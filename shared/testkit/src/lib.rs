@@ -181,3 +181,28 @@ where
     grpc.ready().await.map_err(|error| Status::unavailable(error.into().to_string()))?;
     grpc.unary(request, path.parse().expect("a method path"), BytesCodec).await
 }
+
+/// Declares a test crate's own stack type, `pub struct $name(TestStack)`, that derefs to
+/// [`TestStack`] so the crate adds its helpers beside the testkit's:
+/// `economy_testkit::stack_type!(/// docs; Stack);`.
+#[macro_export]
+macro_rules! stack_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        pub struct $name(pub $crate::TestStack);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::TestStack;
+
+            fn deref(&self) -> &$crate::TestStack {
+                &self.0
+            }
+        }
+
+        impl ::std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $crate::TestStack {
+                &mut self.0
+            }
+        }
+    };
+}

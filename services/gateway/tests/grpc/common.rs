@@ -3,7 +3,6 @@
 //! bearer token.
 
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
 
 use economy_gateway::auth::AuthConfig;
 use economy_gateway::config::GatewayConfig;
@@ -16,7 +15,7 @@ pub use economy_testkit::{
     Bearer, JWT_SECRET, Service, TestDatabase, assert_error, bearer, channel, error_info, eventually, identity, keyed,
     meta, new_key, raw_call, raw_request,
 };
-use economy_testkit::{TestStack, test_stack};
+use economy_testkit::test_stack;
 use pb::ledger_service_client::LedgerServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -51,22 +50,10 @@ pub fn gateway_config(database: &TestDatabase, upstreams: &[(&str, String)]) -> 
     }
 }
 
-/// Ledger + gateway, each with its own database (the other upstreams are dead addresses).
-pub struct Stack(TestStack);
-
-impl Deref for Stack {
-    type Target = TestStack;
-
-    fn deref(&self) -> &TestStack {
-        &self.0
-    }
-}
-
-impl DerefMut for Stack {
-    fn deref_mut(&mut self) -> &mut TestStack {
-        &mut self.0
-    }
-}
+economy_testkit::stack_type!(
+    /// Ledger + gateway, each with its own database (the other upstreams are dead addresses).
+    Stack
+);
 
 pub async fn stack() -> Stack {
     stack_with(|_, _| {}).await

@@ -1,15 +1,13 @@
 //! The whole stack behind the gateway (the testkit's stack), and admin / user clients
 //! calling it.
 
-use std::ops::{Deref, DerefMut};
-
 use economy_kit::identity::roles;
 use economy_proto::gateway::v1 as pb;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as market;
 use economy_proto::redemption::v1 as redemption;
-use economy_testkit::{Bearer, TestStack, test_stack};
+use economy_testkit::{Bearer, test_stack};
 pub use economy_testkit::{Service, reason_of, with_new_key};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -19,22 +17,10 @@ pub const USER: i64 = 2;
 
 type Authed = InterceptedService<Channel, Bearer>;
 
-/// Every service behind the gateway.
-pub struct Stack(TestStack);
-
-impl Deref for Stack {
-    type Target = TestStack;
-
-    fn deref(&self) -> &TestStack {
-        &self.0
-    }
-}
-
-impl DerefMut for Stack {
-    fn deref_mut(&mut self) -> &mut TestStack {
-        &mut self.0
-    }
-}
+economy_testkit::stack_type!(
+    /// Every service behind the gateway.
+    Stack
+);
 
 pub async fn spawn_stack() -> Stack {
     Stack(test_stack(&Service::ALL).configure(|config| config.limits.request_timeout_secs = 5).start().await)

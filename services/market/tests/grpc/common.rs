@@ -1,7 +1,6 @@
 //! The stack (gateway, ledger, items, market) from the testkit, and clients that call the
 //! gateway with a bearer token and an idempotency key per write.
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use economy_market::MarketConfig;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as pb;
-use economy_testkit::{Bearer, TestStack, test_stack};
+use economy_testkit::{Bearer, test_stack};
 pub use economy_testkit::{Service, keyed, new_key, reason, with_new_key};
 use items::item_service_client::ItemServiceClient;
 use ledger::ledger_service_client::LedgerServiceClient;
@@ -28,23 +27,11 @@ pub type Ledger = LedgerServiceClient<InterceptedService<Channel, Bearer>>;
 pub type DirectMarket = pb::market_service_client::MarketServiceClient<InterceptedService<Channel, Signer>>;
 pub type Items = ItemServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// Everything the market needs (redemption is not started: the gateway answers
-/// UNAVAILABLE for it), the market's jobs every second.
-pub struct Stack(TestStack);
-
-impl Deref for Stack {
-    type Target = TestStack;
-
-    fn deref(&self) -> &TestStack {
-        &self.0
-    }
-}
-
-impl DerefMut for Stack {
-    fn deref_mut(&mut self) -> &mut TestStack {
-        &mut self.0
-    }
-}
+economy_testkit::stack_type!(
+    /// Everything the market needs (redemption is not started: the gateway answers
+    /// UNAVAILABLE for it), the market's jobs every second.
+    Stack
+);
 
 pub async fn spawn_stack() -> Stack {
     spawn_with(|_| {}).await
