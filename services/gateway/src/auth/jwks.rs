@@ -9,6 +9,7 @@
 //! meanwhile. Only signature keys of RSA, EC (P-256, P-384) and Ed25519 are kept: a
 //! symmetric (`oct`) key or an encryption key in a JWKS is skipped.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct JwksSettings {
     pub min_refresh: Duration,
     /// Deadline of one fetch (connect and read).
     pub timeout: Duration,
+    /// PEM CA certificates trusted for an `https://` URL besides the system's roots (a
+    /// provider behind a private CA); `None`: the system's roots only.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One verification key of the set.
@@ -56,14 +60,17 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    /// An empty cache for `settings`; nothing is fetched yet. Fails when the HTTP client
-    /// cannot be built.
+    /// An empty cache for `settings`; nothing is fetched yet. Fails, naming the setting,
+    /// when `ca_file` cannot be read or holds no PEM certificate, or the HTTP client cannot
+    /// be built.
     pub fn new(settings: JwksSettings) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()
-            .context("cannot build the JWKS client")?;
+        let mut builder = reqwest::Client::builder().timeout(settings.timeout).connect_timeout(settings.timeout);
+        if let Some(path) = &settings.ca_file {
+            for certificate in ca_certificates(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build().context("cannot build the JWKS client")?;
         Ok(Self { settings, client, keys: RwLock::new(Arc::new(Vec::new())), last_fetch: Default::default() })
     }
 
@@ -150,6 +157,16 @@ impl Jwks {
     fn knows(&self, kid: Option<&str>) -> bool {
         self.current().iter().any(|key| key.kid.as_deref() == kid)
     }
+}
+
+/// The certificates of the PEM file `gateway.auth.jwks_ca_file`.
+fn ca_certificates(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("gateway.auth.jwks_ca_file: cannot read {}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("gateway.auth.jwks_ca_file: {} is not PEM", path.display()))?;
+    anyhow::ensure!(!certificates.is_empty(), "gateway.auth.jwks_ca_file: {} holds no certificate", path.display());
+    Ok(certificates)
 }
 
 /// The keys of `current` for `kid` (any key when `None`) that verify `alg`.

@@ -45,6 +45,9 @@ pub struct AuthConfig {
     pub jwks_min_refresh_secs: u64,
     /// Deadline of one JWKS fetch, seconds (default 5).
     pub jwks_timeout_secs: u64,
+    /// PEM CA certificates trusted for an `https://` `jwks_url` besides the system's roots
+    /// (a provider behind a private CA); empty: the system's roots only.
+    pub jwks_ca_file: String,
     /// Required `iss`, when set.
     pub issuer: String,
     /// Required `aud` (one of the token's audiences), when set.
@@ -75,6 +78,7 @@ impl Default for AuthConfig {
             jwks_refresh_secs: 300,
             jwks_min_refresh_secs: 30,
             jwks_timeout_secs: 5,
+            jwks_ca_file: String::new(),
             issuer: String::new(),
             audience: String::new(),
             leeway_secs: 5,
@@ -122,6 +126,7 @@ impl AuthConfig {
             refresh: Duration::from_secs(self.jwks_refresh_secs),
             min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
             timeout: Duration::from_secs(self.jwks_timeout_secs.max(1)),
+            ca_file: (!self.jwks_ca_file.is_empty()).then(|| self.jwks_ca_file.clone().into()),
         })
     }
 }

@@ -198,3 +198,25 @@ async fn the_gateway_starts_while_the_provider_is_down_and_recovers_with_it() {
     provider.set_down(false);
     assert_eq!(read_with(&stack, &token).await, Ok(()));
 }
+
+#[tokio::test]
+async fn a_provider_behind_a_private_ca_is_trusted_through_jwks_ca_file() {
+    let dir = std::env::temp_dir().join(format!("economy-oidc-ca-{}", uuid::Uuid::now_v7().simple()));
+    let pki = economy_testkit::tls::DevPki::generate(&dir).unwrap();
+    let provider = Provider::start_tls(&["ed-1"], &pki).await;
+    let token = sign("ed-1", &keycloak_claims("7", &[]));
+
+    let untrusted = oidc_stack(&provider, &[Service::Ledger, Service::Gateway], 0, 3600).await;
+    assert_eq!(read_with(&untrusted, &token).await, Err("TOKEN_KEY_UNKNOWN".into()));
+    assert_eq!(provider.fetches(), 0, "no handshake succeeded");
+
+    let trusted = test_stack(&[Service::Ledger, Service::Gateway])
+        .configure(|config| {
+            keycloak(&mut config.gateway, &provider, 0, 3600);
+            config.gateway.auth.jwks_ca_file = pki.ca_file.display().to_string();
+        })
+        .start()
+        .await;
+    assert_eq!(read_with(&trusted, &token).await, Ok(()));
+    std::fs::remove_dir_all(dir).unwrap();
+}

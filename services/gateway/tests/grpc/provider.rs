@@ -1,23 +1,30 @@
 //! A local identity provider for the OIDC tests: signs tokens with the test keys of
 //! `tests/fixtures/oidc` and publishes the public keys it is told to as a JWKS on
-//! `http://127.0.0.1:<port>/certs` (a tiny hyper server; no network). It counts the
-//! fetches, can answer 503 (down) or stop listening (outage), and change its key set
-//! (rotation).
+//! `http://127.0.0.1:<port>/certs` — or `https://` with a development CA — (a tiny hyper
+//! server; no network). It counts the fetches, can answer 503 (down) or stop listening
+//! (outage), and change its key set (rotation).
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use economy_kit::tls::ServerTls;
+use economy_testkit::tls::DevPki;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 pub const ISSUER: &str = "https://idp.test/realms/economy";
 pub const AUDIENCE: &str = "economy-gateway";
@@ -77,30 +84,50 @@ struct State {
 impl Provider {
     /// Serves the public keys of `kids`.
     pub async fn start(kids: &[&str]) -> Self {
-        let state = Arc::new(State::default());
-        let provider = Self::serve(state, TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
-        provider.publish(kids);
-        provider
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/certs", listener.local_addr().unwrap());
+        let connections = TcpListenerStream::new(listener).map(Result::unwrap);
+        Self::serve(url, Box::pin(connections), kids)
     }
 
-    async fn serve(state: Arc<State>, listener: TcpListener) -> Self {
-        let url = format!("http://{}/certs", listener.local_addr().unwrap());
+    /// Serves the public keys of `kids` over TLS with the server certificate of `pki`
+    /// (`https://127.0.0.1:<port>/certs`).
+    pub async fn start_tls(kids: &[&str], pki: &DevPki) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/certs", listener.local_addr().unwrap());
+        let tls = ServerTls {
+            cert_file: pki.server_cert_file.display().to_string(),
+            key_file: pki.server_key_file.display().to_string(),
+            ..ServerTls::default()
+        };
+        let acceptor = economy_kit::tls::Acceptor::new(&tls, "test.tls", true).unwrap();
+        // Never cancelled: the listener lives as long as the test.
+        let incoming = economy_kit::tls::incoming(listener, acceptor, CancellationToken::new());
+        Self::serve(url, Box::pin(incoming.map(Result::unwrap)), kids)
+    }
+
+    fn serve<IO>(url: String, mut connections: Pin<Box<dyn Stream<Item = IO> + Send>>, kids: &[&str]) -> Self
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = Arc::new(State::default());
         let served = state.clone();
         // The connections live in the accept task's JoinSet: aborting it closes them all.
         let server = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
+            let mut open = JoinSet::new();
+            while let Some(stream) = connections.next().await {
                 let state = served.clone();
                 let service = service_fn(move |request| answer(state.clone(), request));
-                connections.spawn(async move {
+                open.spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Self { url, state, server }
+        let provider = Self { url, state, server };
+        provider.publish(kids);
+        provider
     }
 
     /// Publishes exactly the keys `kids` from now on.
