@@ -9,7 +9,7 @@ use economy_kit::outbox::{LEASE_MS, RENEW_EVERY};
 use economy_kit::time::Clock;
 use economy_proto::items::v1 as items;
 use economy_proto::redemption::v1 as pb;
-use economy_redemption::domain::{Code, Order, OrderStatus};
+use economy_redemption::domain::Code;
 use sqlx::Row;
 
 use crate::common::*;
@@ -122,23 +122,10 @@ async fn a_retried_create_of_a_failed_order_is_refused() {
     let item = app.grant("prize").await;
     // A creation that stopped after storing its order (a crash, a timeout).
     let key = new_key();
-    let now = app.clock.now_millis();
-    let order = Order {
-        id: uuid::Uuid::now_v7().to_string(),
-        item_instance_id: item.clone(),
-        owner_user_id: OWNER,
-        status: OrderStatus::Locking,
-        created_by: format!("user:{OWNER}"),
-        created_at: now,
-        expires_at: now + 1_000_000,
-        code_issued_at: now,
-        resolved_at: None,
-        redeemer_user_id: None,
-    };
-    app.store().await.insert_order(&order, &Code::generate().hash(), &key).await.expect("insert");
+    let order_id = crashed_creation(&app, &item, &key, false).await;
     app.clock.advance(Duration::from_secs(61));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while order_status(&app, &order.id).await != pb::OrderStatus::Failed as i32 {
+    while order_status(&app, &order_id).await != pb::OrderStatus::Failed as i32 {
         assert!(tokio::time::Instant::now() < deadline, "the stale-creation job never failed the order");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

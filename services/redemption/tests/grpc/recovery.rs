@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use economy_proto::items::v1 as items;
 use economy_proto::redemption::v1 as pb;
-use economy_redemption::domain::{Code, Order, OrderStatus};
-use economy_redemption::store::Insert;
 
 use crate::common::*;
 
@@ -46,35 +44,6 @@ async fn outbox_delivered_within(app: &TestApp, limit: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// What a crash right after storing the order (and maybe locking the item) leaves.
-async fn crashed_creation(app: &TestApp, item: &str, create_key: &str, locked: bool) -> String {
-    let now = economy_kit::time::Clock::now_millis(app.clock.as_ref());
-    let order = Order {
-        id: uuid::Uuid::now_v7().to_string(),
-        item_instance_id: item.into(),
-        owner_user_id: OWNER,
-        status: OrderStatus::Locking,
-        created_by: format!("user:{OWNER}"),
-        created_at: now,
-        expires_at: now + 1_000_000,
-        code_issued_at: now,
-        resolved_at: None,
-        redeemer_user_id: None,
-    };
-    let inserted = app.store().await.insert_order(&order, &Code::generate().hash(), create_key).await.expect("insert");
-    assert_eq!(inserted, Insert::Created);
-    if locked {
-        let lock = items::LockItemRequest {
-            idempotency_key: format!("{}:lock", order.id),
-            item_instance_id: item.into(),
-            holder: format!("redemption:{}", order.id),
-            ..Default::default()
-        };
-        app.items_admin().await.lock_item(lock).await.expect("lock");
-    }
-    order.id
 }
 
 #[tokio::test]
