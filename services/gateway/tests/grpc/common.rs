@@ -11,11 +11,11 @@ use economy_gateway::store::IdempotencyStore;
 use economy_kit::identity::{Caller, Signer, roles};
 use economy_kit::server::ServerLimits;
 use economy_proto::ledger::v1 as pb;
+use economy_testkit::test_stack;
 pub use economy_testkit::{
     Bearer, JWT_SECRET, Service, TestDatabase, assert_error, bearer, channel, error_info, eventually, identity, keyed,
     meta, new_key, raw_call, raw_request,
 };
-use economy_testkit::test_stack;
 use pb::ledger_service_client::LedgerServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
