@@ -309,6 +309,8 @@ impl<'a> Shell<'a> {
             .env("PATH", path)
             .env("ECONOMY_ENDPOINT", &self.stack.endpoint)
             .env("ECONOMY_DATA_DIR", &self.stack.data_dir)
+            // Under `economy up --tls`, curl trusts its development CA (the CLI finds it itself).
+            .env("CURL_CA_BUNDLE", self.stack.data_dir.join("tls").join("ca.pem"))
             .envs(&self.variables)
             .stdin(Stdio::null())
             .kill_on_drop(true);
@@ -353,7 +355,7 @@ async fn run_readme(stack: &Stack, blocks: &[Block]) -> anyhow::Result<(usize, u
     let mut shell = Shell::new(stack)?;
     let mut printed = Printed::default();
     let (mut ran, mut failures, mut skipped) = (0, 0, Vec::new());
-    let gateway = stack.endpoint.trim_start_matches("http://").to_owned();
+    let gateway = stack.endpoint.trim_start_matches("http://").trim_start_matches("https://").to_owned();
     for line in blocks.iter().filter(|block| block.info == "sh").flat_map(|block| &block.lines) {
         let (command, comment) = split_comment(line);
         if command.is_empty() {
@@ -362,7 +364,11 @@ async fn run_readme(stack: &Stack, blocks: &[Block]) -> anyhow::Result<(usize, u
         if command.starts_with("economy()") {
             continue; // For a person without `cargo install`; here `economy` is the built binary.
         }
-        let command = printed.fill(command)?.replace(README_GATEWAY, &gateway);
+        // A URL of the README's gateway becomes the stack's, with its scheme (https under --tls).
+        let command = printed
+            .fill(command)?
+            .replace(&format!("http://{README_GATEWAY}"), &stack.endpoint)
+            .replace(README_GATEWAY, &gateway);
         let missing: Vec<&str> =
             programs(&command).into_iter().filter(|program| *program != "economy" && !installed(program)).collect();
         if !missing.is_empty() {
@@ -493,6 +499,25 @@ async fn the_readme_quickstart_runs_literally() -> anyhow::Result<()> {
         bail!("economy up should exit 0 on SIGTERM");
     }
     assert!(!data_dir.exists(), "the temporary data directory is removed");
+    Ok(())
+}
+
+/// The same README lines against `economy up --tls`: every command, the CLI and `curl`
+/// alike, reaches the gateway over TLS and trusts the stack's development CA.
+#[tokio::test]
+async fn the_readme_quickstart_runs_over_tls() -> anyhow::Result<()> {
+    let blocks = quickstart_blocks(README)?;
+    let stack = Stack::start_with(&["--tls"], &[]).await?;
+    ensure!(stack.endpoint.starts_with("https://"), "economy up --tls serves https: {}", stack.endpoint);
+    let (ran, failures, skipped) = run_readme(&stack, &blocks).await?;
+    assert!(ran >= 30, "only {ran} README lines ran; skipped: {skipped:?}");
+    assert_eq!(failures, 1, "the README marks exactly one command as a refusal");
+    assert!(skipped.iter().all(|note| note.contains("grpcurl")), "only grpcurl may be skipped: {skipped:?}");
+    let reconcile = stack.ok(&["reconcile"]).await?;
+    assert!(matches("ledger is consistent (...)", reconcile.lines()[0]), "{}", reconcile.stdout);
+    if stack.stop().await? != Some(0) {
+        bail!("economy up --tls should exit 0 on SIGTERM");
+    }
     Ok(())
 }
 
