@@ -48,7 +48,9 @@ where
     let env = ::config::Environment::with_prefix("ECONOMY")
         .prefix_separator("_")
         .separator(SEPARATOR)
-        .try_parsing(true)
+        // Values stay strings (numbers and booleans still deserialize from them): parsing
+        // them first would turn a numeric-looking secret such as `0123…` into another string.
+        .try_parsing(false)
         .source(Some(variables.clone().into_iter().collect()));
     let mut ignored = Vec::new();
     let settings = serde_ignored::deserialize(builder.add_source(env).build()?, |path| ignored.push(path.to_string()))?;
@@ -137,6 +139,15 @@ mod tests {
 
     fn variables(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         configuration_variables(pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())))
+    }
+
+    #[test]
+    fn environment_values_reach_strings_verbatim_and_numbers_as_numbers() -> anyhow::Result<()> {
+        let secret = "0123456789012345678901234567890123456789";
+        let env = variables(&[("ECONOMY_SECTION__NAME", secret), ("ECONOMY_SECTION__PORT", "8080")]);
+        let loaded: Sample = load_from(None, env)?;
+        assert_eq!(loaded.section, Section { name: secret.into(), port: 8080 });
+        Ok(())
     }
 
     #[test]

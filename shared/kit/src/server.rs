@@ -137,6 +137,11 @@ impl ServeOptions {
 }
 
 fn acceptor(tls: &ServerTls, section: &str, http1: bool) -> anyhow::Result<Option<Acceptor>> {
+    anyhow::ensure!(
+        tls.enabled() || tls.client_ca_file.is_empty(),
+        "{section}.client_ca_file requires {section}.cert_file and {section}.key_file: without them the \
+         server would be plaintext and require no client certificate"
+    );
     tls.enabled().then(|| Acceptor::new(tls, section, http1)).transpose()
 }
 
@@ -235,8 +240,9 @@ const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reflection {
     Off,
-    /// The server's own service and health: a client never sees a service it would get
-    /// `UNIMPLEMENTED` from.
+    /// The server's own service and health are listed (a client is not offered a service
+    /// it would get `UNIMPLEMENTED` from); descriptors of the rest of the API still resolve
+    /// by symbol.
     Own,
     WholeApi,
 }

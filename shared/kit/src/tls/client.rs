@@ -19,6 +19,10 @@ pub fn endpoint(url: &str, tls: &ClientTls, section: &str) -> anyhow::Result<End
         Endpoint::from_shared(url.to_owned()).map_err(|error| anyhow::anyhow!("invalid URL {url}: {error}"))?;
     let https = endpoint.uri().scheme_str() == Some("https");
     if !tls.enabled() {
+        anyhow::ensure!(
+            tls.cert_file.is_empty() && tls.key_file.is_empty(),
+            "{section}.cert_file / key_file need {section}.ca_file: a client certificate is only sent over TLS"
+        );
         return Ok(if https { endpoint.tls_config(ClientTlsConfig::new().with_native_roots())? } else { endpoint });
     }
     anyhow::ensure!(https, "{section}.ca_file is set, so {url} must be https://");

@@ -93,10 +93,18 @@ fn start_up_refusals_name_the_setting() {
     let no_ca = ServerTls { client_ca_file: path(&dir, "key.pem"), ..tls.clone() };
     assert!(refusal(&no_ca).contains("ledger.tls.client_ca_file"), "{}", refusal(&no_ca));
     assert!(Acceptor::new(&tls, "ledger.tls", false).is_ok());
+    // A client CA without the server's own certificate would serve plaintext to anyone.
+    let ca_alone = ServerTls { client_ca_file: path(&dir, "cert.pem"), ..ServerTls::default() };
+    let ca_alone = format!("{:#}", ServeOptions::tls(&ca_alone, "ledger.tls").expect_err("no server certificate"));
+    assert!(ca_alone.contains("ledger.tls.client_ca_file requires"), "{ca_alone}");
 
     let client = trusting(&dir, "ca.pem", &ca);
     let plain = format!("{:#}", endpoint("http://127.0.0.1:1", &client, "market.internal_tls").expect_err("http"));
     assert!(plain.contains("market.internal_tls.ca_file is set"), "{plain}");
+    let no_ca =
+        ClientTls { cert_file: path(&dir, "cert.pem"), key_file: path(&dir, "key.pem"), ..ClientTls::default() };
+    let no_ca = format!("{:#}", endpoint("http://127.0.0.1:1", &no_ca, "market.internal_tls").expect_err("no CA"));
+    assert!(no_ca.contains("market.internal_tls.cert_file / key_file need"), "{no_ca}");
     let half = ClientTls { cert_file: path(&dir, "cert.pem"), ..client };
     let half = format!("{:#}", endpoint("https://127.0.0.1:1", &half, "market.internal_tls").expect_err("half"));
     assert!(half.contains("market.internal_tls.cert_file and market.internal_tls.key_file"), "{half}");
