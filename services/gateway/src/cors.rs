@@ -130,7 +130,7 @@ impl OriginPattern {
             return Err(invalid());
         }
         match rest.strip_suffix(":*") {
-            Some(host) if host_ok(host) => Ok(Self::AnyPort(format!("{scheme}://{host}"))),
+            Some(host) if host_ok(host) => Ok(Self::AnyPort(format!("{scheme}://{host}").to_ascii_lowercase())),
             None if host_ok(rest) => Ok(Self::Exact(origin.to_ascii_lowercase())),
             _ => Err(invalid()),
         }
@@ -179,6 +179,7 @@ mod tests {
         assert!(matches("http://localhost:*", "http://localhost"));
         assert!(!matches("http://localhost:*", "http://localhost.evil.test:80"));
         assert!(!matches("http://localhost:*", "http://localhost:80x"));
+        assert!(matches("http://LocalHost:*", "http://localhost:5173"), "hosts compare without case");
     }
 
     #[test]

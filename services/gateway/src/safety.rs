@@ -61,6 +61,23 @@ fn refusals(config: &GatewayConfig) -> Vec<String> {
                 .to_owned(),
         );
     }
+    let auth = &config.auth;
+    if !auth.jwks_url.is_empty() && !auth.jwks_url.starts_with("https://") {
+        refusals.push(
+            "gateway.auth.jwks_url: keys fetched over plaintext can be replaced on the way; use https://".to_owned(),
+        );
+    }
+    let verifies_provider_tokens = !auth.jwks_url.is_empty()
+        || !auth.rs256_public_key_pem.is_empty()
+        || !auth.es256_public_key_pem.is_empty()
+        || !auth.eddsa_public_key_pem.is_empty();
+    if verifies_provider_tokens && (auth.issuer.is_empty() || auth.audience.is_empty()) {
+        refusals.push(
+            "gateway.auth.issuer and gateway.auth.audience: without both, any token the provider's keys signed \
+             (another client's, another tenant's) would be accepted; set them"
+                .to_owned(),
+        );
+    }
     if config.tls.enabled() && config.reflection == Reflection::Plaintext {
         refusals.push(
             "gateway.reflection: reflection would be open on the TLS listener (gateway.tls); set \
@@ -80,6 +97,8 @@ mod tests {
     fn production() -> GatewayConfig {
         let mut config = GatewayConfig::default();
         config.auth.jwks_url = "https://idp.example.com/certs".into();
+        config.auth.issuer = "https://idp.example.com".into();
+        config.auth.audience = "economy".into();
         config
     }
 
@@ -113,6 +132,16 @@ mod tests {
         assert!(refuse_unsafe(&any_origin).is_ok());
         any_origin.cors.allow_credentials = true;
         assert!(refusal(&any_origin).contains("gateway.cors.allow_credentials"));
+        let mut plaintext_keys = production();
+        plaintext_keys.auth.jwks_url = "http://idp.example.com/certs".into();
+        assert!(refusal(&plaintext_keys).contains("gateway.auth.jwks_url"));
+        let mut no_issuer = production();
+        no_issuer.auth.issuer.clear();
+        let mut no_audience = production();
+        no_audience.auth.audience.clear();
+        for unbound in [no_issuer, no_audience] {
+            assert!(refusal(&unbound).contains("gateway.auth.issuer and gateway.auth.audience"));
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Drop for Run {
     }
 }
 
-const PRODUCTION_AUTH: &str = "[gateway.auth]\njwks_url = \"http://127.0.0.1:9/certs\"\n";
+const PRODUCTION_AUTH: &str = "[gateway.auth]\njwks_url = \"https://127.0.0.1:9/certs\"\nissuer = \"https://idp.example.com\"\naudience = \"economy\"\n";
 
 #[tokio::test]
 async fn an_unknown_key_is_named_with_its_source() {

@@ -94,11 +94,12 @@ pub fn claim<'a>(claims: &'a Value, name: &str) -> Option<&'a Value> {
     name.split('.').try_fold(claims, |value, key| value.get(key))
 }
 
-/// An integer from a JSON number without fraction or a decimal string.
+/// An integer from a JSON number without fraction or a decimal string in canonical form
+/// (no sign, spaces or leading zeros: `"007"` and `"+7"` are not user 7).
 fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::Number(number) => number.as_i64(),
-        Value::String(text) => text.parse().ok(),
+        Value::String(text) => text.parse::<i64>().ok().filter(|number| number.to_string() == *text),
         _ => None,
     }
 }
@@ -145,6 +146,13 @@ mod tests {
         let uuid = json!({"user_id": "7c1d8c1e-3a43-4b0e-9a38-2f1a8f0e5e11"});
         assert_eq!(refused_claim(map.caller(&uuid)), "user_id");
         assert_eq!(refused_claim(map.caller(&json!({"user_id": 1.5}))), "user_id");
+        for spelled_otherwise in ["007", "+7", " 7", "7 "] {
+            assert_eq!(
+                refused_claim(map.caller(&json!({"user_id": spelled_otherwise}))),
+                "user_id",
+                "{spelled_otherwise}"
+            );
+        }
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct AuthConfig {
     pub role_map: BTreeMap<String, i32>,
 }
 
+/// The most `leeway_secs` may be: a tolerance for clock skew, seconds.
+const MAX_LEEWAY_SECS: u64 = 300;
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
@@ -124,7 +127,7 @@ impl AuthConfig {
         (!self.jwks_url.is_empty()).then(|| JwksSettings {
             url: self.jwks_url.clone(),
             refresh: Duration::from_secs(self.jwks_refresh_secs),
-            min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
+            min_refresh: Duration::from_secs(self.jwks_min_refresh_secs.max(1)),
             timeout: Duration::from_secs(self.jwks_timeout_secs.max(1)),
             ca_file: (!self.jwks_ca_file.is_empty()).then(|| self.jwks_ca_file.clone().into()),
         })
@@ -167,6 +170,14 @@ impl Authenticator {
     /// the HS256 secret is shorter than 16 bytes or the claim mapping is invalid.
     pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
         let keys = static_keys(config)?;
+        anyhow::ensure!(
+            config.leeway_secs <= MAX_LEEWAY_SECS,
+            "gateway.auth.leeway_secs is at most {MAX_LEEWAY_SECS} (clock skew, not token lifetime)"
+        );
+        anyhow::ensure!(
+            config.jwks_ca_file.is_empty() || config.jwks_url.starts_with("https://"),
+            "gateway.auth.jwks_ca_file is set, so gateway.auth.jwks_url must be https://"
+        );
         let jwks = config.jwks_settings().map(Jwks::new).transpose()?.map(Arc::new);
         anyhow::ensure!(
             !keys.is_empty() || jwks.is_some(),
