@@ -41,7 +41,7 @@ pub struct AuthConfig {
     /// Period of the JWKS refresh, seconds (default 300).
     pub jwks_refresh_secs: u64,
     /// Least time between two JWKS fetches caused by a token with an unknown `kid`,
-    /// seconds (default 30).
+    /// seconds (default 30; 0 refetches for every such token, one fetch at a time).
     pub jwks_min_refresh_secs: u64,
     /// Deadline of one JWKS fetch, seconds (default 5).
     pub jwks_timeout_secs: u64,
@@ -127,7 +127,7 @@ impl AuthConfig {
         (!self.jwks_url.is_empty()).then(|| JwksSettings {
             url: self.jwks_url.clone(),
             refresh: Duration::from_secs(self.jwks_refresh_secs),
-            min_refresh: Duration::from_secs(self.jwks_min_refresh_secs.max(1)),
+            min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
             timeout: Duration::from_secs(self.jwks_timeout_secs.max(1)),
             ca_file: (!self.jwks_ca_file.is_empty()).then(|| self.jwks_ca_file.clone().into()),
         })
