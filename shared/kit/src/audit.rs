@@ -131,6 +131,20 @@ pub struct AuditRecord {
     pub created_at: i64,
 }
 
+impl AuditRecord {
+    /// Logs at `info` that the fix this record audits was applied (the operator tools
+    /// call it once, never for a replay): action, target, actor and the record's id.
+    pub fn log_applied(&self) {
+        tracing::info!(
+            action = %self.action,
+            target = %self.target_id,
+            actor = %self.actor,
+            audit_id = %self.id,
+            "compensation tool applied"
+        );
+    }
+}
+
 /// Records a violation of `field` unless `value` is a usable reason (not blank, at most
 /// 500 characters); returns it trimmed.
 pub fn reason(violations: &mut Violations, field: &str, value: &str) -> Option<String> {

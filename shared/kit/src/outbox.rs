@@ -30,6 +30,13 @@ pub const LEASE_MS: i64 = 5_000;
 /// renewals may fail before the lease runs out).
 pub const RENEW_EVERY: Duration = Duration::from_millis(1_500);
 
+/// The cut-off of ListStuckOutbox, ms since the epoch: rows created `older_than_seconds`
+/// before `now` (0 or less: 300 s) or earlier count as stuck.
+pub fn stuck_cutoff(now: i64, older_than_seconds: i64) -> i64 {
+    let seconds = if older_than_seconds > 0 { older_than_seconds } else { 300 };
+    now.saturating_sub(seconds.saturating_mul(1000))
+}
+
 /// One dispatcher's claim on one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -158,5 +165,18 @@ impl OutboxLeases {
     pub async fn pending(&self, db: &Db) -> Result<i64, sqlx::Error> {
         let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE status = 'pending'", self.table);
         sqlx::query(&sql).fetch_one(db.pool()).await?.try_get("n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stuck_cutoff;
+
+    #[test]
+    fn stuck_means_older_than_asked_or_five_minutes() {
+        assert_eq!(stuck_cutoff(1_000_000, 60), 940_000);
+        assert_eq!(stuck_cutoff(1_000_000, 0), 700_000);
+        assert_eq!(stuck_cutoff(1_000_000, -5), 700_000);
+        assert_eq!(stuck_cutoff(i64::MIN + 1, i64::MAX), i64::MIN, "saturates");
     }
 }

@@ -265,13 +265,7 @@ impl ItemService for ItemsApi {
         let (plan, draft) = compensation::force_unlock(request.get_ref(), &key, &caller.actor())?;
         let (applied, record) = self.store.audited_transition(&plan, &draft, self.clock.now_millis()).await?;
         if !applied.replayed {
-            tracing::info!(
-                action = %record.action,
-                target = %record.target_id,
-                actor = %record.actor,
-                audit_id = %record.id,
-                "compensation tool applied"
-            );
+            record.log_applied();
         }
         let (item, event, replayed) = outcome(&applied);
         Ok(Response::new(pb::ForceUnlockItemResponse {

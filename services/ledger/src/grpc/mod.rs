@@ -368,13 +368,7 @@ impl LedgerService for LedgerApi {
 /// Logs an applied compensation tool (nothing for a replay).
 fn log_fix(record: &audit::AuditRecord, replayed: bool) {
     if !replayed {
-        tracing::info!(
-            action = %record.action,
-            target = %record.target_id,
-            actor = %record.actor,
-            audit_id = %record.id,
-            "compensation tool applied"
-        );
+        record.log_applied();
     }
 }
 

@@ -36,8 +36,7 @@ impl Market {
         if !caller.is_privileged() {
             return Err(MarketError::PermissionDenied("only admins and services list the outbox".into()));
         }
-        let seconds = if older_than_seconds > 0 { older_than_seconds } else { 300 };
-        let cutoff = self.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
+        let cutoff = economy_kit::outbox::stuck_cutoff(self.clock.now_millis(), older_than_seconds);
         Ok(self.store.stuck_outbox(cutoff, 500).await?)
     }
     /// RedriveOutbox: resets the `dead` or stuck `pending` escrow return `target` to
@@ -67,13 +66,7 @@ impl Market {
             let Some(record) = self.store.redrive_outbox(&entry, &draft, self.clock.now_millis()).await? else {
                 continue;
             };
-            tracing::info!(
-                action = %record.action,
-                target = %record.target_id,
-                actor = %record.actor,
-                audit_id = %record.id,
-                "compensation tool applied"
-            );
+            record.log_applied();
             if let Err(error) = self.dispatch(&entry.listing_id).await {
                 tracing::warn!(%error, outbox_id = %entry.id, "re-driven escrow return not delivered yet");
             }

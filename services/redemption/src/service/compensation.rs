@@ -53,16 +53,6 @@ fn require_admin(caller: &Caller, what: &str) -> Result<(), RedemptionError> {
     caller.is_admin().then_some(()).ok_or_else(|| RedemptionError::PermissionDenied(format!("only admins may {what}")))
 }
 
-fn log_fix(record: &AuditRecord) {
-    tracing::info!(
-        action = %record.action,
-        target = %record.target_id,
-        actor = %record.actor,
-        audit_id = %record.id,
-        "compensation tool applied"
-    );
-}
-
 impl Redemption {
     /// ListStuckOutbox: rows undelivered (pending or dead) created at least
     /// `older_than_seconds` ago (0 or less: 300), oldest first, at most 500. Admins and
@@ -75,8 +65,7 @@ impl Redemption {
         if !caller.is_privileged() {
             return Err(RedemptionError::PermissionDenied("only admins and services list the outbox".into()));
         }
-        let seconds = if older_than_seconds > 0 { older_than_seconds } else { 300 };
-        let cutoff = self.clock.now_millis().saturating_sub(seconds.saturating_mul(1000));
+        let cutoff = economy_kit::outbox::stuck_cutoff(self.clock.now_millis(), older_than_seconds);
         Ok(self.store.stuck_outbox(cutoff, 500).await?)
     }
     /// ReissueCodeOnBehalf: an admin gives the pending, unexpired order `order_id` a
@@ -104,7 +93,7 @@ impl Redemption {
             let code = Code::generate();
             match self.store.reissue_code_audited(&order, &code.hash(), &draft, now).await {
                 Ok(Some((order, record))) => {
-                    log_fix(&record);
+                    record.log_applied();
                     return Ok(ReissuedOnBehalf { order, code: Some(code), record, replayed: false });
                 }
                 // The order moved or a twin took the key: look again.
@@ -142,7 +131,7 @@ impl Redemption {
             let Some(record) = self.store.redrive_outbox(&entry, &draft, self.clock.now_millis()).await? else {
                 continue;
             };
-            log_fix(&record);
+            record.log_applied();
             if let Err(error) = crate::jobs::dispatch(self, &entry.order_id).await {
                 tracing::warn!(%error, outbox_id = %entry.id, "re-driven outbox row not delivered yet");
             }
