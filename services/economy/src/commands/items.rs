@@ -224,7 +224,7 @@ pub async fn item(items: &mut Items, command: ItemCommand) -> anyhow::Result<Exi
             if let Some(item) = response.item {
                 println!("{}", item_line(&item));
             }
-            let request = pb::ListItemEventsRequest { item_instance_id: id, page_size: 500, page_token: String::new() };
+            let request = pb::ListItemEventsRequest { item_instance_id: id, page_size: 500, ..Default::default() };
             for event in items.list_item_events(request).await?.into_inner().events {
                 let kind = enum_name(event.r#type().as_str_name(), "ITEM_EVENT_TYPE_");
                 println!("  {}  {kind}  by {}  {}", timestamp(event.created_at.as_ref()), event.actor, event.holder);

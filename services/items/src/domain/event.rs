@@ -1,11 +1,12 @@
 //! Item events (docs/items.md, "Events"): every change of an instance appends one, with its
-//! actor, owners, holder, business type and idempotency key. The key is UNIQUE per
-//! instance; the request's fingerprint decides between a replay and a reused key.
+//! actor, owners, holder, business type, idempotency key and correlation id. The key is
+//! UNIQUE per instance; the request's fingerprint decides between a replay and a reused
+//! key.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::ids::{IdempotencyKey, UserId};
+use super::ids::{CorrelationId, IdempotencyKey, UserId};
 use super::item::ItemStatus;
 
 /// What an event did.
@@ -63,6 +64,8 @@ pub struct EventMeta {
     pub business_type: String,
     /// Free text.
     pub reason: String,
+    /// The business event that caused the change; empty for none.
+    pub correlation_id: CorrelationId,
 }
 
 impl EventMeta {
@@ -77,7 +80,25 @@ impl EventMeta {
         reason: String,
     ) -> Self {
         let fingerprint = fingerprint(operation, actor, &(content, &business_type, &reason));
-        Self { key, fingerprint, actor: actor.to_owned(), business_type, reason }
+        Self {
+            key,
+            fingerprint,
+            actor: actor.to_owned(),
+            business_type,
+            reason,
+            correlation_id: CorrelationId::default(),
+        }
+    }
+
+    /// The same meta recording `correlation_id`. A non-empty id joins the fingerprint, so
+    /// a retry with another one is another request; an empty one leaves the fingerprint
+    /// as it was before correlation ids existed, so retries of older changes still replay.
+    pub fn correlated(self, correlation_id: CorrelationId) -> Self {
+        if correlation_id.is_empty() {
+            return self;
+        }
+        let fingerprint = fingerprint("CORRELATED", &self.actor, &(&self.fingerprint, correlation_id.as_str()));
+        Self { fingerprint, correlation_id, ..self }
     }
 }
 
@@ -106,6 +127,8 @@ pub struct Event {
     pub idempotency_key: String,
     /// Reason.
     pub reason: String,
+    /// Correlation id of the business event; empty for none.
+    pub correlation_id: String,
     /// Status after the event.
     pub status: ItemStatus,
     /// Ms since the epoch.
@@ -151,5 +174,18 @@ mod tests {
         assert_ne!(base, meta("LOCK", "service:market", 1, "MARKET_LIST", ""));
         assert_ne!(base, meta("LOCK", "service:market", 1, "ITEM_LOCK", "why"));
         assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn a_correlation_id_joins_the_fingerprint_unless_empty() {
+        let meta = || {
+            EventMeta::new("GRANT_ITEM", IdempotencyKey::parse("k").expect("key"), "user:1", &1, "B".into(), "".into())
+        };
+        let correlated = |id: &str| meta().correlated(CorrelationId::parse(id).expect("id"));
+        assert_eq!(correlated(""), meta());
+        assert_eq!(correlated("draw-1"), correlated("draw-1"));
+        assert_eq!(correlated("draw-1").correlation_id.as_str(), "draw-1");
+        assert_ne!(correlated("draw-1").fingerprint, meta().fingerprint);
+        assert_ne!(correlated("draw-1").fingerprint, correlated("draw-2").fingerprint);
     }
 }

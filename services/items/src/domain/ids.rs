@@ -98,6 +98,33 @@ impl IdempotencyKey {
     }
 }
 
+/// The correlation id of a business event (a lottery draw, an offer purchase) recorded on
+/// the item events it caused: at most 128 printable ASCII characters (spaces allowed);
+/// empty for none (docs/items.md, "Correlation ids").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct CorrelationId(String);
+
+impl CorrelationId {
+    /// Validates the shape.
+    pub fn parse(id: &str) -> Result<Self, &'static str> {
+        if id.len() <= 128 && id.bytes().all(|byte| byte == b' ' || byte.is_ascii_graphic()) {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err("must be at most 128 printable ASCII characters")
+        }
+    }
+
+    /// The id (empty for none).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for "none".
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The holder of a lock: `<namespace>:<reference>` (`market:listing:<id>`,
 /// `redemption:<order_id>`), at most 200 printable ASCII characters without spaces; the
 /// namespace is a lowercase letter then lowercase letters, digits, `_` or `-`.
@@ -194,6 +221,16 @@ mod tests {
         let id = ItemId::parse("0190F0A4-2B9C-7D1E-8F00-0123456789AB").expect("uuid");
         assert_eq!(id.as_str(), "0190f0a4-2b9c-7d1e-8f00-0123456789ab");
         assert!(ItemId::parse("nope").is_err());
+    }
+
+    #[test]
+    fn correlation_ids() {
+        for good in ["", "draw 2026-12-07", "exchange:0190f0a4", &"c".repeat(128)] {
+            assert_eq!(CorrelationId::parse(good).map(|id| id.as_str().to_owned()), Ok(good.to_owned()));
+        }
+        for bad in ["tab\there", "new\nline", "caf\u{e9}", &"c".repeat(129)] {
+            assert!(CorrelationId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

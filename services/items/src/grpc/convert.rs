@@ -9,7 +9,9 @@ use economy_proto::items::v1 as pb;
 
 use crate::domain::event::{Event, EventType};
 use crate::domain::group::{Group, GroupKey, is_metadata_hash};
-use crate::domain::ids::{Holder, IdempotencyKey, ItemId, TemplateCode, UserId, parse_business_type, parse_metadata};
+use crate::domain::ids::{
+    CorrelationId, Holder, IdempotencyKey, ItemId, TemplateCode, UserId, parse_business_type, parse_metadata,
+};
 use crate::domain::item::{Item, ItemStatus, StatusBucket};
 use crate::domain::template::{ItemKind, Template};
 use crate::store::Page;
@@ -47,6 +49,11 @@ pub fn key(violations: &mut Violations, name: &str, value: &str) -> Option<Idemp
 /// A lock holder.
 pub fn holder(violations: &mut Violations, name: &str, value: &str) -> Option<Holder> {
     field(violations, name, Holder::parse(value))
+}
+
+/// A correlation id (empty for none).
+pub fn correlation_id(violations: &mut Violations, value: &str) -> Option<CorrelationId> {
+    field(violations, "correlation_id", CorrelationId::parse(value))
 }
 
 /// A business type; empty means `default`.
@@ -256,6 +263,7 @@ pub fn event(event: &Event) -> pb::ItemEvent {
         reason: event.reason.clone(),
         status: status(event.status).into(),
         created_at: Some(to_timestamp(event.created_at)),
+        correlation_id: event.correlation_id.clone(),
     }
 }
 

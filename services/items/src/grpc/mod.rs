@@ -7,6 +7,8 @@
 //! - `GrantItem`: admins and internal services;
 //! - reads of instances, lists and histories: the owner, admins and services; other
 //!   users get `PERMISSION_DENIED`;
+//! - events by correlation id: admins and services all of them, a user those whose
+//!   previous or new owner they are (someone else's events are never shown, not refused);
 //! - `LockItem`, `UnlockItem`, `TransferItem` and `ConsumeItem` with a holder: internal
 //!   services (market, redemption) and admins only. Users never hold locks: a lock held
 //!   by a user would let them hand the item to anyone, bypassing the market's payment and
@@ -181,12 +183,22 @@ impl ItemService for ItemsApi {
         request: Request<pb::ListItemEventsRequest>,
     ) -> Result<Response<pb::ListItemEventsResponse>, Status> {
         let caller = caller(&request)?;
-        let (id, page) = requests::list_events(request.get_ref())?;
-        self.visible_item(&caller, id.as_str()).await?;
-        let events = self.store.events(id.as_str(), &page).await?;
-        let last = events.last().map(|event| event.version.to_string());
+        let (events, limit, last) = match requests::list_events(request.get_ref())? {
+            requests::EventList::Item(id, page) => {
+                self.visible_item(&caller, id.as_str()).await?;
+                let events = self.store.events(id.as_str(), &page).await?;
+                let last = events.last().map(|event| event.version.to_string());
+                (events, page.limit, last)
+            }
+            requests::EventList::Correlation(id, page) => {
+                let viewer = if caller.is_privileged() { None } else { Some(caller.user_id().unwrap_or(0)) };
+                let events = self.store.correlated_events(&id, viewer, &page).await?;
+                let last = events.last().map(|event| event.id.clone());
+                (events, page.limit, last)
+            }
+        };
         Ok(Response::new(pb::ListItemEventsResponse {
-            next_page_token: convert::next_token(events.len(), page.limit, last),
+            next_page_token: convert::next_token(events.len(), limit, last),
             events: events.iter().map(convert::event).collect(),
         }))
     }

@@ -5,11 +5,13 @@ use economy_kit::error::Violations;
 use economy_proto::items::v1 as pb;
 use tonic::Status;
 
-use super::convert::{self, business_type, code, field, holder, instant, item_id, key, metadata, text, user};
+use super::convert::{
+    self, business_type, code, correlation_id, field, holder, instant, item_id, key, metadata, text, user,
+};
 use super::validated;
 use crate::domain::grant::{GRANT_BUSINESS_TYPE, Grant, GrantPlan};
 use crate::domain::group::GroupKey;
-use crate::domain::ids::{IdempotencyKey, ItemId, UserId};
+use crate::domain::ids::{CorrelationId, IdempotencyKey, ItemId, UserId};
 use crate::domain::template::{Template, parse_validity};
 use crate::domain::transition::{Command, TransitionPlan};
 use crate::store::{ItemFilter, Page};
@@ -53,11 +55,16 @@ pub fn grant(request: &pb::GrantItemRequest, key_text: &str, actor: &str) -> Res
     let metadata = metadata(&mut violations, "metadata", &request.metadata);
     let business = business_type(&mut violations, &request.business_type, GRANT_BUSINESS_TYPE);
     let reason = text(&mut violations, "reason", &request.reason, MAX_REASON, false);
-    let ((idempotency_key, (owner, template)), ((expires_at, metadata), (business, reason))) = validated(
-        violations,
-        idempotency_key.zip(owner.zip(template)).zip(expires_at.zip(metadata).zip(business.zip(reason))),
-    )?;
-    Ok(Grant { owner, template, expires_at, metadata }.plan(idempotency_key, actor, business, reason))
+    let correlation = correlation_id(&mut violations, &request.correlation_id);
+    let ((idempotency_key, (owner, template)), ((expires_at, metadata), ((business, reason), correlation))) =
+        validated(
+            violations,
+            idempotency_key
+                .zip(owner.zip(template))
+                .zip(expires_at.zip(metadata).zip(business.zip(reason).zip(correlation))),
+        )?;
+    let plan = Grant { owner, template, expires_at, metadata }.plan(idempotency_key, actor, business, reason);
+    Ok(GrantPlan { meta: plan.meta.correlated(correlation), ..plan })
 }
 
 /// The parts every change request shares.
@@ -67,6 +74,8 @@ struct Common<'a> {
     business_type: &'a str,
     reason: &'a str,
     reason_required: bool,
+    /// Empty for the requests without a correlation id.
+    correlation_id: &'a str,
 }
 
 /// Validates the shared parts and the command, then plans it.
@@ -81,9 +90,11 @@ fn change(
     let reason = text(&mut violations, "reason", common.reason, MAX_REASON, common.reason_required);
     let default = command.as_ref().map_or("ITEM_CHANGE", Command::default_business_type);
     let business = business_type(&mut violations, common.business_type, default);
-    let ((idempotency_key, item), ((business, reason), command)): ((IdempotencyKey, ItemId), _) =
-        validated(violations, idempotency_key.zip(item).zip(business.zip(reason).zip(command)))?;
-    Ok(command.plan(item, idempotency_key, actor, business, reason))
+    let correlation = correlation_id(&mut violations, common.correlation_id);
+    let ((idempotency_key, item), ((business, reason), (command, correlation))): ((IdempotencyKey, ItemId), _) =
+        validated(violations, idempotency_key.zip(item).zip(business.zip(reason).zip(command.zip(correlation))))?;
+    let plan = command.plan(item, idempotency_key, actor, business, reason);
+    Ok(TransitionPlan { meta: plan.meta.correlated(correlation), ..plan })
 }
 
 /// `LockItem`.
@@ -104,6 +115,7 @@ pub fn lock(request: &pb::LockItemRequest, key_text: &str, actor: &str) -> Resul
         business_type: &request.business_type,
         reason: &request.reason,
         reason_required: false,
+        correlation_id: "",
     };
     change(violations, common, command, actor)
 }
@@ -118,6 +130,7 @@ pub fn unlock(request: &pb::UnlockItemRequest, key_text: &str, actor: &str) -> R
         business_type: &request.business_type,
         reason: &request.reason,
         reason_required: false,
+        correlation_id: "",
     };
     change(violations, common, command, actor)
 }
@@ -134,6 +147,7 @@ pub fn transfer(request: &pb::TransferItemRequest, key_text: &str, actor: &str) 
         business_type: &request.business_type,
         reason: &request.reason,
         reason_required: false,
+        correlation_id: "",
     };
     change(violations, common, command, actor)
 }
@@ -158,6 +172,7 @@ pub fn consume(
         business_type: &request.business_type,
         reason: &request.reason,
         reason_required: false,
+        correlation_id: "",
     };
     change(violations, common, command, actor)
 }
@@ -170,6 +185,7 @@ pub fn revoke(request: &pb::RevokeItemRequest, key_text: &str, actor: &str) -> R
         business_type: &request.business_type,
         reason: &request.reason,
         reason_required: true,
+        correlation_id: &request.correlation_id,
     };
     change(Violations::default(), common, Some(Command::Revoke), actor)
 }
@@ -215,10 +231,32 @@ pub fn list_locked(request: &pb::ListLockedItemsRequest) -> Result<Page<String>,
     validated(violations, page)
 }
 
-/// `ListItemEvents`: the instance and the page.
-pub fn list_events(request: &pb::ListItemEventsRequest) -> Result<(ItemId, Page<i64>), Status> {
+/// Which events a `ListItemEvents` lists.
+pub enum EventList {
+    /// One instance's history; the cursor is a version.
+    Item(ItemId, Page<i64>),
+    /// Every event of one business event; the cursor is an event id.
+    Correlation(CorrelationId, Page<String>),
+}
+
+/// `ListItemEvents`: exactly one of `item_instance_id` and `correlation_id`, and the page.
+pub fn list_events(request: &pb::ListItemEventsRequest) -> Result<EventList, Status> {
     let mut violations = Violations::default();
-    let id = item_id(&mut violations, "item_instance_id", &request.item_instance_id);
-    let page = convert::event_page(&mut violations, request.page_size, &request.page_token);
-    validated(violations, id.zip(page))
+    let (item, correlation) = (&request.item_instance_id, &request.correlation_id);
+    if item.is_empty() == correlation.is_empty() {
+        for name in ["item_instance_id", "correlation_id"] {
+            violations.add(name, "exactly one of item_instance_id and correlation_id must be set");
+        }
+        return validated(violations, None);
+    }
+    let list = if correlation.is_empty() {
+        let id = item_id(&mut violations, "item_instance_id", item);
+        let page = convert::event_page(&mut violations, request.page_size, &request.page_token);
+        id.zip(page).map(|(id, page)| EventList::Item(id, page))
+    } else {
+        let id = correlation_id(&mut violations, correlation);
+        let page = convert::item_page(&mut violations, request.page_size, &request.page_token);
+        id.zip(page).map(|(id, page)| EventList::Correlation(id, page))
+    };
+    validated(violations, list)
 }

@@ -6,6 +6,7 @@ use super::rows::{self, EVENT_COLUMNS, EventRow, ITEM_COLUMNS, ItemRow};
 use super::{ItemFilter, ItemStore, Page};
 use crate::domain::ItemError;
 use crate::domain::event::Event;
+use crate::domain::ids::CorrelationId;
 use crate::domain::item::Item;
 
 /// An `ItemRow` followed by the template's `consumable` flag.
@@ -41,6 +42,7 @@ type FingerprintedEventRow = (
     String,
     i64,
     String,
+    String,
 );
 
 /// One instance and its template's `consumable` flag, through any executor.
@@ -70,10 +72,10 @@ pub(super) async fn event_by_key<'e, E: Executor<'e, Database = Any>>(
     );
     let row: Option<FingerprintedEventRow> =
         sqlx::query_as(&sql).bind(item_id).bind(key).fetch_optional(executor).await?;
-    let Some((a, b, c, d, e, f, g, h, i, j, k, l, m, fingerprint)) = row else {
+    let Some((a, b, c, d, e, f, g, h, i, j, k, l, m, n, fingerprint)) = row else {
         return Ok(None);
     };
-    Ok(Some((rows::event((a, b, c, d, e, f, g, h, i, j, k, l, m))?, fingerprint)))
+    Ok(Some((rows::event((a, b, c, d, e, f, g, h, i, j, k, l, m, n))?, fingerprint)))
 }
 
 impl ItemStore {
@@ -133,6 +135,31 @@ impl ItemStore {
         let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(item_id)
             .bind(page.after.unwrap_or(0))
+            .bind(page.limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.into_iter().map(rows::event).collect()
+    }
+
+    /// Events recorded with `correlation_id`, oldest first (by UUIDv7 id), ids strictly
+    /// above `page.after`; `viewer` `None` sees all of them, `Some(user)` only those whose
+    /// previous or new owner is `user`.
+    pub async fn correlated_events(
+        &self,
+        correlation_id: &CorrelationId,
+        viewer: Option<i64>,
+        page: &Page<String>,
+    ) -> Result<Vec<Event>, ItemError> {
+        // `correlation_id <> ''` repeats the partial index's condition so both backends use it.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM item_events WHERE correlation_id = $1 AND correlation_id <> '' \
+             AND id > $2 AND ($3 = 1 OR from_owner_user_id = $4 OR to_owner_user_id = $4) ORDER BY id LIMIT $5"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
+            .bind(correlation_id.as_str())
+            .bind(page.after.clone().unwrap_or_default())
+            .bind(i64::from(viewer.is_none()))
+            .bind(viewer.unwrap_or(0))
             .bind(page.limit)
             .fetch_all(self.db.pool())
             .await?;

@@ -14,7 +14,7 @@ pub const ITEM_COLUMNS: &str = "i.id, i.template_code, i.owner_user_id, i.status
      i.lock_expires_at, i.expires_at, i.metadata, i.metadata_hash, i.version, i.created_at, i.updated_at";
 /// Columns of `item_events`, in `EventRow` order.
 pub const EVENT_COLUMNS: &str = "id, item_instance_id, version, event_type, idempotency_key, actor, \
-     from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at";
+     from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at, correlation_id";
 /// Columns of `item_templates`, in `TemplateRow` order.
 pub const TEMPLATE_COLUMNS: &str =
     "code, display_name, kind, default_validity_secs, redeemable, consumable, metadata, created_at, updated_at";
@@ -23,8 +23,22 @@ pub const TEMPLATE_COLUMNS: &str =
 pub type ItemRow =
     (String, String, i64, String, Option<String>, Option<i64>, Option<i64>, Option<i64>, String, String, i64, i64, i64);
 /// An `item_events` row.
-pub type EventRow =
-    (String, String, i64, String, String, String, Option<i64>, i64, Option<String>, String, String, String, i64);
+pub type EventRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    String,
+);
 /// An `item_templates` row.
 pub type TemplateRow = (String, String, String, i64, i64, i64, String, i64, i64);
 
@@ -76,7 +90,22 @@ pub fn item(row: ItemRow) -> Result<Item, ItemError> {
 
 /// `EventRow` -> `Event`.
 pub fn event(row: EventRow) -> Result<Event, ItemError> {
-    let (id, item_id, version, kind, key, actor, from_owner, to_owner, holder, business_type, reason, status, at) = row;
+    let (
+        id,
+        item_id,
+        version,
+        kind,
+        key,
+        actor,
+        from_owner,
+        to_owner,
+        holder,
+        business_type,
+        reason,
+        status,
+        at,
+        correlation,
+    ) = row;
     let bad = || corrupt("event", &id);
     Ok(Event {
         kind: EventType::parse(&kind).ok_or_else(bad)?,
@@ -91,6 +120,7 @@ pub fn event(row: EventRow) -> Result<Event, ItemError> {
         business_type,
         idempotency_key: key,
         reason,
+        correlation_id: correlation,
         created_at: at,
     })
 }

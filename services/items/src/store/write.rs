@@ -191,6 +191,7 @@ fn new_event(after: &Item, before: Option<&Item>, change: &Change, meta: &EventM
         business_type: meta.business_type.clone(),
         idempotency_key: meta.key.as_str().to_owned(),
         reason: meta.reason.clone(),
+        correlation_id: meta.correlation_id.as_str().to_owned(),
         status: change.state.status(),
         created_at: now,
     }
@@ -246,8 +247,8 @@ async fn compare_and_set(tx: &mut Tx<'_>, item: &Item, change: &Change, now: i64
 async fn insert_event(tx: &mut Tx<'_>, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
-         from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at, correlation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&event.id)
     .bind(&event.item_id)
@@ -263,6 +264,7 @@ async fn insert_event(tx: &mut Tx<'_>, event: &Event, fingerprint: &str) -> Resu
     .bind(&event.reason)
     .bind(event.status.as_str())
     .bind(event.created_at)
+    .bind(&event.correlation_id)
     .execute(&mut **tx)
     .await
     .map(|_| ())

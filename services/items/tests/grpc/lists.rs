@@ -154,7 +154,12 @@ async fn events_are_paged_oldest_first() {
     let mut versions = Vec::new();
     let mut token = String::new();
     loop {
-        let request = pb::ListItemEventsRequest { item_instance_id: item.id.clone(), page_size: 2, page_token: token };
+        let request = pb::ListItemEventsRequest {
+            item_instance_id: item.id.clone(),
+            page_size: 2,
+            page_token: token,
+            ..Default::default()
+        };
         let page = admin.list_item_events(request).await.unwrap().into_inner();
         versions.extend(page.events.iter().map(|event| event.version));
         if page.next_page_token.is_empty() {
@@ -163,6 +168,11 @@ async fn events_are_paged_oldest_first() {
         token = page.next_page_token;
     }
     assert_eq!(versions, (1..=7).collect::<Vec<_>>());
-    let bad = pb::ListItemEventsRequest { item_instance_id: item.id, page_size: 0, page_token: "x".into() };
+    let bad = pb::ListItemEventsRequest {
+        item_instance_id: item.id,
+        page_size: 0,
+        page_token: "x".into(),
+        ..Default::default()
+    };
     assert_error(admin.list_item_events(bad).await, Code::InvalidArgument, "VALIDATION_FAILED");
 }

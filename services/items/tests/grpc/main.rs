@@ -8,6 +8,7 @@ mod auth;
 mod common;
 mod compensation;
 mod concurrency;
+mod correlation;
 mod expiry;
 mod grants;
 mod idempotency;
