@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-use crate::domain::ids::{SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE};
+use crate::domain::ids::{SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE, SYSTEM_SHOP_REVENUE};
 
 /// Name under which the service reports health.
 pub const SERVICE_NAME: &str = "economy.ledger.v1.LedgerService";
@@ -39,7 +39,8 @@ pub struct LedgerConfig {
     pub database_url: String,
     /// Pool settings.
     pub database: DbOptions,
-    /// System accounts beyond SYSTEM_ISSUANCE and SYSTEM_PLATFORM_FEE.
+    /// System accounts beyond SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE and SYSTEM_SHOP_REVENUE
+    /// (e.g. another `market.offer_revenue_account`).
     pub extra_system_accounts: Vec<String>,
     /// Period of the hold-expiry job, seconds.
     pub hold_expiry_interval_secs: u64,
@@ -69,7 +70,7 @@ impl Default for LedgerConfig {
 impl LedgerConfig {
     /// Every system account the ledger creates at start.
     pub fn system_accounts(&self) -> Vec<String> {
-        let mut accounts = vec![SYSTEM_ISSUANCE.to_owned(), SYSTEM_PLATFORM_FEE.to_owned()];
+        let mut accounts = [SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE, SYSTEM_SHOP_REVENUE].map(str::to_owned).to_vec();
         accounts.extend(self.extra_system_accounts.iter().cloned());
         accounts
     }

@@ -1,6 +1,6 @@
 //! The market's recovery worker (docs/market.md, "Outbox and recovery"), safe on several replicas at once (every
 //! change is a compare-and-set; downstream calls are keyed): it resumes interrupted
-//! creations and trades, expires listings, and delivers escrow returns.
+//! creations, trades and exchanges, expires listings, and delivers escrow returns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,13 @@ pub async fn recover(market: &Market, stale_ms: i64) -> Result<usize, MarketErro
         match market.advance(trade).await {
             Ok(_) => done += 1,
             Err(error) => tracing::warn!(trade_id = %id, %error, "trade not resumed yet"),
+        }
+    }
+    for exchange in market.store.stalled_exchanges(cutoff, BATCH).await? {
+        let id = exchange.id.clone();
+        match market.advance_exchange(exchange).await {
+            Ok(_) => done += 1,
+            Err(error) => tracing::warn!(exchange_id = %id, %error, "exchange not resumed yet"),
         }
     }
     done += market.expire_due(BATCH).await?;

@@ -1,6 +1,8 @@
 //! Market service (`economy.market.v1.MarketService`, docs/market.md): players
 //! list stackable assets (frozen by a ledger hold) or items (locked by the items service)
-//! and buy them; the seller receives the price minus the platform fee.
+//! and buy them; the seller receives the price minus the platform fee. It also runs the
+//! platform's shop (offers bought for assets) and reward bundles (lottery payouts) as
+//! exchanges.
 //!
 //! Layers: `domain` (listings, trades, fee, errors), `store` (sqlx, owns
 //! `migrations/market`), `clients` (ledger and items as the `market` service), `service`
@@ -55,6 +57,9 @@ pub struct MarketConfig {
     pub price_assets: Vec<String>,
     /// Sale period of listings without their own expiry, seconds (0: none).
     pub default_listing_ttl_secs: u64,
+    /// The system account offer payments are settled to (`SYSTEM_SHOP_REVENUE`;
+    /// docs/market.md, "Exchanges").
+    pub offer_revenue_account: String,
     /// Period of the recovery worker, seconds.
     pub recovery_interval_secs: u64,
     /// Work untouched this long is resumed by the worker, seconds.
@@ -78,6 +83,7 @@ impl Default for MarketConfig {
             fee_bps: 500,
             price_assets: vec!["DIAMOND".into()],
             default_listing_ttl_secs: 0,
+            offer_revenue_account: "SYSTEM_SHOP_REVENUE".into(),
             recovery_interval_secs: 5,
             stale_after_secs: 30,
             clock: system_clock(),
@@ -96,6 +102,10 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     anyhow::ensure!(config.fee_bps <= 10_000, "market.fee_bps must be at most 10000");
+    anyhow::ensure!(
+        is_system_account(&config.offer_revenue_account),
+        "market.offer_revenue_account must be SYSTEM_ followed by A-Z, 0-9 or '_' (at most 64 characters)"
+    );
     let store = store::MarketStore::open(&config.database_url, &config.database).await?;
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let signer = || identity.signer(Caller::service("market"));
@@ -110,6 +120,7 @@ pub async fn start(
             price_assets: config.price_assets.clone(),
             default_listing_ttl_ms: i64::try_from(config.default_listing_ttl_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            revenue_account: config.offer_revenue_account.clone(),
         },
     });
     let secs = |value: u64| Duration::from_secs(value.max(1));
@@ -120,4 +131,23 @@ pub async fn start(
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(api, identity.clone()));
     let options = ServeOptions::tls(&config.tls, "market.tls")?;
     spawn_with(&config.listen, SERVICE_NAME, routes, limits, options, shutdown).await
+}
+
+/// A ledger system account name: `SYSTEM_` then A-Z, 0-9 or `_`, at most 64 characters.
+fn is_system_account(name: &str) -> bool {
+    let suffix = name.strip_prefix("SYSTEM_").unwrap_or_default();
+    !suffix.is_empty()
+        && name.len() <= 64
+        && suffix.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_revenue_account_must_be_a_system_account() {
+        assert!(super::is_system_account("SYSTEM_SHOP_REVENUE"));
+        for bad in ["SHOP", "SYSTEM_", "SYSTEM_shop", &format!("SYSTEM_{}", "A".repeat(60))] {
+            assert!(!super::is_system_account(bad), "{bad}");
+        }
+    }
 }

@@ -12,7 +12,9 @@
 //!
 //! A market purchase whose trade failed relays the refusal reason of the ledger or items
 //! (e.g. `INSUFFICIENT_BALANCE`, `ITEM_NOT_AVAILABLE`) as `FAILED_PRECONDITION` in the
-//! `economy.market` domain, with `trade_id` in the metadata; other market and redemption
+//! `economy.market` domain, with `trade_id` in the metadata, and a failed exchange
+//! (PurchaseOffer, GrantBundle) likewise with `exchange_id` (and `asset_code` when a
+//! price asset's hold was refused); other market and redemption
 //! RPCs relay an upstream's refusal unchanged (code, domain and reason of the upstream).
 
 use tonic::Code;
@@ -146,7 +148,7 @@ catalogue! {
 
     // ---- ledger ----
     /// The asset is not in the catalog.
-    ASSET_NOT_FOUND: [NotFound], FixInput, "ledger: AdjustBalance, PostTransaction, CreateHold, ConvertAsset, DefineConversionRule, RecalculateBalance";
+    ASSET_NOT_FOUND: [NotFound], FixInput, "ledger: AdjustBalance, PostTransaction, CreateHold, ConvertAsset, DefineConversionRule, RecalculateBalance; market: DefineOffer, GrantBundle";
     /// A system account that is not configured.
     ACCOUNT_NOT_FOUND: [NotFound], FixInput, "ledger: PostTransaction, SettleHold";
     /// No conversion rule with this id.
@@ -154,7 +156,7 @@ catalogue! {
     /// The conversion rule exists but is disabled.
     RULE_DISABLED: [FailedPrecondition], ShowUser, "ledger: ConvertAsset";
     /// A user's available balance would go negative.
-    INSUFFICIENT_BALANCE: [FailedPrecondition], ShowUser, "ledger: AdjustBalance, PostTransaction, CreateHold, ConvertAsset; market: PurchaseListing (trade failed), CreateListing";
+    INSUFFICIENT_BALANCE: [FailedPrecondition], ShowUser, "ledger: AdjustBalance, PostTransaction, CreateHold, ConvertAsset; market: PurchaseListing (trade failed), CreateListing, PurchaseOffer (exchange failed)";
     /// A balance would leave the 64-bit range.
     BALANCE_OVERFLOW: [OutOfRange], FixInput, "ledger: AdjustBalance, PostTransaction, SettleHold, ConvertAsset, RecalculateBalance";
     /// The postings of an asset do not sum to zero.
@@ -175,7 +177,7 @@ catalogue! {
 
     // ---- items ----
     /// The item template is not defined.
-    TEMPLATE_NOT_FOUND: [NotFound], FixInput, "items: GetTemplate, GrantItem";
+    TEMPLATE_NOT_FOUND: [NotFound], FixInput, "items: GetTemplate, GrantItem; market: DefineOffer, GrantBundle";
     /// No item instance with this id.
     ITEM_NOT_FOUND: [NotFound], FixInput, "items: GetItem, LockItem, UnlockItem, TransferItem, ConsumeItem, RevokeItem, ForceUnlockItem, ListItemEvents; market: CreateListing; redemption: CreateOrder";
     /// The item is locked or used, not available.
@@ -217,9 +219,20 @@ catalogue! {
     PRICE_ASSET_NOT_ALLOWED: [InvalidArgument], FixInput, "market: CreateListing";
     /// The item to list is not the seller's.
     ITEM_NOT_OWNED: [FailedPrecondition], ShowUser, "market: CreateListing";
+    /// No offer with this id.
+    OFFER_NOT_FOUND: [NotFound], FixInput, "market: GetOffer, DisableOffer, PurchaseOffer";
+    /// The offer is disabled or outside its availability window.
+    OFFER_NOT_ACTIVE: [FailedPrecondition], ShowUser, "market: PurchaseOffer";
+    /// The offer's stock left (`remaining` in the metadata) is below the quantity asked.
+    OFFER_SOLD_OUT: [FailedPrecondition], ShowUser, "market: PurchaseOffer";
+    /// The user's per-user limit of the offer (in all, or within its rolling window) would
+    /// be exceeded.
+    PURCHASE_LIMIT_REACHED: [FailedPrecondition], ShowUser, "market: PurchaseOffer";
+    /// No exchange with this id.
+    EXCHANGE_NOT_FOUND: [NotFound], FixInput, "market: GetExchange";
     /// An upstream service (named in the `upstream` metadata) did not answer or answered
     /// with an outage; retry with the same idempotency key.
-    UPSTREAM_UNAVAILABLE: [Unavailable], Retry, "market: CreateListing, PurchaseListing, CancelListing; gateway: every routed RPC, GetBackpack, CheckConsistency";
+    UPSTREAM_UNAVAILABLE: [Unavailable], Retry, "market: CreateListing, PurchaseListing, CancelListing, DefineOffer, PurchaseOffer, GrantBundle; gateway: every routed RPC, GetBackpack, CheckConsistency";
 
     // ---- redemption ----
     /// A code is 12 symbols from `23456789ABCDEFGHJKMNPQRSTUVWXYZ`, e.g. `ABCD-EFGH-JK23`.

@@ -260,7 +260,7 @@ impl ItemService for ItemsApi {
         request: Request<pb::RevokeItemRequest>,
     ) -> Result<Response<pb::RevokeItemResponse>, Status> {
         let caller = caller(&request)?;
-        require(caller.is_admin(), "revoke items")?;
+        require(caller.is_privileged(), "revoke items")?;
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::revoke(request.get_ref(), &key, &caller.actor())?;
         let (item, event, replayed) = outcome(&self.store.transition(&plan, self.clock.now_millis()).await?);

@@ -73,6 +73,8 @@ pub enum AccountId {
 pub const SYSTEM_ISSUANCE: &str = "SYSTEM_ISSUANCE";
 /// Receives the market's fees.
 pub const SYSTEM_PLATFORM_FEE: &str = "SYSTEM_PLATFORM_FEE";
+/// Receives the prices of the shop's offers (the market's default revenue account).
+pub const SYSTEM_SHOP_REVENUE: &str = "SYSTEM_SHOP_REVENUE";
 
 impl AccountId {
     /// The system account `name`, validated.

@@ -1,5 +1,6 @@
 //! Items calls: the escrow of listed items (lock / unlock by holder
-//! `market:listing:<id>`) and their delivery to the buyer (transfer).
+//! `market:listing:<id>`), their delivery to the buyer (transfer), and the grants of
+//! exchanges (grant, revoke when undone, template look-up).
 
 use economy_kit::identity::Signer;
 use economy_proto::items::v1 as pb;
@@ -8,6 +9,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::CallError;
+use crate::domain::ItemGrant;
 
 /// Business type of every item event the market causes.
 const BUSINESS_TYPE: &str = "MARKET_TRADE";
@@ -88,6 +90,56 @@ impl Items {
             reason: String::new(),
         };
         self.0.clone().transfer_item(request).await.map_err(refused)?;
+        Ok(())
+    }
+
+    /// Grants `grant` to `user_id` with `business_type` and `correlation_id`; returns the
+    /// new instance's id.
+    pub async fn grant(
+        &self,
+        key: &str,
+        user_id: i64,
+        grant: &ItemGrant,
+        business_type: &str,
+        correlation_id: &str,
+    ) -> Result<String, CallError> {
+        let request = pb::GrantItemRequest {
+            idempotency_key: key.to_owned(),
+            owner_user_id: user_id,
+            template_code: grant.template_code.clone(),
+            expires_at: grant.expires_at.map(economy_kit::time::to_timestamp),
+            metadata: grant.metadata.clone().into_iter().collect(),
+            business_type: business_type.to_owned(),
+            reason: String::new(),
+            correlation_id: correlation_id.to_owned(),
+        };
+        let item = self.0.clone().grant_item(request).await.map_err(refused)?.into_inner().item;
+        Ok(item.ok_or(CallError::Unavailable("items"))?.id)
+    }
+
+    /// Revokes an item an undone exchange granted.
+    pub async fn revoke(
+        &self,
+        key: &str,
+        item_id: &str,
+        business_type: &str,
+        correlation_id: &str,
+    ) -> Result<(), CallError> {
+        let request = pb::RevokeItemRequest {
+            idempotency_key: key.to_owned(),
+            item_instance_id: item_id.to_owned(),
+            reason: "exchange undone".to_owned(),
+            business_type: business_type.to_owned(),
+            correlation_id: correlation_id.to_owned(),
+        };
+        self.0.clone().revoke_item(request).await.map_err(refused)?;
+        Ok(())
+    }
+
+    /// Refused with the items service's TEMPLATE_NOT_FOUND when `template_code` is unknown.
+    pub async fn check_template(&self, template_code: &str) -> Result<(), CallError> {
+        let request = pb::GetTemplateRequest { code: template_code.to_owned() };
+        self.0.clone().get_template(request).await.map_err(refused)?;
         Ok(())
     }
 }

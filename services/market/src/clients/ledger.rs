@@ -1,5 +1,6 @@
-//! Ledger calls: holds (escrow of listed assets and of item purchases) and the purchase
-//! transaction of an asset listing.
+//! Ledger calls: holds (escrow of listed assets, of item purchases and of offer
+//! payments), the purchase transaction of an asset listing, the closing entry of an
+//! exchange, and the asset catalog.
 
 use economy_kit::identity::Signer;
 use economy_proto::ledger::v1 as pb;
@@ -113,5 +114,35 @@ impl Ledger {
         };
         let response = self.0.clone().post_transaction(request).await.map_err(refused)?.into_inner();
         Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
+    }
+
+    /// Posts one journal entry of `postings` settling every hold of `hold_ids` wholly,
+    /// recorded with `business_type` and `correlation_id`; returns its id.
+    pub async fn post_entry(
+        &self,
+        key: &str,
+        postings: Vec<pb::PostingInput>,
+        hold_ids: &[String],
+        business_type: &str,
+        correlation_id: &str,
+    ) -> Result<String, CallError> {
+        let hold_settlements =
+            hold_ids.iter().map(|hold_id| pb::HoldSettlement { hold_id: hold_id.clone(), amount: None }).collect();
+        let request = pb::PostTransactionRequest {
+            idempotency_key: key.to_owned(),
+            business_type: business_type.to_owned(),
+            correlation_id: correlation_id.to_owned(),
+            memo: String::new(),
+            postings,
+            hold_settlements,
+        };
+        let response = self.0.clone().post_transaction(request).await.map_err(refused)?.into_inner();
+        Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
+    }
+
+    /// The codes of the asset catalog.
+    pub async fn asset_codes(&self) -> Result<Vec<String>, CallError> {
+        let response = self.0.clone().list_assets(pb::ListAssetsRequest {}).await.map_err(refused)?.into_inner();
+        Ok(response.assets.into_iter().map(|asset| asset.code).collect())
     }
 }

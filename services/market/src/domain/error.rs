@@ -66,6 +66,46 @@ pub enum MarketError {
         /// Why: the ledger's or items' reason.
         reason: String,
     },
+    /// `OFFER_NOT_FOUND` (NOT_FOUND).
+    #[error("offer {0} does not exist")]
+    OfferNotFound(String),
+    /// `OFFER_NOT_ACTIVE` (FAILED_PRECONDITION): disabled or outside its window.
+    #[error("offer {0} is not on sale now")]
+    OfferNotActive(String),
+    /// `OFFER_SOLD_OUT` (FAILED_PRECONDITION): its stock left is below the quantity.
+    #[error("offer {offer_id} has not enough stock left")]
+    OfferSoldOut {
+        /// The offer.
+        offer_id: String,
+        /// Units left (`None` when unknown at the refusal).
+        remaining: Option<i64>,
+    },
+    /// `PURCHASE_LIMIT_REACHED` (FAILED_PRECONDITION): the user's cap of the offer.
+    #[error("the purchase limit of offer {offer_id} is reached ({limit})")]
+    PurchaseLimitReached {
+        /// The offer.
+        offer_id: String,
+        /// Which cap: `total` or `window`.
+        limit: &'static str,
+    },
+    /// `ASSET_NOT_FOUND` (NOT_FOUND): an offer's or bundle's asset is not in the ledger's
+    /// catalog.
+    #[error("asset {0} is not in the ledger's catalog")]
+    AssetNotFound(String),
+    /// `EXCHANGE_NOT_FOUND` (NOT_FOUND).
+    #[error("exchange {0} does not exist")]
+    ExchangeNotFound(String),
+    /// FAILED_PRECONDITION with the refusal's reason (e.g. `INSUFFICIENT_BALANCE`): the
+    /// exchange was undone (nothing charged, nothing kept).
+    #[error("exchange {exchange_id} did not complete: {reason}")]
+    ExchangeFailed {
+        /// The exchange.
+        exchange_id: String,
+        /// Why: the ledger's or items' reason.
+        reason: String,
+        /// The price asset whose hold was refused (`''` when none).
+        asset_code: String,
+    },
     /// `UPSTREAM_UNAVAILABLE` (UNAVAILABLE): the ledger or items did not answer; the step
     /// is resumed by a retry with the same key or by the recovery worker.
     #[error("the {0} service is unavailable; retry with the same idempotency key")]

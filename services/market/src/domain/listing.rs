@@ -54,7 +54,7 @@ impl ListingStatus {
 
 /// What a listing sells.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Offer {
+pub enum Goods {
     /// An amount of a stackable asset, frozen by a ledger hold.
     Asset {
         /// Asset code.
@@ -88,7 +88,7 @@ pub struct Listing {
     /// The seller.
     pub seller_user_id: i64,
     /// What is sold.
-    pub offer: Offer,
+    pub offer: Goods,
     /// The price.
     pub price: Price,
     /// Lifecycle status.
@@ -149,7 +149,7 @@ mod tests {
         Listing {
             id: "l1".into(),
             seller_user_id: 2,
-            offer: Offer::Asset { code: "red_shard".into(), amount: 10 },
+            offer: Goods::Asset { code: "red_shard".into(), amount: 10 },
             price: Price { asset: "DIAMOND".into(), amount: 100 },
             status,
             hold_id: Some("h1".into()),

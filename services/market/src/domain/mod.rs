@@ -1,13 +1,17 @@
 //! The market's rules (docs/market.md), free of SQL and gRPC: listings, trades, the
-//! fee, and every way an operation can fail.
+//! fee, the shop's offers and exchanges, and every way an operation can fail.
 
 pub mod compensation;
 pub mod error;
+pub mod exchange;
 pub mod listing;
+pub mod offer;
 pub mod trade;
 
 pub use error::MarketError;
-pub use listing::{Listing, ListingStatus, Offer, Price};
+pub use exchange::{Exchange, ExchangeKind, ExchangeStatus, GrantedItem, ItemGrant};
+pub use listing::{Goods, Listing, ListingStatus, Price};
+pub use offer::{AssetAmount, ItemReward, Offer, OfferDefinition, PurchaseLimit, Reward};
 pub use trade::{Trade, TradeStatus, split_price};
 
 /// Lock holder and hold reference of a listing: `market:listing:<id>`.

@@ -4,7 +4,7 @@ use economy_kit::error::Violations;
 use economy_kit::time::{from_timestamp, to_timestamp};
 use economy_proto::market::v1 as pb;
 
-use crate::domain::{Listing, ListingStatus, Offer, Price, Trade, TradeStatus};
+use crate::domain::{Goods, Listing, ListingStatus, Price, Trade, TradeStatus};
 use crate::service::NewListing;
 
 /// Default page size of list RPCs.
@@ -15,10 +15,10 @@ pub const MAX_PAGE_SIZE: i32 = 500;
 /// Domain listing -> proto.
 pub fn listing(listing: &Listing) -> pb::Listing {
     let offer = match &listing.offer {
-        Offer::Asset { code, amount } => {
+        Goods::Asset { code, amount } => {
             pb::listing::Offer::Asset(pb::AssetOffer { asset_code: code.clone(), amount: *amount })
         }
-        Offer::Item { id, template } => {
+        Goods::Item { id, template } => {
             pb::listing::Offer::Item(pb::ItemOffer { item_instance_id: id.clone(), template_code: template.clone() })
         }
     };
@@ -96,12 +96,12 @@ pub fn new_listing(request: &pb::CreateListingRequest, violations: &mut Violatio
         Some(pb::create_listing_request::Offer::Asset(asset)) => {
             violations.check(is_code(&asset.asset_code), "asset.asset_code", "an asset code");
             violations.check(asset.amount > 0, "asset.amount", "a positive amount");
-            Some(Offer::Asset { code: asset.asset_code.clone(), amount: asset.amount })
+            Some(Goods::Asset { code: asset.asset_code.clone(), amount: asset.amount })
         }
         Some(pb::create_listing_request::Offer::Item(item)) => {
             let valid = uuid::Uuid::try_parse(&item.item_instance_id).is_ok();
             violations.check(valid, "item.item_instance_id", "an item instance id (UUID)");
-            Some(Offer::Item { id: item.item_instance_id.clone(), template: String::new() })
+            Some(Goods::Item { id: item.item_instance_id.clone(), template: String::new() })
         }
         None => {
             violations.add("offer", "set asset or item");
@@ -112,7 +112,7 @@ pub fn new_listing(request: &pb::CreateListingRequest, violations: &mut Violatio
     let price_asset = if price.asset_code.is_empty() { "DIAMOND".to_owned() } else { price.asset_code };
     violations.check(is_code(&price_asset), "price.asset_code", "an asset code");
     violations.check(price.amount > 0, "price.amount", "a positive amount");
-    if let Some(Offer::Asset { code, .. }) = &offer {
+    if let Some(Goods::Asset { code, .. }) = &offer {
         violations.check(*code != price_asset, "price.asset_code", "differs from the asset sold");
     }
     let expires_at = request.expires_at.as_ref().map(from_timestamp);

@@ -46,6 +46,33 @@ impl From<MarketError> for Status {
             MarketError::TradeFailed { trade_id, reason } => {
                 (Code::FailedPrecondition, reason.clone(), vec![("trade_id", trade_id), ("reason", reason)])
             }
+            MarketError::OfferNotFound(id) => (Code::NotFound, reasons::OFFER_NOT_FOUND.into(), vec![("offer_id", id)]),
+            MarketError::OfferNotActive(id) => {
+                (Code::FailedPrecondition, reasons::OFFER_NOT_ACTIVE.into(), vec![("offer_id", id)])
+            }
+            MarketError::OfferSoldOut { offer_id, remaining } => {
+                let mut metadata = vec![("offer_id", offer_id)];
+                metadata.extend(remaining.map(|remaining| ("remaining", remaining.to_string())));
+                (Code::FailedPrecondition, reasons::OFFER_SOLD_OUT.into(), metadata)
+            }
+            MarketError::PurchaseLimitReached { offer_id, limit } => (
+                Code::FailedPrecondition,
+                reasons::PURCHASE_LIMIT_REACHED.into(),
+                vec![("offer_id", offer_id), ("limit", limit.to_owned())],
+            ),
+            MarketError::AssetNotFound(code) => {
+                (Code::NotFound, reasons::ASSET_NOT_FOUND.into(), vec![("asset_code", code)])
+            }
+            MarketError::ExchangeNotFound(id) => {
+                (Code::NotFound, reasons::EXCHANGE_NOT_FOUND.into(), vec![("exchange_id", id)])
+            }
+            MarketError::ExchangeFailed { exchange_id, reason, asset_code } => {
+                let mut metadata = vec![("exchange_id", exchange_id), ("reason", reason.clone())];
+                if !asset_code.is_empty() {
+                    metadata.push(("asset_code", asset_code));
+                }
+                (Code::FailedPrecondition, reason, metadata)
+            }
             MarketError::Unavailable(service) => {
                 (Code::Unavailable, reasons::UPSTREAM_UNAVAILABLE.into(), vec![("upstream", service.to_owned())])
             }

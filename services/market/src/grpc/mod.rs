@@ -4,6 +4,7 @@
 mod compensation;
 mod convert;
 mod error;
+mod offers;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use pb::market_service_server::MarketService;
 use tonic::{Request, Response, Status};
 
 use crate::service::Market;
-use crate::store::{Browse, Sort};
+use crate::store::{Browse, Defined, Sort};
 
 /// `ErrorInfo.domain` of every market error.
 pub const DOMAIN: &str = "economy.market";
@@ -35,6 +36,14 @@ impl MarketApi {
 
 fn check_id(violations: &mut Violations, field: &str, value: &str) {
     violations.check(uuid::Uuid::try_parse(value).is_ok(), field, "a UUID");
+}
+
+/// An offer id, or VALIDATION_FAILED naming `offer_id`.
+fn checked_offer_id(offer_id: &str) -> Result<&str, Status> {
+    let mut violations = Violations::default();
+    violations.check(offers::is_offer_id(offer_id), "offer_id", "an offer id");
+    violations.finish(DOMAIN)?;
+    Ok(offer_id)
 }
 
 /// Page token of a browse: `<price>:<listing id>`.
@@ -203,6 +212,135 @@ impl MarketService for MarketApi {
         Ok(Response::new(pb::ListAuditRecordsResponse {
             records: page.records.iter().map(audit::to_proto).collect(),
             next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn define_offer(
+        &self,
+        request: Request<pb::DefineOfferRequest>,
+    ) -> Result<Response<pb::DefineOfferResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let definition = offers::offer_definition(request.get_ref(), &mut violations);
+        violations.finish(DOMAIN)?;
+        let (offer, defined) = self.market.define_offer(&caller, definition).await?;
+        Ok(Response::new(pb::DefineOfferResponse {
+            offer: Some(offers::offer(&offer, self.market.clock.now_millis())),
+            created: defined == Defined::Created,
+            changed: defined != Defined::Unchanged,
+        }))
+    }
+
+    async fn disable_offer(
+        &self,
+        request: Request<pb::DisableOfferRequest>,
+    ) -> Result<Response<pb::DisableOfferResponse>, Status> {
+        let caller = caller(&request)?;
+        let offer_id = checked_offer_id(&request.get_ref().offer_id)?;
+        let offer = self.market.disable_offer(&caller, offer_id).await?;
+        Ok(Response::new(pb::DisableOfferResponse {
+            offer: Some(offers::offer(&offer, self.market.clock.now_millis())),
+        }))
+    }
+
+    async fn get_offer(&self, request: Request<pb::GetOfferRequest>) -> Result<Response<pb::GetOfferResponse>, Status> {
+        caller(&request)?;
+        let offer = self.market.offer(checked_offer_id(&request.get_ref().offer_id)?).await?;
+        Ok(Response::new(pb::GetOfferResponse { offer: Some(offers::offer(&offer, self.market.clock.now_millis())) }))
+    }
+
+    async fn list_offers(
+        &self,
+        request: Request<pb::ListOffersRequest>,
+    ) -> Result<Response<pb::ListOffersResponse>, Status> {
+        caller(&request)?;
+        let message = request.get_ref();
+        let mut violations = Violations::default();
+        let limit = convert::page_size(message.page_size, &mut violations);
+        let filter = pb::OfferFilter::try_from(message.filter).ok();
+        violations.check(filter.is_some(), "filter", "OFFER_FILTER_ACTIVE or OFFER_FILTER_ALL");
+        let token_ok = message.page_token.is_empty() || offers::is_offer_id(&message.page_token);
+        violations.check(token_ok, "page_token", "a token from the previous page");
+        violations.finish(DOMAIN)?;
+        let all = filter == Some(pb::OfferFilter::All);
+        let mut page = self.market.offers(all, &message.page_token, limit + 1).await?;
+        let next_page_token = next_token(&mut page, limit, |offer| offer.definition.id.clone());
+        let now = self.market.clock.now_millis();
+        Ok(Response::new(pb::ListOffersResponse {
+            offers: page.iter().map(|offer| offers::offer(offer, now)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn purchase_offer(
+        &self,
+        request: Request<pb::PurchaseOfferRequest>,
+    ) -> Result<Response<pb::PurchaseOfferResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let mut violations = Violations::default();
+        let key = checked_idempotency_key(&request, &message.idempotency_key, &mut violations);
+        violations.check(offers::is_offer_id(&message.offer_id), "offer_id", "an offer id");
+        let quantity = offers::quantity(message.quantity, &mut violations);
+        violations.finish(DOMAIN)?;
+        let (exchange, replayed) = self.market.purchase_offer(&caller, &key, &message.offer_id, quantity).await?;
+        Ok(Response::new(pb::PurchaseOfferResponse { exchange: Some(offers::exchange(&exchange)), replayed }))
+    }
+
+    async fn grant_bundle(
+        &self,
+        request: Request<pb::GrantBundleRequest>,
+    ) -> Result<Response<pb::GrantBundleResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
+        let bundle = offers::new_bundle(request.get_ref(), &mut violations);
+        violations.finish(DOMAIN)?;
+        let (exchange, replayed) = self.market.grant_bundle(&caller, &key, bundle).await?;
+        Ok(Response::new(pb::GrantBundleResponse { exchange: Some(offers::exchange(&exchange)), replayed }))
+    }
+
+    async fn get_exchange(
+        &self,
+        request: Request<pb::GetExchangeRequest>,
+    ) -> Result<Response<pb::GetExchangeResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut violations = Violations::default();
+        check_id(&mut violations, "exchange_id", &request.get_ref().exchange_id);
+        violations.finish(DOMAIN)?;
+        let exchange = self.market.exchange(&caller, &request.get_ref().exchange_id).await?;
+        Ok(Response::new(pb::GetExchangeResponse { exchange: Some(offers::exchange(&exchange)) }))
+    }
+
+    async fn list_exchanges(
+        &self,
+        request: Request<pb::ListExchangesRequest>,
+    ) -> Result<Response<pb::ListExchangesResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let mut violations = Violations::default();
+        let limit = convert::page_size(message.page_size, &mut violations);
+        violations.check(message.user_id >= 0, "user_id", "a positive user id, or 0 for the caller");
+        if !message.page_token.is_empty() {
+            check_id(&mut violations, "page_token", &message.page_token);
+        }
+        violations.finish(DOMAIN)?;
+        let mut page = self.market.exchanges(&caller, message.user_id, &message.page_token, limit + 1).await?;
+        let next_page_token = next_token(&mut page, limit, |exchange| exchange.id.clone());
+        Ok(Response::new(pb::ListExchangesResponse {
+            exchanges: page.iter().map(offers::exchange).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_stuck_exchanges(
+        &self,
+        request: Request<pb::ListStuckExchangesRequest>,
+    ) -> Result<Response<pb::ListStuckExchangesResponse>, Status> {
+        let caller = caller(&request)?;
+        let exchanges = self.market.stuck_exchanges(&caller, request.get_ref().older_than_seconds).await?;
+        Ok(Response::new(pb::ListStuckExchangesResponse {
+            exchanges: exchanges.iter().map(offers::exchange).collect(),
         }))
     }
 }

@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use super::{Market, require};
 use crate::clients::CallError;
-use crate::domain::{Listing, ListingStatus, MarketError, Offer, Price, escrow_holder, step_key};
+use crate::domain::{Goods, Listing, ListingStatus, MarketError, Price, escrow_holder, step_key};
 use crate::store::Insert;
 
 /// A validated CreateListing.
@@ -15,7 +15,7 @@ pub struct NewListing {
     /// The seller (`None`: the calling user).
     pub seller_user_id: Option<i64>,
     /// What is sold (an item's template is looked up).
-    pub offer: Offer,
+    pub offer: Goods,
     /// The price.
     pub price: Price,
     /// End of sale (`None`: the market's default).
@@ -52,12 +52,12 @@ impl Market {
             return Err(MarketError::PriceAssetNotAllowed(new.price.asset));
         }
         let offer = match new.offer.clone() {
-            Offer::Item { id, .. } => {
+            Goods::Item { id, .. } => {
                 let item = self.items.get(&id).await?;
                 if item.owner_user_id != seller {
                     return Err(MarketError::ItemNotOwned(id));
                 }
-                Offer::Item { id, template: item.template_code }
+                Goods::Item { id, template: item.template_code }
             }
             offer => offer,
         };
@@ -93,8 +93,8 @@ impl Market {
 
     /// Expires the open listing of the item `offer` sells when it is on sale past its
     /// expiry at `now`; true when it did.
-    async fn expire_lapsed_listing_of(&self, offer: &Offer, now: i64) -> Result<bool, MarketError> {
-        let Offer::Item { id, .. } = offer else { return Ok(false) };
+    async fn expire_lapsed_listing_of(&self, offer: &Goods, now: i64) -> Result<bool, MarketError> {
+        let Goods::Item { id, .. } = offer else { return Ok(false) };
         match self.store.open_listing_of_item(id).await? {
             Some(open) if open.status == ListingStatus::OnSale && open.is_expired(now) => {
                 self.expire(&open.id, now).await
@@ -127,12 +127,12 @@ impl Market {
     pub(crate) async fn take_escrow(&self, listing: Listing) -> Result<Listing, MarketError> {
         let (key, holder) = (step_key(&listing.id, "escrow"), escrow_holder(&listing.id));
         let taken = match &listing.offer {
-            Offer::Asset { code, amount } => self
+            Goods::Asset { code, amount } => self
                 .ledger
                 .create_hold(&key, listing.seller_user_id, code, *amount, &holder)
                 .await
                 .map(|(hold, _)| hold),
-            Offer::Item { id, .. } => {
+            Goods::Item { id, .. } => {
                 self.items.lock(&key, id, &holder, listing.seller_user_id).await.map(|()| String::new())
             }
         };
@@ -276,9 +276,9 @@ impl Market {
     async fn return_escrow(&self, listing: &Listing) -> Result<(), CallError> {
         let (key, holder) = (step_key(&listing.id, "return"), escrow_holder(&listing.id));
         match (&listing.offer, &listing.hold_id) {
-            (Offer::Asset { .. }, Some(hold_id)) => self.ledger.release_hold(&key, hold_id).await.map(|_| ()),
-            (Offer::Asset { .. }, None) => Ok(()),
-            (Offer::Item { id, .. }, _) => self.items.unlock(&key, id, &holder).await,
+            (Goods::Asset { .. }, Some(hold_id)) => self.ledger.release_hold(&key, hold_id).await.map(|_| ()),
+            (Goods::Asset { .. }, None) => Ok(()),
+            (Goods::Item { id, .. }, _) => self.items.unlock(&key, id, &holder).await,
         }
     }
 }
@@ -287,20 +287,20 @@ impl Listing {
     /// The asset code or item id sold.
     pub fn offer_id(&self) -> &str {
         match &self.offer {
-            Offer::Asset { code, .. } => code,
-            Offer::Item { id, .. } => id,
+            Goods::Asset { code, .. } => code,
+            Goods::Item { id, .. } => id,
         }
     }
 }
 
 /// Whether two offers sell the same goods (an item's template is not compared: the
 /// request does not know it).
-fn same_goods(stored: &Offer, requested: &Offer) -> bool {
+fn same_goods(stored: &Goods, requested: &Goods) -> bool {
     match (stored, requested) {
-        (Offer::Asset { code, amount }, Offer::Asset { code: other, amount: other_amount }) => {
+        (Goods::Asset { code, amount }, Goods::Asset { code: other, amount: other_amount }) => {
             code == other && amount == other_amount
         }
-        (Offer::Item { id, .. }, Offer::Item { id: other, .. }) => id == other,
+        (Goods::Item { id, .. }, Goods::Item { id: other, .. }) => id == other,
         _ => false,
     }
 }

@@ -8,9 +8,13 @@
 //! - purchase (`purchase`): one buyer wins `on_sale -> selling`, then the trade's saga.
 //! - cancel / expiry: `on_sale -> cancelled | expired` with the escrow return
 //!   (`<listing>:return`) owed in the outbox.
+//! - offers (`offers`) and exchanges (`exchange`): the shop's definitions, and the saga of
+//!   an offer purchase or a reward bundle.
 
 mod compensation;
+mod exchange;
 mod listing;
+mod offers;
 mod purchase;
 
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::domain::{Listing, MarketError, Trade};
 use crate::store::{Browse, MarketStore};
 
 pub use compensation::Redriven;
+pub use exchange::NewBundle;
 pub use listing::NewListing;
 
 /// Pricing rules.
@@ -35,6 +40,8 @@ pub struct MarketRules {
     pub price_assets: Vec<String>,
     /// Sale period of a listing without its own expiry, ms (0: none).
     pub default_listing_ttl_ms: i64,
+    /// The system account offer payments are settled to.
+    pub revenue_account: String,
 }
 
 /// The market's state.

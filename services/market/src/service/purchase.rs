@@ -8,7 +8,7 @@ use super::{Market, require};
 use crate::clients::CallError;
 use crate::clients::ledger::{leg, system, user};
 use crate::domain::{
-    Listing, ListingStatus, MarketError, Offer, Trade, TradeStatus, escrow_holder, split_price, step_key,
+    Goods, Listing, ListingStatus, MarketError, Trade, TradeStatus, escrow_holder, split_price, step_key,
 };
 use crate::store::{Begin, Step};
 
@@ -116,7 +116,7 @@ impl Market {
         let sold = Some((listing.id.as_str(), ListingStatus::Selling, ListingStatus::Sold));
         let back_on_sale = Some((listing.id.as_str(), ListingStatus::Selling, ListingStatus::OnSale));
         let outcome = match (&listing.offer, trade.status) {
-            (Offer::Asset { code, amount }, TradeStatus::Pending) => {
+            (Goods::Asset { code, amount }, TradeStatus::Pending) => {
                 let hold = listing.hold_id.as_deref().unwrap_or_default();
                 let mut postings = self.payment_legs(trade);
                 postings.push(leg(user(trade.buyer_user_id), code, *amount));
@@ -124,7 +124,7 @@ impl Market {
                     self.ledger.post_with_settlement(&step_key(event, "payment"), postings, hold, &trade.id).await;
                 self.record(trade, paid, TradeStatus::Completed, sold, TradeStatus::Failed, back_on_sale).await?
             }
-            (Offer::Item { .. }, TradeStatus::Pending) => {
+            (Goods::Item { .. }, TradeStatus::Pending) => {
                 let reference = format!("market:trade:{}", trade.id);
                 let key = step_key(event, "payment");
                 let held = self
@@ -141,7 +141,7 @@ impl Market {
                     Err(error) => self.refused(trade, error, TradeStatus::Failed, back_on_sale).await?,
                 }
             }
-            (Offer::Item { id, .. }, TradeStatus::Paid) => {
+            (Goods::Item { id, .. }, TradeStatus::Paid) => {
                 let key = step_key(event, "transfer");
                 match self.items.transfer(&key, id, &escrow_holder(&listing.id), trade.buyer_user_id).await {
                     Ok(()) => {
@@ -150,7 +150,7 @@ impl Market {
                     Err(error) => self.refused(trade, error, TradeStatus::Refunding, None).await?,
                 }
             }
-            (Offer::Item { .. }, TradeStatus::Delivered) => {
+            (Goods::Item { .. }, TradeStatus::Delivered) => {
                 let hold = trade.payment_hold_id.as_deref().unwrap_or_default();
                 let legs = self.payout_legs(trade);
                 let paid = self.ledger.settle_hold(&step_key(event, "payout"), hold, legs, &trade.id).await;
@@ -162,7 +162,7 @@ impl Market {
                     }
                 }
             }
-            (Offer::Item { id, .. }, TradeStatus::Refunding) => {
+            (Goods::Item { id, .. }, TradeStatus::Refunding) => {
                 let hold = trade.payment_hold_id.as_deref().unwrap_or_default();
                 let transaction = self.ledger.release_hold(&step_key(event, "refund"), hold).await?;
                 let still_listed = self.items.get(id).await?.lock_holder == escrow_holder(&listing.id);

@@ -1,6 +1,6 @@
 //! Rows the store's unit tests start from.
 
-use crate::domain::{Listing, ListingStatus, Offer, Price, Trade, TradeStatus};
+use crate::domain::{Goods, Listing, ListingStatus, Price, Trade, TradeStatus};
 use crate::store::{MarketStore, Step};
 
 /// A new asset listing of seller 1, on sale (1 red shard for 100 DIAMOND).
@@ -8,7 +8,7 @@ pub(super) async fn listing(store: &MarketStore, expires_at: Option<i64>) -> Str
     let listing = Listing {
         id: uuid::Uuid::now_v7().to_string(),
         seller_user_id: 1,
-        offer: Offer::Asset { code: "red_shard".into(), amount: 1 },
+        offer: Goods::Asset { code: "red_shard".into(), amount: 1 },
         price: Price { asset: "DIAMOND".into(), amount: 100 },
         status: ListingStatus::Creating,
         hold_id: None,

@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::outbox::insert_outbox;
 use super::{MarketStore, instant, present};
-use crate::domain::{Listing, ListingStatus, MarketError, Offer, Price};
+use crate::domain::{Goods, Listing, ListingStatus, MarketError, Price};
 
 const COLUMNS: &str = "listing_id, seller_user_id, offer_kind, asset_code, asset_amount, item_instance_id, \
                        item_template_code, price_asset, price_amount, status, hold_id, created_at, expires_at, closed_at";
@@ -51,8 +51,8 @@ pub struct Browse<'a> {
 fn listing_from_row(row: &AnyRow) -> Result<Listing, sqlx::Error> {
     let decode = |what: &str| sqlx::Error::Decode(format!("bad listing {what}").into());
     let offer = match row.try_get::<String, _>("offer_kind")?.as_str() {
-        "asset" => Offer::Asset { code: row.try_get("asset_code")?, amount: row.try_get("asset_amount")? },
-        "item" => Offer::Item { id: row.try_get("item_instance_id")?, template: row.try_get("item_template_code")? },
+        "asset" => Goods::Asset { code: row.try_get("asset_code")?, amount: row.try_get("asset_amount")? },
+        "item" => Goods::Item { id: row.try_get("item_instance_id")?, template: row.try_get("item_template_code")? },
         _ => return Err(decode("offer kind")),
     };
     let status: String = row.try_get("status")?;
@@ -94,8 +94,8 @@ impl MarketStore {
     /// Stores a new `creating` listing under its creation key.
     pub async fn insert_listing(&self, listing: &Listing, create_key: &str) -> Result<Insert, sqlx::Error> {
         let (kind, asset, amount, item, template) = match &listing.offer {
-            Offer::Asset { code, amount } => ("asset", code.as_str(), *amount, "", ""),
-            Offer::Item { id, template } => ("item", "", 0, id.as_str(), template.as_str()),
+            Goods::Asset { code, amount } => ("asset", code.as_str(), *amount, "", ""),
+            Goods::Item { id, template } => ("item", "", 0, id.as_str(), template.as_str()),
         };
         let result = sqlx::query(
             "INSERT INTO listings (listing_id, create_key, seller_user_id, offer_kind, asset_code, asset_amount, \

@@ -2,13 +2,15 @@
 //! docs/operations.md, "Backends"; docs/market.md, "Storage"). Owns `migrations/market`:
 //! listings ([`listings`]), trades and their write paths ([`trades`]), cancellations, the
 //! outbox of escrow returns ([`outbox`]) and the operator's redrive of it
-//! ([`compensation`]). Every status change is a compare-and-set; a trade and its listing
+//! ([`compensation`]), the shop's offers ([`offers`]) and exchanges ([`exchanges`]). Every status change is a compare-and-set; a trade and its listing
 //! move together, all or nothing. Absent values are stored as `''` / `0`.
 
 mod compensation;
+mod exchanges;
 #[cfg(test)]
 mod fixtures;
 mod listings;
+mod offers;
 mod outbox;
 mod trades;
 
@@ -23,7 +25,9 @@ impl From<sqlx::Error> for crate::domain::MarketError {
     }
 }
 
+pub use exchanges::Reserve;
 pub use listings::{Browse, Insert, Sort};
+pub use offers::Defined;
 pub use outbox::OutboxRow;
 pub use trades::{Begin, Step};
 

@@ -6,5 +6,6 @@ mod common;
 mod compensation;
 mod faults;
 mod items;
+mod offers;
 mod races;
 mod recovery;

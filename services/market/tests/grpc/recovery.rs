@@ -2,7 +2,7 @@
 //! the recovery worker finishes the saga and no money is created or lost.
 
 use economy_kit::db::DbOptions;
-use economy_market::domain::{Listing, ListingStatus, Offer, Price};
+use economy_market::domain::{Goods, Listing, ListingStatus, Price};
 use economy_market::store::{Insert, MarketStore};
 use economy_proto::items::v1 as items;
 use economy_proto::market::v1 as pb;
@@ -50,7 +50,7 @@ async fn an_interrupted_listing_is_put_on_sale_by_the_recovery_worker() {
     let listing = Listing {
         id: uuid::Uuid::now_v7().to_string(),
         seller_user_id: SELLER,
-        offer: Offer::Item { id: item.clone(), template: "sword".into() },
+        offer: Goods::Item { id: item.clone(), template: "sword".into() },
         price: Price { asset: "DIAMOND".into(), amount: 100 },
         status: ListingStatus::Creating,
         hold_id: None,
