@@ -130,6 +130,7 @@ pub async fn run(ledger: &mut Ledger, command: HoldCommand) -> anyhow::Result<Ex
                 status: status.into(),
                 page_size: args.page_size,
                 page_token: args.page_token,
+                ..Default::default()
             };
             let response = ledger.list_holds(request).await?.into_inner();
             if response.holds.is_empty() {

@@ -291,13 +291,8 @@ impl LedgerService for LedgerApi {
         request: Request<pb::ListHoldsRequest>,
     ) -> Result<Response<pb::ListHoldsResponse>, Status> {
         let caller = caller(&request)?;
-        let message = request.get_ref();
-        let account = requests::readable_account(&caller, message.account.as_ref())?;
-        let mut violations = Violations::default();
-        let status = convert::field(&mut violations, "status", convert::hold_status_filter(message.status));
-        let page = convert::page(&mut violations, message.page_size, &message.page_token);
-        let (status, page) = validated(violations, status.zip(page))?;
-        let holds = self.store.holds_for(&account, status, &page).await?;
+        let (filter, page) = requests::hold_listing(&caller, request.get_ref())?;
+        let holds = self.store.holds(&filter, &page).await?;
         let next_page_token = convert::next_page_token(holds.iter().map(|hold| hold.id.as_str()), page.limit);
         Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(convert::hold).collect(), next_page_token }))
     }

@@ -16,6 +16,7 @@ use crate::domain::commands::{
     AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
 };
 use crate::domain::ids::{AccountId, Amount, EntityId, IdempotencyKey, parse_business_type};
+use crate::store::{HoldFilter, Page};
 
 const MAX_MEMO: usize = 500;
 const MAX_REFERENCE: usize = 200;
@@ -30,6 +31,28 @@ pub fn readable_account(caller: &Caller, reference: Option<&pb::AccountRef>) -> 
     let parsed = account(&mut violations, "account", reference);
     let parsed = validated(violations, parsed)?;
     if may_read(caller, &parsed) { Ok(parsed) } else { Err(deny("read this account")) }
+}
+
+/// `ListHolds`: one readable account, or (admins and services, with a reference prefix)
+/// every account (docs/ledger.md, "Holds").
+pub fn hold_listing(caller: &Caller, request: &pb::ListHoldsRequest) -> Result<(HoldFilter, Page), Status> {
+    let prefix = &request.reference_prefix;
+    let account = match request.account {
+        None if !prefix.is_empty() => {
+            if !caller.is_privileged() {
+                return Err(deny("list the holds of every account"));
+            }
+            None
+        }
+        _ => Some(readable_account(caller, request.account.as_ref())?),
+    };
+    let mut violations = Violations::default();
+    let status = field(&mut violations, "status", convert::hold_status_filter(request.status));
+    let page = convert::page(&mut violations, request.page_size, &request.page_token);
+    let prefix = text(&mut violations, "reference_prefix", prefix, MAX_REFERENCE, false);
+    violations.check(!request.reference_prefix.contains('\0'), "reference_prefix", "must not contain NUL");
+    let ((status, page), reference_prefix) = validated(violations, status.zip(page).zip(prefix))?;
+    Ok((HoldFilter { account, status, reference_prefix }, page))
 }
 
 fn business_type(violations: &mut Violations, value: &str, default: &str) -> Option<String> {

@@ -21,6 +21,8 @@ use economy_kit::time::SharedClock;
 use sqlx::migrate::Migrator;
 
 use crate::domain::LedgerError;
+use crate::domain::hold::HoldStatus;
+use crate::domain::ids::AccountId;
 
 pub use compensation::{ForceReleased, Recalculated};
 pub use write::Applied;
@@ -78,4 +80,15 @@ pub struct Page {
     pub before: Option<String>,
     /// Rows to return.
     pub limit: i64,
+}
+
+/// Which holds [`LedgerStore::holds`] lists; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct HoldFilter {
+    /// Only this account's holds.
+    pub account: Option<AccountId>,
+    /// Only holds in this status.
+    pub status: Option<HoldStatus>,
+    /// Only holds whose reference starts with this text (byte order; empty: any).
+    pub reference_prefix: String,
 }

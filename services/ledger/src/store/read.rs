@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use economy_kit::db::params::{Params, list};
 use sqlx::{Any, Executor};
 
-use super::{LedgerStore, Page};
+use super::{HoldFilter, LedgerStore, Page};
 use crate::domain::LedgerError;
 use crate::domain::entry::{Bucket, Entry, Leg};
 use crate::domain::hold::{Hold, HoldStatus};
@@ -118,6 +118,21 @@ fn id_list<'q>(ids: &'q [String]) -> Result<(String, Params<'q>), sqlx::Error> {
     Ok((list(&placeholders), params))
 }
 
+/// The least text above every text that starts with `prefix`, in code point order (the
+/// byte order of UTF-8): `prefix` with its last character incremented, after dropping
+/// trailing U+10FFFF; `None` when nothing is above (every character U+10FFFF).
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = if last == '\u{D7FF}' { Some('\u{E000}') } else { char::from_u32(u32::from(last) + 1) };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 impl LedgerStore {
     /// `(available, frozen)` of one balance; zeros when never held.
     pub async fn balance(&self, account: &AccountId, asset: &str) -> Result<(i64, i64), LedgerError> {
@@ -207,24 +222,35 @@ impl LedgerStore {
         hold_in(self.db.pool(), id).await
     }
 
-    /// Holds of `account` (optionally in one status), newest first.
-    pub async fn holds_for(
-        &self,
-        account: &AccountId,
-        status: Option<HoldStatus>,
-        page: &Page,
-    ) -> Result<Vec<Hold>, LedgerError> {
-        let sql = format!(
-            "SELECT {HOLD_COLUMNS} FROM holds WHERE account = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR id < $3) \
-             ORDER BY id DESC LIMIT $4"
-        );
-        let rows: Vec<HoldRow> = sqlx::query_as(&sql)
-            .bind(account.key())
-            .bind(status.map(HoldStatus::as_str).unwrap_or_default())
-            .bind(page.before.clone().unwrap_or_default())
-            .bind(page.limit)
-            .fetch_all(self.db.pool())
-            .await?;
+    /// Holds matching `filter`, newest first. A reference prefix is read as a range
+    /// (`reference >= prefix AND reference < next`), which the index `holds_by_reference`
+    /// serves on both backends (migrations/ledger, 0003).
+    pub async fn holds(&self, filter: &HoldFilter, page: &Page) -> Result<Vec<Hold>, LedgerError> {
+        let by_reference = !filter.reference_prefix.is_empty();
+        let mut params = Params::numbered();
+        let mut conditions = Vec::new();
+        if let Some(account) = &filter.account {
+            conditions.push(format!("account = {}", params.push(account.key())?));
+        }
+        if let Some(status) = filter.status {
+            // With a prefix, `status || ''` keeps SQLite (no statistics) from preferring
+            // every open hold of `holds_by_expiry` to the reference range.
+            let column = if by_reference { "status || ''" } else { "status" };
+            conditions.push(format!("{column} = {}", params.push(status.as_str())?));
+        }
+        if by_reference {
+            conditions.push(format!("reference >= {}", params.push(filter.reference_prefix.clone())?));
+            if let Some(upper) = prefix_upper_bound(&filter.reference_prefix) {
+                conditions.push(format!("reference < {}", params.push(upper)?));
+            }
+        }
+        if let Some(before) = &page.before {
+            conditions.push(format!("id < {}", params.push(before.clone())?));
+        }
+        let limit = params.push(page.limit)?;
+        let filters = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds {filters} ORDER BY id DESC LIMIT {limit}");
+        let rows: Vec<HoldRow> = sqlx::query_as_with(&sql, params.into_arguments()).fetch_all(self.db.pool()).await?;
         rows.into_iter().map(hold_from_row).collect()
     }
 
@@ -239,5 +265,30 @@ impl LedgerStore {
         .fetch_all(self.db.pool())
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn the_upper_bound_increments_the_last_character_that_can_grow() {
+        assert_eq!(prefix_upper_bound("market:exchange:").as_deref(), Some("market:exchange;"));
+        assert_eq!(prefix_upper_bound("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn every_text_with_the_prefix_sorts_below_the_bound_and_no_other_does() {
+        let prefix = "market:exchange:";
+        let upper = prefix_upper_bound(prefix).expect("a bound");
+        for text in ["market:exchange:", "market:exchange:0190", "market:exchange:\u{10FFFF}"] {
+            assert!(text >= prefix && text < upper.as_str(), "{text}");
+        }
+        for text in ["market:exchange", "market:exchange;", "market:listing:1", "market:exchangf"] {
+            assert!(!(text >= prefix && text < upper.as_str()), "{text}");
+        }
     }
 }

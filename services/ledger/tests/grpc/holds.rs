@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use economy_kit::error::violated_fields;
 use economy_kit::time::{now_millis, to_timestamp};
 use economy_proto::ledger::v1 as pb;
 use tonic::Code;
@@ -189,6 +190,83 @@ async fn holds_are_listed_and_private() {
     );
     let stranger = app.user(3).await.get_hold(pb::GetHoldRequest { hold_id: second.id }).await;
     assert_error(stranger, Code::NotFound, "HOLD_NOT_FOUND");
+}
+
+async fn hold_with_reference(client: &mut Client, user_id: i64, reference: &str) -> pb::Hold {
+    let request = pb::CreateHoldRequest { reference: reference.into(), ..hold_request(user_id, "POINTS", 5) };
+    client.create_hold(request).await.unwrap().into_inner().hold.unwrap()
+}
+
+fn by_prefix(account: Option<pb::AccountRef>, prefix: &str) -> pb::ListHoldsRequest {
+    pb::ListHoldsRequest { account, reference_prefix: prefix.into(), ..Default::default() }
+}
+
+fn ids(holds: &[pb::Hold]) -> Vec<&str> {
+    holds.iter().map(|hold| hold.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn holds_are_listed_across_accounts_by_reference_prefix() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    for owner in [2, 3] {
+        adjust(&mut admin, owner, "POINTS", 100).await.unwrap();
+    }
+    let first = hold_with_reference(&mut admin, 2, "market:exchange:a").await;
+    let second = hold_with_reference(&mut admin, 3, "market:exchange:b").await;
+    // Neighbours of the range in byte order, and another kind of reference.
+    for (owner, reference) in [(2, "market:exchange"), (3, "market:exchange;"), (2, "market:listing:1"), (3, "")] {
+        hold_with_reference(&mut admin, owner, reference).await;
+    }
+    let third = hold_with_reference(&mut admin, 2, "market:exchange:\u{10FFFF}").await;
+    admin.release_hold(release(&first.id)).await.unwrap();
+
+    let prefix = "market:exchange:";
+    let all = admin.list_holds(by_prefix(None, prefix)).await.unwrap().into_inner().holds;
+    assert_eq!(ids(&all), [third.id.as_str(), second.id.as_str(), first.id.as_str()]);
+    let open = pb::ListHoldsRequest { status: pb::HoldStatus::Open.into(), ..by_prefix(None, prefix) };
+    let open = app.service().await.list_holds(open).await.unwrap().into_inner().holds;
+    assert_eq!(ids(&open), [third.id.as_str(), second.id.as_str()]);
+    let of_user = admin.list_holds(by_prefix(user(2), prefix)).await.unwrap().into_inner().holds;
+    assert_eq!(ids(&of_user), [third.id.as_str(), first.id.as_str()]);
+
+    // Paged by id, newest first, the filters kept.
+    let mut paged = Vec::new();
+    let mut request = pb::ListHoldsRequest { page_size: 2, ..by_prefix(None, prefix) };
+    loop {
+        let page = admin.list_holds(request.clone()).await.unwrap().into_inner();
+        paged.extend(page.holds);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert_eq!(paged, all);
+}
+
+#[tokio::test]
+async fn only_admins_and_services_list_holds_of_every_account() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let own = hold_with_reference(&mut admin, 2, "market:exchange:a").await;
+    let mut owner = app.user(2).await;
+    let everyone = owner.list_holds(by_prefix(None, "market:exchange:")).await;
+    assert_error(everyone, Code::PermissionDenied, "PERMISSION_DENIED");
+    let other = owner.list_holds(by_prefix(user(3), "market:exchange:")).await;
+    assert_error(other, Code::PermissionDenied, "PERMISSION_DENIED");
+    let mine = owner.list_holds(by_prefix(user(2), "market:")).await.unwrap().into_inner().holds;
+    assert_eq!(ids(&mine), [own.id.as_str()]);
+
+    let no_filter = admin.list_holds(by_prefix(None, "")).await;
+    assert_eq!(violated_fields(&assert_error(no_filter, Code::InvalidArgument, "VALIDATION_FAILED")), ["account"]);
+    for bad in ["x".repeat(201), "market:\0".to_owned()] {
+        let refused = admin.list_holds(by_prefix(None, &bad)).await;
+        let refused = assert_error(refused, Code::InvalidArgument, "VALIDATION_FAILED");
+        assert_eq!(violated_fields(&refused), ["reference_prefix"]);
+    }
+    let longest = admin.list_holds(by_prefix(None, &"x".repeat(200))).await.unwrap().into_inner().holds;
+    assert_eq!(longest, []);
 }
 
 #[tokio::test]
