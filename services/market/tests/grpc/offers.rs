@@ -359,6 +359,12 @@ async fn a_bundle_pays_out_once_with_its_business_type_and_correlation() {
     let entry = entry.transaction.expect("entry");
     assert_eq!((entry.business_type.as_str(), entry.correlation_id.as_str()), ("LOTTERY_REWARD", "draw-2026-12-07-1"));
 
+    let by_correlation =
+        items::ListItemEventsRequest { correlation_id: "draw-2026-12-07-1".into(), ..Default::default() };
+    let events = stack.admin_items().await.list_item_events(by_correlation).await.expect("events").into_inner();
+    let granted: Vec<_> = events.events.iter().map(|event| (event.r#type(), event.business_type.as_str())).collect();
+    assert_eq!(granted, [(items::ItemEventType::Granted, "LOTTERY_REWARD"); 3]);
+
     let again = stack.admin_market().await.grant_bundle(keyed(request.clone(), &key)).await.expect("replay");
     assert_eq!(again.into_inner().exchange.expect("exchange").id, exchange.id);
     let mut direct = stack.direct_market(Caller::service("lottery")).await;
