@@ -22,7 +22,7 @@ use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{admin, balances, catalog, gateway, health, history, holds, items, market, redemption};
+use crate::commands::{admin, balances, catalog, gateway, health, history, holds, items, market, offers, redemption};
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
 #[derive(Debug, Parser)]
@@ -90,6 +90,14 @@ enum ClientCommand {
     /// The player market: sell, browse, buy, cancel, trades.
     #[command(subcommand)]
     Market(market::MarketCommand),
+    /// The platform's shop: define, list, show, disable and buy offers.
+    #[command(subcommand)]
+    Offer(offers::OfferCommand),
+    /// A user's exchanges (offer purchases and bundles), newest first.
+    Exchanges(offers::Exchanges),
+    /// Reward bundles: assets and items given as one business event (admin).
+    #[command(subcommand)]
+    Bundle(offers::BundleCommand),
     /// Compensation tools (admin, with a reason, audited) and their audit records.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -146,6 +154,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Item(command) => items::item(&mut items, command).await,
         ClientCommand::Redeem(command) => redemption::run(&mut redemption, command).await,
         ClientCommand::Market(command) => market::run(&mut market, command).await,
+        ClientCommand::Offer(command) => offers::offer(&mut market, command).await,
+        ClientCommand::Exchanges(args) => offers::exchanges(&mut market, args).await,
+        ClientCommand::Bundle(command) => offers::bundle(&mut market, command).await,
         ClientCommand::Backpack(args) => gateway::backpack(authed, args).await,
         ClientCommand::Check => gateway::check(authed).await,
         ClientCommand::Admin(command) => {
@@ -189,6 +200,12 @@ mod tests {
             &["economy", "balance", "--user", "2", "--system", "SYSTEM_ISSUANCE"],
             &["economy", "hold", "create", "--user", "2", "--asset", "P", "--amount", "1", "--expires-in", "soon"],
             &["economy", "balance", "--user", "2", "--user-id", "0"],
+            &["economy", "offer", "define", "o", "--name", "O", "--price", "POINTS:1", "--limit-per-window", "1"],
+            &["economy", "offer", "define", "o", "--name", "O", "--price", "POINTS:1", "--reward-item", "sword:0"],
+            &["economy", "offer", "define", "o", "--name", "O", "--price", "POINTS:1", "--starts-at", "soon"],
+            &["economy", "offer", "define", "o", "--name", "O"],
+            &["economy", "offer", "buy", "o", "--quantity", "0"],
+            &["economy", "bundle", "grant", "--user", "0", "--asset", "POINTS:1"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

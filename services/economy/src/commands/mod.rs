@@ -11,6 +11,7 @@ pub mod history;
 pub mod holds;
 pub mod items;
 pub mod market;
+pub mod offers;
 pub mod redemption;
 
 use clap::Args;
