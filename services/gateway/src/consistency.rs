@@ -10,7 +10,11 @@
 //! - fulfilled orders whose item is not used (`FULFILLED_ITEM_NOT_USED`);
 //! - pending orders past their expiry (`STALE_PENDING_ORDER`);
 //! - outbox rows of redemption or market not delivered within the grace period
-//!   (`OUTBOX_STUCK`: dead, or still retrying).
+//!   (`OUTBOX_STUCK`: dead, or still retrying);
+//! - exchanges (offer purchases, bundles) not finished within the grace period
+//!   (`EXCHANGE_STUCK`);
+//! - open ledger holds of an exchange (`market:exchange:<id>`) that does not exist or is
+//!   final, so that nothing will settle or release them (`EXCHANGE_HOLD_ORPHANED`).
 //!
 //! States younger than the grace period (an escrow return or a consume still in an
 //! outbox) are not findings. Every check only reads, so it is safe on several replicas.
@@ -66,6 +70,8 @@ pub async fn check(gateway: &Gateway, grace_ms: i64) -> Result<Report, Status> {
     listings_on_sale(&mut upstreams, &mut report).await?;
     orders(&mut upstreams, cutoff, &mut report).await?;
     stuck_outboxes(&mut upstreams, grace_ms / 1000, &mut report).await?;
+    stuck_exchanges(&mut upstreams, grace_ms / 1000, &mut report).await?;
+    exchange_holds(&mut upstreams, cutoff, &mut report).await?;
     Ok(report)
 }
 
@@ -257,6 +263,111 @@ async fn stuck_outboxes(upstreams: &mut Upstreams, older_than_seconds: i64, repo
         );
     }
     Ok(())
+}
+
+async fn stuck_exchanges(
+    upstreams: &mut Upstreams,
+    older_than_seconds: i64,
+    report: &mut Report,
+) -> Result<(), Status> {
+    let request = market::ListStuckExchangesRequest { older_than_seconds };
+    let stuck = upstreams.market.list_stuck_exchanges(request).await.map_err(upstream_error("market"))?;
+    for exchange in stuck.into_inner().exchanges {
+        report.checked += 1;
+        let failure = match exchange.failure_reason.as_str() {
+            "" => String::new(),
+            reason => format!(" (failure reason {reason})"),
+        };
+        let description = format!(
+            "exchange {} of user {} is still {:?}{failure} past the grace period",
+            exchange.id,
+            exchange.user_id,
+            exchange.status()
+        );
+        let user = exchange.user_id.to_string();
+        report.add("EXCHANGE_STUCK", description, &[("exchange", &exchange.id), ("user", &user)]);
+    }
+    Ok(())
+}
+
+/// The reference prefix of the ledger holds of exchanges (docs/market.md, "Exchanges").
+const EXCHANGE_HOLD_PREFIX: &str = "market:exchange:";
+
+/// Every open hold of every account whose reference starts with `prefix`.
+async fn open_holds(upstreams: &mut Upstreams, prefix: &str) -> Result<Vec<ledger::Hold>, Status> {
+    let (mut all, mut token) = (Vec::new(), String::new());
+    loop {
+        let request = ledger::ListHoldsRequest {
+            account: None,
+            status: ledger::HoldStatus::Open.into(),
+            page_size: PAGE,
+            page_token: token,
+            reference_prefix: prefix.into(),
+        };
+        let page = upstreams.ledger.list_holds(request).await.map_err(upstream_error("ledger"))?.into_inner();
+        all.extend(page.holds);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The status of exchange `id`; `Unspecified` when it does not exist.
+async fn exchange_status(upstreams: &mut Upstreams, id: &str) -> Result<market::ExchangeStatus, Status> {
+    let request = market::GetExchangeRequest { exchange_id: id.into() };
+    match upstreams.market.get_exchange(request).await {
+        Ok(response) => Ok(response.into_inner().exchange.map_or(market::ExchangeStatus::Unspecified, |e| e.status())),
+        Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+            Ok(market::ExchangeStatus::Unspecified)
+        }
+        Err(status) => Err(upstream_error("market")(status)),
+    }
+}
+
+/// True while hold `id` is open: read again, as its exchange may have resolved it since
+/// the listing.
+async fn still_open(upstreams: &mut Upstreams, id: &str) -> Result<bool, Status> {
+    let request = ledger::GetHoldRequest { hold_id: id.into() };
+    let hold = upstreams.ledger.get_hold(request).await.map_err(upstream_error("ledger"))?.into_inner().hold;
+    Ok(hold.is_some_and(|hold| hold.status() == ledger::HoldStatus::Open))
+}
+
+async fn exchange_holds(upstreams: &mut Upstreams, cutoff: i64, report: &mut Report) -> Result<(), Status> {
+    for hold in open_holds(upstreams, EXCHANGE_HOLD_PREFIX).await? {
+        report.checked += 1;
+        if millis(hold.created_at.as_ref()) > cutoff {
+            continue;
+        }
+        let exchange_id = hold.reference.trim_start_matches(EXCHANGE_HOLD_PREFIX);
+        let status = exchange_status(upstreams, exchange_id).await?;
+        let final_or_missing = matches!(
+            status,
+            market::ExchangeStatus::Unspecified | market::ExchangeStatus::Completed | market::ExchangeStatus::Failed
+        );
+        if final_or_missing && still_open(upstreams, &hold.id).await? {
+            report_orphaned_hold(report, &hold, exchange_id, status);
+        }
+    }
+    Ok(())
+}
+
+fn report_orphaned_hold(report: &mut Report, hold: &ledger::Hold, exchange_id: &str, status: market::ExchangeStatus) {
+    let exchange = match status {
+        market::ExchangeStatus::Unspecified => "does not exist".to_owned(),
+        status => format!("is {status:?}"),
+    };
+    let user = match hold.account.as_ref().and_then(|account| account.account.as_ref()) {
+        Some(ledger::account_ref::Account::UserId(user)) => user.to_string(),
+        Some(ledger::account_ref::Account::System(name)) => name.clone(),
+        None => String::new(),
+    };
+    let description = format!(
+        "hold {} of user {user} ({} {}) is open but its exchange {exchange_id} {exchange}: nothing will settle or release it",
+        hold.id, hold.amount, hold.asset_code
+    );
+    let entities = [("hold", hold.id.as_str()), ("exchange", exchange_id), ("user", user.as_str())];
+    report.add("EXCHANGE_HOLD_ORPHANED", description, &entities);
 }
 
 /// Logs every finding and exports the count per kind.

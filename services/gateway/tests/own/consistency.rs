@@ -1,6 +1,7 @@
 //! CheckConsistency: a clean stack has no findings; each kind of cross-service
 //! inconsistency, produced by deliberately corrupting state, is found and names its
-//! entities.
+//! entities. Exchanges (offer purchases, bundles) run on a manual clock, moved past the
+//! grace period instead of sleeping.
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::roles;
@@ -10,6 +11,7 @@ use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as market;
 use economy_proto::redemption::v1 as redemption;
 use economy_redemption::store::RedemptionStore;
+use economy_testkit::test_stack;
 
 use crate::common::*;
 
@@ -134,4 +136,141 @@ async fn outbox_rows_stuck_past_the_grace_period_are_found() {
     let found = findings(&stack).await;
     assert!(has(&found, "OUTBOX_STUCK", ("order", &order)), "{found:#?}");
     assert!(has(&found, "OUTBOX_STUCK", ("service", "redemption")), "{found:#?}");
+}
+
+/// The grace period of [`findings`], and how far [`pass_grace`] moves the clock.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn spawn_on_manual_clock() -> Stack {
+    let builder = test_stack(&Service::ALL).configure(|config| config.limits.request_timeout_secs = 5);
+    Stack(builder.manual_clock().start().await)
+}
+
+/// Moves every server's clock past the grace period: what exists now is old enough to be
+/// a finding. The market's recovery worker resumes exchanges only after 30 s.
+fn pass_grace(stack: &Stack) {
+    stack.clock().advance(GRACE * 2);
+}
+
+fn amounts(amounts: &[(&str, i64)]) -> Vec<market::AssetAmount> {
+    amounts.iter().map(|(asset, amount)| market::AssetAmount { asset_code: (*asset).into(), amount: *amount }).collect()
+}
+
+/// One red_shard and one voucher.
+fn reward() -> market::Reward {
+    let voucher = market::ItemReward { template_code: "voucher".into(), quantity: 1, ..Default::default() };
+    market::Reward { assets: amounts(&[("red_shard", 1)]), items: vec![voucher] }
+}
+
+/// DIAMOND and red_shard (USER holds 100 DIAMOND), the voucher template, and the offers
+/// `pack` (10 DIAMOND) and `hoard` (10 DIAMOND and 1000 red_shard, more than USER has).
+async fn open_shop(stack: &Stack) {
+    stack.fund(USER, &[("DIAMOND", 100)]).await;
+    stack.grant(USER, "voucher", 0).await;
+    let mut admin = market::market_service_client::MarketServiceClient::new(stack.authed(ADMIN, roles::ADMIN).await);
+    for (id, price) in [("pack", vec![("DIAMOND", 10)]), ("hoard", vec![("DIAMOND", 10), ("red_shard", 1000)])] {
+        let offer = market::DefineOfferRequest {
+            offer_id: id.into(),
+            display_name: id.into(),
+            price: amounts(&price),
+            reward: Some(reward()),
+            ..Default::default()
+        };
+        admin.define_offer(with_new_key(offer)).await.expect("offer defined");
+    }
+}
+
+async fn purchase(stack: &Stack, offer: &str) -> Result<market::Exchange, tonic::Status> {
+    let request = market::PurchaseOfferRequest { offer_id: offer.into(), quantity: 1, ..Default::default() };
+    let response = stack.market(USER).await.purchase_offer(with_new_key(request)).await?;
+    Ok(response.into_inner().exchange.expect("exchange"))
+}
+
+/// Every hold of an exchange, any status.
+async fn exchange_holds(stack: &Stack) -> Vec<ledger::Hold> {
+    let request = ledger::ListHoldsRequest { reference_prefix: "market:exchange:".into(), ..Default::default() };
+    stack.ledger().await.list_holds(request).await.expect("holds").into_inner().holds
+}
+
+/// Freezes 5 DIAMOND of USER under `reference`, as an operator could.
+async fn hold_with_reference(stack: &Stack, reference: &str) -> ledger::Hold {
+    let request = ledger::CreateHoldRequest {
+        account: Some(ledger::AccountRef { account: Some(ledger::account_ref::Account::UserId(USER)) }),
+        asset_code: "DIAMOND".into(),
+        amount: 5,
+        reference: reference.into(),
+        ..Default::default()
+    };
+    stack.ledger().await.create_hold(with_new_key(request)).await.expect("hold").into_inner().hold.expect("hold")
+}
+
+#[tokio::test]
+async fn finished_exchanges_leave_no_findings() {
+    let stack = spawn_on_manual_clock().await;
+    open_shop(&stack).await;
+    for _ in 0..2 {
+        let exchange = purchase(&stack, "pack").await.expect("bought");
+        assert_eq!(exchange.status(), market::ExchangeStatus::Completed);
+    }
+    purchase(&stack, "hoard").await.expect_err("USER has too little red_shard");
+    let bundle = market::GrantBundleRequest { user_id: USER, reward: Some(reward()), ..Default::default() };
+    let mut admin = market::market_service_client::MarketServiceClient::new(stack.authed(ADMIN, roles::ADMIN).await);
+    admin.grant_bundle(with_new_key(bundle)).await.expect("bundle granted");
+    let exchanges = stack.market(USER).await.list_exchanges(market::ListExchangesRequest::default()).await;
+    let statuses: Vec<_> = exchanges.expect("exchanges").into_inner().exchanges.iter().map(|e| e.status()).collect();
+    assert_eq!(statuses.iter().filter(|status| **status == market::ExchangeStatus::Completed).count(), 3);
+    assert!(statuses.contains(&market::ExchangeStatus::Failed), "{statuses:?}");
+    // The purchases held their prices under their exchanges; every hold is resolved.
+    let holds = exchange_holds(&stack).await;
+    assert!(holds.len() >= 2, "{holds:#?}");
+    assert!(holds.iter().all(|hold| hold.status() != ledger::HoldStatus::Open), "{holds:#?}");
+
+    pass_grace(&stack);
+    assert_eq!(findings(&stack).await, []);
+}
+
+#[tokio::test]
+async fn an_exchange_stuck_mid_saga_is_found_after_the_grace_period() {
+    let mut stack = spawn_on_manual_clock().await;
+    open_shop(&stack).await;
+    stack.stop(Service::Items).await;
+    purchase(&stack, "pack").await.expect_err("the items service is down");
+    stack.restart(Service::Items).await;
+    let exchanges = stack.market(USER).await.list_exchanges(market::ListExchangesRequest::default()).await;
+    let exchange = exchanges.expect("exchanges").into_inner().exchanges.remove(0);
+    assert_eq!(exchange.status(), market::ExchangeStatus::Paid);
+    assert_eq!(findings(&stack).await, [], "younger than the grace period");
+
+    pass_grace(&stack);
+    let found = findings(&stack).await;
+    assert!(has(&found, "EXCHANGE_STUCK", ("exchange", &exchange.id)), "{found:#?}");
+    assert!(has(&found, "EXCHANGE_STUCK", ("user", &USER.to_string())), "{found:#?}");
+    assert!(found[0].description.contains("Paid"), "{found:#?}");
+    // Its payment hold is open, but the exchange will settle or release it.
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
+
+#[tokio::test]
+async fn open_holds_of_missing_or_finished_exchanges_are_found() {
+    let stack = spawn_on_manual_clock().await;
+    open_shop(&stack).await;
+    let completed = purchase(&stack, "pack").await.expect("bought");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let of_unknown = hold_with_reference(&stack, &format!("market:exchange:{unknown}")).await;
+    let of_completed = hold_with_reference(&stack, &format!("market:exchange:{}", completed.id)).await;
+    let malformed = hold_with_reference(&stack, "market:exchange:not-an-id").await;
+    let elsewhere = hold_with_reference(&stack, "market:exchanges").await;
+    pass_grace(&stack);
+    let young = hold_with_reference(&stack, &format!("market:exchange:{}", uuid::Uuid::now_v7())).await;
+
+    let found = findings(&stack).await;
+    assert!(has(&found, "EXCHANGE_HOLD_ORPHANED", ("hold", &of_unknown.id)), "{found:#?}");
+    assert!(has(&found, "EXCHANGE_HOLD_ORPHANED", ("exchange", &unknown)), "{found:#?}");
+    assert!(has(&found, "EXCHANGE_HOLD_ORPHANED", ("hold", &of_completed.id)), "{found:#?}");
+    assert!(has(&found, "EXCHANGE_HOLD_ORPHANED", ("hold", &malformed.id)), "{found:#?}");
+    assert!(has(&found, "EXCHANGE_HOLD_ORPHANED", ("user", &USER.to_string())), "{found:#?}");
+    for hold in [&elsewhere, &young] {
+        assert!(!has(&found, "EXCHANGE_HOLD_ORPHANED", ("hold", &hold.id)), "{found:#?}");
+    }
+    assert_eq!(found.len(), 3, "{found:#?}");
 }
