@@ -92,6 +92,10 @@ async fn buy_an_offer_and_grant_a_lottery_bundle() -> anyhow::Result<()> {
     let exchanges = stack.ok(&as_user(&BUYER, &["exchanges"])).await?;
     assert_eq!(line(&exchanges, "exchange ")?, head);
     assert_eq!(granted_items(&exchanges, "sword"), swords);
+    let shown = stack.ok(&as_user(&BUYER, &["exchanges", "--id", &exchange])).await?;
+    assert_eq!(shown.lines()[0], head);
+    let stuck = stack.ok(&["exchanges", "--stuck"]).await?;
+    assert_eq!(stuck.lines(), ["no stuck exchanges"]);
 
     let backpack = stack.ok(&as_user(&BUYER, &["backpack"])).await?;
     assert_eq!(

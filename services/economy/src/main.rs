@@ -206,6 +206,8 @@ mod tests {
             &["economy", "offer", "define", "o", "--name", "O"],
             &["economy", "offer", "buy", "o", "--quantity", "0"],
             &["economy", "bundle", "grant", "--user", "0", "--asset", "POINTS:1"],
+            &["economy", "exchanges", "--id", "e", "--user", "2"],
+            &["economy", "exchanges", "--stuck", "0"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -111,6 +111,14 @@ pub struct Exchanges {
     /// The user (default: `--user-id`).
     #[arg(long, default_value_t = 0)]
     pub user: i64,
+    /// Show only this exchange.
+    #[arg(long, conflicts_with_all = ["user", "stuck"])]
+    pub id: Option<String>,
+    /// Instead, the exchanges still unfinished this many seconds after their creation,
+    /// oldest first (admin; default 300).
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "300", conflicts_with = "user",
+          value_parser = parse::positive)]
+    pub stuck: Option<i64>,
     /// Exchanges per page (1..500; default 50).
     #[arg(long, default_value_t = 0)]
     pub page_size: i32,
@@ -268,8 +276,8 @@ pub fn offer_line(offer: &pb::Offer) -> String {
 }
 
 /// The lines of one exchange: `exchange <id> <status>  <what>` then, completed,
-/// `paid P  granted G`; failed, `failed <REASON> [<asset>]  nothing charged`; under way,
-/// `price P  reward G`; then `user:<u>  at <time>`, and one `  item <id> <template>` line
+/// `paid P  granted G`; failed, `failed <REASON> [<asset>]  nothing charged`; being
+/// undone, `undoing <REASON> [<asset>]`; under way, `price P  reward G`; then `user:<u>  at <time>`, and one `  item <id> <template>` line
 /// per item granted (` (revoked)` when it failed).
 pub fn exchange_lines(exchange: &pb::Exchange) -> Vec<String> {
     let purchase = exchange.kind() != pb::ExchangeKind::Bundle;
@@ -285,12 +293,10 @@ pub fn exchange_lines(exchange: &pb::Exchange) -> Vec<String> {
         pb::ExchangeStatus::Completed if purchase => head.push_str(&format!("  paid {paid}  granted {granted}")),
         pb::ExchangeStatus::Completed => head.push_str(&format!("  granted {granted}")),
         pb::ExchangeStatus::Failed => {
-            head.push_str(&format!("  failed {}", exchange.failure_reason));
-            if !exchange.failure_asset_code.is_empty() {
-                head.push_str(&format!(" {}", exchange.failure_asset_code));
-            }
+            head.push_str(&format!("  failed {}", failure(exchange)));
             head.push_str(if purchase { "  nothing charged" } else { "  nothing granted" });
         }
+        pb::ExchangeStatus::Compensating => head.push_str(&format!("  undoing {}", failure(exchange))),
         _ if purchase => head.push_str(&format!("  price {paid}  reward {granted}")),
         _ => head.push_str(&format!("  reward {granted}")),
     }
@@ -301,6 +307,14 @@ pub fn exchange_lines(exchange: &pb::Exchange) -> Vec<String> {
         .iter()
         .map(|item| format!("  item {} {}{revoked}", item.item_instance_id, item.template_code));
     std::iter::once(head).chain(items).collect()
+}
+
+/// `REASON` or `REASON ASSET` (the asset whose hold was refused).
+fn failure(exchange: &pb::Exchange) -> String {
+    match exchange.failure_asset_code.as_str() {
+        "" => exchange.failure_reason.clone(),
+        asset => format!("{} {asset}", exchange.failure_reason),
+    }
 }
 
 /// `50 red_shard + 2 items`: the reward assets, then how many items were granted.
@@ -392,13 +406,27 @@ fn print_next_page(token: &str) {
 
 /// Runs `economy exchanges`: a user's exchanges, newest first.
 pub async fn exchanges(market: &mut Market, args: Exchanges) -> anyhow::Result<ExitCode> {
+    if let Some(exchange_id) = args.id {
+        let response = market.get_exchange(pb::GetExchangeRequest { exchange_id }).await?.into_inner();
+        response.exchange.iter().for_each(|exchange| print_exchange(Some(exchange), false));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(older_than_seconds) = args.stuck {
+        let request = pb::ListStuckExchangesRequest { older_than_seconds };
+        let response = market.list_stuck_exchanges(request).await?.into_inner();
+        if response.exchanges.is_empty() {
+            println!("no stuck exchanges");
+        }
+        response.exchanges.iter().for_each(|exchange| print_exchange(Some(exchange), false));
+        return Ok(ExitCode::SUCCESS);
+    }
     let request =
         pb::ListExchangesRequest { user_id: args.user, page_size: args.page_size, page_token: args.page_token };
     let response = market.list_exchanges(request).await?.into_inner();
     if response.exchanges.is_empty() {
         println!("no exchanges");
     }
-    response.exchanges.iter().for_each(|exchange| exchange_lines(exchange).iter().for_each(|line| println!("{line}")));
+    response.exchanges.iter().for_each(|exchange| print_exchange(Some(exchange), false));
     print_next_page(&response.next_page_token);
     Ok(ExitCode::SUCCESS)
 }
@@ -511,6 +539,23 @@ mod tests {
         assert_eq!(
             exchange_lines(&failed),
             ["exchange e1 failed  offer starter x2  failed INSUFFICIENT_BALANCE POINTS  nothing charged  user:2  at -"]
+        );
+        let undoing = pb::Exchange {
+            status: pb::ExchangeStatus::Compensating.into(),
+            kind: pb::ExchangeKind::Bundle.into(),
+            business_type: "LOTTERY_REWARD".into(),
+            correlation_id: "draw-1".into(),
+            failure_reason: "ACCOUNT_NOT_FOUND".into(),
+            failure_asset_code: String::new(),
+            granted_items: vec![pb::GrantedItem { item_instance_id: "i1".into(), template_code: "coffee".into() }],
+            ..failed
+        };
+        assert_eq!(
+            exchange_lines(&undoing),
+            [
+                "exchange e1 compensating  bundle LOTTERY_REWARD  correlation draw-1  undoing ACCOUNT_NOT_FOUND  user:2  at -",
+                "  item i1 coffee",
+            ]
         );
     }
 }
