@@ -37,7 +37,7 @@ pub enum OfferCommand {
         /// The offer.
         id: String,
         /// Units to buy (1..100).
-        #[arg(long, default_value_t = 1, value_parser = parse::positive)]
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse::positive)]
         quantity: i64,
         /// Idempotency key.
         #[command(flatten)]
@@ -63,22 +63,22 @@ pub struct DefineOffer {
     #[arg(long, value_name = "TEMPLATE[:QTY]", value_parser = item_reward)]
     pub reward_item: Vec<ItemSpec>,
     /// Units it may sell in all; unlimited when absent.
-    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
     pub stock: Option<i64>,
     /// Most units one user may buy in all.
-    #[arg(long, value_parser = parse::positive)]
+    #[arg(long, value_name = "N", value_parser = parse::positive)]
     pub limit_total: Option<i64>,
     /// Most units one user may buy within any `--window-secs`.
-    #[arg(long, requires = "window_secs", value_parser = parse::positive)]
+    #[arg(long, value_name = "N", requires = "window_secs", value_parser = parse::positive)]
     pub limit_per_window: Option<i64>,
     /// The rolling window of `--limit-per-window`, seconds.
-    #[arg(long, requires = "limit_per_window", value_parser = parse::positive)]
+    #[arg(long, value_name = "SECS", requires = "limit_per_window", value_parser = parse::positive)]
     pub window_secs: Option<i64>,
     /// Sales start, RFC 3339 (e.g. `2026-12-24T00:00:00Z`).
-    #[arg(long, value_parser = instant)]
+    #[arg(long, value_name = "RFC3339", value_parser = instant)]
     pub starts_at: Option<prost_types::Timestamp>,
     /// Sales end (exclusive), RFC 3339.
-    #[arg(long, value_parser = instant)]
+    #[arg(long, value_name = "RFC3339", value_parser = instant)]
     pub ends_at: Option<prost_types::Timestamp>,
     /// Define it without selling it yet.
     #[arg(long)]
