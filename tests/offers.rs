@@ -206,6 +206,38 @@ async fn lottery_bundle(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A revenue account the ledger does not know: every closing entry is refused, so a
+/// purchase is undone after its grants — items revoked, hold released, stock returned
+/// (docs/market.md, "Revenue account"); a name that is no system account stops the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_revenue_account_undoes_every_purchase() -> anyhow::Result<()> {
+    let stack = Stack::start_with_env(&[("ECONOMY_MARKET__OFFER_REVENUE_ACCOUNT", "SYSTEM_ELSEWHERE")]).await?;
+    setup_catalog(&stack).await?;
+    let define = ["offer", "define", "pack", "--name", "Pack", "--price", "POINTS:100", "--reward-item", "sword:2"];
+    stack.ok(&[&define[..], &["--reward-asset", "red_shard:3", "--stock", "5"]].concat()).await?;
+    let refused = stack.run(&as_user(&BUYER, &["offer", "buy", "pack"])).await?;
+    assert!(refused.stderr.starts_with("error: FAILED_PRECONDITION ACCOUNT_NOT_FOUND"), "{}", refused.stderr);
+    let exchanges = stack.ok(&as_user(&BUYER, &["exchanges"])).await?;
+    assert!(
+        line(&exchanges, "exchange ")?.contains(" failed  offer pack x1  failed ACCOUNT_NOT_FOUND  nothing charged "),
+        "{}",
+        exchanges.stdout
+    );
+    let revoked: Vec<&str> = exchanges.lines().into_iter().filter(|line| line.ends_with(" sword (revoked)")).collect();
+    assert_eq!(revoked.len(), 2, "{}", exchanges.stdout);
+    assert_eq!(stack.balances(2).await?, ["POINTS  available 1000  frozen 0  total 1000"]);
+    let backpack = stack.ok(&as_user(&BUYER, &["backpack"])).await?;
+    assert!(!backpack.stdout.contains(" sword "), "{}", backpack.stdout);
+    let offer = stack.ok(&["offer", "get", "pack"]).await?;
+    assert!(line(&offer, "offer ")?.contains("stock 5 (0 sold, 5 left)"), "{}", offer.stdout);
+    assert_eq!(stack.stop().await?, Some(0));
+
+    let refusal = Stack::start_with_env(&[("ECONOMY_MARKET__OFFER_REVENUE_ACCOUNT", "shop")]).await;
+    let refusal = refusal.err().map(|error| format!("{error:#}")).unwrap_or_default();
+    assert!(refusal.contains("market.offer_revenue_account"), "{refusal}");
+    Ok(())
+}
+
 /// README.md, compiled in (cargo rebuilds the test when it changes).
 const README: &str = include_str!("../README.md");
 /// The README section whose `sh` blocks `readme_section_runs_literally` runs.
