@@ -132,6 +132,11 @@ async fn refusals(stack: &Stack) -> anyhow::Result<()> {
 
     let poor = stack.run(&as_user(&POOR, &["offer", "buy", "starter"])).await?;
     assert!(poor.stderr.starts_with("error: FAILED_PRECONDITION INSUFFICIENT_BALANCE"), "{}", poor.stderr);
+    let shown = line(&poor, "exchange ")?;
+    assert!(
+        shown.contains(" failed  offer starter x1  failed INSUFFICIENT_BALANCE POINTS  nothing charged"),
+        "{shown}"
+    );
     assert_eq!(stack.balances(3).await?, ["POINTS  available 50  frozen 0  total 50"]);
     let failed = stack.ok(&as_user(&POOR, &["exchanges"])).await?;
     let failed = line(&failed, "exchange ")?;

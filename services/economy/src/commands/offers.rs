@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use economy_proto::market::v1 as pb;
+use tonic_types::StatusExt;
 
 use crate::client::{self, KeyArgs};
 use crate::commands::market::Market;
@@ -375,7 +376,10 @@ pub async fn offer(market: &mut Market, command: OfferCommand) -> anyhow::Result
         OfferCommand::Buy { id, quantity, key } => {
             let request =
                 key.request(pb::PurchaseOfferRequest { offer_id: id, quantity, idempotency_key: String::new() })?;
-            let response = market.purchase_offer(request).await?;
+            let response = match market.purchase_offer(request).await {
+                Ok(response) => response,
+                Err(status) => return Err(show_failed(market, status).await),
+            };
             let replayed = client::replayed(&response);
             let response = response.into_inner();
             print_exchange(response.exchange.as_ref(), replayed || response.replayed);
@@ -431,6 +435,19 @@ pub async fn exchanges(market: &mut Market, args: Exchanges) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The error of a refused purchase or bundle; when it names a failed exchange
+/// (`exchange_id` in its `ErrorInfo`), that exchange is printed first, as stored: what
+/// was refused and, for a payment, which asset.
+async fn show_failed(market: &mut Market, status: tonic::Status) -> anyhow::Error {
+    let info = status.get_details_error_info();
+    if let Some(exchange_id) = info.and_then(|info| info.metadata.get("exchange_id").cloned())
+        && let Ok(response) = market.get_exchange(pb::GetExchangeRequest { exchange_id }).await
+    {
+        print_exchange(response.into_inner().exchange.as_ref(), false);
+    }
+    status.into()
+}
+
 /// Runs `economy bundle …`.
 pub async fn bundle(market: &mut Market, command: BundleCommand) -> anyhow::Result<ExitCode> {
     let BundleCommand::Grant(args) = command;
@@ -441,7 +458,10 @@ pub async fn bundle(market: &mut Market, command: BundleCommand) -> anyhow::Resu
         business_type: args.business_type,
         correlation_id: args.correlation,
     };
-    let response = market.grant_bundle(args.key.request(message)?).await?;
+    let response = match market.grant_bundle(args.key.request(message)?).await {
+        Ok(response) => response,
+        Err(status) => return Err(show_failed(market, status).await),
+    };
     let replayed = client::replayed(&response);
     let response = response.into_inner();
     print_exchange(response.exchange.as_ref(), replayed || response.replayed);
