@@ -8,7 +8,7 @@
 use economy_kit::identity::Caller;
 use economy_proto::ledger::v1::PostingInput;
 
-use super::{Market, require};
+use super::{Market, listed_user, require};
 use crate::clients::CallError;
 use crate::clients::ledger::{leg, system, user};
 use crate::domain::exchange::{REWARD_BUNDLE, SHOP_EXCHANGE};
@@ -339,7 +339,7 @@ impl Market {
         before: &str,
         limit: i64,
     ) -> Result<Vec<Exchange>, MarketError> {
-        let user = self.trades_user(caller, user_id)?;
+        let user = listed_user(caller, user_id, "list another user's exchanges")?;
         Ok(self.store.exchanges_of(user, before, limit).await?)
     }
 

@@ -91,15 +91,16 @@ impl Market {
         before: &str,
         limit: i64,
     ) -> Result<Vec<Trade>, MarketError> {
-        let user = self.trades_user(caller, user_id)?;
+        let user = listed_user(caller, user_id, "list another user's trades")?;
         Ok(self.store.trades_of(user, before, limit).await?)
     }
+}
 
-    /// The user whose trades `caller` lists: `user_id`, or the caller for 0.
-    fn trades_user(&self, caller: &Caller, user_id: i64) -> Result<i64, MarketError> {
-        let user = if user_id == 0 { caller.user_id() } else { Some(user_id) };
-        let user = user.ok_or_else(|| MarketError::PermissionDenied("services must name the user".into()))?;
-        require(caller.may_act_for(user), "list another user's trades")?;
-        Ok(user)
-    }
+/// The user whose history `caller` lists: `user_id`, or the caller for 0; `denied` says
+/// what a caller may not do for another user.
+fn listed_user(caller: &Caller, user_id: i64, denied: &str) -> Result<i64, MarketError> {
+    let user = if user_id == 0 { caller.user_id() } else { Some(user_id) };
+    let user = user.ok_or_else(|| MarketError::PermissionDenied("services must name the user".into()))?;
+    require(caller.may_act_for(user), denied)?;
+    Ok(user)
 }
