@@ -11,7 +11,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{MarketStore, instant};
+use super::{MarketStore, instant, json, to_json};
 use crate::domain::{Exchange, ExchangeKind, ExchangeStatus, MarketError, Offer};
 use economy_kit::db::is_unique_violation;
 
@@ -38,15 +38,6 @@ pub enum Reserve {
 
 fn decode(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("bad exchange {what}").into())
-}
-
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|_| decode(column))
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(value).map_err(|error| sqlx::Error::Encode(error.into()))
 }
 
 fn exchange_from_row(row: &AnyRow) -> Result<Exchange, sqlx::Error> {

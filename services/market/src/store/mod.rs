@@ -70,3 +70,15 @@ fn present(value: String) -> Option<String> {
 fn instant(value: i64) -> Option<i64> {
     (value != 0).then_some(value)
 }
+
+/// The JSON text of `column` decoded (lists and maps are stored as JSON texts).
+fn json<T: serde::de::DeserializeOwned>(row: &sqlx::any::AnyRow, column: &str) -> Result<T, sqlx::Error> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|error| sqlx::Error::Decode(format!("bad {column}: {error}").into()))
+}
+
+/// `value` as the JSON text to store.
+fn to_json(value: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|error| sqlx::Error::Encode(error.into()))
+}

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{MarketStore, instant};
+use super::{MarketStore, instant, json, to_json};
 use crate::domain::{MarketError, Offer, OfferDefinition, PurchaseLimit};
 
 pub(super) const COLUMNS: &str = "offer_id, display_name, price, reward, stock, sold, limit_total, \
@@ -19,15 +19,6 @@ pub enum Defined {
     Changed,
     /// It was already defined so.
     Unchanged,
-}
-
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|error| sqlx::Error::Decode(format!("bad offer {column}: {error}").into()))
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(value).map_err(|error| sqlx::Error::Encode(error.into()))
 }
 
 pub(super) fn offer_from_row(row: &AnyRow) -> Result<Offer, sqlx::Error> {
