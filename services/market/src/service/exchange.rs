@@ -62,23 +62,24 @@ impl Market {
         }
         for _ in 0..RESERVE_ATTEMPTS {
             let offer = self.offer(offer_id).await?;
-            offer.check_purchasable(quantity, self.now())?;
-            let exchange = self.new_purchase(key, buyer, &offer, quantity)?;
-            match self.store.reserve(&offer, &exchange).await? {
-                Reserve::Reserved => return Ok((completed(self.advance_exchange(exchange).await?)?, false)),
-                Reserve::Duplicate => return self.resume_event(caller, key, same).await,
-                Reserve::Changed => continue,
-                Reserve::NotActive => return Err(MarketError::OfferNotActive(offer_id.to_owned())),
-                Reserve::SoldOut(remaining) => {
-                    return Err(MarketError::OfferSoldOut {
-                        offer_id: offer_id.to_owned(),
-                        remaining: Some(remaining),
-                    });
+            let refusal = match offer.check_purchasable(quantity, self.now()) {
+                Err(refusal) => refusal,
+                Ok(()) => {
+                    let exchange = self.new_purchase(key, buyer, &offer, quantity)?;
+                    match self.store.reserve(&offer, &exchange).await? {
+                        Reserve::Reserved => return Ok((completed(self.advance_exchange(exchange).await?)?, false)),
+                        Reserve::Duplicate => return self.resume_event(caller, key, same).await,
+                        Reserve::Changed => continue,
+                        refused => reservation_refusal(offer_id, refused),
+                    }
                 }
-                Reserve::LimitReached(limit) => {
-                    return Err(MarketError::PurchaseLimitReached { offer_id: offer_id.to_owned(), limit });
-                }
-            }
+            };
+            // A concurrent request with this key may have reserved first (its units are
+            // what left none): it is answered from that exchange.
+            return match self.store.exchange_by_event(key).await? {
+                Some(existing) => self.resume_exchange(caller, key, existing, same).await,
+                None => Err(refusal),
+            };
         }
         Err(MarketError::Unavailable("market"))
     }
@@ -353,6 +354,16 @@ impl Market {
         require(caller.is_privileged(), "list stuck exchanges")?;
         let cutoff = economy_kit::outbox::stuck_cutoff(self.now(), older_than_seconds);
         Ok(self.store.stuck_exchanges(cutoff, 500).await?)
+    }
+}
+
+/// Why a reservation took nothing (`refused` is neither reserved, duplicate nor changed).
+fn reservation_refusal(offer_id: &str, refused: Reserve) -> MarketError {
+    let offer_id = offer_id.to_owned();
+    match refused {
+        Reserve::SoldOut(remaining) => MarketError::OfferSoldOut { offer_id, remaining: Some(remaining) },
+        Reserve::LimitReached(limit) => MarketError::PurchaseLimitReached { offer_id, limit },
+        _ => MarketError::OfferNotActive(offer_id),
     }
 }
 

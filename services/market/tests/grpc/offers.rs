@@ -430,3 +430,27 @@ async fn an_exchange_interrupted_by_an_items_outage_is_resumed_or_undone() {
     assert_eq!(offer(&stack, "pack").await.sold, 1, "the undone unit went back to stock");
     stack.assert_reconciled().await;
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_share_one_exchange_even_at_the_limit() {
+    let stack = spawn_stack().await;
+    open_shop(&stack, &[(BUYER, "POINTS", 1_000)]).await;
+    let once = pb::PurchaseLimit { total: 1, ..Default::default() };
+    define(&stack, voucher_offer("once", Some(1), Some(once))).await;
+
+    // Past the gateway (which would answer REQUEST_PROCESSING): the service's own key.
+    let request = pb::PurchaseOfferRequest { idempotency_key: new_key(), offer_id: "once".into(), quantity: 1 };
+    let calls = (0..8).map(|_| {
+        let (stack, request) = (&stack, request.clone());
+        async move {
+            let mut direct = stack.direct_market(Caller::user(BUYER, roles::USER)).await;
+            direct.purchase_offer(request).await.map(|response| response.into_inner().exchange)
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let ids: Vec<String> =
+        answers.into_iter().map(|answer| answer.expect("the one exchange").expect("exchange").id).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(stack.balance(BUYER, "POINTS").await, (900, 0));
+    assert_eq!(offer(&stack, "once").await.sold, 1);
+}
