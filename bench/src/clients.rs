@@ -146,6 +146,7 @@ keyed!(
     redemption::FulfillOrderRequest,
     market::CreateListingRequest,
     market::PurchaseListingRequest,
+    market::PurchaseOfferRequest,
 );
 
 impl Route {

@@ -60,6 +60,7 @@ smoke_tests! {
     backpack_10k: Scenario::Backpack10k, LedgerOp::Transfer;
     redemption: Scenario::Redemption, LedgerOp::Transfer;
     market: Scenario::Market, LedgerOp::Transfer;
+    offer: Scenario::Offer, LedgerOp::Transfer;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,11 @@
 //! purchases per second over the whole run; client `i` buys seller `i`'s listings.
 
 use economy_kit::identity::roles;
-use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as pb;
 
 use super::BenchOptions;
 use super::setup::{self, SETUP_LANES};
-use crate::clients::{self, Auth, LedgerClient, MarketClient, Route, new_key};
+use crate::clients::{self, Auth, MarketClient, Route, new_key};
 use crate::driver::{self, Measurement, Outcome, Worker};
 use crate::stack::Stack;
 
@@ -48,28 +47,6 @@ impl Worker for Buyer {
     }
 }
 
-/// Credits `amount` of `asset` to every user of `users`.
-async fn fund(admin: &LedgerClient, asset: &str, amount: i64, users: Vec<i64>) -> anyhow::Result<()> {
-    let (admin, asset) = (admin.clone(), asset.to_owned());
-    setup::in_parallel(users, SETUP_LANES, move |user_id| {
-        let (mut admin, asset) = (admin.clone(), asset.clone());
-        async move {
-            let request = ledger::AdjustBalanceRequest {
-                user_id,
-                asset_code: asset,
-                direction: ledger::AdjustDirection::Credit.into(),
-                amount,
-                reason: "benchmark funding".into(),
-                ..Default::default()
-            };
-            admin.adjust_balance(Route::Gateway.write(request, &new_key())?).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    Ok(())
-}
-
 /// Funds sellers and buyers, lists the pools, then drives the purchases.
 pub(super) async fn run(stack: &Stack, options: &BenchOptions, notes: &mut Vec<String>) -> anyhow::Result<Measurement> {
     let concurrency = options.load.concurrency.max(1);
@@ -82,9 +59,9 @@ pub(super) async fn run(stack: &Stack, options: &BenchOptions, notes: &mut Vec<S
         setup::define_asset(&mut admin, asset).await?;
     }
     let pool_units = i64::try_from(pool)?;
-    fund(&admin, ASSET, pool_units, sellers.clone()).await?;
+    setup::fund(&admin, ASSET, pool_units, sellers.clone()).await?;
     let buyers: Vec<i64> = sellers.iter().map(|seller| seller + BUYER_OFFSET).collect();
-    fund(&admin, PRICE_ASSET, pool_units * PRICE, buyers.clone()).await?;
+    setup::fund(&admin, PRICE_ASSET, pool_units * PRICE, buyers.clone()).await?;
 
     let channels = clients::connect_many(&stack.gateway_url, options.load.connections).await?;
     let mut listers = Vec::with_capacity(concurrency);

@@ -11,6 +11,7 @@
 //! | `backpack-1k` / `backpack-10k` | `BackpackService.GetBackpack`, first page, of a user with 1,000 / 10,000 items |
 //! | `redemption` | `CreateOrder` by the owner, then `FulfillOrder` by merchant staff |
 //! | `market` | `PurchaseListing` of an asset listing (one ledger transaction) |
+//! | `offer` | `PurchaseOffer` of a 1-asset-price, 1-item-reward offer (hold, item grant, one settling entry) |
 //! | `raw-db` | the ledger write's SQL transaction issued directly through sqlx, no gRPC |
 //! | `pgledger` | the peer: `pgledger_create_transfer` of [pgledger](https://github.com/pgr0ss/pgledger) on the same PostgreSQL server, same clients and accounts as `ledger-write` (needs `--pgledger-dir`) |
 //!
@@ -20,11 +21,13 @@
 //! `SYSTEM_ISSUANCE` balance row).
 //!
 //! Adding a scenario: a variant of [`Scenario`] with its name and description, a module with its setup and
-//! worker, a line in [`run`]'s dispatch, and its target in `report::targets`.
+//! worker, a line in [`run`]'s dispatch, its target in `report::targets` when it has one, and a
+//! smoke test in `tests/smoke.rs`.
 
 mod backpack;
 mod ledger;
 mod market;
+mod offer;
 pub mod pgledger;
 mod raw_db;
 mod redemption;
@@ -59,6 +62,8 @@ pub enum Scenario {
     Redemption,
     /// PurchaseListing of an asset listing through the gateway.
     Market,
+    /// PurchaseOffer of a 1-asset-price, 1-item-reward shop offer through the gateway.
+    Offer,
     /// The ledger write's SQL transaction through sqlx, no gRPC.
     RawDb,
     /// The peer: pgledger's `pgledger_create_transfer` on the same PostgreSQL server.
@@ -67,7 +72,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::RawDb,
         Self::LedgerWriteDirect,
         Self::LedgerWrite,
@@ -78,6 +83,7 @@ impl Scenario {
         Self::Backpack10k,
         Self::Redemption,
         Self::Market,
+        Self::Offer,
     ];
 
     /// The command-line name (`ledger-write`, …).
@@ -104,6 +110,9 @@ impl Scenario {
             Self::Market => {
                 "PurchaseListing of a 1-unit asset listing through the gateway (one ledger transaction)".into()
             }
+            Self::Offer => "PurchaseOffer of a 1-asset-price, 1-item-reward offer through the gateway (ledger hold, \
+                            item grant, one ledger entry settling the hold)"
+                .into(),
             Self::RawDb => format!("the SQL transaction of one {write} through sqlx on the ledger's schema, no gRPC"),
             Self::Pgledger => "pgledger_create_transfer(own source, own destination, 1): the peer ledger in PL/pgSQL, \
                                no gRPC"
@@ -265,6 +274,7 @@ async fn on_stack(
         Scenario::Backpack10k => backpack::run(stack, options, 10_000).await?,
         Scenario::Redemption => redemption::run(stack, options, notes).await?,
         Scenario::Market => market::run(stack, options, notes).await?,
+        Scenario::Offer => offer::run(stack, options, notes).await?,
         Scenario::RawDb | Scenario::Pgledger => return Ok(None),
     };
     if measurement.exhausted_workers > 0 {

@@ -84,6 +84,28 @@ pub(super) async fn define_asset(client: &mut LedgerClient, code: &str) -> anyho
     Ok(())
 }
 
+/// Credits `amount` of `asset` to every user of `users`.
+pub(super) async fn fund(admin: &LedgerClient, asset: &str, amount: i64, users: Vec<i64>) -> anyhow::Result<()> {
+    let (admin, asset) = (admin.clone(), asset.to_owned());
+    in_parallel(users, SETUP_LANES, move |user_id| {
+        let (mut admin, asset) = (admin.clone(), asset.clone());
+        async move {
+            let request = ledger::AdjustBalanceRequest {
+                user_id,
+                asset_code: asset,
+                direction: ledger::AdjustDirection::Credit.into(),
+                amount,
+                reason: "benchmark funding".into(),
+                ..Default::default()
+            };
+            admin.adjust_balance(Route::Gateway.write(request, &new_key())?).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// Setup's items clients, one per lane, each for its own admin (`SETUP_ADMIN + lane`),
 /// so a running stack's per-user rate limit allows `SETUP_LANES` times its rate.
 #[derive(Clone)]
