@@ -3,17 +3,22 @@
 //! `economy-redemption`, `economy-market`, next to the test executable), each on fresh
 //! databases (SQLite files, or PostgreSQL databases when `ECONOMY_TEST_POSTGRES_URL` is
 //! set). Under a bounded load sent through the gateway by real clients (ledger transfers,
-//! market purchases of asset and item listings, redemptions), every service is killed with
-//! SIGKILL at seeded random moments and restarted on the same port and database; on
-//! PostgreSQL the server is also restarted once with `-m immediate` when
-//! `ECONOMY_TEST_POSTGRES_RESTART` names a script that does it. A client that loses an
-//! answer retries with the same idempotency key and body until it gets a final one.
+//! market purchases of asset and item listings, redemptions, purchases of the shop's
+//! offers — one of them with a stock smaller than the purchases tried — and reward
+//! bundles), every service is killed with SIGKILL at seeded random moments and restarted
+//! on the same port and database; on PostgreSQL the server is also restarted once with
+//! `-m immediate` when `ECONOMY_TEST_POSTGRES_RESTART` names a script that does it. A
+//! client that loses an answer retries with the same idempotency key and body until it
+//! gets a final one.
 //!
 //! Afterwards: every write answered OK exactly once; every listing sold, every trade
-//! completed, every order fulfilled (after the recovery jobs ran); the ledger reconciles
-//! and the gateway's cross-service check finds nothing; asset totals are conserved and
-//! balances equal what the OK answers imply; no key stayed unanswered longer than the
-//! gateway's lease + 5 s after the last fault.
+//! completed, every order fulfilled (after the recovery jobs ran); every exchange
+//! answered OK completed and listed once, its items owned by its user with its
+//! correlation id on their grant, no exchange unfinished, no offer sold past its stock
+//! (OFFER_SOLD_OUT is the one final error expected); the ledger reconciles and the
+//! gateway's cross-service check finds nothing; asset totals are conserved (shop revenue
+//! and issuance included) and balances equal what the OK answers imply; no key stayed
+//! unanswered longer than the gateway's lease + 5 s after the last fault.
 //!
 //! `ECONOMY_FAULTS_SEED=<n>` replays a run's schedule and workload choices (the seed is
 //! printed); the binaries are built by `cargo build -p economy-gateway -p economy-ledger
@@ -75,10 +80,59 @@ const STAFF: i64 = 2;
 /// The players.
 const USERS: [i64; 6] = [1001, 1002, 1003, 1004, 1005, 1006];
 /// What every player is credited at setup.
-const INITIAL: [(&str, i64); 2] = [("DIAMOND", 100_000), ("red_shard", 5_000)];
+const INITIAL: [(&str, i64); 3] = [("DIAMOND", 100_000), ("red_shard", 5_000), ("POINTS", 20_000)];
+/// The assets of the catalog: the funded ones and the shop's reward.
+const ASSETS: [(&str, ledger_pb::AssetKind); 4] = [
+    ("DIAMOND", ledger_pb::AssetKind::Currency),
+    ("red_shard", ledger_pb::AssetKind::Fragment),
+    ("POINTS", ledger_pb::AssetKind::Currency),
+    (GEM, ledger_pb::AssetKind::Currency),
+];
+/// The reward asset of offers and bundles, credited from SYSTEM_ISSUANCE.
+const GEM: &str = "GEM";
+/// The item template offers and bundles grant.
+const CHEST: &str = "chest";
+/// Where offer payments are settled (`market.offer_revenue_account`'s default).
+const REVENUE_ACCOUNT: &str = "SYSTEM_SHOP_REVENUE";
+/// Business type of the bundles (a lottery's payouts).
+const BUNDLE_TYPE: &str = "LOTTERY_REWARD";
+/// How bundles are named in the write log.
+const BUNDLE_WHAT: &str = "grant bundle";
 /// Items granted at setup for item listings and for redemptions.
 const SWORDS: usize = 40;
 const PRIZES: usize = 40;
+
+/// An offer of the shop: a 2-asset price and a reward of gems and chests, per unit.
+struct OfferSpec {
+    id: &'static str,
+    /// How its purchases are named in the write log.
+    what: &'static str,
+    price: [(&'static str, i64); 2],
+    gems: i64,
+    chests: i64,
+    stock: Option<i64>,
+}
+
+/// The shop: one unlimited offer, and one whose stock is smaller than the purchases the
+/// load tries (5 % of its operations, 1 or 2 units each).
+const OFFERS: [OfferSpec; 2] = [
+    OfferSpec {
+        id: "fault-pack",
+        what: "purchase offer",
+        price: [("POINTS", 40), ("red_shard", 3)],
+        gems: 15,
+        chests: 1,
+        stock: None,
+    },
+    OfferSpec {
+        id: "fault-limited",
+        what: "purchase limited offer",
+        price: [("POINTS", 90), ("DIAMOND", 25)],
+        gems: 40,
+        chests: 1,
+        stock: Some(3),
+    },
+];
 
 /// Concurrent clients.
 const WORKERS: usize = 4;
@@ -198,7 +252,7 @@ async fn run(seed: u64, rng: &mut StdRng, on_postgres: bool, mut cluster: Cluste
     let gateway_log = std::fs::read_to_string(&cluster.service("gateway")?.log).unwrap_or_default();
     println!("claims taken over past their lease: {}", gateway_log.matches(TAKEOVER_LOG).count());
     let checked = check(&client, &state, &faults).await;
-    let summary = summary(&state, &faults);
+    let summary = summary(&state, &faults, &log);
     println!("{summary}");
     checked.map_err(|error| cluster.with_logs(error))?;
     cluster.stop().await;
@@ -688,7 +742,7 @@ struct Setup {
 const ADMIN_ROLE: (i64, i32) = (ADMIN, 100);
 
 async fn setup(client: &Client, rng: &mut StdRng) -> Result<Setup> {
-    for (code, kind) in [("DIAMOND", ledger_pb::AssetKind::Currency), ("red_shard", ledger_pb::AssetKind::Fragment)] {
+    for (code, kind) in ASSETS {
         let asset =
             ledger_pb::Asset { code: code.into(), display_name: code.into(), kind: kind as i32, ..Default::default() };
         let body = ledger_pb::DefineAssetRequest { asset: Some(asset) };
@@ -699,9 +753,11 @@ async fn setup(client: &Client, rng: &mut StdRng) -> Result<Setup> {
             .await?;
         ensure!(answer.is_some(), "defining {code} failed");
     }
-    for (code, kind, redeemable) in
-        [("sword", items_pb::ItemKind::Equipment, false), ("prize", items_pb::ItemKind::Product, true)]
-    {
+    for (code, kind, redeemable) in [
+        ("sword", items_pb::ItemKind::Equipment, false),
+        ("prize", items_pb::ItemKind::Product, true),
+        (CHEST, items_pb::ItemKind::Equipment, false),
+    ] {
         let template = items_pb::ItemTemplate {
             code: code.into(),
             display_name: code.into(),
@@ -760,7 +816,38 @@ async fn setup(client: &Client, rng: &mut StdRng) -> Result<Setup> {
     };
     let swords = grant("sword", SWORDS).await?;
     let prizes = grant("prize", PRIZES).await?;
+    for offer in &OFFERS {
+        define_offer(client, offer).await?;
+    }
     Ok(Setup { issued, swords, prizes })
+}
+
+fn amount(asset_code: &str, amount: i64) -> market_pb::AssetAmount {
+    market_pb::AssetAmount { asset_code: asset_code.into(), amount }
+}
+
+/// `gems` and `chests` as a reward.
+fn reward(gems: i64, chests: i64) -> market_pb::Reward {
+    let chest = market_pb::ItemReward { template_code: CHEST.into(), quantity: chests, ..Default::default() };
+    market_pb::Reward { assets: vec![amount(GEM, gems)], items: vec![chest] }
+}
+
+async fn define_offer(client: &Client, offer: &OfferSpec) -> Result<()> {
+    let body = market_pb::DefineOfferRequest {
+        offer_id: offer.id.into(),
+        display_name: offer.id.into(),
+        price: offer.price.iter().map(|(asset, price)| amount(asset, *price)).collect(),
+        reward: Some(reward(offer.gems, offer.chests)),
+        stock: offer.stock,
+        ..Default::default()
+    };
+    let answer = client
+        .write("define offer", ADMIN_ROLE, body, |channel, request| async move {
+            MarketServiceClient::new(channel).define_offer(request).await
+        })
+        .await?;
+    ensure!(answer.is_some(), "defining offer {} failed", offer.id);
+    Ok(())
 }
 
 /// An item instance and its owner.
@@ -790,11 +877,43 @@ struct Expected {
     orders: BTreeMap<String, String>,
     /// Prizes whose fulfilment answered OK.
     used: BTreeSet<String>,
+    /// Exchange id -> what its OK answer (a purchase or a bundle) implies.
+    exchanges: BTreeMap<String, ExpectedExchange>,
+    /// Asset -> what SYSTEM_SHOP_REVENUE was paid.
+    revenue: BTreeMap<String, i64>,
+}
+
+/// A completed exchange as its OK answer described it.
+#[derive(Debug, Clone)]
+struct ExpectedExchange {
+    user: i64,
+    /// The offer bought; empty for a bundle.
+    offer: String,
+    quantity: i64,
+    /// Chests granted.
+    chests: usize,
+    correlation_id: String,
 }
 
 impl Expected {
     fn add(&mut self, user: i64, asset: &str, amount: i64) {
         *self.balances.entry((user, asset.to_owned())).or_insert(0) += amount;
+    }
+
+    /// Books a completed exchange: `paid` from the user to the revenue account, its
+    /// reward assets issued to the user.
+    fn exchange(&mut self, exchange: &market_pb::Exchange, expected: ExpectedExchange) -> Result<()> {
+        for paid in &exchange.paid {
+            self.add(exchange.user_id, &paid.asset_code, -paid.amount);
+            *self.revenue.entry(paid.asset_code.clone()).or_insert(0) += paid.amount;
+        }
+        for granted in &exchange.granted_assets {
+            self.add(exchange.user_id, &granted.asset_code, granted.amount);
+            *self.issued.entry(granted.asset_code.clone()).or_insert(0) += granted.amount;
+        }
+        let previous = self.exchanges.insert(exchange.id.clone(), expected);
+        ensure!(previous.is_none(), "exchange {} answered twice", exchange.id);
+        Ok(())
     }
 }
 
@@ -843,10 +962,13 @@ async fn work(seed: u64, client: &Client, state: &Load, chaos_done: &AtomicBool,
         let done = match roll {
             0..15 => item_trade(client, state, &mut rng).await?,
             15..30 => redemption(client, state, &mut rng).await?,
+            30..40 => offer_purchase(client, state, &mut rng, &OFFERS[0]).await.map(|()| true)?,
+            40..45 => offer_purchase(client, state, &mut rng, &OFFERS[1]).await.map(|()| true)?,
+            45..55 => bundle(client, state, &mut rng).await.map(|()| true)?,
             _ => false,
         };
         if !done {
-            if roll < 65 {
+            if roll < 75 {
                 transfer(client, state, &mut rng).await?;
             } else {
                 asset_trade(client, state, &mut rng).await?;
@@ -1037,6 +1159,104 @@ async fn redemption(client: &Client, state: &Load, _rng: &mut StdRng) -> Result<
     Ok(true)
 }
 
+/// Buys 1 or 2 units of `offer` as a random player; books the exchange when OK.
+async fn offer_purchase(client: &Client, state: &Load, rng: &mut StdRng, offer: &OfferSpec) -> Result<()> {
+    let buyer = USERS[rng.random_range(0..USERS.len())];
+    let quantity = rng.random_range(1..=2);
+    let body = market_pb::PurchaseOfferRequest { idempotency_key: String::new(), offer_id: offer.id.into(), quantity };
+    let answer = client
+        .write(offer.what, (buyer, 0), body, |channel, request| async move {
+            MarketServiceClient::new(channel).purchase_offer(request).await
+        })
+        .await?;
+    let Some(answer) = answer else { return Ok(()) };
+    let exchange = answer.body.exchange.context("exchange missing")?;
+    let price: Vec<market_pb::AssetAmount> =
+        offer.price.iter().map(|(asset, price)| amount(asset, price * quantity)).collect();
+    ensure!(
+        exchange.kind == market_pb::ExchangeKind::OfferPurchase as i32
+            && exchange.user_id == buyer
+            && exchange.offer_id == offer.id
+            && exchange.quantity == quantity,
+        "purchase of {quantity} {} by {buyer} answered with {exchange:?}",
+        offer.id
+    );
+    ensure!(same_amounts(&exchange.paid, &price), "exchange {} paid {:?}, not {price:?}", exchange.id, exchange.paid);
+    let expected = expect_completed(&exchange, offer.gems * quantity, offer.chests * quantity)?;
+    state.expected().exchange(&exchange, ExpectedExchange { offer: offer.id.into(), quantity, ..expected })
+}
+
+/// Grants a random player a bundle of gems and chests with a draw's correlation id, as
+/// the admin; books the exchange when OK.
+async fn bundle(client: &Client, state: &Load, rng: &mut StdRng) -> Result<()> {
+    let receiver = USERS[rng.random_range(0..USERS.len())];
+    let (gems, chests) = (rng.random_range(1..=100), rng.random_range(1..=2));
+    let correlation_id = format!("draw-{}", uuid::Uuid::now_v7());
+    let body = market_pb::GrantBundleRequest {
+        idempotency_key: String::new(),
+        user_id: receiver,
+        reward: Some(reward(gems, chests)),
+        business_type: BUNDLE_TYPE.into(),
+        correlation_id: correlation_id.clone(),
+    };
+    let answer = client
+        .write(BUNDLE_WHAT, ADMIN_ROLE, body, |channel, request| async move {
+            MarketServiceClient::new(channel).grant_bundle(request).await
+        })
+        .await?;
+    let Some(answer) = answer else { return Ok(()) };
+    let exchange = answer.body.exchange.context("exchange missing")?;
+    ensure!(
+        exchange.kind == market_pb::ExchangeKind::Bundle as i32
+            && exchange.user_id == receiver
+            && exchange.paid.is_empty()
+            && exchange.business_type == BUNDLE_TYPE
+            && exchange.correlation_id == correlation_id,
+        "bundle for {receiver} ({correlation_id}) answered with {exchange:?}"
+    );
+    let expected = expect_completed(&exchange, gems, chests)?;
+    state.expected().exchange(&exchange, expected)
+}
+
+/// The exchange of an OK answer is completed with `gems` and `chests` granted; what it
+/// implies (offer and quantity of a bundle).
+fn expect_completed(exchange: &market_pb::Exchange, gems: i64, chests: i64) -> Result<ExpectedExchange> {
+    ensure!(
+        exchange.status == market_pb::ExchangeStatus::Completed as i32,
+        "exchange {} answered OK in status {}",
+        exchange.id,
+        exchange.status
+    );
+    ensure!(
+        same_amounts(&exchange.granted_assets, &[amount(GEM, gems)]),
+        "exchange {} granted {:?}, not {gems} {GEM}",
+        exchange.id,
+        exchange.granted_assets
+    );
+    let chests = usize::try_from(chests)?;
+    ensure!(
+        exchange.granted_items.len() == chests && exchange.granted_items.iter().all(|item| item.template_code == CHEST),
+        "exchange {} granted {:?}, not {chests} {CHEST}",
+        exchange.id,
+        exchange.granted_items
+    );
+    Ok(ExpectedExchange {
+        user: exchange.user_id,
+        offer: String::new(),
+        quantity: 1,
+        chests,
+        correlation_id: exchange.correlation_id.clone(),
+    })
+}
+
+/// The same asset amounts in any order.
+fn same_amounts(found: &[market_pb::AssetAmount], expected: &[market_pb::AssetAmount]) -> bool {
+    let sorted = |amounts: &[market_pb::AssetAmount]| {
+        amounts.iter().map(|amount| (amount.asset_code.clone(), amount.amount)).collect::<BTreeSet<_>>()
+    };
+    found.len() == expected.len() && sorted(found) == sorted(expected)
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks
 // ---------------------------------------------------------------------------------------
@@ -1046,11 +1266,16 @@ async fn check(client: &Client, state: &Load, faults: &Faults) -> Result<()> {
     let failed: Vec<String> = log
         .iter()
         .filter(|entry| entry.answer.as_ref().is_some_and(|(code, _, _)| *code != Code::Ok))
+        .filter(|entry| !is_sold_out(entry))
         .map(|entry| {
             format!("{} key {}: {}", entry.what, entry.key, entry.answer.as_ref().map_or("", |a| a.1.as_str()))
         })
         .collect();
-    ensure!(failed.is_empty(), "writes with a final error (none is expected):\n{}", failed.join("\n"));
+    ensure!(
+        failed.is_empty(),
+        "writes with a final error (none is expected but OFFER_SOLD_OUT of the limited offer):\n{}",
+        failed.join("\n")
+    );
     // Every lost answer was obtained by a retry with its key.
     let unanswered: Vec<&WriteLog> = log.iter().filter(|entry| entry.answer.is_none()).collect();
     ensure!(unanswered.is_empty(), "writes never answered: {unanswered:?}");
@@ -1063,9 +1288,16 @@ async fn check(client: &Client, state: &Load, faults: &Faults) -> Result<()> {
     }
     println!("recovery: everything settled {:.1} s after the load", recovery.elapsed().as_secs_f64());
     check_trades_and_orders(client, state).await?;
+    check_exchanges(client, state).await?;
     check_consistency(client).await?;
     check_balances(client, state).await?;
     Ok(())
+}
+
+/// A purchase of the limited offer answered OFFER_SOLD_OUT: the one final error expected.
+fn is_sold_out(entry: &WriteLog) -> bool {
+    let reason = entry.answer.as_ref().and_then(|(_, what, _)| what.split_whitespace().nth(1));
+    entry.what == OFFERS[1].what && reason == Some("OFFER_SOLD_OUT")
 }
 
 /// No key answered later than the lease + 5 s after the later of its first attempt and
@@ -1128,6 +1360,10 @@ async fn settled(client: &Client, state: &Load) -> Result<Option<String>> {
             unsettled.push(format!("order {} {status:?}", order.id));
         }
     }
+    for exchange in exchanges(client).await?.values().filter(|exchange| !is_final(exchange)) {
+        let status = market_pb::ExchangeStatus::try_from(exchange.status).unwrap_or_default();
+        unsettled.push(format!("exchange {} {status:?}", exchange.id));
+    }
     for (item, status) in items(client, swords.keys().chain(used.iter())).await? {
         let want = if used.contains(&item) { items_pb::ItemStatus::Used } else { items_pb::ItemStatus::Available };
         if status != want {
@@ -1158,6 +1394,43 @@ async fn trades(client: &Client) -> Result<BTreeMap<String, market_pb::Trade>> {
         }
     }
     Ok(all)
+}
+
+/// Every exchange of every user, by id; an exchange listed twice is an error.
+async fn exchanges(client: &Client) -> Result<BTreeMap<String, market_pb::Exchange>> {
+    let mut all = BTreeMap::new();
+    for user_id in USERS {
+        let mut page_token = String::new();
+        loop {
+            let body = market_pb::ListExchangesRequest { user_id, page_size: 500, page_token: page_token.clone() };
+            let page = client
+                .read(body, |channel, request| async move {
+                    MarketServiceClient::new(channel).list_exchanges(request).await
+                })
+                .await?;
+            for exchange in page.exchanges {
+                ensure!(
+                    exchange.user_id == user_id,
+                    "exchange {} of {} listed for {user_id}",
+                    exchange.id,
+                    exchange.user_id
+                );
+                let id = exchange.id.clone();
+                ensure!(all.insert(id.clone(), exchange).is_none(), "exchange {id} listed twice");
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+    Ok(all)
+}
+
+fn is_final(exchange: &market_pb::Exchange) -> bool {
+    [market_pb::ExchangeStatus::Completed, market_pb::ExchangeStatus::Failed]
+        .iter()
+        .any(|status| exchange.status == *status as i32)
 }
 
 /// Every order of every user, by id.
@@ -1275,6 +1548,95 @@ async fn check_trades_and_orders(client: &Client, state: &Load) -> Result<()> {
     Ok(())
 }
 
+/// Exactly once on the shop: the completed exchanges are exactly those answered OK, each
+/// listed once for its user; none unfinished, none stuck; their chests owned by their
+/// users with the exchange's correlation id on the grant; no offer sold past its stock.
+async fn check_exchanges(client: &Client, state: &Load) -> Result<()> {
+    let expected = state.expected().exchanges.clone();
+    let found = exchanges(client).await?;
+    let unfinished: Vec<&String> = found.values().filter(|exchange| !is_final(exchange)).map(|e| &e.id).collect();
+    ensure!(unfinished.is_empty(), "exchanges unfinished after recovery: {unfinished:?}");
+    let stuck = client
+        .read(market_pb::ListStuckExchangesRequest { older_than_seconds: 1 }, |channel, request| async move {
+            MarketServiceClient::new(channel).list_stuck_exchanges(request).await
+        })
+        .await?;
+    let stuck: Vec<&String> = stuck.exchanges.iter().map(|exchange| &exchange.id).collect();
+    ensure!(stuck.is_empty(), "stuck exchanges after recovery: {stuck:?}");
+    let completed: BTreeSet<&String> = found
+        .values()
+        .filter(|exchange| exchange.status == market_pb::ExchangeStatus::Completed as i32)
+        .map(|exchange| &exchange.id)
+        .collect();
+    let answered: BTreeSet<&String> = expected.keys().collect();
+    ensure!(
+        completed == answered,
+        "completed exchanges differ from the OK answers: extra {:?}, missing {:?}",
+        completed.difference(&answered).collect::<Vec<_>>(),
+        answered.difference(&completed).collect::<Vec<_>>()
+    );
+    for (id, want) in &expected {
+        let exchange = found.get(id).context("exchange missing")?;
+        ensure!(
+            exchange.user_id == want.user
+                && exchange.offer_id == want.offer
+                && exchange.quantity == want.quantity
+                && exchange.correlation_id == want.correlation_id
+                && exchange.granted_items.len() == want.chests,
+            "exchange {id} is {exchange:?}, answered as {want:?}"
+        );
+        for granted in &exchange.granted_items {
+            check_granted_item(client, exchange, &granted.item_instance_id).await?;
+        }
+    }
+    for offer in &OFFERS {
+        check_stock(client, offer, &expected).await?;
+    }
+    Ok(())
+}
+
+/// A chest of `exchange`: owned by its user, available, granted with its correlation id.
+async fn check_granted_item(client: &Client, exchange: &market_pb::Exchange, id: &str) -> Result<()> {
+    let found = item(client, id).await?;
+    ensure!(
+        found.owner_user_id == exchange.user_id
+            && found.template_code == CHEST
+            && found.status == items_pb::ItemStatus::Available as i32,
+        "item {id} of exchange {} is {found:?}",
+        exchange.id
+    );
+    let body = items_pb::ListItemEventsRequest { item_instance_id: id.to_owned(), page_size: 1, ..Default::default() };
+    let events = client
+        .read(body, |channel, request| async move { ItemServiceClient::new(channel).list_item_events(request).await })
+        .await?;
+    let grant = events.events.first().with_context(|| format!("item {id} has no event"))?;
+    ensure!(
+        grant.r#type == items_pb::ItemEventType::Granted as i32
+            && grant.correlation_id == exchange.correlation_id
+            && grant.to_owner_user_id == exchange.user_id,
+        "item {id}'s first event is {grant:?}, not the grant of exchange {} (correlation id {})",
+        exchange.id,
+        exchange.correlation_id
+    );
+    Ok(())
+}
+
+/// The offer's sold units are those of its completed exchanges, never past its stock.
+async fn check_stock(client: &Client, offer: &OfferSpec, expected: &BTreeMap<String, ExpectedExchange>) -> Result<()> {
+    let body = market_pb::GetOfferRequest { offer_id: offer.id.into() };
+    let found = client
+        .read(body, |channel, request| async move { MarketServiceClient::new(channel).get_offer(request).await })
+        .await?
+        .offer
+        .context("offer missing")?;
+    let completed: i64 = expected.values().filter(|want| want.offer == offer.id).map(|want| want.quantity).sum();
+    ensure!(found.sold == completed, "offer {} sold {}, its completed exchanges {completed}", offer.id, found.sold);
+    if let Some(stock) = offer.stock {
+        ensure!(completed <= stock, "offer {} completed {completed} units of a stock of {stock}", offer.id);
+    }
+    Ok(())
+}
+
 /// The ledger reconciles and the services agree (polled: recovery may still run).
 async fn check_consistency(client: &Client) -> Result<()> {
     let started = Instant::now();
@@ -1310,9 +1672,9 @@ async fn check_consistency(client: &Client) -> Result<()> {
 /// Balances equal what the OK answers imply (every write applied exactly once), nothing
 /// is frozen, and every asset sums to zero over users and system accounts.
 async fn check_balances(client: &Client, state: &Load) -> Result<()> {
-    let (issued, expected_balances, fees) = {
+    let (issued, expected_balances, fees, revenues) = {
         let expected = state.expected();
-        (expected.issued.clone(), expected.balances.clone(), expected.fees)
+        (expected.issued.clone(), expected.balances.clone(), expected.fees, expected.revenue.clone())
     };
     let mut found = BTreeMap::new();
     let mut user_sum: BTreeMap<String, i64> = BTreeMap::new();
@@ -1346,25 +1708,38 @@ async fn check_balances(client: &Client, state: &Load) -> Result<()> {
         };
         let issuance = balance("SYSTEM_ISSUANCE").await?.balance.context("balance missing")?.total;
         let fee = balance("SYSTEM_PLATFORM_FEE").await?.balance.context("balance missing")?.total;
+        let revenue = balance(REVENUE_ACCOUNT).await?.balance.context("balance missing")?.total;
         let expected_fee = if asset == "DIAMOND" { fees } else { 0 };
+        let expected_revenue = revenues.get(asset).copied().unwrap_or(0);
         ensure!(issuance == -issued, "{asset}: SYSTEM_ISSUANCE is {issuance}, {issued} were issued");
         ensure!(fee == expected_fee, "{asset}: SYSTEM_PLATFORM_FEE is {fee}, the trades' fees sum to {expected_fee}");
+        ensure!(
+            revenue == expected_revenue,
+            "{asset}: {REVENUE_ACCOUNT} is {revenue}, the OK purchases paid {expected_revenue}"
+        );
         let users = user_sum.get(asset).copied().unwrap_or(0);
-        ensure!(users + fee == *issued, "{asset}: users hold {users} + fees {fee}, {issued} were issued");
+        ensure!(
+            users + fee + revenue == *issued,
+            "{asset}: users hold {users} + fees {fee} + revenue {revenue}, {issued} were issued"
+        );
     }
     Ok(())
 }
 
 /// What happened, for the report.
-fn summary(state: &Load, faults: &Faults) -> String {
+fn summary(state: &Load, faults: &Faults, log: &[WriteLog]) -> String {
     let expected = state.expected();
+    let bundles = expected.exchanges.values().filter(|exchange| exchange.offer.is_empty()).count();
     let mut text = format!(
-        "writes: {} transfers, {} listings, {} trades, {} orders, {} fulfilled",
+        "writes: {} transfers, {} listings, {} trades, {} orders, {} fulfilled, {} offer purchases \
+         ({} sold out), {bundles} bundles",
         expected.transfers,
         expected.listings.len(),
         expected.trades.len(),
         expected.orders.len(),
-        expected.used.len()
+        expected.used.len(),
+        expected.exchanges.len() - bundles,
+        log.iter().filter(|entry| is_sold_out(entry)).count()
     );
     drop(expected);
     let Some(start) = faults.all().first().map(|(at, _)| *at) else { return text };
@@ -1391,9 +1766,15 @@ fn lost_summary(log: &[WriteLog]) -> String {
         }
     }
     let with_lost = log.iter().filter(|entry| !entry.lost.is_empty()).count();
+    let exchanges_lost = log
+        .iter()
+        .filter(|entry| entry.what == BUNDLE_WHAT || OFFERS.iter().any(|offer| offer.what == entry.what))
+        .filter(|entry| !entry.lost.is_empty())
+        .count();
     let replays = log.iter().filter(|entry| entry.gateway_replay).count();
     format!(
-        "{} writes, {with_lost} lost an answer, {replays} final answers were gateway replays; lost: {by_kind:?}",
+        "{} writes, {with_lost} lost an answer ({exchanges_lost} offer purchases and bundles), {replays} final \
+         answers were gateway replays; lost: {by_kind:?}",
         log.len()
     )
 }
