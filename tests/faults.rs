@@ -1550,7 +1550,8 @@ async fn check_trades_and_orders(client: &Client, state: &Load) -> Result<()> {
 
 /// Exactly once on the shop: the completed exchanges are exactly those answered OK, each
 /// listed once for its user; none unfinished, none stuck; their chests owned by their
-/// users with the exchange's correlation id on the grant; no offer sold past its stock.
+/// users with the exchange's correlation id on the grant, their closing ledger entries
+/// with it too; no offer sold past its stock.
 async fn check_exchanges(client: &Client, state: &Load) -> Result<()> {
     let expected = state.expected().exchanges.clone();
     let found = exchanges(client).await?;
@@ -1588,6 +1589,7 @@ async fn check_exchanges(client: &Client, state: &Load) -> Result<()> {
         for granted in &exchange.granted_items {
             check_granted_item(client, exchange, &granted.item_instance_id).await?;
         }
+        check_closing_entry(client, exchange).await?;
     }
     for offer in &OFFERS {
         check_stock(client, offer, &expected).await?;
@@ -1617,6 +1619,29 @@ async fn check_granted_item(client: &Client, exchange: &market_pb::Exchange, id:
         "item {id}'s first event is {grant:?}, not the grant of exchange {} (correlation id {})",
         exchange.id,
         exchange.correlation_id
+    );
+    Ok(())
+}
+
+/// The last ledger entry of `exchange` closes it: recorded with its business type and
+/// correlation id.
+async fn check_closing_entry(client: &Client, exchange: &market_pb::Exchange) -> Result<()> {
+    let id =
+        exchange.ledger_transaction_ids.last().with_context(|| format!("exchange {} without entry", exchange.id))?;
+    let body = ledger_pb::GetTransactionRequest { id: id.clone() };
+    let entry = client
+        .read(body, |channel, request| async move { LedgerServiceClient::new(channel).get_transaction(request).await })
+        .await?
+        .transaction
+        .context("transaction missing")?;
+    ensure!(
+        entry.business_type == exchange.business_type && entry.correlation_id == exchange.correlation_id,
+        "exchange {} ({}, correlation id {}) closed by entry {id} of {} with correlation id {}",
+        exchange.id,
+        exchange.business_type,
+        exchange.correlation_id,
+        entry.business_type,
+        entry.correlation_id
     );
     Ok(())
 }
