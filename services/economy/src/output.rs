@@ -137,6 +137,9 @@ pub fn finding(finding: &pb::Finding) -> String {
         pb::FindingKind::BalancePostingsMismatch => "BALANCE_POSTINGS_MISMATCH",
         pb::FindingKind::FrozenHoldsMismatch => "FROZEN_HOLDS_MISMATCH",
         pb::FindingKind::AssetNotZeroSum => "ASSET_NOT_ZERO_SUM",
+        pb::FindingKind::AvailableAfterMismatch => "AVAILABLE_AFTER_MISMATCH",
+        pb::FindingKind::FrozenAfterMismatch => "FROZEN_AFTER_MISMATCH",
+        pb::FindingKind::BalanceSeqMismatch => "BALANCE_SEQ_MISMATCH",
     };
     format!(
         "{kind}  {}  {}  expected {}  actual {}",

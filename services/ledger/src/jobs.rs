@@ -96,6 +96,7 @@ fn export_report(report: &crate::domain::reconcile::Report) {
             asset = %finding.asset,
             expected = %finding.expected,
             actual = %finding.actual,
+            entry = finding.entry_id.as_deref().unwrap_or_default(),
             "ledger reconciliation finding"
         );
     }

@@ -153,7 +153,9 @@ pub fn balanced_deltas(legs: &[Leg]) -> Result<Vec<BalanceDelta>, LedgerError> {
 }
 
 /// Nets the legs per balance, ordered by (account, asset) so concurrent writers lock
-/// rows in one order. Fails with `BALANCE_OVERFLOW` when a net change leaves i64.
+/// rows in one order; a balance whose legs net to zero keeps its (zero) delta, as the
+/// entry still moves its version (docs/ledger.md, "Resulting balances"). Fails with
+/// `BALANCE_OVERFLOW` when a net change leaves i64.
 pub fn balance_deltas(legs: &[Leg]) -> Result<Vec<BalanceDelta>, LedgerError> {
     let mut nets: BTreeMap<(&AccountId, &AssetCode), (i128, i128)> = BTreeMap::new();
     for leg in legs {
@@ -164,7 +166,6 @@ pub fn balance_deltas(legs: &[Leg]) -> Result<Vec<BalanceDelta>, LedgerError> {
         }
     }
     nets.into_iter()
-        .filter(|(_, (available, frozen))| *available != 0 || *frozen != 0)
         .map(|((account, asset), (available, frozen))| {
             let overflow = || LedgerError::BalanceOverflow { account: account.clone(), asset: asset.clone() };
             Ok(BalanceDelta {
@@ -207,6 +208,22 @@ pub struct EntryMeta {
     pub actor: String,
 }
 
+/// A balance once an entry is applied (docs/ledger.md, "Resulting balances"): what every
+/// posting of the entry on the balance records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceAfter {
+    /// The account.
+    pub account: AccountId,
+    /// The asset.
+    pub asset: AssetCode,
+    /// Available after the whole entry.
+    pub available: i64,
+    /// Frozen after the whole entry.
+    pub frozen: i64,
+    /// The balance's version after the entry: 1 for its first entry, +1 per entry.
+    pub seq: i64,
+}
+
 /// A recorded journal entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -226,6 +243,9 @@ pub struct Entry {
     pub created_at: i64,
     /// The legs, in posting order.
     pub legs: Vec<Leg>,
+    /// Every balance the legs move, once the entry is applied, by account then asset
+    /// (empty until written).
+    pub balances: Vec<BalanceAfter>,
 }
 
 impl Entry {
@@ -240,7 +260,21 @@ impl Entry {
             actor: meta.actor.clone(),
             created_at,
             legs,
+            balances: Vec::new(),
         }
+    }
+
+    /// This entry with the resulting `balances` (sorted by account, then asset).
+    #[must_use]
+    pub fn with_balances(mut self, mut balances: Vec<BalanceAfter>) -> Self {
+        balances.sort_by(|a, b| (&a.account, &a.asset).cmp(&(&b.account, &b.asset)));
+        self.balances = balances;
+        self
+    }
+
+    /// The balance of `account` and `asset` once the entry is applied, if it moved it.
+    pub fn balance_after(&self, account: &AccountId, asset: &AssetCode) -> Option<&BalanceAfter> {
+        self.balances.iter().find(|balance| &balance.account == account && &balance.asset == asset)
     }
 
     /// The hold this entry created, settled or released, if any.
@@ -288,7 +322,14 @@ mod tests {
             Leg::available(user(2), code("A"), -5),
         ];
         let deltas = balance_deltas(&legs)?;
-        assert_eq!(deltas, [BalanceDelta { account: user(1), asset: code("A"), available: -5, frozen: 5 }]);
+        assert_eq!(
+            deltas,
+            [
+                BalanceDelta { account: user(1), asset: code("A"), available: -5, frozen: 5 },
+                BalanceDelta { account: user(2), asset: code("A"), available: 0, frozen: 0 },
+            ],
+            "a balance netting to zero keeps its delta"
+        );
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Reconciliation findings (docs/ledger.md, "Reconciliation"): per balance, available + frozen equals
 //! the sum of its postings and frozen equals its open holds; per asset, all accounts sum
-//! to zero.
+//! to zero; per balance, the resulting balances its postings record run without a gap
+//! from zero to the balance row ([`RunningBalance`]).
 //!
 //! Every sum is exact (`i128`): a legal ledger may hold balances of one asset whose sum
 //! leaves i64 (two users at `i64::MAX` against two system accounts at `-i64::MAX`), and a
@@ -17,6 +18,14 @@ pub enum FindingKind {
     FrozenHoldsMismatch,
     /// The balances of an asset do not sum to zero.
     AssetNotZeroSum,
+    /// A recorded `available_after` disagrees with the running balance (with an entry),
+    /// or the balance row's available with its latest posting's (without).
+    AvailableAfterMismatch,
+    /// As [`FindingKind::AvailableAfterMismatch`], for `frozen_after` and frozen.
+    FrozenAfterMismatch,
+    /// A recorded `balance_seq` is not the previous one + 1 (with an entry), or the
+    /// balance row's seq is not its latest posting's (without).
+    BalanceSeqMismatch,
 }
 
 /// One violation.
@@ -32,6 +41,9 @@ pub struct Finding {
     pub expected: i128,
     /// What the ledger holds, smallest units, exact.
     pub actual: i128,
+    /// The journal entry whose postings disagree (running-balance findings about a
+    /// posting); `None` otherwise.
+    pub entry_id: Option<String>,
 }
 
 /// The result of one reconciliation run.
@@ -78,6 +90,7 @@ impl BalanceSums {
             asset: self.asset.clone(),
             expected,
             actual,
+            entry_id: None,
         })
     }
 }
@@ -91,6 +104,7 @@ pub fn orphan_postings(account: AccountId, asset: AssetCode, sum: i128) -> Optio
         asset,
         expected: sum,
         actual: 0,
+        entry_id: None,
     })
 }
 
@@ -102,6 +116,114 @@ pub fn asset_total(asset: AssetCode, total: i128) -> Option<Finding> {
         asset,
         expected: 0,
         actual: total,
+        entry_id: None,
+    })
+}
+
+/// One entry's postings on one balance, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPostings {
+    /// The entry.
+    pub entry_id: String,
+    /// The balance's version the postings record.
+    pub balance_seq: i64,
+    /// Sum of the entry's available-bucket amounts on the balance, exact.
+    pub available: i128,
+    /// Sum of its frozen-bucket amounts, exact.
+    pub frozen: i128,
+    /// `(available_after, frozen_after)` of each of its postings on the balance.
+    pub afters: Vec<(i64, i64)>,
+}
+
+/// The running balance of one `(account, asset)`, checked entry by entry in balance_seq
+/// order (docs/ledger.md, "Resulting balances"): each entry's postings must record the
+/// previous entry's after-values plus their own amounts and the previous version + 1
+/// (the first entry runs from zero and version 0), all alike; the balance row must hold
+/// what the latest entry records. After a mismatch the chain runs on from what it
+/// expected, so one altered value is reported once.
+#[derive(Debug, Clone)]
+pub struct RunningBalance {
+    account: AccountId,
+    asset: AssetCode,
+    available: i128,
+    frozen: i128,
+    seq: i64,
+    /// What the latest entry records: `(available_after, frozen_after, balance_seq)`.
+    latest: (i128, i128, i64),
+    findings: Vec<Finding>,
+}
+
+impl RunningBalance {
+    /// The chain of `account`'s `asset` before its first entry.
+    pub fn new(account: AccountId, asset: AssetCode) -> Self {
+        Self { account, asset, available: 0, frozen: 0, seq: 0, latest: (0, 0, 0), findings: Vec::new() }
+    }
+
+    /// Whether this is the chain of `account` and `asset`.
+    pub fn is_of(&self, account: &AccountId, asset: &AssetCode) -> bool {
+        &self.account == account && &self.asset == asset
+    }
+
+    /// Checks the next entry's postings on the balance.
+    pub fn check(&mut self, entry: &EntryPostings) {
+        self.available += entry.available;
+        self.frozen += entry.frozen;
+        self.seq += 1;
+        let id = Some(entry.entry_id.as_str());
+        self.expect(FindingKind::BalanceSeqMismatch, id, i128::from(self.seq), i128::from(entry.balance_seq));
+        for (available, frozen) in distinct(&entry.afters) {
+            self.expect(FindingKind::AvailableAfterMismatch, id, self.available, i128::from(available));
+            self.expect(FindingKind::FrozenAfterMismatch, id, self.frozen, i128::from(frozen));
+        }
+        let (available, frozen) = entry.afters.first().copied().unwrap_or_default();
+        self.latest = (i128::from(available), i128::from(frozen), entry.balance_seq);
+    }
+
+    /// The findings of the chain, given the balance row (`(available, frozen, seq)`;
+    /// `None` when the balance has no row, which then holds zero at version 0).
+    pub fn finish(mut self, row: Option<(i64, i64, i64)>) -> Vec<Finding> {
+        let (available, frozen, seq) = row.unwrap_or_default();
+        let (latest_available, latest_frozen, latest_seq) = self.latest;
+        self.expect(FindingKind::AvailableAfterMismatch, None, latest_available, i128::from(available));
+        self.expect(FindingKind::FrozenAfterMismatch, None, latest_frozen, i128::from(frozen));
+        self.expect(FindingKind::BalanceSeqMismatch, None, i128::from(latest_seq), i128::from(seq));
+        self.findings
+    }
+
+    fn expect(&mut self, kind: FindingKind, entry_id: Option<&str>, expected: i128, actual: i128) {
+        if expected != actual {
+            self.findings.push(Finding {
+                kind,
+                account: Some(self.account.clone()),
+                asset: self.asset.clone(),
+                expected,
+                actual,
+                entry_id: entry_id.map(str::to_owned),
+            });
+        }
+    }
+}
+
+/// `pairs` without repeats, in first-seen order.
+fn distinct(pairs: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut seen = Vec::new();
+    for pair in pairs {
+        if !seen.contains(pair) {
+            seen.push(*pair);
+        }
+    }
+    seen
+}
+
+/// The finding of a balance row without postings whose version is not 0.
+pub fn unposted_seq(account: AccountId, asset: AssetCode, seq: i64) -> Option<Finding> {
+    (seq != 0).then_some(Finding {
+        kind: FindingKind::BalanceSeqMismatch,
+        account: Some(account),
+        asset,
+        expected: 0,
+        actual: i128::from(seq),
+        entry_id: None,
     })
 }
 
@@ -156,5 +278,59 @@ mod tests {
         let asset = Code::parse("POINTS").expect("code");
         assert_eq!(asset_total(asset.clone(), 0), None);
         assert_eq!(asset_total(asset, 1 << 70).map(|finding| finding.actual), Some(1 << 70));
+    }
+
+    fn entry(id: &str, seq: i64, amounts: (i128, i128), afters: &[(i64, i64)]) -> EntryPostings {
+        EntryPostings {
+            entry_id: id.into(),
+            balance_seq: seq,
+            available: amounts.0,
+            frozen: amounts.1,
+            afters: afters.to_vec(),
+        }
+    }
+
+    fn chain() -> RunningBalance {
+        RunningBalance::new(AccountId::User(UserId::parse(1).expect("user")), Code::parse("POINTS").expect("code"))
+    }
+
+    fn kinds(findings: &[Finding]) -> Vec<(FindingKind, Option<&str>, i128, i128)> {
+        findings
+            .iter()
+            .map(|finding| (finding.kind, finding.entry_id.as_deref(), finding.expected, finding.actual))
+            .collect()
+    }
+
+    #[test]
+    fn a_consistent_chain_ends_at_the_balance_row() {
+        let mut running = chain();
+        running.check(&entry("a", 1, (10, 0), &[(10, 0)]));
+        running.check(&entry("b", 2, (-4, 4), &[(6, 4), (6, 4)]));
+        assert!(running.clone().finish(Some((6, 4, 2))).is_empty());
+        let findings = running.finish(Some((7, 4, 3)));
+        let off = kinds(&findings);
+        assert_eq!(
+            off,
+            [(FindingKind::AvailableAfterMismatch, None, 6, 7), (FindingKind::BalanceSeqMismatch, None, 2, 3)]
+        );
+    }
+
+    #[test]
+    fn an_altered_value_is_reported_once_and_the_chain_runs_on() {
+        let mut running = chain();
+        running.check(&entry("a", 1, (10, 0), &[(15, 0)]));
+        running.check(&entry("b", 3, (-4, 4), &[(6, 4), (6, 5)]));
+        running.check(&entry("c", 3, (1, 0), &[(7, 4)]));
+        let findings = running.finish(Some((7, 4, 3)));
+        let found = kinds(&findings);
+        assert_eq!(
+            found,
+            [
+                (FindingKind::AvailableAfterMismatch, Some("a"), 10, 15),
+                (FindingKind::BalanceSeqMismatch, Some("b"), 2, 3),
+                (FindingKind::FrozenAfterMismatch, Some("b"), 4, 5),
+            ]
+        );
+        assert!(unposted_seq(AccountId::System("S".into()), Code::parse("POINTS").expect("code"), 0).is_none());
     }
 }

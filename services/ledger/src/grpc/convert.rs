@@ -118,21 +118,27 @@ pub fn balance(account: &AccountId, asset: String, available: i64, frozen: i64) 
     }
 }
 
-fn posting(leg: &Leg) -> pb::Posting {
+/// A posting of `entry` with the balance its leg's account and asset hold after the entry.
+fn posting(entry: &Entry, leg: &Leg) -> pb::Posting {
     let bucket = match leg.bucket {
         Bucket::Available => pb::Bucket::Available,
         Bucket::Frozen => pb::Bucket::Frozen,
     };
+    let after = entry.balance_after(&leg.account, &leg.asset);
     pb::Posting {
         account: Some(account_ref(&leg.account)),
         asset_code: leg.asset.to_string(),
         amount: leg.amount,
         bucket: bucket.into(),
         hold_id: leg.hold_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        available_after: after.map_or(0, |after| after.available),
+        frozen_after: after.map_or(0, |after| after.frozen),
+        balance_seq: after.map_or(0, |after| after.seq),
     }
 }
 
-/// A journal entry.
+/// A journal entry with the resulting balances of the user accounts it moved
+/// (docs/ledger.md, "Resulting balances").
 pub fn transaction(entry: &Entry) -> pb::Transaction {
     pb::Transaction {
         id: entry.id.clone(),
@@ -140,9 +146,15 @@ pub fn transaction(entry: &Entry) -> pb::Transaction {
         business_type: entry.business_type.clone(),
         correlation_id: entry.correlation_id.clone(),
         memo: entry.memo.clone(),
-        postings: entry.legs.iter().map(posting).collect(),
+        postings: entry.legs.iter().map(|leg| posting(entry, leg)).collect(),
         actor: entry.actor.clone(),
         created_at: Some(to_timestamp(entry.created_at)),
+        resulting_balances: entry
+            .balances
+            .iter()
+            .filter(|after| after.account.user().is_some())
+            .map(|after| balance(&after.account, after.asset.to_string(), after.available, after.frozen))
+            .collect(),
     }
 }
 
@@ -226,6 +238,9 @@ pub fn report(report: Report) -> pb::ReconcileResponse {
             FindingKind::BalancePostingsMismatch => pb::FindingKind::BalancePostingsMismatch,
             FindingKind::FrozenHoldsMismatch => pb::FindingKind::FrozenHoldsMismatch,
             FindingKind::AssetNotZeroSum => pb::FindingKind::AssetNotZeroSum,
+            FindingKind::AvailableAfterMismatch => pb::FindingKind::AvailableAfterMismatch,
+            FindingKind::FrozenAfterMismatch => pb::FindingKind::FrozenAfterMismatch,
+            FindingKind::BalanceSeqMismatch => pb::FindingKind::BalanceSeqMismatch,
         };
         pb::Finding {
             kind: kind.into(),
@@ -233,6 +248,7 @@ pub fn report(report: Report) -> pb::ReconcileResponse {
             asset_code: finding.asset.to_string(),
             expected: saturate(finding.expected),
             actual: saturate(finding.actual),
+            entry_id: finding.entry_id.unwrap_or_default(),
         }
     };
     pb::ReconcileResponse {

@@ -193,7 +193,9 @@ async fn sum_postings(tx: &mut Tx<'_>, account: &AccountId, asset: &AssetCode) -
     .await?)
 }
 
-/// Overwrites (or, when there was no row, inserts) the balance with `(available, frozen)`.
+/// Overwrites (or, when there was no row, inserts) the balance with `(available, frozen)`
+/// and the version of its latest posting (0 without postings; docs/ledger.md, "Resulting
+/// balances").
 async fn write_balance(
     tx: &mut Tx<'_>,
     account: &AccountId,
@@ -203,9 +205,11 @@ async fn write_balance(
     now: i64,
 ) -> Result<(), LedgerError> {
     let sql = if exists {
-        "UPDATE balances SET available = $1, frozen = $2, updated_at = $3 WHERE account = $4 AND asset_code = $5"
+        "UPDATE balances SET available = $1, frozen = $2, updated_at = $3, seq = (SELECT COALESCE(MAX(p.balance_seq), 0) \
+         FROM postings AS p WHERE p.account = $4 AND p.asset_code = $5) WHERE account = $4 AND asset_code = $5"
     } else {
-        "INSERT INTO balances (available, frozen, updated_at, account, asset_code) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO balances (available, frozen, updated_at, account, asset_code, seq) VALUES ($1, $2, $3, $4, $5, \
+         (SELECT COALESCE(MAX(p.balance_seq), 0) FROM postings AS p WHERE p.account = $4 AND p.asset_code = $5))"
     };
     sqlx::query(sql)
         .bind(available)

@@ -4,6 +4,8 @@
 //! UNIQUE (ARCHITECTURE.md, "Invariants"), by the write path [`write`] chooses for its
 //! backend and entry.
 
+#[cfg(test)]
+mod backfill_tests;
 mod catalog;
 mod compensation;
 #[cfg(test)]

@@ -7,7 +7,7 @@ use sqlx::{Any, Executor};
 
 use super::{HoldFilter, LedgerStore, Page};
 use crate::domain::LedgerError;
-use crate::domain::entry::{Bucket, Entry, Leg};
+use crate::domain::entry::{BalanceAfter, Bucket, Entry, Leg};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{AccountId, Code, EntityId};
 
@@ -32,6 +32,9 @@ struct PostingRow {
     bucket: String,
     amount: i64,
     hold_id: Option<String>,
+    available_after: i64,
+    frozen_after: i64,
+    balance_seq: i64,
 }
 
 /// A `holds` row ([`HOLD_COLUMNS`]); instants in ms since the epoch.
@@ -74,7 +77,7 @@ pub(super) fn hold_from_row(row: HoldRow) -> Result<Hold, LedgerError> {
     })
 }
 
-fn leg_from_row(row: PostingRow) -> Result<Leg, LedgerError> {
+fn leg_from_row(row: &PostingRow) -> Result<Leg, LedgerError> {
     let bad = || corrupt("posting", &row.account);
     Ok(Leg {
         account: AccountId::from_key(&row.account).map_err(|_| bad())?,
@@ -83,6 +86,27 @@ fn leg_from_row(row: PostingRow) -> Result<Leg, LedgerError> {
         amount: row.amount,
         hold_id: row.hold_id.as_deref().map(EntityId::parse).transpose().map_err(|_| bad())?,
     })
+}
+
+/// The legs of one entry's posting rows, and the balances after the entry they record
+/// (the first posting of each balance speaks for the entry: all of them record the same).
+fn legs_and_balances(rows: &[&PostingRow]) -> Result<(Vec<Leg>, Vec<BalanceAfter>), LedgerError> {
+    let mut legs = Vec::with_capacity(rows.len());
+    let mut balances: Vec<BalanceAfter> = Vec::new();
+    for row in rows {
+        let leg = leg_from_row(row)?;
+        if !balances.iter().any(|after| after.account == leg.account && after.asset == leg.asset) {
+            balances.push(BalanceAfter {
+                account: leg.account.clone(),
+                asset: leg.asset.clone(),
+                available: row.available_after,
+                frozen: row.frozen_after,
+                seq: row.balance_seq,
+            });
+        }
+        legs.push(leg);
+    }
+    Ok((legs, balances))
 }
 
 /// One hold, through any executor (pool or open transaction).
@@ -198,21 +222,28 @@ impl LedgerStore {
             sqlx::query_as_with(&entries_sql, params.into_arguments()).fetch_all(self.db.pool()).await?;
         let (list, params) = id_list(ids)?;
         let postings_sql = format!(
-            "SELECT entry_id, account, asset_code, bucket, amount, hold_id FROM postings \
-             WHERE entry_id IN ({list}) ORDER BY entry_id, seq"
+            "SELECT entry_id, account, asset_code, bucket, amount, hold_id, available_after, frozen_after, \
+             balance_seq FROM postings WHERE entry_id IN ({list}) ORDER BY entry_id, seq"
         );
         let postings: Vec<PostingRow> =
             sqlx::query_as_with(&postings_sql, params.into_arguments()).fetch_all(self.db.pool()).await?;
         rows.into_iter()
             .map(|row| {
-                let legs = postings
-                    .iter()
-                    .filter(|posting| posting.entry_id == row.id)
-                    .cloned()
-                    .map(leg_from_row)
-                    .collect::<Result<_, _>>()?;
+                let rows: Vec<&PostingRow> = postings.iter().filter(|posting| posting.entry_id == row.id).collect();
+                let (legs, balances) = legs_and_balances(&rows)?;
                 let EntryRow { id, idempotency_key, business_type, correlation_id, memo, actor, created_at } = row;
-                Ok(Entry { id, idempotency_key, business_type, correlation_id, memo, actor, created_at, legs })
+                let entry = Entry {
+                    id,
+                    idempotency_key,
+                    business_type,
+                    correlation_id,
+                    memo,
+                    actor,
+                    created_at,
+                    legs,
+                    balances: Vec::new(),
+                };
+                Ok(entry.with_balances(balances))
             })
             .collect()
     }

@@ -4,14 +4,19 @@
 //! both sides of i64::MAX). Each value is split into its upper 32 bits (arithmetic shift)
 //! and its lower 32 bits (mask), each part is summed apart, which stays within i64 for
 //! up to 2^31 rows, and `domain::reconcile::from_parts` rebuilds the exact sum as i128.
-//! The comparisons are made there, exactly, so one SQL text serves both backends.
+//! The comparisons are made there, exactly, so one SQL text serves both backends. The
+//! running balances are checked from the postings streamed in balance_seq order, one
+//! entry's postings on one balance at a time (`domain::reconcile::RunningBalance`).
 
 use futures_util::TryStreamExt;
 
 use super::LedgerStore;
 use crate::domain::LedgerError;
 use crate::domain::ids::{AccountId, Code};
-use crate::domain::reconcile::{BalanceSums, Finding, FindingKind, Report, asset_total, from_parts, orphan_postings};
+use crate::domain::reconcile::{
+    BalanceSums, EntryPostings, Finding, FindingKind, Report, RunningBalance, asset_total, from_parts, orphan_postings,
+    unposted_seq,
+};
 
 /// The two parts of `SUM(value)`, `high` and `low`, each as BIGINT (PostgreSQL's SUM of
 /// BIGINT is NUMERIC). Parenthesized: SQLite binds `+` tighter than `>>` and `&`.
@@ -56,6 +61,83 @@ const ORPHAN_POSTINGS: &str = concat!(
 const ASSET_TOTALS: &str = "SELECT asset_code, CAST(SUM((available >> 32) + (frozen >> 32)) AS BIGINT), \
      CAST(SUM((available & 4294967295) + (frozen & 4294967295)) AS BIGINT) FROM balances \
      GROUP BY asset_code ORDER BY asset_code";
+
+/// Every posting in running order (by balance, then balance_seq, then entry and leg) with
+/// its balance's row (NULLs when it has none).
+const RUNNING: &str = "SELECT p.account, p.asset_code, p.entry_id, p.bucket, p.amount, p.available_after, \
+     p.frozen_after, p.balance_seq, b.available AS row_available, b.frozen AS row_frozen, b.seq AS row_seq \
+     FROM postings p LEFT JOIN balances b ON b.account = p.account AND b.asset_code = p.asset_code \
+     ORDER BY p.account, p.asset_code, p.balance_seq, p.entry_id, p.seq";
+
+/// The balance rows without postings whose version is not 0.
+const UNPOSTED_SEQS: &str = "SELECT b.account, b.asset_code, b.seq FROM balances b WHERE b.seq <> 0 \
+     AND NOT EXISTS (SELECT 1 FROM postings p WHERE p.account = b.account AND p.asset_code = b.asset_code) \
+     ORDER BY b.account, b.asset_code";
+
+/// A row of [`RUNNING`].
+#[derive(sqlx::FromRow)]
+struct RunningRow {
+    account: String,
+    asset_code: String,
+    entry_id: String,
+    bucket: String,
+    amount: i64,
+    available_after: i64,
+    frozen_after: i64,
+    balance_seq: i64,
+    row_available: Option<i64>,
+    row_frozen: Option<i64>,
+    row_seq: Option<i64>,
+}
+
+impl RunningRow {
+    /// The balance row: `(available, frozen, seq)`, `None` when missing.
+    fn balance_row(&self) -> Option<(i64, i64, i64)> {
+        Some((self.row_available?, self.row_frozen?, self.row_seq?))
+    }
+
+    /// Whether this posting belongs to `entry` (same entry at the same version).
+    fn continues(&self, entry: &EntryPostings) -> bool {
+        self.entry_id == entry.entry_id && self.balance_seq == entry.balance_seq
+    }
+
+    /// Adds this posting to `entry`.
+    fn add_to(&self, entry: &mut EntryPostings) {
+        match self.bucket.as_str() {
+            "frozen" => entry.frozen += i128::from(self.amount),
+            _ => entry.available += i128::from(self.amount),
+        }
+        entry.afters.push((self.available_after, self.frozen_after));
+    }
+
+    /// A new entry's postings starting with this one.
+    fn start(&self) -> EntryPostings {
+        let mut entry = EntryPostings {
+            entry_id: self.entry_id.clone(),
+            balance_seq: self.balance_seq,
+            available: 0,
+            frozen: 0,
+            afters: Vec::new(),
+        };
+        self.add_to(&mut entry);
+        entry
+    }
+}
+
+/// The running balance being checked: its chain, the balance row, the entry being read.
+struct Chain {
+    running: RunningBalance,
+    row: Option<(i64, i64, i64)>,
+    entry: EntryPostings,
+}
+
+impl Chain {
+    /// The findings of the chain once its last posting is read.
+    fn finish(mut self) -> Vec<Finding> {
+        self.running.check(&self.entry);
+        self.running.finish(self.row)
+    }
+}
 
 /// A row of [`BALANCES`]: a balance and the split sums of its postings and open holds.
 #[derive(sqlx::FromRow)]
@@ -118,7 +200,45 @@ impl LedgerStore {
             assets.extend(asset_total(asset(&code)?, from_parts(high, low)));
         }
         let (assets_checked,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM assets").fetch_one(self.db.pool()).await?;
-        let findings = [postings, frozen, assets].concat();
+        let running = self.running_balances().await?;
+        let findings = [postings, frozen, assets, running].concat();
         Ok(Report { findings, balances_checked, assets_checked })
+    }
+
+    /// The findings of the running balances (by account and asset): every balance's
+    /// postings streamed in balance_seq order against its row, then the rows without
+    /// postings whose version is not 0.
+    async fn running_balances(&self) -> Result<Vec<Finding>, LedgerError> {
+        let mut findings = Vec::new();
+        let mut chain: Option<Chain> = None;
+        let mut rows = sqlx::query_as::<_, RunningRow>(RUNNING).fetch(self.db.pool());
+        while let Some(row) = rows.try_next().await? {
+            let (account, asset) = (account(&row.account)?, asset(&row.asset_code)?);
+            match chain.as_mut() {
+                Some(current) if current.running.is_of(&account, &asset) => {
+                    if row.continues(&current.entry) {
+                        row.add_to(&mut current.entry);
+                    } else {
+                        let next = row.start();
+                        current.running.check(&std::mem::replace(&mut current.entry, next));
+                    }
+                }
+                _ => {
+                    let next = Chain {
+                        running: RunningBalance::new(account, asset),
+                        row: row.balance_row(),
+                        entry: row.start(),
+                    };
+                    findings.extend(chain.replace(next).map(Chain::finish).unwrap_or_default());
+                }
+            }
+        }
+        drop(rows);
+        findings.extend(chain.map(Chain::finish).unwrap_or_default());
+        let unposted: Vec<(String, String, i64)> = sqlx::query_as(UNPOSTED_SEQS).fetch_all(self.db.pool()).await?;
+        for (key, code, seq) in unposted {
+            findings.extend(unposted_seq(account(&key)?, asset(&code)?, seq));
+        }
+        Ok(findings)
     }
 }

@@ -298,7 +298,16 @@ async fn expired_holds_are_released_by_the_job() {
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (100, 0));
     let history =
         admin.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await.unwrap();
-    assert_eq!(history.into_inner().transactions[0].business_type, "HOLD_EXPIRE");
+    let expiry = history.into_inner().transactions.swap_remove(0);
+    assert_eq!(expiry.business_type, "HOLD_EXPIRE");
+    let freed = pb::Balance { account: user(2), asset_code: "POINTS".into(), available: 100, frozen: 0, total: 100 };
+    assert_eq!(expiry.resulting_balances, [freed], "the expiry records the balance it frees");
+    assert!(
+        expiry
+            .postings
+            .iter()
+            .all(|posting| (posting.available_after, posting.frozen_after, posting.balance_seq) == (100, 0, 3))
+    );
     assert_consistent(&mut admin).await;
 }
 

@@ -13,5 +13,6 @@ mod concurrency;
 mod holds;
 mod properties;
 mod reconcile;
+mod resulting;
 mod retries;
 mod validation;

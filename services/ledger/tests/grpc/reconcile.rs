@@ -34,7 +34,7 @@ async fn corrupted_balances_are_reported() {
     corrupt(&app, "UPDATE balances SET frozen = frozen - 1, available = available + 1 WHERE account = 'user:3'").await;
     let report = admin.reconcile(pb::ReconcileRequest {}).await.unwrap().into_inner();
     let finding = |kind: pb::FindingKind, account: Option<pb::AccountRef>, asset: &str, expected: i64, actual: i64| {
-        pb::Finding { kind: kind.into(), account, asset_code: asset.into(), expected, actual }
+        pb::Finding { kind: kind.into(), account, asset_code: asset.into(), expected, actual, ..Default::default() }
     };
     assert_eq!(
         report.findings,
@@ -42,6 +42,10 @@ async fn corrupted_balances_are_reported() {
             finding(pb::FindingKind::BalancePostingsMismatch, user(2), "POINTS", 100, 105),
             finding(pb::FindingKind::FrozenHoldsMismatch, user(3), "DIAMOND", 4, 3),
             finding(pb::FindingKind::AssetNotZeroSum, None, "POINTS", 0, 5),
+            // The rows no longer hold what their latest postings record.
+            finding(pb::FindingKind::AvailableAfterMismatch, user(2), "POINTS", 100, 105),
+            finding(pb::FindingKind::AvailableAfterMismatch, user(3), "DIAMOND", 6, 7),
+            finding(pb::FindingKind::FrozenAfterMismatch, user(3), "DIAMOND", 4, 3),
         ]
     );
 }
@@ -85,12 +89,56 @@ async fn sums_past_i64_are_reconciled_exactly() {
         asset_code: "POINTS".into(),
         expected,
         actual,
+        ..Default::default()
     };
     assert_eq!(
         report.findings,
         [
             finding(pb::FindingKind::BalancePostingsMismatch, user(3), max, max - 1),
             finding(pb::FindingKind::AssetNotZeroSum, None, 0, -1),
+            finding(pb::FindingKind::AvailableAfterMismatch, user(3), max, max - 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn altered_running_balances_are_reported_with_their_entry() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let second = adjust(&mut admin, 2, "POINTS", 50).await.unwrap().transaction.unwrap();
+    let request = pb::PostTransactionRequest {
+        idempotency_key: new_key(),
+        postings: vec![posting(user(2), "POINTS", -30), posting(user(3), "POINTS", 30)],
+        ..Default::default()
+    };
+    let paid = admin.post_transaction(request).await.unwrap().into_inner().transaction.unwrap();
+    assert_consistent(&mut admin).await;
+
+    corrupt(
+        &app,
+        "UPDATE postings SET available_after = available_after + 1 WHERE account = 'user:2' AND balance_seq = 2",
+    )
+    .await;
+    corrupt(&app, "UPDATE postings SET balance_seq = 5 WHERE account = 'user:3'").await;
+    let report = admin.reconcile(pb::ReconcileRequest {}).await.unwrap().into_inner();
+    let finding =
+        |kind: pb::FindingKind, account: Option<pb::AccountRef>, expected: i64, actual: i64, entry: &str| pb::Finding {
+            kind: kind.into(),
+            account,
+            asset_code: "POINTS".into(),
+            expected,
+            actual,
+            entry_id: entry.into(),
+        };
+    assert_eq!(
+        report.findings,
+        [
+            // Reported once: the chain runs on from what it expected.
+            finding(pb::FindingKind::AvailableAfterMismatch, user(2), 150, 151, &second.id),
+            finding(pb::FindingKind::BalanceSeqMismatch, user(3), 1, 5, &paid.id),
+            // The row's version is not its latest posting's.
+            finding(pb::FindingKind::BalanceSeqMismatch, user(3), 5, 1, ""),
         ]
     );
 }

@@ -1,8 +1,11 @@
 //! The ledger's write paths (docs/ledger.md, "Write paths"; ARCHITECTURE.md,
 //! "Invariants"). Every path applies a `WritePlan` exactly once per idempotency key (the
 //! journal entry's UNIQUE key decides), refuses it leaving nothing behind, and records the
-//! same rows ([`rows`]). They differ in how many round trips and commits an entry costs,
-//! and each is chosen by backend and by what the entry does:
+//! same rows ([`rows`]): each posting with its balance after the whole entry and the
+//! balance's new version, taken under the balance's row lock (docs/ledger.md,
+//! "Resulting balances"), which the written `Entry` carries. They differ in how many
+//! round trips and commits an entry costs, and each is chosen by backend and by what the
+//! entry does:
 //!
 //! - [`transaction`]: one entry in a transaction (claim the key, resolve holds, check
 //!   assets and accounts, postings, one conditional UPDATE per balance). The path every

@@ -1,11 +1,12 @@
 //! Several plain movements (no hold opened or resolved; assets and accounts known) in one
 //! autocommitted statement on PostgreSQL: chosen for every plain entry there. Plain
 //! entries that arrive while the previous statement runs are queued and written together:
-//! one statement of data-modifying CTEs claims every key, inserts every posting, locks the
-//! balance rows the entries move in the one order every write path uses
-//! (`balance_deltas`: by account, then asset), checks each entry's moves in queue order
-//! against the balances as the entries before it leave them (the bounds of the
-//! conditional UPDATE of the other paths) and moves each balance by the entries' sum.
+//! one statement of data-modifying CTEs claims every key, locks the balance rows the
+//! entries move in the one order every write path uses (`balance_deltas`: by account,
+//! then asset), checks each entry's moves in queue order against the balances as the
+//! entries before it leave them (the bounds of the conditional UPDATE of the other
+//! paths), moves each balance by the entries' sum and as many versions, and inserts every
+//! posting with the balance as its entry leaves it (a running sum in queue order).
 //! Anything short of every entry applying (a key taken, a refusal, a missing balance row,
 //! a lost deadlock) aborts the whole statement; each entry then goes through the group
 //! commit alone ([`super::postgres_statement`], then if need be
@@ -19,9 +20,9 @@ use economy_kit::db::params::{Params, tuple};
 use economy_kit::group_commit::{GroupCommit, Submitted};
 use futures_util::future::join_all;
 
-use super::rows::{MOVE_COLUMNS, bind_entry, bind_moves, count, posting_rows};
+use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, bind_entry, bind_moves, count, posting_rows};
 use super::{EntryWrite, batch_now};
-use crate::domain::entry::{BalanceDelta, Entry, balanced_deltas};
+use crate::domain::entry::{BalanceAfter, BalanceDelta, Entry, balanced_deltas};
 use crate::domain::ids::{AccountId, AssetCode};
 
 /// Applies a queued batch of plain `writes`: together when every one applies, else each
@@ -56,17 +57,52 @@ async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<E
     let mut params = Params::numbered();
     let sql = statement(&mut params, writes, &entries, &deltas, &balances, now).ok()?;
     let mut writer = db.writer().await.ok()?;
-    writer.fetch_number(sqlx::query_with(&sql, params.into_arguments())).await.ok().map(|_| entries)
+    let rows: Result<Vec<StepRow>, _> =
+        sqlx::query_as_with(&sql, params.into_arguments()).fetch_all(&mut *writer).await;
+    let rows = writer.finish(rows).ok()?;
+    Some(with_balances(entries, &deltas, &rows))
+}
+
+/// A row of [`statement`]: 1, then one balance move (its number) with the balance after
+/// it (available, frozen, seq).
+type StepRow = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// `entries` with the balances each leaves (`rows`, by move number over `deltas`).
+fn with_balances(entries: Vec<Entry>, deltas: &[Vec<BalanceDelta>], rows: &[StepRow]) -> Vec<Entry> {
+    let mut afters: Vec<Vec<BalanceAfter>> = vec![Vec::new(); entries.len()];
+    let moves: Vec<(usize, &BalanceDelta)> =
+        deltas.iter().enumerate().flat_map(|(index, moves)| moves.iter().map(move |delta| (index, delta))).collect();
+    for (_, number, available, frozen, seq) in rows {
+        let found = number.and_then(|number| moves.get(usize::try_from(number).ok()?));
+        if let (Some((index, delta)), Some(available), Some(frozen), Some(seq)) = (found, available, frozen, seq) {
+            let after = BalanceAfter {
+                account: delta.account.clone(),
+                asset: delta.asset.clone(),
+                available: *available,
+                frozen: *frozen,
+                seq: *seq,
+            };
+            afters[*index].push(after);
+        }
+    }
+    entries.into_iter().zip(afters).map(|(entry, balances)| entry.with_balances(balances)).collect()
+}
+
+/// The number of `entry`'s move of `account`'s `asset` among all `deltas` (numbered in
+/// queue order from 0; `offset` is the number of the entry's first move).
+fn move_number(entry_deltas: &[BalanceDelta], offset: usize, account: &str, asset: &str) -> i64 {
+    let index = entry_deltas.iter().position(|delta| delta.account.key() == account && delta.asset.as_str() == asset);
+    count(offset + index.unwrap_or_default())
 }
 
 /// The statement for the `entries` of `writes`, their balance moves `deltas` (one per
 /// entry and balance, numbered in queue order) and the distinct `balances` they move
-/// (ranked in lock order), its values bound to `params` in this order: entries, postings,
-/// moves, ranked balances, then `now` and the counts of entries, moves and balances.
-/// Returns 1, or divides by zero when not every entry applied. `locked` takes the row
-/// locks in rank order before the UPDATE moves any (an uncorrelated subquery runs once,
-/// before the first row), and returns the rows as locked, so `fits` checks the latest
-/// balances.
+/// (ranked in lock order), its values bound to `params` in this order: entries, postings
+/// (each with the number of its move), moves, ranked balances, then `now` and the counts
+/// of entries, moves and balances. Returns a [`StepRow`] per move, or divides by zero
+/// when not every entry applied. `locked` takes the row locks in rank order before the
+/// UPDATE moves any (an uncorrelated subquery runs once, before the first row), and
+/// returns the rows as locked, so `steps` runs from the latest balances and versions.
 fn statement<'q>(
     params: &mut Params<'q>,
     writes: &'q [EntryWrite],
@@ -81,8 +117,13 @@ fn statement<'q>(
     }
     let entry_rows = entry_rows.join(", ");
     let mut posting_rows_sql = Vec::new();
-    for row in entries.iter().flat_map(|entry| posting_rows(&entry.id, &entry.legs)) {
-        posting_rows_sql.push(row.bind(params)?);
+    let mut offset = 0;
+    for (entry, entry_deltas) in entries.iter().zip(deltas) {
+        for row in posting_rows(entry) {
+            let number = move_number(entry_deltas, offset, &row.account, row.asset);
+            posting_rows_sql.push(row.bind_numbered(params, number)?);
+        }
+        offset += entry_deltas.len();
     }
     let posting_rows = posting_rows_sql.join(", ");
     let move_rows = bind_moves(params, deltas.iter().flatten())?;
@@ -99,23 +140,21 @@ fn statement<'q>(
         "WITH entries AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
     VALUES {entry_rows} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
-), posted AS (
-    INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id)
-    SELECT p.entry_id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
-    FROM (VALUES {posting_rows}) AS p (entry_id, seq, account, asset, bucket, amount, hold)
-    JOIN entries ON entries.id = p.entry_id
 ), moves ({MOVE_COLUMNS}) AS (
     VALUES {move_rows}
 ), ranked (account, asset, r) AS (
     VALUES {balance_rows}
 ), locked AS (
-    SELECT b.account, b.asset_code, b.available, b.frozen
+    SELECT b.account, b.asset_code, b.available, b.frozen, b.seq
     FROM ranked JOIN balances AS b ON b.account = ranked.account AND b.asset_code = ranked.asset
     ORDER BY ranked.r FOR UPDATE OF b
 ), steps AS (
-    SELECT m.available_low, m.available_high, m.frozen_low, m.frozen_high,
+    SELECT m.n, m.available_low, m.available_high, m.frozen_low, m.frozen_high,
         l.available + SUM(m.available) OVER w - m.available AS available_before,
-        l.frozen + SUM(m.frozen) OVER w - m.frozen AS frozen_before
+        l.frozen + SUM(m.frozen) OVER w - m.frozen AS frozen_before,
+        l.available + SUM(m.available) OVER w AS available_after,
+        l.frozen + SUM(m.frozen) OVER w AS frozen_after,
+        l.seq + ROW_NUMBER() OVER w AS seq_after
     FROM moves AS m JOIN locked AS l ON l.account = m.account AND l.asset_code = m.asset
     WINDOW w AS (PARTITION BY m.account, m.asset ORDER BY m.n)
 ), fits AS (
@@ -123,15 +162,26 @@ fn statement<'q>(
     WHERE available_before BETWEEN available_low AND available_high
         AND frozen_before BETWEEN frozen_low AND frozen_high
 ), sums AS (
-    SELECT account, asset, SUM(available) AS available, SUM(frozen) AS frozen FROM moves GROUP BY account, asset
+    SELECT account, asset, SUM(available) AS available, SUM(frozen) AS frozen, COUNT(*) AS entries
+    FROM moves GROUP BY account, asset
 ), moved AS (
-    UPDATE balances AS b SET available = b.available + s.available, frozen = b.frozen + s.frozen, updated_at = {now}
+    UPDATE balances AS b SET available = b.available + s.available, frozen = b.frozen + s.frozen,
+        seq = b.seq + s.entries, updated_at = {now}
     FROM sums AS s
     WHERE (SELECT n FROM fits) = {move_count} AND (SELECT COUNT(*) FROM entries) = {entry_count}
         AND b.account = s.account AND b.asset_code = s.asset
     RETURNING 1
+), posted AS (
+    INSERT INTO postings ({POSTING_COLUMNS})
+    SELECT p.entry_id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold,
+        s.available_after, s.frozen_after, s.seq_after
+    FROM (VALUES {posting_rows}) AS p (entry_id, seq, account, asset, bucket, amount, hold, n)
+    JOIN entries ON entries.id = p.entry_id
+    JOIN steps AS s ON s.n = p.n
 )
-SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM moved) = {balance_count} THEN 1 ELSE 0 END"
+SELECT c.written, s.n, CAST(s.available_after AS BIGINT), CAST(s.frozen_after AS BIGINT), s.seq_after
+FROM (SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM moved) = {balance_count} THEN 1 ELSE 0 END AS written) AS c
+LEFT JOIN steps AS s ON true"
     ))
 }
 
@@ -193,7 +243,14 @@ mod tests {
             post_together(&store.db, &funded, now_millis()).await.ok_or_else(|| anyhow::anyhow!("applied"))?;
         assert_eq!(entries.len(), 2);
         assert_eq!(balances(&store).await?, vec![0, 15, 0]);
+        // Each entry records the balances as it leaves them, one version up per entry.
+        let afters: Vec<Vec<(i64, i64, i64)>> = entries
+            .iter()
+            .map(|entry| entry.balances.iter().map(|after| (after.available, after.frozen, after.seq)).collect())
+            .collect();
+        assert_eq!(afters, [vec![(10, 0, 2), (0, 0, 2)], vec![(0, 0, 3), (15, 0, 2)]]);
         for (entry, plan) in entries.iter().zip([transfer(3, 1, 5, "refill"), transfer(1, 2, 10, "pay")]) {
+            assert_eq!(&store.entry(&entry.id).await?, entry, "the postings record the same");
             assert_eq!(store.entry(&entry.id).await?.legs, plan.legs);
             let replayed = store.apply(&plan).await?;
             assert!(replayed.replayed && replayed.entry.id == entry.id, "the key names the entry");
@@ -231,13 +288,13 @@ mod tests {
         let balances = deltas.iter().flatten().map(|delta| (&delta.account, &delta.asset)).collect();
         let mut params = Params::numbered();
         let sql = statement(&mut params, &writes, &entries, &deltas, &balances, 7)?;
-        assert_eq!(params.len(), 93);
+        assert_eq!(params.len(), 97);
         assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9,"));
-        assert!(sql.contains("VALUES ($17, $18, $19, $20, $21, $22, $23), ($24,"));
-        assert!(sql.contains("VALUES ($45, $46, $47, $48, $49, $50, $51, $52, $53), ($54,"));
-        assert!(sql.contains("VALUES ($81, $82, $83), ($84, $85, $86), ($87, $88, $89)\n"));
-        assert!(sql.contains("updated_at = $90") && sql.contains("= $92 AND (SELECT COUNT(*) FROM entries) = $91"));
-        assert!(sql.ends_with("= $93 THEN 1 ELSE 0 END"));
+        assert!(sql.contains("VALUES ($17, $18, $19, $20, $21, $22, $23, $24), ($25,"));
+        assert!(sql.contains("VALUES ($49, $50, $51, $52, $53, $54, $55, $56, $57), ($58,"));
+        assert!(sql.contains("VALUES ($85, $86, $87), ($88, $89, $90), ($91, $92, $93)\n"));
+        assert!(sql.contains("updated_at = $94") && sql.contains("= $96 AND (SELECT COUNT(*) FROM entries) = $95"));
+        assert!(sql.contains("= $97 THEN 1 ELSE 0 END AS written"));
         Ok(())
     }
 }

@@ -7,10 +7,11 @@
 //! an UPDATE per balance and `COMMIT`: round trips on a server that shares the machine's
 //! cores. This form reads the holds the entry resolves (on the same connection, outside
 //! any transaction: a hold's amount gives the legs that empty it), then one statement of
-//! data-modifying CTEs claims the key (`ON CONFLICT DO NOTHING`), inserts the postings,
-//! resolves each hold by compare-and-set on `open`, locks the balance rows in the
-//! transaction path's order and moves every balance with the same bounds as that path's
-//! conditional UPDATE; its final SELECT divides by zero when a hold or a balance did not
+//! data-modifying CTEs claims the key (`ON CONFLICT DO NOTHING`), resolves each hold by
+//! compare-and-set on `open`, locks the balance rows in the transaction path's order,
+//! moves every balance one version up with the same bounds as that path's conditional
+//! UPDATE and inserts the postings with the balances that UPDATE returned; its final
+//! SELECT returns those balances, and divides by zero when a hold or a balance did not
 //! move (resolved meanwhile, refused, or its row missing), which aborts the statement so
 //! nothing of it remains. The transaction path then decides that entry on the same
 //! connection and names the refusal (also after a lost deadlock, and when the read
@@ -21,10 +22,10 @@ use economy_kit::db::params::{Params, list, tuple};
 use economy_kit::group_commit::Autocommitted;
 use sqlx::{Any, Executor};
 
-use super::rows::{MOVE_COLUMNS, bind_entry, bind_moves, count, posting_rows};
+use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, bind_entry, bind_moves, count, posting_rows};
 use super::{EntryWrite, Refusal};
 use crate::domain::LedgerError;
-use crate::domain::entry::{BalanceDelta, Entry, EntryMeta, Leg, balanced_deltas};
+use crate::domain::entry::{BalanceAfter, BalanceDelta, Entry, EntryMeta, Leg, balanced_deltas};
 use crate::domain::hold::Resolved;
 use crate::store::read::holds_in;
 
@@ -57,10 +58,35 @@ async fn post_legs(
     let entry = write.entry(now, legs);
     let mut params = Params::numbered();
     let sql = statement(&mut params, &entry, &write.plan.meta, &deltas, resolved)?;
-    match writer.fetch_number(sqlx::query_with(&sql, params.into_arguments())).await? {
-        1 => Ok(Some(Ok(entry))),
-        _ => Ok(Some(Err(Refusal::KeyTaken))),
+    let rows: Result<Vec<MovedRow>, _> =
+        sqlx::query_as_with(&sql, params.into_arguments()).fetch_all(&mut **writer).await;
+    let rows = writer.finish(rows)?;
+    if rows.first().is_none_or(|row| row.0 != 1) {
+        return Ok(Some(Err(Refusal::KeyTaken)));
     }
+    let balances = moved_balances(&deltas, &rows);
+    Ok(Some(Ok(entry.with_balances(balances))))
+}
+
+/// A row of [`statement`]: 1 (written) or 0 (key taken), then one balance the entry moved
+/// as it is after it (account, asset, available, frozen, seq; NULLs when none moved).
+type MovedRow = (i64, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
+/// The balances after the entry, from the rows the statement returned for `deltas`.
+fn moved_balances(deltas: &[BalanceDelta], rows: &[MovedRow]) -> Vec<BalanceAfter> {
+    rows.iter()
+        .filter_map(|(_, account, asset, available, frozen, seq)| {
+            let (account, asset) = (account.as_deref()?, asset.as_deref()?);
+            let delta = deltas.iter().find(|delta| delta.account.key() == account && delta.asset.as_str() == asset)?;
+            Some(BalanceAfter {
+                account: delta.account.clone(),
+                asset: delta.asset.clone(),
+                available: (*available)?,
+                frozen: (*frozen)?,
+                seq: (*seq)?,
+            })
+        })
+        .collect()
 }
 
 /// The entry's legs followed by those that empty the holds it resolves at `now` (read now,
@@ -82,14 +108,16 @@ async fn settled_legs<'e>(
 /// The statement for `entry` (of `meta`) moving the balances by `deltas` and resolving the
 /// holds `resolved`, its values bound to `params`: the entry, then its postings (seq,
 /// account, asset, bucket, amount, hold; the entry id comes from the `entry` CTE, so a
-/// taken key inserts no postings), then the balance moves (account, asset, available and
-/// frozen deltas, their bounds, their order in the transaction path), then how many
-/// balances must move, then the holds to resolve (id, final status, settled amount) and
-/// their count. Exact-size `VALUES` lists, so the planner knows the row counts (index
-/// lookups, no scan of `balances`). Returns 1 (written) or 0 (key taken). `resolved`
-/// claims the holds first and `locked` then takes the balance rows' locks in the
-/// transaction path's order before the UPDATE moves any (an uncorrelated subquery runs
-/// once, before the first row): key, holds, balances, as on the transaction path.
+/// taken key inserts no postings, and the balances after from the `moved` UPDATE), then
+/// the balance moves (account, asset, available and frozen deltas, their bounds, their
+/// order in the transaction path), then how many balances must move, then the holds to
+/// resolve (id, final status, settled amount) and their count. Exact-size `VALUES` lists,
+/// so the planner knows the row counts (index lookups, no scan of `balances`). Returns
+/// [`MovedRow`]s: 1 and every moved balance (written), or one row 0 and NULLs (key
+/// taken). `resolved` claims the holds first and `locked` then takes the balance rows'
+/// locks in the transaction path's order before the UPDATE moves any (an uncorrelated
+/// subquery runs once, before the first row): key, holds, balances, as on the
+/// transaction path.
 /// (Several holds of one entry are locked in the planner's order, and two writes racing
 /// with one idempotency key can deadlock on the key's index entry against a balance lock;
 /// PostgreSQL then aborts one, which this form leaves to the transaction path.)
@@ -104,7 +132,7 @@ fn statement<'q>(
     let now = entry_columns[7];
     let entry_row = list(&entry_columns);
     let mut posting_values = Vec::with_capacity(entry.legs.len());
-    for row in posting_rows(&entry.id, &entry.legs) {
+    for row in posting_rows(entry) {
         posting_values.push(tuple(&row.bind_after_entry(params)?));
     }
     let posting_rows = posting_values.join(", ");
@@ -135,24 +163,28 @@ fn statement<'q>(
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
     VALUES ({entry_row}) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
 ), moves ({MOVE_COLUMNS}) AS (
-    VALUES {move_rows}
-), posted AS (
-    INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id)
-    SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold
-    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold){resolved_holds}
+    VALUES {move_rows}{resolved_holds}
 ), locked AS (
     SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset{holds_resolved}
     ORDER BY moves.n FOR UPDATE OF b
 ), moved AS (
-    UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, updated_at = {now}
+    UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, seq = b.seq + 1,
+        updated_at = {now}
     FROM entry, moves AS m
     WHERE (SELECT COUNT(*) FROM locked) = {moves} AND b.account = m.account AND b.asset_code = m.asset
         AND b.available BETWEEN m.available_low AND m.available_high
         AND b.frozen BETWEEN m.frozen_low AND m.frozen_high
-    RETURNING 1
+    RETURNING b.account, b.asset_code, b.available, b.frozen, b.seq
+), posted AS (
+    INSERT INTO postings ({POSTING_COLUMNS})
+    SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold, m.available, m.frozen, m.seq
+    FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold)
+    JOIN moved AS m ON m.account = p.account AND m.asset_code = p.asset
 )
-SELECT (SELECT COUNT(*) FROM entry)
-    / CASE WHEN (SELECT COUNT(*) FROM entry) = 0 OR (SELECT COUNT(*) FROM moved) = {moves} THEN 1 ELSE 0 END"
+SELECT c.written, m.account, m.asset_code, m.available, m.frozen, m.seq
+FROM (SELECT (SELECT COUNT(*) FROM entry)
+    / CASE WHEN (SELECT COUNT(*) FROM entry) = 0 OR (SELECT COUNT(*) FROM moved) = {moves} THEN 1 ELSE 0 END AS written) AS c
+LEFT JOIN moved AS m ON true"
     ))
 }
 
@@ -238,6 +270,9 @@ mod tests {
             .await?;
         assert_eq!(resolved_by.0, entry.id);
         assert_eq!(store.entry(&entry.id).await?.legs, entry.legs, "postings of the payout and of the hold");
+        let afters: Vec<_> = entry.balances.iter().map(|after| (after.available, after.frozen, after.seq)).collect();
+        assert_eq!(afters, [(7, 0, 3), (4, 0, 2)], "fund, freeze, settle; fund, settle");
+        assert_eq!(store.entry(&entry.id).await?, entry, "the postings record the balances after");
         Ok(())
     }
 
@@ -296,7 +331,7 @@ mod tests {
         assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT"));
         assert!(sql.contains("VALUES ($9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20)"));
         assert!(sql.contains("VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29), ($30,"));
-        assert!(sql.contains("= $39 AND") && sql.ends_with("= $39 THEN 1 ELSE 0 END"));
+        assert!(sql.contains("= $39 AND") && sql.contains("= $39 THEN 1 ELSE 0 END AS written"));
         assert!(sql.contains("updated_at = $8") && !sql.contains("holds"));
         assert_eq!(params.len(), 39);
         let resolved = [Resolved { id: HoldId::generate(), resolution: Resolution::Release, settled: 0 }];

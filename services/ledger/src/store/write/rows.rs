@@ -4,7 +4,7 @@
 
 use economy_kit::db::params::{Params, Placeholder, tuple};
 
-use crate::domain::entry::{BalanceDelta, EntryMeta, Leg};
+use crate::domain::entry::{BalanceDelta, Entry, EntryMeta};
 
 /// Binds a journal entry row's eight columns: id, idempotency key, fingerprint, business
 /// type, correlation id, memo, actor, created at (`now`, ms). Returns their placeholders
@@ -38,6 +38,11 @@ pub(super) struct PostingRow<'l> {
     pub(super) bucket: &'static str,
     pub(super) amount: i64,
     pub(super) hold_id: Option<&'l str>,
+    /// The balance after the whole entry (`Entry::balances`; zeros and 0 while the entry
+    /// has none: the PostgreSQL statements take them from the balance UPDATE instead).
+    pub(super) available_after: i64,
+    pub(super) frozen_after: i64,
+    pub(super) balance_seq: i64,
 }
 
 impl<'l> PostingRow<'l> {
@@ -54,32 +59,67 @@ impl<'l> PostingRow<'l> {
         ])
     }
 
-    /// Binds every column, entry id first; the `VALUES` row.
-    pub(super) fn bind(self, params: &mut Params<'l>) -> Result<String, sqlx::Error> {
+    /// Binds the entry id, the columns of [`PostingRow::bind_after_entry`] and `number`
+    /// (the balance move the row belongs to) instead of the balance after; the `VALUES`
+    /// row.
+    pub(super) fn bind_numbered(self, params: &mut Params<'l>, number: i64) -> Result<String, sqlx::Error> {
         let entry_id = params.push(self.entry_id)?;
-        Ok(tuple(&[[entry_id].as_slice(), &self.bind_after_entry(params)?].concat()))
+        let columns = self.bind_after_entry(params)?;
+        Ok(tuple(&[[entry_id].as_slice(), &columns, &[params.push(number)?]].concat()))
+    }
+
+    /// Binds every column in [`POSTING_COLUMNS`] order; the `VALUES` row.
+    pub(super) fn bind_all(self, params: &mut Params<'l>) -> Result<String, sqlx::Error> {
+        let after = [self.available_after, self.frozen_after, self.balance_seq];
+        let entry_id = params.push(self.entry_id)?;
+        let columns = self.bind_after_entry(params)?;
+        Ok(tuple(&[[entry_id].as_slice(), &columns, &params.push_each(after)?].concat()))
     }
 }
 
-/// A JSON array in column order (`value ->> 0` is the entry id), for `json_each`.
+/// Every column of a `postings` row, in the order of [`PostingRow::bind_all`] and of its
+/// JSON form.
+pub(super) const POSTING_COLUMNS: &str =
+    "entry_id, seq, account, asset_code, bucket, amount, hold_id, available_after, frozen_after, balance_seq";
+
+/// A JSON array in [`POSTING_COLUMNS`] order (`value ->> 0` is the entry id), for
+/// `json_each`.
 impl serde::Serialize for PostingRow<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (self.entry_id, self.seq, &self.account, self.asset, self.bucket, self.amount, self.hold_id)
+        (
+            self.entry_id,
+            self.seq,
+            &self.account,
+            self.asset,
+            self.bucket,
+            self.amount,
+            self.hold_id,
+            self.available_after,
+            self.frozen_after,
+            self.balance_seq,
+        )
             .serialize(serializer)
     }
 }
 
-/// The postings rows of entry `entry_id`, one per leg, numbered by leg order (every write
-/// path records them alike).
-pub(super) fn posting_rows<'l>(entry_id: &'l str, legs: &'l [Leg]) -> impl Iterator<Item = PostingRow<'l>> {
-    (0_i64..).zip(legs).map(move |(seq, leg)| PostingRow {
-        entry_id,
-        seq,
-        account: leg.account.key(),
-        asset: leg.asset.as_str(),
-        bucket: leg.bucket.as_str(),
-        amount: leg.amount,
-        hold_id: leg.hold_id.as_ref().map(|hold| hold.as_str()),
+/// The postings rows of `entry`, one per leg, numbered by leg order, each with the
+/// entry's resulting balance of its account and asset (every write path records them
+/// alike).
+pub(super) fn posting_rows(entry: &Entry) -> impl Iterator<Item = PostingRow<'_>> {
+    (0_i64..).zip(&entry.legs).map(move |(seq, leg)| {
+        let after = entry.balance_after(&leg.account, &leg.asset);
+        PostingRow {
+            entry_id: &entry.id,
+            seq,
+            account: leg.account.key(),
+            asset: leg.asset.as_str(),
+            bucket: leg.bucket.as_str(),
+            amount: leg.amount,
+            hold_id: leg.hold_id.as_ref().map(|hold| hold.as_str()),
+            available_after: after.map_or(0, |after| after.available),
+            frozen_after: after.map_or(0, |after| after.frozen),
+            balance_seq: after.map_or(0, |after| after.seq),
+        }
     })
 }
 

@@ -27,10 +27,10 @@ use economy_kit::db::{Writer, json_rows};
 use economy_kit::group_commit::{BulkResults, write_in_savepoint};
 use sqlx::AnyConnection;
 
-use super::rows::posting_rows;
+use super::rows::{POSTING_COLUMNS, posting_rows};
 use super::{EntryWrite, Refusal, batch_now};
 use crate::domain::LedgerError;
-use crate::domain::entry::{BalanceDelta, Buckets, Entry, balanced_deltas};
+use crate::domain::entry::{BalanceAfter, BalanceDelta, Buckets, Entry, balanced_deltas};
 use crate::domain::hold::{Hold, Resolved};
 use crate::store::read::{HoldRow, corrupt, hold_from_row};
 
@@ -159,11 +159,13 @@ struct StateRow {
     amount: i64,
     /// The balance's frozen amount or the hold's expiry (ms; `NULL` for none).
     frozen_or_expiry: Option<i64>,
+    /// The balance's version.
+    seq: i64,
 }
 
 /// In one statement: the idempotency keys of `writes` that an entry already holds, the
 /// holds they resolve, and the current rows of every balance their legs or those holds
-/// move (missing rows hold zero).
+/// move with their versions (missing rows hold zero, version 0).
 async fn read_state(
     conn: &mut AnyConnection,
     writes: &[EntryWrite],
@@ -178,13 +180,13 @@ async fn read_state(
         .collect();
     let found: Vec<StateRow> = sqlx::query_as(&format!(
         "{}SELECT {TAKEN_KEY} AS tag, idempotency_key AS id, '' AS account_or_asset, '' AS asset, '' AS status, \
-         0 AS amount, 0 AS frozen_or_expiry FROM journal_entries \
+         0 AS amount, 0 AS frozen_or_expiry, 0 AS seq FROM journal_entries \
          WHERE idempotency_key IN (SELECT value FROM json_each($1)) \
-         UNION ALL SELECT {BALANCE}, b.account, b.asset_code, '', '', b.available, b.frozen FROM \
+         UNION ALL SELECT {BALANCE}, b.account, b.asset_code, '', '', b.available, b.frozen, b.seq FROM \
          (SELECT value ->> 0 AS account, value ->> 1 AS asset_code FROM json_each($2) \
          UNION ALL SELECT account, asset_code FROM holds WHERE id IN (SELECT value FROM json_each($3))) AS k \
          JOIN balances AS b ON b.account = k.account AND b.asset_code = k.asset_code \
-         UNION ALL SELECT {HOLD}, id, account, asset_code, status, amount, expires_at FROM holds \
+         UNION ALL SELECT {HOLD}, id, account, asset_code, status, amount, expires_at, 0 FROM holds \
          WHERE id IN (SELECT value FROM json_each($3))",
         framing.begin()
     ))
@@ -200,7 +202,8 @@ async fn read_state(
             TAKEN_KEY => _ = taken.insert(row.id),
             BALANCE => {
                 let frozen = row.frozen_or_expiry.unwrap_or_default();
-                books.balances.rows.insert((row.id, row.account_or_asset), Buckets { available: row.amount, frozen });
+                let balance = Versioned { buckets: Buckets { available: row.amount, frozen }, seq: row.seq };
+                books.balances.rows.insert((row.id, row.account_or_asset), balance);
             }
             _ => {
                 let hold = read_hold(
@@ -261,8 +264,8 @@ impl Books {
             let hold = holds.get(id.as_str()).ok_or_else(|| LedgerError::HoldNotFound(id.to_string()))?;
             hold.as_ref().ok_or_else(|| corrupt("hold", id.as_str()))
         })?;
-        self.balances.apply(&balanced_deltas(&legs)?)?;
-        let entry = write.entry(now, legs);
+        let balances = self.balances.apply(&balanced_deltas(&legs)?)?;
+        let entry = write.entry(now, legs).with_balances(balances);
         for Resolved { id, resolution, settled } in resolved {
             if let Some(Some(hold)) = self.holds.get_mut(id.as_str()) {
                 hold.status = resolution.status();
@@ -273,44 +276,68 @@ impl Books {
     }
 }
 
+/// A balance row's amounts and version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Versioned {
+    buckets: Buckets,
+    seq: i64,
+}
+
 /// The balances a batch touches, as the batch's accepted entries leave them.
 #[derive(Default)]
 struct BalanceBook {
-    rows: HashMap<BalanceKey, Buckets>,
+    rows: HashMap<BalanceKey, Versioned>,
     moved: HashSet<BalanceKey>,
 }
 
 impl BalanceBook {
-    /// Moves the balances by `deltas`, all or none: the first delta a balance cannot take
-    /// refuses the entry (`INSUFFICIENT_BALANCE`, `BALANCE_OVERFLOW`, …).
-    fn apply(&mut self, deltas: &[BalanceDelta]) -> Result<(), LedgerError> {
-        let moved: Vec<(BalanceKey, Buckets)> = deltas
+    /// Moves the balances by `deltas`, all or none, each one version up: the balances
+    /// after, or the refusal of the first delta a balance cannot take
+    /// (`INSUFFICIENT_BALANCE`, `BALANCE_OVERFLOW`, …).
+    fn apply(&mut self, deltas: &[BalanceDelta]) -> Result<Vec<BalanceAfter>, LedgerError> {
+        let moved: Vec<(BalanceKey, Versioned)> = deltas
             .iter()
             .map(|delta| {
                 let key = key_of(delta);
                 let current = self.rows.get(&key).copied().unwrap_or_default();
-                delta.apply_to(current).map(|after| (key, after))
+                let buckets = delta.apply_to(current.buckets)?;
+                Ok((key, Versioned { buckets, seq: current.seq + 1 }))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, LedgerError>>()?;
+        let afters = deltas
+            .iter()
+            .zip(&moved)
+            .map(|(delta, (_, after))| BalanceAfter {
+                account: delta.account.clone(),
+                asset: delta.asset.clone(),
+                available: after.buckets.available,
+                frozen: after.buckets.frozen,
+                seq: after.seq,
+            })
+            .collect();
         for (key, after) in moved {
             self.rows.insert(key.clone(), after);
             self.moved.insert(key);
         }
-        Ok(())
+        Ok(afters)
     }
 
-    /// Every moved balance as `(account, asset, available, frozen)`.
-    fn moved_rows(&self) -> Vec<(&str, &str, i64, i64)> {
+    /// Every moved balance as `(account, asset, available, frozen, seq)`.
+    fn moved_rows(&self) -> Vec<(&str, &str, i64, i64, i64)> {
         self.moved
             .iter()
-            .filter_map(|key| self.rows.get(key).map(|row| (key.0.as_str(), key.1.as_str(), row.available, row.frozen)))
+            .filter_map(|key| {
+                let row = self.rows.get(key)?;
+                Some((key.0.as_str(), key.1.as_str(), row.buckets.available, row.buckets.frozen, row.seq))
+            })
             .collect()
     }
 }
 
 /// In one call (four statements): the accepted entries with their fingerprints, their
-/// postings numbered by leg order, the holds they resolved, and every moved balance
-/// (inserting rows that did not exist).
+/// postings numbered by leg order with the balances after each entry, the holds they
+/// resolved, and every moved balance with its version (inserting rows that did not
+/// exist).
 async fn write_accepted(
     conn: &mut AnyConnection,
     entries: &[(&Entry, &str)],
@@ -333,21 +360,21 @@ async fn write_accepted(
             )
         })
         .collect();
-    let posting_rows: Vec<_> = entries.iter().flat_map(|(entry, _)| posting_rows(&entry.id, &entry.legs)).collect();
+    let posting_rows: Vec<_> = entries.iter().flat_map(|(entry, _)| posting_rows(entry)).collect();
     sqlx::query(&format!(
         "INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, \
          created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
          value ->> 7 FROM json_each($1); \
-         INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
-         FROM json_each($2); \
+         INSERT INTO postings ({POSTING_COLUMNS}) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+         value ->> 7, value ->> 8, value ->> 9 FROM json_each($2); \
          UPDATE holds SET status = r.value ->> 1, settled_amount = r.value ->> 2, resolved_at = $4, \
          resolution_entry_id = r.value ->> 3 FROM json_each($5) AS r \
          WHERE holds.id = r.value ->> 0; \
-         INSERT INTO balances (account, asset_code, available, frozen, updated_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $4 FROM json_each($3) WHERE true \
+         INSERT INTO balances (account, asset_code, available, frozen, seq, updated_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, $4 FROM json_each($3) WHERE true \
          ON CONFLICT (account, asset_code) DO UPDATE SET available = excluded.available, \
-         frozen = excluded.frozen, updated_at = excluded.updated_at{}",
+         frozen = excluded.frozen, seq = excluded.seq, updated_at = excluded.updated_at{}",
         framing.commit()
     ))
     .bind(json_rows(&entry_rows)?)
@@ -378,12 +405,16 @@ mod tests {
         Code::parse("gold").expect("code")
     }
 
+    fn versioned(available: i64, frozen: i64) -> Versioned {
+        Versioned { buckets: Buckets { available, frozen }, seq: 0 }
+    }
+
     /// Books holding `hold` (10 gold frozen on user 1) and user 1's balance.
     fn books(hold: &HoldId) -> Books {
         let mut books = Books::default();
         let state = read_hold(hold.as_str(), &user(1).key(), "gold", "open", 10, None);
         books.holds.insert(hold.to_string(), state);
-        books.balances.rows.insert((user(1).key(), "gold".into()), Buckets { available: 0, frozen: 10 });
+        books.balances.rows.insert((user(1).key(), "gold".into()), versioned(0, 10));
         books
     }
 
@@ -409,7 +440,9 @@ mod tests {
         let settled = books.decide(&settle(&hold, 2, 4, "b"), 1).expect("settles");
         assert_eq!(books.resolved, vec![(hold.to_string(), "settled", 4, settled.id.clone())]);
         let frozen = books.balances.rows.get(&(user(1).key(), "gold".into())).copied();
-        assert_eq!(frozen, Some(Buckets { available: 6, frozen: 0 }));
+        assert_eq!(frozen, Some(Versioned { buckets: Buckets { available: 6, frozen: 0 }, seq: 1 }));
+        let after = settled.balance_after(&user(1), &gold()).map(|after| (after.available, after.frozen, after.seq));
+        assert_eq!(after, Some((6, 0, 1)), "the entry carries the balance after it");
         let again = books.decide(&settle(&hold, 3, 4, "c"), 1);
         assert!(matches!(again, Err(LedgerError::HoldAlreadyResolved { status: "settled", .. })), "{again:?}");
         let unknown = books.decide(&settle(&HoldId::generate(), 3, 4, "d"), 1);
@@ -432,7 +465,7 @@ mod tests {
     fn a_settlement_a_balance_refuses_leaves_its_hold_open() {
         let hold = HoldId::generate();
         let mut books = books(&hold);
-        books.balances.rows.insert((user(1).key(), "gold".into()), Buckets { available: 0, frozen: 5 });
+        books.balances.rows.insert((user(1).key(), "gold".into()), versioned(0, 5));
         // Frozen below its open holds is a broken invariant, refused as a storage error.
         let refused = books.decide(&settle(&hold, 2, 4, "a"), 1);
         assert!(matches!(refused, Err(LedgerError::Storage(_))), "{refused:?}");

@@ -1,8 +1,9 @@
 //! One journal entry in a transaction the caller commits: claim the idempotency key by
 //! inserting the entry, resolve holds by compare-and-set on `open`, check the assets and
-//! accounts not yet known to exist, open a hold, record the postings, move every balance
-//! with one conditional UPDATE (which checks its bounds). Any failure rolls everything
-//! back. Chosen for an entry that opens a hold or touches an asset or account not yet
+//! accounts not yet known to exist, open a hold, move every balance with one conditional
+//! UPDATE (which checks its bounds, bumps the balance's version and returns the balance
+//! after), then record the postings with those resulting balances. Any failure rolls
+//! everything back. Chosen for an entry that opens a hold or touches an asset or account not yet
 //! known, for any entry a faster form leaves undecided (it names the refusal), and by the
 //! compensation tools, whose audit record shares the entry's transaction.
 
@@ -12,10 +13,12 @@ use economy_kit::db::is_unique_violation;
 use economy_kit::db::params::{Params, tuple};
 use sqlx::AnyConnection;
 
-use super::rows::{bind_entry, posting_rows};
+use super::rows::{POSTING_COLUMNS, bind_entry, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
-use crate::domain::entry::{BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced};
+use crate::domain::entry::{
+    BalanceAfter, BalanceDelta, Buckets, Entry, EntryMeta, Leg, balance_deltas, check_balanced,
+};
 use crate::domain::hold::Resolution;
 use crate::domain::ids::{AccountId, AssetCode, EntityId, HoldId};
 use crate::store::known::KnownRows;
@@ -49,13 +52,15 @@ pub(in crate::store) async fn write_entry(
     if let Some(hold) = &plan.new_hold {
         insert_hold(tx, hold, &plan.meta, now).await?;
     }
-    // Postings first: the balance rows' locks (PostgreSQL) are then held only until the
-    // commit, which keeps a hot account's queue short.
-    insert_postings(tx, entry_id.as_str(), &legs).await?;
+    let mut balances = Vec::new();
     for delta in balance_deltas(&legs)? {
-        apply_delta(tx, &delta, now).await?;
+        balances.push(apply_delta(tx, &delta, now).await?);
     }
-    Ok(Some(Entry::new(entry_id.to_string(), &plan.meta, now, legs)))
+    // The postings record the balances the UPDATEs returned, so they follow them (one
+    // statement more while the balance rows are locked, on PostgreSQL).
+    let entry = Entry::new(entry_id.to_string(), &plan.meta, now, legs).with_balances(balances);
+    insert_postings(tx, &entry).await?;
+    Ok(Some(entry))
 }
 
 async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Result<(), sqlx::Error> {
@@ -159,11 +164,19 @@ async fn insert_hold(tx: &mut Tx, hold: &NewHold, meta: &EntryMeta, now: i64) ->
 }
 
 /// Moves one balance with a conditional UPDATE whose bounds keep it within its floor and
-/// i64; a missing row is inserted (racing inserts retry the UPDATE once).
-async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), LedgerError> {
+/// i64, one version up; a missing row is inserted at version 1 (racing inserts retry the
+/// UPDATE once). Returns the balance after.
+async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<BalanceAfter, LedgerError> {
+    let after = |available: i64, frozen: i64, seq: i64| BalanceAfter {
+        account: delta.account.clone(),
+        asset: delta.asset.clone(),
+        available,
+        frozen,
+        seq,
+    };
     for _ in 0..2 {
-        if update_balance(tx, delta, now).await? {
-            return Ok(());
+        if let Some((available, frozen, seq)) = update_balance(tx, delta, now).await? {
+            return Ok(after(available, frozen, seq));
         }
         let current: Option<(i64, i64)> =
             sqlx::query_as("SELECT available, frozen FROM balances WHERE account = $1 AND asset_code = $2")
@@ -182,8 +195,8 @@ async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), 
         }
         delta.apply_to(Buckets::default())?;
         let inserted = sqlx::query(
-            "INSERT INTO balances (account, asset_code, available, frozen, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (account, asset_code) DO NOTHING",
+            "INSERT INTO balances (account, asset_code, available, frozen, updated_at, seq) \
+             VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (account, asset_code) DO NOTHING",
         )
         .bind(delta.account.key())
         .bind(delta.asset.as_str())
@@ -193,18 +206,21 @@ async fn apply_delta(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<(), 
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(());
+            return Ok(after(delta.available, delta.frozen, 1));
         }
     }
     Err(LedgerError::Storage(format!("balance {}/{} is contended", delta.account, delta.asset).into()))
 }
 
-async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<bool, LedgerError> {
+/// The conditional UPDATE of [`apply_delta`]: `(available, frozen, seq)` after it, `None`
+/// when the row is missing or out of bounds.
+async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<Option<(i64, i64, i64)>, LedgerError> {
     let (available_low, available_high) = delta.available_range();
     let (frozen_low, frozen_high) = delta.frozen_range();
-    let updated = sqlx::query(
-        "UPDATE balances SET available = available + $1, frozen = frozen + $2, updated_at = $3 \
-         WHERE account = $4 AND asset_code = $5 AND available BETWEEN $6 AND $7 AND frozen BETWEEN $8 AND $9",
+    let updated = sqlx::query_as(
+        "UPDATE balances SET available = available + $1, frozen = frozen + $2, seq = seq + 1, updated_at = $3 \
+         WHERE account = $4 AND asset_code = $5 AND available BETWEEN $6 AND $7 AND frozen BETWEEN $8 AND $9 \
+         RETURNING available, frozen, seq",
     )
     .bind(delta.available)
     .bind(delta.frozen)
@@ -215,23 +231,20 @@ async fn update_balance(tx: &mut Tx, delta: &BalanceDelta, now: i64) -> Result<b
     .bind(available_high)
     .bind(frozen_low)
     .bind(frozen_high)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(updated.rows_affected() == 1)
+    Ok(updated)
 }
 
-/// Records the postings of one entry (at most 100 legs: 700 parameters), numbered by leg
-/// order.
-async fn insert_postings(tx: &mut Tx, entry_id: &str, legs: &[Leg]) -> Result<(), sqlx::Error> {
-    if legs.is_empty() {
+/// Records the postings of `entry` with its resulting balances (ten parameters a leg; an
+/// entry has at most a few hundred legs), numbered by leg order.
+async fn insert_postings(tx: &mut Tx, entry: &Entry) -> Result<(), sqlx::Error> {
+    if entry.legs.is_empty() {
         return Ok(());
     }
     let mut params = Params::numbered();
-    let rows: Vec<String> = posting_rows(entry_id, legs).map(|row| row.bind(&mut params)).collect::<Result<_, _>>()?;
-    let sql = format!(
-        "INSERT INTO postings (entry_id, seq, account, asset_code, bucket, amount, hold_id) VALUES {}",
-        rows.join(", ")
-    );
+    let rows: Vec<String> = posting_rows(entry).map(|row| row.bind_all(&mut params)).collect::<Result<_, _>>()?;
+    let sql = format!("INSERT INTO postings ({POSTING_COLUMNS}) VALUES {}", rows.join(", "));
     sqlx::query_with(&sql, params.into_arguments()).execute(&mut *tx).await?;
     Ok(())
 }
