@@ -1300,17 +1300,25 @@ fn is_sold_out(entry: &WriteLog) -> bool {
     entry.what == OFFERS[1].what && reason == Some("OFFER_SOLD_OUT")
 }
 
+/// The fault that leaves behind the claim an ABORTED answer waits for: a dead gateway's
+/// idempotency record (REQUEST_PROCESSING), or a dead market's claim on an exchange
+/// (EXCHANGE_IN_PROGRESS, held until the market's request timeout + 1 s).
+fn claim_holder(answer: &str) -> &'static str {
+    if answer.contains("EXCHANGE_IN_PROGRESS") { "kill market" } else { "kill gateway" }
+}
+
 /// No key answered later than the lease + 5 s after the later of its first attempt and
 /// the last fault before that answer; and none answered REQUEST_PROCESSING later than that
 /// after the later of its first attempt and the last kill of the gateway — only a dead
 /// gateway leaves a claim behind, and a retry takes it over once its lease ends, whatever
-/// else fails meanwhile (a forward is bounded by the upstream timeout, within the lease).
+/// else fails meanwhile (a forward is bounded by the upstream timeout, within the lease) —
+/// nor EXCHANGE_IN_PROGRESS later than that after the last kill of the market.
 fn check_answer_times(log: &[WriteLog], faults: &Faults) -> Result<()> {
     let mut late = Vec::new();
     for entry in log {
         let processing = entry.lost.iter().filter(|(code, _, _)| *code == Code::Aborted);
         let answers = processing
-            .map(|(_, what, at)| (what.as_str(), *at, Some("kill gateway")))
+            .map(|(_, what, at)| (what.as_str(), *at, Some(claim_holder(what))))
             .chain(entry.answer.as_ref().map(|(_, what, at)| (what.as_str(), *at, None)));
         for (what, at, cause) in answers {
             let since = faults.last_before(at, cause).map_or(entry.first_sent, |fault| fault.max(entry.first_sent));

@@ -24,7 +24,7 @@ pub async fn recover(market: &Market, stale_ms: i64) -> Result<usize, MarketErro
             Err(error) => tracing::warn!(trade_id = %id, %error, "trade not resumed yet"),
         }
     }
-    for exchange in market.store.stalled_exchanges(cutoff, BATCH).await? {
+    for exchange in market.store.stalled_exchanges(cutoff, market.clock.now_millis(), BATCH).await? {
         let id = exchange.id.clone();
         match market.advance_exchange(exchange).await {
             Ok(_) => done += 1,

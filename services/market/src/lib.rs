@@ -121,6 +121,7 @@ pub async fn start(
             default_listing_ttl_ms: i64::try_from(config.default_listing_ttl_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             revenue_account: config.offer_revenue_account.clone(),
+            exchange_lease_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).saturating_add(1_000),
         },
     });
     let secs = |value: u64| Duration::from_secs(value.max(1));

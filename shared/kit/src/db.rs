@@ -149,6 +149,7 @@ impl Db {
         let guard = Arc::clone(sqlite_writer).lock_owned().await;
         let mut writer = OwnedMutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
         writer.roll_back_raw_transaction().await;
+        writer.roll_back_abandoned_transaction().await;
         Ok(Writer(WriterConnection::Sqlite(writer)))
     }
 
@@ -398,6 +399,31 @@ mod tests {
         assert_eq!(values, vec![2]);
         db.close().await;
         assert!(matches!(db.writer().await, Err(sqlx::Error::PoolClosed)));
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_begin_cut_off_by_a_cancelled_request_does_not_wedge_the_writer() -> anyhow::Result<()> {
+        use sqlx::TransactionManager as _;
+        let dir = std::env::temp_dir().join(format!("economy-db-{}", uuid::Uuid::now_v7()));
+        let db = Db::connect(&format!("sqlite://{}/cut.db", dir.display()), &DbOptions::default()).await?;
+        sqlx::query("CREATE TABLE t (v BIGINT NOT NULL)").execute(&mut *db.writer().await?).await?;
+        {
+            // What a request dropped inside `Writer::begin` leaves: SQLite ran the BEGIN and
+            // sqlx counts it open, but no `Transaction` exists to end it.
+            let mut writer = db.writer().await?;
+            <sqlx::Any as sqlx::Database>::TransactionManager::begin(&mut writer, None).await?;
+            sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *writer).await?;
+        }
+        let mut writer = db.writer().await?;
+        let mut tx = writer.begin().await?;
+        sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await?;
+        tx.commit().await?;
+        drop(writer);
+        let values: Vec<i64> = sqlx::query_scalar("SELECT v FROM t").fetch_all(db.pool()).await?;
+        assert_eq!(values, vec![2], "the cut-off transaction was rolled back");
+        db.close().await;
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

@@ -228,6 +228,9 @@ catalogue! {
     /// The user's per-user limit of the offer (in all, or within its rolling window) would
     /// be exceeded.
     PURCHASE_LIMIT_REACHED: [FailedPrecondition], ShowUser, "market: PurchaseOffer";
+    /// Another request with the key, or the recovery worker, is advancing the exchange;
+    /// retry with the same key.
+    EXCHANGE_IN_PROGRESS: [Aborted], Retry, "market: PurchaseOffer, GrantBundle";
     /// No exchange with this id.
     EXCHANGE_NOT_FOUND: [NotFound], FixInput, "market: GetExchange";
     /// An upstream service (named in the `upstream` metadata) did not answer or answered

@@ -88,6 +88,10 @@ pub enum MarketError {
         /// Which cap: `total` or `window`.
         limit: &'static str,
     },
+    /// `EXCHANGE_IN_PROGRESS` (ABORTED): another runner (a concurrent request with the
+    /// key, or the recovery worker) is advancing the exchange; retry with the same key.
+    #[error("exchange {0} is being advanced by another request or the recovery worker; retry with the same key")]
+    ExchangeInProgress(String),
     /// `ASSET_NOT_FOUND` (NOT_FOUND): an offer's or bundle's asset is not in the ledger's
     /// catalog.
     #[error("asset {0} is not in the ledger's catalog")]

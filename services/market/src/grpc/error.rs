@@ -60,6 +60,9 @@ impl From<MarketError> for Status {
                 reasons::PURCHASE_LIMIT_REACHED.into(),
                 vec![("offer_id", offer_id), ("limit", limit.to_owned())],
             ),
+            MarketError::ExchangeInProgress(id) => {
+                (Code::Aborted, reasons::EXCHANGE_IN_PROGRESS.into(), vec![("exchange_id", id)])
+            }
             MarketError::AssetNotFound(code) => {
                 (Code::NotFound, reasons::ASSET_NOT_FOUND.into(), vec![("asset_code", code)])
             }

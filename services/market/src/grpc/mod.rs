@@ -14,7 +14,9 @@ use economy_kit::identity::{caller, checked_idempotency_key};
 use economy_proto::market::v1 as pb;
 use pb::market_service_server::MarketService;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
+use crate::domain::MarketError;
 use crate::service::Market;
 use crate::store::{Browse, Defined, Sort};
 
@@ -36,6 +38,19 @@ impl MarketApi {
 
 fn check_id(violations: &mut Violations, field: &str, value: &str) {
     violations.check(uuid::Uuid::try_parse(value).is_ok(), field, "a UUID");
+}
+
+/// Runs a saga in a task of its own, so a client that gives up (its call cancelled) does
+/// not stop it between two steps: it finishes and releases its claim, and a retry with
+/// the key is answered at once (docs/market.md, "Exchanges").
+async fn run_to_end<T: Send + 'static>(
+    saga: impl std::future::Future<Output = Result<T, MarketError>> + Send + 'static,
+) -> Result<T, Status> {
+    let task = tokio::spawn(saga.instrument(tracing::Span::current()));
+    match task.await {
+        Ok(outcome) => Ok(outcome?),
+        Err(error) => Err(MarketError::Storage(economy_kit::error::StorageCause::new(error)).into()),
+    }
 }
 
 /// An offer id, or VALIDATION_FAILED naming `offer_id`.
@@ -283,7 +298,9 @@ impl MarketService for MarketApi {
         violations.check(offers::is_offer_id(&message.offer_id), "offer_id", "an offer id");
         let quantity = offers::quantity(message.quantity, &mut violations);
         violations.finish(DOMAIN)?;
-        let (exchange, replayed) = self.market.purchase_offer(&caller, &key, &message.offer_id, quantity).await?;
+        let (market, offer_id) = (self.market.clone(), message.offer_id.clone());
+        let run = async move { market.purchase_offer(&caller, &key, &offer_id, quantity).await };
+        let (exchange, replayed) = run_to_end(run).await?;
         Ok(Response::new(pb::PurchaseOfferResponse { exchange: Some(offers::exchange(&exchange)), replayed }))
     }
 
@@ -296,7 +313,8 @@ impl MarketService for MarketApi {
         let key = checked_idempotency_key(&request, &request.get_ref().idempotency_key, &mut violations);
         let bundle = offers::new_bundle(request.get_ref(), &mut violations);
         violations.finish(DOMAIN)?;
-        let (exchange, replayed) = self.market.grant_bundle(&caller, &key, bundle).await?;
+        let market = self.market.clone();
+        let (exchange, replayed) = run_to_end(async move { market.grant_bundle(&caller, &key, bundle).await }).await?;
         Ok(Response::new(pb::GrantBundleResponse { exchange: Some(offers::exchange(&exchange)), replayed }))
     }
 

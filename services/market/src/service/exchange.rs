@@ -1,8 +1,10 @@
 //! Exchanges (docs/market.md, "Exchanges"): offer purchases and reward bundles, each a saga
 //! whose steps call the ledger and the items service with keys derived from the
 //! exchange's business event (`<event>:hold:<asset>`, `<event>:grant:<n>`,
-//! `<event>:settle`, `<event>:revoke:<n>`, `<event>:release:<asset>`), then save the
-//! exchange by a compare-and-set of its status. A retry with the key, or the recovery
+//! `<event>:settle`, `<event>:revoke:<n>`, `<event>:release:<asset>`). One runner at a
+//! time holds a claim on the exchange (the request that created it, a retry, or the
+//! recovery worker) and saves it by a compare-and-set of its status and claim: when it is
+//! final, or when a step cannot be taken now. A retry with the key, or the recovery
 //! worker, resumes it at any step; a refusal at any step undoes what was done.
 
 use economy_kit::identity::Caller;
@@ -14,7 +16,7 @@ use crate::clients::ledger::{leg, system, user};
 use crate::domain::exchange::{REWARD_BUNDLE, SHOP_EXCHANGE};
 use crate::domain::offer::times;
 use crate::domain::{Exchange, ExchangeKind, ExchangeStatus, GrantedItem, MarketError, Offer, Reward, step_key};
-use crate::store::Reserve;
+use crate::store::{Reserve, Save};
 
 /// The mint / burn counterpart of reward assets.
 const ISSUANCE_ACCOUNT: &str = "SYSTEM_ISSUANCE";
@@ -66,8 +68,9 @@ impl Market {
                 Err(refusal) => refusal,
                 Ok(()) => {
                     let exchange = self.new_purchase(key, buyer, &offer, quantity)?;
-                    match self.store.reserve(&offer, &exchange).await? {
-                        Reserve::Reserved => return Ok((completed(self.advance_exchange(exchange).await?)?, false)),
+                    let claim = self.claim_until();
+                    match self.store.reserve(&offer, &exchange, claim).await? {
+                        Reserve::Reserved => return Ok((completed(self.run_claimed(exchange, claim).await?)?, false)),
                         Reserve::Duplicate => return self.resume_event(caller, key, same).await,
                         Reserve::Changed => continue,
                         refused => reservation_refusal(offer_id, refused),
@@ -153,10 +156,11 @@ impl Market {
             correlation_id: correlation_id.to_owned(),
             ..self.new_exchange(uuid::Uuid::now_v7().to_string(), key, ExchangeKind::Bundle, bundle.user_id)
         };
-        if !self.store.insert_bundle(&exchange).await? {
+        let claim = self.claim_until();
+        if !self.store.insert_bundle(&exchange, claim).await? {
             return self.resume_event(caller, key, same).await;
         }
-        Ok((completed(self.advance_exchange(exchange).await?)?, false))
+        Ok((completed(self.run_claimed(exchange, claim).await?)?, false))
     }
 
     async fn resume_event(
@@ -186,28 +190,75 @@ impl Market {
     }
 
     /// Runs the exchange's saga until it is final or a step cannot be taken now
-    /// (UPSTREAM_UNAVAILABLE, or an undo the items service refuses: an operator's case).
-    pub async fn advance_exchange(&self, mut exchange: Exchange) -> Result<Exchange, MarketError> {
-        while !exchange.status.is_final() {
-            let from = exchange.status;
-            let mut next = match from {
-                ExchangeStatus::Reserved => self.hold_payment(&exchange).await?,
-                ExchangeStatus::Paid => self.grant_items(&exchange).await?,
-                ExchangeStatus::Granted => self.post_closing_entry(&exchange).await?,
-                ExchangeStatus::Compensating => self.undo(&exchange).await?,
-                ExchangeStatus::Completed | ExchangeStatus::Failed => break,
-            };
+    /// (UPSTREAM_UNAVAILABLE, or an undo the items service refuses: an operator's case),
+    /// after claiming it: EXCHANGE_IN_PROGRESS while another runner's claim runs.
+    pub async fn advance_exchange(&self, exchange: Exchange) -> Result<Exchange, MarketError> {
+        if exchange.status.is_final() {
+            return Ok(exchange);
+        }
+        let claim = self.claim_until();
+        if !self.store.claim_exchange(&exchange.id, self.now(), claim).await? {
+            return self.claimed_elsewhere(&exchange.id).await;
+        }
+        self.run_claimed(exchange, claim).await
+    }
+
+    /// The end of a claim taken now.
+    fn claim_until(&self) -> i64 {
+        self.now().saturating_add(self.rules.exchange_lease_ms)
+    }
+
+    /// The exchange as another runner left it: final, or still running there.
+    async fn claimed_elsewhere(&self, exchange_id: &str) -> Result<Exchange, MarketError> {
+        let current = self.store.exchange(exchange_id).await?;
+        let current = current.ok_or_else(|| MarketError::Storage("exchange vanished".into()))?;
+        if current.status.is_final() { Ok(current) } else { Err(MarketError::ExchangeInProgress(current.id)) }
+    }
+
+    /// Runs the saga of `exchange`, claimed until `claim`, in memory: it saves when the
+    /// exchange is final, when a step cannot be taken now (releasing the claim, so a retry
+    /// or the worker resumes it at once), and before a step once half the claim is spent
+    /// (renewing it). Every step's calls are keyed, so a step re-run after a crash is a
+    /// replay downstream.
+    async fn run_claimed(&self, mut exchange: Exchange, mut claim: i64) -> Result<Exchange, MarketError> {
+        let mut saved = exchange.status;
+        loop {
             let now = self.now();
-            next.finished_at = next.status.is_final().then_some(now);
-            if self.store.save_exchange(from, &next, now).await? {
-                exchange = next;
+            if exchange.status.is_final() {
+                exchange.finished_at = Some(now);
+                let save = Save { from: saved, claim, next_claim: 0 };
+                return self.save_or_current(&save, exchange, now).await;
+            }
+            if now > claim.saturating_sub(self.rules.exchange_lease_ms / 2) {
+                let save = Save { from: saved, claim, next_claim: self.claim_until() };
+                exchange = self.save_or_current(&save, exchange, now).await?;
+                (saved, claim) = (exchange.status, save.next_claim);
                 continue;
             }
-            // Another worker moved it first: go on from where it is.
-            let current = self.store.exchange(&exchange.id).await?;
-            exchange = current.ok_or_else(|| MarketError::Storage("exchange vanished".into()))?;
+            let step = match exchange.status {
+                ExchangeStatus::Reserved => self.hold_payment(&exchange).await,
+                ExchangeStatus::Paid => self.grant_items(&exchange).await,
+                ExchangeStatus::Granted => self.post_closing_entry(&exchange).await,
+                _ => self.undo(&exchange).await,
+            };
+            match step {
+                Ok(next) => exchange = next,
+                Err(error) => {
+                    let save = Save { from: saved, claim, next_claim: 0 };
+                    self.save_or_current(&save, exchange, self.now()).await?;
+                    return Err(error);
+                }
+            }
         }
-        Ok(exchange)
+    }
+
+    /// Saves `exchange` as `save` says; when the claim was lost, the exchange as its new
+    /// runner left it (EXCHANGE_IN_PROGRESS while that one runs).
+    async fn save_or_current(&self, save: &Save, exchange: Exchange, now: i64) -> Result<Exchange, MarketError> {
+        if self.store.save_exchange(save, &exchange, now).await? {
+            return Ok(exchange);
+        }
+        self.claimed_elsewhere(&exchange.id).await
     }
 
     /// `reserved -> paid`: each price asset held (`<event>:hold:<asset>`); a refusal goes

@@ -42,6 +42,9 @@ pub struct MarketRules {
     pub default_listing_ttl_ms: i64,
     /// The system account offer payments are settled to.
     pub revenue_account: String,
+    /// How long a runner's claim on an exchange lasts, ms: longer than one downstream
+    /// call may take (the request timeout), renewed while the saga runs.
+    pub exchange_lease_ms: i64,
 }
 
 /// The market's state.

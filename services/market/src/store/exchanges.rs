@@ -1,7 +1,8 @@
 //! Exchanges (docs/market.md, "Exchanges"): the reservation of an offer's stock and the
-//! user's limit in one transaction with the exchange's insert, the saga's steps as
-//! compare-and-sets of the whole row, and the return of the reservation in the step that
-//! fails it.
+//! user's limit in one transaction with the exchange's insert (claimed by the request that
+//! made it), the claims that let one runner at a time advance an exchange, its saves as
+//! compare-and-sets of the whole row under the runner's claim, and the return of the
+//! reservation in the save that fails it.
 //!
 //! Races: one user's purchases of one offer are serialized by the lock on their
 //! `offer_user_counts` row (taken first), and every purchase of an offer by the stock's
@@ -18,6 +19,18 @@ use economy_kit::db::is_unique_violation;
 const COLUMNS: &str = "exchange_id, business_event_id, kind, user_id, offer_id, quantity, paid, reward, \
      business_type, correlation_id, status, payment_hold_ids, granted_items, ledger_transaction_ids, failure_reason, \
      failure_asset_code, created_at, updated_at, finished_at";
+
+/// A runner's save: the status it last saved, the claim it holds (both compared), and the
+/// claim it keeps after the save (0: released).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Save {
+    /// The status stored by the runner's last save (or read when it claimed).
+    pub from: ExchangeStatus,
+    /// The runner's claim, ms.
+    pub claim: i64,
+    /// The claim after the save, ms; 0 releases it.
+    pub next_claim: i64,
+}
 
 /// Outcome of reserving units of an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +78,12 @@ fn exchange_from_row(row: &AnyRow) -> Result<Exchange, sqlx::Error> {
     })
 }
 
-/// Inserts `exchange` as it is; false when its business event already has one.
-async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange) -> Result<bool, sqlx::Error> {
+/// Inserts `exchange` as it is, claimed until `claim` (ms); false when its business event
+/// already has one.
+async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange, claim: i64) -> Result<bool, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO exchanges ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $17, 0)"
+        "INSERT INTO exchanges ({COLUMNS}, claimed_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $17, 0, $18)"
     );
     let inserted = sqlx::query(&sql)
         .bind(&exchange.id)
@@ -89,6 +103,7 @@ async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange) -> Result<bo
         .bind(&exchange.failure_reason)
         .bind(&exchange.failure_asset_code)
         .bind(exchange.created_at)
+        .bind(claim)
         .execute(&mut **tx)
         .await;
     match inserted {
@@ -100,47 +115,60 @@ async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange) -> Result<bo
 
 impl MarketStore {
     /// Reserves `exchange.quantity` units of `offer` (as read, at its version) for
-    /// `exchange.user_id` at `exchange.created_at` and stores the exchange `reserved`, in
-    /// one transaction: the user's total and rolling-window caps, then the stock, each
-    /// checked against the committed state under the row locks that serialize them.
-    pub async fn reserve(&self, offer: &Offer, exchange: &Exchange) -> Result<Reserve, MarketError> {
+    /// `exchange.user_id` at `exchange.created_at` and stores the exchange `reserved`,
+    /// claimed until `claim` (ms), in one transaction: the user's total and rolling-window
+    /// caps, then the stock, each checked against the committed state under the row locks
+    /// that serialize them.
+    pub async fn reserve(&self, offer: &Offer, exchange: &Exchange, claim: i64) -> Result<Reserve, MarketError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        let reserved = reserve_in(&mut tx, offer, exchange).await?;
+        let reserved = reserve_in(&mut tx, offer, exchange, claim).await?;
         if reserved == Reserve::Reserved {
             tx.commit().await?;
         }
         Ok(reserved)
     }
 
-    /// Stores a bundle's exchange as it is; false when its business event has one.
-    pub async fn insert_bundle(&self, exchange: &Exchange) -> Result<bool, MarketError> {
+    /// Stores a bundle's exchange as it is, claimed until `claim` (ms); false when its
+    /// business event has one.
+    pub async fn insert_bundle(&self, exchange: &Exchange, claim: i64) -> Result<bool, MarketError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        let inserted = insert(&mut tx, exchange).await?;
+        let inserted = insert(&mut tx, exchange, claim).await?;
         if inserted {
             tx.commit().await?;
         }
         Ok(inserted)
     }
 
-    /// Saves `exchange` (its status, what its steps recorded, its finish) at `now` if it
-    /// is still in `from`;
-    /// false when another worker moved it first. Saved `failed`, an offer purchase returns
-    /// its units to the offer's stock and the user's count in the same transaction.
-    pub async fn save_exchange(
-        &self,
-        from: ExchangeStatus,
-        exchange: &Exchange,
-        now: i64,
-    ) -> Result<bool, MarketError> {
+    /// Claims the unfinished exchange `exchange_id` at `now` until `until` (ms) unless
+    /// another runner's claim is still running; true when claimed.
+    pub async fn claim_exchange(&self, exchange_id: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+        let mut writer = self.db.writer().await?;
+        let claimed = sqlx::query(
+            "UPDATE exchanges SET claimed_until = $1 WHERE exchange_id = $2 AND claimed_until <= $3 \
+             AND status IN ('reserved', 'paid', 'granted', 'compensating')",
+        )
+        .bind(until)
+        .bind(exchange_id)
+        .bind(now)
+        .execute(&mut *writer)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Saves `exchange` (its status, what its steps recorded, its finish) at `now` if it is
+    /// still in `save.from` under the claim `save.claim`, and claims it until
+    /// `save.next_claim` (0: released); false when the claim was lost. Saved `failed`, an
+    /// offer purchase returns its units to the offer's stock and the user's count in the
+    /// same transaction.
+    pub async fn save_exchange(&self, save: &Save, exchange: &Exchange, now: i64) -> Result<bool, MarketError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        let finished_at = exchange.finished_at.unwrap_or(0);
         let saved = sqlx::query(
             "UPDATE exchanges SET status = $1, payment_hold_ids = $2, granted_items = $3, ledger_transaction_ids = $4, \
-             failure_reason = $5, failure_asset_code = $6, updated_at = $7, finished_at = $8 \
-             WHERE exchange_id = $9 AND status = $10",
+             failure_reason = $5, failure_asset_code = $6, updated_at = $7, finished_at = $8, claimed_until = $9 \
+             WHERE exchange_id = $10 AND status = $11 AND claimed_until = $12",
         )
         .bind(exchange.status.as_str())
         .bind(to_json(&exchange.payment_hold_ids)?)
@@ -149,9 +177,11 @@ impl MarketStore {
         .bind(&exchange.failure_reason)
         .bind(&exchange.failure_asset_code)
         .bind(now)
-        .bind(finished_at)
+        .bind(exchange.finished_at.unwrap_or(0))
+        .bind(save.next_claim)
         .bind(&exchange.id)
-        .bind(from.as_str())
+        .bind(save.from.as_str())
+        .bind(save.claim)
         .execute(&mut *tx)
         .await?;
         if saved.rows_affected() != 1 {
@@ -194,22 +224,23 @@ impl MarketStore {
         rows.iter().map(exchange_from_row).collect()
     }
 
-    /// Unfinished exchanges untouched since `cutoff`, least recently touched first: the
-    /// recovery worker's work.
-    pub async fn stalled_exchanges(&self, cutoff: i64, limit: i64) -> Result<Vec<Exchange>, sqlx::Error> {
-        self.unfinished("updated_at", cutoff, limit).await
+    /// Unfinished exchanges untouched since `cutoff` and unclaimed at `now`, least
+    /// recently touched first: the recovery worker's work.
+    pub async fn stalled_exchanges(&self, cutoff: i64, now: i64, limit: i64) -> Result<Vec<Exchange>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM exchanges WHERE status IN ('reserved', 'paid', 'granted', 'compensating') \
+             AND updated_at <= $1 AND claimed_until <= $2 ORDER BY updated_at, exchange_id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql).bind(cutoff).bind(now).bind(limit).fetch_all(self.db.pool()).await?;
+        rows.iter().map(exchange_from_row).collect()
     }
 
     /// Unfinished exchanges created at or before `cutoff`, oldest first: the consistency
     /// check's view.
     pub async fn stuck_exchanges(&self, cutoff: i64, limit: i64) -> Result<Vec<Exchange>, sqlx::Error> {
-        self.unfinished("created_at", cutoff, limit).await
-    }
-
-    async fn unfinished(&self, column: &str, cutoff: i64, limit: i64) -> Result<Vec<Exchange>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM exchanges WHERE status IN ('reserved', 'paid', 'granted', 'compensating') \
-             AND {column} <= $1 ORDER BY {column}, exchange_id LIMIT $2"
+             AND created_at <= $1 ORDER BY created_at, exchange_id LIMIT $2"
         );
         let rows = sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(self.db.pool()).await?;
         rows.iter().map(exchange_from_row).collect()
@@ -218,7 +249,12 @@ impl MarketStore {
 
 /// [`MarketStore::reserve`]'s statements in `tx`; anything but `Reserved` is rolled back
 /// by the caller.
-async fn reserve_in(tx: &mut Transaction<'_, Any>, offer: &Offer, exchange: &Exchange) -> Result<Reserve, MarketError> {
+async fn reserve_in(
+    tx: &mut Transaction<'_, Any>,
+    offer: &Offer,
+    exchange: &Exchange,
+    claim: i64,
+) -> Result<Reserve, MarketError> {
     let (offer_id, user_id, quantity, now) =
         (&offer.definition.id, exchange.user_id, exchange.quantity, exchange.created_at);
     let limit = offer.definition.limit;
@@ -272,7 +308,7 @@ async fn reserve_in(tx: &mut Transaction<'_, Any>, offer: &Offer, exchange: &Exc
     if taken.rows_affected() != 1 {
         return why_not_taken(tx, offer, now).await;
     }
-    Ok(if insert(tx, exchange).await? { Reserve::Reserved } else { Reserve::Duplicate })
+    Ok(if insert(tx, exchange, claim).await? { Reserve::Reserved } else { Reserve::Duplicate })
 }
 
 /// Why the stock's UPDATE took nothing: the definition changed, the offer is not active,

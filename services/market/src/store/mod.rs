@@ -25,7 +25,7 @@ impl From<sqlx::Error> for crate::domain::MarketError {
     }
 }
 
-pub use exchanges::Reserve;
+pub use exchanges::{Reserve, Save};
 pub use listings::{Browse, Insert, Sort};
 pub use offers::Defined;
 pub use outbox::OutboxRow;

@@ -439,18 +439,58 @@ async fn concurrent_requests_with_one_key_share_one_exchange_even_at_the_limit()
     define(&stack, voucher_offer("once", Some(1), Some(once))).await;
 
     // Past the gateway (which would answer REQUEST_PROCESSING): the service's own key.
+    // While one request runs the exchange the others are told to retry; none is refused
+    // for the units its own key reserved.
     let request = pb::PurchaseOfferRequest { idempotency_key: new_key(), offer_id: "once".into(), quantity: 1 };
+    let mut direct = stack.direct_market(Caller::user(BUYER, roles::USER)).await;
     let calls = (0..8).map(|_| {
-        let (stack, request) = (&stack, request.clone());
-        async move {
-            let mut direct = stack.direct_market(Caller::user(BUYER, roles::USER)).await;
-            direct.purchase_offer(request).await.map(|response| response.into_inner().exchange)
-        }
+        let (mut direct, request) = (direct.clone(), request.clone());
+        async move { direct.purchase_offer(request).await.map(|response| response.into_inner().exchange) }
     });
-    let answers = futures_util::future::join_all(calls).await;
-    let ids: Vec<String> =
-        answers.into_iter().map(|answer| answer.expect("the one exchange").expect("exchange").id).collect();
+    let mut ids = Vec::new();
+    for answer in futures_util::future::join_all(calls).await {
+        match answer {
+            Ok(exchange) => ids.push(exchange.expect("exchange").id),
+            Err(status) => assert_eq!(economy_testkit::reason_of(&status), "EXCHANGE_IN_PROGRESS", "{status:?}"),
+        }
+    }
+    let retried = direct.purchase_offer(request).await.expect("answered from its exchange").into_inner();
+    ids.push(retried.exchange.expect("exchange").id);
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_eq!(stack.balance(BUYER, "POINTS").await, (900, 0));
     assert_eq!(offer(&stack, "once").await.sold, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_whose_clients_give_up_still_finish_and_leave_the_market_writable() {
+    let stack = spawn_stack().await;
+    open_shop(&stack, &[(BUYER, "POINTS", 1_000_000)]).await;
+    define(&stack, voucher_offer("voucher", None, None)).await;
+
+    // Past the gateway: each client gives up (its call cancelled) after 0.2 to 4 ms,
+    // wherever the saga is.
+    let direct = stack.signed(economy_testkit::Service::Market, Caller::user(BUYER, roles::USER)).await;
+    for attempt in 0..150_u64 {
+        let mut client = pb::market_service_client::MarketServiceClient::new(direct.clone());
+        let request = pb::PurchaseOfferRequest { idempotency_key: new_key(), offer_id: "voucher".into(), quantity: 1 };
+        let give_up = std::time::Duration::from_micros(200 + (attempt * 37) % 4_000);
+        let _ = tokio::time::timeout(give_up, client.purchase_offer(request)).await;
+    }
+    for _ in 0..5 {
+        purchase(&stack, BUYER, "voucher", 1).await.expect("the market still writes");
+    }
+    let all = || async {
+        let request = pb::ListExchangesRequest { user_id: BUYER, page_size: 500, ..Default::default() };
+        stack.admin_market().await.list_exchanges(request).await.expect("list").into_inner().exchanges
+    };
+    economy_testkit::eventually("every exchange finishes", || async {
+        all().await.iter().all(|exchange| exchange.status() == pb::ExchangeStatus::Completed)
+    })
+    .await;
+    let listed = all().await.len();
+    let units = i64::try_from(listed).expect("count");
+    assert_eq!(stack.balance(BUYER, "POINTS").await, (1_000_000 - 100 * units, 0));
+    assert_eq!(items_of(&stack, BUYER).await.len(), listed);
+    assert_eq!(offer(&stack, "voucher").await.sold, units);
+    stack.assert_reconciled().await;
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::any::AnyArguments;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Connection, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, Connection, Executor, Row, Transaction, TransactionManager};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// A connection to write on, held until dropped: on SQLite the one writer connection
@@ -162,6 +162,18 @@ impl SqliteWriter {
         if self.raw_transaction_open {
             let rolled_back = self.connection.execute("ROLLBACK").await;
             self.raw_transaction_open = rolled_back.is_err_and(|error| error.as_database_error().is_none());
+        }
+    }
+
+    /// Rolls back a transaction whose writer was dropped inside [`Writer::begin`] (a
+    /// cancelled request) after SQLite had run the `BEGIN`: sqlx counts it open, yet no
+    /// [`Transaction`] exists to end it, and the next `begin` would fail.
+    pub(super) async fn roll_back_abandoned_transaction(&mut self) {
+        type Manager = <Any as sqlx::Database>::TransactionManager;
+        while Manager::get_transaction_depth(&self.connection) > 0 {
+            if Manager::rollback(&mut self.connection).await.is_err() {
+                break;
+            }
         }
     }
 }
