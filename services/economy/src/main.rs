@@ -22,7 +22,9 @@ use economy_proto::market::v1::market_service_client::MarketServiceClient;
 use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceClient;
 
 use crate::client::GlobalArgs;
-use crate::commands::{admin, balances, catalog, gateway, health, history, holds, items, market, offers, redemption};
+use crate::commands::{
+    admin, balances, catalog, gateway, health, history, holds, items, market, offers, redemption, statement,
+};
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
 #[derive(Debug, Parser)]
@@ -61,7 +63,7 @@ enum ClientCommand {
     Rule(catalog::RuleCommand),
     /// Credit (or with --debit, debit) a user's balance (admin).
     Adjust(balances::Adjust),
-    /// Show one balance, or every non-zero balance of an account.
+    /// Show one balance, or every non-zero balance of an account (now or --as-of).
     Balance(balances::Balance),
     /// Move an amount from one user to another.
     Transfer(balances::Transfer),
@@ -70,8 +72,10 @@ enum ClientCommand {
     Hold(holds::HoldCommand),
     /// Convert assets with a conversion rule.
     Convert(balances::Convert),
-    /// Show an account's journal entries, newest first.
+    /// Show an account's (or a correlation's) journal entries, newest first.
     History(history::History),
+    /// Show one balance's statement for a period: opening, entries, closing.
+    Statement(statement::Statement),
     /// Check the ledger's invariants (exit status 3 when violated).
     Reconcile,
     /// Manage item templates.
@@ -149,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Hold(command) => holds::run(&mut ledger, command).await,
         ClientCommand::Convert(args) => balances::convert(&mut ledger, args).await,
         ClientCommand::History(args) => history::history(&mut ledger, args).await,
+        ClientCommand::Statement(args) => statement::statement(&mut ledger, args).await,
         ClientCommand::Reconcile => history::reconcile(&mut ledger).await,
         ClientCommand::Template(command) => items::template(&mut items, command).await,
         ClientCommand::Item(command) => items::item(&mut items, command).await,
@@ -208,6 +213,27 @@ mod tests {
             &["economy", "bundle", "grant", "--user", "0", "--asset", "POINTS:1"],
             &["economy", "exchanges", "--id", "e", "--user", "2"],
             &["economy", "exchanges", "--stuck", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn history_commands_take_instants_and_a_correlation() {
+        let at = "2026-12-07T02:00:00Z";
+        for args in [
+            &["economy", "balance", "--user", "2", "--asset", "POINTS", "--as-of", at][..],
+            &["economy", "statement", "--system", "SYSTEM_ISSUANCE", "--asset", "POINTS", "--from", at, "--to", at],
+            &["economy", "history", "--correlation", "order-1", "--business-type", "TRANSFER", "--from", at],
+            &["economy", "history", "--user", "2", "--to", at],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        for args in [
+            &["economy", "balance", "--user", "2", "--as-of", "yesterday"][..],
+            &["economy", "statement", "--user", "2", "--asset", "POINTS", "--from", at],
+            &["economy", "history", "--business-type", "TRANSFER"],
+            &["economy", "history", "--user", "2", "--system", "SYSTEM_ISSUANCE"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -6,6 +6,7 @@ use clap::Args;
 use economy_proto::ledger::v1 as pb;
 
 use crate::client::{self, KeyArgs, Ledger};
+use crate::commands::statement::instant;
 use crate::commands::{AccountArgs, user};
 use crate::output;
 use crate::parse;
@@ -82,6 +83,10 @@ pub struct Balance {
     /// Only this asset (shown even when zero).
     #[arg(long)]
     pub asset: Option<String>,
+    /// The balance(s) as they stood at this instant (RFC 3339 UTC, e.g.
+    /// 2026-12-07T02:00:00Z; docs/ledger.md, "Balances at an instant").
+    #[arg(long, value_name = "RFC3339", value_parser = instant)]
+    pub as_of: Option<prost_types::Timestamp>,
 }
 
 /// Runs `economy adjust`.
@@ -140,6 +145,13 @@ pub async fn convert(ledger: &mut Ledger, args: Convert) -> anyhow::Result<ExitC
 /// Runs `economy balance`.
 pub async fn balance(ledger: &mut Ledger, args: Balance) -> anyhow::Result<ExitCode> {
     let account = args.account.account();
+    if let Some(as_of) = args.as_of {
+        let asset_code = args.asset.unwrap_or_default();
+        let request = pb::GetBalancesAsOfRequest { account: Some(account), asset_code, as_of: Some(as_of) };
+        let balances = ledger.get_balances_as_of(request).await?.into_inner().balances;
+        print_balances(&balances);
+        return Ok(ExitCode::SUCCESS);
+    }
     match args.asset {
         Some(asset_code) => {
             let request = pb::GetBalanceRequest { account: Some(account), asset_code };
@@ -149,13 +161,18 @@ pub async fn balance(ledger: &mut Ledger, args: Balance) -> anyhow::Result<ExitC
         }
         None => {
             let balances = ledger.list_balances(pb::ListBalancesRequest { account: Some(account) }).await?.into_inner();
-            if balances.balances.is_empty() {
-                println!("no balances");
-            }
-            balances.balances.iter().for_each(|balance| println!("{}", output::balance(balance)));
+            print_balances(&balances.balances);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per balance, or `no balances`.
+fn print_balances(balances: &[pb::Balance]) {
+    if balances.is_empty() {
+        println!("no balances");
+    }
+    balances.iter().for_each(|balance| println!("{}", output::balance(balance)));
 }
 
 /// Prints `transaction <id> [(replayed)]` and the entry's postings.

@@ -1,4 +1,4 @@
-//! `economy history` (an account's journal, paged) and `economy reconcile` (the ledger's
+//! `economy history` (an account's or a correlation's journal, paged) and `economy reconcile` (the ledger's
 //! invariants, docs/ledger.md, "Reconciliation").
 
 use std::process::ExitCode;
@@ -8,20 +8,36 @@ use economy_proto::ledger::v1 as pb;
 
 use crate::client::Ledger;
 use crate::commands::AccountArgs;
+use crate::commands::statement::instant;
 use crate::output;
 
 /// Exit status of `economy reconcile` when the ledger is inconsistent.
 pub const INCONSISTENT: u8 = 3;
 
-/// `economy history`.
+/// `economy history`: an account's entries, or (admins, services) a correlation's.
 #[derive(Debug, Args)]
 pub struct History {
-    /// The account.
-    #[command(flatten)]
-    pub account: AccountArgs,
+    /// A user's account.
+    #[arg(long, value_name = "USER_ID", conflicts_with = "system", required_unless_present_any = ["system", "correlation"])]
+    pub user: Option<i64>,
+    /// A system account, e.g. `SYSTEM_ISSUANCE`.
+    #[arg(long, value_name = "NAME")]
+    pub system: Option<String>,
     /// Only entries moving this asset on the account.
     #[arg(long, default_value = "")]
     pub asset: String,
+    /// Only entries of this correlation id (without an account: of every account).
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub correlation: String,
+    /// Only entries of this business type, e.g. `TRANSFER`.
+    #[arg(long, value_name = "TYPE", default_value = "")]
+    pub business_type: String,
+    /// Only entries created at or after this instant (RFC 3339 UTC).
+    #[arg(long, value_parser = instant)]
+    pub from: Option<prost_types::Timestamp>,
+    /// Only entries created before this instant (RFC 3339 UTC).
+    #[arg(long, value_parser = instant)]
+    pub to: Option<prost_types::Timestamp>,
     /// Entries per page (1..500; default 50).
     #[arg(long, default_value_t = 0)]
     pub page_size: i32,
@@ -30,14 +46,26 @@ pub struct History {
     pub page_token: String,
 }
 
+impl History {
+    /// The account named, if any.
+    fn account(&self) -> Option<pb::AccountRef> {
+        let account = AccountArgs { user: self.user, system: self.system.clone() };
+        (self.user.is_some() || self.system.is_some()).then(|| account.account())
+    }
+}
+
 /// Runs `economy history`: every entry with its postings, newest first, then
 /// `next page: TOKEN` when there is more.
 pub async fn history(ledger: &mut Ledger, args: History) -> anyhow::Result<ExitCode> {
     let request = pb::ListTransactionsRequest {
-        account: Some(args.account.account()),
+        account: args.account(),
         asset_code: args.asset,
         page_size: args.page_size,
         page_token: args.page_token,
+        correlation_id: args.correlation,
+        business_type: args.business_type,
+        from: args.from,
+        to: args.to,
     };
     let response = ledger.list_transactions(request).await?.into_inner();
     if response.transactions.is_empty() {

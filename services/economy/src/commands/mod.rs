@@ -13,6 +13,7 @@ pub mod items;
 pub mod market;
 pub mod offers;
 pub mod redemption;
+pub mod statement;
 
 use clap::Args;
 use economy_proto::ledger::v1 as pb;

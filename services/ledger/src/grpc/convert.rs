@@ -10,7 +10,7 @@ use crate::domain::entry::{Bucket, Entry, Leg};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{AccountId, Amount, Code, EntityId, IdempotencyKey, UserId};
 use crate::domain::reconcile::{Finding, FindingKind, Report};
-use crate::store::Page;
+use crate::store::{BalanceAt, Page, Statement, StatementQuery};
 
 /// Default and maximum page sizes of list RPCs.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -67,6 +67,14 @@ pub fn account(violations: &mut Violations, name: &str, account: Option<&pb::Acc
         }
         None => field(violations, name, Err("must name a user_id or a system account")),
     }
+}
+
+/// A page size: 0 -> default, 1..=500.
+pub fn page_limit(violations: &mut Violations, size: i32) -> Option<i64> {
+    let size = if size == 0 { DEFAULT_PAGE_SIZE } else { size };
+    let ok = (1..=MAX_PAGE_SIZE).contains(&size);
+    violations.check(ok, "page_size", "must be between 0 and 500");
+    ok.then_some(i64::from(size))
 }
 
 /// A page request: size 0 -> default, 1..=500; token empty or a previous page's last id.
@@ -155,6 +163,44 @@ pub fn transaction(entry: &Entry) -> pb::Transaction {
             .filter(|after| after.account.user().is_some())
             .map(|after| balance(&after.account, after.asset.to_string(), after.available, after.frozen))
             .collect(),
+    }
+}
+
+/// One page of a statement (docs/ledger.md, "Statements"); the page token is the last
+/// line's balance version when the page is full.
+pub fn statement(query: &StatementQuery, statement: &Statement) -> pb::GetStatementResponse {
+    let at =
+        |balance: &BalanceAt| self::balance(&query.account, query.asset.clone(), balance.available, balance.frozen);
+    let lines: Vec<pb::StatementLine> = statement.entries.iter().map(|entry| statement_line(query, entry)).collect();
+    let full = i64::try_from(lines.len()).is_ok_and(|count| count == query.limit);
+    let next_page_token = match lines.last() {
+        Some(last) if full => last.balance_seq.to_string(),
+        _ => String::new(),
+    };
+    pb::GetStatementResponse {
+        opening: Some(at(&statement.opening)),
+        closing: Some(at(&statement.closing)),
+        lines,
+        next_page_token,
+    }
+}
+
+/// How `entry` moved the statement's balance, and the balance after it.
+fn statement_line(query: &StatementQuery, entry: &Entry) -> pb::StatementLine {
+    let (mut available_change, mut frozen_change) = (0_i64, 0_i64);
+    for leg in entry.legs.iter().filter(|leg| leg.account == query.account && leg.asset.as_str() == query.asset) {
+        let change = if leg.bucket == Bucket::Frozen { &mut frozen_change } else { &mut available_change };
+        *change = change.saturating_add(leg.amount);
+    }
+    let after =
+        entry.balances.iter().find(|after| after.account == query.account && after.asset.as_str() == query.asset);
+    pb::StatementLine {
+        transaction: Some(transaction(entry)),
+        available_change,
+        frozen_change,
+        balance_after: after
+            .map(|after| balance(&after.account, after.asset.to_string(), after.available, after.frozen)),
+        balance_seq: after.map_or(0, |after| after.seq),
     }
 }
 

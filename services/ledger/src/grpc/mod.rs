@@ -250,22 +250,45 @@ impl LedgerService for LedgerApi {
         Ok(Response::new(pb::GetTransactionResponse { transaction: Some(convert::transaction(&entry)) }))
     }
 
+    async fn get_balances_as_of(
+        &self,
+        request: Request<pb::GetBalancesAsOfRequest>,
+    ) -> Result<Response<pb::GetBalancesAsOfResponse>, Status> {
+        let caller = caller(&request)?;
+        let (account, asset, at) = requests::balances_as_of(&caller, request.get_ref())?;
+        let balances = match asset {
+            Some(asset) => {
+                let balance = self.store.balance_as_of(&account, &asset, at).await?;
+                vec![convert::balance(&account, asset, balance.available, balance.frozen)]
+            }
+            None => self
+                .store
+                .balances_as_of(&account, at)
+                .await?
+                .into_iter()
+                .map(|(asset, available, frozen)| convert::balance(&account, asset, available, frozen))
+                .collect(),
+        };
+        Ok(Response::new(pb::GetBalancesAsOfResponse { balances }))
+    }
+
+    async fn get_statement(
+        &self,
+        request: Request<pb::GetStatementRequest>,
+    ) -> Result<Response<pb::GetStatementResponse>, Status> {
+        let caller = caller(&request)?;
+        let query = requests::statement(&caller, request.get_ref())?;
+        let statement = self.store.statement(&query).await?;
+        Ok(Response::new(convert::statement(&query, &statement)))
+    }
+
     async fn list_transactions(
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
         let caller = caller(&request)?;
-        let message = request.get_ref();
-        let account = requests::readable_account(&caller, message.account.as_ref())?;
-        let mut violations = Violations::default();
-        let asset = if message.asset_code.is_empty() {
-            Some(None)
-        } else {
-            convert::code(&mut violations, "asset_code", &message.asset_code).map(Some)
-        };
-        let page = convert::page(&mut violations, message.page_size, &message.page_token);
-        let (asset, page) = validated(violations, asset.zip(page))?;
-        let entries = self.store.entries_for(&account, asset.as_ref().map(|code| code.as_str()), &page).await?;
+        let (filter, page) = requests::transaction_listing(&caller, request.get_ref())?;
+        let entries = self.store.entries_matching(&filter, &page).await?;
         let next_page_token = convert::next_page_token(entries.iter().map(|entry| entry.id.as_str()), page.limit);
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: entries.iter().map(convert::transaction).collect(),

@@ -7,6 +7,7 @@ use economy_kit::error::{VALIDATION_FAILED, Violations, invalid_field};
 use economy_kit::identity::Caller;
 use economy_kit::time::from_timestamp;
 use economy_proto::ledger::v1 as pb;
+use prost_types::Timestamp;
 use tonic::Status;
 
 use super::convert::{self, account, amount, code, entity_id, field, key, text, user};
@@ -16,7 +17,7 @@ use crate::domain::commands::{
     AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
 };
 use crate::domain::ids::{AccountId, Amount, EntityId, IdempotencyKey, parse_business_type};
-use crate::store::{HoldFilter, Page};
+use crate::store::{EntryFilter, HoldFilter, Page, StatementQuery};
 
 const MAX_MEMO: usize = 500;
 const MAX_REFERENCE: usize = 200;
@@ -53,6 +54,98 @@ pub fn hold_listing(caller: &Caller, request: &pb::ListHoldsRequest) -> Result<(
     violations.check(!request.reference_prefix.contains('\0'), "reference_prefix", "must not contain NUL");
     let ((status, page), reference_prefix) = validated(violations, status.zip(page).zip(prefix))?;
     Ok((HoldFilter { account, status, reference_prefix }, page))
+}
+
+/// An instant (ms) from a timestamp: `None` and a violation when missing but `required`
+/// or invalid; `Some(None)` when missing and optional.
+fn instant(violations: &mut Violations, name: &str, value: Option<&Timestamp>, required: bool) -> Option<Option<i64>> {
+    match value.map(from_timestamp) {
+        None if required => field(violations, name, Err("is required")),
+        None => Some(None),
+        Some(Some(at)) => Some(Some(at)),
+        Some(None) => field(violations, name, Err("must be a valid time")),
+    }
+}
+
+/// `GetBalancesAsOf`: a readable account, the asset (`None`: every balance) and the
+/// instant (ms).
+pub fn balances_as_of(
+    caller: &Caller,
+    request: &pb::GetBalancesAsOfRequest,
+) -> Result<(AccountId, Option<String>, i64), Status> {
+    let account = readable_account(caller, request.account.as_ref())?;
+    let mut violations = Violations::default();
+    let asset = if request.asset_code.is_empty() {
+        Some(None)
+    } else {
+        convert::code(&mut violations, "asset_code", &request.asset_code).map(|code| Some(code.to_string()))
+    };
+    let at = instant(&mut violations, "as_of", request.as_of.as_ref(), true).flatten();
+    let (asset, at) = validated(violations, asset.zip(at))?;
+    Ok((account, asset, at))
+}
+
+/// `GetStatement`: a readable account's balance over `[from, to)` (docs/ledger.md,
+/// "Statements"); the page token is the previous page's last balance version.
+pub fn statement(caller: &Caller, request: &pb::GetStatementRequest) -> Result<StatementQuery, Status> {
+    let account = readable_account(caller, request.account.as_ref())?;
+    let mut violations = Violations::default();
+    let asset = code(&mut violations, "asset_code", &request.asset_code);
+    let from = instant(&mut violations, "from", request.from.as_ref(), true).flatten();
+    let to = instant(&mut violations, "to", request.to.as_ref(), true).flatten();
+    if let (Some(from), Some(to)) = (from, to) {
+        violations.check(from < to, "to", "must be after from");
+    }
+    let limit = convert::page_limit(&mut violations, request.page_size);
+    let after_seq = if request.page_token.is_empty() {
+        Some(0)
+    } else {
+        let parsed = request.page_token.parse::<i64>().ok().filter(|seq| *seq > 0);
+        field(&mut violations, "page_token", parsed.ok_or("must be a previous page's next_page_token"))
+    };
+    let ((asset, limit), ((from, to), after_seq)) =
+        validated(violations, asset.zip(limit).zip(from.zip(to).zip(after_seq)))?;
+    Ok(StatementQuery { account, asset: asset.to_string(), from, to, after_seq, limit })
+}
+
+/// `ListTransactions`: one readable account, or (admins and services, with a correlation
+/// id) every account, as `ListHolds` treats a reference prefix (docs/ledger.md, "History
+/// filters").
+pub fn transaction_listing(
+    caller: &Caller,
+    request: &pb::ListTransactionsRequest,
+) -> Result<(EntryFilter, Page), Status> {
+    let account = match request.account {
+        None if !request.correlation_id.is_empty() => {
+            if !caller.is_privileged() {
+                return Err(deny("list the entries of every account"));
+            }
+            None
+        }
+        _ => Some(readable_account(caller, request.account.as_ref())?),
+    };
+    let mut violations = Violations::default();
+    let asset = if request.asset_code.is_empty() {
+        Some(None)
+    } else {
+        violations.check(account.is_some(), "asset_code", "needs an account");
+        code(&mut violations, "asset_code", &request.asset_code).map(|code| Some(code.to_string()))
+    };
+    let correlation_id = text(&mut violations, "correlation_id", &request.correlation_id, MAX_CORRELATION_ID, false);
+    let business_type = if request.business_type.is_empty() {
+        Some(String::new())
+    } else {
+        field(&mut violations, "business_type", parse_business_type(&request.business_type))
+    };
+    let from = instant(&mut violations, "from", request.from.as_ref(), false);
+    let to = instant(&mut violations, "to", request.to.as_ref(), false);
+    if let (Some(Some(from)), Some(Some(to))) = (from, to) {
+        violations.check(from < to, "to", "must be after from");
+    }
+    let page = convert::page(&mut violations, request.page_size, &request.page_token);
+    let ((asset, correlation_id), ((business_type, page), (from, to))) =
+        validated(violations, asset.zip(correlation_id).zip(business_type.zip(page).zip(from.zip(to))))?;
+    Ok((EntryFilter { account, asset, correlation_id, business_type, from, to }, page))
 }
 
 fn business_type(violations: &mut Violations, value: &str, default: &str) -> Option<String> {

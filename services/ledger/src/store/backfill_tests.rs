@@ -1,5 +1,6 @@
-//! Migration 0004 (resulting balances) on a ledger whose history was written before it:
-//! each balance's entries are replayed in order (created_at, then entry id).
+//! Migrations 0004 (resulting balances) and 0005 (ledger history) on a ledger whose
+//! history was written before them: each balance's entries are replayed in order
+//! (created_at, then entry id), and each posting takes its entry's instant.
 
 use economy_kit::db::{Db, DbOptions};
 use economy_kit::testing::TestDatabase;
@@ -97,6 +98,11 @@ async fn existing_history_is_replayed_into_running_balances() -> anyhow::Result<
     assert_eq!(seqs, [("SYSTEM_ISSUANCE".to_owned(), 1), ("user:2".to_owned(), 4), ("user:3".to_owned(), 2)]);
     let report = store.reconcile().await?;
     assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // Migration 0005 gives every posting its entry's instant; the as-of reads follow.
+    crate::store::fixtures::assert_postings_carry_their_instants(&store).await?;
+    let user2 = user(2);
+    let as_of = |at| store.balance_as_of(&user2, "POINTS", at);
+    assert_eq!((as_of(0).await?.seq, as_of(2).await?.available, as_of(3).await?.available), (0, 70, 56));
 
     // New entries continue each balance's versions.
     let credit = AdjustBalance {

@@ -55,3 +55,19 @@ pub(super) async fn postgres_store(funding: &[(i64, i64)]) -> anyhow::Result<Opt
     }
     Ok(Some((database, store)))
 }
+
+/// Fails unless `store` holds postings and each carries its entry's instant
+/// (docs/ledger.md, "Balances at an instant").
+pub(super) async fn assert_postings_carry_their_instants(store: &LedgerStore) -> anyhow::Result<()> {
+    let (postings, mismatched): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN p.created_at = e.created_at THEN 0 ELSE 1 END), 0) \
+         FROM postings AS p JOIN journal_entries AS e ON e.id = p.entry_id",
+    )
+    .fetch_one(store.db.pool())
+    .await?;
+    anyhow::ensure!(
+        postings > 0 && mismatched == 0,
+        "{mismatched} of {postings} postings without their entry's instant"
+    );
+    Ok(())
+}

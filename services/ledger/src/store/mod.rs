@@ -10,6 +10,9 @@ mod catalog;
 mod compensation;
 #[cfg(test)]
 mod fixtures;
+mod history;
+#[cfg(test)]
+mod history_plan_tests;
 mod known;
 mod read;
 mod reconcile;
@@ -27,6 +30,7 @@ use crate::domain::hold::HoldStatus;
 use crate::domain::ids::AccountId;
 
 pub use compensation::{ForceReleased, Recalculated};
+pub use history::{BalanceAt, Statement, StatementQuery};
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");
@@ -93,4 +97,22 @@ pub struct HoldFilter {
     pub status: Option<HoldStatus>,
     /// Only holds whose reference starts with this text (byte order; empty: any).
     pub reference_prefix: String,
+}
+
+/// Which journal entries [`LedgerStore::entries_matching`] lists (docs/ledger.md,
+/// "History filters"); an account or a correlation id is always given.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    /// Only entries with a posting on this account.
+    pub account: Option<AccountId>,
+    /// With `account`: only entries with a posting of this asset on it.
+    pub asset: Option<String>,
+    /// Only entries of this correlation (empty: any).
+    pub correlation_id: String,
+    /// Only entries of this business type (empty: any).
+    pub business_type: String,
+    /// Only entries created at or after this instant (ms).
+    pub from: Option<i64>,
+    /// Only entries created before this instant (ms).
+    pub to: Option<i64>,
 }

@@ -186,30 +186,8 @@ impl LedgerStore {
         entries.pop().ok_or_else(|| LedgerError::TransactionNotFound(id.to_owned()))
     }
 
-    /// Entries touching `account` (optionally only postings of `asset`), newest first.
-    pub async fn entries_for(
-        &self,
-        account: &AccountId,
-        asset: Option<&str>,
-        page: &Page,
-    ) -> Result<Vec<Entry>, LedgerError> {
-        let ids: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT entry_id FROM postings \
-             WHERE account = $1 AND ($2 = '' OR asset_code = $2) AND ($3 = '' OR entry_id < $3) \
-             ORDER BY entry_id DESC LIMIT $4",
-        )
-        .bind(account.key())
-        .bind(asset.unwrap_or_default())
-        .bind(page.before.clone().unwrap_or_default())
-        .bind(page.limit)
-        .fetch_all(self.db.pool())
-        .await?;
-        let ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
-        self.entries(&ids).await
-    }
-
     /// The entries with these ids (with their postings), newest first.
-    async fn entries(&self, ids: &[String]) -> Result<Vec<Entry>, LedgerError> {
+    pub(super) async fn entries(&self, ids: &[String]) -> Result<Vec<Entry>, LedgerError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

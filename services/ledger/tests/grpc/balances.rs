@@ -144,6 +144,7 @@ async fn history_pages_newest_first_and_filters_by_asset() {
             asset_code: "POINTS".into(),
             page_size: 2,
             page_token: token,
+            ..Default::default()
         };
         let page = user2.list_transactions(request).await.unwrap().into_inner();
         seen.extend(page.transactions.iter().map(|entry| entry.postings[0].amount));

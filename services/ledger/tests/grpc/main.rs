@@ -10,6 +10,7 @@ mod catalog;
 mod common;
 mod compensation;
 mod concurrency;
+mod history;
 mod holds;
 mod properties;
 mod reconcile;

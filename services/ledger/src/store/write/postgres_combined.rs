@@ -174,7 +174,7 @@ fn statement<'q>(
 ), posted AS (
     INSERT INTO postings ({POSTING_COLUMNS})
     SELECT p.entry_id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold,
-        s.available_after, s.frozen_after, s.seq_after
+        s.available_after, s.frozen_after, s.seq_after, {now}
     FROM (VALUES {posting_rows}) AS p (entry_id, seq, account, asset, bucket, amount, hold, n)
     JOIN entries ON entries.id = p.entry_id
     JOIN steps AS s ON s.n = p.n
@@ -258,6 +258,7 @@ mod tests {
         let taken = writes(&store, vec![transfer(2, 1, 1, "fresh"), transfer(2, 3, 1, "pay")]);
         assert!(post_together(&store.db, &taken, now_millis()).await.is_none(), "a taken key stops the batch");
         assert_eq!(balances(&store).await?, vec![0, 15, 0]);
+        crate::store::fixtures::assert_postings_carry_their_instants(&store).await?;
         Ok(())
     }
 

@@ -177,7 +177,7 @@ fn statement<'q>(
     RETURNING b.account, b.asset_code, b.available, b.frozen, b.seq
 ), posted AS (
     INSERT INTO postings ({POSTING_COLUMNS})
-    SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold, m.available, m.frozen, m.seq
+    SELECT entry.id, p.seq, p.account, p.asset, p.bucket, p.amount, p.hold, m.available, m.frozen, m.seq, {now}
     FROM entry, (VALUES {posting_rows}) AS p (seq, account, asset, bucket, amount, hold)
     JOIN moved AS m ON m.account = p.account AND m.asset_code = p.asset
 )
@@ -273,6 +273,7 @@ mod tests {
         let afters: Vec<_> = entry.balances.iter().map(|after| (after.available, after.frozen, after.seq)).collect();
         assert_eq!(afters, [(7, 0, 3), (4, 0, 2)], "fund, freeze, settle; fund, settle");
         assert_eq!(store.entry(&entry.id).await?, entry, "the postings record the balances after");
+        crate::store::fixtures::assert_postings_carry_their_instants(&store).await?;
         Ok(())
     }
 

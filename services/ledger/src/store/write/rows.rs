@@ -43,6 +43,9 @@ pub(super) struct PostingRow<'l> {
     pub(super) available_after: i64,
     pub(super) frozen_after: i64,
     pub(super) balance_seq: i64,
+    /// The entry's instant (ms), which the posting repeats for the as-of look-ups
+    /// (docs/ledger.md, "Balances at an instant").
+    pub(super) created_at: i64,
 }
 
 impl<'l> PostingRow<'l> {
@@ -70,7 +73,7 @@ impl<'l> PostingRow<'l> {
 
     /// Binds every column in [`POSTING_COLUMNS`] order; the `VALUES` row.
     pub(super) fn bind_all(self, params: &mut Params<'l>) -> Result<String, sqlx::Error> {
-        let after = [self.available_after, self.frozen_after, self.balance_seq];
+        let after = [self.available_after, self.frozen_after, self.balance_seq, self.created_at];
         let entry_id = params.push(self.entry_id)?;
         let columns = self.bind_after_entry(params)?;
         Ok(tuple(&[[entry_id].as_slice(), &columns, &params.push_each(after)?].concat()))
@@ -79,8 +82,8 @@ impl<'l> PostingRow<'l> {
 
 /// Every column of a `postings` row, in the order of [`PostingRow::bind_all`] and of its
 /// JSON form.
-pub(super) const POSTING_COLUMNS: &str =
-    "entry_id, seq, account, asset_code, bucket, amount, hold_id, available_after, frozen_after, balance_seq";
+pub(super) const POSTING_COLUMNS: &str = "entry_id, seq, account, asset_code, bucket, amount, hold_id, available_after, frozen_after, balance_seq, \
+     created_at";
 
 /// A JSON array in [`POSTING_COLUMNS`] order (`value ->> 0` is the entry id), for
 /// `json_each`.
@@ -97,6 +100,7 @@ impl serde::Serialize for PostingRow<'_> {
             self.available_after,
             self.frozen_after,
             self.balance_seq,
+            self.created_at,
         )
             .serialize(serializer)
     }
@@ -119,6 +123,7 @@ pub(super) fn posting_rows(entry: &Entry) -> impl Iterator<Item = PostingRow<'_>
             available_after: after.map_or(0, |after| after.available),
             frozen_after: after.map_or(0, |after| after.frozen),
             balance_seq: after.map_or(0, |after| after.seq),
+            created_at: entry.created_at,
         }
     })
 }

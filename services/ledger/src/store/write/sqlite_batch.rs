@@ -367,7 +367,7 @@ async fn write_accepted(
          value ->> 7 FROM json_each($1); \
          INSERT INTO postings ({POSTING_COLUMNS}) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-         value ->> 7, value ->> 8, value ->> 9 FROM json_each($2); \
+         value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each($2); \
          UPDATE holds SET status = r.value ->> 1, settled_amount = r.value ->> 2, resolved_at = $4, \
          resolution_entry_id = r.value ->> 3 FROM json_each($5) AS r \
          WHERE holds.id = r.value ->> 0; \

@@ -1,0 +1,337 @@
+//! Ledger history (docs/ledger.md, "Balances at an instant", "Statements", "History
+//! filters"): balances as of an instant, statements of a period and journal entries by
+//! correlation, business type and period, on a manual clock so instants are exact.
+
+use economy_kit::db::{Db, DbOptions};
+use economy_kit::time::{from_timestamp, to_timestamp};
+use economy_proto::ledger::v1 as pb;
+use tokio::task::JoinSet;
+use tonic::Code;
+
+use crate::common::*;
+
+/// The instant of an entry (ms).
+fn instant(entry: &pb::Transaction) -> i64 {
+    entry.created_at.as_ref().and_then(from_timestamp).expect("created_at")
+}
+
+fn as_of(account: Option<pb::AccountRef>, asset: &str, at: i64) -> pb::GetBalancesAsOfRequest {
+    pb::GetBalancesAsOfRequest { account, asset_code: asset.into(), as_of: Some(to_timestamp(at)) }
+}
+
+/// `(asset, available, frozen)` of each balance `GetBalancesAsOf` returns.
+async fn balances_at(client: &mut Client, request: pb::GetBalancesAsOfRequest) -> Vec<(String, i64, i64)> {
+    let balances = client.get_balances_as_of(request).await.unwrap().into_inner().balances;
+    balances.into_iter().map(|balance| (balance.asset_code, balance.available, balance.frozen)).collect()
+}
+
+/// `(available, frozen)` of user 2's POINTS as of `at`.
+async fn points_at(client: &mut Client, at: i64) -> (i64, i64) {
+    let balances = balances_at(client, as_of(user(2), "POINTS", at)).await;
+    assert_eq!(balances.len(), 1, "one asset, one balance");
+    (balances[0].1, balances[0].2)
+}
+
+fn pay(correlation_id: &str, business_type: &str, from: i64, to: i64, amount: i64) -> pb::PostTransactionRequest {
+    pb::PostTransactionRequest {
+        idempotency_key: new_key(),
+        business_type: business_type.into(),
+        correlation_id: correlation_id.into(),
+        postings: vec![posting(user(from), "POINTS", -amount), posting(user(to), "POINTS", amount)],
+        ..Default::default()
+    }
+}
+
+async fn post(client: &mut Client, request: pb::PostTransactionRequest) -> pb::Transaction {
+    client.post_transaction(request).await.unwrap().into_inner().transaction.unwrap()
+}
+
+/// The instants of user 2's history: a credit of 100 POINTS (`credited`), a hold of 30
+/// a second later (`held`), then a second later (`paid`) two payments of 10 and 5 to
+/// user 3 and a credit of 7 DIAMOND, all at one instant.
+struct Timeline {
+    credited: i64,
+    held: i64,
+    paid: i64,
+}
+
+async fn timeline(app: &TestApp, admin: &mut Client) -> Timeline {
+    let credited = instant(&adjust(admin, 2, "POINTS", 100).await.unwrap().transaction.unwrap());
+    app.pass(credited + 999);
+    let hold = pb::CreateHoldRequest {
+        idempotency_key: new_key(),
+        account: user(2),
+        asset_code: "POINTS".into(),
+        amount: 30,
+        ..Default::default()
+    };
+    let held = instant(&admin.create_hold(hold).await.unwrap().into_inner().transaction.unwrap());
+    app.pass(held + 999);
+    let paid = instant(&post(admin, pay("", "TRANSFER", 2, 3, 10)).await);
+    assert_eq!(instant(&post(admin, pay("", "TRANSFER", 2, 3, 5)).await), paid, "the clock stands still");
+    adjust(admin, 2, "DIAMOND", 7).await.unwrap();
+    Timeline { credited, held, paid }
+}
+
+#[tokio::test]
+async fn balances_as_of_an_instant_come_from_the_running_balances() {
+    let app = spawn_app_on_manual_clock().await;
+    let mut admin = app.admin_with_catalog().await;
+    let t = timeline(&app, &mut admin).await;
+    let mut user2 = app.user(2).await;
+
+    assert_eq!(points_at(&mut user2, t.credited - 1).await, (0, 0), "before any entry");
+    assert_eq!(points_at(&mut user2, t.credited).await, (100, 0), "exactly at an entry's instant");
+    assert_eq!(points_at(&mut user2, t.credited + 500).await, (100, 0), "between entries");
+    assert_eq!(points_at(&mut user2, t.held).await, (70, 30), "with a hold");
+    assert_eq!(points_at(&mut user2, t.paid - 1).await, (70, 30));
+    assert_eq!(points_at(&mut user2, t.paid).await, (55, 30), "every entry of the instant");
+    assert_eq!(
+        points_at(&mut user2, t.paid + 86_400_000).await,
+        balance(&mut user2, 2, "POINTS").await,
+        "after the last"
+    );
+    let unknown = balances_at(&mut user2, as_of(user(2), "red_shard", t.paid)).await;
+    assert_eq!(unknown, [("red_shard".to_owned(), 0, 0)], "an asset never held is zero");
+
+    // Every balance of the account as of an instant: those non-zero then.
+    assert!(balances_at(&mut user2, as_of(user(2), "", t.credited - 1)).await.is_empty());
+    assert_eq!(balances_at(&mut user2, as_of(user(2), "", t.held)).await, [("POINTS".to_owned(), 70, 30)]);
+    let at_the_end = balances_at(&mut user2, as_of(user(2), "", t.paid)).await;
+    assert_eq!(at_the_end, [("DIAMOND".to_owned(), 7, 0), ("POINTS".to_owned(), 55, 30)]);
+    let issuance = balances_at(&mut admin, as_of(system("SYSTEM_ISSUANCE"), "POINTS", t.held)).await;
+    assert_eq!(issuance, [("POINTS".to_owned(), -100, 0)], "admins read system accounts");
+
+    let mut user3 = app.user(3).await;
+    let other = user3.get_balances_as_of(as_of(user(2), "POINTS", t.paid)).await;
+    assert_error(other, Code::PermissionDenied, "PERMISSION_DENIED");
+    let system_read = user2.get_balances_as_of(as_of(system("SYSTEM_ISSUANCE"), "", t.paid)).await;
+    assert_error(system_read, Code::PermissionDenied, "PERMISSION_DENIED");
+    let no_instant = pb::GetBalancesAsOfRequest { as_of: None, ..as_of(user(2), "POINTS", 0) };
+    assert_error(user2.get_balances_as_of(no_instant).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    let bad_instant = pb::GetBalancesAsOfRequest {
+        as_of: Some(prost_types::Timestamp { seconds: 1, nanos: -1 }),
+        ..as_of(user(2), "POINTS", 0)
+    };
+    assert_error(user2.get_balances_as_of(bad_instant).await, Code::InvalidArgument, "VALIDATION_FAILED");
+}
+
+fn statement(from: i64, to: i64, page_size: i32, page_token: &str) -> pb::GetStatementRequest {
+    pb::GetStatementRequest {
+        account: user(2),
+        asset_code: "POINTS".into(),
+        from: Some(to_timestamp(from)),
+        to: Some(to_timestamp(to)),
+        page_size,
+        page_token: page_token.into(),
+    }
+}
+
+/// `(available, frozen)` of a statement balance.
+fn buckets(balance: Option<&pb::Balance>) -> (i64, i64) {
+    balance.map(|balance| (balance.available, balance.frozen)).expect("a balance")
+}
+
+/// Every page of a statement: the lines, and `(opening, closing)` as every page gives them.
+async fn whole_statement(
+    client: &mut Client,
+    from: i64,
+    to: i64,
+    page_size: i32,
+) -> (Vec<pb::StatementLine>, Vec<((i64, i64), (i64, i64))>) {
+    let (mut lines, mut ends, mut token) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let page = client.get_statement(statement(from, to, page_size, &token)).await.unwrap().into_inner();
+        ends.push((buckets(page.opening.as_ref()), buckets(page.closing.as_ref())));
+        lines.extend(page.lines);
+        if page.next_page_token.is_empty() {
+            return (lines, ends);
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn a_statement_opens_moves_and_closes_the_balance() {
+    let app = spawn_app_on_manual_clock().await;
+    let mut admin = app.admin_with_catalog().await;
+    let t = timeline(&app, &mut admin).await;
+    let mut user2 = app.user(2).await;
+
+    // From the hold to the end, two lines a page.
+    let (lines, ends) = whole_statement(&mut user2, t.held, t.paid + 1, 2).await;
+    assert_eq!(ends, [((100, 0), (55, 30)); 2], "opening and closing on every page");
+    let moves: Vec<_> =
+        lines.iter().map(|line| (line.available_change, line.frozen_change, line.balance_seq)).collect();
+    assert_eq!(moves, [(-30, 30, 2), (-10, 0, 3), (-5, 0, 4)], "oldest first");
+    let (mut available, mut frozen) = ends[0].0;
+    for line in &lines {
+        (available, frozen) = (available + line.available_change, frozen + line.frozen_change);
+        assert_eq!(buckets(line.balance_after.as_ref()), (available, frozen), "a running balance");
+        assert!(line.transaction.as_ref().is_some_and(|entry| !entry.postings.is_empty()));
+    }
+    assert_eq!((available, frozen), ends[0].1, "opening plus the lines is closing");
+
+    // The period starts at `from` included and ends before `to`.
+    let (all, ends) = whole_statement(&mut user2, t.credited, t.paid, 50).await;
+    assert_eq!((all.len(), ends[0]), (2, ((0, 0), (70, 30))));
+    let (none, ends) = whole_statement(&mut user2, t.credited + 1, t.held, 50).await;
+    assert!(none.is_empty(), "an empty period");
+    assert_eq!(ends, [((100, 0), (100, 0))]);
+
+    let mut user3 = app.user(3).await;
+    assert_error(
+        user3.get_statement(statement(t.held, t.paid, 0, "")).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    let system_statement =
+        pb::GetStatementRequest { account: system("SYSTEM_ISSUANCE"), ..statement(t.credited, t.paid + 1, 0, "") };
+    let issuance = admin.get_statement(system_statement).await.unwrap().into_inner();
+    assert_eq!(buckets(issuance.closing.as_ref()), (-100, 0));
+    for bad in [
+        statement(t.paid, t.paid, 0, ""),
+        statement(t.paid, t.held, 0, ""),
+        statement(t.held, t.paid, 501, ""),
+        statement(t.held, t.paid, 0, "not-a-version"),
+        pb::GetStatementRequest { from: None, ..statement(t.held, t.paid, 0, "") },
+        pb::GetStatementRequest { asset_code: String::new(), ..statement(t.held, t.paid, 0, "") },
+    ] {
+        assert_error(user2.get_statement(bad).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    }
+}
+
+fn listing(account: Option<pb::AccountRef>, correlation_id: &str) -> pb::ListTransactionsRequest {
+    pb::ListTransactionsRequest { account, correlation_id: correlation_id.into(), page_size: 500, ..Default::default() }
+}
+
+async fn ids(client: &mut Client, request: pb::ListTransactionsRequest) -> Vec<String> {
+    let transactions = client.list_transactions(request).await.unwrap().into_inner().transactions;
+    transactions.into_iter().map(|entry| entry.id).collect()
+}
+
+#[tokio::test]
+async fn transactions_filter_by_correlation_business_type_and_period() {
+    let app = spawn_app_on_manual_clock().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    adjust(&mut admin, 3, "POINTS", 100).await.unwrap();
+    let funded = app.now();
+    app.pass(funded + 999);
+    let mut market = app.service().await;
+    let purchase = post(&mut market, pay("order-1", "SHOP_PURCHASE", 2, 4, 10)).await;
+    app.pass(instant(&purchase) + 999);
+    let refund = post(&mut market, pay("order-1", "SHOP_REFUND", 4, 2, 4)).await;
+    let other = post(&mut market, pay("order-2", "SHOP_PURCHASE", 3, 4, 7)).await;
+    let later = instant(&refund);
+    let (purchase, refund, other) = (purchase.id, refund.id, other.id);
+
+    // A correlation across accounts: admins and services.
+    let order = vec![refund.clone(), purchase.clone()];
+    assert_eq!(ids(&mut admin, listing(None, "order-1")).await, order, "newest first");
+    assert_eq!(ids(&mut market, listing(None, "order-1")).await, order);
+    let mut user2 = app.user(2).await;
+    let everyone = user2.list_transactions(listing(None, "order-1")).await;
+    assert_error(everyone, Code::PermissionDenied, "PERMISSION_DENIED");
+    // A user names their own account.
+    assert_eq!(ids(&mut user2, listing(user(2), "order-1")).await, order);
+    let mut user3 = app.user(3).await;
+    assert!(ids(&mut user3, listing(user(3), "order-1")).await.is_empty());
+    let theirs = user3.list_transactions(listing(user(2), "order-1")).await;
+    assert_error(theirs, Code::PermissionDenied, "PERMISSION_DENIED");
+
+    // Business type and period, alone and combined.
+    let purchases = pb::ListTransactionsRequest { business_type: "SHOP_PURCHASE".into(), ..listing(user(4), "") };
+    assert_eq!(ids(&mut admin, purchases.clone()).await, [other.clone(), purchase.clone()]);
+    let refunds = pb::ListTransactionsRequest { business_type: "SHOP_REFUND".into(), ..listing(None, "order-1") };
+    assert_eq!(ids(&mut admin, refunds).await, [refund.as_str()]);
+    let since = pb::ListTransactionsRequest { from: Some(to_timestamp(later)), ..listing(user(4), "") };
+    assert_eq!(ids(&mut admin, since).await, [other.clone(), refund.clone()]);
+    let until = pb::ListTransactionsRequest { to: Some(to_timestamp(later)), ..listing(user(4), "") };
+    assert_eq!(ids(&mut admin, until).await, [purchase.as_str()]);
+    let bought_since = pb::ListTransactionsRequest { from: Some(to_timestamp(later)), ..purchases };
+    assert_eq!(ids(&mut admin, bought_since).await, [other.as_str()]);
+    let order_since = pb::ListTransactionsRequest { from: Some(to_timestamp(later)), ..listing(None, "order-1") };
+    assert_eq!(ids(&mut admin, order_since).await, [refund.as_str()]);
+    let points_between = pb::ListTransactionsRequest {
+        asset_code: "POINTS".into(),
+        from: Some(to_timestamp(funded + 1)),
+        to: Some(to_timestamp(later)),
+        ..listing(user(2), "")
+    };
+    assert_eq!(ids(&mut user2, points_between).await, [purchase.as_str()], "the funding is before the period");
+
+    // Pages of a correlation.
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let request = pb::ListTransactionsRequest { page_size: 1, page_token: token, ..listing(None, "order-1") };
+        let page = admin.list_transactions(request).await.unwrap().into_inner();
+        seen.extend(page.transactions.into_iter().map(|entry| entry.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, order);
+
+    for bad in [
+        pb::ListTransactionsRequest { asset_code: "POINTS".into(), ..listing(None, "order-1") },
+        pb::ListTransactionsRequest { business_type: "not a type".into(), ..listing(user(2), "") },
+        pb::ListTransactionsRequest { correlation_id: "x".repeat(129), ..listing(user(2), "") },
+        pb::ListTransactionsRequest {
+            from: Some(to_timestamp(later)),
+            to: Some(to_timestamp(later)),
+            ..listing(user(2), "")
+        },
+        listing(None, ""),
+    ] {
+        assert_error(admin.list_transactions(bad).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    }
+}
+
+#[tokio::test]
+async fn every_write_path_records_the_entry_instant_on_its_postings() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    for user_id in 2..6 {
+        adjust(&mut admin, user_id, "POINTS", 100).await.unwrap();
+    }
+    // Concurrent plain payments take the batched or combined forms.
+    let mut writers = JoinSet::new();
+    for round in 0..20 {
+        let mut client = app.service().await;
+        writers
+            .spawn(async move { post(&mut client, pay("", "TRANSFER", 2 + round % 4, 2 + (round + 1) % 4, 1)).await });
+    }
+    while let Some(joined) = writers.join_next().await {
+        joined.unwrap();
+    }
+    let hold = pb::CreateHoldRequest {
+        idempotency_key: new_key(),
+        account: user(2),
+        asset_code: "POINTS".into(),
+        amount: 5,
+        ..Default::default()
+    };
+    let hold = admin.create_hold(hold).await.unwrap().into_inner().hold.unwrap();
+    let settle = pb::SettleHoldRequest {
+        idempotency_key: new_key(),
+        hold_id: hold.id,
+        destinations: vec![posting(user(3), "POINTS", 5)],
+        ..Default::default()
+    };
+    admin.settle_hold(settle).await.unwrap();
+
+    let db = Db::connect(&app.database().url, &DbOptions::default()).await.unwrap();
+    let (postings, mismatched): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN p.created_at = e.created_at THEN 0 ELSE 1 END), 0) \
+         FROM postings AS p JOIN journal_entries AS e ON e.id = p.entry_id",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert!(postings > 40, "{postings} postings");
+    assert_eq!(mismatched, 0, "every posting carries its entry's instant");
+    assert_consistent(&mut admin).await;
+}
