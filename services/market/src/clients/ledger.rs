@@ -145,4 +145,14 @@ impl Ledger {
         let response = self.0.clone().list_assets(pb::ListAssetsRequest {}).await.map_err(refused)?.into_inner();
         Ok(response.assets.into_iter().map(|asset| asset.code).collect())
     }
+
+    /// The resulting balances `transaction_id` recorded for `user_id`'s account
+    /// (docs/ledger.md, "Resulting balances").
+    pub async fn balances_after(&self, transaction_id: &str, user_id: i64) -> Result<Vec<pb::Balance>, CallError> {
+        let request = pb::GetTransactionRequest { id: transaction_id.to_owned() };
+        let entry = self.0.clone().get_transaction(request).await.map_err(refused)?.into_inner().transaction;
+        let account = Some(user(user_id));
+        let balances = entry.map(|entry| entry.resulting_balances).unwrap_or_default();
+        Ok(balances.into_iter().filter(|balance| balance.account == account).collect())
+    }
 }

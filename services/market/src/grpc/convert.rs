@@ -59,7 +59,8 @@ fn trade_status(status: TradeStatus) -> pb::TradeStatus {
     }
 }
 
-/// Domain trade -> proto.
+/// Domain trade -> proto (without the buyer's resulting balance: PurchaseListing's
+/// answer adds it).
 pub fn trade(trade: &Trade) -> pb::Trade {
     pb::Trade {
         id: trade.id.clone(),
@@ -75,6 +76,7 @@ pub fn trade(trade: &Trade) -> pb::Trade {
         created_at: Some(to_timestamp(trade.created_at)),
         finished_at: trade.finished_at.map(to_timestamp),
         failure_reason: trade.failure_reason.clone(),
+        buyer_balance: None,
     }
 }
 

@@ -34,6 +34,12 @@ impl MarketApi {
     pub fn new(market: Arc<Market>) -> Self {
         Self { market }
     }
+
+    /// A completed exchange as a write answers it: with the user's resulting balances.
+    async fn answered(&self, exchange: &crate::domain::Exchange) -> pb::Exchange {
+        let resulting_balances = self.market.balances_after(&exchange.ledger_transaction_ids, exchange.user_id).await;
+        pb::Exchange { resulting_balances, ..offers::exchange(exchange) }
+    }
 }
 
 fn check_id(violations: &mut Violations, field: &str, value: &str) {
@@ -97,8 +103,10 @@ impl MarketService for MarketApi {
         check_id(&mut violations, "listing_id", &request.get_ref().listing_id);
         violations.finish(DOMAIN)?;
         let (trade, listing, replayed) = self.market.purchase(&caller, &key, &request.get_ref().listing_id).await?;
+        let balances = self.market.balances_after(&trade.ledger_transaction_ids, trade.buyer_user_id).await;
+        let buyer_balance = balances.into_iter().find(|balance| balance.asset_code == trade.price_asset);
         Ok(Response::new(pb::PurchaseListingResponse {
-            trade: Some(convert::trade(&trade)),
+            trade: Some(pb::Trade { buyer_balance, ..convert::trade(&trade) }),
             listing: Some(convert::listing(&listing)),
             replayed,
         }))
@@ -301,7 +309,8 @@ impl MarketService for MarketApi {
         let (market, offer_id) = (self.market.clone(), message.offer_id.clone());
         let run = async move { market.purchase_offer(&caller, &key, &offer_id, quantity).await };
         let (exchange, replayed) = run_to_end(run).await?;
-        Ok(Response::new(pb::PurchaseOfferResponse { exchange: Some(offers::exchange(&exchange)), replayed }))
+        let exchange = self.answered(&exchange).await;
+        Ok(Response::new(pb::PurchaseOfferResponse { exchange: Some(exchange), replayed }))
     }
 
     async fn grant_bundle(
@@ -315,7 +324,8 @@ impl MarketService for MarketApi {
         violations.finish(DOMAIN)?;
         let market = self.market.clone();
         let (exchange, replayed) = run_to_end(async move { market.grant_bundle(&caller, &key, bundle).await }).await?;
-        Ok(Response::new(pb::GrantBundleResponse { exchange: Some(offers::exchange(&exchange)), replayed }))
+        let exchange = self.answered(&exchange).await;
+        Ok(Response::new(pb::GrantBundleResponse { exchange: Some(exchange), replayed }))
     }
 
     async fn get_exchange(

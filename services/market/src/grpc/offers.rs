@@ -218,7 +218,7 @@ fn exchange_status(status: ExchangeStatus) -> pb::ExchangeStatus {
     }
 }
 
-/// Domain exchange -> proto.
+/// Domain exchange -> proto (without resulting balances: the write answers add them).
 pub fn exchange(exchange: &Exchange) -> pb::Exchange {
     let kind = match exchange.kind {
         ExchangeKind::OfferPurchase => pb::ExchangeKind::OfferPurchase,
@@ -247,6 +247,7 @@ pub fn exchange(exchange: &Exchange) -> pb::Exchange {
         failure_asset_code: exchange.failure_asset_code.clone(),
         created_at: Some(to_timestamp(exchange.created_at)),
         finished_at: exchange.finished_at.map(to_timestamp),
+        resulting_balances: Vec::new(),
     }
 }
 

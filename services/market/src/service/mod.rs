@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use economy_kit::identity::Caller;
 use economy_kit::time::Clock;
+use economy_proto::ledger::v1::Balance as LedgerBalance;
 
 use crate::clients::items::Items;
 use crate::clients::ledger::Ledger;
@@ -96,6 +97,23 @@ impl Market {
     ) -> Result<Vec<Trade>, MarketError> {
         let user = listed_user(caller, user_id, "list another user's trades")?;
         Ok(self.store.trades_of(user, before, limit).await?)
+    }
+}
+
+impl Market {
+    /// The resulting balances of `user_id`'s account recorded by the last entry of
+    /// `transactions` (docs/ledger.md, "Resulting balances"): what a purchase's answer
+    /// passes through. Empty when there is no entry, or when the ledger cannot be read
+    /// now (the answer goes out without them; logged).
+    pub async fn balances_after(&self, transactions: &[String], user_id: i64) -> Vec<LedgerBalance> {
+        let Some(last) = transactions.last() else { return Vec::new() };
+        match self.ledger.balances_after(last, user_id).await {
+            Ok(balances) => balances,
+            Err(error) => {
+                tracing::warn!(transaction_id = %last, reason = error.reason(), "resulting balances not read");
+                Vec::new()
+            }
+        }
     }
 }
 

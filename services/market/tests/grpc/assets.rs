@@ -27,9 +27,15 @@ async fn an_asset_listing_sells_in_one_transaction_with_the_fee_rounded_down() {
     assert_eq!(stack.balance(SELLER, "red_shard").await, (60, 0));
     assert_eq!(stack.fee_balance().await, 6);
     stack.assert_reconciled().await;
+    let balance = trade.buyer_balance.as_ref().expect("the buyer's resulting balance");
+    assert_eq!(
+        (balance.asset_code.as_str(), balance.available, balance.frozen, balance.total),
+        ("DIAMOND", 861, 0, 861)
+    );
 
+    // Lists leave the resulting balance out.
     let trades = stack.market(SELLER).await.list_trades(pb::ListTradesRequest::default()).await.expect("trades");
-    assert_eq!(trades.into_inner().trades, vec![trade]);
+    assert_eq!(trades.into_inner().trades, vec![pb::Trade { buyer_balance: None, ..trade }]);
 }
 
 #[tokio::test]

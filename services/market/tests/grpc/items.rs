@@ -28,6 +28,8 @@ async fn an_item_listing_sells_through_the_saga() {
     let delivered = stack.item(&item).await;
     assert_eq!((delivered.owner_user_id, delivered.status), (BUYER, items::ItemStatus::Available as i32));
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (250, 0));
+    let after = trade.buyer_balance.as_ref().map(|balance| (balance.available, balance.frozen));
+    assert_eq!(after, Some((250, 0)), "the buyer's balance after the payout settled the hold");
     assert_eq!(stack.balance(SELLER, "DIAMOND").await, (238, 0));
     assert_eq!(stack.fee_balance().await, 12);
     stack.assert_reconciled().await;

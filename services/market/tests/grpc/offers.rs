@@ -133,6 +133,12 @@ async fn a_purchase_pays_a_two_asset_price_and_grants_every_reward() {
     }
     assert_eq!(items_of(&stack, BUYER).await.len(), 4);
     assert_eq!(offer(&stack, "pack").await.sold, 2);
+    let resulting: Vec<_> = exchange
+        .resulting_balances
+        .iter()
+        .map(|balance| (balance.asset_code.as_str(), balance.available, balance.frozen, balance.total))
+        .collect();
+    assert_eq!(resulting, [("DIAMOND", 20, 0, 20), ("POINTS", 600, 0, 600), ("red_shard", 10, 0, 10)]);
     stack.assert_reconciled().await;
 
     // The backpack shows them at once.
@@ -352,6 +358,9 @@ async fn a_bundle_pays_out_once_with_its_business_type_and_correlation() {
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (50, 0));
     assert_eq!(stack.balance(BUYER, "POINTS").await, (5, 0));
     assert_eq!(items_of(&stack, BUYER).await.len(), 3);
+    let totals: Vec<_> =
+        exchange.resulting_balances.iter().map(|balance| (balance.asset_code.as_str(), balance.total)).collect();
+    assert_eq!(totals, [("DIAMOND", 50), ("POINTS", 5)]);
 
     let transaction = exchange.ledger_transaction_ids.last().expect("the payout entry").clone();
     let request_tx = ledger::GetTransactionRequest { id: transaction };
