@@ -44,6 +44,7 @@ impl Market {
     /// VALIDATION_FAILED (`quantity` too large for the offer), the failed exchange's
     /// reason (e.g. INSUFFICIENT_BALANCE with its asset: nothing charged, nothing kept),
     /// UPSTREAM_UNAVAILABLE (resumed by a retry or the recovery worker),
+    /// EXCHANGE_IN_PROGRESS (another request with the key is running it),
     /// IDEMPOTENCY_KEY_REUSED, PERMISSION_DENIED (services do not buy).
     pub async fn purchase_offer(
         &self,
@@ -129,7 +130,8 @@ impl Market {
     /// GrantBundle (admins and services) with key `key`. Returns the completed exchange
     /// and whether the key had granted it; a retry is answered from its exchange first.
     /// Errors: PERMISSION_DENIED, ASSET_NOT_FOUND, TEMPLATE_NOT_FOUND (first execution),
-    /// the failed exchange's reason, UPSTREAM_UNAVAILABLE, IDEMPOTENCY_KEY_REUSED.
+    /// the failed exchange's reason, UPSTREAM_UNAVAILABLE, EXCHANGE_IN_PROGRESS,
+    /// IDEMPOTENCY_KEY_REUSED.
     pub async fn grant_bundle(
         &self,
         caller: &Caller,
