@@ -1712,7 +1712,7 @@ async fn check_balances(client: &Client, state: &Load) -> Result<()> {
     let mut found = BTreeMap::new();
     let mut user_sum: BTreeMap<String, i64> = BTreeMap::new();
     for user_id in USERS {
-        let body = ledger_pb::ListBalancesRequest { account: user(user_id) };
+        let body = ledger_pb::ListBalancesRequest { account: user(user_id), as_of: None };
         let balances = client
             .read(
                 body,
@@ -1733,7 +1733,8 @@ async fn check_balances(client: &Client, state: &Load) -> Result<()> {
     );
     for (asset, issued) in &issued {
         let balance = |account: &str| {
-            let body = ledger_pb::GetBalanceRequest { account: system(account), asset_code: asset.clone() };
+            let body =
+                ledger_pb::GetBalanceRequest { account: system(account), asset_code: asset.clone(), as_of: None };
             client.read(
                 body,
                 |channel, request| async move { LedgerServiceClient::new(channel).get_balance(request).await },

@@ -77,7 +77,7 @@ impl BackpackService for Backpack {
             grouped: message.grouped,
         };
         let (balances, catalog, listed) = tokio::join!(
-            ledger.list_balances(ledger::ListBalancesRequest { account: Some(account) }),
+            ledger.list_balances(ledger::ListBalancesRequest { account: Some(account), as_of: None }),
             catalog_client.list_assets(ledger::ListAssetsRequest {}),
             item_client.list_items(list),
         );

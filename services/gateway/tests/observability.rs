@@ -232,7 +232,7 @@ async fn a_write_through_the_gateway_is_one_trace() {
     stack
         .ledger()
         .await
-        .list_balances(admin(ledger::ListBalancesRequest { account: Some(account) }))
+        .list_balances(admin(ledger::ListBalancesRequest { account: Some(account), as_of: None }))
         .await
         .expect("read");
     let again = spans_of(trace, &[at_gateway, at_ledger]).await;

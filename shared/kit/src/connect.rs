@@ -481,7 +481,7 @@ mod tests {
         let inner = tower::service_fn(|_: Request<Body>| async move {
             Ok::<_, Infallible>(grpc_answer(Some(balance_answer()), &tonic::Status::ok("")))
         });
-        let request = pb::GetBalanceRequest { account: None, asset_code: "POINTS".into() }.encode_to_vec();
+        let request = pb::GetBalanceRequest { account: None, asset_code: "POINTS".into(), as_of: None }.encode_to_vec();
         let response = layer().layer(inner).oneshot(connect_request("application/proto", request)).await.expect("call");
         let (status, headers, body) = body_of(response).await;
         assert_eq!((status, &headers[CONTENT_TYPE]), (StatusCode::OK, &HeaderValue::from_static("application/proto")));

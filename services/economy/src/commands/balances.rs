@@ -145,22 +145,17 @@ pub async fn convert(ledger: &mut Ledger, args: Convert) -> anyhow::Result<ExitC
 /// Runs `economy balance`.
 pub async fn balance(ledger: &mut Ledger, args: Balance) -> anyhow::Result<ExitCode> {
     let account = args.account.account();
-    if let Some(as_of) = args.as_of {
-        let asset_code = args.asset.unwrap_or_default();
-        let request = pb::GetBalancesAsOfRequest { account: Some(account), asset_code, as_of: Some(as_of) };
-        let balances = ledger.get_balances_as_of(request).await?.into_inner().balances;
-        print_balances(&balances);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let as_of = args.as_of;
     match args.asset {
         Some(asset_code) => {
-            let request = pb::GetBalanceRequest { account: Some(account), asset_code };
+            let request = pb::GetBalanceRequest { account: Some(account), asset_code, as_of };
             if let Some(balance) = ledger.get_balance(request).await?.into_inner().balance {
                 println!("{}", output::balance(&balance));
             }
         }
         None => {
-            let balances = ledger.list_balances(pb::ListBalancesRequest { account: Some(account) }).await?.into_inner();
+            let balances =
+                ledger.list_balances(pb::ListBalancesRequest { account: Some(account), as_of }).await?.into_inner();
             print_balances(&balances.balances);
         }
     }

@@ -107,7 +107,7 @@ async fn client_supplied_identity_metadata_is_ignored() {
     // A read the gateway allows: the ledger sees the token's user, who may not read another
     // user's balance.
     let account = Some(pb::AccountRef { account: Some(pb::account_ref::Account::UserId(USER + 1)) });
-    let read = pb::GetBalanceRequest { account, asset_code: "POINTS".into() };
+    let read = pb::GetBalanceRequest { account, asset_code: "POINTS".into(), as_of: None };
     let result = user.get_balance(with_identity(read.clone())).await;
     assert_error(result, Code::PermissionDenied, "PERMISSION_DENIED");
     assert_eq!(admin.get_balance(read).await.unwrap().into_inner().balance.unwrap().available, 5);

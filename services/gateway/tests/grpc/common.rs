@@ -153,6 +153,6 @@ pub fn adjust(user_id: i64, amount: i64) -> pb::AdjustBalanceRequest {
 /// Available `POINTS` of `user_id`.
 pub async fn points(client: &mut Client, user_id: i64) -> i64 {
     let account = Some(pb::AccountRef { account: Some(pb::account_ref::Account::UserId(user_id)) });
-    let request = pb::GetBalanceRequest { account, asset_code: "POINTS".into() };
+    let request = pb::GetBalanceRequest { account, asset_code: "POINTS".into(), as_of: None };
     client.get_balance(request).await.unwrap().into_inner().balance.unwrap().available
 }

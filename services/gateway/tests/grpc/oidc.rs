@@ -96,7 +96,7 @@ async fn provider_tokens_of_each_algorithm_act_through_the_gateway_and_the_backp
 
 fn balance_of(user_id: i64) -> pb::GetBalanceRequest {
     let account = Some(pb::AccountRef { account: Some(pb::account_ref::Account::UserId(user_id)) });
-    pb::GetBalanceRequest { account, asset_code: "POINTS".into() }
+    pb::GetBalanceRequest { account, asset_code: "POINTS".into(), as_of: None }
 }
 
 #[tokio::test]

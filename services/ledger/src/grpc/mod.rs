@@ -214,7 +214,13 @@ impl LedgerService for LedgerApi {
         let asset = convert::code(&mut violations, "asset_code", &request.get_ref().asset_code);
         let (account, asset) = validated(violations, account.zip(asset))?;
         require(may_read(&caller, &account), "read this account")?;
-        let (available, frozen) = self.store.balance(&account, asset.as_str()).await?;
+        let (available, frozen) = match requests::as_of(request.get_ref().as_of.as_ref())? {
+            Some(at) => {
+                let balance = self.store.balance_as_of(&account, asset.as_str(), at).await?;
+                (balance.available, balance.frozen)
+            }
+            None => self.store.balance(&account, asset.as_str()).await?,
+        };
         Ok(Response::new(pb::GetBalanceResponse {
             balance: Some(convert::balance(&account, asset.to_string(), available, frozen)),
         }))
@@ -226,7 +232,10 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::ListBalancesResponse>, Status> {
         let caller = caller(&request)?;
         let account = requests::readable_account(&caller, request.get_ref().account.as_ref())?;
-        let balances = self.store.balances(&account).await?;
+        let balances = match requests::as_of(request.get_ref().as_of.as_ref())? {
+            Some(at) => self.store.balances_as_of(&account, at).await?,
+            None => self.store.balances(&account).await?,
+        };
         let balances = balances
             .into_iter()
             .map(|(asset, available, frozen)| convert::balance(&account, asset, available, frozen))
@@ -248,28 +257,6 @@ impl LedgerService for LedgerApi {
             return Err(LedgerError::TransactionNotFound(id.to_string()).into());
         }
         Ok(Response::new(pb::GetTransactionResponse { transaction: Some(convert::transaction(&entry)) }))
-    }
-
-    async fn get_balances_as_of(
-        &self,
-        request: Request<pb::GetBalancesAsOfRequest>,
-    ) -> Result<Response<pb::GetBalancesAsOfResponse>, Status> {
-        let caller = caller(&request)?;
-        let (account, asset, at) = requests::balances_as_of(&caller, request.get_ref())?;
-        let balances = match asset {
-            Some(asset) => {
-                let balance = self.store.balance_as_of(&account, &asset, at).await?;
-                vec![convert::balance(&account, asset, balance.available, balance.frozen)]
-            }
-            None => self
-                .store
-                .balances_as_of(&account, at)
-                .await?
-                .into_iter()
-                .map(|(asset, available, frozen)| convert::balance(&account, asset, available, frozen))
-                .collect(),
-        };
-        Ok(Response::new(pb::GetBalancesAsOfResponse { balances }))
     }
 
     async fn get_statement(

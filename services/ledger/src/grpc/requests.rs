@@ -67,22 +67,11 @@ fn instant(violations: &mut Violations, name: &str, value: Option<&Timestamp>, r
     }
 }
 
-/// `GetBalancesAsOf`: a readable account, the asset (`None`: every balance) and the
-/// instant (ms).
-pub fn balances_as_of(
-    caller: &Caller,
-    request: &pb::GetBalancesAsOfRequest,
-) -> Result<(AccountId, Option<String>, i64), Status> {
-    let account = readable_account(caller, request.account.as_ref())?;
+/// The optional `as_of` of a balance read, in ms (`None`: now).
+pub fn as_of(as_of: Option<&Timestamp>) -> Result<Option<i64>, Status> {
     let mut violations = Violations::default();
-    let asset = if request.asset_code.is_empty() {
-        Some(None)
-    } else {
-        convert::code(&mut violations, "asset_code", &request.asset_code).map(|code| Some(code.to_string()))
-    };
-    let at = instant(&mut violations, "as_of", request.as_of.as_ref(), true).flatten();
-    let (asset, at) = validated(violations, asset.zip(at))?;
-    Ok((account, asset, at))
+    let at = instant(&mut violations, "as_of", as_of, false);
+    validated(violations, at)
 }
 
 /// `GetStatement`: a readable account's balance over `[from, to)` (docs/ledger.md,

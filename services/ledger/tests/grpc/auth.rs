@@ -32,9 +32,11 @@ async fn users_touch_only_their_own_accounts() {
     let mut user3 = app.user(3).await;
 
     assert_eq!(balance(&mut user2, 2, "POINTS").await, (100, 0));
-    let other = user3.get_balance(pb::GetBalanceRequest { account: user(2), asset_code: "POINTS".into() }).await;
+    let other =
+        user3.get_balance(pb::GetBalanceRequest { account: user(2), asset_code: "POINTS".into(), as_of: None }).await;
     assert_error(other, Code::PermissionDenied, "PERMISSION_DENIED");
-    let system_read = user2.list_balances(pb::ListBalancesRequest { account: system("SYSTEM_ISSUANCE") }).await;
+    let system_read =
+        user2.list_balances(pb::ListBalancesRequest { account: system("SYSTEM_ISSUANCE"), as_of: None }).await;
     assert_error(system_read, Code::PermissionDenied, "PERMISSION_DENIED");
     let history = user3.list_transactions(pb::ListTransactionsRequest { account: user(2), ..Default::default() }).await;
     assert_error(history, Code::PermissionDenied, "PERMISSION_DENIED");

@@ -120,8 +120,12 @@ async fn balances_list_only_non_zero_assets() {
     adjust(&mut admin, 2, "DIAMOND", 5).await.unwrap();
     adjust(&mut admin, 2, "DIAMOND", -5).await.unwrap();
     let mut user2 = app.user(2).await;
-    let balances =
-        user2.list_balances(pb::ListBalancesRequest { account: user(2) }).await.unwrap().into_inner().balances;
+    let balances = user2
+        .list_balances(pb::ListBalancesRequest { account: user(2), as_of: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .balances;
     assert_eq!(balances.len(), 1);
     assert_eq!((balances[0].asset_code.as_str(), balances[0].available, balances[0].total), ("POINTS", 10, 10));
     assert_eq!(balance(&mut user2, 2, "red_shard").await, (0, 0));

@@ -141,7 +141,7 @@ pub async fn adjust(
 
 /// `(available, frozen)` of a balance of any account.
 pub async fn balance_of(client: &mut Client, account: Option<pb::AccountRef>, asset: &str) -> (i64, i64) {
-    let request = pb::GetBalanceRequest { account, asset_code: asset.into() };
+    let request = pb::GetBalanceRequest { account, asset_code: asset.into(), as_of: None };
     let balance = client.get_balance(request).await.expect("balance").into_inner().balance.expect("balance");
     assert_eq!(balance.total, balance.available + balance.frozen);
     (balance.available, balance.frozen)

@@ -15,13 +15,30 @@ fn instant(entry: &pb::Transaction) -> i64 {
     entry.created_at.as_ref().and_then(from_timestamp).expect("created_at")
 }
 
-fn as_of(account: Option<pb::AccountRef>, asset: &str, at: i64) -> pb::GetBalancesAsOfRequest {
-    pb::GetBalancesAsOfRequest { account, asset_code: asset.into(), as_of: Some(to_timestamp(at)) }
+/// A read of `account`'s balances as of `at`: of `asset`, or (`""`) every one.
+struct AsOf {
+    account: Option<pb::AccountRef>,
+    asset: String,
+    at: Option<prost_types::Timestamp>,
 }
 
-/// `(asset, available, frozen)` of each balance `GetBalancesAsOf` returns.
-async fn balances_at(client: &mut Client, request: pb::GetBalancesAsOfRequest) -> Vec<(String, i64, i64)> {
-    let balances = client.get_balances_as_of(request).await.unwrap().into_inner().balances;
+fn as_of(account: Option<pb::AccountRef>, asset: &str, at: i64) -> AsOf {
+    AsOf { account, asset: asset.into(), at: Some(to_timestamp(at)) }
+}
+
+/// GetBalance (one asset) or ListBalances (every one) as of the read's instant.
+async fn read_as_of(client: &mut Client, read: AsOf) -> Result<Vec<pb::Balance>, tonic::Status> {
+    if read.asset.is_empty() {
+        let request = pb::ListBalancesRequest { account: read.account, as_of: read.at };
+        return Ok(client.list_balances(request).await?.into_inner().balances);
+    }
+    let request = pb::GetBalanceRequest { account: read.account, asset_code: read.asset, as_of: read.at };
+    Ok(client.get_balance(request).await?.into_inner().balance.into_iter().collect())
+}
+
+/// `(asset, available, frozen)` of each balance the read returns.
+async fn balances_at(client: &mut Client, read: AsOf) -> Vec<(String, i64, i64)> {
+    let balances = read_as_of(client, read).await.unwrap();
     balances.into_iter().map(|balance| (balance.asset_code, balance.available, balance.frozen)).collect()
 }
 
@@ -103,17 +120,19 @@ async fn balances_as_of_an_instant_come_from_the_running_balances() {
     assert_eq!(issuance, [("POINTS".to_owned(), -100, 0)], "admins read system accounts");
 
     let mut user3 = app.user(3).await;
-    let other = user3.get_balances_as_of(as_of(user(2), "POINTS", t.paid)).await;
+    let other = read_as_of(&mut user3, as_of(user(2), "POINTS", t.paid)).await;
     assert_error(other, Code::PermissionDenied, "PERMISSION_DENIED");
-    let system_read = user2.get_balances_as_of(as_of(system("SYSTEM_ISSUANCE"), "", t.paid)).await;
+    let system_read = read_as_of(&mut user2, as_of(system("SYSTEM_ISSUANCE"), "", t.paid)).await;
     assert_error(system_read, Code::PermissionDenied, "PERMISSION_DENIED");
-    let no_instant = pb::GetBalancesAsOfRequest { as_of: None, ..as_of(user(2), "POINTS", 0) };
-    assert_error(user2.get_balances_as_of(no_instant).await, Code::InvalidArgument, "VALIDATION_FAILED");
-    let bad_instant = pb::GetBalancesAsOfRequest {
-        as_of: Some(prost_types::Timestamp { seconds: 1, nanos: -1 }),
-        ..as_of(user(2), "POINTS", 0)
-    };
-    assert_error(user2.get_balances_as_of(bad_instant).await, Code::InvalidArgument, "VALIDATION_FAILED");
+
+    for asset in ["POINTS", ""] {
+        let bad_instant =
+            AsOf { at: Some(prost_types::Timestamp { seconds: 1, nanos: -1 }), ..as_of(user(2), asset, 0) };
+        assert_error(read_as_of(&mut user2, bad_instant).await, Code::InvalidArgument, "VALIDATION_FAILED");
+    }
+    // Without an instant: the balances now.
+    let now = AsOf { at: None, ..as_of(user(2), "POINTS", 0) };
+    assert_eq!(balances_at(&mut user2, now).await, [("POINTS".to_owned(), 55, 30)]);
 }
 
 fn statement(from: i64, to: i64, page_size: i32, page_token: &str) -> pb::GetStatementRequest {

@@ -74,7 +74,7 @@ async fn sums_past_i64_are_reconciled_exactly() {
         };
         admin.post_transaction(request).await.unwrap();
     }
-    let request = pb::GetBalanceRequest { account: user(2), asset_code: "POINTS".into() };
+    let request = pb::GetBalanceRequest { account: user(2), asset_code: "POINTS".into(), as_of: None };
     let doubled = admin.get_balance(request).await.unwrap().into_inner().balance.unwrap();
     assert_eq!((doubled.available, doubled.frozen, doubled.total), (max, max, max), "the total saturates");
     let clean = admin.reconcile(pb::ReconcileRequest {}).await.unwrap().into_inner();

@@ -123,7 +123,7 @@ impl Stack {
     }
 
     pub async fn account_balance(&self, account: ledger::AccountRef, asset: &str) -> (i64, i64) {
-        let request = ledger::GetBalanceRequest { account: Some(account), asset_code: asset.into() };
+        let request = ledger::GetBalanceRequest { account: Some(account), asset_code: asset.into(), as_of: None };
         let balance = self.admin_ledger().await.get_balance(request).await.expect("balance").into_inner().balance;
         balance.map_or((0, 0), |balance| (balance.available, balance.frozen))
     }
