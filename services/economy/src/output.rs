@@ -125,6 +125,8 @@ pub fn transaction(transaction: &pb::Transaction) -> Vec<String> {
         if !posting.hold_id.is_empty() {
             line.push_str(&format!("  hold {}", posting.hold_id));
         }
+        // The balance after the entry (docs/ledger.md, "Resulting balances").
+        line.push_str(&format!("  -> {} available, {} frozen", posting.available_after, posting.frozen_after));
         lines.push(line);
     }
     lines
@@ -241,6 +243,25 @@ mod tests {
             ..pb::Hold::default()
         };
         assert_eq!(self::hold(&hold), "hold h1 open 100 POINTS  account user:2");
+    }
+
+    #[test]
+    fn posting_lines_end_with_the_balance_after_the_entry() {
+        let transaction = pb::Transaction {
+            id: "t1".into(),
+            business_type: "ADMIN_ADJUST".into(),
+            actor: "user:1".into(),
+            postings: vec![pb::Posting {
+                account: user(2),
+                asset_code: "POINTS".into(),
+                amount: 60,
+                available_after: 700,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let lines = super::transaction(&transaction);
+        assert_eq!(lines[1], "  user:2  POINTS  +60  available  -> 700 available, 0 frozen");
     }
 
     #[test]
