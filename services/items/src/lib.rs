@@ -43,6 +43,9 @@ pub struct ItemsConfig {
     pub item_expiry_interval_secs: u64,
     /// Period of the lock-expiry job, seconds (at least 1).
     pub lock_expiry_interval_secs: u64,
+    /// `WatchItemEvents` sends a heartbeat after this many seconds without a message (at
+    /// least 1; docs/items.md, "Watching events").
+    pub watch_heartbeat_secs: u64,
     /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
     /// not read from files, a test or the stack builder may inject a manual one.
     #[serde(skip, default = "system_clock")]
@@ -58,6 +61,7 @@ impl Default for ItemsConfig {
             database: DbOptions::default(),
             item_expiry_interval_secs: 60,
             lock_expiry_interval_secs: 30,
+            watch_heartbeat_secs: 15,
             clock: system_clock(),
         }
     }
@@ -73,8 +77,9 @@ impl ItemsConfig {
     }
 }
 
-/// Opens the database (migrating it), starts the expiry jobs and serves the API until
-/// `shutdown` is cancelled. Requests must carry an identity signed with `identity`.
+/// Opens the database (migrating it), starts the expiry jobs (and, on PostgreSQL, the
+/// listener that wakes event streams on other replicas' commits) and serves the API until
+/// `shutdown` is cancelled; event streams end then too. Requests must carry an identity signed with `identity`.
 pub async fn start(
     config: &ItemsConfig,
     identity: &IdentityKey,
@@ -83,7 +88,12 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let store = store::ItemStore::open(&config.database_url, &config.database).await?;
     jobs::spawn(store.clone(), config.clock.clone(), config.job_intervals(), shutdown.clone());
-    let service = ItemServiceServer::new(grpc::ItemsApi::new(store, config.clock.clone()))
+    store.spawn_listener(shutdown.clone());
+    let watch = grpc::WatchOptions {
+        heartbeat: Duration::from_secs(config.watch_heartbeat_secs.max(1)),
+        shutdown: shutdown.clone(),
+    };
+    let service = ItemServiceServer::new(grpc::ItemsApi::new(store, config.clock.clone(), watch))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));

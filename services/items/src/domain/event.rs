@@ -29,7 +29,8 @@ pub enum EventType {
 }
 
 impl EventType {
-    const ALL: [Self; 7] =
+    /// Every event type.
+    pub const ALL: [Self; 7] =
         [Self::Granted, Self::Locked, Self::Unlocked, Self::Transferred, Self::Used, Self::Expired, Self::Revoked];
 
     /// Storage spelling.

@@ -3,6 +3,7 @@
 //! grouping keys, and the errors an operation can raise.
 
 pub mod compensation;
+pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod grant;
@@ -11,5 +12,6 @@ pub mod ids;
 pub mod item;
 pub mod template;
 pub mod transition;
+pub mod watch;
 
 pub use error::ItemError;

@@ -189,6 +189,18 @@ pub fn status_filter(violations: &mut Violations, statuses: &[i32]) -> Option<Ve
     field(violations, "statuses", parsed.ok_or("must be AVAILABLE, LOCKED, USED, EXPIRED or REVOKED"))
 }
 
+/// Proto event-type filter -> domain; UNSPECIFIED or unknown values are violations.
+pub fn event_type_filter(violations: &mut Violations, types: &[i32]) -> Option<Vec<EventType>> {
+    let parsed: Option<Vec<EventType>> = types
+        .iter()
+        .map(|kind| {
+            let kind = pb::ItemEventType::try_from(*kind).ok()?;
+            EventType::ALL.into_iter().find(|candidate| event_type(*candidate) == kind)
+        })
+        .collect();
+    field(violations, "types", parsed.ok_or("must be GRANTED, LOCKED, UNLOCKED, TRANSFERRED, USED, EXPIRED or REVOKED"))
+}
+
 /// Domain status -> proto.
 pub fn status(status: ItemStatus) -> pb::ItemStatus {
     match status {

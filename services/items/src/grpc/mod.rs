@@ -15,6 +15,8 @@
 //!   the redemption's staff check; they list or redeem through those services instead;
 //! - `ConsumeItem` without a holder: the owner of an available consumable instance (or
 //!   an admin or service acting for them);
+//! - `WatchItemEvents`: admins and services any events; a user only with
+//!   `owner_user_id` = themself (the events that gave them or took from them an item);
 //! - `RevokeItem`: admins;
 //! - `ForceUnlockItem` (a compensation tool, audited) and `ListAuditRecords`: admins.
 
@@ -22,6 +24,7 @@ mod compensation;
 mod convert;
 mod error;
 mod requests;
+mod watch;
 
 use economy_kit::audit;
 use economy_kit::error::Violations;
@@ -35,6 +38,7 @@ use crate::domain::ItemError;
 use crate::domain::ids::UserId;
 use crate::domain::item::Item;
 use crate::store::{Applied, ItemStore};
+pub use watch::WatchOptions;
 
 /// `ErrorInfo.domain` of every items error.
 pub const DOMAIN: &str = "economy.items";
@@ -43,12 +47,13 @@ pub const DOMAIN: &str = "economy.items";
 pub struct ItemsApi {
     store: ItemStore,
     clock: SharedClock,
+    watch: WatchOptions,
 }
 
 impl ItemsApi {
-    /// Serves `store`; `clock` is the "now" of every change.
-    pub fn new(store: ItemStore, clock: SharedClock) -> Self {
-        Self { store, clock }
+    /// Serves `store`; `clock` is the "now" of every change; `watch` sets the event streams.
+    pub fn new(store: ItemStore, clock: SharedClock, watch: WatchOptions) -> Self {
+        Self { store, clock, watch }
     }
 
     /// The instance, if `caller` may see it: `ITEM_NOT_FOUND`, `PERMISSION_DENIED`.
@@ -201,6 +206,20 @@ impl ItemService for ItemsApi {
             next_page_token: convert::next_token(events.len(), limit, last),
             events: events.iter().map(convert::event).collect(),
         }))
+    }
+
+    type WatchItemEventsStream = watch::EventStream;
+
+    async fn watch_item_events(
+        &self,
+        request: Request<pb::WatchItemEventsRequest>,
+    ) -> Result<Response<Self::WatchItemEventsStream>, Status> {
+        let caller = caller(&request)?;
+        let (filter, start) = requests::watch(request.get_ref())?;
+        let own = filter.owner.is_some_and(|owner| caller.may_act_for(owner.get()));
+        require(caller.is_privileged() || own, "watch other users' item events")?;
+        let stream = watch::open(self.store.clone(), filter, start, &self.watch).await?;
+        Ok(Response::new(stream))
     }
 
     async fn lock_item(&self, request: Request<pb::LockItemRequest>) -> Result<Response<pb::LockItemResponse>, Status> {

@@ -9,11 +9,13 @@ use super::convert::{
     self, business_type, code, correlation_id, field, holder, instant, item_id, key, metadata, text, user,
 };
 use super::validated;
+use crate::domain::cursor::Cursor;
 use crate::domain::grant::{GRANT_BUSINESS_TYPE, Grant, GrantPlan};
 use crate::domain::group::GroupKey;
 use crate::domain::ids::{CorrelationId, IdempotencyKey, ItemId, UserId};
 use crate::domain::template::{Template, parse_validity};
 use crate::domain::transition::{Command, TransitionPlan};
+use crate::domain::watch::{WatchFilter, WatchStart};
 use crate::store::{ItemFilter, Page};
 
 const MAX_REASON: usize = 500;
@@ -259,4 +261,33 @@ pub fn list_events(request: &pb::ListItemEventsRequest) -> Result<EventList, Sta
         id.zip(page).map(|(id, page)| EventList::Correlation(id, page))
     };
     validated(violations, list)
+}
+
+/// `WatchItemEvents`: the filter (owner, template, types) and where the stream starts.
+pub fn watch(request: &pb::WatchItemEventsRequest) -> Result<(WatchFilter, WatchStart), Status> {
+    use pb::watch_item_events_request::Start;
+    let mut violations = Violations::default();
+    let owner = match request.owner_user_id {
+        0 => Some(None),
+        id => user(&mut violations, "owner_user_id", id).map(Some),
+    };
+    let template = match request.template_code.as_str() {
+        "" => Some(None),
+        value => code(&mut violations, "template_code", value).map(Some),
+    };
+    let types = convert::event_type_filter(&mut violations, &request.types);
+    let start = match &request.start {
+        None => Some(WatchStart::Now),
+        Some(Start::FromBeginning(true)) => Some(WatchStart::Beginning),
+        Some(Start::FromBeginning(false)) => {
+            violations.add("from_beginning", "must be true when set");
+            None
+        }
+        Some(Start::AfterCursor(text)) => {
+            field(&mut violations, "after_cursor", Cursor::parse(text)).map(WatchStart::After)
+        }
+    };
+    let filter =
+        owner.zip(template).zip(types).map(|((owner, template), types)| WatchFilter { owner, template, types });
+    validated(violations, filter.zip(start))
 }

@@ -40,7 +40,7 @@ impl ItemStore {
             }
             let mut writer = self.db.writer().await?;
             let mut tx = writer.begin().await?;
-            let outcome = match write_transition(&mut tx, plan, now).await {
+            let outcome = match write_transition(&mut tx, self.backend(), plan, now).await {
                 Ok(outcome) => outcome,
                 // A refusal may stem from a concurrent retry of this very key: its outcome wins.
                 Err(error) => {
@@ -54,6 +54,7 @@ impl ItemStore {
             let record = draft.record(item_state(&before), item_state(&applied.item), now);
             if audit::insert(&mut tx, &record).await? {
                 tx.commit().await?;
+                self.appended.signal();
                 return Ok((applied, record));
             }
         }

@@ -8,15 +8,19 @@ mod groups;
 mod read;
 mod rows;
 mod templates;
+mod watch;
 mod write;
 
-use economy_kit::db::{Db, DbOptions};
+use std::sync::Arc;
+
+use economy_kit::db::{Backend, Db, DbOptions};
 use sqlx::migrate::Migrator;
 
 use crate::domain::ItemError;
 use crate::domain::ids::UserId;
 use crate::domain::item::ItemStatus;
 
+pub use watch::Appended;
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/sqlite");
@@ -32,6 +36,10 @@ impl From<sqlx::Error> for ItemError {
 #[derive(Debug, Clone)]
 pub struct ItemStore {
     db: Db,
+    /// Its URL (the PostgreSQL listener of `Appended` connects to it).
+    url: Arc<str>,
+    /// Signalled after every commit of this process that appended events.
+    appended: Appended,
 }
 
 impl ItemStore {
@@ -39,7 +47,11 @@ impl ItemStore {
     pub async fn open(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
         let db = Db::connect(url, options).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        Ok(Self { db })
+        Ok(Self { db, url: url.into(), appended: Appended::default() })
+    }
+
+    fn backend(&self) -> Backend {
+        self.db.backend()
     }
 }
 

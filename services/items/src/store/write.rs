@@ -6,12 +6,13 @@
 //! change is judged against the new state; a refusal is re-checked against the key, so a
 //! retry that lost to its own twin returns the twin's outcome.
 
-use economy_kit::db::is_unique_violation;
+use economy_kit::db::{Backend, is_unique_violation};
 use sqlx::{Any, Transaction};
 
 use super::ItemStore;
 use super::read::{event_by_key, item_with_flag};
 use super::rows::metadata_json;
+use super::watch::{announce, position_sql};
 use crate::domain::ItemError;
 use crate::domain::event::{Event, EventMeta, EventType};
 use crate::domain::grant::GrantPlan;
@@ -94,9 +95,10 @@ impl ItemStore {
         };
         let change = Change { state: item.state.clone(), owner: item.owner, kind: EventType::Granted, holder: None };
         let event = new_event(&item, None, &change, &plan.meta, now);
-        insert_event(&mut tx, &event, &plan.meta.fingerprint).await?;
+        insert_event(&mut tx, self.backend(), &event, &plan.meta.fingerprint).await?;
         let committed = tx.commit().await;
         writer.finish(committed)?;
+        self.appended.signal();
         Ok(Some(Applied { item, event, replayed: false }))
     }
 
@@ -137,21 +139,23 @@ impl ItemStore {
     async fn transition_once(&self, plan: &TransitionPlan, now: i64) -> Result<Option<Applied>, ItemError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        let Some((_, applied)) = write_transition(&mut tx, plan, now).await? else {
+        let Some((_, applied)) = write_transition(&mut tx, self.backend(), plan, now).await? else {
             return Ok(None);
         };
         let committed = tx.commit().await;
         writer.finish(committed)?;
+        self.appended.signal();
         Ok(Some(applied))
     }
 }
 
-/// Runs `plan` inside `tx` (the caller commits): reads the instance, applies the state
-/// machine, compare-and-sets the row, appends the event. Returns the instance as read
-/// and the outcome; `Ok(None)` when a concurrent change won the compare-and-set (or the
-/// key).
+/// Runs `plan` inside `tx` (the caller commits, then signals `Appended`): reads the
+/// instance, applies the state machine, compare-and-sets the row, appends the event.
+/// Returns the instance as read and the outcome; `Ok(None)` when a concurrent change won
+/// the compare-and-set (or the key).
 pub(super) async fn write_transition(
     tx: &mut Tx<'_>,
+    backend: Backend,
     plan: &TransitionPlan,
     now: i64,
 ) -> Result<Option<(Item, Applied)>, ItemError> {
@@ -170,7 +174,7 @@ pub(super) async fn write_transition(
         ..item.clone()
     };
     let event = new_event(&updated, Some(&item), &change, &plan.meta, now);
-    match insert_event(tx, &event, &plan.meta.fingerprint).await {
+    match insert_event(tx, backend, &event, &plan.meta.fingerprint).await {
         Err(error) if is_unique_violation(&error) => return Ok(None),
         other => other?,
     }
@@ -244,28 +248,32 @@ async fn compare_and_set(tx: &mut Tx<'_>, item: &Item, change: &Change, now: i64
     Ok(updated.rows_affected() == 1)
 }
 
-async fn insert_event(tx: &mut Tx<'_>, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Appends `event` at the next stream position (docs/items.md, "Watching events") and, on
+/// PostgreSQL, has the commit notify watchers.
+async fn insert_event(tx: &mut Tx<'_>, backend: Backend, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
+    let sql = format!(
         "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
-         from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at, correlation_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(&event.id)
-    .bind(&event.item_id)
-    .bind(event.version)
-    .bind(event.kind.as_str())
-    .bind(&event.idempotency_key)
-    .bind(fingerprint)
-    .bind(&event.actor)
-    .bind(event.from_owner.map(|owner| owner.get()))
-    .bind(event.to_owner.get())
-    .bind(event.holder.clone())
-    .bind(&event.business_type)
-    .bind(&event.reason)
-    .bind(event.status.as_str())
-    .bind(event.created_at)
-    .bind(&event.correlation_id)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
+         from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at, correlation_id, \
+         stream_position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, {})",
+        position_sql(backend)
+    );
+    sqlx::query(&sql)
+        .bind(&event.id)
+        .bind(&event.item_id)
+        .bind(event.version)
+        .bind(event.kind.as_str())
+        .bind(&event.idempotency_key)
+        .bind(fingerprint)
+        .bind(&event.actor)
+        .bind(event.from_owner.map(|owner| owner.get()))
+        .bind(event.to_owner.get())
+        .bind(event.holder.clone())
+        .bind(&event.business_type)
+        .bind(&event.reason)
+        .bind(event.status.as_str())
+        .bind(event.created_at)
+        .bind(&event.correlation_id)
+        .execute(&mut **tx)
+        .await?;
+    announce(tx, backend).await
 }

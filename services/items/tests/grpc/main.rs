@@ -17,3 +17,4 @@ mod lists;
 mod templates;
 mod transitions;
 mod validation;
+mod watch;
