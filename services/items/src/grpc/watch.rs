@@ -18,7 +18,7 @@ use tonic::Status;
 use super::convert;
 use crate::domain::cursor::Cursor;
 use crate::domain::watch::{WatchFilter, WatchStart};
-use crate::store::ItemStore;
+use crate::store::{Committed, ItemStore};
 
 /// Events read per page.
 const PAGE: i64 = 100;
@@ -47,14 +47,18 @@ pub async fn open(
     start: WatchStart,
     options: &WatchOptions,
 ) -> Result<EventStream, Status> {
-    let cursor = match start {
-        WatchStart::After(cursor) => cursor,
-        WatchStart::Beginning => Cursor::start(),
-        WatchStart::Now => Cursor::before(store.horizon().await?),
+    let (cursor, committed) = match start {
+        WatchStart::After(cursor) => (cursor, None),
+        WatchStart::Beginning => (Cursor::start(), None),
+        WatchStart::Now => {
+            let start = store.start_point().await?;
+            (Cursor::before(start.horizon), start.committed)
+        }
     };
     let (sender, receiver) = mpsc::channel(BUFFER);
     let heartbeat = options.heartbeat;
-    let watcher = Watcher { store, filter, cursor, sender, heartbeat, next_heartbeat: Instant::now() + heartbeat };
+    let next_heartbeat = Instant::now() + heartbeat;
+    let watcher = Watcher { store, filter, cursor, committed, sender, heartbeat, next_heartbeat };
     tokio::spawn(watcher.run(options.shutdown.clone()));
     Ok(ReceiverStream::new(receiver))
 }
@@ -74,6 +78,9 @@ struct Watcher {
     filter: WatchFilter,
     /// Everything up to here was delivered (or did not match).
     cursor: Cursor,
+    /// A stream from now on PostgreSQL: the events committed before it started, left out
+    /// until the cursor passes the snapshot's `xmax`.
+    committed: Option<Committed>,
     sender: mpsc::Sender<Result<pb::WatchItemEventsResponse, Status>>,
     heartbeat: Duration,
     /// When to send a heartbeat unless a message goes out before.
@@ -125,7 +132,8 @@ impl Watcher {
     /// Sends the next page of events after the cursor, below a fresh horizon.
     async fn deliver_page(&mut self) -> Result<Delivery, Status> {
         let horizon = self.store.horizon().await?;
-        let events = self.store.events_after(&self.filter, &self.cursor, horizon, PAGE).await?;
+        let committed = self.committed.as_ref();
+        let events = self.store.events_after(&self.filter, &self.cursor, horizon, committed, PAGE).await?;
         let full = events.len() as i64 == PAGE;
         for (cursor, event) in events {
             self.cursor = cursor;
@@ -138,6 +146,9 @@ impl Watcher {
         }
         // Every matching event below the horizon was delivered: resume from there.
         self.cursor = self.cursor.clone().max(Cursor::before(horizon));
+        if self.committed.as_ref().is_some_and(|committed| self.cursor.position >= committed.xmax) {
+            self.committed = None;
+        }
         Ok(Delivery::CaughtUp)
     }
 

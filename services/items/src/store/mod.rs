@@ -20,7 +20,7 @@ use crate::domain::ItemError;
 use crate::domain::ids::UserId;
 use crate::domain::item::ItemStatus;
 
-pub use watch::Appended;
+pub use watch::{Appended, Committed, StartPoint};
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/sqlite");

@@ -14,6 +14,11 @@
 //!   so its events are all visible to the page read after; every transaction running or
 //!   starting later has an id at or above it. A long transaction on the items database
 //!   therefore holds every stream back until it ends.
+//!
+//! "From now" starts before the horizon; on PostgreSQL events at or above it may already
+//! be committed then, so the stream also leaves out the events visible in the snapshot
+//! taken when it started ([`StartPoint::committed`]) until it has passed that
+//! snapshot's `xmax`, above which nothing was visible.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +94,25 @@ pub(super) async fn announce(tx: &mut Transaction<'_, Any>, backend: Backend) ->
     Ok(())
 }
 
+/// Where a stream "from now" starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPoint {
+    /// The horizon then.
+    pub horizon: i64,
+    /// PostgreSQL: the events committed then at or above the horizon, to leave out.
+    pub committed: Option<Committed>,
+}
+
+/// The PostgreSQL snapshot of a stream's start: events visible in it were committed
+/// before the stream started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// `pg_current_snapshot()` as text.
+    pub snapshot: String,
+    /// Its `xmax`: no position at or above it was visible.
+    pub xmax: i64,
+}
+
 fn horizon_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "SELECT COALESCE(MAX(stream_position), 0) + 1 FROM item_events",
@@ -109,21 +133,41 @@ impl ItemStore {
         Ok(horizon)
     }
 
+    /// The start of a stream "from now" (module docs).
+    pub async fn start_point(&self) -> Result<StartPoint, ItemError> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(StartPoint { horizon: self.horizon().await?, committed: None });
+        }
+        let (horizon, xmax, snapshot): (i64, i64, String) = sqlx::query_as(
+            "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, s::text \
+             FROM pg_current_snapshot() AS s",
+        )
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(StartPoint { horizon, committed: Some(Committed { snapshot, xmax }) })
+    }
+
     /// Up to `limit` events of `filter` strictly after `after` and below `horizon` (read
-    /// with [`ItemStore::horizon`] before this call), in stream order, with their cursors.
+    /// with [`ItemStore::horizon`] before this call), in stream order, with their cursors;
+    /// without those visible in `committed` (PostgreSQL only).
     pub async fn events_after(
         &self,
         filter: &WatchFilter,
         after: &Cursor,
         horizon: i64,
+        committed: Option<&Committed>,
         limit: i64,
     ) -> Result<Vec<(Cursor, Event)>, ItemError> {
+        let not_committed = match committed {
+            Some(_) => "AND NOT pg_visible_in_snapshot(stream_position::text::xid8, $14::text::pg_snapshot)",
+            None => "",
+        };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, stream_position FROM item_events \
              WHERE stream_position >= $1 AND (stream_position > $1 OR id > $2) AND stream_position < $3 \
              AND ($4 = 0 OR from_owner_user_id = $4 OR to_owner_user_id = $4) \
              AND ($5 = '' OR item_instance_id IN (SELECT i.id FROM item_instances i WHERE i.template_code = $5)) \
-             AND event_type IN ($6, $7, $8, $9, $10, $11, $12) \
+             AND event_type IN ($6, $7, $8, $9, $10, $11, $12) {not_committed} \
              ORDER BY stream_position, id LIMIT $13"
         );
         let mut query = sqlx::query_as::<_, PositionedEventRow>(&sql)
@@ -135,7 +179,11 @@ impl ItemStore {
         for kind in filter.type_binds() {
             query = query.bind(kind);
         }
-        let rows = query.bind(limit).fetch_all(self.db.pool()).await?;
+        query = query.bind(limit);
+        if let Some(committed) = committed {
+            query = query.bind(committed.snapshot.clone());
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
         rows.into_iter()
             .map(|(a, b, c, d, e, f, g, h, i, j, k, l, m, n, position)| {
                 let event = rows::event((a, b, c, d, e, f, g, h, i, j, k, l, m, n))?;

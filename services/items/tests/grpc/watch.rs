@@ -11,6 +11,7 @@ use economy_testkit::{Service, identity, test_stack};
 use pb::ItemEventType as E;
 use pb::watch_item_events_request::Start;
 use pb::watch_item_events_response::Kind;
+use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
 use tonic::{Code, Streaming};
 
@@ -345,7 +346,6 @@ async fn streams_end_on_shutdown() {
 /// race.)
 #[tokio::test]
 async fn a_slower_transaction_holds_the_stream_back_on_postgres() {
-    use sqlx::{Connection, PgConnection};
     let app = spawn_watch_app().await;
     let url = app.stack.database(Service::Items).url.clone();
     if !url.starts_with("postgres") {
@@ -359,18 +359,7 @@ async fn a_slower_transaction_holds_the_stream_back_on_postgres() {
 
     let mut slow = PgConnection::connect(&url).await.unwrap();
     let mut slow_tx = slow.begin().await.unwrap();
-    let slow_event = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
-         to_owner_user_id, business_type, reason, status, created_at, stream_position) \
-         VALUES ($1, $2, 99, 'unlocked', 'slow', 'x', 'service:test', 2, 'TEST', '', 'available', 0, \
-         pg_current_xact_id()::text::bigint)",
-    )
-    .bind(&slow_event)
-    .bind(&item.id)
-    .execute(&mut *slow_tx)
-    .await
-    .unwrap();
+    insert_raw_event(&mut slow_tx, &item.id).await;
     let fast = grant(&mut admin, 3, "sword").await;
     assert_caught_up(&mut stream).await;
 
@@ -395,4 +384,47 @@ async fn another_replicas_commit_reaches_the_stream() {
     assert_eq!(economy_items::jobs::expire_items(&replica, now_millis() + 7_200_000).await.unwrap(), 1);
     let (event, _) = next_event(&mut stream).await;
     assert_eq!((event.item_instance_id.as_str(), event.r#type()), (item.id.as_str(), E::Expired));
+}
+
+/// Appends an `unlocked` event of `item` (owner 2) inside `tx`, at `tx`'s position.
+async fn insert_raw_event(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, item: &str) {
+    sqlx::query(
+        "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
+         to_owner_user_id, business_type, reason, status, created_at, stream_position) \
+         VALUES ($1, $2, 99, 'unlocked', 'slow', 'x', 'service:test', 2, 'TEST', '', 'available', 0, \
+         pg_current_xact_id()::text::bigint)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(item)
+    .execute(&mut **tx)
+    .await
+    .unwrap();
+}
+
+/// PostgreSQL: a stream "from now" starts below a running transaction, yet leaves out
+/// what had committed before it started and delivers what commits after, including
+/// that older transaction's event.
+#[tokio::test]
+async fn from_now_leaves_out_what_committed_before_on_postgres() {
+    let app = spawn_watch_app().await;
+    let url = app.stack.database(Service::Items).url.clone();
+    if !url.starts_with("postgres") {
+        return;
+    }
+    let mut admin = app.admin_with_catalog().await;
+    let item = grant(&mut admin, 2, "sword").await;
+    let mut slow = PgConnection::connect(&url).await.unwrap();
+    let mut slow_tx = slow.begin().await.unwrap();
+    insert_raw_event(&mut slow_tx, &item.id).await;
+    // Committed before the stream starts, above its horizon (the slow transaction is older).
+    grant(&mut admin, 3, "sword").await;
+
+    let mut stream = watch(&mut admin, pb::WatchItemEventsRequest::default()).await;
+    assert_caught_up(&mut stream).await;
+    slow_tx.commit().await.unwrap();
+    let after = grant(&mut admin, 4, "sword").await;
+    let delivered: Vec<_> =
+        next_events(&mut stream, 2).await.into_iter().map(|(event, _)| event.item_instance_id).collect();
+    assert_eq!(delivered, [item.id.clone(), after.id]);
+    assert_caught_up(&mut stream).await;
 }
