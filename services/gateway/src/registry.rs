@@ -77,7 +77,11 @@ impl Registry {
         let mut methods = HashMap::new();
         for service in pool.services().filter(is_routed) {
             let upstream = upstream_of(&service).unwrap_or_default().to_owned();
-            for descriptor in service.methods() {
+            // Streams are not proxied (yet): left unrouted, they answer UNIMPLEMENTED
+            // instead of hanging until the upstream deadline (docs/gateway.md, "Routing").
+            for descriptor in
+                service.methods().filter(|method| !method.is_server_streaming() && !method.is_client_streaming())
+            {
                 let options = descriptor.options();
                 let read_only = options
                     .get_field_by_name("idempotency_level")
@@ -243,6 +247,24 @@ mod tests {
                 "canonical_operation SHOP_GIVE_ITEM is declared by /economy.shop.v1.ShopService/Gift, /economy.shop.v1.ShopService/Give",
             ]
         );
+    }
+
+    #[test]
+    fn streams_are_left_unrouted() {
+        let descriptor_set = compile(
+            r#"syntax = "proto3";
+            package economy.shop.v1;
+            message Empty {}
+            service ShopService {
+              rpc Browse(Empty) returns (Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
+              rpc Watch(Empty) returns (stream Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
+            }"#,
+        );
+        let registry = Registry::load(&descriptor_set).expect("registry");
+        assert!(registry.method("/economy.shop.v1.ShopService/Browse").is_some());
+        assert!(registry.method("/economy.shop.v1.ShopService/Watch").is_none());
+        let real = Registry::load(economy_proto::FILE_DESCRIPTOR_SET).expect("registry");
+        assert!(real.method("/economy.items.v1.ItemService/WatchItemEvents").is_none());
     }
 
     #[test]
