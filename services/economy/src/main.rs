@@ -121,10 +121,22 @@ static ALLOCATOR: economy_kit::Allocator = economy_kit::Allocator;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Up(_)) {
+        die_quietly_on_closed_pipe();
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(error) => client::report(&error),
     }
+}
+
+/// A command's output piped into a reader that stops early (`economy history | head`)
+/// ends the process silently, as Unix tools do, instead of a panic: Rust ignores
+/// `SIGPIPE`, so `println!` would panic on the closed pipe. Not for `economy up`, a
+/// server whose own log output must never stop it. Sockets are unaffected (they write
+/// with `MSG_NOSIGNAL`).
+fn die_quietly_on_closed_pipe() {
+    sigpipe::reset();
 }
 
 /// Dispatches one command.
