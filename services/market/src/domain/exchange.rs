@@ -151,10 +151,17 @@ pub const SHOP_EXCHANGE: &str = "SHOP_EXCHANGE";
 /// Business type of bundles that name none.
 pub const REWARD_BUNDLE: &str = "REWARD_BUNDLE";
 
+/// The reference of exchange `id`'s holds, `market:exchange:<id>`: also the correlation id
+/// of every ledger entry and item event of an offer purchase (the ledger records a hold's
+/// reference as its entry's correlation id).
+pub fn exchange_reference(id: &str) -> String {
+    format!("market:exchange:{id}")
+}
+
 impl Exchange {
-    /// Hold reference and item lock-free grant reason: `market:exchange:<id>`.
+    /// The reference of its holds ([`exchange_reference`]).
     pub fn reference(&self) -> String {
-        format!("market:exchange:{}", self.id)
+        exchange_reference(&self.id)
     }
 
     /// Every item instance the exchange grants, in order; expiries count from its

@@ -13,7 +13,7 @@ use economy_proto::ledger::v1::PostingInput;
 use super::{Market, listed_user, require};
 use crate::clients::CallError;
 use crate::clients::ledger::{leg, system, user};
-use crate::domain::exchange::{REWARD_BUNDLE, SHOP_EXCHANGE};
+use crate::domain::exchange::{REWARD_BUNDLE, SHOP_EXCHANGE, exchange_reference};
 use crate::domain::offer::times;
 use crate::domain::{Exchange, ExchangeKind, ExchangeStatus, GrantedItem, MarketError, Offer, Reward, step_key};
 use crate::store::{Reserve, Save};
@@ -89,12 +89,13 @@ impl Market {
     }
 
     /// The exchange of a first purchase: price and reward of `quantity` units as the offer
-    /// stands, correlated by the exchange's own id.
+    /// stands, correlated by its holds' reference, so its hold entries, closing entry and
+    /// item events share one correlation id.
     fn new_purchase(&self, key: &str, buyer: i64, offer: &Offer, quantity: i64) -> Result<Exchange, MarketError> {
         let overflow = || MarketError::Invalid { field: "quantity", description: "amounts that fit 64 bits" };
         let id = uuid::Uuid::now_v7().to_string();
         Ok(Exchange {
-            correlation_id: id.clone(),
+            correlation_id: exchange_reference(&id),
             paid: times(&offer.definition.price, quantity).ok_or_else(overflow)?,
             reward: offer.definition.reward.times(quantity).ok_or_else(overflow)?,
             offer_id: offer.definition.id.clone(),

@@ -116,7 +116,17 @@ async fn a_purchase_pays_a_two_asset_price_and_grants_every_reward() {
     assert_eq!(exchange.paid, [amount("POINTS", 400), amount("red_shard", 10)]);
     assert_eq!(exchange.granted_assets, [amount("DIAMOND", 20)]);
     assert_eq!(exchange.granted_items.len(), 4);
-    assert_eq!((exchange.business_type.as_str(), &exchange.correlation_id), ("SHOP_EXCHANGE", &exchange.id));
+    let correlation = format!("market:exchange:{}", exchange.id);
+    assert_eq!((exchange.business_type.as_str(), &exchange.correlation_id), ("SHOP_EXCHANGE", &correlation));
+    // Every entry of the purchase (two holds, the closing entry) shares its correlation id.
+    let by_correlation = ledger::ListTransactionsRequest { correlation_id: correlation, ..Default::default() };
+    let entries = stack.admin_ledger().await.list_transactions(by_correlation).await.expect("entries").into_inner();
+    let mut ids: Vec<_> = entries.transactions.iter().map(|entry| entry.id.clone()).collect();
+    ids.sort();
+    let mut expected = exchange.ledger_transaction_ids.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(ids.len(), 3);
 
     assert_eq!(stack.balance(BUYER, "POINTS").await, (600, 0));
     assert_eq!(stack.balance(BUYER, "red_shard").await, (10, 0));
