@@ -103,7 +103,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     anyhow::ensure!(config.fee_bps <= 10_000, "market.fee_bps must be at most 10000");
     anyhow::ensure!(
-        is_system_account(&config.offer_revenue_account),
+        economy_kit::accounts::is_system_account(&config.offer_revenue_account),
         "market.offer_revenue_account must be SYSTEM_ followed by A-Z, 0-9 or '_' (at most 64 characters)"
     );
     let store = store::MarketStore::open(&config.database_url, &config.database).await?;
@@ -132,23 +132,4 @@ pub async fn start(
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(api, identity.clone()));
     let options = ServeOptions::tls(&config.tls, "market.tls")?;
     spawn_with(&config.listen, SERVICE_NAME, routes, limits, options, shutdown).await
-}
-
-/// A ledger system account name: `SYSTEM_` then A-Z, 0-9 or `_`, at most 64 characters.
-fn is_system_account(name: &str) -> bool {
-    let suffix = name.strip_prefix("SYSTEM_").unwrap_or_default();
-    !suffix.is_empty()
-        && name.len() <= 64
-        && suffix.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_revenue_account_must_be_a_system_account() {
-        assert!(super::is_system_account("SYSTEM_SHOP_REVENUE"));
-        for bad in ["SHOP", "SYSTEM_", "SYSTEM_shop", &format!("SYSTEM_{}", "A".repeat(60))] {
-            assert!(!super::is_system_account(bad), "{bad}");
-        }
-    }
 }

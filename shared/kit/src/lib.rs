@@ -3,6 +3,7 @@
 //! shutdown), database open + migrate for SQLite and PostgreSQL, the error model, the
 //! signed internal identity and the audit records of the compensation tools.
 
+pub mod accounts;
 pub mod audit;
 pub mod batch;
 pub mod client;

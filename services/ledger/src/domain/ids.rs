@@ -79,11 +79,11 @@ pub const SYSTEM_SHOP_REVENUE: &str = "SYSTEM_SHOP_REVENUE";
 impl AccountId {
     /// The system account `name`, validated.
     pub fn system(name: &str) -> Result<Self, &'static str> {
-        let suffix = name.strip_prefix("SYSTEM_").unwrap_or_default();
-        let valid = !suffix.is_empty()
-            && name.len() <= 64
-            && suffix.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_');
-        if valid { Ok(Self::System(name.to_owned())) } else { Err("must be SYSTEM_ followed by A-Z, 0-9 or '_'") }
+        if economy_kit::accounts::is_system_account(name) {
+            Ok(Self::System(name.to_owned()))
+        } else {
+            Err("must be SYSTEM_ followed by A-Z, 0-9 or '_'")
+        }
     }
 
     /// SYSTEM_ISSUANCE.

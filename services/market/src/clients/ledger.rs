@@ -11,8 +11,8 @@ use tonic::transport::Channel;
 
 use super::CallError;
 
-/// Business type of every market entry in the journal.
-const BUSINESS_TYPE: &str = "MARKET_TRADE";
+/// Business type of every entry of a listing's trade in the journal.
+pub const MARKET_TRADE: &str = "MARKET_TRADE";
 
 /// The ledger, as the market.
 #[derive(Debug, Clone)]
@@ -89,30 +89,10 @@ impl Ledger {
             hold_id: hold_id.to_owned(),
             amount: None,
             destinations,
-            business_type: BUSINESS_TYPE.to_owned(),
+            business_type: MARKET_TRADE.to_owned(),
             correlation_id: correlation_id.to_owned(),
         };
         let response = self.0.clone().settle_hold(request).await.map_err(refused)?.into_inner();
-        Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
-    }
-
-    /// Applies `postings` and settles `hold_id` wholly, in one journal entry; returns its id.
-    pub async fn post_with_settlement(
-        &self,
-        key: &str,
-        postings: Vec<pb::PostingInput>,
-        hold_id: &str,
-        correlation_id: &str,
-    ) -> Result<String, CallError> {
-        let request = pb::PostTransactionRequest {
-            idempotency_key: key.to_owned(),
-            business_type: BUSINESS_TYPE.to_owned(),
-            correlation_id: correlation_id.to_owned(),
-            memo: String::new(),
-            postings,
-            hold_settlements: vec![pb::HoldSettlement { hold_id: hold_id.to_owned(), amount: None }],
-        };
-        let response = self.0.clone().post_transaction(request).await.map_err(refused)?.into_inner();
         Ok(response.transaction.map(|entry| entry.id).unwrap_or_default())
     }
 

@@ -6,7 +6,7 @@ use economy_kit::identity::Caller;
 
 use super::{Market, require};
 use crate::clients::CallError;
-use crate::clients::ledger::{leg, system, user};
+use crate::clients::ledger::{MARKET_TRADE, leg, system, user};
 use crate::domain::{
     Goods, Listing, ListingStatus, MarketError, Trade, TradeStatus, escrow_holder, split_price, step_key,
 };
@@ -120,8 +120,10 @@ impl Market {
                 let hold = listing.hold_id.as_deref().unwrap_or_default();
                 let mut postings = self.payment_legs(trade);
                 postings.push(leg(user(trade.buyer_user_id), code, *amount));
-                let paid =
-                    self.ledger.post_with_settlement(&step_key(event, "payment"), postings, hold, &trade.id).await;
+                let paid = self
+                    .ledger
+                    .post_entry(&step_key(event, "payment"), postings, &[hold.to_owned()], MARKET_TRADE, &trade.id)
+                    .await;
                 self.record(trade, paid, TradeStatus::Completed, sold, TradeStatus::Failed, back_on_sale).await?
             }
             (Goods::Item { .. }, TradeStatus::Pending) => {
