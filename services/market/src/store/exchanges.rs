@@ -78,6 +78,21 @@ fn exchange_from_row(row: &AnyRow) -> Result<Exchange, sqlx::Error> {
     })
 }
 
+/// Binds the next six parameters to what a saga step changes: status, payment holds,
+/// granted items, ledger transactions (JSON lists), failure reason and asset.
+fn bind_progress<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    exchange: &'q Exchange,
+) -> Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>, sqlx::Error> {
+    Ok(query
+        .bind(exchange.status.as_str())
+        .bind(to_json(&exchange.payment_hold_ids)?)
+        .bind(to_json(&exchange.granted_items)?)
+        .bind(to_json(&exchange.ledger_transaction_ids)?)
+        .bind(&exchange.failure_reason)
+        .bind(&exchange.failure_asset_code))
+}
+
 /// Inserts `exchange` as it is, claimed until `claim` (ms); false when its business event
 /// already has one.
 async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange, claim: i64) -> Result<bool, sqlx::Error> {
@@ -85,7 +100,7 @@ async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange, claim: i64) 
         "INSERT INTO exchanges ({COLUMNS}, claimed_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          $13, $14, $15, $16, $17, $17, 0, $18)"
     );
-    let inserted = sqlx::query(&sql)
+    let query = sqlx::query(&sql)
         .bind(&exchange.id)
         .bind(&exchange.business_event_id)
         .bind(exchange.kind.as_str())
@@ -95,17 +110,8 @@ async fn insert(tx: &mut Transaction<'_, Any>, exchange: &Exchange, claim: i64) 
         .bind(to_json(&exchange.paid)?)
         .bind(to_json(&exchange.reward)?)
         .bind(&exchange.business_type)
-        .bind(&exchange.correlation_id)
-        .bind(exchange.status.as_str())
-        .bind(to_json(&exchange.payment_hold_ids)?)
-        .bind(to_json(&exchange.granted_items)?)
-        .bind(to_json(&exchange.ledger_transaction_ids)?)
-        .bind(&exchange.failure_reason)
-        .bind(&exchange.failure_asset_code)
-        .bind(exchange.created_at)
-        .bind(claim)
-        .execute(&mut **tx)
-        .await;
+        .bind(&exchange.correlation_id);
+    let inserted = bind_progress(query, exchange)?.bind(exchange.created_at).bind(claim).execute(&mut **tx).await;
     match inserted {
         Ok(_) => Ok(true),
         Err(error) if is_unique_violation(&error) => Ok(false),
@@ -165,25 +171,20 @@ impl MarketStore {
     pub async fn save_exchange(&self, save: &Save, exchange: &Exchange, now: i64) -> Result<bool, MarketError> {
         let mut writer = self.db.writer().await?;
         let mut tx = writer.begin().await?;
-        let saved = sqlx::query(
+        let query = sqlx::query(
             "UPDATE exchanges SET status = $1, payment_hold_ids = $2, granted_items = $3, ledger_transaction_ids = $4, \
              failure_reason = $5, failure_asset_code = $6, updated_at = $7, finished_at = $8, claimed_until = $9 \
              WHERE exchange_id = $10 AND status = $11 AND claimed_until = $12",
-        )
-        .bind(exchange.status.as_str())
-        .bind(to_json(&exchange.payment_hold_ids)?)
-        .bind(to_json(&exchange.granted_items)?)
-        .bind(to_json(&exchange.ledger_transaction_ids)?)
-        .bind(&exchange.failure_reason)
-        .bind(&exchange.failure_asset_code)
-        .bind(now)
-        .bind(exchange.finished_at.unwrap_or(0))
-        .bind(save.next_claim)
-        .bind(&exchange.id)
-        .bind(save.from.as_str())
-        .bind(save.claim)
-        .execute(&mut *tx)
-        .await?;
+        );
+        let saved = bind_progress(query, exchange)?
+            .bind(now)
+            .bind(exchange.finished_at.unwrap_or(0))
+            .bind(save.next_claim)
+            .bind(&exchange.id)
+            .bind(save.from.as_str())
+            .bind(save.claim)
+            .execute(&mut *tx)
+            .await?;
         if saved.rows_affected() != 1 {
             return Ok(false);
         }
