@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
@@ -194,15 +195,42 @@ fn sqlite_pool_options(max_connections: u32, options: &DbOptions) -> AnyPoolOpti
     let pragmas = sqlite_pragmas(options);
     pool_options(max_connections).after_connect(move |conn, _| {
         let pragmas = pragmas.clone();
-        Box::pin(async move { conn.execute(pragmas.as_str()).await.map(|_| ()) })
+        Box::pin(async move { apply_sqlite_pragmas(conn, &pragmas).await })
     })
 }
 
 /// The one SQLite writer connection, set up with [`sqlite_pragmas`].
 async fn open_sqlite_writer(url: &str, options: &DbOptions) -> Result<AnyConnection, sqlx::Error> {
     let mut writer = AnyConnection::connect(url).await?;
-    writer.execute(sqlite_pragmas(options).as_str()).await?;
+    apply_sqlite_pragmas(&mut writer, &sqlite_pragmas(options)).await?;
     Ok(writer)
+}
+
+/// Runs `pragmas` on a new connection, again when SQLite answers `SQLITE_BUSY` without
+/// waiting: switching a fresh file to WAL needs an exclusive lock, and when several
+/// processes open it at once SQLite refuses the one that would deadlock instead of
+/// calling its busy handler.
+async fn apply_sqlite_pragmas(conn: &mut AnyConnection, pragmas: &str) -> Result<(), sqlx::Error> {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(200))
+        .with_max_times(20)
+        .build();
+    loop {
+        match conn.execute(pragmas).await {
+            Ok(_) => return Ok(()),
+            Err(error) if is_sqlite_busy(&error) => match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(error),
+            },
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `SQLITE_BUSY` (5), the lock another connection holds.
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.code().as_deref() == Some("5"))
 }
 
 /// WAL, the configured `synchronous`, a busy timeout for writers of other processes,
@@ -214,8 +242,8 @@ fn sqlite_pragmas(options: &DbOptions) -> String {
         _ => "FULL",
     };
     format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         options.sqlite_busy_timeout_ms
     )
 }
