@@ -88,7 +88,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let store = store::ItemStore::open(&config.database_url, &config.database).await?;
     jobs::spawn(store.clone(), config.clock.clone(), config.job_intervals(), shutdown.clone());
-    store.spawn_listener(shutdown.clone());
+    store.spawn_relay(shutdown.clone());
     let watch = grpc::WatchOptions {
         heartbeat: Duration::from_secs(config.watch_heartbeat_secs.max(1)),
         shutdown: shutdown.clone(),

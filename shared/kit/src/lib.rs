@@ -25,6 +25,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod time;
 pub mod tls;
+pub mod watch;
 
 /// The global allocator of every Economy binary (`#[global_allocator] static ALLOCATOR:
 /// economy_kit::Allocator = economy_kit::Allocator;`): mimalloc, measured faster than the

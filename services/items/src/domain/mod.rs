@@ -3,7 +3,6 @@
 //! grouping keys, and the errors an operation can raise.
 
 pub mod compensation;
-pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod grant;

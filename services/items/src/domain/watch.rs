@@ -1,7 +1,5 @@
-//! What a `WatchItemEvents` stream carries and where it starts (docs/items.md,
-//! "Watching events").
+//! What a `WatchItemEvents` stream carries (docs/items.md, "Watching events").
 
-use super::cursor::Cursor;
 use super::event::EventType;
 use super::ids::{TemplateCode, UserId};
 
@@ -27,17 +25,6 @@ impl WatchFilter {
         }
         binds
     }
-}
-
-/// Where a stream starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchStart {
-    /// Right after this cursor.
-    After(Cursor),
-    /// Before the first event ever recorded.
-    Beginning,
-    /// After everything committed so far.
-    Now,
 }
 
 #[cfg(test)]

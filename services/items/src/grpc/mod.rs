@@ -38,7 +38,7 @@ use crate::domain::ItemError;
 use crate::domain::ids::UserId;
 use crate::domain::item::Item;
 use crate::store::{Applied, ItemStore};
-pub use watch::WatchOptions;
+pub use economy_kit::watch::WatchOptions;
 
 /// `ErrorInfo.domain` of every items error.
 pub const DOMAIN: &str = "economy.items";
@@ -208,7 +208,7 @@ impl ItemService for ItemsApi {
         }))
     }
 
-    type WatchItemEventsStream = watch::EventStream;
+    type WatchItemEventsStream = watch::ItemEventStream;
 
     async fn watch_item_events(
         &self,

@@ -2,6 +2,7 @@
 //! gets `INVALID_ARGUMENT` / `VALIDATION_FAILED` listing every bad field).
 
 use economy_kit::error::Violations;
+use economy_kit::watch::Start;
 use economy_proto::items::v1 as pb;
 use tonic::Status;
 
@@ -9,13 +10,12 @@ use super::convert::{
     self, business_type, code, correlation_id, field, holder, instant, item_id, key, metadata, text, user,
 };
 use super::validated;
-use crate::domain::cursor::Cursor;
 use crate::domain::grant::{GRANT_BUSINESS_TYPE, Grant, GrantPlan};
 use crate::domain::group::GroupKey;
 use crate::domain::ids::{CorrelationId, IdempotencyKey, ItemId, UserId};
 use crate::domain::template::{Template, parse_validity};
 use crate::domain::transition::{Command, TransitionPlan};
-use crate::domain::watch::{WatchFilter, WatchStart};
+use crate::domain::watch::WatchFilter;
 use crate::store::{ItemFilter, Page};
 
 const MAX_REASON: usize = 500;
@@ -264,8 +264,8 @@ pub fn list_events(request: &pb::ListItemEventsRequest) -> Result<EventList, Sta
 }
 
 /// `WatchItemEvents`: the filter (owner, template, types) and where the stream starts.
-pub fn watch(request: &pb::WatchItemEventsRequest) -> Result<(WatchFilter, WatchStart), Status> {
-    use pb::watch_item_events_request::Start;
+pub fn watch(request: &pb::WatchItemEventsRequest) -> Result<(WatchFilter, Start), Status> {
+    use pb::watch_item_events_request::Start as Oneof;
     let mut violations = Violations::default();
     let owner = match request.owner_user_id {
         0 => Some(None),
@@ -277,15 +277,9 @@ pub fn watch(request: &pb::WatchItemEventsRequest) -> Result<(WatchFilter, Watch
     };
     let types = convert::event_type_filter(&mut violations, &request.types);
     let start = match &request.start {
-        None => Some(WatchStart::Now),
-        Some(Start::FromBeginning(true)) => Some(WatchStart::Beginning),
-        Some(Start::FromBeginning(false)) => {
-            violations.add("from_beginning", "must be true when set");
-            None
-        }
-        Some(Start::AfterCursor(text)) => {
-            field(&mut violations, "after_cursor", Cursor::parse(text)).map(WatchStart::After)
-        }
+        None => Start::from_request(&mut violations, None, None),
+        Some(Oneof::AfterCursor(text)) => Start::from_request(&mut violations, Some(text), None),
+        Some(Oneof::FromBeginning(flag)) => Start::from_request(&mut violations, None, Some(*flag)),
     };
     let filter =
         owner.zip(template).zip(types).map(|((owner, template), types)| WatchFilter { owner, template, types });

@@ -54,7 +54,7 @@ impl ItemStore {
             let record = draft.record(item_state(&before), item_state(&applied.item), now);
             if audit::insert(&mut tx, &record).await? {
                 tx.commit().await?;
-                self.appended.signal();
+                self.appended.committed();
                 return Ok((applied, record));
             }
         }

@@ -14,13 +14,13 @@ mod write;
 use std::sync::Arc;
 
 use economy_kit::db::{Backend, Db, DbOptions};
+use economy_kit::watch::Appended;
 use sqlx::migrate::Migrator;
 
 use crate::domain::ItemError;
 use crate::domain::ids::UserId;
 use crate::domain::item::ItemStatus;
 
-pub use watch::{Appended, Committed, StartPoint};
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/sqlite");
@@ -36,7 +36,7 @@ impl From<sqlx::Error> for ItemError {
 #[derive(Debug, Clone)]
 pub struct ItemStore {
     db: Db,
-    /// Its URL (the PostgreSQL listener of `Appended` connects to it).
+    /// Its URL (the PostgreSQL listener of [`Appended`] connects to it).
     url: Arc<str>,
     /// Signalled after every commit of this process that appended events.
     appended: Appended,

@@ -12,7 +12,7 @@ use sqlx::{Any, Transaction};
 use super::ItemStore;
 use super::read::{event_by_key, item_with_flag};
 use super::rows::metadata_json;
-use super::watch::{announce, position_sql};
+use super::watch::position_sql;
 use crate::domain::ItemError;
 use crate::domain::event::{Event, EventMeta, EventType};
 use crate::domain::grant::GrantPlan;
@@ -98,7 +98,7 @@ impl ItemStore {
         insert_event(&mut tx, self.backend(), &event, &plan.meta.fingerprint).await?;
         let committed = tx.commit().await;
         writer.finish(committed)?;
-        self.appended.signal();
+        self.appended.committed();
         Ok(Some(Applied { item, event, replayed: false }))
     }
 
@@ -144,7 +144,7 @@ impl ItemStore {
         };
         let committed = tx.commit().await;
         writer.finish(committed)?;
-        self.appended.signal();
+        self.appended.committed();
         Ok(Some(applied))
     }
 }
@@ -248,8 +248,7 @@ async fn compare_and_set(tx: &mut Tx<'_>, item: &Item, change: &Change, now: i64
     Ok(updated.rows_affected() == 1)
 }
 
-/// Appends `event` at the next stream position (docs/items.md, "Watching events") and, on
-/// PostgreSQL, has the commit notify watchers.
+/// Appends `event` at the next stream position (docs/streams.md).
 async fn insert_event(tx: &mut Tx<'_>, backend: Backend, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
@@ -275,5 +274,5 @@ async fn insert_event(tx: &mut Tx<'_>, backend: Backend, event: &Event, fingerpr
         .bind(&event.correlation_id)
         .execute(&mut **tx)
         .await?;
-    announce(tx, backend).await
+    Ok(())
 }
