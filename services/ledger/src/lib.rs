@@ -46,6 +46,9 @@ pub struct LedgerConfig {
     pub hold_expiry_interval_secs: u64,
     /// Period of the scheduled reconciliation, seconds (daily).
     pub reconcile_interval_secs: u64,
+    /// A `WatchEntries` stream sends a heartbeat after this long without a message,
+    /// seconds (at least 1; docs/streams.md).
+    pub watch_heartbeat_secs: u64,
     /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
     /// not read from files, a test or the stack builder may inject a manual one.
     #[serde(skip, default = "system_clock")]
@@ -62,6 +65,7 @@ impl Default for LedgerConfig {
             extra_system_accounts: Vec::new(),
             hold_expiry_interval_secs: 30,
             reconcile_interval_secs: 24 * 3600,
+            watch_heartbeat_secs: 15,
             clock: system_clock(),
         }
     }
@@ -102,7 +106,12 @@ pub async fn start(
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
         shutdown.clone(),
     );
-    let service = LedgerServiceServer::new(grpc::LedgerApi::new(store, config.clock.clone()))
+    store.spawn_relay(shutdown.clone());
+    let watch = grpc::WatchOptions {
+        heartbeat: Duration::from_secs(config.watch_heartbeat_secs.max(1)),
+        shutdown: shutdown.clone(),
+    };
+    let service = LedgerServiceServer::new(grpc::LedgerApi::new(store, config.clock.clone(), watch))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));

@@ -86,15 +86,9 @@ impl StreamTable {
         Ok(StartPoint { horizon, committed: Some(Committed { snapshot, xmax }) })
     }
 
-    /// The condition of a page query that leaves out the rows of `committed`, whose
-    /// snapshot text is bound as parameter `$<parameter>`; empty without one.
-    pub fn not_committed(&self, committed: Option<&Committed>, parameter: usize) -> String {
-        match committed {
-            Some(_) => format!(
-                "AND NOT pg_visible_in_snapshot({}::text::xid8, ${parameter}::text::pg_snapshot)",
-                self.position
-            ),
-            None => String::new(),
-        }
+    /// The condition of a page query that leaves out the rows visible in a stream's
+    /// starting snapshot ([`Committed::snapshot`], bound at `placeholder`, e.g. `$14`).
+    pub fn not_committed(&self, placeholder: &str) -> String {
+        format!("NOT pg_visible_in_snapshot({}::text::xid8, {placeholder}::text::pg_snapshot)", self.position)
     }
 }

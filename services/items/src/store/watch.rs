@@ -77,7 +77,7 @@ impl ItemStore {
         committed: Option<&Committed>,
         limit: i64,
     ) -> Result<Vec<(Cursor, Event)>, ItemError> {
-        let not_committed = TABLE.not_committed(committed, 14);
+        let not_committed = committed.map_or(String::new(), |_| format!("AND {}", TABLE.not_committed("$14")));
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, stream_position FROM item_events \
              WHERE stream_position >= $1 AND (stream_position > $1 OR id > $2) AND stream_position < $3 \

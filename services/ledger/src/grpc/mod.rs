@@ -5,11 +5,13 @@ mod compensation;
 mod convert;
 mod error;
 mod requests;
+mod watch;
 
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
 use economy_kit::time::SharedClock;
+pub use economy_kit::watch::WatchOptions;
 use economy_proto::ledger::v1 as pb;
 use pb::ledger_service_server::LedgerService;
 use tonic::{Request, Response, Status};
@@ -26,12 +28,14 @@ pub const DOMAIN: &str = "economy.ledger";
 pub struct LedgerApi {
     store: LedgerStore,
     clock: SharedClock,
+    watch: WatchOptions,
 }
 
 impl LedgerApi {
-    /// Serves `store`; `clock` is the "now" that expiries are checked against.
-    pub fn new(store: LedgerStore, clock: SharedClock) -> Self {
-        Self { store, clock }
+    /// Serves `store`; `clock` is the "now" that expiries are checked against; `watch`
+    /// sets the entry streams.
+    pub fn new(store: LedgerStore, clock: SharedClock, watch: WatchOptions) -> Self {
+        Self { store, clock, watch }
     }
 }
 
@@ -281,6 +285,18 @@ impl LedgerService for LedgerApi {
             transactions: entries.iter().map(convert::transaction).collect(),
             next_page_token,
         }))
+    }
+
+    type WatchEntriesStream = watch::EntryStream;
+
+    async fn watch_entries(
+        &self,
+        request: Request<pb::WatchEntriesRequest>,
+    ) -> Result<Response<Self::WatchEntriesStream>, Status> {
+        let caller = caller(&request)?;
+        let (filter, start) = requests::entry_watch(&caller, request.get_ref())?;
+        let stream = watch::open(self.store.clone(), filter, start, &self.watch).await?;
+        Ok(Response::new(stream))
     }
 
     async fn get_hold(&self, request: Request<pb::GetHoldRequest>) -> Result<Response<pb::GetHoldResponse>, Status> {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use economy_kit::error::{VALIDATION_FAILED, Violations, invalid_field};
 use economy_kit::identity::Caller;
 use economy_kit::time::from_timestamp;
+use economy_kit::watch::Start;
 use economy_proto::ledger::v1 as pb;
 use prost_types::Timestamp;
 use tonic::Status;
@@ -17,7 +18,7 @@ use crate::domain::commands::{
     AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
 };
 use crate::domain::ids::{AccountId, Amount, EntityId, IdempotencyKey, parse_business_type};
-use crate::store::{EntryFilter, HoldFilter, Page, StatementQuery};
+use crate::store::{EntryFilter, EntryWatch, HoldFilter, Page, StatementQuery};
 
 const MAX_MEMO: usize = 500;
 const MAX_REFERENCE: usize = 200;
@@ -135,6 +136,33 @@ pub fn transaction_listing(
     let ((asset, correlation_id), ((business_type, page), (from, to))) =
         validated(violations, asset.zip(correlation_id).zip(business_type.zip(page).zip(from.zip(to))))?;
     Ok((EntryFilter { account, asset, correlation_id, business_type, from, to }, page))
+}
+
+/// `WatchEntries`: the filter and where the stream starts. A user must name their own
+/// account; admins and services any or none (docs/ledger.md, "Watching entries").
+pub fn entry_watch(caller: &Caller, request: &pb::WatchEntriesRequest) -> Result<(EntryWatch, Start), Status> {
+    use pb::watch_entries_request::Start as Oneof;
+    let account = match &request.account {
+        None if caller.is_privileged() => None,
+        None => return Err(deny("watch the entries of every account")),
+        Some(reference) => Some(readable_account(caller, Some(reference))?),
+    };
+    let mut violations = Violations::default();
+    let asset = match request.asset_code.as_str() {
+        "" => Some(None),
+        value => code(&mut violations, "asset_code", value).map(|code| Some(code.to_string())),
+    };
+    let business_type = match request.business_type.as_str() {
+        "" => Some(None),
+        value => field(&mut violations, "business_type", parse_business_type(value)).map(Some),
+    };
+    let start = match &request.start {
+        None => Start::from_request(&mut violations, None, None),
+        Some(Oneof::AfterCursor(text)) => Start::from_request(&mut violations, Some(text), None),
+        Some(Oneof::FromBeginning(flag)) => Start::from_request(&mut violations, None, Some(*flag)),
+    };
+    let ((asset, business_type), start) = validated(violations, asset.zip(business_type).zip(start))?;
+    Ok((EntryWatch { account, asset, business_type }, start))
 }
 
 fn business_type(violations: &mut Violations, value: &str, default: &str) -> Option<String> {

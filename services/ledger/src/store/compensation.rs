@@ -137,6 +137,7 @@ impl LedgerStore {
             return self.force_released(plan, hold_id, record).await;
         }
         tx.commit().await?;
+        self.appended.committed();
         let hold = self.hold(hold_id).await?.ok_or_else(|| LedgerError::HoldNotFound(hold_id.to_owned()))?;
         Ok(ForceReleased { hold, applied: Applied { entry, replayed: false }, record })
     }

@@ -16,6 +16,7 @@ mod history_plan_tests;
 mod known;
 mod read;
 mod reconcile;
+mod watch;
 mod write;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use economy_kit::db::{Db, DbOptions};
 use economy_kit::group_commit::GroupCommit;
 use economy_kit::time::SharedClock;
+use economy_kit::watch::Appended;
 use sqlx::migrate::Migrator;
 
 use crate::domain::LedgerError;
@@ -31,6 +33,7 @@ use crate::domain::ids::AccountId;
 
 pub use compensation::{ForceReleased, Recalculated};
 pub use history::{BalanceAt, Statement, StatementQuery};
+pub use watch::EntryWatch;
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");
@@ -53,6 +56,10 @@ pub struct LedgerStore {
     known: Arc<known::KnownRows>,
     /// "Now" for hold expiry and entry timestamps (the service's injectable clock).
     clock: SharedClock,
+    /// Its URL (the PostgreSQL listener of [`Appended`] connects to it).
+    url: Arc<str>,
+    /// Signalled after every commit of this process that wrote journal entries.
+    appended: Appended,
 }
 
 impl LedgerStore {
@@ -68,7 +75,8 @@ impl LedgerStore {
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         let entries = write::group_commit(&db);
         let plain = write::plain_queue(&db, &entries);
-        let store = Self { db, entries, plain, known: Arc::default(), clock };
+        let (url, appended) = (url.into(), Appended::default());
+        let store = Self { db, entries, plain, known: Arc::default(), clock, url, appended };
         store.seed_system_accounts(system_accounts).await?;
         Ok(store)
     }

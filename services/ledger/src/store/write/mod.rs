@@ -99,6 +99,7 @@ impl LedgerStore {
         match self.apply_once(plan).await? {
             Some(entry) => {
                 self.known.learn(&entry.legs);
+                self.appended.committed();
                 Ok(Applied { entry, replayed: false })
             }
             // The key was taken (a replay, or a concurrent writer first): the database decided.
@@ -121,6 +122,7 @@ impl LedgerStore {
             let committed = tx.commit().await;
             writer.finish(committed)?;
             self.known.learn(&entry.legs);
+            self.appended.committed();
         }
         Ok(entry)
     }
