@@ -111,6 +111,7 @@ pub async fn open<S: Source>(
     wake: watch::Receiver<u64>,
     options: &WatchOptions,
 ) -> Result<EventStream<S::Response>, Status> {
+    let from_now = start == Start::Now;
     let (cursor, committed) = match start {
         Start::After(cursor) => (cursor, None),
         Start::Beginning => (Cursor::start(), None),
@@ -120,11 +121,19 @@ pub async fn open<S: Source>(
         }
     };
     let (sender, receiver) = mpsc::channel(BUFFER);
+    if from_now {
+        // The client learns where "now" was before anything else arrives.
+        let _ = sender.try_send(Ok(S::heartbeat(now(), cursor.to_string())));
+    }
     let heartbeat = options.heartbeat;
     let next_heartbeat = Instant::now() + heartbeat;
     let watcher = Watcher { source, cursor, committed, sender, heartbeat, next_heartbeat };
     tokio::spawn(watcher.run(wake, options.shutdown.clone()));
     Ok(ReceiverStream::new(receiver))
+}
+
+fn now() -> prost_types::Timestamp {
+    crate::time::to_timestamp(crate::time::now_millis())
 }
 
 /// Whether the client still listens.
