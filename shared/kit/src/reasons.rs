@@ -287,6 +287,9 @@ catalogue! {
     RATE_LIMITED: [ResourceExhausted], Retry, "gateway: every RPC";
     /// The gateway is at its in-flight limit; retry later.
     OVERLOADED: [ResourceExhausted], Retry, "gateway: every RPC";
+    /// The user, or the gateway as a whole, holds as many open streams as allowed
+    /// (`scope` = `user` or `gateway`, `limit`); end one, or retry later.
+    TOO_MANY_STREAMS: [ResourceExhausted], Retry, "gateway: server-streaming RPCs";
     /// A write without the `idempotency-key` metadata.
     MISSING_IDEMPOTENCY_KEY: [InvalidArgument], FixInput, "gateway: every routed write";
     /// The `idempotency-key` metadata is not a UUID (optionally prefixed `idem_`).
