@@ -49,6 +49,8 @@ pub struct GatewayConfig {
     pub rate_limit_burst: u32,
     /// Requests processed at once; beyond, new ones are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// Concurrent server streams and their heartbeats (docs/gateway.md, "Streams").
+    pub streams: StreamsConfig,
     /// Period of the upstream health probe, seconds.
     pub health_interval_secs: u64,
     /// Period of the cross-service consistency check, seconds (daily).
@@ -81,6 +83,7 @@ impl Default for GatewayConfig {
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             max_in_flight: 1024,
+            streams: StreamsConfig::default(),
             health_interval_secs: 5,
             consistency_interval_secs: 24 * 3600,
             clock: system_clock(),
@@ -125,5 +128,27 @@ impl Default for IdempotencyConfig {
             max_snapshot_bytes: 64 * 1024,
             warn_rows: 100_000,
         }
+    }
+}
+
+/// Limits of server streams (docs/gateway.md, "Streams"): open streams are counted apart
+/// from requests in flight, per user and per gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamsConfig {
+    /// Streams one user may hold open at once (at least 1); beyond, `RESOURCE_EXHAUSTED` /
+    /// `TOO_MANY_STREAMS`.
+    pub per_user: usize,
+    /// Streams this gateway holds open at once, every user together (at least 1); beyond,
+    /// `RESOURCE_EXHAUSTED` / `TOO_MANY_STREAMS`.
+    pub max: usize,
+    /// Heartbeat period of the gateway's own streams (`WatchBackpack`), seconds; proxied
+    /// streams carry their service's heartbeats.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self { per_user: 4, max: 1000, heartbeat_secs: 15 }
     }
 }

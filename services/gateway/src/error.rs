@@ -19,7 +19,8 @@ const KEY_FORMAT: &str =
     "metadata idempotency-key: a UUID, optionally prefixed idem_ (e.g. idem_0190f0a4-2b9c-7d1e-8f00-0123456789ab)";
 
 /// A refusal by the gateway. Each variant maps to one catalogued `ErrorInfo.reason`
-/// (named in its doc), except `NotRouted` (a bare `UNIMPLEMENTED`).
+/// (named in its doc), except `NotRouted` (a bare `UNIMPLEMENTED`) and `ShuttingDown` (a
+/// bare `UNAVAILABLE`).
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// `TOKEN_MISSING`: no `authorization: Bearer <token>` metadata.
@@ -60,6 +61,15 @@ pub enum GatewayError {
     /// `OVERLOADED`: the gateway is at its in-flight limit.
     #[error("the gateway is at capacity; retry later")]
     Overloaded,
+    /// `TOO_MANY_STREAMS`: the user, or the gateway as a whole, holds as many open
+    /// streams as `gateway.streams` allows (docs/gateway.md, "Streams").
+    #[error("too many open streams ({scope} limit {limit}); end one or retry later")]
+    TooManyStreams {
+        /// Whose limit: `user` (`gateway.streams.per_user`) or `gateway` (`gateway.streams.max`).
+        scope: &'static str,
+        /// The limit reached.
+        limit: usize,
+    },
     /// `MISSING_IDEMPOTENCY_KEY`: a write without the `idempotency-key` metadata.
     #[error("{KEY_FORMAT}")]
     MissingIdempotencyKey,
@@ -81,6 +91,10 @@ pub enum GatewayError {
     /// `MALFORMED_REQUEST`: the body does not decode as the method's input.
     #[error("the request message does not decode")]
     MalformedRequest,
+    /// Bare `UNAVAILABLE`: the gateway is shutting down and ends its open streams
+    /// (docs/gateway.md, "Streams").
+    #[error("the gateway is shutting down; reconnect with the last cursor")]
+    ShuttingDown,
     /// Bare `UNIMPLEMENTED`: no routed method at this path.
     #[error("{0} is not routed")]
     NotRouted(String),
@@ -192,6 +206,11 @@ impl From<GatewayError> for Status {
             GatewayError::PermissionDenied(_) => (Code::PermissionDenied, reasons::PERMISSION_DENIED, vec![]),
             GatewayError::RateLimited => (Code::ResourceExhausted, reasons::RATE_LIMITED, vec![]),
             GatewayError::Overloaded => (Code::ResourceExhausted, reasons::OVERLOADED, vec![]),
+            GatewayError::TooManyStreams { scope, limit } => (
+                Code::ResourceExhausted,
+                reasons::TOO_MANY_STREAMS,
+                vec![("scope", scope.to_owned()), ("limit", limit.to_string())],
+            ),
             GatewayError::MissingIdempotencyKey => {
                 return invalid_field(DOMAIN, reasons::MISSING_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY, KEY_FORMAT);
             }
@@ -208,6 +227,7 @@ impl From<GatewayError> for Status {
             }
             GatewayError::MalformedRequest => return malformed_request(DOMAIN),
             GatewayError::NotRouted(_) => return Status::unimplemented(message),
+            GatewayError::ShuttingDown => return Status::unavailable(message),
             GatewayError::UpstreamUnavailable { upstream, .. } => {
                 (Code::Unavailable, reasons::UPSTREAM_UNAVAILABLE, vec![("upstream", upstream)])
             }
@@ -256,6 +276,11 @@ mod tests {
             (GatewayError::TokenExpired, Code::Unauthenticated, reasons::TOKEN_EXPIRED),
             (GatewayError::RoleTooLow { min_role_level: 50 }, Code::PermissionDenied, reasons::ROLE_TOO_LOW),
             (GatewayError::RateLimited, Code::ResourceExhausted, reasons::RATE_LIMITED),
+            (
+                GatewayError::TooManyStreams { scope: "user", limit: 4 },
+                Code::ResourceExhausted,
+                reasons::TOO_MANY_STREAMS,
+            ),
             (
                 GatewayError::KeyConflict { original_request_id: "r".into() },
                 Code::AlreadyExists,

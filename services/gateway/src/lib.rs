@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod registry;
 pub mod safety;
 pub mod store;
+pub mod streams;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -72,6 +73,8 @@ pub async fn start_with_registry(
     let upstreams = connect_upstreams(&registry, config)?;
     let probes = upstreams.iter().map(|(name, channel)| (channel.clone(), registry.services_of(name))).collect();
     let gateway = Arc::new(Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits));
+    // Open streams end at shutdown: the server's graceful shutdown waits for them.
+    gateway.streams.close_on(shutdown.clone());
     let own = Routes::builder()
         .add_service(BackpackServiceServer::new(backpack::Backpack(gateway.clone())))
         .add_service(OperationsServiceServer::new(operations::Operations(gateway.clone())))

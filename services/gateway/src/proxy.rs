@@ -1,6 +1,8 @@
 //! The generic proxy (docs/gateway.md, "Routing"): every routed RPC goes through one pipeline —
 //! authenticate, authorize by the method's minimum role, rate-limit and shed load, then
-//! forward reads directly and writes through the idempotency records. No per-method code:
+//! forward reads directly and writes through the idempotency records. Server streams
+//! (reads) take a stream permit instead of holding an in-flight one, and pass the
+//! upstream's messages on one by one (docs/gateway.md, "Streams"). No per-method code:
 //! the registry, built from the descriptor set, says what each path is.
 
 use std::collections::HashMap;
@@ -21,9 +23,10 @@ use http::uri::PathAndQuery;
 use prost_reflect::DynamicMessage;
 use prost_reflect::prost::Message;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::task::TaskTracker;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::server::UnaryService;
+use tonic::server::{ServerStreamingService, UnaryService};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
@@ -36,6 +39,7 @@ use crate::error::GatewayError;
 use crate::policy::Selection;
 use crate::registry::{Method, Registry};
 use crate::store::{Begin, IdempotencyStore, NewRecord, Resumed, StoredResponse};
+use crate::streams::{Guarded, StreamLimits};
 
 /// Longest lease a claim may have (a configuration beyond it is capped): one day.
 const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
@@ -85,6 +89,8 @@ pub struct Gateway {
     pub max_message_bytes: usize,
     /// Source of "now" for records, leases and checks (`GatewayConfig::clock`).
     pub clock: SharedClock,
+    /// Open server streams, per user and in all (`gateway.streams`); ends them at shutdown.
+    pub streams: StreamLimits,
     limiter: DefaultKeyedRateLimiter<i64>,
     in_flight: Semaphore,
 }
@@ -118,6 +124,7 @@ impl Gateway {
             tasks: TaskTracker::new(),
             max_message_bytes: limits.max_message_bytes,
             clock: config.clock.clone(),
+            streams: StreamLimits::new(&config.streams),
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             in_flight: Semaphore::new(config.max_in_flight.max(1)),
         }
@@ -149,12 +156,37 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let gateway = self.0.clone();
         Box::pin(async move {
-            let handler = Handler { path: request.uri().path().to_owned(), gateway: gateway.clone() };
+            let path = request.uri().path().to_owned();
+            let streaming = gateway.registry.method(&path).is_some_and(|method| method.server_streaming);
             let mut grpc = tonic::server::Grpc::new(BytesCodec)
                 .max_decoding_message_size(gateway.max_message_bytes)
                 .max_encoding_message_size(gateway.max_message_bytes);
+            let handler = Handler { path, gateway };
+            if streaming {
+                return Ok(grpc.server_streaming(StreamHandler(handler), request).await);
+            }
             Ok(grpc.unary(handler, request).await)
         })
+    }
+}
+
+/// The messages of a proxied stream, as the upstream encoded them.
+pub type MessageStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+/// A server-streaming path's handler.
+struct StreamHandler(Handler);
+
+impl ServerStreamingService<Bytes> for StreamHandler {
+    type Response = Bytes;
+    type ResponseStream = Guarded<MessageStream>;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Guarded<MessageStream>>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let (gateway, path) = (self.0.gateway.clone(), self.0.path.clone());
+        // Not detached, unlike a write: a read stream whose client went away has nothing
+        // left to record.
+        Box::pin(async move { gateway.open_stream(&path, request).await })
     }
 }
 
@@ -270,10 +302,38 @@ impl Gateway {
         }
     }
 
+    /// Opens the server stream at `path` (docs/gateway.md, "Streams"): the front door of a
+    /// read (`admit`, its in-flight permit held only while the stream opens), a stream
+    /// permit of the caller (`TOO_MANY_STREAMS`), then the upstream's stream, whose opening
+    /// (its response headers) is bounded by the upstream timeout (`UPSTREAM_TIMEOUT`) and
+    /// whose life is not. Messages pass as the upstream encoded them; an upstream status,
+    /// on opening or mid-stream, is passed on as for unary reads.
+    async fn open_stream(
+        &self,
+        path: &str,
+        request: Request<Bytes>,
+    ) -> Result<Response<Guarded<MessageStream>>, Status> {
+        let method = self.registry.method(path).ok_or_else(|| GatewayError::NotRouted(path.to_owned()))?;
+        let (caller, _in_flight) = self.admit(request.metadata(), method.min_role_level).await?;
+        let body = request.into_inner();
+        decode(method, &body)?;
+        let permit = self.streams.acquire(caller.user_id().unwrap_or_default())?;
+        let (mut grpc, request, upstream_path) = self.upstream_call(method, &caller, None, body)?;
+        let open = async move {
+            grpc.ready().await.map_err(|_| GatewayError::unavailable(&method.upstream, "not ready"))?;
+            grpc.server_streaming(request, upstream_path, BytesCodec).await
+        };
+        let opened = match tokio::time::timeout(self.upstream_timeout, open).await {
+            Ok(result) => result.map_err(|status| passed_on(&method.upstream, status))?,
+            Err(_) => return Err(GatewayError::UpstreamTimeout.into()),
+        };
+        let upstream = method.upstream.clone();
+        let messages = opened.into_inner().map(move |message| message.map_err(|status| passed_on(&upstream, status)));
+        Ok(Response::new(permit.guard(Box::pin(messages) as MessageStream)))
+    }
+
     /// Calls the upstream with the caller's signed identity (and the business event for
-    /// writes), ending by `deadline` (`UPSTREAM_TIMEOUT` past it); client metadata is never
-    /// forwarded, but the current trace context (this request's span, child of the
-    /// client's `traceparent`) is injected.
+    /// writes), ending by `deadline` (`UPSTREAM_TIMEOUT` past it).
     async fn forward(
         &self,
         method: &Method,
@@ -282,35 +342,50 @@ impl Gateway {
         body: Bytes,
         deadline: Instant,
     ) -> Result<Response<Bytes>, Status> {
-        let unavailable = |cause: &str| Status::from(GatewayError::unavailable(&method.upstream, cause));
-        let channel = self.upstreams.get(&method.upstream).cloned().ok_or_else(|| unavailable("not configured"))?;
+        let (mut grpc, mut request, path) = self.upstream_call(method, caller, event, body)?;
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        // The whole forward, readiness included, is bounded: that bound is what makes a
+        // claim past its lease provably abandoned.
+        let call = async move {
+            grpc.ready().await.map_err(|_| GatewayError::unavailable(&method.upstream, "not ready"))?;
+            grpc.unary(request, path, BytesCodec).await
+        };
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(result) => result
+                .map(|response| Response::new(response.into_inner()))
+                .map_err(|status| passed_on(&method.upstream, status)),
+            Err(_) => Err(GatewayError::UpstreamTimeout.into()),
+        }
+    }
+
+    /// The client of `method`'s upstream, the request to send it (`body` with the caller's
+    /// signed identity, the business event of a write and the current trace context: this
+    /// request's span, child of the client's `traceparent`; client metadata is never
+    /// forwarded) and the path. `UPSTREAM_UNAVAILABLE` when the upstream is not configured.
+    fn upstream_call(
+        &self,
+        method: &Method,
+        caller: &Caller,
+        event: Option<&str>,
+        body: Bytes,
+    ) -> Result<(tonic::client::Grpc<Channel>, Request<Bytes>, PathAndQuery), Status> {
+        let channel = self
+            .upstreams
+            .get(&method.upstream)
+            .cloned()
+            .ok_or_else(|| GatewayError::unavailable(&method.upstream, "not configured"))?;
         let mut request = Request::new(body);
         self.identity.attach(caller, request.metadata_mut());
         economy_kit::telemetry::inject(request.metadata_mut());
         if let Some(event) = event {
             request.metadata_mut().insert(UPSTREAM_BUSINESS_EVENT_ID, ascii(event));
         }
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let mut grpc = tonic::client::Grpc::new(channel)
+        let grpc = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
         let path = PathAndQuery::try_from(method.path.as_str())
             .map_err(|error| GatewayError::Internal(StorageCause::new(error)))?;
-        // The whole forward, readiness included, is bounded: that bound is what makes a
-        // claim past its lease provably abandoned.
-        let call = async move {
-            grpc.ready().await.map_err(|_| unavailable("not ready"))?;
-            grpc.unary(request, path, BytesCodec).await
-        };
-        match tokio::time::timeout_at(deadline.into(), call).await {
-            // The channel connects lazily: a refused connection surfaces here, as a bare
-            // status without details.
-            Ok(Err(status)) if status.code() == Code::Unavailable && status.details().is_empty() => {
-                Err(unavailable("connection refused"))
-            }
-            Ok(result) => result.map(|response| Response::new(response.into_inner())),
-            Err(_) => Err(GatewayError::UpstreamTimeout.into()),
-        }
+        Ok((grpc, request, path))
     }
 
     /// Stores a deterministic outcome for replay, or marks the record failed so the key
@@ -452,6 +527,16 @@ enum OutcomeWrite {
     Complete(StoredResponse),
     /// Free the key, with this reason (the status code).
     Fail(String),
+}
+
+/// An upstream's status as the gateway passes it on: as it is, except a connection that
+/// failed (the channel connects lazily: a refused connection surfaces as a bare
+/// `UNAVAILABLE` without details), which becomes `UPSTREAM_UNAVAILABLE` naming `upstream`.
+fn passed_on(upstream: &str, status: Status) -> Status {
+    if status.code() == Code::Unavailable && status.details().is_empty() {
+        return GatewayError::unavailable(upstream, "connection refused").into();
+    }
+    status
 }
 
 /// `body` decoded as `method`'s input; `INVALID_ARGUMENT` / `MALFORMED_REQUEST` (no field

@@ -1,7 +1,8 @@
 //! The method table, built from the encoded descriptor set: every RPC of every routed
 //! service with its policy (`economy.options.v1.method`, `idempotency_level`), and the
 //! start-up check that every write declares a unique canonical operation
-//! (docs/gateway.md, "Canonical operations").
+//! (docs/gateway.md, "Canonical operations") and every server stream is a read
+//! (docs/gateway.md, "Streams").
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,6 +23,9 @@ pub struct Method {
     pub upstream: String,
     /// `idempotency_level = NO_SIDE_EFFECTS`.
     pub read_only: bool,
+    /// A server-streaming RPC (one request, a stream of responses): proxied as a stream
+    /// (docs/gateway.md, "Streams").
+    pub server_streaming: bool,
     /// `MODULE_ACTION_OBJECT` name; `None` for reads (and for unmapped writes, which
     /// the start-up check refuses).
     pub canonical_operation: Option<String>,
@@ -41,7 +45,7 @@ pub struct Registry {
 
 /// The start-up check failed: every offending method, one line each.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("methods without a valid canonical operation:\n  {}", .0.join("\n  "))]
+#[error("methods the gateway cannot route safely:\n  {}", .0.join("\n  "))]
 pub struct UnmappedMethods(pub Vec<String>);
 
 /// Services routed by the gateway: `economy.<upstream>.v<N>.*`, except the gateway's own
@@ -77,11 +81,9 @@ impl Registry {
         let mut methods = HashMap::new();
         for service in pool.services().filter(is_routed) {
             let upstream = upstream_of(&service).unwrap_or_default().to_owned();
-            // Streams are not proxied (yet): left unrouted, they answer UNIMPLEMENTED
-            // instead of hanging until the upstream deadline (docs/gateway.md, "Routing").
-            for descriptor in
-                service.methods().filter(|method| !method.is_server_streaming() && !method.is_client_streaming())
-            {
+            // Client and bidirectional streams are not proxied: left unrouted, they answer
+            // UNIMPLEMENTED (docs/gateway.md, "Routing").
+            for descriptor in service.methods().filter(|method| !method.is_client_streaming()) {
                 let options = descriptor.options();
                 let read_only = options
                     .get_field_by_name("idempotency_level")
@@ -109,6 +111,7 @@ impl Registry {
                         path,
                         upstream: upstream.clone(),
                         read_only,
+                        server_streaming: descriptor.is_server_streaming(),
                         canonical_operation,
                         min_role_level,
                         descriptor,
@@ -120,13 +123,21 @@ impl Registry {
     }
 
     /// Every write must carry a canonical operation of the form `MODULE_ACTION_OBJECT`,
-    /// unique across the API. Lists every offending method.
+    /// unique across the API, and every server stream must be a read (`NO_SIDE_EFFECTS`:
+    /// a stream cannot be replayed from an idempotency record). Lists every offending
+    /// method.
     pub fn check(&self) -> Result<(), UnmappedMethods> {
         let mut problems = Vec::new();
         let mut owners: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut paths: Vec<&Method> = self.methods.values().collect();
         paths.sort_by(|left, right| left.path.cmp(&right.path));
-        for method in paths.iter().filter(|method| !method.read_only) {
+        for method in paths.iter().filter(|method| method.server_streaming && !method.read_only) {
+            problems.push(format!(
+                "{}: server-streaming method without idempotency_level = NO_SIDE_EFFECTS (a stream cannot be made idempotent)",
+                method.path
+            ));
+        }
+        for method in paths.iter().filter(|method| !method.read_only && !method.server_streaming) {
             match method.canonical_operation.as_deref() {
                 None => problems.push(format!("{}: write method without canonical_operation", method.path)),
                 Some(name) if !is_canonical_operation(name) => {
@@ -250,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn streams_are_left_unrouted() {
+    fn server_streams_are_routed_and_client_streams_are_not() {
         let descriptor_set = compile(
             r#"syntax = "proto3";
             package economy.shop.v1;
@@ -258,13 +269,45 @@ mod tests {
             service ShopService {
               rpc Browse(Empty) returns (Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
               rpc Watch(Empty) returns (stream Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
+              rpc Upload(stream Empty) returns (Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
+              rpc Chat(stream Empty) returns (stream Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
             }"#,
         );
         let registry = Registry::load(&descriptor_set).expect("registry");
-        assert!(registry.method("/economy.shop.v1.ShopService/Browse").is_some());
-        assert!(registry.method("/economy.shop.v1.ShopService/Watch").is_none());
+        assert_eq!(registry.check(), Ok(()));
+        let streaming = |path: &str| registry.method(path).map(|method| method.server_streaming);
+        assert_eq!(streaming("/economy.shop.v1.ShopService/Browse"), Some(false));
+        assert_eq!(streaming("/economy.shop.v1.ShopService/Watch"), Some(true));
+        assert_eq!(streaming("/economy.shop.v1.ShopService/Upload"), None);
+        assert_eq!(streaming("/economy.shop.v1.ShopService/Chat"), None);
         let real = Registry::load(economy_proto::FILE_DESCRIPTOR_SET).expect("registry");
-        assert!(real.method("/economy.items.v1.ItemService/WatchItemEvents").is_none());
+        let watch = real.method("/economy.items.v1.ItemService/WatchItemEvents").expect("routed");
+        assert!(watch.server_streaming && watch.read_only && watch.canonical_operation.is_none());
+    }
+
+    #[test]
+    fn a_server_stream_that_is_not_a_read_is_refused() {
+        let descriptor_set = compile(
+            r#"syntax = "proto3";
+            package economy.shop.v1;
+            import "economy/options/v1/options.proto";
+            message Empty {}
+            service ShopService {
+              rpc Drain(Empty) returns (stream Empty) {
+                option (economy.options.v1.method) = {canonical_operation: "SHOP_DRAIN_STOCK"};
+              }
+              rpc Tail(Empty) returns (stream Empty);
+            }"#,
+        );
+        let registry = Registry::load(&descriptor_set).expect("registry");
+        let UnmappedMethods(problems) = registry.check().expect_err("refused");
+        let refusal = |name: &str| {
+            format!(
+                "/economy.shop.v1.ShopService/{name}: server-streaming method without idempotency_level = \
+                 NO_SIDE_EFFECTS (a stream cannot be made idempotent)"
+            )
+        };
+        assert_eq!(problems, [refusal("Drain"), refusal("Tail")]);
     }
 
     #[test]

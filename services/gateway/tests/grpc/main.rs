@@ -20,4 +20,5 @@ mod operators;
 mod provider;
 mod shop;
 mod snapshots;
+mod streams;
 mod tls;

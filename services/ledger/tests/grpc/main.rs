@@ -17,4 +17,3 @@ mod reconcile;
 mod resulting;
 mod retries;
 mod validation;
-mod watch;
