@@ -17,3 +17,4 @@ mod reconcile;
 mod resulting;
 mod retries;
 mod validation;
+mod watch;
