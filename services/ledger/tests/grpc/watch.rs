@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, roles};
+use economy_kit::time::{now_millis, system_clock, to_timestamp};
+use economy_ledger::store::LedgerStore;
 use economy_proto::ledger::v1 as pb;
 use economy_testkit::{Service, test_stack};
 use pb::watch_entries_request::Start;
 use pb::watch_entries_response::Kind;
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tonic::{Code, Streaming};
 
 use crate::common::*;
@@ -179,6 +183,25 @@ async fn a_heartbeat_cursor_resumes_after_everything_passed() {
         assert_eq!(next_entry(&mut resumed).await.0.id, later.id);
         assert_caught_up(&mut resumed).await;
     }
+}
+
+/// A stream from now opens with a heartbeat: resuming from its cursor delivers what
+/// committed after the call, though no entry had arrived.
+#[tokio::test]
+async fn a_stream_from_now_opens_with_a_resumable_heartbeat() {
+    let app = spawn_watch_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    let before = credit(&mut admin, 2, "POINTS", 10).await;
+    let mut stream = watch(&mut admin, pb::WatchEntriesRequest::default()).await;
+    let opening = assert_caught_up(&mut stream).await;
+    drop(stream);
+
+    let later = credit(&mut admin, 3, "POINTS", 10).await;
+    let mut resumed = watch(&mut admin, after(&opening)).await;
+    let (entry, _) = next_entry(&mut resumed).await;
+    assert_ne!(entry.id, before.id, "an entry committed before the call");
+    assert_eq!(entry.id, later.id);
+    assert_caught_up(&mut resumed).await;
 }
 
 /// Writer `writer`'s entries: a credit, then rounds of a transfer to its partner, a
@@ -452,6 +475,36 @@ async fn streams_end_on_shutdown() {
     })
     .await;
     assert!(end.is_ok(), "the stream outlived the server");
+}
+
+/// A hold expired by another replica (a second store on the same database, as its expiry
+/// job would) reaches a stream of this server: on PostgreSQL through LISTEN/NOTIFY, on
+/// SQLite through the re-read safety net.
+#[tokio::test]
+async fn another_replicas_commit_reaches_the_stream() {
+    let app = spawn_watch_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    credit(&mut admin, 2, "POINTS", 10).await;
+    let request = pb::CreateHoldRequest {
+        idempotency_key: new_key(),
+        account: user(2),
+        asset_code: "POINTS".into(),
+        amount: 4,
+        expires_at: Some(to_timestamp(now_millis() + 3_600_000)),
+        ..Default::default()
+    };
+    let hold = admin.create_hold(request).await.unwrap().into_inner().hold.unwrap();
+    let mut stream = watch(&mut admin, pb::WatchEntriesRequest { account: user(2), ..Default::default() }).await;
+    assert_caught_up(&mut stream).await;
+
+    let replica = LedgerStore::open(&app.database().url, &DbOptions::default(), &[], system_clock()).await.unwrap();
+    let shutdown = CancellationToken::new();
+    replica.spawn_relay(shutdown.clone());
+    assert_eq!(economy_ledger::jobs::expire_holds(&replica, now_millis() + 7_200_000).await.unwrap(), 1);
+    let (entry, _) = next_entry(&mut stream).await;
+    assert!(entry.postings.iter().all(|leg| leg.hold_id == hold.id), "{entry:?}");
+    assert_eq!(resulting(&entry, 2), [("POINTS".to_string(), 10, 0)]);
+    shutdown.cancel();
 }
 
 /// Appends a journal entry inside `tx`, at `tx`'s position (its transaction id, the
