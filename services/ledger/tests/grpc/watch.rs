@@ -427,6 +427,7 @@ async fn malformed_requests_are_validation_failed() {
         (pb::WatchEntriesRequest { start: Some(Start::FromBeginning(false)), ..Default::default() }, "from_beginning"),
         (pb::WatchEntriesRequest { asset_code: "Not A Code".into(), ..Default::default() }, "asset_code"),
         (pb::WatchEntriesRequest { business_type: "transfer".into(), ..Default::default() }, "business_type"),
+        (pb::WatchEntriesRequest { account: Some(pb::AccountRef::default()), ..Default::default() }, "account"),
     ];
     for (request, field) in bad {
         let status =
