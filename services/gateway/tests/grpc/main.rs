@@ -20,5 +20,6 @@ mod operators;
 mod provider;
 mod shop;
 mod snapshots;
+mod stream_upstream;
 mod streams;
 mod tls;
