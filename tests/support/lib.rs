@@ -152,8 +152,8 @@ impl Stack {
         Ok(Self { endpoint, data_dir, banner, binary, child, logs, _databases: databases })
     }
 
-    /// Runs `economy --endpoint <stack> --data-dir <stack dir> <args…>`.
-    pub async fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
+    /// `economy --endpoint <stack> --data-dir <stack dir> <args…>`, not started.
+    fn client(&self, args: &[&str]) -> Command {
         let mut command = hermetic(&self.binary);
         command
             .arg("--endpoint")
@@ -163,6 +163,20 @@ impl Stack {
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        command
+    }
+
+    /// Starts a client command that runs on (`economy watch`), its stdout piped; killed
+    /// when dropped.
+    pub fn spawn(&self, args: &[&str]) -> anyhow::Result<Child> {
+        let mut command = self.client(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.spawn().with_context(|| format!("cannot start `economy {}`", args.join(" ")))
+    }
+
+    /// Runs `economy --endpoint <stack> --data-dir <stack dir> <args…>`.
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
+        let mut command = self.client(args);
         let output = tokio::time::timeout(STEP_TIMEOUT, command.output())
             .await
             .with_context(|| format!("`economy {}` timed out", args.join(" ")))??;

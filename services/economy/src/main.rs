@@ -23,7 +23,7 @@ use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceC
 
 use crate::client::GlobalArgs;
 use crate::commands::{
-    admin, balances, catalog, gateway, health, history, holds, items, market, offers, redemption, statement,
+    admin, balances, catalog, gateway, health, history, holds, items, market, offers, redemption, statement, watch,
 };
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
@@ -89,6 +89,8 @@ enum ClientCommand {
     Redeem(redemption::RedeemCommand),
     /// Show a backpack: balances and items.
     Backpack(gateway::Backpack),
+    /// Print a backpack's balance changes and item events as they happen.
+    Watch(watch::Watch),
     /// Run the cross-service consistency check (admin; exit status 3 on findings).
     Check,
     /// The player market: sell, browse, buy, cancel, trades.
@@ -175,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Exchanges(args) => offers::exchanges(&mut market, args).await,
         ClientCommand::Bundle(command) => offers::bundle(&mut market, command).await,
         ClientCommand::Backpack(args) => gateway::backpack(authed, args).await,
+        ClientCommand::Watch(args) => watch::watch(authed, args).await,
         ClientCommand::Check => gateway::check(authed).await,
         ClientCommand::Admin(command) => {
             let clients = admin::Clients {

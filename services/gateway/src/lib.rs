@@ -75,8 +75,9 @@ pub async fn start_with_registry(
     let gateway = Arc::new(Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits));
     // Open streams end at shutdown: the server's graceful shutdown waits for them.
     gateway.streams.close_on(shutdown.clone());
+    let backpack_heartbeat = Duration::from_secs(config.streams.heartbeat_secs);
     let own = Routes::builder()
-        .add_service(BackpackServiceServer::new(backpack::Backpack(gateway.clone())))
+        .add_service(BackpackServiceServer::new(backpack::Backpack::new(gateway.clone(), backpack_heartbeat)))
         .add_service(OperationsServiceServer::new(operations::Operations(gateway.clone())))
         .clone()
         .routes();

@@ -227,7 +227,13 @@ fn method(pool: &DescriptorPool, path: &str) -> Result<MethodDescriptor, Connect
     let unknown = || ConnectError::new(Code::Unimplemented, &format!("{path} is not a method of this API"));
     let (service, method) = path.trim_start_matches('/').split_once('/').ok_or_else(unknown)?;
     let service = pool.get_service_by_name(service).ok_or_else(unknown)?;
-    service.methods().find(|candidate| candidate.name() == method).ok_or_else(unknown)
+    let method = service.methods().find(|candidate| candidate.name() == method).ok_or_else(unknown)?;
+    if method.is_server_streaming() || method.is_client_streaming() {
+        let message =
+            format!("{path} is a stream: call it with gRPC or gRPC-web (the Connect protocol serves unary calls)");
+        return Err(ConnectError::new(Code::Unimplemented, &message));
+    }
+    Ok(method)
 }
 
 fn json_to_binary(method: &MethodDescriptor, body: &[u8], domain: &str) -> Result<Bytes, ConnectError> {
@@ -515,7 +521,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bad_json_unknown_methods_and_large_bodies_never_reach_the_service() {
+    async fn bad_json_unknown_methods_streams_and_large_bodies_never_reach_the_service() {
         let inner = tower::service_fn(|_: Request<Body>| async move {
             panic!("must not be called");
             #[allow(unreachable_code)]
@@ -534,6 +540,12 @@ mod tests {
         *unknown.uri_mut() = "/economy.ledger.v1.LedgerService/Nope".parse().expect("uri");
         let (status, _, _) = body_of(service.clone().oneshot(unknown).await.expect("call")).await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+
+        let mut stream = connect_request("application/json", "{}");
+        *stream.uri_mut() = "/economy.ledger.v1.LedgerService/WatchEntries".parse().expect("uri");
+        let (status, _, body) = body_of(service.clone().oneshot(stream).await.expect("call")).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+        assert!(String::from_utf8_lossy(&body).contains("is a stream"), "{body:?}");
 
         let large = connect_request("application/proto", vec![0_u8; 2048]);
         let (status, _, body) = body_of(service.oneshot(large).await.expect("call")).await;

@@ -14,6 +14,7 @@ pub mod market;
 pub mod offers;
 pub mod redemption;
 pub mod statement;
+pub mod watch;
 
 use clap::Args;
 use economy_proto::ledger::v1 as pb;

@@ -5,3 +5,4 @@
 mod backpack;
 mod common;
 mod consistency;
+mod watch_backpack;
