@@ -20,7 +20,7 @@ use economy_kit::db::params::{Params, tuple};
 use economy_kit::group_commit::{GroupCommit, Submitted};
 use futures_util::future::join_all;
 
-use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, bind_entry, bind_moves, count, posting_rows};
+use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, balance_locks, bind_entry, bind_moves, count, posting_rows};
 use super::{EntryWrite, batch_now};
 use crate::domain::entry::{BalanceAfter, BalanceDelta, Entry, balanced_deltas};
 use crate::domain::ids::{AccountId, AssetCode};
@@ -136,17 +136,22 @@ fn statement<'q>(
     let entry_count = params.push(count(entries.len()))?;
     let move_count = params.push(count(deltas.iter().map(Vec::len).sum()))?;
     let balance_count = params.push(count(balances.len()))?;
+    let serialize = balance_locks("ranked");
     Ok(format!(
-        "WITH entries AS (
+        "WITH ranked (account, asset, r) AS (
+    VALUES {balance_rows}
+), serialized AS (
+    {serialize}
+), entries AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
-    VALUES {entry_rows} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+    SELECT * FROM (VALUES {entry_rows}) AS e WHERE (SELECT n FROM serialized) >= 0
+    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
 ), moves ({MOVE_COLUMNS}) AS (
     VALUES {move_rows}
-), ranked (account, asset, r) AS (
-    VALUES {balance_rows}
 ), locked AS (
     SELECT b.account, b.asset_code, b.available, b.frozen, b.seq
     FROM ranked JOIN balances AS b ON b.account = ranked.account AND b.asset_code = ranked.asset
+    WHERE (SELECT n FROM serialized) >= 0
     ORDER BY ranked.r FOR UPDATE OF b
 ), steps AS (
     SELECT m.n, m.available_low, m.available_high, m.frozen_low, m.frozen_high,

@@ -22,7 +22,7 @@ use economy_kit::db::params::{Params, list, tuple};
 use economy_kit::group_commit::Autocommitted;
 use sqlx::{Any, Executor};
 
-use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, bind_entry, bind_moves, count, posting_rows};
+use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, balance_locks, bind_entry, bind_moves, count, posting_rows};
 use super::{EntryWrite, Refusal};
 use crate::domain::LedgerError;
 use crate::domain::entry::{BalanceAfter, BalanceDelta, Entry, EntryMeta, Leg, balanced_deltas};
@@ -156,16 +156,21 @@ fn statement<'q>(
     WHERE h.id = r.id AND h.status = 'open'
     RETURNING 1"
         );
-        (resolved_holds, format!("\n    WHERE (SELECT COUNT(*) FROM resolved) = {holds}"))
+        (resolved_holds, format!(" AND (SELECT COUNT(*) FROM resolved) = {holds}"))
     };
+    let serialize = balance_locks("moves");
     Ok(format!(
-        "WITH entry AS (
+        "WITH moves ({MOVE_COLUMNS}) AS (
+    VALUES {move_rows}
+), serialized AS (
+    {serialize}
+), entry AS (
     INSERT INTO journal_entries (id, idempotency_key, fingerprint, business_type, correlation_id, memo, actor, created_at)
-    VALUES ({entry_row}) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
-), moves ({MOVE_COLUMNS}) AS (
-    VALUES {move_rows}{resolved_holds}
+    SELECT * FROM (VALUES ({entry_row})) AS e WHERE (SELECT n FROM serialized) >= 0
+    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id{resolved_holds}
 ), locked AS (
-    SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset{holds_resolved}
+    SELECT 1 FROM moves JOIN balances AS b ON b.account = moves.account AND b.asset_code = moves.asset
+    WHERE (SELECT n FROM serialized) >= 0{holds_resolved}
     ORDER BY moves.n FOR UPDATE OF b
 ), moved AS (
     UPDATE balances AS b SET available = b.available + m.available, frozen = b.frozen + m.frozen, seq = b.seq + 1,
@@ -329,7 +334,8 @@ mod tests {
         let deltas = balanced_deltas(&entry.legs)?;
         let mut params = Params::numbered();
         let sql = statement(&mut params, &entry, &plan.meta, &deltas, &[])?;
-        assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT"));
+        assert!(sql.contains("(VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) AS e WHERE (SELECT n FROM serialized) >= 0"));
+        assert!(sql.contains("pg_advisory_xact_lock") && sql.contains("FROM moves) AS keys ORDER BY k"));
         assert!(sql.contains("VALUES ($9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20)"));
         assert!(sql.contains("VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29), ($30,"));
         assert!(sql.contains("= $39 AND") && sql.contains("= $39 THEN 1 ELSE 0 END AS written"));

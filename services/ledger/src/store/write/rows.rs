@@ -128,6 +128,21 @@ pub(super) fn posting_rows(entry: &Entry) -> impl Iterator<Item = PostingRow<'_>
     })
 }
 
+/// A query taking, on PostgreSQL, a transaction-scoped advisory lock on each distinct
+/// balance of `source` (a relation with `account` and `asset` columns) in key order, and
+/// answering how many (docs/streams.md, "Order on PostgreSQL"). Every write path takes
+/// them before the transaction's first write, which gives the transaction its id, the
+/// entry's stream position: a writer waiting for a balance takes its id only after the
+/// one before it on that balance committed, so each balance's entries stream in the
+/// order they moved it. Advisory locks take no transaction id; a fixed key order keeps
+/// them from deadlocking.
+pub(super) fn balance_locks(source: &str) -> String {
+    format!(
+        "SELECT COUNT(*) AS n FROM (SELECT pg_advisory_xact_lock(k) FROM \
+         (SELECT DISTINCT hashtextextended(account || ' ' || asset, 0) AS k FROM {source}) AS keys ORDER BY k) AS taken"
+    )
+}
+
 /// The SQL names of the columns of [`bind_moves`]' rows.
 pub(super) const MOVE_COLUMNS: &str =
     "account, asset, available, frozen, available_low, available_high, frozen_low, frozen_high, n";

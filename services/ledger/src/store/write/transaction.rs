@@ -13,7 +13,7 @@ use economy_kit::db::is_unique_violation;
 use economy_kit::db::params::{Params, tuple};
 use sqlx::AnyConnection;
 
-use super::rows::{POSTING_COLUMNS, bind_entry, posting_rows};
+use super::rows::{POSTING_COLUMNS, balance_locks, bind_entry, posting_rows};
 use crate::domain::LedgerError;
 use crate::domain::commands::{NewHold, WritePlan};
 use crate::domain::entry::{
@@ -37,6 +37,9 @@ pub(in crate::store) async fn write_entry(
     now: i64,
     known: &KnownRows,
 ) -> Result<Option<Entry>, LedgerError> {
+    if tx.backend_name() == "PostgreSQL" {
+        lock_balances(tx, plan).await?;
+    }
     let entry_id = EntityId::generate();
     match insert_entry(tx, entry_id.as_str(), &plan.meta, now).await {
         Err(error) if is_unique_violation(&error) => return Ok(None),
@@ -61,6 +64,30 @@ pub(in crate::store) async fn write_entry(
     let entry = Entry::new(entry_id.to_string(), &plan.meta, now, legs).with_balances(balances);
     insert_postings(tx, &entry).await?;
     Ok(Some(entry))
+}
+
+/// Takes the advisory lock of every balance `plan` moves (its legs' and those of the
+/// holds it resolves, read without locking) before the transaction's first write
+/// (`rows::balance_locks`; PostgreSQL only).
+async fn lock_balances(tx: &mut Tx, plan: &WritePlan) -> Result<(), LedgerError> {
+    let mut balances: BTreeSet<(String, &str)> =
+        plan.legs.iter().map(|leg| (leg.account.key(), leg.asset.as_str())).collect();
+    let mut holds = Vec::new();
+    for (hold_id, _) in &plan.resolutions {
+        holds.extend(hold_in(&mut *tx, hold_id.as_str()).await?);
+    }
+    balances.extend(holds.iter().map(|hold| (hold.account.key(), hold.asset.as_str())));
+    if balances.is_empty() {
+        return Ok(());
+    }
+    let mut params = Params::numbered();
+    let mut rows = Vec::with_capacity(balances.len());
+    for (account, asset) in balances {
+        rows.push(tuple(&[params.push(account)?, params.push(asset)?]));
+    }
+    let source = format!("(VALUES {}) AS b (account, asset)", rows.join(", "));
+    sqlx::query_with(&balance_locks(&source), params.into_arguments()).execute(&mut *tx).await?;
+    Ok(())
 }
 
 async fn insert_entry(tx: &mut Tx, id: &str, meta: &EntryMeta, now: i64) -> Result<(), sqlx::Error> {
