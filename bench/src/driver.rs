@@ -155,6 +155,8 @@ pub struct Measurement {
     pub exhausted_workers: usize,
     /// The load it ran with.
     pub load: LoadOptions,
+    /// What stream consumers saw meanwhile (`watch-lag`; `None` for the others).
+    pub streams: Option<Box<crate::lag::StreamReport>>,
 }
 
 impl Measurement {
@@ -242,6 +244,7 @@ pub async fn drive<W: Worker>(workers: Vec<W>, options: &LoadOptions) -> anyhow:
         elapsed: window_end.saturating_duration_since(window_start),
         exhausted_workers,
         load: options.clone(),
+        streams: None,
     })
 }
 

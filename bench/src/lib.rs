@@ -11,6 +11,7 @@
 //! - [`clients`]: authenticated gRPC clients (bearer tokens for the gateway, the signed
 //!   internal identity for a service called directly) and idempotency keys;
 //! - [`driver`]: the closed-loop load driver and its [`driver::Measurement`];
+//! - [`lag`]: stream delivery lag and the exactly-once check of `watch-lag`;
 //! - [`scenarios`]: what each scenario sets up and what one operation is;
 //! - [`report`]: the printed results, the `all` table, ratios and targets.
 //!
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod clients;
 pub mod driver;
+pub mod lag;
 pub mod report;
 pub mod scenarios;
 pub mod stack;

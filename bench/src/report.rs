@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::driver::Measurement;
+use crate::lag::StreamReport;
 use crate::scenarios::{Run, Scenario, ScenarioResult};
 
 fn millis(duration: Duration) -> String {
@@ -68,6 +69,48 @@ fn write_measurement(out: &mut String, measurement: &Measurement) {
     for (reason, failure) in &measurement.failures {
         let _ = writeln!(out, "failures    {:>8}  {reason}  (first: {})", failure.count, failure.example);
     }
+    if let Some(streams) = &measurement.streams {
+        write_streams(out, streams);
+    }
+}
+
+/// The lag per consumer kind and the exactly-once check, loudly when it fails.
+fn write_streams(out: &mut String, streams: &StreamReport) {
+    for lag in &streams.lags {
+        let _ = writeln!(
+            out,
+            "lag         {} ({} stream(s)): p50 {} ms, p99 {} ms, max {} ms over {} entries created in the window",
+            lag.kind,
+            lag.streams,
+            millis(lag.quantile(0.50)),
+            millis(lag.quantile(0.99)),
+            millis(lag.max()),
+            lag.count()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "lag basis   receipt time - the entry's created_at, which the ledger stamps just before commit with \
+         millisecond resolution (a lag reads up to 1 ms high)"
+    );
+    for check in &streams.checks {
+        let verdict = if check.exactly_once() { "ok" } else { "DELIVERY MISMATCH" };
+        let _ = writeln!(
+            out,
+            "delivery    {verdict}: {}: {} written, {} delivered, {} missing, {} repeated, {} unexpected{}",
+            check.kind,
+            check.written,
+            check.delivered,
+            check.missing,
+            check.repeated,
+            check.unexpected,
+            check.example.as_deref().map(|example| format!(" (e.g. {example})")).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out, "drain       {:.2} s after the last write", streams.drain.as_secs_f64());
+    for (stream, why) in &streams.ended {
+        let _ = writeln!(out, "STREAM END  {stream} ended before the run did: {why}");
+    }
 }
 
 /// The Markdown table of every result.
@@ -76,7 +119,10 @@ pub fn table(results: &[ScenarioResult]) -> String {
         "| scenario | ops/s | p50 ms | p90 ms | p99 ms | max ms | ok | failed |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for result in results {
-        let name = result.scenario.name();
+        let mut name = result.scenario.name();
+        if result.measurement().and_then(|m| m.streams.as_ref()).is_some_and(|streams| !streams.is_clean()) {
+            name.push_str(" (STREAM DELIVERY FAILED)");
+        }
         let _ = match &result.run {
             Run::Measured(measurement) => writeln!(
                 out,
@@ -281,14 +327,102 @@ pub fn targets_table(verdicts: &[Verdict]) -> String {
     out
 }
 
-/// The whole summary of `all`: table, ratios, targets.
+/// The delivery lag of every result with stream consumers, as a Markdown table (empty
+/// when none has).
+pub fn lag_table(results: &[ScenarioResult]) -> String {
+    let mut rows = String::new();
+    for result in results {
+        let Some(streams) = result.measurement().and_then(|m| m.streams.as_ref()) else { continue };
+        for (lag, check) in streams.lags.iter().zip(&streams.checks) {
+            let _ = writeln!(
+                rows,
+                "| {} | {} | {} | {} | {} | {} | {} / {} |",
+                result.scenario.name(),
+                lag.kind,
+                lag.count(),
+                millis(lag.quantile(0.50)),
+                millis(lag.quantile(0.99)),
+                millis(lag.max()),
+                check.delivered,
+                check.written
+            );
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    let header = "| scenario | consumer | entries | lag p50 ms | lag p99 ms | lag max ms | delivered / written |\n\
+                  | --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
+    format!("{header}{rows}")
+}
+
+/// The whole summary of `all`: table, stream lags, ratios, targets.
 pub fn summary(results: &[ScenarioResult], backend: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n## Summary ({backend})\n");
     out.push_str(&table(results));
     out.push('\n');
+    let lags = lag_table(results);
+    if !lags.is_empty() {
+        out.push_str(&lags);
+        out.push('\n');
+    }
     out.push_str(&ratios_table(&Ratios::of(results)));
     out.push('\n');
     out.push_str(&targets_table(&targets(results, backend)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::driver::LoadOptions;
+    use crate::lag::DeliveryCheck;
+
+    fn watch_lag(check: DeliveryCheck) -> anyhow::Result<ScenarioResult> {
+        let mut latencies = hdrhistogram::Histogram::new(3)?;
+        latencies.record(1_000)?;
+        let streams = StreamReport {
+            lags: Vec::new(),
+            checks: vec![check],
+            drain: Duration::from_millis(5),
+            ended: BTreeMap::from([("WatchEntries #0".to_owned(), "UNAVAILABLE (no reason): gone".to_owned())]),
+        };
+        let measurement = Measurement {
+            latencies,
+            failures: BTreeMap::new(),
+            elapsed: Duration::from_secs(1),
+            exhausted_workers: 0,
+            load: LoadOptions::default(),
+            streams: Some(Box::new(streams)),
+        };
+        Ok(ScenarioResult {
+            scenario: Scenario::WatchLag,
+            operation: String::new(),
+            backend: "sqlite".into(),
+            run: Run::Measured(measurement),
+            notes: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_delivery_mismatch_or_an_ended_stream_fails_the_scenario_loudly() -> anyhow::Result<()> {
+        let check = DeliveryCheck {
+            kind: "WatchEntries".into(),
+            written: 3,
+            delivered: 2,
+            missing: 1,
+            example: Some("e-1 missing".into()),
+            ..DeliveryCheck::default()
+        };
+        let result = watch_lag(check)?;
+        let block = scenario_block(&result);
+        assert!(block.contains("DELIVERY MISMATCH: WatchEntries: 3 written, 2 delivered, 1 missing"), "{block}");
+        assert!(block.contains("e-1 missing") && block.contains("STREAM END  WatchEntries #0"), "{block}");
+        assert!(table(std::slice::from_ref(&result)).contains("watch-lag (STREAM DELIVERY FAILED)"));
+        assert!(!result.is_clean());
+        Ok(())
+    }
 }

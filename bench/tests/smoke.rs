@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use economy_bench::scenarios::{self, BenchOptions, LedgerOp, Run, Scenario};
-use economy_bench::{Backend, LoadOptions, Target};
+use economy_bench::{Backend, LoadOptions, Measurement, Target};
 use economy_testkit::POSTGRES_URL_ENV;
 
 fn options(ledger_op: LedgerOp) -> BenchOptions {
@@ -29,12 +29,14 @@ async fn smoke(scenario: Scenario, ledger_op: LedgerOp) {
     smoke_with(scenario, options(ledger_op)).await;
 }
 
-async fn smoke_with(scenario: Scenario, options: BenchOptions) {
+async fn smoke_with(scenario: Scenario, options: BenchOptions) -> (Measurement, String) {
     let result = scenarios::run(scenario, &options).await;
     let report = economy_bench::report::scenario_block(&result);
     let Run::Measured(measurement) = &result.run else { panic!("{} did not run:\n{report}", scenario.name()) };
     assert!(measurement.ok() > 0, "no successful operation:\n{report}");
     assert_eq!(measurement.failed(), 0, "failed operations:\n{report}");
+    assert!(result.is_clean(), "not clean:\n{report}");
+    (measurement.clone(), report)
 }
 
 macro_rules! smoke_tests {
@@ -61,6 +63,24 @@ smoke_tests! {
     redemption: Scenario::Redemption, LedgerOp::Transfer;
     market: Scenario::Market, LedgerOp::Transfer;
     offer: Scenario::Offer, LedgerOp::Transfer;
+}
+
+/// Both consumer kinds received every written entry exactly once and report a lag for
+/// the entries of the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_lag() {
+    let (measurement, report) = smoke_with(Scenario::WatchLag, options(LedgerOp::Transfer)).await;
+    let streams = measurement.streams.as_ref().unwrap_or_else(|| panic!("no stream report:\n{report}"));
+    assert_eq!(streams.lags.len(), 2, "{report}");
+    for lag in &streams.lags {
+        assert!(lag.count() > 0, "no lag recorded by {}:\n{report}", lag.kind);
+        assert!(lag.max() >= lag.quantile(0.5), "{report}");
+    }
+    for check in &streams.checks {
+        assert!(check.written > 0 && check.exactly_once() && check.unexpected == 0, "{report}");
+        assert_eq!(check.delivered, check.written, "{report}");
+    }
+    assert!(report.contains("lag         WatchEntries") && report.contains("lag         WatchBackpack"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

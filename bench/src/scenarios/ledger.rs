@@ -22,7 +22,7 @@ use crate::stack::Stack;
 /// Keys each client uses (first executed during setup) in `replay`.
 const REPLAY_KEYS_PER_CLIENT: usize = 32;
 /// What setup credits to every transfer source account.
-const FUNDING: i64 = 1_000_000_000_000_000;
+pub(super) const FUNDING: i64 = 1_000_000_000_000_000;
 
 /// Whether writes use new keys or replay used ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,22 +80,24 @@ impl Write {
                 Ok(replayed(response.metadata(), response.get_ref().replayed))
             }
             LedgerOp::Transfer => {
-                let leg = |user_id, amount| pb::PostingInput {
-                    account: account(user_id),
-                    asset_code: self.asset.clone(),
-                    amount,
-                };
-                let request = pb::PostTransactionRequest {
-                    business_type: "TRANSFER".into(),
-                    memo: "benchmark".into(),
-                    postings: vec![leg(self.from, -1), leg(self.to, 1)],
-                    ..Default::default()
-                };
+                let request = transfer(&self.asset, self.from, self.to);
                 let response =
                     client.post_transaction(route.write(request, key).map_err(harness)?).await.map_err(status)?;
                 Ok(replayed(response.metadata(), response.get_ref().replayed))
             }
         }
+    }
+}
+
+/// The transfer of 1 unit of `asset` from user `from` to user `to` (business type
+/// `TRANSFER`).
+pub(super) fn transfer(asset: &str, from: i64, to: i64) -> pb::PostTransactionRequest {
+    let leg = |user_id, amount| pb::PostingInput { account: account(user_id), asset_code: asset.to_owned(), amount };
+    pb::PostTransactionRequest {
+        business_type: "TRANSFER".into(),
+        memo: "benchmark".into(),
+        postings: vec![leg(from, -1), leg(to, 1)],
+        ..Default::default()
     }
 }
 

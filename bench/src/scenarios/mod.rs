@@ -14,6 +14,7 @@
 //! | `offer` | `PurchaseOffer` of a 1-asset-price, 1-item-reward offer (hold, item grant, one settling entry) |
 //! | `raw-db` | the ledger write's SQL transaction issued directly through sqlx, no gRPC |
 //! | `pgledger` | the peer: `pgledger_create_transfer` of [pgledger](https://github.com/pgr0ss/pgledger) on the same PostgreSQL server, same clients and accounts as `ledger-write` (needs `--pgledger-dir`) |
+//! | `watch-lag` | the `ledger-write` transfer, while a `WatchBackpack` stream per writer's user and an admin `WatchEntries` stream measure each entry's delivery lag |
 //!
 //! The ledger write is a `PostTransaction` transfer between two user accounts of the
 //! client's own (`--ledger-op transfer`, the default) or an `AdjustBalance` credit against
@@ -32,6 +33,7 @@ pub mod pgledger;
 mod raw_db;
 mod redemption;
 mod setup;
+mod watch_lag;
 
 use clap::ValueEnum;
 
@@ -68,11 +70,13 @@ pub enum Scenario {
     RawDb,
     /// The peer: pgledger's `pgledger_create_transfer` on the same PostgreSQL server.
     Pgledger,
+    /// Ledger transfers through the gateway while stream consumers measure delivery lag.
+    WatchLag,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::RawDb,
         Self::LedgerWriteDirect,
         Self::LedgerWrite,
@@ -84,6 +88,7 @@ impl Scenario {
         Self::Redemption,
         Self::Market,
         Self::Offer,
+        Self::WatchLag,
     ];
 
     /// The command-line name (`ledger-write`, …).
@@ -117,6 +122,11 @@ impl Scenario {
             Self::Pgledger => "pgledger_create_transfer(own source, own destination, 1): the peer ledger in PL/pgSQL, \
                                no gRPC"
                 .into(),
+            Self::WatchLag => format!(
+                "{} through the gateway, followed by a WatchBackpack stream per writer's user and an admin \
+                 WatchEntries stream of every entry (lag: receipt time - the entry's created_at)",
+                LedgerOp::Transfer.describe()
+            ),
         }
     }
 }
@@ -190,9 +200,14 @@ impl ScenarioResult {
         }
     }
 
-    /// True when it ran with at least one successful operation and no failure.
+    /// True when it ran with at least one successful operation and no failure, and its
+    /// stream consumers, if any, received every entry exactly once.
     pub fn is_clean(&self) -> bool {
-        self.measurement().is_some_and(|measurement| measurement.ok() > 0 && measurement.failed() == 0)
+        self.measurement().is_some_and(|measurement| {
+            measurement.ok() > 0
+                && measurement.failed() == 0
+                && measurement.streams.as_ref().is_none_or(|streams| streams.is_clean())
+        })
     }
 }
 
@@ -275,6 +290,7 @@ async fn on_stack(
         Scenario::Redemption => redemption::run(stack, options, notes).await?,
         Scenario::Market => market::run(stack, options, notes).await?,
         Scenario::Offer => offer::run(stack, options, notes).await?,
+        Scenario::WatchLag => watch_lag::run(stack, options).await?,
         Scenario::RawDb | Scenario::Pgledger => return Ok(None),
     };
     if measurement.exhausted_workers > 0 {
