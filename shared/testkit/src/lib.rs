@@ -6,6 +6,7 @@
 //! Test-only: every crate takes it as a dev-dependency, so none of it reaches a service
 //! binary (it also turns on economy-kit's `testing` feature, [`TestDatabase`]).
 
+mod grpc_web;
 mod malformed;
 mod stack;
 pub mod tls;
@@ -26,6 +27,7 @@ use tonic_types::StatusExt;
 pub use economy_gateway::codec::BytesCodec;
 pub use economy_kit::testing::{POSTGRES_URL_ENV, TestDatabase};
 pub use economy_stack::{RunningStack, Service, StackBuilder, StackConfig};
+pub use grpc_web::{GrpcWebStream, grpc_web_stream};
 pub use malformed::{assert_malformed_bytes_answered, malformed_payloads, methods_of};
 pub use stack::{TestStack, TestStackBuilder, test_stack};
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use economy_gateway::config::GatewayConfig;
 use economy_kit::identity::{Caller, roles};
 use economy_proto::items::v1 as pb;
-use economy_testkit::{TestStack, reason_of, test_stack};
+use economy_testkit::{TestStack, grpc_web_stream, reason_of, test_stack};
 use http_body_util::{BodyExt, Full};
 use pb::item_service_client::ItemServiceClient;
 use pb::watch_item_events_request::Start;
@@ -181,45 +181,14 @@ async fn grpc_web_streams_item_events() {
     let granted = grant(&mut admin, USER).await;
 
     let request = pb::WatchItemEventsRequest { start: Some(Start::FromBeginning(true)), ..owned_by(USER) };
-    let message = request.encode_to_vec();
-    let mut body = vec![0];
-    body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&message);
     let addr = stack.addr(Service::Gateway).unwrap();
-    let request = http::Request::post(format!("http://{addr}/economy.items.v1.ItemService/WatchItemEvents"))
-        .header("host", addr.to_string())
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .header("authorization", bearer(USER, roles::USER))
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), http::StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "application/grpc-web+proto");
-
-    let mut body = response.into_body();
-    let mut buffer = bytes::BytesMut::new();
+    let path = "/economy.items.v1.ItemService/WatchItemEvents";
+    let mut stream = grpc_web_stream(addr, path, &bearer(USER, roles::USER), &request.encode_to_vec()).await;
     let event = tokio::time::timeout(STALLED, async {
         loop {
-            // One gRPC-web frame: a flag byte, a big-endian length and the message.
-            while buffer.len() >= 5 {
-                let length = u32::from_be_bytes(buffer[1..5].try_into().unwrap()) as usize;
-                if buffer.len() < 5 + length {
-                    break;
-                }
-                let frame = buffer.split_to(5 + length);
-                assert_eq!(frame[0], 0, "a trailer frame before any event: {frame:?}");
-                let message = pb::WatchItemEventsResponse::decode(&frame[5..]).unwrap();
-                if let Some(Kind::Event(event)) = message.kind {
-                    return event;
-                }
+            if let Some(Kind::Event(event)) = stream.next::<pb::WatchItemEventsResponse>().await.kind {
+                return event;
             }
-            let frame = body.frame().await.expect("the stream ended").unwrap();
-            buffer.extend_from_slice(&frame.into_data().expect("a data frame"));
         }
     })
     .await

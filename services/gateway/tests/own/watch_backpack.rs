@@ -9,7 +9,9 @@ use economy_kit::identity::roles;
 use economy_proto::gateway::v1 as pb;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
+use economy_testkit::{bearer, grpc_web_stream};
 use pb::watch_backpack_response::Kind;
+use prost::Message;
 use tonic::Streaming;
 
 use crate::common::*;
@@ -226,4 +228,97 @@ async fn open_streams_end_when_the_gateway_stops() {
     tokio::time::timeout(STALLED, stack.stop(Service::Gateway)).await.expect("the gateway waited for the stream");
     let end = tokio::time::timeout(STALLED, async { while let Ok(Some(_)) = stream.message().await {} }).await;
     assert!(end.is_ok(), "the stream outlived the gateway");
+}
+
+/// A BFF in a browser: WatchBackpack over gRPC-web delivers the balance change.
+#[tokio::test]
+async fn grpc_web_streams_a_backpack() {
+    let stack = spawn_watch_stack(4).await;
+    stack.fund(USER, &[("DIAMOND", 640)]).await;
+    let addr = stack.addr(Service::Gateway).expect("the gateway runs");
+    let path = "/economy.gateway.v1.BackpackService/WatchBackpack";
+    let request = from("").encode_to_vec();
+    let mut stream = grpc_web_stream(addr, path, &bearer(USER, roles::USER), &request).await;
+    let opening: pb::WatchBackpackResponse = stream.next().await;
+    assert!(matches!(opening.kind, Some(Kind::Heartbeat(_))), "{opening:?}");
+    credit(&stack, USER, 60).await;
+    let change = tokio::time::timeout(STALLED, async {
+        loop {
+            let message: pb::WatchBackpackResponse = stream.next().await;
+            if let Some(kind @ Kind::BalanceChange(_)) = message.kind {
+                return kind;
+            }
+        }
+    })
+    .await
+    .expect("no change came");
+    assert_eq!(diamond_change(&change), (60, 700));
+}
+
+/// An analytics job follows every journal entry through the gateway (`WatchEntries`,
+/// admin), disconnecting and resuming from its last cursor: nothing missed, nothing
+/// twice. A user may follow only their own account.
+#[tokio::test]
+async fn an_analytics_job_follows_every_entry_through_the_gateway() {
+    let stack = spawn_watch_stack(4).await;
+    stack.fund(USER, &[("DIAMOND", 1)]).await;
+    let mut ledger_client = stack.ledger().await;
+    let from_beginning = ledger::WatchEntriesRequest {
+        start: Some(ledger::watch_entries_request::Start::FromBeginning(true)),
+        ..Default::default()
+    };
+    let mut stream = ledger_client.watch_entries(from_beginning).await.expect("watch").into_inner();
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for round in 0..3 {
+        for user in [USER, 3, 4] {
+            credit(&stack, user, round + 1).await;
+        }
+        for _ in 0..2 {
+            let (id, at) = next_entry(&mut stream).await;
+            seen.push(id);
+            cursor = at;
+        }
+        drop(stream);
+        let resume = ledger::WatchEntriesRequest {
+            start: Some(ledger::watch_entries_request::Start::AfterCursor(cursor.clone())),
+            ..Default::default()
+        };
+        stream = ledger_client.watch_entries(resume).await.expect("resume").into_inner();
+    }
+    let listed = all_entry_ids(&stack).await;
+    while seen.len() < listed.len() {
+        seen.push(next_entry(&mut stream).await.0);
+    }
+    assert_eq!(seen.len(), seen.iter().collect::<HashSet<_>>().len(), "nothing repeated: {seen:?}");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), listed, "nothing missed");
+
+    let mut stranger = ledger::ledger_service_client::LedgerServiceClient::new(stack.authed(9, roles::USER).await);
+    let account = ledger::AccountRef { account: Some(ledger::account_ref::Account::UserId(USER)) };
+    let theirs = ledger::WatchEntriesRequest { account: Some(account), ..Default::default() };
+    let denied = stranger.watch_entries(theirs).await.expect_err("not theirs");
+    assert_eq!(reason_of(&denied), "PERMISSION_DENIED");
+}
+
+async fn next_entry(stream: &mut Streaming<ledger::WatchEntriesResponse>) -> (String, String) {
+    loop {
+        let message = tokio::time::timeout(STALLED, stream.message()).await.expect("stalled");
+        let message = message.expect("a message").expect("the stream ended");
+        if let Some(ledger::watch_entries_response::Kind::Entry(entry)) = message.kind {
+            return (entry.id, message.cursor);
+        }
+    }
+}
+
+/// Every journal entry, from the history of every account that has one here.
+async fn all_entry_ids(stack: &Stack) -> HashSet<String> {
+    let mut ledger_client = stack.ledger().await;
+    let mut ids = HashSet::new();
+    for user in [USER, 3, 4] {
+        let account = ledger::AccountRef { account: Some(ledger::account_ref::Account::UserId(user)) };
+        let request = ledger::ListTransactionsRequest { account: Some(account), page_size: 500, ..Default::default() };
+        let listed = ledger_client.list_transactions(request).await.expect("history").into_inner();
+        ids.extend(listed.transactions.into_iter().map(|entry| entry.id));
+    }
+    ids
 }
