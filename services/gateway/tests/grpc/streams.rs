@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use economy_gateway::config::GatewayConfig;
 use economy_kit::identity::{Caller, roles};
 use economy_proto::items::v1 as pb;
 use economy_testkit::{TestStack, grpc_web_stream, reason_of, test_stack};
-use http_body_util::{BodyExt, Full};
 use pb::item_service_client::ItemServiceClient;
 use pb::watch_item_events_request::Start;
 use pb::watch_item_events_response::Kind;
