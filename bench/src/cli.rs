@@ -114,7 +114,7 @@ pub struct Cli {
     /// `data/dev-identity.secret` when it exists).
     #[arg(long, env = "ECONOMY_BENCH_IDENTITY_SECRET", hide_env_values = true)]
     pub identity_secret: Option<String>,
-    /// A checkout of https://github.com/pgr0ss/pgledger for the `pgledger` peer scenario
+    /// A checkout of <https://github.com/pgr0ss/pgledger> for the `pgledger` peer scenario
     /// (needs `--database postgres`); without it that scenario is skipped.
     #[arg(long, env = "ECONOMY_BENCH_PGLEDGER_DIR")]
     pub pgledger_dir: Option<PathBuf>,

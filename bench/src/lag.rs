@@ -60,7 +60,7 @@ impl Window {
 /// The lags one kind of consumer saw, all its streams together.
 #[derive(Debug, Clone)]
 pub struct ConsumerLag {
-    /// What the consumer is, e.g. `WatchEntries (admin, every entry)`.
+    /// What the consumer is, e.g. `WatchEntries, admin, every entry`.
     pub kind: String,
     /// Streams of this kind.
     pub streams: usize,

@@ -425,4 +425,20 @@ mod tests {
         assert!(!result.is_clean());
         Ok(())
     }
+
+    #[test]
+    fn the_summary_has_a_lag_table_only_with_stream_consumers() -> anyhow::Result<()> {
+        let mut result = watch_lag(DeliveryCheck { kind: "WatchEntries".into(), ..DeliveryCheck::default() })?;
+        let window = crate::lag::Window { start: std::time::SystemTime::UNIX_EPOCH, end: std::time::SystemTime::now() };
+        if let Run::Measured(measurement) = &mut result.run
+            && let Some(streams) = &mut measurement.streams
+        {
+            streams.lags = vec![crate::lag::ConsumerLag::of("WatchEntries", &[], window)?];
+        }
+        let summary = summary(std::slice::from_ref(&result), "sqlite");
+        assert!(summary.contains("| watch-lag | WatchEntries | 0 |"), "{summary}");
+        result.run = Run::Skipped("not needed".into());
+        assert!(lag_table(std::slice::from_ref(&result)).is_empty());
+        Ok(())
+    }
 }

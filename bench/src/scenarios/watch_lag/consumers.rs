@@ -19,9 +19,9 @@ use crate::lag::{ConsumerLag, Delivery, DeliveryCheck, StreamReport, Window, sys
 use crate::stack::Stack;
 
 /// The admin's stream of every entry.
-const ADMIN_KIND: &str = "WatchEntries (admin, every entry)";
+const ADMIN_KIND: &str = "WatchEntries, admin, every entry";
 /// The streams of each writer's user.
-const BACKPACK_KIND: &str = "WatchBackpack (each writer's user)";
+const BACKPACK_KIND: &str = "WatchBackpack, one per writer's user";
 /// How often the drain looks at the consumers' progress.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// How long the streams stay open once caught up, so a late repeat is seen.
