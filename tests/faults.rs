@@ -1675,7 +1675,7 @@ async fn check_consistency(client: &Client) -> Result<()> {
     let started = Instant::now();
     loop {
         let reconcile = client
-            .read(ledger_pb::ReconcileRequest {}, |channel, request| async move {
+            .read(ledger_pb::ReconcileRequest::default(), |channel, request| async move {
                 LedgerServiceClient::new(channel).reconcile(request).await
             })
             .await?;

@@ -77,7 +77,7 @@ enum ClientCommand {
     /// Show one balance's statement for a period: opening, entries, closing.
     Statement(statement::Statement),
     /// Check the ledger's invariants (exit status 3 when violated).
-    Reconcile,
+    Reconcile(history::Reconcile),
     /// Manage item templates.
     #[command(subcommand)]
     Template(items::TemplateCommand),
@@ -168,7 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Convert(args) => balances::convert(&mut ledger, args).await,
         ClientCommand::History(args) => history::history(&mut ledger, args).await,
         ClientCommand::Statement(args) => statement::statement(&mut ledger, args).await,
-        ClientCommand::Reconcile => history::reconcile(&mut ledger).await,
+        ClientCommand::Reconcile(args) => history::reconcile(&mut ledger, args).await,
         ClientCommand::Template(command) => items::template(&mut items, command).await,
         ClientCommand::Item(command) => items::item(&mut items, command).await,
         ClientCommand::Redeem(command) => redemption::run(&mut redemption, command).await,

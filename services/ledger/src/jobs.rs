@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use economy_kit::jobs::every;
+use economy_kit::jobs::{every, every_after_a_period};
 use economy_kit::time::SharedClock;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::LedgerError;
 use crate::domain::commands::ReleaseHold;
 use crate::domain::ids::{EntityId, IdempotencyKey};
+use crate::domain::reconcile::Finding;
 use crate::store::LedgerStore;
 
 /// Holds expired per batch.
@@ -60,19 +61,23 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
     }
 }
 
-/// Runs `Reconcile` every `interval` until `shutdown` (docs/ledger.md, "Reconciliation";
-/// scheduled reconciliation): each finding is logged with its account, asset, expected and actual
-/// values, and counted in `ledger_reconcile_findings{kind}`. Read-only, so safe on
-/// several replicas.
+/// Runs the whole check every `interval` (first one `interval` after start, never at
+/// start) until `shutdown` (docs/ledger.md, "Reconciliation"): each finding is logged
+/// with its account, asset, expected and actual values, and counted in
+/// `ledger_reconcile_findings_total{kind}`. Read-only, so safe on several replicas.
 pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
-    every(interval, shutdown, move || {
+    every_after_a_period(interval, shutdown, move || {
         let store = store.clone();
         async move {
             match store.reconcile().await {
                 Ok(report) => {
-                    let findings = u64::try_from(report.findings.len()).unwrap_or(u64::MAX);
-                    economy_kit::metrics::job_run("ledger_reconciliation", Some(findings));
-                    export_report(&report);
+                    export_findings("ledger_reconciliation", &report.findings);
+                    tracing::info!(
+                        findings = report.findings.len(),
+                        balances = report.balances_checked,
+                        assets = report.assets_checked,
+                        "ledger reconciled"
+                    );
                 }
                 Err(error) => {
                     economy_kit::metrics::job_run("ledger_reconciliation", None);
@@ -83,11 +88,39 @@ pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: Ca
     });
 }
 
-/// Logs and counts the findings of one reconciliation.
-fn export_report(report: &crate::domain::reconcile::Report) {
+/// Runs the incremental check every `interval` (first one `interval` after start) until
+/// `shutdown`: the entries committed since the checkpoint, then the checkpoint moves
+/// (docs/ledger.md, "Reconciliation"). Findings as [`spawn_reconciliation`]'s. Replicas
+/// may run it together: each round is applied once.
+pub fn spawn_incremental_reconciliation(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
+    every_after_a_period(interval, shutdown, move || {
+        let store = store.clone();
+        async move {
+            match store.reconcile_increment().await {
+                Ok(increment) => {
+                    export_findings("ledger_incremental_reconciliation", &increment.findings);
+                    tracing::debug!(
+                        findings = increment.findings.len(),
+                        entries = increment.entries_checked,
+                        balances = increment.balances_checked,
+                        "ledger reconciled since the checkpoint"
+                    );
+                }
+                Err(error) => {
+                    economy_kit::metrics::job_run("ledger_incremental_reconciliation", None);
+                    tracing::error!(%error, "incremental reconciliation failed");
+                }
+            }
+        }
+    });
+}
+
+/// Logs and counts the findings of one run of `job`.
+fn export_findings(job: &'static str, findings: &[Finding]) {
+    economy_kit::metrics::job_run(job, Some(u64::try_from(findings.len()).unwrap_or(u64::MAX)));
     metrics::counter!("ledger_reconcile_runs_total").increment(1);
-    metrics::gauge!("ledger_reconcile_findings").set(report.findings.len() as f64);
-    for finding in &report.findings {
+    metrics::gauge!("ledger_reconcile_findings").set(findings.len() as f64);
+    for finding in findings {
         let kind = format!("{:?}", finding.kind);
         metrics::counter!("ledger_reconcile_findings_total", "kind" => kind.clone()).increment(1);
         tracing::warn!(
@@ -100,10 +133,4 @@ fn export_report(report: &crate::domain::reconcile::Report) {
             "ledger reconciliation finding"
         );
     }
-    tracing::info!(
-        findings = report.findings.len(),
-        balances = report.balances_checked,
-        assets = report.assets_checked,
-        "ledger reconciled"
-    );
 }

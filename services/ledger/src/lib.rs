@@ -44,8 +44,11 @@ pub struct LedgerConfig {
     pub extra_system_accounts: Vec<String>,
     /// Period of the hold-expiry job, seconds.
     pub hold_expiry_interval_secs: u64,
-    /// Period of the scheduled reconciliation, seconds (daily).
+    /// Period of the scheduled whole check, seconds (daily; never at start).
     pub reconcile_interval_secs: u64,
+    /// Period of the incremental check of the entries since its checkpoint, seconds
+    /// (never at start; docs/ledger.md, "Reconciliation").
+    pub incremental_reconcile_interval_secs: u64,
     /// A `WatchEntries` stream sends a heartbeat after this long without a message,
     /// seconds (at least 1; docs/streams.md).
     pub watch_heartbeat_secs: u64,
@@ -65,6 +68,7 @@ impl Default for LedgerConfig {
             extra_system_accounts: Vec::new(),
             hold_expiry_interval_secs: 30,
             reconcile_interval_secs: 24 * 3600,
+            incremental_reconcile_interval_secs: 60,
             watch_heartbeat_secs: 15,
             clock: system_clock(),
         }
@@ -104,6 +108,11 @@ pub async fn start(
     jobs::spawn_reconciliation(
         store.clone(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
+        shutdown.clone(),
+    );
+    jobs::spawn_incremental_reconciliation(
+        store.clone(),
+        Duration::from_secs(config.incremental_reconcile_interval_secs.max(1)),
         shutdown.clone(),
     );
     store.spawn_relay(shutdown.clone());

@@ -6,15 +6,34 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// Spawns a task running `tick` every `period` (at least 1 ms) until `shutdown`.
-pub fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut tick: F)
+/// Spawns a task running `tick` at once, then every `period` (at least 1 ms), until
+/// `shutdown`.
+pub fn every<F, Fut>(period: Duration, shutdown: CancellationToken, tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    run_every(period, Duration::ZERO, shutdown, tick);
+}
+
+/// As [`every`], but the first run waits one `period`: for work that must not run at
+/// process start (a reconciliation, docs/ledger.md, "Reconciliation").
+pub fn every_after_a_period<F, Fut>(period: Duration, shutdown: CancellationToken, tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    run_every(period, period, shutdown, tick);
+}
+
+fn run_every<F, Fut>(period: Duration, first_after: Duration, shutdown: CancellationToken, mut tick: F)
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let period = period.max(Duration::from_millis(1));
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first_after, period);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

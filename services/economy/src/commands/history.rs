@@ -80,14 +80,30 @@ pub async fn history(ledger: &mut Ledger, args: History) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `economy reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct Reconcile {
+    /// Check only the entries committed since the incremental checkpoint, and move it.
+    #[arg(long)]
+    pub since_checkpoint: bool,
+}
+
 /// Runs `economy reconcile`: exit 0 when consistent, else one line per finding and exit 3.
-pub async fn reconcile(ledger: &mut Ledger) -> anyhow::Result<ExitCode> {
-    let response = ledger.reconcile(pb::ReconcileRequest {}).await?.into_inner();
+pub async fn reconcile(ledger: &mut Ledger, args: Reconcile) -> anyhow::Result<ExitCode> {
+    let request = pb::ReconcileRequest { since_checkpoint: args.since_checkpoint };
+    let response = ledger.reconcile(request).await?.into_inner();
     if response.findings.is_empty() {
-        println!(
-            "ledger is consistent ({} balances, {} assets checked)",
-            response.balances_checked, response.assets_checked
-        );
+        if args.since_checkpoint {
+            println!(
+                "ledger is consistent ({} entries, {} balances checked since the checkpoint)",
+                response.entries_checked, response.balances_checked
+            );
+        } else {
+            println!(
+                "ledger is consistent ({} balances, {} assets checked)",
+                response.balances_checked, response.assets_checked
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     println!("ledger is INCONSISTENT: {} finding(s)", response.findings.len());

@@ -54,7 +54,7 @@ async fn reconcile_sums_balances_past_i64_through_the_gateway() {
         ..Default::default()
     };
     admin.post_transaction(keyed(transaction, &new_key())).await.unwrap();
-    let report = admin.reconcile(keyed(pb::ReconcileRequest {}, &new_key())).await.unwrap().into_inner();
+    let report = admin.reconcile(keyed(pb::ReconcileRequest::default(), &new_key())).await.unwrap().into_inner();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     assert_eq!(report.balances_checked, 4);
 }

@@ -159,6 +159,24 @@ impl RunningBalance {
         Self { account, asset, available: 0, frozen: 0, seq: 0, latest: (0, 0, 0), findings: Vec::new() }
     }
 
+    /// A chain that resumes from a verified state `(available, frozen, seq)` (the
+    /// incremental check's starting point for a balance; docs/ledger.md, "Reconciliation").
+    pub fn resume(account: AccountId, asset: AssetCode, (available, frozen, seq): (i64, i64, i64)) -> Self {
+        let (available, frozen) = (i128::from(available), i128::from(frozen));
+        Self { account, asset, available, frozen, seq, latest: (available, frozen, seq), findings: Vec::new() }
+    }
+
+    /// The state reached: `(available, frozen, seq)` of the last entry checked, as its
+    /// postings recorded them.
+    pub fn latest(&self) -> (i128, i128, i64) {
+        self.latest
+    }
+
+    /// The findings so far, without the row comparison of [`RunningBalance::finish`].
+    pub fn into_findings(self) -> Vec<Finding> {
+        self.findings
+    }
+
     /// Whether this is the chain of `account` and `asset`.
     pub fn is_of(&self, account: &AccountId, asset: &AssetCode) -> bool {
         &self.account == account && &self.asset == asset

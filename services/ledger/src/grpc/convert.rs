@@ -10,7 +10,7 @@ use crate::domain::entry::{Bucket, Entry, Leg};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{AccountId, Amount, Code, EntityId, IdempotencyKey, UserId};
 use crate::domain::reconcile::{Finding, FindingKind, Report};
-use crate::store::{BalanceAt, Page, Statement, StatementQuery};
+use crate::store::{BalanceAt, Increment, Page, Statement, StatementQuery};
 
 /// Default and maximum page sizes of list RPCs.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -277,29 +277,42 @@ fn saturate(value: i128) -> i64 {
     i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// A reconciliation report (values past int64 clamped to its bounds).
-pub fn report(report: Report) -> pb::ReconcileResponse {
-    let finding = |finding: Finding| {
-        let kind = match finding.kind {
-            FindingKind::BalancePostingsMismatch => pb::FindingKind::BalancePostingsMismatch,
-            FindingKind::FrozenHoldsMismatch => pb::FindingKind::FrozenHoldsMismatch,
-            FindingKind::AssetNotZeroSum => pb::FindingKind::AssetNotZeroSum,
-            FindingKind::AvailableAfterMismatch => pb::FindingKind::AvailableAfterMismatch,
-            FindingKind::FrozenAfterMismatch => pb::FindingKind::FrozenAfterMismatch,
-            FindingKind::BalanceSeqMismatch => pb::FindingKind::BalanceSeqMismatch,
-        };
-        pb::Finding {
-            kind: kind.into(),
-            account: finding.account.as_ref().map(account_ref),
-            asset_code: finding.asset.to_string(),
-            expected: saturate(finding.expected),
-            actual: saturate(finding.actual),
-            entry_id: finding.entry_id.unwrap_or_default(),
-        }
+/// A reconciliation finding (values past int64 clamped to its bounds).
+fn finding(finding: Finding) -> pb::Finding {
+    let kind = match finding.kind {
+        FindingKind::BalancePostingsMismatch => pb::FindingKind::BalancePostingsMismatch,
+        FindingKind::FrozenHoldsMismatch => pb::FindingKind::FrozenHoldsMismatch,
+        FindingKind::AssetNotZeroSum => pb::FindingKind::AssetNotZeroSum,
+        FindingKind::AvailableAfterMismatch => pb::FindingKind::AvailableAfterMismatch,
+        FindingKind::FrozenAfterMismatch => pb::FindingKind::FrozenAfterMismatch,
+        FindingKind::BalanceSeqMismatch => pb::FindingKind::BalanceSeqMismatch,
     };
+    pb::Finding {
+        kind: kind.into(),
+        account: finding.account.as_ref().map(account_ref),
+        asset_code: finding.asset.to_string(),
+        expected: saturate(finding.expected),
+        actual: saturate(finding.actual),
+        entry_id: finding.entry_id.unwrap_or_default(),
+    }
+}
+
+/// A whole check's report.
+pub fn report(report: Report) -> pb::ReconcileResponse {
     pb::ReconcileResponse {
         findings: report.findings.into_iter().map(finding).collect(),
         balances_checked: report.balances_checked,
         assets_checked: report.assets_checked,
+        entries_checked: 0,
+    }
+}
+
+/// An incremental check's report.
+pub fn increment(increment: Increment) -> pb::ReconcileResponse {
+    pb::ReconcileResponse {
+        findings: increment.findings.into_iter().map(finding).collect(),
+        balances_checked: increment.balances_checked,
+        assets_checked: 0,
+        entries_checked: increment.entries_checked,
     }
 }

@@ -328,11 +328,15 @@ impl LedgerService for LedgerApi {
         request: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::ReconcileResponse>, Status> {
         require(caller(&request)?.is_admin(), "reconcile")?;
-        let report = self.store.reconcile().await?;
-        if !report.findings.is_empty() {
-            tracing::warn!(findings = report.findings.len(), "ledger reconciliation found violations");
+        let response = if request.get_ref().since_checkpoint {
+            convert::increment(self.store.reconcile_increment().await?)
+        } else {
+            convert::report(self.store.reconcile().await?)
+        };
+        if !response.findings.is_empty() {
+            tracing::warn!(findings = response.findings.len(), "ledger reconciliation found violations");
         }
-        Ok(Response::new(convert::report(report)))
+        Ok(Response::new(response))
     }
 
     async fn recalculate_balance(

@@ -16,6 +16,7 @@ mod history_plan_tests;
 mod known;
 mod read;
 mod reconcile;
+mod reconcile_increment;
 mod watch;
 mod write;
 
@@ -33,6 +34,7 @@ use crate::domain::ids::AccountId;
 
 pub use compensation::{ForceReleased, Recalculated};
 pub use history::{BalanceAt, Statement, StatementQuery};
+pub use reconcile_increment::Increment;
 pub use watch::EntryWatch;
 pub use write::Applied;
 

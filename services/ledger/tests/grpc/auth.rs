@@ -62,7 +62,7 @@ async fn users_touch_only_their_own_accounts() {
         ..Default::default()
     };
     assert_error(user2.create_hold(hold).await, Code::PermissionDenied, "PERMISSION_DENIED");
-    assert_error(user2.reconcile(pb::ReconcileRequest {}).await, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_error(user2.reconcile(pb::ReconcileRequest::default()).await, Code::PermissionDenied, "PERMISSION_DENIED");
 
     // A service identity may post.
     let mut market = app.service().await;

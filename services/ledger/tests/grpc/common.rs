@@ -154,7 +154,7 @@ pub async fn balance(client: &mut Client, user_id: i64, asset: &str) -> (i64, i6
 
 /// Asserts `Reconcile` finds nothing.
 pub async fn assert_consistent(admin: &mut Client) {
-    let report = admin.reconcile(pb::ReconcileRequest {}).await.expect("reconcile").into_inner();
+    let report = admin.reconcile(pb::ReconcileRequest::default()).await.expect("reconcile").into_inner();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 

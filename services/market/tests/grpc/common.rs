@@ -136,7 +136,7 @@ impl Stack {
 
     /// Asserts the ledger reconciles: postings, holds and zero-sum per asset.
     pub async fn assert_reconciled(&self) {
-        let report = self.admin_ledger().await.reconcile(ledger::ReconcileRequest {}).await.expect("reconcile");
+        let report = self.admin_ledger().await.reconcile(ledger::ReconcileRequest::default()).await.expect("reconcile");
         let report = report.into_inner();
         assert!(report.findings.is_empty(), "ledger findings: {:?}", report.findings);
     }
