@@ -89,6 +89,14 @@ async fn the_stack_serves_its_metrics() -> anyhow::Result<()> {
         metrics.lines().any(|line| line.starts_with("economy_db_pool_connections{") && line.contains("state=\"idle\""))
     );
     assert!(metrics.lines().any(|line| line.starts_with("economy_db_pool_max_connections{")));
+    // The write-ahead log of each SQLite file (none on PostgreSQL).
+    let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
+    let ledger_wal = value("economy_sqlite_wal_bytes", &[("database", "ledger")]);
+    assert_eq!(ledger_wal.is_some(), !on_postgres, "{ledger_wal:?}");
+    // The reconciliations never run at start.
+    for job in ["ledger_reconciliation", "ledger_incremental_reconciliation"] {
+        assert_eq!(value("economy_job_runs_total", &[("job", job), ("outcome", "ok")]), None, "{job} ran at start");
+    }
     assert_eq!(stack.stop().await?, Some(0));
     Ok(())
 }

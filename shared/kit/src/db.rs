@@ -113,7 +113,11 @@ impl Db {
                 (pool, Writers::Sqlite(Arc::new(Mutex::new(Some(writer)))))
             }
         };
-        crate::metrics::watch_pool(label, pool.clone());
+        let wal = migration_lock
+            .as_deref()
+            .and_then(|lock| lock.to_str())
+            .map(|lock| std::path::PathBuf::from(format!("{}-wal", lock.trim_end_matches(".migrate.lock"))));
+        crate::metrics::watch_pool(label, pool.clone(), wal);
         Ok(Self { pool, writers, migration_lock })
     }
 
@@ -233,7 +237,13 @@ fn is_sqlite_busy(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database) if database.code().as_deref() == Some("5"))
 }
 
-/// WAL, the configured `synchronous`, a busy timeout for writers of other processes,
+/// What a SQLite write-ahead log is cut back to after a checkpoint reset it, bytes
+/// (`journal_size_limit`): without it the file keeps the largest size it ever reached
+/// (docs/operations.md, "SQLite write-ahead log").
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// WAL (its file cut back to `WAL_SIZE_LIMIT` after each reset), the configured
+/// `synchronous`, a busy timeout for writers of other processes,
 /// foreign keys on, temporary storage (the statement journal a multi-row write keeps
 /// inside a transaction, sorts) in memory instead of temporary files.
 fn sqlite_pragmas(options: &DbOptions) -> String {
@@ -242,7 +252,7 @@ fn sqlite_pragmas(options: &DbOptions) -> String {
         _ => "FULL",
     };
     format!(
-        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; \
          PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         options.sqlite_busy_timeout_ms
     )

@@ -5,7 +5,7 @@
 //! Metrics defined here: `economy_job_runs_total{job,outcome}` and
 //! `economy_job_items_total{job}` (`job_run`), `economy_db_pool_connections{database,state}`
 //! and `economy_db_pool_max_connections{database}` (sampled every 5 s for each pool while
-//! the recorder is installed). Histograms whose name ends in `_seconds` or `_bytes` get
+//! the recorder is installed), and `economy_sqlite_wal_bytes{database}` for SQLite files. Histograms whose name ends in `_seconds` or `_bytes` get
 //! fixed buckets; RPC metrics are in `crate::observe`.
 
 use std::convert::Infallible;
@@ -108,13 +108,16 @@ pub fn job_run(job: &'static str, items: Option<u64>) {
 /// and `economy_db_pool_max_connections{database}` until it is closed; does nothing unless
 /// the recorder is installed. `database` is the name of the database (file stem or
 /// PostgreSQL database), never its URL.
-pub(crate) fn watch_pool(database: String, pool: sqlx::AnyPool) {
+/// For a SQLite file, `wal` is its write-ahead log, whose size is sampled alike into
+/// `economy_sqlite_wal_bytes{database}` (0 while the file does not exist).
+pub(crate) fn watch_pool(database: String, pool: sqlx::AnyPool, wal: Option<std::path::PathBuf>) {
     if !enabled() {
         return;
     }
     tokio::spawn(async move {
         let max = f64::from(pool.options().get_max_connections());
         metrics::gauge!("economy_db_pool_max_connections", "database" => database.clone()).set(max);
+        let wal_bytes = wal.map(|path| (path, metrics::gauge!("economy_sqlite_wal_bytes", "database" => database.clone())));
         let idle = metrics::gauge!("economy_db_pool_connections", "database" => database.clone(), "state" => "idle");
         let in_use = metrics::gauge!("economy_db_pool_connections", "database" => database, "state" => "in_use");
         let mut ticker = tokio::time::interval(SAMPLE_PERIOD);
@@ -122,6 +125,10 @@ pub(crate) fn watch_pool(database: String, pool: sqlx::AnyPool) {
             let (size, free) = (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX));
             idle.set(f64::from(free));
             in_use.set(f64::from(size.saturating_sub(free)));
+            if let Some((path, gauge)) = &wal_bytes {
+                let bytes = tokio::fs::metadata(path).await.map_or(0, |metadata| metadata.len());
+                gauge.set(bytes as f64);
+            }
             ticker.tick().await;
         }
         idle.set(0.0);
