@@ -16,9 +16,11 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub mod long_read;
 pub mod params;
 mod writer;
 
+pub use long_read::LongRead;
 pub use params::{Params, Placeholder};
 use writer::{Parked, SqliteWriter, WriterConnection};
 pub use writer::{RawTransaction, Writer};
@@ -81,6 +83,8 @@ pub struct Db {
     writers: Writers,
     /// The lock file that serializes migrations of a SQLite file across processes.
     migration_lock: Option<Arc<Path>>,
+    /// Where [`Db::long_read`] gets its connections.
+    long_reads: long_read::Opener,
 }
 
 /// Where writers get their connection.
@@ -100,17 +104,19 @@ impl Db {
         let backend: Backend = url.parse()?;
         let label = crate::metrics::database_label(url);
         let migration_lock = (backend == Backend::Sqlite).then(|| sqlite_migration_lock(url)).flatten();
-        let (pool, writers) = match backend {
+        let (pool, writers, long_reads) = match backend {
             Backend::Postgres => {
                 let pool = pool_options(options.max_connections).connect(url).await?;
-                (pool, Writers::Postgres(Arc::new(Parked::new(options.max_connections as usize))))
+                let long_reads = long_read::Opener::postgres(pool.clone(), &label);
+                (pool, Writers::Postgres(Arc::new(Parked::new(options.max_connections as usize))), long_reads)
             }
             Backend::Sqlite => {
                 let url = sqlite_create_url(url)?;
                 let readers = options.max_connections.saturating_sub(1).max(1);
                 let writer = SqliteWriter::new(open_sqlite_writer(&url, options).await?);
                 let pool = sqlite_pool_options(readers, options).connect(&url).await?;
-                (pool, Writers::Sqlite(Arc::new(Mutex::new(Some(writer)))))
+                let long_reads = long_read::Opener::sqlite(&url, options, &label)?;
+                (pool, Writers::Sqlite(Arc::new(Mutex::new(Some(writer)))), long_reads)
             }
         };
         let wal = migration_lock
@@ -118,7 +124,7 @@ impl Db {
             .and_then(|lock| lock.to_str())
             .map(|lock| std::path::PathBuf::from(format!("{}-wal", lock.trim_end_matches(".migrate.lock"))));
         crate::metrics::watch_pool(label, pool.clone(), wal);
-        Ok(Self { pool, writers, migration_lock })
+        Ok(Self { pool, writers, migration_lock, long_reads })
     }
 
     /// Applies the backend's migrations (each service embeds both sets with
@@ -142,6 +148,12 @@ impl Db {
     /// The pool, for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A connection for a read that may run long, which stops its statement when dropped
+    /// before [`LongRead::finish`] or past the request's deadline ([`long_read`]).
+    pub async fn long_read(&self) -> Result<LongRead, sqlx::Error> {
+        self.long_reads.open().await
     }
 
     /// The connection to write on (see [`Writer`]); waits for it on SQLite.

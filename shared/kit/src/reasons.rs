@@ -127,6 +127,10 @@ catalogue! {
     /// An unexpected failure (storage, a broken invariant); logged, the message says nothing
     /// more.
     INTERNAL_ERROR: [Internal], ContactOperator, "every service: any RPC";
+    /// The request's deadline (the caller's `grpc-timeout`, capped by the server's request
+    /// timeout) passed before it finished; its work was stopped. Retry with a longer
+    /// deadline (a write with the same idempotency key).
+    DEADLINE_EXCEEDED: [DeadlineExceeded], Retry, "every service: any unary RPC";
     /// The caller may not do this (an admin tool, another user's resource, a service-only
     /// RPC).
     PERMISSION_DENIED: [PermissionDenied], FixInput, "ledger, items, market, redemption, gateway (GetBackpack): RPCs with an owner or role rule";

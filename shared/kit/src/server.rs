@@ -22,10 +22,13 @@ use tonic_health::server::HealthReporter;
 use tonic_web::GrpcWebLayer;
 
 use crate::connect::ConnectLayer;
+use deadline::DeadlineLayer;
 pub use tower_http::cors::CorsLayer;
 
 use crate::observe::ObserveLayer;
 use crate::tls::{Acceptor, ServerTls};
+
+pub mod deadline;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -35,7 +38,8 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 pub struct ServerLimits {
     /// Largest request or response message, bytes.
     pub max_message_bytes: usize,
-    /// Deadline of one request, seconds.
+    /// Longest deadline of one request, seconds: caps the caller's `grpc-timeout`
+    /// (`deadline`; docs/operations.md, "Deadlines").
     pub request_timeout_secs: u64,
     /// Concurrent requests on one HTTP/2 connection.
     pub concurrency_per_connection: usize,
@@ -164,18 +168,24 @@ pub async fn spawn_with(
         (false, false) => Reflection::Own,
     };
     let (health, routes) = with_operator_services(routes, service_name, reflection).await?;
+    // No `Server::timeout`: `DeadlineLayer` keeps the deadline, and answers it with
+    // `DEADLINE_EXCEEDED` where tonic's timeout answers `CANCELLED`.
     let builder = Server::builder()
-        .timeout(Duration::from_secs(limits.request_timeout_secs))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let deadline = DeadlineLayer::new(service_name, Duration::from_secs(limits.request_timeout_secs));
+    let layers = (ObserveLayer::new(service_name), deadline);
     let signal = shutdown.clone().cancelled_owned();
     let tls = options.tls.is_some();
     let serve = match options.tls {
         Some(acceptor) => {
             let incoming = crate::tls::incoming(listener, acceptor, shutdown.clone());
-            serve(builder, routes, options.grpc_web, options.connect, service_name, incoming, signal)
+            serve(builder, routes, options.grpc_web, options.connect, layers, incoming, signal)
         }
-        None => serve(builder, routes, options.grpc_web, options.connect, service_name, plaintext(listener), signal),
+        None => {
+            let incoming = plaintext(listener);
+            serve(builder, routes, options.grpc_web, options.connect, layers, incoming, signal)
+        }
     };
     let name = service_name.to_owned();
     let task = tokio::spawn(async move {
@@ -201,14 +211,14 @@ fn plaintext(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStr
     })
 }
 
-/// The server future: `routes` behind the observe layer (and gRPC-web with its CORS
-/// policy) over the connections of `incoming` until `signal`.
+/// The server future: `routes` behind the observe layer and the request deadline (and
+/// gRPC-web with its CORS policy) over the connections of `incoming` until `signal`.
 fn serve<I, IO>(
     builder: Server,
     routes: Routes,
     grpc_web: Option<CorsLayer>,
     connect: Option<ConnectLayer>,
-    service_name: &str,
+    (observe, deadline): (ObserveLayer, DeadlineLayer),
     incoming: I,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> BoxFuture<'static, Result<(), tonic::transport::Error>>
@@ -223,11 +233,12 @@ where
                 .layer(cors)
                 .layer(tower::util::option_layer(connect))
                 .layer(GrpcWebLayer::new())
-                .layer(ObserveLayer::new(service_name));
+                .layer(observe)
+                .layer(deadline);
             Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
         }
         None => {
-            let mut builder = builder.layer(ObserveLayer::new(service_name));
+            let mut builder = builder.layer(observe).layer(deadline);
             Box::pin(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, signal))
         }
     }
