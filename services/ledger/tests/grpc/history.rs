@@ -354,3 +354,133 @@ async fn every_write_path_records_the_entry_instant_on_its_postings() {
     assert_eq!(mismatched, 0, "every posting carries its entry's instant");
     assert_consistent(&mut admin).await;
 }
+
+/// User 2's balance version of `asset` after `entry` (0: the entry did not move it).
+fn version_of(entry: &pb::Transaction, asset: &str) -> i64 {
+    let on_balance = |posting: &&pb::Posting| posting.account == user(2) && posting.asset_code == asset;
+    entry.postings.iter().find(on_balance).map_or(0, |posting| posting.balance_seq)
+}
+
+/// Writes 60 entries on user 2, three per instant, that move its POINTS: credits, holds
+/// (two postings on one balance), swaps of POINTS for DIAMOND with user 3 (postings on
+/// two of its balances) and payments to user 3 (business type TRANSFER).
+async fn heavy_history(app: &TestApp, admin: &mut Client) -> Vec<pb::Transaction> {
+    adjust(admin, 3, "DIAMOND", 1_000).await.unwrap();
+    let mut written = Vec::new();
+    for round in 0..60 {
+        if round % 3 == 0 {
+            app.pass(app.now());
+        }
+        let entry = match round % 4 {
+            0 => adjust(admin, 2, "POINTS", 10).await.unwrap().transaction.unwrap(),
+            1 => {
+                let hold = pb::CreateHoldRequest {
+                    idempotency_key: new_key(),
+                    account: user(2),
+                    asset_code: "POINTS".into(),
+                    amount: 1,
+                    ..Default::default()
+                };
+                admin.create_hold(hold).await.unwrap().into_inner().transaction.unwrap()
+            }
+            2 => {
+                let swap = pb::PostTransactionRequest {
+                    postings: vec![
+                        posting(user(2), "POINTS", -1),
+                        posting(user(3), "POINTS", 1),
+                        posting(user(3), "DIAMOND", -1),
+                        posting(user(2), "DIAMOND", 1),
+                    ],
+                    ..pay("", "SWAP", 2, 3, 1)
+                };
+                post(admin, swap).await
+            }
+            _ => post(admin, pay("", "TRANSFER", 2, 3, 1)).await,
+        };
+        written.push(entry);
+    }
+    written
+}
+
+/// Every page of `request`'s listing, `page_size` entries a page: the ids in order.
+async fn every_page(client: &mut Client, request: pb::ListTransactionsRequest, page_size: i32) -> Vec<String> {
+    let (mut seen, mut token) = (Vec::new(), String::new());
+    loop {
+        let request = pb::ListTransactionsRequest { page_size, page_token: token, ..request.clone() };
+        let page = client.list_transactions(request).await.unwrap().into_inner();
+        assert!(page.transactions.len() <= usize::try_from(page_size).unwrap());
+        seen.extend(page.transactions.into_iter().map(|entry| entry.id));
+        if page.next_page_token.is_empty() {
+            return seen;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The ids of `entries` that `keep`, newest first by instant, then by `tie`.
+fn newest_first<T: Ord>(
+    entries: &[pb::Transaction],
+    keep: impl Fn(&pb::Transaction) -> bool,
+    tie: impl Fn(&pb::Transaction) -> T,
+) -> Vec<String> {
+    let mut kept: Vec<&pb::Transaction> = entries.iter().filter(|entry| keep(entry)).collect();
+    kept.sort_by_key(|entry| std::cmp::Reverse((instant(entry), tie(entry))));
+    kept.into_iter().map(|entry| entry.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn paging_a_heavy_account_returns_every_entry_once_in_order() {
+    let app = spawn_app_on_manual_clock().await;
+    let mut admin = app.admin_with_catalog().await;
+    let written = heavy_history(&app, &mut admin).await;
+    let (from, to) = (instant(&written[10]), instant(&written[40]));
+    let in_period = |entry: &pb::Transaction| (from..to).contains(&instant(entry));
+    let by_id = |entry: &pb::Transaction| entry.id.clone();
+    let by_version = |entry: &pb::Transaction| version_of(entry, "POINTS");
+    let period = |request: pb::ListTransactionsRequest| pb::ListTransactionsRequest {
+        from: Some(to_timestamp(from)),
+        to: Some(to_timestamp(to)),
+        ..request
+    };
+    let points = pb::ListTransactionsRequest { asset_code: "POINTS".into(), ..listing(user(2), "") };
+    let transfers = pb::ListTransactionsRequest { business_type: "TRANSFER".into(), ..listing(user(2), "") };
+    let diamonds = pb::ListTransactionsRequest { asset_code: "DIAMOND".into(), ..listing(user(2), "") };
+    let is_transfer = |entry: &pb::Transaction| entry.business_type == "TRANSFER";
+    let forms = [
+        ("every asset", listing(user(2), ""), newest_first(&written, |_| true, by_id)),
+        ("one asset", points.clone(), newest_first(&written, |_| true, by_version)),
+        ("a period", period(listing(user(2), "")), newest_first(&written, in_period, by_id)),
+        ("an asset in a period", period(points), newest_first(&written, in_period, by_version)),
+        ("a business type", transfers.clone(), newest_first(&written, is_transfer, by_id)),
+        (
+            "a business type in a period",
+            period(transfers),
+            newest_first(&written, |e| in_period(e) && is_transfer(e), by_id),
+        ),
+        ("another asset", diamonds, newest_first(&written, |e| e.business_type == "SWAP", by_id)),
+    ];
+    for (form, request, expected) in forms {
+        assert!(expected.len() > 4, "{form}: several pages");
+        for page_size in [1, 4, 500] {
+            assert_eq!(
+                every_page(&mut admin, request.clone(), page_size).await,
+                expected,
+                "{form}, pages of {page_size}"
+            );
+        }
+    }
+
+    // The system account every credit comes from pages the same way (its oldest entry
+    // is user 3's funding).
+    let issuance = system("SYSTEM_ISSUANCE");
+    let credits = newest_first(&written, |entry| entry.postings.iter().any(|leg| leg.account == issuance), by_id);
+    let listed = every_page(&mut admin, listing(issuance.clone(), ""), 7).await;
+    assert_eq!((&listed[..credits.len()], listed.len()), (&credits[..], credits.len() + 1));
+
+    // A statement of the whole history: every version once, oldest first.
+    let mut user2 = app.user(2).await;
+    let after_every_entry = written.iter().map(instant).max().unwrap_or(0) + 1;
+    let (lines, _) = whole_statement(&mut user2, 0, after_every_entry, 7).await;
+    let versions: Vec<i64> = lines.iter().map(|line| line.balance_seq).collect();
+    assert_eq!(versions, (1..=60).collect::<Vec<_>>());
+}
