@@ -13,6 +13,8 @@
 //!   batch the batch form could not write (a constraint refused a write), each write in a
 //!   savepoint.
 
+#[cfg(test)]
+mod plan_tests;
 mod postgres_statement;
 mod sqlite_batch;
 mod transaction;
@@ -141,15 +143,46 @@ impl MarketStore {
     }
 
     /// A user's purchases and sales, newest first, below `before` (a trade id; `''`: from
-    /// the newest).
+    /// the newest): the newest `limit` of each ([`trades_of_sql`]) merged, so a page
+    /// reads at most twice its size whatever the user's history.
     pub async fn trades_of(&self, user_id: i64, before: &str, limit: i64) -> Result<Vec<Trade>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM trades WHERE (buyer_user_id = $1 OR seller_user_id = $1) \
-             AND ($2 = '' OR trade_id < $2) ORDER BY trade_id DESC LIMIT $3"
-        );
-        let rows = sqlx::query(&sql).bind(user_id).bind(before).bind(limit).fetch_all(self.db.pool()).await?;
-        rows.iter().map(trade_from_row).collect()
+        let mut trades = Vec::new();
+        for side in [Side::Bought, Side::Sold] {
+            let sql = trades_of_sql(side, !before.is_empty());
+            let mut query = sqlx::query(&sql).bind(user_id).bind(limit);
+            if !before.is_empty() {
+                query = query.bind(before);
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                trades.push(trade_from_row(&row)?);
+            }
+        }
+        trades.sort_by(|a, b| b.id.cmp(&a.id));
+        trades.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(trades)
     }
+}
+
+/// Which of a user's trades [`trades_of_sql`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Side {
+    /// Their purchases (`trades_by_buyer`).
+    Bought,
+    /// Their sales (`trades_by_seller`), their own purchases left out.
+    Sold,
+}
+
+/// One side of [`MarketStore::trades_of`] (`$1` user, `$2` limit, `$3` the id to page
+/// below when `below`): a walk of the side's index in trade id order, newest first. Two
+/// walks merged in memory rather than one `OR`, which reads and sorts the user's whole
+/// history (and a `UNION ALL` of the two still sorts on PostgreSQL 15).
+pub(super) fn trades_of_sql(side: Side, below: bool) -> String {
+    let user = match side {
+        Side::Bought => "buyer_user_id = $1",
+        Side::Sold => "seller_user_id = $1 AND buyer_user_id <> $1",
+    };
+    let below = if below { " AND trade_id < $3" } else { "" };
+    format!("SELECT {COLUMNS} FROM trades WHERE {user}{below} ORDER BY trade_id DESC LIMIT $2")
 }
 
 /// Why a trade start wrote nothing.
