@@ -8,6 +8,7 @@
 
 mod grpc_web;
 mod malformed;
+mod server_timed;
 mod stack;
 pub mod tls;
 
@@ -29,6 +30,7 @@ pub use economy_kit::testing::{POSTGRES_URL_ENV, TestDatabase};
 pub use economy_stack::{RunningStack, Service, StackBuilder, StackConfig};
 pub use grpc_web::{GrpcWebStream, grpc_web_stream};
 pub use malformed::{assert_malformed_bytes_answered, malformed_payloads, methods_of};
+pub use server_timed::{ServerTimed, server_timed};
 pub use stack::{TestStack, TestStackBuilder, test_stack};
 
 /// The identity secret of every test stack and directly called service.

@@ -8,6 +8,7 @@
 //! running balances are checked from the postings streamed in balance_seq order, one
 //! entry's postings on one balance at a time (`domain::reconcile::RunningBalance`).
 
+use economy_kit::db::LongRead;
 use futures_util::TryStreamExt;
 
 use super::LedgerStore;
@@ -166,12 +167,22 @@ fn asset(code: &str) -> Result<Code, LedgerError> {
 impl LedgerStore {
     /// Runs every check and reports each violation, exactly whatever the sums (findings of
     /// balances by account and asset: postings mismatches, then frozen mismatches, then
-    /// assets not summing to zero). Balances are streamed, never all held in memory.
+    /// assets not summing to zero). Balances are streamed, never all held in memory. A
+    /// long read: dropped (the caller gone, the request's deadline passed), it stops its
+    /// query on the database (docs/operations.md, "Deadlines").
     pub async fn reconcile(&self) -> Result<Report, LedgerError> {
+        let mut read = self.db.long_read().await?;
+        let report = self.reconcile_on(&mut read).await?;
+        read.finish().await?;
+        Ok(report)
+    }
+
+    /// [`LedgerStore::reconcile`] on `read`.
+    async fn reconcile_on(&self, read: &mut LongRead) -> Result<Report, LedgerError> {
         let mut postings = Vec::new();
         let mut frozen = Vec::new();
         let mut balances_checked = 0_i64;
-        let mut rows = sqlx::query_as::<_, BalanceRow>(BALANCES).fetch(self.db.pool());
+        let mut rows = sqlx::query_as::<_, BalanceRow>(BALANCES).fetch(&mut *read);
         while let Some(row) = rows.try_next().await? {
             balances_checked += 1;
             let sums = BalanceSums {
@@ -190,17 +201,17 @@ impl LedgerStore {
             }
         }
         drop(rows);
-        let orphans: Vec<SumRow> = sqlx::query_as(ORPHAN_POSTINGS).fetch_all(self.db.pool()).await?;
+        let orphans: Vec<SumRow> = sqlx::query_as(ORPHAN_POSTINGS).fetch_all(&mut *read).await?;
         for (key, code, high, low) in orphans {
             postings.extend(orphan_postings(account(&key)?, asset(&code)?, from_parts(high, low)));
         }
-        let totals: Vec<(String, i64, i64)> = sqlx::query_as(ASSET_TOTALS).fetch_all(self.db.pool()).await?;
+        let totals: Vec<(String, i64, i64)> = sqlx::query_as(ASSET_TOTALS).fetch_all(&mut *read).await?;
         let mut assets: Vec<Finding> = Vec::new();
         for (code, high, low) in totals {
             assets.extend(asset_total(asset(&code)?, from_parts(high, low)));
         }
-        let (assets_checked,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM assets").fetch_one(self.db.pool()).await?;
-        let running = self.running_balances().await?;
+        let (assets_checked,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM assets").fetch_one(&mut *read).await?;
+        let running = self.running_balances(read).await?;
         let findings = [postings, frozen, assets, running].concat();
         Ok(Report { findings, balances_checked, assets_checked })
     }
@@ -208,10 +219,10 @@ impl LedgerStore {
     /// The findings of the running balances (by account and asset): every balance's
     /// postings streamed in balance_seq order against its row, then the rows without
     /// postings whose version is not 0.
-    async fn running_balances(&self) -> Result<Vec<Finding>, LedgerError> {
+    async fn running_balances(&self, read: &mut LongRead) -> Result<Vec<Finding>, LedgerError> {
         let mut findings = Vec::new();
         let mut chain: Option<Chain> = None;
-        let mut rows = sqlx::query_as::<_, RunningRow>(RUNNING).fetch(self.db.pool());
+        let mut rows = sqlx::query_as::<_, RunningRow>(RUNNING).fetch(&mut *read);
         while let Some(row) = rows.try_next().await? {
             let (account, asset) = (account(&row.account)?, asset(&row.asset_code)?);
             match chain.as_mut() {
@@ -235,7 +246,7 @@ impl LedgerStore {
         }
         drop(rows);
         findings.extend(chain.map(Chain::finish).unwrap_or_default());
-        let unposted: Vec<(String, String, i64)> = sqlx::query_as(UNPOSTED_SEQS).fetch_all(self.db.pool()).await?;
+        let unposted: Vec<(String, String, i64)> = sqlx::query_as(UNPOSTED_SEQS).fetch_all(&mut *read).await?;
         for (key, code, seq) in unposted {
             findings.extend(unposted_seq(account(&key)?, asset(&code)?, seq));
         }

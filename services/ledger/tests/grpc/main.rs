@@ -6,6 +6,7 @@
 
 mod auth;
 mod balances;
+mod cancel;
 mod catalog;
 mod common;
 mod compensation;
