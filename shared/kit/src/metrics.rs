@@ -117,7 +117,8 @@ pub(crate) fn watch_pool(database: String, pool: sqlx::AnyPool, wal: Option<std:
     tokio::spawn(async move {
         let max = f64::from(pool.options().get_max_connections());
         metrics::gauge!("economy_db_pool_max_connections", "database" => database.clone()).set(max);
-        let wal_bytes = wal.map(|path| (path, metrics::gauge!("economy_sqlite_wal_bytes", "database" => database.clone())));
+        let wal_bytes =
+            wal.map(|path| (path, metrics::gauge!("economy_sqlite_wal_bytes", "database" => database.clone())));
         let idle = metrics::gauge!("economy_db_pool_connections", "database" => database.clone(), "state" => "idle");
         let in_use = metrics::gauge!("economy_db_pool_connections", "database" => database, "state" => "in_use");
         let mut ticker = tokio::time::interval(SAMPLE_PERIOD);
