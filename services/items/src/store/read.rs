@@ -126,12 +126,10 @@ impl ItemStore {
         rows.into_iter().map(rows::item).collect()
     }
 
-    /// Events of one instance, oldest first, versions strictly above `page.after`.
+    /// Events of one instance, oldest first, versions strictly above `page.after`
+    /// ([`events_sql`]: O(page)).
     pub async fn events(&self, item_id: &str, page: &Page<i64>) -> Result<Vec<Event>, ItemError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM item_events WHERE item_instance_id = $1 AND version > $2 \
-             ORDER BY version LIMIT $3"
-        );
+        let sql = events_sql();
         let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(item_id)
             .bind(page.after.unwrap_or(0))
@@ -143,18 +141,14 @@ impl ItemStore {
 
     /// Events recorded with `correlation_id`, oldest first (by UUIDv7 id), ids strictly
     /// above `page.after`; `viewer` `None` sees all of them, `Some(user)` only those whose
-    /// previous or new owner is `user`.
+    /// previous or new owner is `user` ([`correlated_events_sql`]).
     pub async fn correlated_events(
         &self,
         correlation_id: &CorrelationId,
         viewer: Option<i64>,
         page: &Page<String>,
     ) -> Result<Vec<Event>, ItemError> {
-        // `correlation_id <> ''` repeats the partial index's condition so both backends use it.
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM item_events WHERE correlation_id = $1 AND correlation_id <> '' \
-             AND id > $2 AND ($3 = 1 OR from_owner_user_id = $4 OR to_owner_user_id = $4) ORDER BY id LIMIT $5"
-        );
+        let sql = correlated_events_sql();
         let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(correlation_id.as_str())
             .bind(page.after.clone().unwrap_or_default())
@@ -200,3 +194,29 @@ impl ItemStore {
         Ok(row.map(|(id,)| id))
     }
 }
+
+/// One instance's events after a version (`$1` instance, `$2` version, `$3` limit): a
+/// walk of the UNIQUE (item_instance_id, version) index in the page's order, so a page
+/// costs O(page) however long the instance's history (`store/events_plan_tests.rs`).
+fn events_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM item_events WHERE item_instance_id = $1 AND version > $2 \
+         ORDER BY version LIMIT $3"
+    )
+}
+
+/// One correlation's events after an id (`$1` correlation, `$2` id, `$3` 1 to see every
+/// event, `$4` else the viewer, `$5` limit): a walk of `item_events_by_correlation
+/// (correlation_id, id)` in the page's order. `correlation_id <> ''` repeats the partial
+/// index's condition so both backends use it; the viewer is a filter over the
+/// correlation's few events.
+fn correlated_events_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM item_events WHERE correlation_id = $1 AND correlation_id <> '' \
+         AND id > $2 AND ($3 = 1 OR from_owner_user_id = $4 OR to_owner_user_id = $4) ORDER BY id LIMIT $5"
+    )
+}
+
+#[cfg(test)]
+#[path = "events_plan_tests.rs"]
+mod events_plan_tests;

@@ -1,0 +1,62 @@
+//! ListItemEvents pages in O(page) (docs/items.md, "Reading"): the plans of
+//! [`events_sql`] and [`correlated_events_sql`] walk their indexes in the page's order,
+//! without a scan or a sort, on either backend. On PostgreSQL sequential scans, bitmap scans and sorts are
+//! turned off for the EXPLAIN (a handful of rows would rightly be scanned and sorted): a
+//! plan that cannot walk the index in order still shows its Sort.
+
+use economy_kit::db::{Backend, DbOptions};
+use economy_kit::testing::TestDatabase;
+use sqlx::{AnyConnection, Connection, Row};
+
+use super::{correlated_events_sql, events_sql};
+use crate::store::ItemStore;
+
+enum Bind {
+    Text(&'static str),
+    Int(i64),
+}
+
+/// The plan of `sql` bound with `binds`, as one text.
+async fn plan_of(conn: &mut AnyConnection, backend: Backend, sql: &str, binds: &[Bind]) -> anyhow::Result<String> {
+    let explain = match backend {
+        Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+        Backend::Postgres => format!("EXPLAIN {sql}"),
+    };
+    let mut query = sqlx::query(&explain);
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(*text),
+            Bind::Int(number) => query.bind(*number),
+        };
+    }
+    let column = if backend == Backend::Sqlite { 3 } else { 0 };
+    let rows = query.fetch_all(&mut *conn).await?;
+    let lines: Vec<String> = rows.iter().map(|row| row.try_get(column)).collect::<Result<_, _>>()?;
+    Ok(lines.join("\n"))
+}
+
+#[tokio::test]
+async fn event_pages_walk_their_index_in_order() -> anyhow::Result<()> {
+    let database = TestDatabase::new().await?;
+    let store = ItemStore::open(&database.url, &DbOptions::default()).await?;
+    let backend = store.db.backend();
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&database.url).await?;
+    if backend == Backend::Postgres {
+        for setting in ["enable_seqscan", "enable_bitmapscan", "enable_sort"] {
+            sqlx::query(&format!("SET {setting} = off")).execute(&mut conn).await?;
+        }
+    }
+    let item = [Bind::Text("0190a000-0000-7000-8000-000000000000"), Bind::Int(3), Bind::Int(50)];
+    let correlation = [Bind::Text("order-1"), Bind::Text(""), Bind::Int(0), Bind::Int(4), Bind::Int(50)];
+    for (sql, binds, index) in [
+        (events_sql(), &item[..], "item_instance_id"),
+        (correlated_events_sql(), &correlation[..], "item_events_by_correlation"),
+    ] {
+        let plan = plan_of(&mut conn, backend, &sql, binds).await?;
+        let scans = plan.lines().any(|line| line.trim_start().starts_with("SCAN") || line.contains("Seq Scan"));
+        assert!(!scans && !plan.contains("TEMP B-TREE") && !plan.contains("Sort"), "{plan}");
+        assert!(plan.contains(index), "{plan}");
+    }
+    Ok(())
+}
