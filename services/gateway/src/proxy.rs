@@ -201,12 +201,15 @@ impl UnaryService<Bytes> for Handler {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let (gateway, path) = (self.gateway.clone(), self.path.clone());
+        // The request's deadline, read here: the detached task below cannot see it.
+        let callers_deadline = economy_kit::server::deadline::current();
         // Detached from the caller: a client that goes away (its deadline, a cancel) must
         // not stop a write between its upstream call and the record of its outcome, which
         // would leave the key `processing` until its lease expires. Tracked, so that a
         // shutdown waits for it. The task stays in the request's span (and so its trace).
         let tasks = self.gateway.tasks.clone();
-        let task = tasks.spawn(async move { gateway.handle(&path, request).await }.in_current_span());
+        let handled = async move { gateway.handle(&path, request, callers_deadline).await };
+        let task = tasks.spawn(handled.in_current_span());
         Box::pin(async move {
             task.await.unwrap_or_else(|error| Err(GatewayError::Internal(StorageCause::new(error)).into()))
         })
@@ -237,14 +240,21 @@ impl Gateway {
         Ok((caller, permit))
     }
 
-    async fn handle(&self, path: &str, request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
+    /// One unary RPC; `callers_deadline` is the request's (docs/operations.md,
+    /// "Deadlines"), which bounds a read's upstream call but not a write's.
+    async fn handle(
+        &self,
+        path: &str,
+        request: Request<Bytes>,
+        callers_deadline: Option<Instant>,
+    ) -> Result<Response<Bytes>, Status> {
         let method = self.registry.method(path).ok_or_else(|| GatewayError::NotRouted(path.to_owned()))?;
         let (caller, _permit) = self.admit(request.metadata(), method.min_role_level).await?;
         let user_id = caller.user_id().unwrap_or_default();
         if method.read_only {
             let body = request.into_inner();
             decode(method, &body)?;
-            return self.forward(method, &caller, None, body, Instant::now() + self.upstream_timeout).await;
+            return self.forward(method, &caller, None, body, self.read_deadline(callers_deadline)).await;
         }
         let Some(operation) = method.canonical_operation.as_deref() else {
             return Err(GatewayError::CanonicalOperationNotDefined { method: path.to_owned() }.into());
@@ -286,7 +296,8 @@ impl Gateway {
                     // business event, which the service replays if it ran (docs/idempotency.md).
                     tracing::info!(method = %path, %request_id, %business_event_id, "idempotency record taken over past its lease");
                 }
-                let outcome = self.forward(method, &caller, Some(&business_event_id), body, forward_deadline).await;
+                let deadline = Deadline { at: forward_deadline, callers: false };
+                let outcome = self.forward(method, &caller, Some(&business_event_id), body, deadline).await;
                 let attempt = Attempt { method, user_id, key: &key, request_id: &request_id };
                 self.record(&attempt, &outcome, lease_ends).await;
                 with_event(outcome, &business_event_id, &request_id)
@@ -332,28 +343,41 @@ impl Gateway {
         Ok(Response::new(permit.guard(Box::pin(messages) as MessageStream)))
     }
 
+    /// The deadline of a read's upstream call: the caller's, when it comes before the
+    /// gateway's own upstream timeout.
+    fn read_deadline(&self, callers: Option<Instant>) -> Deadline {
+        let own = Instant::now() + self.upstream_timeout;
+        match callers {
+            Some(at) if at < own => Deadline { at, callers: true },
+            _ => Deadline { at: own, callers: false },
+        }
+    }
+
     /// Calls the upstream with the caller's signed identity (and the business event for
-    /// writes), ending by `deadline` (`UPSTREAM_TIMEOUT` past it).
+    /// writes), ending by `deadline`, which the upstream is given as its `grpc-timeout`;
+    /// past it `DEADLINE_EXCEEDED`: `DEADLINE_EXCEEDED` when it was the caller's,
+    /// `UPSTREAM_TIMEOUT` when the gateway's.
     async fn forward(
         &self,
         method: &Method,
         caller: &Caller,
         event: Option<&str>,
         body: Bytes,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<Response<Bytes>, Status> {
         let (mut grpc, mut request, path) = self.upstream_call(method, caller, event, body)?;
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        request.set_timeout(deadline.at.saturating_duration_since(Instant::now()));
         // The whole forward, readiness included, is bounded: that bound is what makes a
         // claim past its lease provably abandoned.
         let call = async move {
             grpc.ready().await.map_err(|_| GatewayError::unavailable(&method.upstream, "not ready"))?;
             grpc.unary(request, path, BytesCodec).await
         };
-        match tokio::time::timeout_at(deadline.into(), call).await {
+        match tokio::time::timeout_at(deadline.at.into(), call).await {
             Ok(result) => result
                 .map(|response| Response::new(response.into_inner()))
                 .map_err(|status| passed_on(&method.upstream, status)),
+            Err(_) if deadline.callers => Err(economy_kit::server::deadline::exceeded(crate::DOMAIN)),
             Err(_) => Err(GatewayError::UpstreamTimeout.into()),
         }
     }
@@ -511,6 +535,13 @@ impl Gateway {
             snapshot.truncated = true;
         }
     }
+}
+
+/// When an upstream call must end, and whether that is the caller's deadline.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    callers: bool,
 }
 
 /// One attempt at a write: whose record it owns.

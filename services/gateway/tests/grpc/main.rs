@@ -10,6 +10,7 @@ mod common;
 mod connect;
 mod contracts;
 mod cors;
+mod deadlines;
 mod idempotency;
 mod jobs;
 mod leases;
