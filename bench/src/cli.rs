@@ -4,6 +4,9 @@
 //! `economy-bench pgledger` runs the peer comparison: `pgledger`, then `ledger-write` with
 //! the same options, and prints the two side by side with their ratio.
 //!
+//! `economy-bench scale [--entries 10000000] [--users 100000] [--reconcile-after 10000]`
+//! generates a ledger of that size first (scenarios::scale).
+//!
 //! Exit status: 0 when every scenario that ran had successful operations and no failed
 //! one (skipped scenarios do not count), 1 otherwise, 2 for bad arguments.
 
@@ -17,6 +20,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::driver::LoadOptions;
 use crate::report;
+use crate::scenarios::scale::{ScaleOptions, Shape};
 use crate::scenarios::{self, BenchOptions, LedgerOp, Scenario, ScenarioResult};
 use crate::stack::{Backend, RemoteStack, Target};
 
@@ -118,6 +122,15 @@ pub struct Cli {
     /// (needs `--database postgres`); without it that scenario is skipped.
     #[arg(long, env = "ECONOMY_BENCH_PGLEDGER_DIR")]
     pub pgledger_dir: Option<PathBuf>,
+    /// `scale`: journal entries of the generated ledger.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub entries: u64,
+    /// `scale`: typical users of the generated ledger (ids 1..=N; one more is the heavy user).
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// `scale`: new entries written before the timed incremental `Reconcile`.
+    #[arg(long, default_value_t = 10_000)]
+    pub reconcile_after: u64,
 }
 
 impl Cli {
@@ -146,7 +159,11 @@ impl Cli {
             duration: self.duration,
             rate: self.rate,
         };
-        Ok(BenchOptions { target, load, ledger_op: self.ledger_op, pgledger_dir: self.pgledger_dir.clone() })
+        let scale = ScaleOptions {
+            shape: Shape { entries: self.entries, users: self.users.max(1) },
+            reconcile_after: self.reconcile_after,
+        };
+        Ok(BenchOptions { target, load, ledger_op: self.ledger_op, pgledger_dir: self.pgledger_dir.clone(), scale })
     }
 
     fn remote(&self, endpoint: &str, backend: &str) -> anyhow::Result<RemoteStack> {

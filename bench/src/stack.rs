@@ -292,6 +292,11 @@ impl Stack {
         self.running.is_some()
     }
 
+    /// The URL of service `name`'s database, in-process only.
+    pub fn database_url(&self, name: &str) -> Option<&str> {
+        self.running.as_ref().and_then(|running| running.databases.url(name).ok())
+    }
+
     /// `Databases::analyze` of service `name`'s database, in-process only.
     pub async fn analyze(&self, name: &str) -> anyhow::Result<()> {
         match &self.running {

@@ -15,6 +15,7 @@
 //! | `raw-db` | the ledger write's SQL transaction issued directly through sqlx, no gRPC |
 //! | `pgledger` | the peer: `pgledger_create_transfer` of [pgledger](https://github.com/pgr0ss/pgledger) on the same PostgreSQL server, same clients and accounts as `ledger-write` (needs `--pgledger-dir`) |
 //! | `watch-lag` | the `ledger-write` transfer, while a `WatchBackpack` stream per writer's user and an admin `WatchEntries` stream measure each entry's delivery lag |
+//! | `scale` | the `ledger-write` transfer on a generated ledger of `--entries` entries, with balance, history and reconcile measurements around it ([`scale`]; not part of `all`) |
 //!
 //! The ledger write is a `PostTransaction` transfer between two user accounts of the
 //! client's own (`--ledger-op transfer`, the default) or an `AdjustBalance` credit against
@@ -32,6 +33,7 @@ mod offer;
 pub mod pgledger;
 mod raw_db;
 mod redemption;
+pub mod scale;
 mod setup;
 mod watch_lag;
 
@@ -72,10 +74,14 @@ pub enum Scenario {
     Pgledger,
     /// Ledger transfers through the gateway while stream consumers measure delivery lag.
     WatchLag,
+    /// Ledger transfers, balance and history reads and reconciles on a generated ledger
+    /// of `--entries` entries (not part of `all`).
+    Scale,
 }
 
 impl Scenario {
-    /// Every scenario, in the order `all` runs them.
+    /// Every scenario `all` runs, in its order (`scale` generates a large ledger first
+    /// and runs on its own).
     pub const ALL: [Self; 12] = [
         Self::RawDb,
         Self::LedgerWriteDirect,
@@ -127,6 +133,10 @@ impl Scenario {
                  WatchEntries stream of every entry (lag: receipt time - the entry's created_at)",
                 LedgerOp::Transfer.describe()
             ),
+            Self::Scale => format!(
+                "{} through the gateway on a generated ledger (notes: reads, reconciles, WAL)",
+                LedgerOp::Transfer.describe()
+            ),
         }
     }
 }
@@ -163,6 +173,8 @@ pub struct BenchOptions {
     /// A checkout of github.com/pgr0ss/pgledger for the `pgledger` scenario (skipped
     /// without one).
     pub pgledger_dir: Option<std::path::PathBuf>,
+    /// The generated ledger of the `scale` scenario.
+    pub scale: scale::ScaleOptions,
 }
 
 /// How a scenario ended.
@@ -291,6 +303,13 @@ async fn on_stack(
         Scenario::Market => market::run(stack, options, notes).await?,
         Scenario::Offer => offer::run(stack, options, notes).await?,
         Scenario::WatchLag => watch_lag::run(stack, options).await?,
+        Scenario::Scale => {
+            if !stack.is_in_process() {
+                notes.push("generates its ledger: needs the in-process stack (no --endpoint)".into());
+                return Ok(None);
+            }
+            scale::run(stack, options, notes).await?
+        }
         Scenario::RawDb | Scenario::Pgledger => return Ok(None),
     };
     if measurement.exhausted_workers > 0 {

@@ -181,6 +181,7 @@ mod tests {
             load: LoadOptions::default(),
             ledger_op: LedgerOp::Transfer,
             pgledger_dir,
+            scale: Default::default(),
         }
     }
 
