@@ -150,6 +150,42 @@ mod tests {
         assert_eq!(&*layer.domain, "economy.ledger");
     }
 
+    /// The status and `ErrorInfo.reason` a layered service answers `request` with, and the
+    /// deadline its inner service saw; the inner service never answers.
+    async fn answer(request_timeout: Duration, request: http::Request<()>) -> (Code, Option<String>, Option<Instant>) {
+        use tower::{Layer, ServiceExt};
+        let (seen, mut saw) = tokio::sync::mpsc::unbounded_channel();
+        let inner = tower::service_fn(move |_: http::Request<()>| {
+            let seen = seen.clone();
+            async move {
+                let _ = seen.send(current());
+                std::future::pending::<Result<http::Response<tonic::body::Body>, std::convert::Infallible>>().await
+            }
+        });
+        let layer = DeadlineLayer::new("economy.ledger.v1.LedgerService", request_timeout);
+        let response = layer.layer(inner).oneshot(request).await.expect("an answer");
+        let status = Status::from_header_map(response.headers()).expect("a trailers-only status");
+        (status.code(), crate::error::reason(&status), saw.recv().await.flatten())
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_answered_deadline_exceeded() {
+        let started = Instant::now();
+        let (code, reason, deadline) = answer(Duration::from_millis(50), http::Request::new(())).await;
+        assert_eq!((code, reason.as_deref()), (Code::DeadlineExceeded, Some(reasons::DEADLINE_EXCEEDED)));
+        assert!(deadline.is_some_and(|deadline| deadline >= started + Duration::from_millis(50)), "{deadline:?}");
+
+        let mut request = http::Request::new(());
+        request.headers_mut().insert("grpc-timeout", "20m".parse().expect("header value"));
+        let (code, _, deadline) = answer(Duration::from_secs(3600), request).await;
+        assert_eq!(code, Code::DeadlineExceeded);
+        let capped = Instant::now() + Duration::from_secs(60);
+        assert!(
+            deadline.is_some_and(|deadline| deadline < capped),
+            "the caller's deadline, not the server's: {deadline:?}"
+        );
+    }
+
     #[tokio::test]
     async fn the_deadline_is_known_inside_the_request_only() {
         assert_eq!(current(), None);
