@@ -8,7 +8,7 @@ use economy_kit::db::{Backend, Db, DbOptions};
 use economy_kit::identity::roles;
 use economy_kit::reasons;
 use economy_proto::ledger::v1 as pb;
-use economy_testkit::server_timed;
+use economy_testkit::{server_timed, test_stack};
 use pb::ledger_service_client::LedgerServiceClient;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -40,7 +40,7 @@ async fn seed(db: &Db) {
 
 /// Whether a query runs on the ledger's database: on SQLite a TRUNCATE checkpoint after a
 /// write is refused while a reader holds a snapshot, on PostgreSQL `pg_stat_activity`
-/// shows an active statement of another connection.
+/// shows an active statement reading the postings.
 async fn query_running(db: &Db) -> Result<bool, sqlx::Error> {
     match db.backend() {
         Backend::Sqlite => {
@@ -53,7 +53,7 @@ async fn query_running(db: &Db) -> Result<bool, sqlx::Error> {
         Backend::Postgres => {
             let active: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
-                 AND pid <> pg_backend_pid()",
+                 AND pid <> pg_backend_pid() AND query LIKE '%FROM postings%'",
             )
             .fetch_one(db.pool())
             .await?;
@@ -74,7 +74,17 @@ fn reads_stopped(url: &str) -> f64 {
 #[tokio::test]
 async fn a_read_past_the_callers_deadline_is_answered_deadline_exceeded_and_its_upstream_query_stops() {
     economy_kit::metrics::recorder().unwrap();
-    let stack = stack_with(|_, limits| limits.request_timeout_secs = 600).await;
+    let stack = Stack(
+        test_stack(&[Service::Ledger, Service::Gateway])
+            .configure(|config| {
+                config.limits.request_timeout_secs = 600;
+                // No job of the ledger reads it meanwhile.
+                config.ledger.hold_expiry_interval_secs = 3600;
+                config.ledger.incremental_reconcile_interval_secs = 3600;
+            })
+            .start()
+            .await,
+    );
     let mut admin = stack.admin_with_points().await;
     for user in [USER, USER + 1] {
         admin.adjust_balance(keyed(adjust(user, 10), &new_key())).await.unwrap();

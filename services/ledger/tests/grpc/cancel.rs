@@ -17,12 +17,19 @@ use crate::common::*;
 /// Journal entries seeded (two postings each): enough for Reconcile to take seconds.
 const SEEDED_ENTRIES: i64 = 150_000;
 
-/// A ledger whose request timeout (600 s) stops nothing in these tests, with users 2 and 3
-/// holding POINTS and [`SEEDED_ENTRIES`] entries between them written straight into the
-/// schema; the test's own connection to its database.
+/// A ledger whose request timeout (600 s) stops nothing in these tests and whose jobs
+/// stay idle, with users 2 and 3 holding POINTS and [`SEEDED_ENTRIES`] entries between
+/// them written straight into the schema; the test's own connection to its database.
 async fn big_ledger() -> (TestApp, Db) {
-    let stack =
-        test_stack(&[Service::Ledger]).configure(|config| config.limits.request_timeout_secs = 600).start().await;
+    let stack = test_stack(&[Service::Ledger])
+        .configure(|config| {
+            config.limits.request_timeout_secs = 600;
+            // No job reads the ledger meanwhile.
+            config.ledger.hold_expiry_interval_secs = 3600;
+            config.ledger.incremental_reconcile_interval_secs = 3600;
+        })
+        .start()
+        .await;
     let app = TestApp::from(stack);
     let mut admin = app.admin_with_catalog().await;
     adjust(&mut admin, 2, "POINTS", 10).await.unwrap();
@@ -49,7 +56,7 @@ async fn big_ledger() -> (TestApp, Db) {
 
 /// Whether a query of the ledger runs on its database: on SQLite a TRUNCATE checkpoint
 /// after a write is refused while a reader holds a snapshot, on PostgreSQL
-/// `pg_stat_activity` shows an active statement of another connection.
+/// `pg_stat_activity` shows an active statement reading the postings.
 async fn query_running(db: &Db) -> Result<bool, sqlx::Error> {
     match db.backend() {
         Backend::Sqlite => {
@@ -62,7 +69,7 @@ async fn query_running(db: &Db) -> Result<bool, sqlx::Error> {
         Backend::Postgres => {
             let active: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
-                 AND pid <> pg_backend_pid()",
+                 AND pid <> pg_backend_pid() AND query LIKE '%FROM postings%'",
             )
             .fetch_one(db.pool())
             .await?;
