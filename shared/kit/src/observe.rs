@@ -9,8 +9,9 @@
 //!   request to the end of its response body.
 //!
 //! The status is read from the response headers (trailers-only answers) or trailers.
-//! `CANCELLED` counts requests that ended before their status was sent (caller gone,
-//! server deadline). Unrouted paths (`UNIMPLEMENTED`) are counted under `service` and
+//! `CANCELLED` counts requests that ended before their status was sent (caller gone); a
+//! passed deadline is answered, and counted, `DEADLINE_EXCEEDED` (`server::deadline`,
+//! inside this layer). Unrouted paths (`UNIMPLEMENTED`) are counted under `service` and
 //! `method` `unknown`, so arbitrary paths cannot grow the label set. Health and reflection
 //! requests are counted but not traced.
 
