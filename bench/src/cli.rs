@@ -131,6 +131,10 @@ pub struct Cli {
     /// `scale`: new entries written before the timed incremental `Reconcile`.
     #[arg(long, default_value_t = 10_000)]
     pub reconcile_after: u64,
+    /// `scale`: record the generated history as checked by the incremental `Reconcile`
+    /// instead of timing its first run over it (about N / 5,000 s).
+    #[arg(long)]
+    pub checkpoint_history: bool,
 }
 
 impl Cli {
@@ -162,6 +166,7 @@ impl Cli {
         let scale = ScaleOptions {
             shape: Shape { entries: self.entries, users: self.users.max(1) },
             reconcile_after: self.reconcile_after,
+            checkpoint_history: self.checkpoint_history,
         };
         Ok(BenchOptions { target, load, ledger_op: self.ledger_op, pgledger_dir: self.pgledger_dir.clone(), scale })
     }
