@@ -132,13 +132,30 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Exit status of a command whose reader stopped early: the shell's status of a process
+/// ended by `SIGPIPE` (128 + 13).
+const CLOSED_OUTPUT: i32 = 141;
+
 /// A command's output piped into a reader that stops early (`economy history | head`)
-/// ends the process silently, as Unix tools do, instead of a panic: Rust ignores
-/// `SIGPIPE`, so `println!` would panic on the closed pipe. Not for `economy up`, a
-/// server whose own log output must never stop it. Sockets are unaffected (they write
-/// with `MSG_NOSIGNAL`).
+/// ends the process quietly with status 141, as Unix tools do, instead of a panic
+/// message: `println!` panics when stdout is closed, and this hook turns that one panic
+/// into an exit. `SIGPIPE` itself stays ignored (Rust's default): HTTP/2 writes a socket
+/// with `writev`, which raises it when a server closes the connection, and the default
+/// action would kill the command silently instead of reporting the error. Not for
+/// `economy up`, a server whose own log output must never stop it.
 fn die_quietly_on_closed_pipe() {
-    sigpipe::reset();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if message
+            .is_some_and(|message| message.starts_with("failed printing to stdout") && message.contains("Broken pipe"))
+        {
+            std::process::exit(CLOSED_OUTPUT);
+        }
+        report(info);
+    }));
 }
 
 /// Dispatches one command.
