@@ -10,10 +10,6 @@ use crate::domain::LedgerError;
 use crate::domain::entry::Entry;
 use crate::domain::ids::AccountId;
 
-#[cfg(test)]
-#[path = "history_scale_tests.rs"]
-mod scale_tests;
-
 /// A balance as of an instant: the after-values of its last entry at or before it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BalanceAt {
