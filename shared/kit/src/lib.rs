@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod process;
 pub mod reasons;
 pub mod server;
+pub mod sqlite_backup;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
