@@ -17,10 +17,12 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub mod long_read;
+mod migrations;
 pub mod params;
 mod writer;
 
 pub use long_read::LongRead;
+pub use migrations::{AppliedMigration, Migrations};
 pub use params::{Params, Placeholder};
 use writer::{Parked, SqliteWriter, WriterConnection};
 pub use writer::{RawTransaction, Writer};
@@ -57,11 +59,20 @@ pub struct DbOptions {
     pub sqlite_synchronous: String,
     /// How long a SQLite writer waits for the write lock, milliseconds.
     pub sqlite_busy_timeout_ms: u64,
+    /// Whether the service applies its pending migrations when it starts (default true).
+    /// Off, it only checks that the database is at its migrations' version and refuses to
+    /// start otherwise; `economy migrate` applies them (docs/operations.md, "Migrations").
+    pub migrate_on_start: bool,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { max_connections: 8, sqlite_synchronous: "FULL".into(), sqlite_busy_timeout_ms: 10_000 }
+        Self {
+            max_connections: 8,
+            sqlite_synchronous: "FULL".into(),
+            sqlite_busy_timeout_ms: 10_000,
+            migrate_on_start: true,
+        }
     }
 }
 
@@ -83,6 +94,10 @@ pub struct Db {
     writers: Writers,
     /// The lock file that serializes migrations of a SQLite file across processes.
     migration_lock: Option<Arc<Path>>,
+    /// [`DbOptions::migrate_on_start`].
+    migrate_on_start: bool,
+    /// The database's name in metrics and messages (`ledger`), never its credentials.
+    label: Arc<str>,
     /// Where [`Db::long_read`] gets its connections.
     long_reads: long_read::Opener,
 }
@@ -123,26 +138,54 @@ impl Db {
             .as_deref()
             .and_then(|lock| lock.to_str())
             .map(|lock| std::path::PathBuf::from(format!("{}-wal", lock.trim_end_matches(".migrate.lock"))));
-        crate::metrics::watch_pool(label, pool.clone(), wal);
-        Ok(Self { pool, writers, migration_lock, long_reads })
+        crate::metrics::watch_pool(label.clone(), pool.clone(), wal);
+        let (migrate_on_start, label) = (options.migrate_on_start, label.into());
+        Ok(Self { pool, writers, migration_lock, migrate_on_start, label, long_reads })
     }
 
-    /// Applies the backend's migrations (each service embeds both sets with
-    /// `sqlx::migrate!`). Safe when several processes start at once on one database:
-    /// PostgreSQL serializes them with sqlx's advisory lock, a SQLite file with an
-    /// exclusive lock on `<file>.migrate.lock` beside it (SQLite has no advisory lock, and
-    /// two processes would both apply a migration the other had not committed yet).
+    /// A service's start-up migration (each service embeds both sets with
+    /// `sqlx::migrate!`): applies the backend's pending migrations, or, with
+    /// [`DbOptions::migrate_on_start`] off, only checks that none is pending and refuses
+    /// the database otherwise, naming the setting. Applying is safe when several processes
+    /// start at once on one database: PostgreSQL serializes them with sqlx's advisory
+    /// lock, a SQLite file with an exclusive lock on `<file>.migrate.lock` beside it
+    /// (SQLite has no advisory lock, and two processes would both apply a migration the
+    /// other had not committed yet). (docs/operations.md, "Migrations")
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
         let migrator = match self.backend() {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
         };
-        let _held = match &self.migration_lock {
-            Some(path) => Some(lock_file(path.clone()).await?),
-            None => None,
-        };
+        let mut writer = self.writer().await?;
+        if !self.migrate_on_start {
+            return migrations::check_current(&mut *writer, self.backend(), migrator, &self.label).await;
+        }
+        drop(writer);
+        let _held = self.hold_migration_lock().await?;
         migrator.run(&mut *self.writer().await?).await?;
         Ok(())
+    }
+
+    /// What `economy migrate` runs: applies the backend's pending migrations of
+    /// `migrations` once, without PostgreSQL's advisory lock (CockroachDB and YugabyteDB
+    /// have none), and returns them in order (none when the database is up to date). Run
+    /// it from one process at a time, before the services start (docs/operations.md,
+    /// "Migrations"); a SQLite file still takes its lock file.
+    pub async fn migrate_once(&self, migrations: Migrations) -> anyhow::Result<Vec<AppliedMigration>> {
+        let migrator = match self.backend() {
+            Backend::Sqlite => migrations.sqlite,
+            Backend::Postgres => migrations.postgres,
+        };
+        let _held = self.hold_migration_lock().await?;
+        migrations::apply_unlocked(&mut *self.writer().await?, migrator).await
+    }
+
+    /// The SQLite file's migration lock, held until dropped (`None` on PostgreSQL).
+    async fn hold_migration_lock(&self) -> anyhow::Result<Option<std::fs::File>> {
+        match &self.migration_lock {
+            Some(path) => Ok(Some(lock_file(path.clone()).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The pool, for reads.
@@ -412,6 +455,33 @@ mod tests {
         let db = Db::connect(&database.url, &DbOptions::default()).await?;
         let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(db.pool()).await?;
         assert_eq!(applied, i64::try_from(SQLITE_MIGRATIONS.iter().count())?);
+        db.close().await;
+        Ok(())
+    }
+
+    /// docs/operations.md, "Migrations": with `migrate_on_start` off a start refuses an
+    /// unmigrated database, naming the setting; `migrate_once` applies every migration,
+    /// a second run applies none, and the start then passes.
+    #[tokio::test]
+    async fn with_migrate_on_start_off_a_start_waits_for_migrate_once() -> anyhow::Result<()> {
+        let database = crate::testing::TestDatabase::new().await?;
+        let options = DbOptions { migrate_on_start: false, ..DbOptions::default() };
+        let db = Db::connect(&database.url, &options).await?;
+        let refused = db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await.expect_err("unmigrated");
+        let message = format!("{refused:#}");
+        assert!(
+            message.contains("are not applied") && message.contains("database.migrate_on_start is false"),
+            "{message}"
+        );
+        let created = migrations::has_migrations_table(&mut *db.writer().await?, db.backend()).await?;
+        assert!(!created, "the check created nothing");
+        let migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
+        let applied = db.migrate_once(migrations).await?;
+        let versions: Vec<i64> = applied.iter().map(|migration| migration.version).collect();
+        let expected: Vec<i64> = SQLITE_MIGRATIONS.iter().map(|migration| migration.version).collect();
+        assert_eq!(versions, expected);
+        assert_eq!(db.migrate_once(migrations).await?, Vec::new(), "a second run is a no-op");
+        db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         db.close().await;
         Ok(())
     }
