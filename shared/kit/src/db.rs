@@ -158,7 +158,7 @@ impl Db {
         };
         let mut writer = self.writer().await?;
         if !self.migrate_on_start {
-            return migrations::check_current(&mut *writer, self.backend(), migrator, &self.label).await;
+            return migrations::check_current(&mut writer, self.backend(), migrator, &self.label).await;
         }
         drop(writer);
         let _held = self.hold_migration_lock().await?;
