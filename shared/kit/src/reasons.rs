@@ -204,6 +204,9 @@ catalogue! {
     ITEM_NOT_DUE: [FailedPrecondition], Retry, "items: the expiry job (internal)";
     /// The item kept changing under concurrent writes; retry with the same key.
     ITEM_CONTENDED: [Aborted], Retry, "items: every item write";
+    /// An import row's external id was imported before with other content; the stored row
+    /// stays as it was (docs/import.md). Fix the file or the external id.
+    IMPORT_ROW_CONFLICT: [AlreadyExists], FixInput, "items: ImportItems, redemption: ImportOrders (a row's result)";
 
     // ---- market ----
     /// No listing with this id.

@@ -26,12 +26,22 @@ pub enum EventType {
     Expired,
     /// Withdrawn by an admin.
     Revoked,
+    /// Brought in from an existing economy, in its legacy status (docs/import.md).
+    Imported,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [Self; 7] =
-        [Self::Granted, Self::Locked, Self::Unlocked, Self::Transferred, Self::Used, Self::Expired, Self::Revoked];
+    pub const ALL: [Self; 8] = [
+        Self::Granted,
+        Self::Locked,
+        Self::Unlocked,
+        Self::Transferred,
+        Self::Used,
+        Self::Expired,
+        Self::Revoked,
+        Self::Imported,
+    ];
 
     /// Storage spelling.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +53,7 @@ impl EventType {
             Self::Used => "used",
             Self::Expired => "expired",
             Self::Revoked => "revoked",
+            Self::Imported => "imported",
         }
     }
 

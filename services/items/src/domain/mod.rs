@@ -8,6 +8,7 @@ pub mod event;
 pub mod grant;
 pub mod group;
 pub mod ids;
+pub mod import;
 pub mod item;
 pub mod template;
 pub mod transition;

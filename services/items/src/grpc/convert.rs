@@ -198,7 +198,11 @@ pub fn event_type_filter(violations: &mut Violations, types: &[i32]) -> Option<V
             EventType::ALL.into_iter().find(|candidate| event_type(*candidate) == kind)
         })
         .collect();
-    field(violations, "types", parsed.ok_or("must be GRANTED, LOCKED, UNLOCKED, TRANSFERRED, USED, EXPIRED or REVOKED"))
+    field(
+        violations,
+        "types",
+        parsed.ok_or("must be GRANTED, LOCKED, UNLOCKED, TRANSFERRED, USED, EXPIRED, REVOKED or IMPORTED"),
+    )
 }
 
 /// Domain status -> proto.
@@ -256,6 +260,7 @@ fn event_type(kind: EventType) -> pb::ItemEventType {
         EventType::Used => pb::ItemEventType::Used,
         EventType::Expired => pb::ItemEventType::Expired,
         EventType::Revoked => pb::ItemEventType::Revoked,
+        EventType::Imported => pb::ItemEventType::Imported,
     }
 }
 

@@ -18,11 +18,13 @@
 //! - `WatchItemEvents`: admins and services any events; a user only with
 //!   `owner_user_id` = themself (the events that gave them or took from them an item);
 //! - `RevokeItem`: admins;
-//! - `ForceUnlockItem` (a compensation tool, audited) and `ListAuditRecords`: admins.
+//! - `ForceUnlockItem` (a compensation tool, audited) and `ListAuditRecords`: admins;
+//! - `ImportItems` (docs/import.md): admins.
 
 mod compensation;
 mod convert;
 mod error;
+mod import;
 mod requests;
 mod watch;
 
@@ -318,5 +320,15 @@ impl ItemService for ItemsApi {
             records: page.records.iter().map(audit::to_proto).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn import_items(
+        &self,
+        request: Request<pb::ImportItemsRequest>,
+    ) -> Result<Response<pb::ImportItemsResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "import items")?;
+        let now = self.clock.now_millis();
+        Ok(Response::new(import::import_items(&self.store, request.get_ref(), &caller.actor(), now).await?))
     }
 }

@@ -5,6 +5,7 @@
 
 mod compensation;
 mod groups;
+mod import;
 mod read;
 mod rows;
 mod templates;
@@ -21,6 +22,7 @@ use crate::domain::ItemError;
 use crate::domain::ids::UserId;
 use crate::domain::item::ItemStatus;
 
+pub use import::Imported;
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/sqlite");

@@ -12,6 +12,7 @@ mod correlation;
 mod expiry;
 mod grants;
 mod idempotency;
+mod import;
 mod jobs;
 mod lists;
 mod templates;
