@@ -4,6 +4,7 @@
 pub mod code;
 pub mod compensation;
 pub mod error;
+pub mod import;
 pub mod order;
 
 pub use code::Code;

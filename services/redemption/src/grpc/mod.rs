@@ -4,6 +4,7 @@
 mod compensation;
 mod convert;
 mod error;
+mod import;
 
 use std::sync::Arc;
 
@@ -40,6 +41,17 @@ fn check_id(violations: &mut Violations, field: &str, value: &str) {
 
 #[tonic::async_trait]
 impl RedemptionService for RedemptionApi {
+    async fn import_orders(
+        &self,
+        request: Request<pb::ImportOrdersRequest>,
+    ) -> Result<Response<pb::ImportOrdersResponse>, Status> {
+        let caller = caller(&request)?;
+        if !caller.is_admin() {
+            return Err(RedemptionError::PermissionDenied("the caller may not import orders".into()).into());
+        }
+        Ok(Response::new(import::import_orders(&self.service, request.get_ref()).await?))
+    }
+
     async fn create_order(
         &self,
         request: Request<pb::CreateOrderRequest>,

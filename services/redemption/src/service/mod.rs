@@ -11,6 +11,7 @@
 
 pub mod compensation;
 pub mod guard;
+pub mod import;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! the same transaction.
 
 mod compensation;
+mod import;
 mod orders;
 mod outbox;
 

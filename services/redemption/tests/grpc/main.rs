@@ -6,4 +6,5 @@ mod compensation;
 mod create;
 mod faults;
 mod fulfill;
+mod import;
 mod recovery;
