@@ -5,7 +5,7 @@
 //! their HTTP statuses: docs/errors.md.
 
 use economy_kit::audit::AuditError;
-use economy_kit::error::{StorageCause, internal, invalid_field, malformed_request, status};
+use economy_kit::error::{StorageCause, invalid_field, malformed_request, status, storage};
 use economy_kit::reasons;
 use economy_kit::time::to_timestamp;
 use tonic::{Code, Status};
@@ -253,7 +253,7 @@ impl From<GatewayError> for Status {
                 (Code::AlreadyExists, reasons::IDEMPOTENCY_KEY_REUSED, vec![("idempotency_key", key)])
             }
             GatewayError::Contended => (Code::Aborted, reasons::CONTENDED, vec![]),
-            GatewayError::Internal(_) => return internal(DOMAIN, &message),
+            GatewayError::Internal(cause) => return storage(DOMAIN, &cause, &message),
         };
         status(code, DOMAIN, reason, message, metadata)
     }

@@ -366,6 +366,48 @@ pub fn is_undecided(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code == "22012" || code == "40P01")
 }
 
+/// True when the database aborted a statement or transaction over a conflict with a
+/// concurrent one, which the same write run again from its start may win:
+/// `serialization_failure` (SQLSTATE 40001, what PostgreSQL answers at `REPEATABLE READ`
+/// and `SERIALIZABLE` and CockroachDB and YugabyteDB to contention they cannot order) or
+/// `deadlock_detected` (40P01). Nothing of the transaction remains
+/// (docs/operations.md, "Conflicts and retries").
+pub fn is_retryable_conflict(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// How many times [`retry_conflicts`] runs a write again after its first attempt.
+pub const CONFLICT_RETRIES: usize = 8;
+
+/// Runs `write` — a whole write transaction or autocommitted statement, from the start —
+/// again while it fails with [`is_retryable_conflict`]: up to [`CONFLICT_RETRIES`] more
+/// times, after an exponential backoff with jitter (2 ms doubling up to 200 ms). Returns
+/// the last outcome; a conflict still lost after the last retry is the caller's to report
+/// as retryable (`STORAGE_CONFLICT`, [`crate::error::storage`]).
+pub async fn retry_conflicts<T, F, Fut>(write: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    use backon::Retryable;
+    write
+        .retry(conflict_backoff())
+        .when(is_retryable_conflict)
+        .notify(|error: &sqlx::Error, after: Duration| {
+            tracing::debug!(%error, retry_in_ms = after.as_millis() as u64, "write aborted over a conflict; retrying");
+        })
+        .await
+}
+
+/// The delays between the attempts of [`retry_conflicts`].
+pub(crate) fn conflict_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(2))
+        .with_max_delay(Duration::from_millis(200))
+        .with_jitter()
+        .with_max_times(CONFLICT_RETRIES)
+}
+
 /// `rows` as one JSON array, the parameter of a bulk statement that unpacks it with
 /// `json_each` (SQLite): one prepared statement whatever the number of rows. Each row is
 /// a tuple, read in SQL as `value ->> 0`, `value ->> 1`, …

@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::reasons::debug_assert_catalogued;
-pub use crate::reasons::{INTERNAL_ERROR, MALFORMED_REQUEST, VALIDATION_FAILED};
+pub use crate::reasons::{INTERNAL_ERROR, MALFORMED_REQUEST, STORAGE_CONFLICT, VALIDATION_FAILED};
 
 /// A status with an `ErrorInfo` detail.
 ///
@@ -63,6 +63,20 @@ pub fn malformed_request(domain: &str) -> Status {
 pub fn internal(domain: &str, error: &dyn std::fmt::Display) -> Status {
     tracing::error!(%error, domain, "internal error");
     status(Code::Internal, domain, INTERNAL_ERROR, "internal error", Vec::<(String, String)>::new())
+}
+
+/// The status of a storage failure: `ABORTED` / `STORAGE_CONFLICT` when `cause` is a
+/// conflict the database aborted the write over ([`StorageCause::is_conflict`]: the
+/// caller retries with the same idempotency key), else the opaque `INTERNAL`
+/// ([`internal`], logging `error`). (docs/errors.md; docs/operations.md, "Conflicts and
+/// retries")
+pub fn storage(domain: &str, cause: &StorageCause, error: &dyn std::fmt::Display) -> Status {
+    if !cause.is_conflict() {
+        return internal(domain, error);
+    }
+    tracing::warn!(%error, domain, "write lost a database conflict after its retries");
+    let message = "the database aborted the write over a conflict with a concurrent one; retry with the same key";
+    status(Code::Aborted, domain, STORAGE_CONFLICT, message, Vec::<(String, String)>::new())
 }
 
 /// Collects field violations of one request; `finish` turns them into
@@ -199,6 +213,12 @@ impl StorageCause {
     /// The wrapped error, e.g. to downcast it to `sqlx::Error`.
     pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.0
+    }
+
+    /// Whether the cause is a database conflict a retry of the whole write may win
+    /// ([`crate::db::is_retryable_conflict`]).
+    pub fn is_conflict(&self) -> bool {
+        self.0.downcast_ref::<sqlx::Error>().is_some_and(crate::db::is_retryable_conflict)
     }
 }
 

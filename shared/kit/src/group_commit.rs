@@ -10,13 +10,15 @@
 //! flushes there, and one queue would serialize the pool. A kind of write may decide
 //! itself in one autocommitted statement there ([`BatchedWrite::autocommit`]: no `BEGIN`
 //! and `COMMIT` round trips); otherwise, or when that statement leaves it undecided, it
-//! runs in a transaction of its own.
+//! runs in a transaction of its own; a write the database aborts over a conflict
+//! (`crate::db::is_retryable_conflict`: 40001, 40P01) is run again from its start, with
+//! backoff and a bounded number of attempts (docs/operations.md, "Conflicts and retries").
 
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::batch::Coalescer;
-use crate::db::{Backend, Db, Writer, is_constraint_violation, is_undecided};
+use crate::db::{Backend, Db, Writer, conflict_backoff, is_constraint_violation, is_retryable_conflict, is_undecided};
 use sqlx::{Acquire, Any, AnyConnection, Transaction};
 
 /// A boxed future borrowing the connection.
@@ -76,6 +78,16 @@ pub trait BatchedWrite: Send + Sync + 'static {
     {
         Box::pin(std::future::ready(Ok(None)))
     }
+
+    /// Whether `refusal` is the database aborting the write's transaction over a conflict
+    /// ([`is_retryable_conflict`]) rather than a refusal of the write itself: on
+    /// PostgreSQL the write is then run again from its start. Default: never.
+    fn is_conflict(_refusal: &Self::Refusal) -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
 }
 
 /// What [`BatchedWrite::autocommit`] returns: `Ok(None)` when the transaction path decides.
@@ -123,15 +135,35 @@ impl<W: BatchedWrite> GroupCommit<W> {
     pub async fn submit(&self, write: W) -> Submitted<W> {
         match &self.queue {
             Some(queue) => queue.submit(write).await.unwrap_or(Err(sqlx::Error::PoolClosed)),
-            None => {
-                let mut writer = self.db.writer().await?;
-                match write.autocommit(&mut writer).await {
-                    Ok(Some(outcome)) => Ok(outcome),
-                    Ok(None) => apply_alone(writer, &write).await,
-                    Err(error) if is_undecided(&error) => apply_alone(writer, &write).await,
-                    Err(error) => Err(error),
-                }
-            }
+            None => self.submit_alone(&write).await,
+        }
+    }
+
+    /// On PostgreSQL: `write` alone, run again while the database aborts it over a conflict.
+    async fn submit_alone(&self, write: &W) -> Submitted<W> {
+        use backon::Retryable;
+        let attempt = || async {
+            let submitted = self.submit_once(write).await;
+            let conflict = match &submitted {
+                Err(error) => is_retryable_conflict(error),
+                Ok(Err(refusal)) => W::is_conflict(refusal),
+                Ok(Ok(_)) => false,
+            };
+            if conflict { Err(submitted) } else { Ok(submitted) }
+        };
+        match attempt.retry(conflict_backoff()).await {
+            Ok(submitted) | Err(submitted) => submitted,
+        }
+    }
+
+    /// One attempt of `write` alone: its autocommitted statement, else a transaction.
+    async fn submit_once(&self, write: &W) -> Submitted<W> {
+        let mut writer = self.db.writer().await?;
+        match write.autocommit(&mut writer).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => apply_alone(writer, write).await,
+            Err(error) if is_undecided(&error) => apply_alone(writer, write).await,
+            Err(error) => Err(error),
         }
     }
 }

@@ -127,6 +127,10 @@ catalogue! {
     /// An unexpected failure (storage, a broken invariant); logged, the message says nothing
     /// more.
     INTERNAL_ERROR: [Internal], ContactOperator, "every service: any RPC";
+    /// The database aborted the write over a conflict with a concurrent one (a
+    /// serialization failure or a deadlock) and it was still lost after the service's own
+    /// retries; nothing of it was applied. Retry with the same idempotency key.
+    STORAGE_CONFLICT: [Aborted], Retry, "ledger, items, market, redemption, gateway: any write";
     /// The request's deadline (the caller's `grpc-timeout`, capped by the server's request
     /// timeout) passed before it finished; its work was stopped. Retry with a longer
     /// deadline (a write with the same idempotency key).

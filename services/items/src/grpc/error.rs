@@ -1,7 +1,7 @@
 //! The one mapping from `ItemError` to `tonic::Status` (docs/errors.md): gRPC code, stable
 //! `ErrorInfo.reason`, and metadata naming the entities involved.
 
-use economy_kit::error::{VALIDATION_FAILED, internal, invalid_field, status};
+use economy_kit::error::{VALIDATION_FAILED, invalid_field, status, storage};
 use economy_kit::reasons;
 use tonic::{Code, Status};
 
@@ -50,7 +50,7 @@ impl From<ItemError> for Status {
             }
             ItemError::PermissionDenied(_) => (Code::PermissionDenied, reasons::PERMISSION_DENIED, vec![]),
             ItemError::Contended(id) => (Code::Aborted, reasons::ITEM_CONTENDED, vec![("item_instance_id", id)]),
-            ItemError::Storage(_) => return internal(DOMAIN, &message),
+            ItemError::Storage(cause) => return storage(DOMAIN, &cause, &message),
         };
         status(code, DOMAIN, reason, message, metadata)
     }

@@ -1,7 +1,7 @@
 //! The one mapping from `LedgerError` to `tonic::Status` (docs/errors.md): gRPC code,
 //! stable `ErrorInfo.reason`, and metadata naming the entities involved.
 
-use economy_kit::error::{internal, status};
+use economy_kit::error::{status, storage};
 use economy_kit::reasons;
 use tonic::{Code, Status};
 
@@ -65,7 +65,7 @@ impl From<LedgerError> for Status {
                 (Code::NotFound, reasons::TRANSACTION_NOT_FOUND, vec![("transaction_id", id)])
             }
             LedgerError::PermissionDenied(_) => (Code::PermissionDenied, reasons::PERMISSION_DENIED, vec![]),
-            LedgerError::Storage(_) => return internal(DOMAIN, &message),
+            LedgerError::Storage(cause) => return storage(DOMAIN, &cause, &message),
         };
         status(code, DOMAIN, reason, message, metadata)
     }

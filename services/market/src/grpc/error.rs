@@ -1,6 +1,6 @@
 //! The one mapping from `MarketError` to `tonic::Status` (docs/errors.md).
 
-use economy_kit::error::{VALIDATION_FAILED, internal, invalid_field, status};
+use economy_kit::error::{VALIDATION_FAILED, invalid_field, status, storage};
 use economy_kit::reasons;
 use tonic::{Code, Status};
 
@@ -89,7 +89,7 @@ impl From<MarketError> for Status {
             MarketError::OutboxAlreadyDelivered(id) => {
                 (Code::FailedPrecondition, reasons::OUTBOX_ALREADY_DELIVERED.into(), vec![("outbox_id", id)])
             }
-            MarketError::Storage(_) => return internal(DOMAIN, &message),
+            MarketError::Storage(cause) => return storage(DOMAIN, &cause, &message),
         };
         status(code, DOMAIN, &reason, message, metadata)
     }

@@ -1,7 +1,7 @@
 //! The one mapping from `RedemptionError` to `tonic::Status` (docs/errors.md). The BFF maps
 //! `CODE_ALREADY_USED` and `CODE_CANCELLED` to HTTP 409 and `CODE_EXPIRED` to HTTP 410.
 
-use economy_kit::error::{internal, status};
+use economy_kit::error::{status, storage};
 use economy_kit::reasons;
 use tonic::{Code, Status};
 
@@ -57,7 +57,7 @@ impl From<RedemptionError> for Status {
                 reasons::FULFILL_RATE_LIMITED,
                 vec![("retry_after_secs", retry_after_secs.to_string())],
             ),
-            RedemptionError::Storage(_) => return internal(DOMAIN, &message),
+            RedemptionError::Storage(cause) => return storage(DOMAIN, &cause, &message),
         };
         status(code, DOMAIN, reason, message, metadata)
     }

@@ -265,4 +265,8 @@ impl BatchedWrite for EntryWrite {
             postgres_statement::post(writer, self, self.clock.now_millis()).await
         })
     }
+
+    fn is_conflict(refusal: &Refusal) -> bool {
+        matches!(refusal, Refusal::Refused(LedgerError::Storage(cause)) if cause.is_conflict())
+    }
 }

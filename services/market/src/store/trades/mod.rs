@@ -219,6 +219,10 @@ impl BatchedWrite for TradeStart {
     fn autocommit<'c>(&'c self, writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>> {
         Box::pin(postgres_statement::start(writer, &self.0))
     }
+
+    fn is_conflict(refusal: &Refusal) -> bool {
+        matches!(refusal, Refusal::Failed(MarketError::Storage(cause)) if cause.is_conflict())
+    }
 }
 
 /// [`MarketStore::step`]'s write, owning its [`Step`].
@@ -263,5 +267,9 @@ impl BatchedWrite for StepWrite {
 
     fn autocommit<'c>(&'c self, writer: &'c mut Writer) -> WriteFuture<'c, Autocommitted<Self>> {
         Box::pin(postgres_statement::step(writer, self))
+    }
+
+    fn is_conflict(refusal: &MarketError) -> bool {
+        matches!(refusal, MarketError::Storage(cause) if cause.is_conflict())
     }
 }
