@@ -877,52 +877,41 @@ fn the_kustomize_base_runs_every_service_as_the_code_expects() -> Result<()> {
     Ok(())
 }
 
+/// The `economy-migrate` Job runs `economy migrate` once with every service's database URL
+/// from its Secret, and every service's configuration leaves migrating to it
+/// (docs/operations.md, "Migrations").
 #[test]
 fn the_migration_job_migrates_every_service() -> Result<()> {
     let services = services()?;
-    let (kustomization, objects) = base_objects()?;
+    let (_, objects) = base_objects()?;
     let secrets = secret_keys(&objects);
     let job = object(&objects, "Job", "economy-migrate")?;
+    ensure!(
+        number(&job["spec"]["parallelism"], "parallelism")? == 1,
+        "economy migrate takes no lock: one pod at a time"
+    );
     let spec = &job["spec"]["template"]["spec"];
     ensure!(text(&spec["restartPolicy"], "restartPolicy")? == "Never", "the Job's pod should not restart in place");
     let containers = list(&spec["containers"], "Job containers")?;
-    ensure!(containers.len() == services.len(), "one migration container per service");
-    let script = kustomization.generators.get("economy-migrate-script").context("no economy-migrate-script")?;
-    ensure!(script.0 == ["migrate.sh"], "economy-migrate-script should hold migrate.sh");
+    ensure!(containers.len() == 1, "one container migrates every database");
+    let container = &containers[0];
+    ensure!(texts(&container["command"], "command")? == ["economy", "migrate"], "the Job runs `economy migrate`");
     for service in &services {
-        let container = containers
-            .iter()
-            .find(|container| container["name"].as_str() == Some(&format!("migrate-{}", service.name)))
-            .with_context(|| format!("no migration container for {}", service.name))?;
-        let command = texts(&container["command"], "command")?;
-        let expected = [
-            "/bin/sh".to_owned(),
-            "/opt/economy/migrate.sh".to_owned(),
-            service.binary(),
-            format!("/etc/economy/{}.toml", service.name),
-            service.port.to_string(),
-            service.health.to_owned(),
-        ];
-        ensure!(command == expected, "migration of {}: command {command:?}", service.name);
-        let listen =
-            env_var(container, &service.env("LISTEN")).with_context(|| format!("{}: no LISTEN", service.name))?;
-        ensure!(
-            listen["value"].as_str() == Some(&format!("127.0.0.1:{}", service.port)),
-            "migration of {} should listen on loopback",
-            service.name
-        );
-        let database = env_var(container, &service.env("DATABASE_URL")).context("no database URL")?;
+        let database = env_var(container, &service.env("DATABASE_URL"))
+            .with_context(|| format!("the Job has no database URL for {}", service.name))?;
         let (secret, key, _) = secret_ref(database).context("the database URL must come from a Secret")?;
         ensure!(secrets.get(&secret).is_some_and(|keys| keys.contains(&key)), "no Secret {secret} key {key}");
-        ensure!(env_var(container, "ECONOMY_IDENTITY__SECRET").is_some(), "{}: no identity secret", service.name);
+        let deployment = object(&objects, "Deployment", &service.binary())?;
+        let served = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let env_url = env_var(served, &service.env("DATABASE_URL")).and_then(secret_ref);
+        ensure!(env_url == Some((secret, key, false)), "the Job and economy-{} read different URLs", service.name);
+        let config = (service.load)(&base_dir().join("config").join(format!("{}.toml", service.name)))?;
+        ensure!(
+            config[service.name]["database"]["migrate_on_start"] == serde_json::Value::Bool(false),
+            "config/{}.toml should set database.migrate_on_start = false: the Job migrates",
+            service.name
+        );
     }
-    let script = std::fs::read_to_string(base_dir().join("migrate.sh"))?;
-    ensure!(
-        script.contains("until economy health \"127.0.0.1:${port}\" --service \"${health_name}\"")
-            && script.contains("kill -TERM")
-            && !script.contains("grpc_health_probe"),
-        "migrate.sh waits for health, then stops"
-    );
     Ok(())
 }
 

@@ -11,7 +11,7 @@ pub mod admin;
 mod bulk;
 
 use economy_kit::batch::Coalescer;
-use economy_kit::db::{Db, DbOptions};
+use economy_kit::db::{Db, DbOptions, Migrations};
 use sqlx::migrate::Migrator;
 
 use bulk::{Completion, NewRow};
@@ -22,6 +22,8 @@ const MAX_ROWS_PER_STATEMENT: usize = 128;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/gateway/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/gateway/postgres");
+/// Both sets, for `economy migrate` (docs/operations.md, "Migrations").
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
 /// A request about to be processed.
 #[derive(Debug, Clone)]

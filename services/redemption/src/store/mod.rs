@@ -9,7 +9,7 @@ mod import;
 mod orders;
 mod outbox;
 
-use economy_kit::db::{Db, DbOptions};
+use economy_kit::db::{Db, DbOptions, Migrations};
 use sqlx::migrate::Migrator;
 
 /// A storage failure keeps its cause (`#[source]`); clients see an opaque INTERNAL.
@@ -24,6 +24,8 @@ pub use outbox::{OutboxAction, OutboxRow};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/redemption/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/redemption/postgres");
+/// Both sets, for `economy migrate` (docs/operations.md, "Migrations").
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
 /// The redemption database.
 #[derive(Debug, Clone)]
