@@ -399,6 +399,40 @@ where
         .await
 }
 
+/// A database error with SQLSTATE `code`, as a driver reports it (tests).
+#[cfg(test)]
+pub(crate) fn database_error(code: &'static str) -> sqlx::Error {
+    #[derive(Debug)]
+    struct Coded(&'static str);
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(formatter, "SQLSTATE {}", self.0)
+        }
+    }
+    impl std::error::Error for Coded {}
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+    sqlx::Error::Database(Box::new(Coded(code)))
+}
+
 /// The delays between the attempts of [`retry_conflicts`].
 pub(crate) fn conflict_backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
@@ -460,6 +494,39 @@ mod tests {
         assert_eq!(encrypted, 1, "the connection of {} is not encrypted", database.url);
         db.close().await;
         Ok(())
+    }
+
+    /// docs/operations.md, "Conflicts and retries": a conflict is run again until it
+    /// passes or the retries run out; any other error ends the write at once.
+    #[tokio::test]
+    async fn conflicts_are_retried_a_bounded_number_of_times_and_nothing_else_is() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let attempts = AtomicUsize::new(0);
+        let failing_twice = || async {
+            match attempts.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(database_error("40001")),
+                1 => Err(database_error("40P01")),
+                _ => Ok(7),
+            }
+        };
+        assert_eq!(retry_conflicts(failing_twice).await.ok(), Some(7));
+        assert_eq!(attempts.swap(0, Ordering::SeqCst), 3);
+
+        let refused = retry_conflicts(|| async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(database_error("23505"))
+        })
+        .await;
+        assert!(refused.is_err_and(|error| !is_retryable_conflict(&error)));
+        assert_eq!(attempts.swap(0, Ordering::SeqCst), 1, "a constraint's refusal is final");
+
+        let lost = retry_conflicts(|| async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(database_error("40001"))
+        })
+        .await;
+        assert!(lost.is_err_and(|error| is_retryable_conflict(&error)));
+        assert_eq!(attempts.load(Ordering::SeqCst), CONFLICT_RETRIES + 1);
     }
 
     #[test]

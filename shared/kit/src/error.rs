@@ -356,6 +356,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_conflict_is_aborted_and_retryable_any_other_storage_error_internal() {
+        let storage_status = |code| storage("economy.test", &StorageCause::from(crate::db::database_error(code)), &"x");
+        for code in ["40001", "40P01"] {
+            let status = storage_status(code);
+            assert_eq!(status.code(), Code::Aborted, "{code}");
+            assert_eq!(reason(&status).as_deref(), Some(STORAGE_CONFLICT));
+            assert!(matches!(classify(&status), Upstream::Unavailable), "callers retry it");
+        }
+        let status = storage_status("23505");
+        assert_eq!((status.code(), reason(&status).as_deref()), (Code::Internal, Some(INTERNAL_ERROR)));
+    }
+
+    #[test]
     fn internal_is_opaque() {
         let status = internal("economy.test", &"syntax error near SELECT");
         assert_eq!(status.code(), Code::Internal);
