@@ -2,7 +2,7 @@
 //! their expiry are released with status `expired`. Safe on several replicas at once: each
 //! release is a compare-and-set on `open` under the deterministic key `hold:<id>:expire`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use economy_kit::jobs::{every, every_after_a_period};
 use economy_kit::time::SharedClock;
@@ -12,7 +12,7 @@ use crate::domain::LedgerError;
 use crate::domain::commands::ReleaseHold;
 use crate::domain::ids::{EntityId, IdempotencyKey};
 use crate::domain::reconcile::Finding;
-use crate::store::LedgerStore;
+use crate::store::{LedgerStore, ReconcileLimits};
 
 /// Holds expired per batch.
 const BATCH: i64 = 100;
@@ -61,31 +61,51 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
     }
 }
 
-/// Runs the whole check every `interval` (first one `interval` after start, never at
-/// start) until `shutdown` (docs/ledger.md, "Reconciliation"): each finding is logged
-/// with its account, asset, expected and actual values, and counted in
-/// `ledger_reconcile_findings_total{kind}`. Read-only, so safe on several replicas.
-pub fn spawn_reconciliation(store: LedgerStore, interval: Duration, shutdown: CancellationToken) {
-    every_after_a_period(interval, shutdown, move || {
-        let store = store.clone();
-        async move {
-            match store.reconcile().await {
-                Ok(report) => {
-                    export_findings("ledger_reconciliation", &report.findings);
-                    tracing::info!(
-                        findings = report.findings.len(),
-                        balances = report.balances_checked,
-                        assets = report.assets_checked,
-                        "ledger reconciled"
-                    );
-                }
-                Err(error) => {
-                    economy_kit::metrics::job_run("ledger_reconciliation", None);
-                    tracing::error!(%error, "scheduled reconciliation failed");
+/// Runs a pass of the whole check every `interval` (first one `interval` after start,
+/// never at start) until `shutdown` (docs/ledger.md, "Reconciliation"): chunk by chunk,
+/// each followed by a pause as long as the chunk took, so a pass keeps at most half of a
+/// core busy; a pass a restart interrupted resumes where it stood. Each finding is logged
+/// with its account, asset, expected and actual values and counted in
+/// `ledger_reconcile_findings_total{kind}`. Replicas may run it together: each chunk is
+/// applied once.
+pub fn spawn_reconciliation(
+    store: LedgerStore,
+    limits: ReconcileLimits,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let stop = shutdown.clone();
+    every_after_a_period(interval, shutdown, move || run_whole_pass(store.clone(), limits, stop.clone()));
+}
+
+/// Steps through the scheduled pass until it is complete or `shutdown`.
+async fn run_whole_pass(store: LedgerStore, limits: ReconcileLimits, shutdown: CancellationToken) {
+    let mut may_start = true;
+    loop {
+        let started = Instant::now();
+        match store.reconcile_scheduled_step(&limits, may_start).await {
+            Ok(Some(step)) => {
+                log_findings(&step.findings);
+                if step.complete {
+                    let (findings, balances, entries) = step.totals;
+                    count_run("ledger_reconciliation", u64::try_from(findings).unwrap_or_default());
+                    tracing::info!(findings, balances, entries, "ledger reconciled (whole pass)");
+                    return;
                 }
             }
+            Ok(None) => return,
+            Err(error) => {
+                economy_kit::metrics::job_run("ledger_reconciliation", None);
+                tracing::error!(%error, "scheduled reconciliation failed; the next run resumes the pass");
+                return;
+            }
         }
-    });
+        may_start = false;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(started.elapsed()) => {}
+        }
+    }
 }
 
 /// Runs the incremental check every `interval` (first one `interval` after start) until
@@ -117,9 +137,19 @@ pub fn spawn_incremental_reconciliation(store: LedgerStore, interval: Duration, 
 
 /// Logs and counts the findings of one run of `job`.
 fn export_findings(job: &'static str, findings: &[Finding]) {
-    economy_kit::metrics::job_run(job, Some(u64::try_from(findings.len()).unwrap_or(u64::MAX)));
+    count_run(job, u64::try_from(findings.len()).unwrap_or(u64::MAX));
+    log_findings(findings);
+}
+
+/// Counts a completed run of `job` that found `findings`.
+fn count_run(job: &'static str, findings: u64) {
+    economy_kit::metrics::job_run(job, Some(findings));
     metrics::counter!("ledger_reconcile_runs_total").increment(1);
-    metrics::gauge!("ledger_reconcile_findings").set(findings.len() as f64);
+    metrics::gauge!("ledger_reconcile_findings").set(findings as f64);
+}
+
+/// Logs each finding and counts it by kind.
+fn log_findings(findings: &[Finding]) {
     for finding in findings {
         let kind = format!("{:?}", finding.kind);
         metrics::counter!("ledger_reconcile_findings_total", "kind" => kind.clone()).increment(1);

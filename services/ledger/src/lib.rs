@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use crate::domain::ids::{SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE, SYSTEM_SHOP_REVENUE};
+use crate::store::ReconcileLimits;
 
 /// Name under which the service reports health.
 pub const SERVICE_NAME: &str = "economy.ledger.v1.LedgerService";
@@ -46,6 +47,14 @@ pub struct LedgerConfig {
     pub hold_expiry_interval_secs: u64,
     /// Period of the scheduled whole check, seconds (daily; never at start).
     pub reconcile_interval_secs: u64,
+    /// Postings one chunk of the whole check reads at most (at least 1; docs/ledger.md,
+    /// "Reconciliation").
+    pub reconcile_chunk_postings: i64,
+    /// Balance rows one chunk of the whole check reads at most (at least 1).
+    pub reconcile_chunk_balances: i64,
+    /// A `Reconcile` call of the whole check returns with a cursor once it has run this
+    /// long, milliseconds (it finishes the chunk under way).
+    pub reconcile_call_budget_ms: u64,
     /// Period of the incremental check of the entries since its checkpoint, seconds
     /// (never at start; docs/ledger.md, "Reconciliation").
     pub incremental_reconcile_interval_secs: u64,
@@ -68,6 +77,9 @@ impl Default for LedgerConfig {
             extra_system_accounts: Vec::new(),
             hold_expiry_interval_secs: 30,
             reconcile_interval_secs: 24 * 3600,
+            reconcile_chunk_postings: ReconcileLimits::default().postings,
+            reconcile_chunk_balances: ReconcileLimits::default().balances,
+            reconcile_call_budget_ms: 10_000,
             incremental_reconcile_interval_secs: 60,
             watch_heartbeat_secs: 15,
             clock: system_clock(),
@@ -76,6 +88,14 @@ impl Default for LedgerConfig {
 }
 
 impl LedgerConfig {
+    /// The chunk sizes of the whole check.
+    pub fn reconcile_limits(&self) -> ReconcileLimits {
+        ReconcileLimits {
+            postings: self.reconcile_chunk_postings.max(1),
+            balances: self.reconcile_chunk_balances.max(1),
+        }
+    }
+
     /// Every system account the ledger creates at start.
     pub fn system_accounts(&self) -> Vec<String> {
         let mut accounts = [SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE, SYSTEM_SHOP_REVENUE].map(str::to_owned).to_vec();
@@ -107,6 +127,7 @@ pub async fn start(
     );
     jobs::spawn_reconciliation(
         store.clone(),
+        config.reconcile_limits(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
         shutdown.clone(),
     );
@@ -120,9 +141,12 @@ pub async fn start(
         heartbeat: Duration::from_secs(config.watch_heartbeat_secs.max(1)),
         shutdown: shutdown.clone(),
     };
-    let service = LedgerServiceServer::new(grpc::LedgerApi::new(store, config.clock.clone(), watch))
-        .max_decoding_message_size(limits.max_message_bytes)
-        .max_encoding_message_size(limits.max_message_bytes);
+    let service = LedgerServiceServer::new(
+        grpc::LedgerApi::new(store, config.clock.clone(), watch)
+            .with_whole_check(config.reconcile_limits(), Duration::from_millis(config.reconcile_call_budget_ms)),
+    )
+    .max_decoding_message_size(limits.max_message_bytes)
+    .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));
     let options = ServeOptions::tls(&config.tls, "ledger.tls")?;
     spawn_with(&config.listen, SERVICE_NAME, routes, limits, options, shutdown).await

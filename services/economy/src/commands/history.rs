@@ -89,24 +89,40 @@ pub struct Reconcile {
 }
 
 /// Runs `economy reconcile`: exit 0 when consistent, else one line per finding and exit 3.
+/// The whole check follows the ledger's cursors until its pass is complete, printing
+/// each call's findings as they come (docs/ledger.md, "Reconciliation").
 pub async fn reconcile(ledger: &mut Ledger, args: Reconcile) -> anyhow::Result<ExitCode> {
-    let request = pb::ReconcileRequest { since_checkpoint: args.since_checkpoint };
-    let response = ledger.reconcile(request).await?.into_inner();
-    if response.findings.is_empty() {
-        if args.since_checkpoint {
-            println!(
-                "ledger is consistent ({} entries, {} balances checked since the checkpoint)",
-                response.entries_checked, response.balances_checked
-            );
-        } else {
-            println!(
-                "ledger is consistent ({} balances, {} assets checked)",
-                response.balances_checked, response.assets_checked
-            );
+    let mut request = pb::ReconcileRequest { since_checkpoint: args.since_checkpoint, ..Default::default() };
+    let mut total = pb::ReconcileResponse::default();
+    loop {
+        let response = ledger.reconcile(request.clone()).await?.into_inner();
+        if total.findings.is_empty() && !response.findings.is_empty() {
+            println!("ledger is INCONSISTENT:");
         }
-        return Ok(ExitCode::SUCCESS);
+        response.findings.iter().for_each(|finding| println!("{}", output::finding(finding)));
+        total.findings.extend(response.findings);
+        total.balances_checked += response.balances_checked;
+        total.entries_checked += response.entries_checked;
+        total.assets_checked += response.assets_checked;
+        if response.next_cursor.is_empty() {
+            break;
+        }
+        request.cursor = response.next_cursor;
     }
-    println!("ledger is INCONSISTENT: {} finding(s)", response.findings.len());
-    response.findings.iter().for_each(|finding| println!("{}", output::finding(finding)));
-    Ok(ExitCode::from(INCONSISTENT))
+    if !total.findings.is_empty() {
+        println!("{} finding(s)", total.findings.len());
+        return Ok(ExitCode::from(INCONSISTENT));
+    }
+    if args.since_checkpoint {
+        println!(
+            "ledger is consistent ({} entries, {} balances checked since the checkpoint)",
+            total.entries_checked, total.balances_checked
+        );
+    } else {
+        println!(
+            "ledger is consistent ({} balances, {} entries, {} assets checked)",
+            total.balances_checked, total.entries_checked, total.assets_checked
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

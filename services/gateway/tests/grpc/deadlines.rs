@@ -81,6 +81,8 @@ async fn a_read_past_the_callers_deadline_is_answered_deadline_exceeded_and_its_
                 // No job of the ledger reads it meanwhile.
                 config.ledger.hold_expiry_interval_secs = 3600;
                 config.ledger.incremental_reconcile_interval_secs = 3600;
+                // One chunk of the whole check reads every posting: a query of seconds.
+                config.ledger.reconcile_chunk_postings = 1_000_000;
             })
             .start()
             .await,

@@ -7,6 +7,8 @@
 //! leaves i64 (two users at `i64::MAX` against two system accounts at `-i64::MAX`), and a
 //! balance's available + frozen may too, so nothing here may overflow.
 
+use serde::{Deserialize, Serialize};
+
 use super::ids::{AccountId, AssetCode};
 
 /// The invariant a finding violates.
@@ -55,6 +57,8 @@ pub struct Report {
     pub balances_checked: i64,
     /// Assets checked.
     pub assets_checked: i64,
+    /// Journal entries checked.
+    pub entries_checked: i64,
 }
 
 /// One balance row with the exact sums the ledger's records give for it.
@@ -108,15 +112,17 @@ pub fn orphan_postings(account: AccountId, asset: AssetCode, sum: i128) -> Optio
     })
 }
 
-/// The finding of an asset whose balances sum to `total`: `AssetNotZeroSum` unless zero.
-pub fn asset_total(asset: AssetCode, total: i128) -> Option<Finding> {
+/// The finding of an asset whose total is `total` (the running total of its verified
+/// balances, or with `entry_id` one entry's postings of it): `AssetNotZeroSum` unless
+/// zero.
+pub fn asset_total(asset: AssetCode, total: i128, entry_id: Option<&str>) -> Option<Finding> {
     (total != 0).then_some(Finding {
         kind: FindingKind::AssetNotZeroSum,
         account: None,
         asset,
         expected: 0,
         actual: total,
-        entry_id: None,
+        entry_id: entry_id.map(str::to_owned),
     })
 }
 
@@ -133,6 +139,21 @@ pub struct EntryPostings {
     pub frozen: i128,
     /// `(available_after, frozen_after)` of each of its postings on the balance.
     pub afters: Vec<(i64, i64)>,
+}
+
+/// Where a [`RunningBalance`] stands between two chunks of the whole check
+/// (docs/ledger.md, "Reconciliation"): what it expects next and what the latest entry
+/// recorded. Its findings so far are not part of it (they were reported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainState {
+    /// The expected available amount (the sum of the available postings), exact.
+    pub available: i128,
+    /// The expected frozen amount, exact.
+    pub frozen: i128,
+    /// The expected version.
+    pub seq: i64,
+    /// `(available_after, frozen_after, balance_seq)` the latest entry recorded.
+    pub latest: (i128, i128, i64),
 }
 
 /// The running balance of one `(account, asset)`, checked entry by entry in balance_seq
@@ -164,6 +185,22 @@ impl RunningBalance {
     pub fn resume(account: AccountId, asset: AssetCode, (available, frozen, seq): (i64, i64, i64)) -> Self {
         let (available, frozen) = (i128::from(available), i128::from(frozen));
         Self { account, asset, available, frozen, seq, latest: (available, frozen, seq), findings: Vec::new() }
+    }
+
+    /// A chain that goes on from `state` (the whole check's next chunk).
+    pub fn from_state(account: AccountId, asset: AssetCode, state: ChainState) -> Self {
+        let ChainState { available, frozen, seq, latest } = state;
+        Self { account, asset, available, frozen, seq, latest, findings: Vec::new() }
+    }
+
+    /// Where the chain stands (its findings left out).
+    pub fn state(&self) -> ChainState {
+        ChainState { available: self.available, frozen: self.frozen, seq: self.seq, latest: self.latest }
+    }
+
+    /// The sum of the postings checked so far, both buckets, exact.
+    pub fn postings_total(&self) -> i128 {
+        self.available + self.frozen
     }
 
     /// The state reached: `(available, frozen, seq)` of the last entry checked, as its
@@ -294,8 +331,8 @@ mod tests {
             ]
         );
         let asset = Code::parse("POINTS").expect("code");
-        assert_eq!(asset_total(asset.clone(), 0), None);
-        assert_eq!(asset_total(asset, 1 << 70).map(|finding| finding.actual), Some(1 << 70));
+        assert_eq!(asset_total(asset.clone(), 0, None), None);
+        assert_eq!(asset_total(asset, 1 << 70, None).map(|finding| finding.actual), Some(1 << 70));
     }
 
     fn entry(id: &str, seq: i64, amounts: (i128, i128), afters: &[(i64, i64)]) -> EntryPostings {

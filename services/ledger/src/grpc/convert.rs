@@ -10,7 +10,7 @@ use crate::domain::entry::{Bucket, Entry, Leg};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{AccountId, Amount, Code, EntityId, IdempotencyKey, UserId};
 use crate::domain::reconcile::{Finding, FindingKind, Report};
-use crate::store::{BalanceAt, Increment, Page, Statement, StatementQuery};
+use crate::store::{BalanceAt, Increment, Page, ReconcilePosition, Statement, StatementQuery};
 
 /// Default and maximum page sizes of list RPCs.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -297,13 +297,15 @@ fn finding(finding: Finding) -> pb::Finding {
     }
 }
 
-/// A whole check's report.
-pub fn report(report: Report) -> pb::ReconcileResponse {
+/// A whole check's report of the part checked, with the cursor of the rest (`None`: the
+/// pass is complete).
+pub fn report(report: Report, next: Option<&ReconcilePosition>) -> pb::ReconcileResponse {
     pb::ReconcileResponse {
         findings: report.findings.into_iter().map(finding).collect(),
         balances_checked: report.balances_checked,
         assets_checked: report.assets_checked,
-        entries_checked: 0,
+        entries_checked: report.entries_checked,
+        next_cursor: next.map(ReconcilePosition::to_cursor).unwrap_or_default(),
     }
 }
 
@@ -314,5 +316,6 @@ pub fn increment(increment: Increment) -> pb::ReconcileResponse {
         balances_checked: increment.balances_checked,
         assets_checked: 0,
         entries_checked: increment.entries_checked,
+        next_cursor: String::new(),
     }
 }

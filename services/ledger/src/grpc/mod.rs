@@ -7,6 +7,8 @@ mod error;
 mod requests;
 mod watch;
 
+use std::time::Duration;
+
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
@@ -18,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::LedgerError;
 use crate::domain::ids::AccountId;
-use crate::store::{Applied, LedgerStore};
+use crate::store::{Applied, LedgerStore, ReconcileLimits};
 
 /// `ErrorInfo.domain` of every ledger error.
 pub const DOMAIN: &str = "economy.ledger";
@@ -29,13 +31,23 @@ pub struct LedgerApi {
     store: LedgerStore,
     clock: SharedClock,
     watch: WatchOptions,
+    /// The whole check's chunk sizes and a call's time budget.
+    whole_check: (ReconcileLimits, Duration),
 }
 
 impl LedgerApi {
     /// Serves `store`; `clock` is the "now" that expiries are checked against; `watch`
-    /// sets the entry streams.
+    /// sets the entry streams. The whole check runs with the default chunks and a 10 s
+    /// budget per call unless [`LedgerApi::with_whole_check`] says otherwise.
     pub fn new(store: LedgerStore, clock: SharedClock, watch: WatchOptions) -> Self {
-        Self { store, clock, watch }
+        Self { store, clock, watch, whole_check: (ReconcileLimits::default(), Duration::from_secs(10)) }
+    }
+
+    /// The whole check's chunk sizes and the time a `Reconcile` call runs before it
+    /// answers with a cursor (docs/ledger.md, "Reconciliation").
+    pub fn with_whole_check(mut self, limits: ReconcileLimits, call_budget: Duration) -> Self {
+        self.whole_check = (limits, call_budget);
+        self
     }
 }
 
@@ -331,7 +343,10 @@ impl LedgerService for LedgerApi {
         let response = if request.get_ref().since_checkpoint {
             convert::increment(self.store.reconcile_increment().await?)
         } else {
-            convert::report(self.store.reconcile().await?)
+            let from = requests::reconcile_position(request.get_ref())?;
+            let (limits, budget) = &self.whole_check;
+            let (report, next) = self.store.reconcile(from, limits, *budget).await?;
+            convert::report(report, next.as_ref())
         };
         if !response.findings.is_empty() {
             tracing::warn!(findings = response.findings.len(), "ledger reconciliation found violations");

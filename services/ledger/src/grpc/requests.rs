@@ -18,7 +18,7 @@ use crate::domain::commands::{
     AdjustBalance, ConvertAsset, CreateHold, Direction, PostTransaction, ReleaseHold, SettleHold, WritePlan,
 };
 use crate::domain::ids::{AccountId, Amount, EntityId, IdempotencyKey, parse_business_type};
-use crate::store::{EntryFilter, EntryWatch, HoldFilter, Page, StatementQuery};
+use crate::store::{EntryFilter, EntryWatch, HoldFilter, Page, ReconcilePosition, StatementQuery};
 
 const MAX_MEMO: usize = 500;
 const MAX_REFERENCE: usize = 200;
@@ -366,4 +366,15 @@ pub fn convert(request: &pb::ConvertAssetRequest, key_text: &str) -> Result<(Con
     let (idempotency_key, (user, (rule, quantity))) =
         validated(violations, idempotency_key.zip(user.zip(rule.zip(quantity))))?;
     Ok((ConvertAsset { user, rule, quantity }, idempotency_key))
+}
+
+/// Where a whole `Reconcile` starts: a new pass, or the request's cursor (docs/ledger.md,
+/// "Reconciliation"). Errors: `VALIDATION_FAILED` on `cursor` when it is not one the
+/// ledger issued.
+pub fn reconcile_position(request: &pb::ReconcileRequest) -> Result<ReconcilePosition, Status> {
+    if request.cursor.is_empty() {
+        return Ok(ReconcilePosition::start());
+    }
+    ReconcilePosition::from_cursor(&request.cursor)
+        .ok_or_else(|| invalid_field(DOMAIN, VALIDATION_FAILED, "cursor", "must be a next_cursor of Reconcile"))
 }

@@ -96,7 +96,7 @@ async fn existing_history_is_replayed_into_running_balances() -> anyhow::Result<
     let seqs: Vec<(String, i64)> =
         sqlx::query_as("SELECT account, seq FROM balances ORDER BY account").fetch_all(store.db.pool()).await?;
     assert_eq!(seqs, [("SYSTEM_ISSUANCE".to_owned(), 1), ("user:2".to_owned(), 4), ("user:3".to_owned(), 2)]);
-    let report = store.reconcile().await?;
+    let report = store.reconcile_whole().await?;
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     // Migration 0005 gives every posting its entry's instant; the as-of reads follow.
     crate::store::fixtures::assert_postings_carry_their_instants(&store).await?;
@@ -116,6 +116,6 @@ async fn existing_history_is_replayed_into_running_balances() -> anyhow::Result<
     let after =
         applied.entry.balance_after(&user(2), &points()).map(|after| (after.available, after.frozen, after.seq));
     assert_eq!(after, Some((60, 30, 5)));
-    assert!(store.reconcile().await?.findings.is_empty());
+    assert!(store.reconcile_whole().await?.findings.is_empty());
     Ok(())
 }

@@ -16,7 +16,12 @@ use super::{EntryFilter, LedgerStore, Page};
 use crate::store::fixtures::user;
 
 /// The plan of `sql` bound with `binds` (text and integers) as one text.
-async fn plan_of(conn: &mut AnyConnection, backend: Backend, sql: &str, binds: &[Bind<'_>]) -> anyhow::Result<String> {
+pub(super) async fn plan_of(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    sql: &str,
+    binds: &[Bind<'_>],
+) -> anyhow::Result<String> {
     let explain = match backend {
         Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
         Backend::Postgres => format!("EXPLAIN {sql}"),
@@ -36,7 +41,7 @@ async fn plan_of(conn: &mut AnyConnection, backend: Backend, sql: &str, binds: &
 }
 
 /// Whether a plan reads a whole table.
-fn scans(plan: &str) -> bool {
+pub(super) fn scans(plan: &str) -> bool {
     plan.lines().any(|line| line.trim_start().starts_with("SCAN") || line.contains("Seq Scan"))
 }
 
@@ -45,7 +50,8 @@ fn seeks_without_sorting(plan: &str) -> bool {
     !scans(plan) && !plan.contains("TEMP B-TREE") && !plan.contains("Sort")
 }
 
-enum Bind<'a> {
+#[derive(Clone)]
+pub(super) enum Bind<'a> {
     Text(&'a str),
     Owned(String),
     Int(i64),
@@ -55,7 +61,7 @@ async fn connection(url: &str, backend: Backend) -> anyhow::Result<AnyConnection
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(url).await?;
     if backend == Backend::Postgres {
-        for setting in ["enable_seqscan", "enable_bitmapscan", "enable_sort"] {
+        for setting in ["enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_incremental_sort"] {
             sqlx::query(&format!("SET {setting} = off")).execute(&mut conn).await?;
         }
     }
@@ -77,7 +83,7 @@ async fn the_as_of_look_up_seeks_postings_as_of() -> anyhow::Result<()> {
 }
 
 /// A store on a fresh database and a connection for EXPLAIN.
-async fn explainer() -> anyhow::Result<(TestDatabase, Backend, AnyConnection)> {
+pub(super) async fn explainer() -> anyhow::Result<(TestDatabase, Backend, AnyConnection)> {
     let database = TestDatabase::new().await?;
     let store =
         LedgerStore::open(&database.url, &DbOptions::default(), &["SYSTEM_ISSUANCE".into()], system_clock()).await?;

@@ -22,7 +22,7 @@ mod write;
 
 use std::sync::Arc;
 
-use economy_kit::db::{Db, DbOptions};
+use economy_kit::db::{Db, DbOptions, Migrations};
 use economy_kit::group_commit::GroupCommit;
 use economy_kit::time::SharedClock;
 use economy_kit::watch::Appended;
@@ -34,12 +34,15 @@ use crate::domain::ids::AccountId;
 
 pub use compensation::{ForceReleased, Recalculated};
 pub use history::{BalanceAt, Statement, StatementQuery};
+pub use reconcile::{Limits as ReconcileLimits, Position as ReconcilePosition, ScheduledStep};
 pub use reconcile_increment::Increment;
 pub use watch::EntryWatch;
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/ledger/postgres");
+/// Both sets, for `economy migrate` (docs/operations.md, "Migrations").
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
 impl From<sqlx::Error> for LedgerError {
     fn from(error: sqlx::Error) -> Self {

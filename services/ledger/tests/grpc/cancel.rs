@@ -27,6 +27,8 @@ async fn big_ledger() -> (TestApp, Db) {
             // No job reads the ledger meanwhile.
             config.ledger.hold_expiry_interval_secs = 3600;
             config.ledger.incremental_reconcile_interval_secs = 3600;
+            // One chunk reads every posting: a query that runs for seconds.
+            config.ledger.reconcile_chunk_postings = 4 * SEEDED_ENTRIES;
         })
         .start()
         .await;

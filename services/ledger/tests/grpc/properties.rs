@@ -169,7 +169,7 @@ async fn plan(store: &LedgerStore, op: &Op, holds: &[EntityId], step: usize) -> 
 }
 
 async fn assert_invariants(store: &LedgerStore) {
-    let report = store.reconcile().await.unwrap();
+    let report = store.reconcile_whole().await.unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     let (negative,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM balances WHERE account LIKE 'user:%' AND (available < 0 OR frozen < 0)")

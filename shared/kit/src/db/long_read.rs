@@ -12,7 +12,9 @@
 //!   back to the pool only after that cancel, so the cancel cannot reach a later user.
 //!
 //! The deadline is the one of the request being served (`crate::server::deadline`), if
-//! any. Each stopped statement counts in `economy_db_long_reads_stopped_total{database}`.
+//! any. Each read dropped before it finished counts in
+//! `economy_db_long_reads_stopped_total{database}`, whether a statement was running then
+//! (interrupted, cancelled) or not (its snapshot released).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -83,6 +85,7 @@ enum Connection {
     Sqlite {
         connection: SqliteConnection,
         stop: Arc<AtomicBool>,
+        label: Arc<str>,
     },
     Postgres {
         connection: PoolConnection<Any>,
@@ -102,16 +105,10 @@ async fn open_sqlite(
     let mut connection = options.connect().await?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
-    let mut counted = false;
     connection.lock_handle().await?.set_progress_handler(SQLITE_STEPS_PER_CHECK, move || {
-        let go_on = !stopped.load(Ordering::Acquire) && deadline.is_none_or(|deadline| Instant::now() < deadline);
-        if !go_on && !counted {
-            counted = true;
-            count_stopped(&label);
-        }
-        go_on
+        !stopped.load(Ordering::Acquire) && deadline.is_none_or(|deadline| Instant::now() < deadline)
     });
-    Ok(LongRead(Connection::Sqlite { connection, stop }))
+    Ok(LongRead(Connection::Sqlite { connection, stop, label }))
 }
 
 async fn open_postgres(pool: &AnyPool, label: Arc<str>, deadline: Option<Instant>) -> Result<LongRead, sqlx::Error> {
@@ -129,6 +126,18 @@ async fn open_postgres(pool: &AnyPool, label: Arc<str>, deadline: Option<Instant
 }
 
 impl LongRead {
+    /// Makes every later statement of this read see one snapshot of the database, not
+    /// one each: a deferred transaction on SQLite, REPEATABLE READ on PostgreSQL. Call
+    /// it before any other statement (PostgreSQL refuses it after one).
+    pub async fn one_snapshot(&mut self) -> Result<(), sqlx::Error> {
+        let sql = match &self.0 {
+            Connection::Sqlite { .. } => "BEGIN",
+            Connection::Postgres { .. } => "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            Connection::Done => return Ok(()),
+        };
+        sqlx::query(sql).execute(self).await.map(drop)
+    }
+
     /// Ends the read normally: the connection is closed (SQLite) or its transaction rolled
     /// back and returned to the pool (PostgreSQL).
     pub async fn finish(mut self) -> Result<(), sqlx::Error> {
@@ -144,12 +153,16 @@ impl Drop for LongRead {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.0, Connection::Done) {
             // The connection's worker ends once its statement stopped.
-            Connection::Sqlite { stop, .. } => stop.store(true, Ordering::Release),
+            Connection::Sqlite { stop, label, .. } => {
+                stop.store(true, Ordering::Release);
+                count_stopped(&label);
+            }
             Connection::Postgres { mut connection, pid, pool, label } => {
+                count_stopped(&label);
                 AnyTransactionManager::start_rollback(&mut connection);
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
-                        cancel_backend(&pool, pid, &label).await;
+                        cancel_backend(&pool, pid).await;
                         drop(connection);
                     });
                 }
@@ -159,12 +172,11 @@ impl Drop for LongRead {
     }
 }
 
-/// Cancels what the backend `pid` is running; counts it when a statement was signalled.
-async fn cancel_backend(pool: &AnyPool, pid: i32, label: &str) {
+/// Cancels what the backend `pid` is running, if anything.
+async fn cancel_backend(pool: &AnyPool, pid: i32) {
     let cancel = sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)").bind(pid).fetch_one(pool);
     match tokio::time::timeout(Duration::from_secs(10), cancel).await {
-        Ok(Ok(true)) => count_stopped(label),
-        Ok(Ok(false)) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(error)) => {
             tracing::warn!(%error, pid, "cannot cancel a dropped long read; its statement_timeout ends it")
         }
