@@ -14,7 +14,7 @@ mod write;
 
 use std::sync::Arc;
 
-use economy_kit::db::{Backend, Db, DbOptions};
+use economy_kit::db::{Backend, Db, DbOptions, Migrations};
 use economy_kit::watch::Appended;
 use sqlx::migrate::Migrator;
 
@@ -27,6 +27,8 @@ pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/postgres");
+/// Both sets, for `economy migrate` (docs/operations.md, "Migrations").
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
 impl From<sqlx::Error> for ItemError {
     fn from(error: sqlx::Error) -> Self {

@@ -14,7 +14,7 @@ mod offers;
 mod outbox;
 mod trades;
 
-use economy_kit::db::{Db, DbOptions};
+use economy_kit::db::{Db, DbOptions, Migrations};
 use economy_kit::group_commit::GroupCommit;
 use sqlx::migrate::Migrator;
 
@@ -36,6 +36,8 @@ const MAX_WRITES_PER_COMMIT: usize = 64;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/market/postgres");
+/// Both sets, for `economy migrate` (docs/operations.md, "Migrations").
+pub static MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, postgres: &POSTGRES_MIGRATIONS };
 
 /// The market database.
 #[derive(Debug, Clone)]
