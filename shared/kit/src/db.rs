@@ -16,6 +16,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+mod checkpoint;
 pub mod long_read;
 mod migrations;
 pub mod params;
@@ -59,6 +60,10 @@ pub struct DbOptions {
     pub sqlite_synchronous: String,
     /// How long a SQLite writer waits for the write lock, milliseconds.
     pub sqlite_busy_timeout_ms: u64,
+    /// How often a SQLite database's write-ahead log is checked and, past its size
+    /// limit, checkpointed and reset, milliseconds (docs/operations.md, "SQLite
+    /// write-ahead log").
+    pub sqlite_checkpoint_interval_ms: u64,
     /// Whether the service applies its pending migrations when it starts (default true).
     /// Off, it only checks that the database is at its migrations' version and refuses to
     /// start otherwise; `economy migrate` applies them (docs/operations.md, "Migrations").
@@ -71,6 +76,7 @@ impl Default for DbOptions {
             max_connections: 8,
             sqlite_synchronous: "FULL".into(),
             sqlite_busy_timeout_ms: 10_000,
+            sqlite_checkpoint_interval_ms: 10_000,
             migrate_on_start: true,
         }
     }
@@ -131,14 +137,14 @@ impl Db {
                 let writer = SqliteWriter::new(open_sqlite_writer(&url, options).await?);
                 let pool = sqlite_pool_options(readers, options).connect(&url).await?;
                 let long_reads = long_read::Opener::sqlite(&url, options, &label)?;
+                if let Some(wal) = migration_lock.as_deref().and_then(wal_of) {
+                    let interval = Duration::from_millis(options.sqlite_checkpoint_interval_ms);
+                    checkpoint::spawn(&url, wal, pool.clone(), interval, label.clone());
+                }
                 (pool, Writers::Sqlite(Arc::new(Mutex::new(Some(writer)))), long_reads)
             }
         };
-        let wal = migration_lock
-            .as_deref()
-            .and_then(|lock| lock.to_str())
-            .map(|lock| std::path::PathBuf::from(format!("{}-wal", lock.trim_end_matches(".migrate.lock"))));
-        crate::metrics::watch_pool(label.clone(), pool.clone(), wal);
+        crate::metrics::watch_pool(label.clone(), pool.clone(), migration_lock.as_deref().and_then(wal_of));
         let (migrate_on_start, label) = (options.migrate_on_start, label.into());
         Ok(Self { pool, writers, migration_lock, migrate_on_start, label, long_reads })
     }
@@ -314,6 +320,12 @@ fn sqlite_pragmas(options: &DbOptions) -> String {
 }
 
 /// `sqlite://path` with `mode=rwc` (create when missing) and the folder created.
+/// The write-ahead log beside the database whose migration lock is `lock`.
+fn wal_of(lock: &Path) -> Option<std::path::PathBuf> {
+    let lock = lock.to_str()?;
+    Some(std::path::PathBuf::from(format!("{}-wal", lock.trim_end_matches(".migrate.lock"))))
+}
+
 /// `<file>.migrate.lock` of a SQLite URL's file; `None` for an in-memory database.
 fn sqlite_migration_lock(url: &str) -> Option<Arc<Path>> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
