@@ -8,7 +8,7 @@ use economy_kit::db::{Backend, DbOptions};
 use economy_kit::testing::TestDatabase;
 use sqlx::{AnyConnection, Connection, Row};
 
-use super::{correlated_events_sql, events_sql};
+use super::{correlated_events_sql, events_sql, items_sql};
 use crate::store::ItemStore;
 
 enum Bind {
@@ -49,14 +49,38 @@ async fn event_pages_walk_their_index_in_order() -> anyhow::Result<()> {
     }
     let item = [Bind::Text("0190a000-0000-7000-8000-000000000000"), Bind::Int(3), Bind::Int(50)];
     let correlation = [Bind::Text("order-1"), Bind::Text(""), Bind::Int(0), Bind::Int(4), Bind::Int(50)];
+    let first_items = [
+        Bind::Int(2),
+        Bind::Text("available"),
+        Bind::Text("locked"),
+        Bind::Text("x"),
+        Bind::Text("x"),
+        Bind::Text("x"),
+        Bind::Int(50),
+    ];
+    let deep_items = [
+        Bind::Int(2),
+        Bind::Text("available"),
+        Bind::Text("locked"),
+        Bind::Text("x"),
+        Bind::Text("x"),
+        Bind::Text("x"),
+        Bind::Text("0190a000-0000-7000-8000-000000000000"),
+        Bind::Int(50),
+    ];
     for (sql, binds, index) in [
         (events_sql(), &item[..], "item_instance_id"),
         (correlated_events_sql(), &correlation[..], "item_events_by_correlation"),
+        (items_sql(false), &first_items[..], "item_instances_by_owner"),
+        (items_sql(true), &deep_items[..], "item_instances_by_owner"),
     ] {
         let plan = plan_of(&mut conn, backend, &sql, binds).await?;
         let scans = plan.lines().any(|line| line.trim_start().starts_with("SCAN") || line.contains("Seq Scan"));
         assert!(!scans && !plan.contains("TEMP B-TREE") && !plan.contains("Sort"), "{plan}");
         assert!(plan.contains(index), "{plan}");
     }
+    // A deep page seeks its id bound in the index rather than filtering newer items.
+    let deep = plan_of(&mut conn, backend, &items_sql(true), &deep_items).await?;
+    assert!(deep.contains("id<?") || deep.contains("(id < "), "{deep}");
     Ok(())
 }
