@@ -135,6 +135,10 @@ pub struct Cli {
     /// instead of timing its first run over it (about N / 5,000 s).
     #[arg(long)]
     pub checkpoint_history: bool,
+    /// `scale`: after the clean whole `Reconcile`, add 1 to one typical user's balance row
+    /// and time the whole `Reconcile` that must find it.
+    #[arg(long)]
+    pub corrupt_balance: bool,
 }
 
 impl Cli {
@@ -167,6 +171,7 @@ impl Cli {
             shape: Shape { entries: self.entries, users: self.users.max(1) },
             reconcile_after: self.reconcile_after,
             checkpoint_history: self.checkpoint_history,
+            corrupt_balance: self.corrupt_balance,
         };
         Ok(BenchOptions { target, load, ledger_op: self.ledger_op, pgledger_dir: self.pgledger_dir.clone(), scale })
     }

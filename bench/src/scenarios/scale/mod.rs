@@ -3,7 +3,8 @@
 //! 1. [`generate`] fills the ledger's database (migrated at start) with `--entries`
 //!    entries for `--users` users, one heavy user and `SYSTEM_ISSUANCE` credited by
 //!    every entry;
-//! 2. the whole `Reconcile` (straight to the ledger) must find nothing — timed;
+//! 2. the whole `Reconcile` (straight to the ledger, following its cursors) must find
+//!    nothing — timed;
 //! 3. the first `Reconcile{since_checkpoint}` moves the checkpoint past the generated
 //!    history — timed; the checkpoint read before it shows whether a run happened at
 //!    start;
@@ -42,9 +43,10 @@ pub const READ_SAMPLES: u64 = 500;
 pub const PAGE_SIZE: i32 = 50;
 /// How often the WAL's size is sampled during the load.
 const WAL_SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// Most `Reconcile` calls one timed reconcile may take (each call that hits the request
-/// deadline still moves the incremental checkpoint).
-const RECONCILE_CALLS: usize = 100;
+/// Most `Reconcile` calls one timed reconcile may take (a whole check's call answers with
+/// a cursor after the ledger's budget; an incremental call that hits the request
+/// deadline still moves the checkpoint).
+const RECONCILE_CALLS: usize = 1_000;
 
 /// The generated ledger and the incremental reconcile's batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,9 @@ pub struct ScaleOptions {
     /// Record the generated history as checked instead of timing the first incremental
     /// run over it ([`generate::record_checkpoint`]).
     pub checkpoint_history: bool,
+    /// After the clean whole check, alter one balance row and time the whole check that
+    /// must report it ([`find_corrupted_balance`]).
+    pub corrupt_balance: bool,
 }
 
 impl Default for ScaleOptions {
@@ -64,6 +69,7 @@ impl Default for ScaleOptions {
             shape: Shape { entries: 10_000_000, users: 100_000 },
             reconcile_after: 10_000,
             checkpoint_history: false,
+            corrupt_balance: false,
         }
     }
 }
@@ -220,20 +226,16 @@ async fn check_history(
     scale: ScaleOptions,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    match reconcile(direct, false).await {
-        Ok((full, took, _)) => {
-            anyhow::ensure!(full.findings.is_empty(), "the whole Reconcile found {:?}", full.findings);
-            let seconds = took.as_secs_f64();
-            notes.push(format!("whole Reconcile: no findings, {} balances, {seconds:.2} s", full.balances_checked));
-        }
-        Err(error)
-            if error
-                .downcast_ref::<tonic::Status>()
-                .is_some_and(|status| status.code() == tonic::Code::DeadlineExceeded) =>
-        {
-            notes.push(format!("whole Reconcile: no answer within the ledger's request deadline ({error:#})"));
-        }
-        Err(error) => return Err(error),
+    let (full, took, calls) = reconcile(direct, false).await?;
+    anyhow::ensure!(full.findings.is_empty(), "the whole Reconcile found {:?}", full.findings);
+    notes.push(format!(
+        "whole Reconcile: no findings, {} balances and {} entries in {calls} call(s), {:.2} s",
+        full.balances_checked,
+        full.entries_checked,
+        took.as_secs_f64()
+    ));
+    if scale.corrupt_balance {
+        find_corrupted_balance(direct, url, notes).await?;
     }
     if scale.checkpoint_history {
         generate::record_checkpoint(url, scale.shape).await?;
@@ -291,17 +293,60 @@ async fn checked_entries(url: &str) -> anyhow::Result<i64> {
     Ok(checked.unwrap_or(0))
 }
 
-/// The last answer of `Reconcile` (all, or since the checkpoint), how long it took and
-/// in how many calls: an incremental call that hits the request deadline keeps the rounds
-/// it finished (the checkpoint moved), so it is called again until one answers.
+/// Adds 1 to user 7's balance row (and takes it back after), and times the whole
+/// `Reconcile` that must report that balance.
+async fn find_corrupted_balance(direct: &mut LedgerClient, url: &str, notes: &mut Vec<String>) -> anyhow::Result<()> {
+    const ALTER: &str = "UPDATE balances SET available = available + $1 WHERE account = 'user:7'";
+    let mut connection = sqlx::AnyConnection::connect(url).await?;
+    sqlx::query(ALTER).bind(1_i64).execute(&mut connection).await?;
+    let found = reconcile(direct, false).await;
+    sqlx::query(ALTER).bind(-1_i64).execute(&mut connection).await?;
+    connection.close().await?;
+    let (report, took, calls) = found?;
+    let user_7 = pb::AccountRef { account: Some(pb::account_ref::Account::UserId(7)) };
+    let kinds: Vec<i32> = report
+        .findings
+        .iter()
+        .filter(|finding| finding.account.as_ref() == Some(&user_7))
+        .map(|finding| finding.kind)
+        .collect();
+    anyhow::ensure!(
+        !kinds.is_empty() && kinds.len() == report.findings.len(),
+        "the whole Reconcile found {:?}",
+        report.findings
+    );
+    notes.push(format!(
+        "whole Reconcile with user:7's balance row altered: {} finding(s) on it and no other, {calls} call(s), {:.2} s",
+        kinds.len(),
+        took.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// `Reconcile` (the whole check, or since the checkpoint) to its end, how long it took
+/// and in how many calls, with the findings and counts of every call summed: the whole
+/// check follows its cursors (each call answers within the ledger's budget), and an
+/// incremental call the request deadline cuts keeps the rounds it finished (the
+/// checkpoint moved), so it is called again.
 async fn reconcile(
     client: &mut LedgerClient,
     since_checkpoint: bool,
 ) -> anyhow::Result<(pb::ReconcileResponse, Duration, usize)> {
     let started = Instant::now();
+    let (mut total, mut cursor) = (pb::ReconcileResponse::default(), String::new());
     for calls in 1..=RECONCILE_CALLS {
-        match client.reconcile(pb::ReconcileRequest { since_checkpoint }).await {
-            Ok(response) => return Ok((response.into_inner(), started.elapsed(), calls)),
+        match client.reconcile(pb::ReconcileRequest { since_checkpoint, cursor: cursor.clone() }).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                total.findings.extend(response.findings);
+                total.balances_checked += response.balances_checked;
+                total.entries_checked += response.entries_checked;
+                total.assets_checked += response.assets_checked;
+                if response.next_cursor.is_empty() {
+                    return Ok((total, started.elapsed(), calls));
+                }
+                cursor = response.next_cursor;
+            }
             Err(status) if since_checkpoint && status.code() == tonic::Code::DeadlineExceeded => {
                 eprintln!(
                     "  incremental Reconcile hit the request deadline after {:.0} s; again",
