@@ -47,6 +47,8 @@ enum Command {
     Token(TokenArgs),
     /// Ask one server (`HOST:PORT`) for its gRPC health status; exit 0 only when SERVING.
     Health(health::Health),
+    /// Bring an existing economy in from DIR (docs/import.md); exit status 3 when the report differs.
+    Import(commands::import::Import),
     /// The commands that talk to a running stack.
     #[command(flatten)]
     Client(ClientCommand),
@@ -167,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Health(args) => return health::run(args, &cli.global).await,
+        Command::Import(args) => return commands::import::run(args, &cli.global).await,
         Command::Client(command) => command,
     };
     let (channel, bearer) = client::connect(&cli.global).await?;

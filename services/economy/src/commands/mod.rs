@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod health;
 pub mod history;
 pub mod holds;
+pub mod import;
 pub mod items;
 pub mod market;
 pub mod offers;
