@@ -93,9 +93,20 @@ impl Stack {
 
     /// `start_with_env` with extra arguments of `economy up` (e.g. `--tls`).
     pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let binary = economy_binary()?;
         let data_dir = std::env::temp_dir().join(format!("economy-e2e-{}", uuid::Uuid::now_v7().simple()));
         let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
+        Self::launch(data_dir, on_postgres, args, env).await
+    }
+
+    /// `economy up --data-dir <data_dir>` (removed on drop) with extra environment
+    /// variables, on SQLite whatever `ECONOMY_TEST_POSTGRES_URL` says: for what only SQLite
+    /// has (`economy backup`), and to start on databases put there first (`economy restore`).
+    pub async fn start_sqlite_in(data_dir: PathBuf, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::launch(data_dir, false, &[], env).await
+    }
+
+    async fn launch(data_dir: PathBuf, on_postgres: bool, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let binary = economy_binary()?;
         let mut databases = Vec::new();
         let mut command = hermetic(&binary);
         command

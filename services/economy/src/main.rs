@@ -49,6 +49,10 @@ enum Command {
     Health(health::Health),
     /// Bring an existing economy in from DIR (docs/import.md); exit status 3 when the report differs.
     Import(commands::import::Import),
+    /// Copy a running stack's SQLite databases into an empty DIR, with a manifest.
+    Backup(commands::backup::BackupArgs),
+    /// Restore a backup DIR into an empty `--data-dir`, verified first.
+    Restore(commands::backup::RestoreArgs),
     /// The commands that talk to a running stack.
     #[command(flatten)]
     Client(ClientCommand),
@@ -170,6 +174,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Health(args) => return health::run(args, &cli.global).await,
         Command::Import(args) => return commands::import::run(args, &cli.global).await,
+        Command::Backup(args) => return commands::backup::run(&args, &cli.global.data_dir).await,
+        Command::Restore(args) => return commands::backup::restore(&args, &cli.global.data_dir).await,
         Command::Client(command) => command,
     };
     let (channel, bearer) = client::connect(&cli.global).await?;

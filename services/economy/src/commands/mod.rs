@@ -3,6 +3,7 @@
 //! as errors that `client::report` prints.
 
 pub mod admin;
+pub mod backup;
 pub mod balances;
 pub mod catalog;
 pub mod gateway;
