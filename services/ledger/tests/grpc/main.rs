@@ -14,6 +14,7 @@ mod concurrency;
 mod conflicts;
 mod history;
 mod holds;
+mod import;
 mod properties;
 mod reconcile;
 mod resulting;
