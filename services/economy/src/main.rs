@@ -47,12 +47,14 @@ enum Command {
     Token(TokenArgs),
     /// Ask one server (`HOST:PORT`) for its gRPC health status; exit 0 only when SERVING.
     Health(health::Health),
-    /// Bring an existing economy in from DIR (docs/import.md); exit status 3 when the report differs.
-    Import(commands::import::Import),
+    /// Apply every service's pending database migrations once, then exit.
+    Migrate(commands::migrate::MigrateArgs),
     /// Copy a running stack's SQLite databases into an empty DIR, with a manifest.
     Backup(commands::backup::BackupArgs),
     /// Restore a backup DIR into an empty `--data-dir`, verified first.
     Restore(commands::backup::RestoreArgs),
+    /// Bring an existing economy in from DIR (docs/import.md); exit status 3 when the report differs.
+    Import(commands::import::Import),
     /// The commands that talk to a running stack.
     #[command(flatten)]
     Client(ClientCommand),
@@ -173,9 +175,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Health(args) => return health::run(args, &cli.global).await,
-        Command::Import(args) => return commands::import::run(args, &cli.global).await,
+        Command::Migrate(args) => return commands::migrate::run(&args, &cli.global.data_dir).await,
         Command::Backup(args) => return commands::backup::run(&args, &cli.global.data_dir).await,
         Command::Restore(args) => return commands::backup::restore(&args, &cli.global.data_dir).await,
+        Command::Import(args) => return commands::import::run(args, &cli.global).await,
         Command::Client(command) => command,
     };
     let (channel, bearer) = client::connect(&cli.global).await?;

@@ -13,6 +13,7 @@ pub mod holds;
 pub mod import;
 pub mod items;
 pub mod market;
+pub mod migrate;
 pub mod offers;
 pub mod redemption;
 pub mod statement;
