@@ -35,6 +35,15 @@ async fn plan_of(conn: &mut AnyConnection, backend: Backend, sql: &str, binds: &
     Ok(lines.join("\n"))
 }
 
+/// The binds of [`items_sql`]: owner 2, five statuses, the id bound if any, the limit.
+fn owner_page_binds(after: Option<&'static str>) -> Vec<Bind> {
+    let mut binds = vec![Bind::Int(2)];
+    binds.extend(["available", "locked", "x", "x", "x"].map(Bind::Text));
+    binds.extend(after.map(Bind::Text));
+    binds.push(Bind::Int(50));
+    binds
+}
+
 #[tokio::test]
 async fn event_pages_walk_their_index_in_order() -> anyhow::Result<()> {
     let database = TestDatabase::new().await?;
@@ -49,25 +58,8 @@ async fn event_pages_walk_their_index_in_order() -> anyhow::Result<()> {
     }
     let item = [Bind::Text("0190a000-0000-7000-8000-000000000000"), Bind::Int(3), Bind::Int(50)];
     let correlation = [Bind::Text("order-1"), Bind::Text(""), Bind::Int(0), Bind::Int(4), Bind::Int(50)];
-    let first_items = [
-        Bind::Int(2),
-        Bind::Text("available"),
-        Bind::Text("locked"),
-        Bind::Text("x"),
-        Bind::Text("x"),
-        Bind::Text("x"),
-        Bind::Int(50),
-    ];
-    let deep_items = [
-        Bind::Int(2),
-        Bind::Text("available"),
-        Bind::Text("locked"),
-        Bind::Text("x"),
-        Bind::Text("x"),
-        Bind::Text("x"),
-        Bind::Text("0190a000-0000-7000-8000-000000000000"),
-        Bind::Int(50),
-    ];
+    let first_items = owner_page_binds(None);
+    let deep_items = owner_page_binds(Some("0190a000-0000-7000-8000-000000000000"));
     for (sql, binds, index) in [
         (events_sql(), &item[..], "item_instance_id"),
         (correlated_events_sql(), &correlation[..], "item_events_by_correlation"),
