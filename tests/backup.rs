@@ -1,6 +1,7 @@
 //! Backup and restore end to end against the real `economy` binary (docs/operations.md,
-//! "Backup and restore"): a backup taken while transfers and shop purchases (exchange
-//! sagas across the market, the ledger and items) run through the gateway, restored into
+//! "Backup and restore"): a backup taken while transfers, shop purchases (exchange sagas
+//! across the market, the ledger and items) and redemptions (orders locking and, through
+//! redemption's outbox, consuming items) run through the gateway, restored into
 //! a new data directory, starts a stack whose recovery workers finish what was in flight:
 //! the services agree, the ledger reconciles, every asset still sums to zero and no money
 //! stays frozen. A changed or truncated backup, a non-empty target, a non-empty backup
@@ -75,12 +76,13 @@ fn path(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
-/// POINTS and red_shard, a sword, an offer `pack` (10 POINTS for 5 red_shard and a sword)
-/// and `GRANT` POINTS for every user.
+/// POINTS and red_shard, a sword, a redeemable coffee, an offer `pack` (10 POINTS for 5
+/// red_shard and a sword) and `GRANT` POINTS for every user.
 async fn catalog(stack: &Stack) -> anyhow::Result<()> {
     stack.ok(&["asset", "define", "POINTS", "--name", "Points", "--kind", "currency"]).await?;
     stack.ok(&["asset", "define", "red_shard", "--name", "Red shard", "--kind", "fragment"]).await?;
     stack.ok(&["template", "define", "sword", "--name", "Sword", "--kind", "equipment"]).await?;
+    stack.ok(&["template", "define", "coffee", "--name", "Coffee", "--kind", "voucher", "--redeemable"]).await?;
     let pack = ["offer", "define", "pack", "--name", "Pack", "--price", "POINTS:10", "--reward-asset", "red_shard:5"];
     stack.ok(&[&pack[..], &["--reward-item", "sword"]].concat()).await?;
     for user in USERS {
@@ -93,6 +95,7 @@ async fn catalog(stack: &Stack) -> anyhow::Result<()> {
 }
 
 /// Writes through the gateway until `stop`: worker 0 transfers POINTS round the users,
+/// worker 1 grants a coffee, has its owner create a redemption order and staff fulfil it,
 /// the others buy `pack` as users in turn; each success counts in `done`.
 async fn load(stack: Arc<Stack>, worker: usize, stop: Arc<AtomicBool>, done: Arc<AtomicUsize>) -> anyhow::Result<()> {
     let mut turn = 0;
@@ -101,6 +104,8 @@ async fn load(stack: Arc<Stack>, worker: usize, stop: Arc<AtomicBool>, done: Arc
         let (from, to) = (from.to_string(), to.to_string());
         if worker == 0 {
             stack.ok(&["transfer", "--from", &from, "--to", &to, "--asset", "POINTS", "--amount", "1"]).await?;
+        } else if worker == 1 {
+            redeem(&stack, &from).await?;
         } else {
             stack.ok(&["--user-id", &from, "--role", "0", "offer", "buy", "pack"]).await?;
         }
@@ -108,6 +113,23 @@ async fn load(stack: Arc<Stack>, worker: usize, stop: Arc<AtomicBool>, done: Arc
         turn += 1;
     }
     Ok(())
+}
+
+/// Grants `user` a coffee, creates its redemption order as the owner and fulfils the code
+/// as staff.
+async fn redeem(stack: &Stack, user: &str) -> anyhow::Result<()> {
+    let granted = stack.ok(&["item", "grant", "--user", user, "--template", "coffee"]).await?;
+    let item = word_after(&granted, "item ")?;
+    let created = stack.ok(&["--user-id", user, "--role", "0", "redeem", "create", "--item", &item]).await?;
+    let code = created.line_starting("code: ").context("no code")?.trim_start_matches("code: ").to_owned();
+    stack.ok(&["--user-id", "7", "--role", "50", "redeem", "fulfill", &code]).await?;
+    Ok(())
+}
+
+/// The second word of the first line starting with `prefix` (an id).
+fn word_after(run: &Run, prefix: &str) -> anyhow::Result<String> {
+    let line = run.line_starting(prefix).with_context(|| format!("no `{prefix}` line in {}", run.stdout))?;
+    line.split_whitespace().nth(1).map(str::to_owned).context("no id")
 }
 
 /// Waits until `done` reaches `count` (the load workers are running).
@@ -190,10 +212,10 @@ async fn a_backup_taken_under_load_restores_to_a_clean_stack() -> anyhow::Result
     catalog(&stack).await?;
     let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let mut workers = JoinSet::new();
-    for worker in 0..3 {
+    for worker in 0..4 {
         workers.spawn(load(stack.clone(), worker, stop.clone(), done.clone()));
     }
-    wait_for(&done, 15).await?;
+    wait_for(&done, 20).await?;
     let backup = temp_path("backup");
     let taken = stack.ok(&["backup", path(&backup)]).await?;
     let written = done.load(Ordering::SeqCst);
