@@ -131,7 +131,42 @@ fn sync(path: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use sqlx::{Connection, Executor, SqliteConnection};
+
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_backup_releases_every_database_it_held() {
+        let dir = std::env::temp_dir().join(format!("economy-backup-fail-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(dir.join("out")).expect("dir");
+        let sources: Vec<Source> = Service::ALL
+            .into_iter()
+            .map(|service| Source {
+                service,
+                url: sqlite_backup::file_url(&dir.join(file_name(service))),
+                busy_timeout: Duration::from_secs(5),
+            })
+            .collect();
+        // The gateway and the market exist; redemption's database is missing.
+        for service in [Service::Gateway, Service::Market] {
+            let url = format!("{}?mode=rwc", sqlite_backup::file_url(&dir.join(file_name(service))));
+            let mut connection = SqliteConnection::connect(&url).await.expect("create");
+            connection.execute("CREATE TABLE t (n INTEGER)").await.expect("table");
+            connection.close().await.expect("close");
+        }
+        let error = copy_all(&sources, &dir.join("out")).await.expect_err("redemption is missing").to_string();
+        assert!(error.contains("redemption"), "{error}");
+        for service in [Service::Gateway, Service::Market] {
+            let url = format!("{}?mode=rw", sqlite_backup::file_url(&dir.join(file_name(service))));
+            let mut connection = SqliteConnection::connect(&url).await.expect("open");
+            connection.execute("PRAGMA busy_timeout = 0").await.expect("no waiting");
+            connection.execute("INSERT INTO t VALUES (1)").await.expect("writable again");
+            connection.close().await.expect("close");
+        }
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
 
     #[test]
     fn callers_are_copied_before_the_services_they_call() {
