@@ -149,9 +149,9 @@ pub fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
     Ok((bytes, hex::encode(hasher.finalize())))
 }
 
-/// Now, RFC 3339 in UTC to the second.
+/// Now, RFC 3339 in UTC to the millisecond (the copies of one backup are milliseconds apart).
 pub fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
