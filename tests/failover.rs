@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use economy_e2e::{Run, Stack};
+use economy_kit::reasons::{Action, CATALOGUE};
 use economy_kit::testing::POSTGRES_URL_ENV;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
@@ -305,13 +306,13 @@ impl Write {
 }
 
 /// An acknowledged write: its key, the id its answer named (transaction or exchange) and
-/// how many attempts it took.
+/// the errors of the attempts before (`economy`'s `error: CODE REASON: message` lines).
 #[derive(Debug, Clone)]
 struct Ack {
     write: Write,
     key: String,
     id: String,
-    attempts: u32,
+    failures: Vec<String>,
 }
 
 /// An answer's head line: `transaction <id>[ (replayed)]` or `exchange <id> <STATUS> …`
@@ -330,19 +331,20 @@ fn answer_id(run: &Run) -> anyhow::Result<String> {
 }
 
 /// Sends `write` with `key`, and again with the same key (after a growing pause) until the
-/// gateway answers it: what a client does when a write fails or its answer is lost.
-async fn until_answered(stack: &Stack, write: &Write, key: &str) -> anyhow::Result<(Run, u32)> {
+/// gateway answers it: what a client does when a write fails or its answer is lost. The
+/// answer, and the errors before it.
+async fn until_answered(stack: &Stack, write: &Write, key: &str) -> anyhow::Result<(Run, Vec<String>)> {
     let mut args = write.args();
     args.extend(["--idempotency-key".to_owned(), key.to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let deadline = Instant::now() + ANSWER_DEADLINE;
-    let (mut pause, mut attempts) = (Duration::from_millis(100), 0);
+    let (mut pause, mut failures) = (Duration::from_millis(100), Vec::new());
     loop {
-        attempts += 1;
         let run = stack.run(&args).await?;
         if run.code == Some(0) {
-            return Ok((run, attempts));
+            return Ok((run, failures));
         }
+        failures.push(run.stderr.lines().next().unwrap_or_default().to_owned());
         anyhow::ensure!(Instant::now() < deadline, "`economy {}` unanswered: {}", args.join(" "), run.stderr);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
@@ -366,9 +368,9 @@ async fn load(
             _ => Write::Purchase { user: user(0) },
         };
         let key = uuid::Uuid::now_v7().to_string();
-        let (run, attempts) = until_answered(&stack, &write, &key).await?;
+        let (run, failures) = until_answered(&stack, &write, &key).await?;
         let id = answer_id(&run)?;
-        acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(Ack { write, key, id, attempts });
+        acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(Ack { write, key, id, failures });
         turn += 1;
     }
     Ok(())
@@ -393,6 +395,13 @@ async fn wait_for_acks(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Whether an `economy` error line (`error: CODE REASON: message`) names a reason the
+/// catalogue tells clients to retry (docs/errors.md): what a failover may answer.
+fn is_retryable(error: &str) -> bool {
+    let reason = error.split_whitespace().nth(2).map(|reason| reason.trim_end_matches(':'));
+    CATALOGUE.iter().any(|entry| Some(entry.reason) == reason && entry.action == Action::Retry)
 }
 
 /// POINTS, red_shard, a sword, the offer `pack` (PACK_PRICE POINTS for PACK_SHARDS
@@ -575,9 +584,11 @@ async fn a_primary_failover_loses_no_acknowledged_write() -> anyhow::Result<()> 
     }
 
     let acks = acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let retried = acks.iter().filter(|ack| ack.attempts > 1).count();
-    assert!(retried > 0, "no write was in flight during the failover: {acks:?}");
-    eprintln!("{} writes acknowledged, {retried} of them after retries with their keys", acks.len());
+    let failures: Vec<&String> = acks.iter().flat_map(|ack| &ack.failures).collect();
+    assert!(!failures.is_empty(), "no write was in flight during the failover: {acks:?}");
+    let others: Vec<&&String> = failures.iter().filter(|error| !is_retryable(error)).collect();
+    assert!(others.is_empty(), "answers a client would not retry during the failover: {others:?}");
+    eprintln!("{} writes acknowledged, {} failed attempts retried with their keys", acks.len(), failures.len());
     replay_all(&stack, &acks).await?;
     assert_nothing_lost(&stack, &acks).await?;
     stack.ok(&["reconcile"]).await?;

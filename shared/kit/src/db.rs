@@ -388,6 +388,22 @@ pub fn is_retryable_conflict(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code == "40001" || code == "40P01")
 }
 
+/// True when the database could not be reached or dropped the connection, as while a
+/// PostgreSQL primary fails over: a failed socket or TLS session, a broken protocol
+/// exchange (a proxy whose server is gone), no connection within the pool's acquire
+/// timeout, SQLSTATE class 08 (`connection_exception`) or 57P01–57P03 (the server shutting
+/// down, crashed, or not accepting connections yet). The write may or may not have
+/// committed: a retry with the same idempotency key finds out (deploy/FAILOVER.md).
+pub fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        error => error
+            .as_database_error()
+            .and_then(|error| error.code())
+            .is_some_and(|code| code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code.as_ref())),
+    }
+}
+
 /// How many times [`retry_conflicts`] runs a write again after its first attempt.
 pub const CONFLICT_RETRIES: usize = 8;
 

@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::reasons::debug_assert_catalogued;
-pub use crate::reasons::{INTERNAL_ERROR, MALFORMED_REQUEST, STORAGE_CONFLICT, VALIDATION_FAILED};
+pub use crate::reasons::{INTERNAL_ERROR, MALFORMED_REQUEST, STORAGE_CONFLICT, STORAGE_UNAVAILABLE, VALIDATION_FAILED};
 
 /// A status with an `ErrorInfo` detail.
 ///
@@ -66,11 +66,17 @@ pub fn internal(domain: &str, error: &dyn std::fmt::Display) -> Status {
 }
 
 /// The status of a storage failure: `ABORTED` / `STORAGE_CONFLICT` when `cause` is a
-/// conflict the database aborted the write over ([`StorageCause::is_conflict`]: the
-/// caller retries with the same idempotency key), else the opaque `INTERNAL`
-/// ([`internal`], logging `error`). (docs/errors.md; docs/operations.md, "Conflicts and
-/// retries")
+/// conflict the database aborted the write over ([`StorageCause::is_conflict`]),
+/// `UNAVAILABLE` / `STORAGE_UNAVAILABLE` when the database could not be reached
+/// ([`StorageCause::is_connection_lost`]): the caller retries either with the same
+/// idempotency key. Else the opaque `INTERNAL` ([`internal`], logging `error`).
+/// (docs/errors.md; docs/operations.md, "Conflicts and retries"; deploy/FAILOVER.md)
 pub fn storage(domain: &str, cause: &StorageCause, error: &dyn std::fmt::Display) -> Status {
+    if cause.is_connection_lost() {
+        tracing::warn!(%error, domain, "database unreachable");
+        let message = "the database is unreachable; retry with the same idempotency key";
+        return status(Code::Unavailable, domain, STORAGE_UNAVAILABLE, message, Vec::<(String, String)>::new());
+    }
     if !cause.is_conflict() {
         return internal(domain, error);
     }
@@ -197,8 +203,8 @@ pub fn classify(status: &Status) -> Upstream {
 
 /// The cause of an unexpected storage failure — a database error, a row that does not
 /// parse, a broken invariant of stored data — kept as the `#[source]` of a service's
-/// `Storage` error so logs show the whole chain; clients only ever see an opaque
-/// `INTERNAL` ([`internal`]).
+/// `Storage` error so logs show the whole chain; clients see [`storage`]'s status, which
+/// never includes it.
 ///
 /// Two causes are equal when their messages are (tests compare errors).
 #[derive(Clone)]
@@ -219,6 +225,12 @@ impl StorageCause {
     /// ([`crate::db::is_retryable_conflict`]).
     pub fn is_conflict(&self) -> bool {
         self.0.downcast_ref::<sqlx::Error>().is_some_and(crate::db::is_retryable_conflict)
+    }
+
+    /// Whether the cause is a database that could not be reached or dropped the connection
+    /// ([`crate::db::is_connection_lost`]).
+    pub fn is_connection_lost(&self) -> bool {
+        self.0.downcast_ref::<sqlx::Error>().is_some_and(crate::db::is_connection_lost)
     }
 }
 
@@ -365,6 +377,26 @@ mod tests {
             assert!(matches!(classify(&status), Upstream::Unavailable), "callers retry it");
         }
         let status = storage_status("23505");
+        assert_eq!((status.code(), reason(&status).as_deref()), (Code::Internal, Some(INTERNAL_ERROR)));
+    }
+
+    #[test]
+    fn a_lost_database_connection_is_unavailable_and_retryable() {
+        let status_of = |error: sqlx::Error| storage("economy.test", &StorageCause::from(error), &"x");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let lost = [
+            sqlx::Error::Io(reset),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Protocol("unexpected response from SSLRequest".into()),
+            crate::db::database_error("57P01"),
+            crate::db::database_error("08006"),
+        ];
+        for error in lost {
+            let status = status_of(error);
+            assert_eq!((status.code(), reason(&status).as_deref()), (Code::Unavailable, Some(STORAGE_UNAVAILABLE)));
+            assert!(matches!(classify(&status), Upstream::Unavailable), "callers retry it");
+        }
+        let status = status_of(sqlx::Error::RowNotFound);
         assert_eq!((status.code(), reason(&status).as_deref()), (Code::Internal, Some(INTERNAL_ERROR)));
     }
 

@@ -131,6 +131,10 @@ catalogue! {
     /// serialization failure or a deadlock) and it was still lost after the service's own
     /// retries; nothing of it was applied. Retry with the same idempotency key.
     STORAGE_CONFLICT: [Aborted], Retry, "ledger, items, market, redemption, gateway: any write";
+    /// The service's database could not be reached or dropped the connection (a
+    /// PostgreSQL failover, a restart); a write may or may not have been applied. Retry with
+    /// the same idempotency key (deploy/FAILOVER.md).
+    STORAGE_UNAVAILABLE: [Unavailable], Retry, "ledger, items, market, redemption, gateway: any RPC";
     /// The request's deadline (the caller's `grpc-timeout`, capped by the server's request
     /// timeout) passed before it finished; its work was stopped. Retry with a longer
     /// deadline (a write with the same idempotency key).
