@@ -5,9 +5,10 @@
 //! stands for the HAProxy or virtual IP of a production setup. While clients write through
 //! the gateway (transfers, credits and shop purchases, an exchange saga across the market,
 //! the ledger and items), the primary's postmaster is killed, the standby promoted and the
-//! forwarder re-pointed at it. The services are not restarted: they serve again, every
-//! write a client saw acknowledged is there, writes whose answer was lost resolve by retry
-//! with their keys and exactly once, and Reconcile and the consistency check are clean.
+//! forwarder re-pointed at it. The services are not restarted: meanwhile they answer only
+//! errors the catalogue says to retry (docs/errors.md), then serve again; every write a
+//! client saw acknowledged is there, writes whose answer was lost resolve by retry with
+//! their keys and exactly once, and Reconcile and the consistency check are clean.
 //!
 //! It needs PostgreSQL's server binaries (`/usr/lib/postgresql/<version>/bin`, Debian's
 //! packages): without them it fails when `ECONOMY_TEST_POSTGRES_URL` is set (CI installs
