@@ -14,13 +14,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use economy_gateway::config::GatewayConfig;
-use economy_items::ItemsConfig;
 use economy_kit::db::{AppliedMigration, Db, DbOptions, Migrations};
-use economy_ledger::LedgerConfig;
-use economy_market::MarketConfig;
-use economy_redemption::RedemptionConfig;
-use serde::{Deserialize, Serialize};
+use economy_stack::Service;
+
+use crate::commands::databases::{Settings, migrations};
 
 /// Options of `economy migrate` (besides the global `--data-dir`).
 #[derive(Debug, Args)]
@@ -50,80 +47,29 @@ pub enum ServiceName {
     Market,
 }
 
-impl ServiceName {
-    const ALL: [Self; 5] = [Self::Gateway, Self::Ledger, Self::Items, Self::Redemption, Self::Market];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Gateway => "gateway",
-            Self::Ledger => "ledger",
-            Self::Items => "items",
-            Self::Redemption => "redemption",
-            Self::Market => "market",
+impl From<ServiceName> for Service {
+    fn from(name: ServiceName) -> Self {
+        match name {
+            ServiceName::Gateway => Self::Gateway,
+            ServiceName::Ledger => Self::Ledger,
+            ServiceName::Items => Self::Items,
+            ServiceName::Redemption => Self::Redemption,
+            ServiceName::Market => Self::Market,
         }
-    }
-
-    fn migrations(self) -> Migrations {
-        match self {
-            Self::Gateway => economy_gateway::store::MIGRATIONS,
-            Self::Ledger => economy_ledger::store::MIGRATIONS,
-            Self::Items => economy_items::store::MIGRATIONS,
-            Self::Redemption => economy_redemption::store::MIGRATIONS,
-            Self::Market => economy_market::store::MIGRATIONS,
-        }
-    }
-}
-
-/// The services' sections, read whole so that one file serving every binary parses (the
-/// other sections are skipped; unknown keys are refused).
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-struct Settings {
-    gateway: GatewayConfig,
-    ledger: LedgerConfig,
-    items: ItemsConfig,
-    redemption: RedemptionConfig,
-    market: MarketConfig,
-}
-
-impl Settings {
-    /// `service`'s database URL (a built-in SQLite one moved into `data_dir`) and options.
-    fn database(&self, service: ServiceName, data_dir: &Path) -> (String, DbOptions) {
-        let (url, default, options) = match service {
-            ServiceName::Gateway => {
-                (&self.gateway.database_url, GatewayConfig::default().database_url, &self.gateway.database)
-            }
-            ServiceName::Ledger => {
-                (&self.ledger.database_url, LedgerConfig::default().database_url, &self.ledger.database)
-            }
-            ServiceName::Items => (&self.items.database_url, ItemsConfig::default().database_url, &self.items.database),
-            ServiceName::Redemption => {
-                (&self.redemption.database_url, RedemptionConfig::default().database_url, &self.redemption.database)
-            }
-            ServiceName::Market => {
-                (&self.market.database_url, MarketConfig::default().database_url, &self.market.database)
-            }
-        };
-        let url = if *url == default {
-            format!("sqlite://{}", data_dir.join(format!("{}.db", service.name())).display())
-        } else {
-            url.clone()
-        };
-        (url, options.clone())
     }
 }
 
 /// Migrates the selected databases in turn, printing what each got; stops at the first
 /// failure (exit status 1, the service named).
 pub async fn run(args: &MigrateArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let settings: Settings = economy_kit::config::load(args.config.as_deref())?;
-    let selected = args.service.map_or(ServiceName::ALL.to_vec(), |service| vec![service]);
+    let settings = Settings::load(args.config.as_deref())?;
+    let selected = args.service.map_or(Service::ALL.to_vec(), |service| vec![service.into()]);
     for service in selected {
         let (url, options) = settings.database(service, data_dir);
-        let applied = migrate(&url, &options, service.migrations())
+        let applied = migrate(&url, options, migrations(service))
             .await
-            .with_context(|| format!("cannot migrate the {} database", service.name()))?;
-        for line in report(service.name(), &applied) {
+            .with_context(|| format!("cannot migrate the {service} database"))?;
+        for line in report(&service.to_string(), &applied) {
             println!("{line}");
         }
     }
@@ -151,16 +97,6 @@ fn report(service: &str, applied: &[AppliedMigration]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn built_in_sqlite_urls_live_in_the_data_dir_and_configured_ones_are_kept() {
-        let mut settings = Settings::default();
-        settings.market.database_url = "postgres://db/market".into();
-        let (ledger, _) = settings.database(ServiceName::Ledger, Path::new("/var/economy"));
-        assert_eq!(ledger, "sqlite:///var/economy/ledger.db");
-        let (market, _) = settings.database(ServiceName::Market, Path::new("/var/economy"));
-        assert_eq!(market, "postgres://db/market");
-    }
 
     #[test]
     fn the_report_names_each_migration_or_says_up_to_date() {

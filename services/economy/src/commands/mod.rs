@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backup;
 pub mod balances;
 pub mod catalog;
+pub mod databases;
 pub mod gateway;
 pub mod health;
 pub mod history;

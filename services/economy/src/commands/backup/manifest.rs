@@ -11,7 +11,7 @@ use economy_stack::Service;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::databases::file_name;
+use crate::commands::databases::file_name;
 
 /// The manifest's file name inside a backup directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

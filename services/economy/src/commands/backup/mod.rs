@@ -11,7 +11,6 @@
 //! event) finish whatever was in flight. The services' writes wait while their database
 //! is held, up to their `database.sqlite_busy_timeout_ms`.
 
-mod databases;
 mod manifest;
 mod restore;
 
@@ -24,7 +23,7 @@ use clap::Args;
 use economy_kit::sqlite_backup::{self, WriteLock};
 use economy_stack::Service;
 
-use databases::{Settings, Source, file_name};
+use crate::commands::databases::{Settings, Source, file_name};
 use manifest::{Database, Manifest};
 pub use restore::{RestoreArgs, run as restore};
 

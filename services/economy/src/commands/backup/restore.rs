@@ -11,9 +11,9 @@ use clap::Args;
 use economy_kit::sqlite_backup;
 use economy_stack::Service;
 
-use super::databases::{file_name, known_version};
 use super::manifest::{Database, Manifest};
 use super::{create_empty_dir, refuse_non_empty, sync};
+use crate::commands::databases::{file_name, known_version};
 
 /// Options of `economy restore` (the target is the global `--data-dir`).
 #[derive(Debug, Args)]

@@ -1,13 +1,15 @@
-//! Where the five databases of a stack are: the services' `database_url`s from the same
+//! Where the five databases of a stack are, for the commands that open them directly
+//! (`economy backup`, `restore`, `migrate`): the services' `database_url`s from the same
 //! configuration as `economy up` (defaults, `--config FILE`, `ECONOMY_<SECTION>__<KEY>`),
-//! built-in SQLite URLs moved into `--data-dir` as `economy up` moves them.
+//! built-in SQLite URLs moved into `--data-dir` as `economy up` moves them, and each
+//! service's migrations.
 
 use std::path::Path;
 use std::time::Duration;
 
 use economy_gateway::config::GatewayConfig;
 use economy_items::ItemsConfig;
-use economy_kit::db::{Backend, DbOptions};
+use economy_kit::db::{Backend, DbOptions, Migrations};
 use economy_ledger::LedgerConfig;
 use economy_market::MarketConfig;
 use economy_redemption::RedemptionConfig;
@@ -61,7 +63,7 @@ impl Settings {
     }
 
     /// `service`'s database URL (a built-in one moved into `data_dir`) and options.
-    fn database(&self, service: Service, data_dir: &Path) -> (String, &DbOptions) {
+    pub fn database(&self, service: Service, data_dir: &Path) -> (String, &DbOptions) {
         let (url, default, options) = match service {
             Service::Gateway => {
                 (&self.gateway.database_url, GatewayConfig::default().database_url, &self.gateway.database)
@@ -87,16 +89,20 @@ pub fn file_name(service: Service) -> String {
     format!("{service}.db")
 }
 
-/// The highest migration version this binary knows for `service`'s SQLite database.
-pub fn known_version(service: Service) -> Option<i64> {
-    let migrations = match service {
+/// `service`'s migrations, both backends.
+pub fn migrations(service: Service) -> Migrations {
+    match service {
         Service::Gateway => economy_gateway::store::MIGRATIONS,
         Service::Ledger => economy_ledger::store::MIGRATIONS,
         Service::Items => economy_items::store::MIGRATIONS,
         Service::Redemption => economy_redemption::store::MIGRATIONS,
         Service::Market => economy_market::store::MIGRATIONS,
-    };
-    migrations.sqlite.iter().map(|migration| migration.version).max()
+    }
+}
+
+/// The highest migration version this binary knows for `service`'s SQLite database.
+pub fn known_version(service: Service) -> Option<i64> {
+    migrations(service).sqlite.iter().map(|migration| migration.version).max()
 }
 
 #[cfg(test)]
@@ -118,6 +124,10 @@ mod tests {
             ]
         );
         assert_eq!(sources[0].busy_timeout, Duration::from_secs(10));
+        let mut settings = Settings::default();
+        settings.market.database_url = "postgres://db/market".into();
+        let (market, _) = settings.database(Service::Market, Path::new("/var/economy"));
+        assert_eq!(market, "postgres://db/market", "a configured URL is kept");
     }
 
     #[test]
