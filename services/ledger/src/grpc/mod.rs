@@ -4,6 +4,7 @@
 mod compensation;
 mod convert;
 mod error;
+mod import;
 mod requests;
 mod watch;
 
@@ -402,6 +403,15 @@ impl LedgerService for LedgerApi {
             records: page.records.iter().map(audit::to_proto).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn import_balances(
+        &self,
+        request: Request<pb::ImportBalancesRequest>,
+    ) -> Result<Response<pb::ImportBalancesResponse>, Status> {
+        let caller = caller(&request)?;
+        require(caller.is_admin(), "import balances")?;
+        Ok(Response::new(import::import_balances(&self.store, request.get_ref(), &caller.actor()).await?))
     }
 }
 

@@ -36,3 +36,55 @@ async fn opening_balances_are_idempotent_entries_and_reconcile_clean() {
     assert_eq!(balance_of(&mut admin, system("SYSTEM_ISSUANCE"), "POINTS").await, (-1_500, 0));
     assert_consistent(&mut admin).await;
 }
+
+fn row(external_id: &str, user_id: i64, asset: &str, amount: i64) -> pb::ImportBalanceRow {
+    pb::ImportBalanceRow { external_id: external_id.into(), user_id, asset_code: asset.into(), amount }
+}
+
+async fn import(admin: &mut Client, rows: Vec<pb::ImportBalanceRow>) -> Vec<pb::ImportBalanceResult> {
+    admin.import_balances(pb::ImportBalancesRequest { rows }).await.unwrap().into_inner().results
+}
+
+#[tokio::test]
+async fn import_balances_writes_the_same_entries_row_by_row() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    let first = import(&mut admin, vec![row("aab-1", 7, "POINTS", 100), row("aab-2", 7, "DIAMOND", 5)]).await;
+    let outcomes: Vec<_> = first.iter().map(|result| (result.outcome(), result.credited)).collect();
+    assert_eq!(outcomes, [(pb::ImportOutcome::Created, 100), (pb::ImportOutcome::Created, 5)]);
+    let again = import(
+        &mut admin,
+        vec![
+            row("aab-1", 7, "POINTS", 100),
+            row("aab-2", 7, "DIAMOND", 6),
+            row("aab-3", 8, "NOPE", 1),
+            row("aab 4", 0, "POINTS", 0),
+        ],
+    )
+    .await;
+    let outcomes: Vec<_> = again.iter().map(|result| (result.outcome(), result.reason.as_str())).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (pb::ImportOutcome::Unchanged, ""),
+            (pb::ImportOutcome::Refused, "IDEMPOTENCY_KEY_REUSED"),
+            (pb::ImportOutcome::Refused, "ASSET_NOT_FOUND"),
+            (pb::ImportOutcome::Refused, "VALIDATION_FAILED"),
+        ]
+    );
+    assert_eq!(again[0].transaction_id, first[0].transaction_id);
+    assert!(["external_id", "user_id", "amount"].iter().all(|field| again[3].message.contains(field)));
+    let entry = admin
+        .get_transaction(pb::GetTransactionRequest { id: first[0].transaction_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction
+        .unwrap();
+    assert_eq!((entry.business_type.as_str(), entry.idempotency_key.as_str()), ("IMPORT", "import:balance:aab-1"));
+    assert_eq!((balance(&mut admin, 7, "DIAMOND").await, balance(&mut admin, 8, "POINTS").await), ((5, 0), (0, 0)));
+    assert_consistent(&mut admin).await;
+    let mut user = app.user(7).await;
+    let refused = user.import_balances(pb::ImportBalancesRequest { rows: vec![row("aab-9", 7, "POINTS", 1)] }).await;
+    assert_error(refused, Code::PermissionDenied, "PERMISSION_DENIED");
+}
