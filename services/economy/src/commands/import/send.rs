@@ -1,8 +1,7 @@
 //! Sending the checked rows through the gateway (docs/import.md, "How rows are written"):
-//! the catalogs with DefineAsset and DefineTemplate, each opening balance as one
-//! PostTransaction (business type `IMPORT`, SYSTEM_ISSUANCE to the user, key
-//! `import:balance:<external id>`), items and orders in batches of ImportItems and
-//! ImportOrders. Every row is idempotent on its own, so a transient failure is retried
+//! the catalogs with DefineAsset and DefineTemplate, then batches of ImportBalances
+//! (each balance one journal entry: business type `IMPORT`, SYSTEM_ISSUANCE to the user,
+//! key `import:balance:<external id>`), ImportItems and ImportOrders. Every row is idempotent on its own, so a transient failure is retried
 //! and an interrupted run is resumed by running it again.
 
 use std::collections::HashMap;
@@ -25,16 +24,12 @@ use super::check::{Item, LOCKED, Order, Plan};
 use super::format::{self, BadRow, Line};
 use super::report::Totals;
 
-/// Rows per ImportItems / ImportOrders call.
+/// Rows per ImportBalances / ImportItems / ImportOrders call.
 const BATCH: usize = 100;
-/// ImportItems / ImportOrders calls in flight.
+/// Import calls in flight.
 const BATCHES_IN_FLIGHT: usize = 4;
-/// PostTransaction calls in flight.
-const BALANCES_IN_FLIGHT: usize = 32;
 /// Attempts at a call that failed transiently.
 const ATTEMPTS: u32 = 6;
-/// The ledger's system account that issues opening balances.
-const ISSUANCE: &str = "SYSTEM_ISSUANCE";
 
 /// Adds the bearer token and a fresh `idempotency-key` to every call: the gateway's
 /// record of a call is only a transport retry guard here; each row carries its own key.
@@ -229,64 +224,36 @@ async fn templates(clients: &Clients, plan: &Plan, outcome: &mut Outcome) -> any
     Ok(())
 }
 
-fn account(account: ledger::account_ref::Account) -> Option<ledger::AccountRef> {
-    Some(ledger::AccountRef { account: Some(account) })
-}
-
-/// The opening entry of one balance row.
-fn opening_entry(row: &format::BalanceRow) -> ledger::PostTransactionRequest {
-    use ledger::account_ref::Account;
-    let leg = |account, amount| ledger::PostingInput { account, asset_code: row.asset_code.clone(), amount };
-    ledger::PostTransactionRequest {
-        idempotency_key: format!("import:balance:{}", row.external_id),
-        business_type: "IMPORT".into(),
-        correlation_id: String::new(),
-        memo: format!("opening balance {}", row.external_id),
-        postings: vec![
-            leg(account(Account::UserId(row.user_id)), row.amount),
-            leg(account(Account::System(ISSUANCE.into())), -row.amount),
-        ],
-        hold_settlements: Vec::new(),
+fn balance_row(row: &format::BalanceRow) -> ledger::ImportBalanceRow {
+    ledger::ImportBalanceRow {
+        external_id: row.external_id.clone(),
+        user_id: row.user_id,
+        asset_code: row.asset_code.clone(),
+        amount: row.amount,
     }
 }
 
-/// The user's leg of a stored entry: what the ledger holds for this row.
-fn credited(answer: &ledger::PostTransactionResponse, row: &format::BalanceRow) -> i64 {
-    let user = Some(ledger::account_ref::Account::UserId(row.user_id));
-    let postings = answer.transaction.iter().flat_map(|transaction| &transaction.postings);
-    postings
-        .filter(|posting| {
-            posting.asset_code == row.asset_code && posting.account.as_ref().map(|a| &a.account) == Some(&user)
-        })
-        .map(|posting| posting.amount)
-        .sum()
-}
-
 async fn balances(clients: &Clients, plan: &Plan, outcome: &mut Outcome) -> anyhow::Result<()> {
-    let mut flight = JoinSet::new();
-    let mut rows = plan.balances.iter().cloned();
-    loop {
-        while flight.len() < BALANCES_IN_FLIGHT {
-            let Some(Line { line, row }) = rows.next() else { break };
-            let ledger = clients.ledger.clone();
-            flight.spawn(async move {
-                let request = opening_entry(&row);
-                let answer = retried(|| {
-                    owned(ledger.clone(), request.clone(), |mut c, r| async move { c.post_transaction(r).await })
-                })
-                .await;
-                (line, row, answer)
-            });
-        }
-        let Some(joined) = flight.join_next().await else { break };
-        let (line, row, answer) = joined?;
-        match answer {
-            Ok(answer) => {
-                outcome.imported.balance(&row.asset_code, credited(&answer, &row));
-                outcome.count(format::BALANCES, !answer.replayed);
+    let rows = &plan.balances;
+    let requests = rows
+        .chunks(BATCH)
+        .map(|batch| ledger::ImportBalancesRequest { rows: batch.iter().map(|line| balance_row(&line.row)).collect() })
+        .collect();
+    let client = clients.ledger.clone();
+    let answers = batched(requests, move |request| {
+        let mut client = client.clone();
+        async move { client.import_balances(request).await }
+    })
+    .await?;
+    for (batch, answer) in rows.chunks(BATCH).zip(answers) {
+        for (Line { line, row }, result) in batch.iter().zip(answer.results) {
+            match result.outcome() {
+                ledger::ImportOutcome::Created | ledger::ImportOutcome::Unchanged => {
+                    outcome.imported.balance(&row.asset_code, result.credited);
+                    outcome.count(format::BALANCES, result.outcome() == ledger::ImportOutcome::Created);
+                }
+                _ => outcome.refuse(format::BALANCES, *line, &result.reason, &result.message),
             }
-            Err(status) if transient(&status) => return Err(status.into()),
-            Err(status) => outcome.refuse(format::BALANCES, line, &reason(&status), status.message()),
         }
     }
     Ok(())
