@@ -249,7 +249,12 @@ async fn compare_and_set(tx: &mut Tx<'_>, item: &Item, change: &Change, now: i64
 }
 
 /// Appends `event` at the next stream position (docs/streams.md).
-pub(super) async fn insert_event(tx: &mut Tx<'_>, backend: Backend, event: &Event, fingerprint: &str) -> Result<(), sqlx::Error> {
+pub(super) async fn insert_event(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    event: &Event,
+    fingerprint: &str,
+) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO item_events (id, item_instance_id, version, event_type, idempotency_key, fingerprint, actor, \
          from_owner_user_id, to_owner_user_id, holder, business_type, reason, status, created_at, correlation_id, \
