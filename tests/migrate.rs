@@ -13,7 +13,8 @@ use economy_e2e::{Stack, economy_binary};
 use economy_kit::testing::{POSTGRES_URL_ENV, TestDatabase};
 use tokio::process::Command;
 
-const SERVICES: [&str; 5] = ["gateway", "ledger", "items", "redemption", "market"];
+/// The services in the order `economy migrate` takes them (`Service::ALL`).
+const SERVICES: [&str; 5] = ["ledger", "items", "redemption", "market", "gateway"];
 
 /// One database per service: fresh PostgreSQL databases, or SQLite files in `dir`.
 struct Databases {
