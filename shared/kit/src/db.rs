@@ -388,6 +388,14 @@ pub fn is_retryable_conflict(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code == "40001" || code == "40P01")
 }
 
+/// True when the database stopped a statement before it finished: PostgreSQL's
+/// `query_canceled` (57014: a statement timeout or a cancel) or SQLite's
+/// `SQLITE_INTERRUPT` (9: a long read's progress handler; docs/operations.md,
+/// "Deadlines").
+pub fn is_statement_stopped(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code == "57014" || code == "9")
+}
+
 /// True when the database could not be reached or dropped the connection, as while a
 /// PostgreSQL primary fails over: a failed socket or TLS session, a broken protocol
 /// exchange (a proxy whose server is gone), no connection within the pool's acquire

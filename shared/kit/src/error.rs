@@ -65,13 +65,20 @@ pub fn internal(domain: &str, error: &dyn std::fmt::Display) -> Status {
     status(Code::Internal, domain, INTERNAL_ERROR, "internal error", Vec::<(String, String)>::new())
 }
 
-/// The status of a storage failure: `ABORTED` / `STORAGE_CONFLICT` when `cause` is a
+/// The status of a storage failure: `DEADLINE_EXCEEDED` when the statement was stopped
+/// because the request's deadline passed (a statement timeout or interrupt, the backstop
+/// of a long read), `ABORTED` / `STORAGE_CONFLICT` when `cause` is a
 /// conflict the database aborted the write over ([`StorageCause::is_conflict`]),
 /// `UNAVAILABLE` / `STORAGE_UNAVAILABLE` when the database could not be reached
 /// ([`StorageCause::is_connection_lost`]): the caller retries either with the same
 /// idempotency key. Else the opaque `INTERNAL` ([`internal`], logging `error`).
 /// (docs/errors.md; docs/operations.md, "Conflicts and retries"; deploy/FAILOVER.md)
 pub fn storage(domain: &str, cause: &StorageCause, error: &dyn std::fmt::Display) -> Status {
+    if cause.is_statement_stopped() && crate::server::deadline::passed() {
+        // The statement ran past the request's deadline and its backstop stopped it
+        // (docs/operations.md, "Deadlines").
+        return crate::server::deadline::exceeded(domain);
+    }
     if cause.is_connection_lost() {
         tracing::warn!(%error, domain, "database unreachable");
         let message = "the database is unreachable; retry with the same idempotency key";
@@ -225,6 +232,12 @@ impl StorageCause {
     /// ([`crate::db::is_retryable_conflict`]).
     pub fn is_conflict(&self) -> bool {
         self.0.downcast_ref::<sqlx::Error>().is_some_and(crate::db::is_retryable_conflict)
+    }
+
+    /// Whether the cause is a statement the database stopped before it finished
+    /// ([`crate::db::is_statement_stopped`]).
+    pub fn is_statement_stopped(&self) -> bool {
+        self.0.downcast_ref::<sqlx::Error>().is_some_and(crate::db::is_statement_stopped)
     }
 
     /// Whether the cause is a database that could not be reached or dropped the connection

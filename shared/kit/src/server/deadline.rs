@@ -25,6 +25,11 @@ pub fn current() -> Option<Instant> {
     DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
+/// Whether the deadline of the request whose future is running has passed.
+pub fn passed() -> bool {
+    current().is_some_and(|deadline| Instant::now() >= deadline)
+}
+
 /// The answer to a request whose deadline passed, in `domain` (`economy.<svc>`).
 pub fn exceeded(domain: &str) -> Status {
     crate::error::status(
@@ -128,6 +133,22 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-timeout", value.parse().expect("header value"));
         grpc_timeout(&headers)
+    }
+
+    #[tokio::test]
+    async fn a_statement_its_deadline_stopped_answers_deadline_exceeded() {
+        use crate::error::{StorageCause, storage};
+        let answer = |code| storage("economy.test", &StorageCause::from(crate::db::database_error(code)), &"x");
+        let past = Instant::now().checked_sub(Duration::from_millis(1)).unwrap_or_else(Instant::now);
+        for code in ["57014", "9"] {
+            let stopped = DEADLINE.scope(past, async { answer(code) }).await;
+            assert_eq!(stopped.code(), Code::DeadlineExceeded, "{code}");
+            assert_eq!(crate::error::reason(&stopped).as_deref(), Some(reasons::DEADLINE_EXCEEDED));
+            // Without a passed deadline, a cancelled statement is no deadline's doing.
+            let later = Instant::now() + Duration::from_secs(60);
+            assert_eq!(DEADLINE.scope(later, async { answer(code) }).await.code(), Code::Internal, "{code}");
+            assert_eq!(answer(code).code(), Code::Internal, "{code}");
+        }
     }
 
     #[test]
