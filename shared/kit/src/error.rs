@@ -92,6 +92,14 @@ pub fn storage(domain: &str, cause: &StorageCause, error: &dyn std::fmt::Display
     status(Code::Aborted, domain, STORAGE_CONFLICT, message, Vec::<(String, String)>::new())
 }
 
+/// Whether `status` refuses one row of a batch import for the row's own sake (a bad
+/// field, an unknown reference, a taken key: `INVALID_ARGUMENT`, `NOT_FOUND`,
+/// `FAILED_PRECONDITION`, `ALREADY_EXISTS`), so the batch reports it and goes on; any
+/// other status is the service's and fails the call (docs/import.md).
+pub fn is_row_refusal(status: &Status) -> bool {
+    matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists)
+}
+
 /// Collects field violations of one request; `finish` turns them into
 /// `INVALID_ARGUMENT` / `VALIDATION_FAILED` with a `BadRequest` detail.
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 use economy_kit::error::{Violations, reason};
 use economy_kit::reasons;
 use economy_proto::items::v1 as pb;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::{DOMAIN, convert};
 use crate::domain::import::{ImportPlan, ImportedItem, parse_external_id, parse_import_status};
@@ -57,18 +57,13 @@ async fn import_row(
             message: format!("external id {} was imported before with other content (item {id})", row.external_id),
             ..result(pb::ImportOutcome::Refused, String::new())
         }),
-        Err(status) if is_row_refusal(&status) => Ok(pb::ImportItemResult {
+        Err(status) if economy_kit::error::is_row_refusal(&status) => Ok(pb::ImportItemResult {
             reason: reason(&status).unwrap_or_default(),
             message: status.message().to_owned(),
             ..result(pb::ImportOutcome::Refused, String::new())
         }),
         Err(status) => Err(status),
     }
-}
-
-/// A refusal that concerns the row (bad field, unknown template), not the service.
-fn is_row_refusal(status: &Status) -> bool {
-    matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists)
 }
 
 /// The row, validated (every bad field listed at once) and planned.

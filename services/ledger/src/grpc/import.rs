@@ -7,7 +7,7 @@
 use economy_kit::error::{Violations, reason};
 use economy_proto::ledger::v1 as pb;
 use pb::account_ref::Account;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::{DOMAIN, convert, requests};
 use crate::domain::ids::SYSTEM_ISSUANCE;
@@ -90,7 +90,7 @@ async fn import_row(
             let outcome = if applied.replayed { pb::ImportOutcome::Unchanged } else { pb::ImportOutcome::Created };
             Ok(pb::ImportBalanceResult { outcome: outcome.into(), transaction_id: transaction.id, credited, ..result })
         }
-        Err(status) if is_row_refusal(&status) => Ok(pb::ImportBalanceResult {
+        Err(status) if economy_kit::error::is_row_refusal(&status) => Ok(pb::ImportBalanceResult {
             outcome: pb::ImportOutcome::Refused.into(),
             reason: reason(&status).unwrap_or_default(),
             message: status.message().to_owned(),
@@ -98,9 +98,4 @@ async fn import_row(
         }),
         Err(status) => Err(status),
     }
-}
-
-/// A refusal that concerns the row (bad field, unknown asset, reused key), not the service.
-fn is_row_refusal(status: &Status) -> bool {
-    matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists)
 }

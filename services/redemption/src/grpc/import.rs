@@ -6,7 +6,7 @@ use economy_kit::error::{Violations, reason};
 use economy_kit::reasons;
 use economy_kit::time::from_timestamp;
 use economy_proto::redemption::v1 as pb;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::DOMAIN;
 use crate::domain::import::{ImportStatus, ImportedOrder, code_hash, parse_external_id};
@@ -51,18 +51,13 @@ async fn import_row(service: &Redemption, row: &pb::ImportOrderRow) -> Result<pb
             message,
             ..result(pb::ImportOutcome::Refused, String::new())
         }),
-        Err(status) if is_row_refusal(&status) => Ok(pb::ImportOrderResult {
+        Err(status) if economy_kit::error::is_row_refusal(&status) => Ok(pb::ImportOrderResult {
             reason: reason(&status).unwrap_or_default(),
             message: status.message().to_owned(),
             ..result(pb::ImportOutcome::Refused, String::new())
         }),
         Err(status) => Err(status),
     }
-}
-
-/// A refusal that concerns the row (bad field, taken item), not the service.
-fn is_row_refusal(status: &Status) -> bool {
-    matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists)
 }
 
 fn instant(violations: &mut Violations, name: &str, value: Option<&prost_types::Timestamp>) -> Option<i64> {

@@ -7,6 +7,7 @@
 //! snapshot that reads its last postings.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use economy_kit::db::{Backend, LongRead};
 
@@ -300,12 +301,11 @@ fn check_entry(
     key: &Key,
     entry: &EntryPostings,
 ) -> Result<(), LedgerError> {
-    if !chains.contains_key(key) {
-        chains.insert(key.clone(), RunningBalance::new(account(&key.0)?, asset(&key.1)?));
-    }
-    if let Some(chain) = chains.get_mut(key) {
-        chain.check(entry);
-    }
+    let chain = match chains.entry(key.clone()) {
+        Entry::Occupied(chain) => chain.into_mut(),
+        Entry::Vacant(slot) => slot.insert(RunningBalance::new(account(&key.0)?, asset(&key.1)?)),
+    };
+    chain.check(entry);
     Ok(())
 }
 
