@@ -1,0 +1,1 @@
+//! The alert rules and dashboards of deploy/observability/ against a running stack.
