@@ -14,7 +14,10 @@
 //! - exchanges (offer purchases, bundles) not finished within the grace period
 //!   (`EXCHANGE_STUCK`);
 //! - open ledger holds of an exchange (`market:exchange:<id>`) that does not exist or is
-//!   final, so that nothing will settle or release them (`EXCHANGE_HOLD_ORPHANED`).
+//!   final, so that nothing will settle or release them (`EXCHANGE_HOLD_ORPHANED`);
+//! - items locked (on sale, pending redemption) longer than the items service's
+//!   `items.stale_lock_after_days` (`ITEM_LOCKED_TOO_LONG`), from its `GetItemReport`,
+//!   whose counts per template and status the report carries too.
 //!
 //! States younger than the grace period (an escrow return or a consume still in an
 //! outbox) are not findings. Every check only reads, so it is safe on several replicas.
@@ -47,6 +50,8 @@ pub struct Report {
     pub findings: Vec<pb::Finding>,
     /// Entities checked.
     pub checked: i64,
+    /// Item instances per template and status (the items report).
+    pub item_statuses: Vec<items::ItemStatusCount>,
 }
 
 impl Report {
@@ -72,6 +77,7 @@ pub async fn check(gateway: &Gateway, grace_ms: i64) -> Result<Report, Status> {
     stuck_outboxes(&mut upstreams, grace_ms / 1000, &mut report).await?;
     stuck_exchanges(&mut upstreams, grace_ms / 1000, &mut report).await?;
     exchange_holds(&mut upstreams, cutoff, &mut report).await?;
+    item_report(&mut upstreams, &mut report).await?;
     Ok(report)
 }
 
@@ -368,6 +374,43 @@ fn report_orphaned_hold(report: &mut Report, hold: &ledger::Hold, exchange_id: &
     );
     let entities = [("hold", hold.id.as_str()), ("exchange", exchange_id), ("user", user.as_str())];
     report.add("EXCHANGE_HOLD_ORPHANED", description, &entities);
+}
+
+/// How many stale locks become findings of their own; beyond, one finding counts the rest.
+const STALE_LOCKS_LISTED: i32 = 1000;
+
+/// The items report: its counts, and a finding per lock held too long.
+async fn item_report(upstreams: &mut Upstreams, report: &mut Report) -> Result<(), Status> {
+    let request = items::GetItemReportRequest { stale_limit: STALE_LOCKS_LISTED };
+    let items_report = upstreams.items.get_item_report(request).await.map_err(upstream_error("items"))?.into_inner();
+    report.checked += items_report.statuses.iter().map(|count| count.count).sum::<i64>();
+    let since = |item: &items::ItemInstance| from_timestamp_text(item.locked_at.as_ref());
+    for item in &items_report.stale_locked {
+        let description = format!(
+            "item {} has been locked by {} since {}: longer than the items service allows",
+            item.id,
+            item.lock_holder,
+            since(item)
+        );
+        report.add(
+            "ITEM_LOCKED_TOO_LONG",
+            description,
+            &[("item", item.id.as_str()), ("holder", item.lock_holder.as_str())],
+        );
+    }
+    let unlisted = items_report.stale_locked_count - items_report.stale_locked.len() as i64;
+    if unlisted > 0 {
+        let count = unlisted.to_string();
+        let description = format!("{count} more items have been locked longer than the items service allows");
+        report.add("ITEM_LOCKED_TOO_LONG", description, &[("count", count.as_str())]);
+    }
+    report.item_statuses = items_report.statuses;
+    Ok(())
+}
+
+/// A timestamp as RFC 3339 UTC, or `unknown`.
+fn from_timestamp_text(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp.map_or_else(|| "unknown".into(), ToString::to_string)
 }
 
 /// Logs every finding and exports the count per kind.

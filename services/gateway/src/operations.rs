@@ -38,7 +38,11 @@ impl OperationsService for Operations {
         };
         let report = check(&self.0, grace.saturating_mul(1000)).await?;
         export(&report);
-        Ok(Response::new(pb::CheckConsistencyResponse { findings: report.findings, checked: report.checked }))
+        Ok(Response::new(pb::CheckConsistencyResponse {
+            findings: report.findings,
+            checked: report.checked,
+            item_statuses: report.item_statuses,
+        }))
     }
 
     async fn get_idempotency_record(

@@ -4,6 +4,8 @@
 //! compare-and-set as an API call, under a deterministic key (`job:expire` per instance,
 //! `job:lock-expired:<version>` per lock), so a second replica replays or is refused.
 
+mod report;
+
 use std::time::Duration;
 
 use economy_kit::jobs::every;
@@ -14,6 +16,8 @@ use crate::domain::ItemError;
 use crate::domain::ids::{IdempotencyKey, ItemId};
 use crate::domain::transition::Command;
 use crate::store::ItemStore;
+
+pub use report::ReportGauges;
 
 /// Instances processed per batch.
 const BATCH: i64 = 100;

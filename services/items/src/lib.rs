@@ -46,6 +46,10 @@ pub struct ItemsConfig {
     /// `WatchItemEvents` sends a heartbeat after this many seconds without a message (at
     /// least 1; docs/items.md, "Watching events").
     pub watch_heartbeat_secs: u64,
+    /// A lock (on sale, pending redemption) held longer than this many days is stale:
+    /// listed by `GetItemReport`, counted in `economy_items_stale`, a finding of the
+    /// consistency check (docs/items.md, "Reports"). At least 1.
+    pub stale_lock_after_days: u64,
     /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
     /// not read from files, a test or the stack builder may inject a manual one.
     #[serde(skip, default = "system_clock")]
@@ -62,6 +66,7 @@ impl Default for ItemsConfig {
             item_expiry_interval_secs: 60,
             lock_expiry_interval_secs: 30,
             watch_heartbeat_secs: 15,
+            stale_lock_after_days: grpc::DEFAULT_STALE_LOCK_DAYS,
             clock: system_clock(),
         }
     }
@@ -93,7 +98,9 @@ pub async fn start(
         heartbeat: Duration::from_secs(config.watch_heartbeat_secs.max(1)),
         shutdown: shutdown.clone(),
     };
-    let service = ItemServiceServer::new(grpc::ItemsApi::new(store, config.clock.clone(), watch))
+    let reports = grpc::ReportOptions { stale_lock_age: grpc::days(config.stale_lock_after_days.max(1)) };
+    let api = grpc::ItemsApi::new(store, config.clock.clone(), watch).with_reports(reports);
+    let service = ItemServiceServer::new(api)
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(service, identity.clone()));

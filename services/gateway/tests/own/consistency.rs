@@ -274,3 +274,27 @@ async fn open_holds_of_missing_or_finished_exchanges_are_found() {
     }
     assert_eq!(found.len(), 3, "{found:#?}");
 }
+
+#[tokio::test]
+async fn items_locked_longer_than_their_age_are_found_with_the_item_counts() {
+    let stack = spawn_on_manual_clock().await;
+    let ids = stack.grant(USER, "voucher", 2).await;
+    lock(&stack, &ids[0], "support:case-7").await;
+    pass_grace(&stack);
+    let request = pb::CheckConsistencyRequest { grace_seconds: 1 };
+    let mut admin = stack.operations(roles::ADMIN).await;
+    let report = admin.check_consistency(request).await.expect("check").into_inner();
+    assert_eq!(report.findings, []);
+    let locked = report.item_statuses.iter().find(|count| count.status() == items::ItemStatus::Locked);
+    assert_eq!(locked.map(|count| (count.template_code.as_str(), count.count)), Some(("voucher", 1)));
+
+    // items.stale_lock_after_days defaults to 30.
+    stack.clock().advance(std::time::Duration::from_secs(30 * 86_400));
+    let found = findings(&stack).await;
+    let stale: Vec<_> = found.iter().filter(|finding| finding.kind == "ITEM_LOCKED_TOO_LONG").collect();
+    assert_eq!(stale.len(), 1, "{found:#?}");
+    assert!(
+        has(&found, "ITEM_LOCKED_TOO_LONG", ("item", &ids[0]))
+            && has(&found, "ITEM_LOCKED_TOO_LONG", ("holder", "support:case-7"))
+    );
+}

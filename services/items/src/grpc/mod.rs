@@ -25,6 +25,7 @@ mod compensation;
 mod convert;
 mod error;
 mod import;
+mod report;
 mod requests;
 mod watch;
 
@@ -41,6 +42,7 @@ use crate::domain::ids::UserId;
 use crate::domain::item::Item;
 use crate::store::{Applied, ItemStore};
 pub use economy_kit::watch::WatchOptions;
+pub use report::{DEFAULT_STALE_LOCK_DAYS, ReportOptions, days};
 
 /// `ErrorInfo.domain` of every items error.
 pub const DOMAIN: &str = "economy.items";
@@ -50,12 +52,20 @@ pub struct ItemsApi {
     store: ItemStore,
     clock: SharedClock,
     watch: WatchOptions,
+    reports: ReportOptions,
 }
 
 impl ItemsApi {
     /// Serves `store`; `clock` is the "now" of every change; `watch` sets the event streams.
     pub fn new(store: ItemStore, clock: SharedClock, watch: WatchOptions) -> Self {
-        Self { store, clock, watch }
+        Self { store, clock, watch, reports: ReportOptions::default() }
+    }
+
+    /// The same API with `reports` deciding which locks `GetItemReport` calls stale.
+    #[must_use]
+    pub fn with_reports(mut self, reports: ReportOptions) -> Self {
+        self.reports = reports;
+        self
     }
 
     /// The instance, if `caller` may see it: `ITEM_NOT_FOUND`, `PERMISSION_DENIED`.
@@ -183,6 +193,17 @@ impl ItemService for ItemsApi {
             next_page_token: convert::next_token(items.len(), page.limit, last),
             items: items.iter().map(convert::item).collect(),
         }))
+    }
+
+    async fn get_item_report(
+        &self,
+        request: Request<pb::GetItemReportRequest>,
+    ) -> Result<Response<pb::GetItemReportResponse>, Status> {
+        require(caller(&request)?.is_privileged(), "read the items report")?;
+        let limit = requests::report_limit(request.get_ref())?;
+        let stale_before = self.reports.stale_before(self.clock.now_millis());
+        let report = self.store.report(stale_before, limit).await?;
+        Ok(Response::new(report::response(&report, stale_before)))
     }
 
     async fn list_item_events(

@@ -233,6 +233,15 @@ pub fn list_locked(request: &pb::ListLockedItemsRequest) -> Result<Page<String>,
     validated(violations, page)
 }
 
+/// `GetItemReport`: how many stale locks to list, 0..=1000 (0 means 100).
+pub fn report_limit(request: &pb::GetItemReportRequest) -> Result<i64, Status> {
+    let mut violations = Violations::default();
+    let limit = if request.stale_limit == 0 { 100 } else { request.stale_limit };
+    let valid = (1..=1000).contains(&limit);
+    violations.check(valid, "stale_limit", "must be between 0 and 1000");
+    validated(violations, valid.then_some(i64::from(limit)))
+}
+
 /// Which events a `ListItemEvents` lists.
 pub enum EventList {
     /// One instance's history; the cursor is a version.

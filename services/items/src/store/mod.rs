@@ -7,6 +7,7 @@ mod compensation;
 mod groups;
 mod import;
 mod read;
+mod report;
 mod rows;
 mod templates;
 mod watch;
@@ -23,6 +24,7 @@ use crate::domain::ids::UserId;
 use crate::domain::item::ItemStatus;
 
 pub use import::Imported;
+pub use report::{ItemReport, StatusCount};
 pub use write::Applied;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/items/sqlite");

@@ -15,6 +15,7 @@ mod idempotency;
 mod import;
 mod jobs;
 mod lists;
+mod report;
 mod templates;
 mod transitions;
 mod validation;
