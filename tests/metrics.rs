@@ -50,27 +50,39 @@ async fn the_stack_serves_its_metrics() -> anyhow::Result<()> {
     stack.ok(&["balance", "--user", "2"]).await?;
 
     let (gateway, ledger) = ("economy.gateway.v1.Gateway", "economy.ledger.v1.LedgerService");
-    let adjust_labels =
-        |server, code| [("server", server), ("service", ledger), ("method", "AdjustBalance"), ("code", code)];
+    let adjust_labels = |server, code| {
+        [
+            ("server", server),
+            ("grpc_service", ledger),
+            ("grpc_method", "AdjustBalance"),
+            ("grpc_type", "unary"),
+            ("grpc_code", code),
+        ]
+    };
     let mut metrics = String::new();
     // The last response's count lands when its body ends: allow a moment.
     for _ in 0..50 {
         metrics = scrape(&url).await?;
-        if sample(&metrics, "grpc_server_requests_total", &adjust_labels(gateway, "ALREADY_EXISTS")).is_some() {
+        if sample(&metrics, "grpc_server_handled_total", &adjust_labels(gateway, "AlreadyExists")).is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let value = |name: &str, labels: &[(&str, &str)]| sample(&metrics, name, labels);
-    assert_eq!(value("grpc_server_requests_total", &adjust_labels(gateway, "OK")), Some(2.0), "{metrics}");
-    assert_eq!(value("grpc_server_requests_total", &adjust_labels(gateway, "ALREADY_EXISTS")), Some(1.0));
-    assert_eq!(value("grpc_server_requests_total", &adjust_labels(ledger, "OK")), Some(1.0), "executed once");
-    let duration = [("server", ledger), ("method", "AdjustBalance")];
-    assert_eq!(value("grpc_server_request_duration_seconds_count", &duration), Some(1.0));
-    assert_eq!(
-        value("grpc_server_request_duration_seconds_bucket", &[&duration[..], &[("le", "+Inf")]].concat()),
-        Some(1.0)
-    );
+    assert_eq!(value("grpc_server_handled_total", &adjust_labels(gateway, "OK")), Some(2.0), "{metrics}");
+    assert_eq!(value("grpc_server_handled_total", &adjust_labels(gateway, "AlreadyExists")), Some(1.0));
+    assert_eq!(value("grpc_server_handled_total", &adjust_labels(ledger, "OK")), Some(1.0), "executed once");
+    let started = &adjust_labels(gateway, "")[..4];
+    assert_eq!(value("grpc_server_started_total", started), Some(3.0));
+    let duration = [("server", ledger), ("grpc_method", "AdjustBalance"), ("grpc_type", "unary")];
+    assert_eq!(value("grpc_server_handling_seconds_count", &duration), Some(1.0));
+    for le in ["0.0001", "60", "+Inf"] {
+        let bucket = value("grpc_server_handling_seconds_bucket", &[&duration[..], &[("le", le)]].concat());
+        assert!(bucket.is_some(), "bucket {le}");
+    }
+    for name in ["grpc_server_started_total", "grpc_server_handled_total", "grpc_server_handling_seconds"] {
+        assert!(metrics.contains(&format!("# HELP {name} ")), "{name} has no HELP");
+    }
     // New: the asset definition and the first adjustment.
     for (outcome, count) in [("new", 2.0), ("replayed", 1.0), ("conflict", 1.0)] {
         assert_eq!(value("gateway_idempotency_outcomes_total", &[("outcome", outcome)]), Some(count), "{outcome}");

@@ -3,10 +3,14 @@
 //! 0.0.4). One endpoint per process: `economy up` serves every service's metrics on one.
 //!
 //! Metrics defined here: `economy_job_runs_total{job,outcome}` and
-//! `economy_job_items_total{job}` (`job_run`), `economy_db_pool_connections{database,state}`
-//! and `economy_db_pool_max_connections{database}` (sampled every 5 s for each pool while
-//! the recorder is installed), and `economy_sqlite_wal_bytes{database}` for SQLite files. Histograms whose name ends in `_seconds` or `_bytes` get
-//! fixed buckets; RPC metrics are in `crate::observe`.
+//! `economy_job_items_total{job}` (`job_run`; at zero from `register_job`),
+//! `economy_db_pool_connections{database,state}` and
+//! `economy_db_pool_max_connections{database}` (sampled every 5 s for each pool while the
+//! recorder is installed), `economy_sqlite_wal_bytes{database}` for SQLite files, and the
+//! zeros of each database's `economy_db_long_reads_stopped_total` and
+//! `economy_sqlite_checkpoints_total`. Every metric of the kit has its `# HELP` (`help`).
+//! Histograms whose name ends in `_seconds` (100 µs to 60 s) or `_bytes` get fixed
+//! buckets; RPC metrics are in `crate::observe`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,8 +23,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-/// Buckets of `*_seconds` histograms (request and job latencies), seconds.
-const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+mod help;
+
+pub use help::register_job;
+
+/// Buckets of `*_seconds` histograms (request and job latencies), seconds: 100 µs to 60 s.
+pub const SECONDS_BUCKETS: [f64; 18] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 /// Buckets of `*_bytes` histograms (idempotency snapshot sizes), bytes.
 const BYTES_BUCKETS: [f64; 10] =
     [64.0, 256.0, 1024.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0, 262_144.0, 1_048_576.0];
@@ -59,7 +68,8 @@ pub async fn install(config: &MetricsConfig) -> anyhow::Result<Option<SocketAddr
 }
 
 /// The process's Prometheus recorder, installed as the global `metrics` recorder on the
-/// first call (with a task running its upkeep); later calls return the same handle.
+/// first call (with a task running its upkeep, and the kit's metrics described: their
+/// `# HELP`); later calls return the same handle.
 /// Call inside the Tokio runtime.
 ///
 /// Errors: another `metrics` recorder is already installed.
@@ -76,6 +86,7 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
     metrics::set_global_recorder(recorder)
         .map_err(|_| anyhow::anyhow!("another metrics recorder is already installed"))?;
     let _ = HANDLE.set(handle.clone());
+    help::describe_kit();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(SAMPLE_PERIOD);
@@ -114,13 +125,13 @@ pub(crate) fn watch_pool(database: String, pool: sqlx::AnyPool, wal: Option<std:
     if !enabled() {
         return;
     }
+    register_database(&database, wal.is_some());
+    let max = f64::from(pool.options().get_max_connections());
+    metrics::gauge!("economy_db_pool_max_connections", "database" => database.clone()).set(max);
+    let wal_bytes = wal.map(|path| (path, metrics::gauge!("economy_sqlite_wal_bytes", "database" => database.clone())));
+    let idle = metrics::gauge!("economy_db_pool_connections", "database" => database.clone(), "state" => "idle");
+    let in_use = metrics::gauge!("economy_db_pool_connections", "database" => database, "state" => "in_use");
     tokio::spawn(async move {
-        let max = f64::from(pool.options().get_max_connections());
-        metrics::gauge!("economy_db_pool_max_connections", "database" => database.clone()).set(max);
-        let wal_bytes =
-            wal.map(|path| (path, metrics::gauge!("economy_sqlite_wal_bytes", "database" => database.clone())));
-        let idle = metrics::gauge!("economy_db_pool_connections", "database" => database.clone(), "state" => "idle");
-        let in_use = metrics::gauge!("economy_db_pool_connections", "database" => database, "state" => "in_use");
         let mut ticker = tokio::time::interval(SAMPLE_PERIOD);
         while !pool.is_closed() {
             let (size, free) = (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX));
@@ -135,6 +146,18 @@ pub(crate) fn watch_pool(database: String, pool: sqlx::AnyPool, wal: Option<std:
         idle.set(0.0);
         in_use.set(0.0);
     });
+}
+
+/// Puts the counters of `database` at zero: the long reads stopped and, for a SQLite file
+/// (`sqlite`), its checkpoints by outcome (`crate::db`).
+fn register_database(database: &str, sqlite: bool) {
+    metrics::counter!("economy_db_long_reads_stopped_total", "database" => database.to_owned()).increment(0);
+    if sqlite {
+        for outcome in ["truncated", "busy", "error"] {
+            let labels = [("database", database.to_owned()), ("outcome", outcome.to_owned())];
+            metrics::counter!("economy_sqlite_checkpoints_total", &labels).increment(0);
+        }
+    }
 }
 
 /// Accepts scrapes until the process ends.

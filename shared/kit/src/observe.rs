@@ -1,19 +1,26 @@
 //! The tower layer in front of every gRPC server (docs/operations.md, "Observability"), inside gRPC-web
 //! translation so it always sees gRPC: one span per request, child of the caller's W3C
-//! trace context (`traceparent` metadata), and the RPC metrics.
+//! trace context (`traceparent` metadata), and the RPC metrics, named and labelled as
+//! go-grpc-prometheus names them so that stock gRPC dashboards work.
 //!
-//! Metrics (labels: `server` = the name the server reports health under, `service` and
-//! `method` from the path, `code` = the gRPC status name):
-//! - `grpc_server_requests_total{server,service,method,code}`: finished requests;
-//! - `grpc_server_request_duration_seconds{server,service,method}`: histogram, from the
-//!   request to the end of its response body.
+//! Metrics (labels: `server` = the name the server reports health under; `grpc_service`,
+//! `grpc_method` and `grpc_type` (`unary`, `client_stream`, `server_stream`,
+//! `bidi_stream`) from the descriptor sets (`rpcs`); `grpc_code` = the status as
+//! go-grpc-prometheus spells it, `OK`, `InvalidArgument`, … (`metric_code`)):
+//! - `grpc_server_started_total{server,grpc_service,grpc_method,grpc_type}`: requests
+//!   received;
+//! - `grpc_server_handled_total{…,grpc_code}`: requests finished;
+//! - `grpc_server_handling_seconds{server,grpc_service,grpc_method,grpc_type}`: histogram,
+//!   from the request to the end of its response body (100 µs to 60 s buckets).
 //!
 //! The status is read from the response headers (trailers-only answers) or trailers.
-//! `CANCELLED` counts requests that ended before their status was sent (caller gone); a
-//! passed deadline is answered, and counted, `DEADLINE_EXCEEDED` (`server::deadline`,
-//! inside this layer). Unrouted paths (`UNIMPLEMENTED`) are counted under `service` and
-//! `method` `unknown`, so arbitrary paths cannot grow the label set. Health and reflection
-//! requests are counted but not traced.
+//! `Canceled` counts requests that ended before their status was sent (caller gone); a
+//! passed deadline is answered, and counted, `DeadlineExceeded` (`server::deadline`,
+//! inside this layer). Paths outside the descriptor sets are counted under
+//! `grpc_service` and `grpc_method` `unknown`, so arbitrary paths cannot grow the label
+//! set. Health and reflection requests are counted but not traced.
+
+mod rpcs;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -90,14 +97,7 @@ where
             crate::telemetry::set_parent(&span, request.headers());
             span
         };
-        let mut completion = Completion {
-            server: self.server.clone(),
-            service: service.to_owned(),
-            method: method.to_owned(),
-            start: Instant::now(),
-            span: span.clone(),
-            code: None,
-        };
+        let mut completion = Completion::start(self.server.clone(), rpcs::rpc(path), span.clone());
         let domain = error_domain(service);
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
@@ -148,37 +148,39 @@ fn status_of(headers: &http::HeaderMap) -> Option<Code> {
 /// abandoned.
 struct Completion {
     server: Arc<str>,
-    service: String,
-    method: String,
+    rpc: &'static rpcs::Rpc,
     start: Instant,
     span: tracing::Span,
     code: Option<Code>,
 }
 
+impl Completion {
+    /// A request to `rpc` that starts now: counted in `grpc_server_started_total`.
+    fn start(server: Arc<str>, rpc: &'static rpcs::Rpc, span: tracing::Span) -> Self {
+        let completion = Self { server, rpc, start: Instant::now(), span, code: None };
+        metrics::counter!("grpc_server_started_total", &completion.labels()).increment(1);
+        completion
+    }
+
+    /// `server`, `grpc_service`, `grpc_method`, `grpc_type`.
+    fn labels(&self) -> [(&'static str, String); 4] {
+        [
+            ("server", self.server.to_string()),
+            ("grpc_service", self.rpc.service.clone()),
+            ("grpc_method", self.rpc.method.clone()),
+            ("grpc_type", self.rpc.kind.to_owned()),
+        ]
+    }
+}
+
 impl Drop for Completion {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(Code::Cancelled);
-        let (service, method) = if code == Code::Unimplemented {
-            ("unknown".to_owned(), "unknown".to_owned())
-        } else {
-            (std::mem::take(&mut self.service), std::mem::take(&mut self.method))
-        };
-        let server = self.server.to_string();
-        metrics::counter!(
-            "grpc_server_requests_total",
-            "server" => server.clone(),
-            "service" => service.clone(),
-            "method" => method.clone(),
-            "code" => code_name(code),
-        )
-        .increment(1);
-        metrics::histogram!(
-            "grpc_server_request_duration_seconds",
-            "server" => server,
-            "service" => service,
-            "method" => method,
-        )
-        .record(self.start.elapsed().as_secs_f64());
+        let labels = self.labels();
+        metrics::histogram!("grpc_server_handling_seconds", &labels).record(self.start.elapsed().as_secs_f64());
+        let [server, service, method, kind] = labels;
+        let handled = [server, service, method, kind, ("grpc_code", metric_code(code).to_owned())];
+        metrics::counter!("grpc_server_handled_total", &handled).increment(1);
         self.span.record("rpc.grpc.status_code", code as i64);
         if is_server_error(code) {
             self.span.record("otel.status_code", "ERROR");
@@ -219,6 +221,31 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The `grpc_code` label of `code`, as go-grpc-prometheus spells it (Go's `codes.Code`
+/// names: `OK`, `Canceled`, `InvalidArgument`, …), so that stock gRPC dashboards and alerts
+/// match it.
+pub fn metric_code(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -269,6 +296,14 @@ mod tests {
         assert_eq!(code_name(Code::Ok), "OK");
         assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
         assert_eq!(code_name(Code::from_bytes(b"14")), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn metric_codes_are_spelled_as_go_grpc_prometheus_does() {
+        assert_eq!(metric_code(Code::Ok), "OK");
+        assert_eq!(metric_code(Code::Cancelled), "Canceled");
+        assert_eq!(metric_code(Code::InvalidArgument), "InvalidArgument");
+        assert_eq!(metric_code(Code::from_bytes(b"14")), "Unavailable");
     }
 
     #[test]
