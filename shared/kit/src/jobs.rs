@@ -1,5 +1,10 @@
 //! The loop every background job runs in (docs/operations.md, "Background jobs"): `tick` every period until the
-//! shutdown token is cancelled. The first tick runs at once (tokio's `interval`).
+//! shutdown token is cancelled. The first tick runs at once (tokio's `interval`). Daily and
+//! hourly jobs run on a cron schedule instead, once across replicas ([`Scheduler`]).
+
+mod scheduled;
+
+pub use scheduled::{Scheduler, TICK};
 
 use std::future::Future;
 use std::time::Duration;

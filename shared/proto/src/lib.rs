@@ -33,6 +33,14 @@ pub mod audit {
     }
 }
 
+/// `economy.jobs.v1`: the runs of the scheduled jobs every service lists.
+pub mod jobs {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/economy.jobs.v1.rs"));
+    }
+}
+
 /// `economy.ledger.v1`: the Asset Ledger API.
 pub mod ledger {
     /// Version 1.
