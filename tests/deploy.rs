@@ -6,12 +6,15 @@
 //! kustomization lists every file of its folder. The image builds from package registries
 //! only (fully qualified base images, no download), the compose health checks are
 //! `economy health` and run against a live `economy up`, and the Kubernetes probes are
-//! the kubelet's native `grpc` probes.
+//! the kubelet's native `grpc` probes. The base's ServiceMonitor scrapes every pod's
+//! metrics port through ClusterIP Services, and its PrometheusRule holds exactly the
+//! rules of `deploy/observability/alerts.yaml`.
 //!
 //! When `kubectl` is installed, the base and the overlay are also rendered with
 //! `kubectl kustomize` (offline) and the result is checked; when `kubernetes-validate`
 //! (PyPI, bundled schemas, offline) is installed, the renders are validated against the
-//! Kubernetes schemas. Either tool missing skips that part with a note.
+//! Kubernetes schemas (the Prometheus Operator's custom resources left out: it has no
+//! schema for them). Either tool missing skips that part with a note.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -974,6 +977,18 @@ fn the_production_overlay_scales_pins_and_drops_the_placeholders() -> Result<()>
     Ok(())
 }
 
+/// A rendered kustomization without the Prometheus Operator's custom resources
+/// (`monitoring.coreos.com`), whose schemas kubernetes-validate does not have.
+fn without_custom_resources(rendered: &str) -> Result<String> {
+    let mut kept = Vec::new();
+    for document in parse_documents(rendered, "render")? {
+        if !text(&document["apiVersion"], "apiVersion")?.starts_with(MONITORING_API) {
+            kept.push(serde_norway::to_string(&document)?);
+        }
+    }
+    Ok(kept.join("---\n"))
+}
+
 /// `kubectl` when it is installed (it renders kustomizations offline).
 fn kubectl() -> Option<&'static str> {
     let works =
@@ -1053,8 +1068,11 @@ fn the_kustomizations_render_with_kubectl_when_installed() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("economy-deploy-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir)?;
     let (base_file, production_file) = (dir.join("base.yaml"), dir.join("production.yaml"));
-    std::fs::write(&base_file, base)?;
-    std::fs::write(&production_file, production)?;
+    // kubernetes-validate has the schemas of Kubernetes' own kinds only: the Prometheus
+    // Operator's custom resources (ServiceMonitor, PrometheusRule) are left out here and
+    // checked by `the_service_monitor_scrapes_every_pod_and_the_rules_are_the_alerts`.
+    std::fs::write(&base_file, without_custom_resources(&base)?)?;
+    std::fs::write(&production_file, without_custom_resources(&production)?)?;
     let output = Command::new("kubernetes-validate")
         .args(["--strict", "--quiet"])
         .arg(&base_file)
@@ -1067,5 +1085,93 @@ fn the_kustomizations_render_with_kubectl_when_installed() -> Result<()> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Monitoring: the Prometheus Operator's ServiceMonitor and PrometheusRule
+// ---------------------------------------------------------------------------------------
+
+/// The API group of the Prometheus Operator's custom resources.
+const MONITORING_API: &str = "monitoring.coreos.com/";
+
+/// Whether every `selector` label is among `labels`.
+fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(key, value)| labels.get(key) == Some(value))
+}
+
+/// The container port a Service port sends to: by name, or by number.
+fn target_container_port<'a>(service_port: &Value, container: &'a Value) -> Option<&'a Value> {
+    let ports = container["ports"].as_sequence()?;
+    match &service_port["targetPort"] {
+        Value::String(name) => ports.iter().find(|port| port["name"].as_str() == Some(name)),
+        Value::Number(number) => ports.iter().find(|port| port["containerPort"].as_u64() == number.as_u64()),
+        _ => None,
+    }
+}
+
+/// The PrometheusRule carries exactly the groups of deploy/observability/alerts.yaml, and
+/// the ServiceMonitor scrapes every service's pods once, on the container port their
+/// `[metrics] listen` opens, through ClusterIP Services only, honouring the metrics' own
+/// `job` and `service` labels (docs/operations.md, "Alerts and dashboards").
+#[test]
+fn the_service_monitor_scrapes_every_pod_and_the_rules_are_the_alerts() -> Result<()> {
+    let services = services()?;
+    let (_, objects) = base_objects()?;
+
+    let rule = object(&objects, "PrometheusRule", "economy")?;
+    ensure!(text(&rule["apiVersion"], "apiVersion")?.starts_with(MONITORING_API), "PrometheusRule apiVersion");
+    let alerts = document(&deploy_dir().join("observability/alerts.yaml"))?;
+    ensure!(
+        rule["spec"]["groups"] == alerts["groups"],
+        "prometheus-rule.yaml's spec.groups differ from deploy/observability/alerts.yaml's groups: copy them over"
+    );
+
+    let monitor = object(&objects, "ServiceMonitor", "economy")?;
+    ensure!(text(&monitor["apiVersion"], "apiVersion")?.starts_with(MONITORING_API), "ServiceMonitor apiVersion");
+    let selector = string_map(&monitor["spec"]["selector"]["matchLabels"], "ServiceMonitor selector")?;
+    ensure!(!selector.is_empty(), "the ServiceMonitor should select Economy's Services");
+    let endpoints = list(&monitor["spec"]["endpoints"], "ServiceMonitor endpoints")?;
+    ensure!(endpoints.len() == 1, "one endpoint: the metrics port");
+    let endpoint = &endpoints[0];
+    let port_name = text(&endpoint["port"], "endpoint port")?;
+    ensure!(endpoint["path"].as_str().unwrap_or("/metrics") == "/metrics", "the endpoint should scrape /metrics");
+    ensure!(endpoint["honorLabels"].as_bool() == Some(true), "economy_job_*{{job}} needs honorLabels: true");
+
+    // Services the monitor scrapes: selected, with the endpoint's port.
+    let scraped: Vec<(&String, &Value)> = objects_of(&objects, "Service")
+        .filter(|(_, service)| {
+            string_map(&service["metadata"]["labels"], "labels").is_ok_and(|labels| matches(&selector, &labels))
+        })
+        .filter_map(|(name, service)| {
+            let ports = service["spec"]["ports"].as_sequence()?;
+            ports.iter().find(|port| port["name"].as_str() == Some(port_name)).map(|port| (name, port))
+        })
+        .collect();
+    for service in &services {
+        let deployment = object(&objects, "Deployment", &service.binary())?;
+        let pod = &deployment["spec"]["template"];
+        let pod_labels = string_map(&pod["metadata"]["labels"], "pod labels")?;
+        let container = &pod["spec"]["containers"][0];
+        let mut scraping = Vec::new();
+        for (name, port) in &scraped {
+            let service_object = object(&objects, "Service", name)?;
+            let service_selector = string_map(&service_object["spec"]["selector"], "Service selector")?;
+            if !matches(&service_selector, &pod_labels) {
+                continue;
+            }
+            let kind = service_object["spec"]["type"].as_str().unwrap_or("ClusterIP");
+            ensure!(kind == "ClusterIP", "Service {name} would expose the metrics of {} outside", service.binary());
+            let target = target_container_port(port, container).with_context(|| {
+                format!("Service {name}'s {port_name} port sends to no port of {}", service.binary())
+            })?;
+            ensure!(
+                target["name"].as_str() == Some("metrics"),
+                "Service {name}'s {port_name} port should send to the `metrics` container port"
+            );
+            scraping.push(name.as_str());
+        }
+        ensure!(scraping.len() == 1, "{} should be scraped through one Service, not {scraping:?}", service.binary());
+    }
     Ok(())
 }

@@ -83,6 +83,13 @@ async fn the_stack_serves_its_metrics() -> anyhow::Result<()> {
     for name in ["grpc_server_started_total", "grpc_server_handled_total", "grpc_server_handling_seconds"] {
         assert!(metrics.contains(&format!("# HELP {name} ")), "{name} has no HELP");
     }
+    // The build and the process itself.
+    assert_eq!(value("economy_build_info", &[("version", economy_kit::metrics::VERSION)]), Some(1.0));
+    for name in
+        ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"]
+    {
+        assert!(value(name, &[]).is_some(), "{name}");
+    }
     // New: the asset definition and the first adjustment.
     for (outcome, count) in [("new", 2.0), ("replayed", 1.0), ("conflict", 1.0)] {
         assert_eq!(value("gateway_idempotency_outcomes_total", &[("outcome", outcome)]), Some(count), "{outcome}");

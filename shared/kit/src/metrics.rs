@@ -8,7 +8,8 @@
 //! `economy_db_pool_max_connections{database}` (sampled every 5 s for each pool while the
 //! recorder is installed), `economy_sqlite_wal_bytes{database}` for SQLite files, and the
 //! zeros of each database's `economy_db_long_reads_stopped_total` and
-//! `economy_sqlite_checkpoints_total`. Every metric of the kit has its `# HELP` (`help`).
+//! `economy_sqlite_checkpoints_total`; `economy_build_info` and the `process_*` metrics
+//! (`process`, read at every scrape). Every metric of the kit has its `# HELP` (`help`).
 //! Histograms whose name ends in `_seconds` (100 µs to 60 s) or `_bytes` get fixed
 //! buckets; RPC metrics are in `crate::observe`.
 
@@ -24,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 mod help;
+mod process;
 
 pub use help::register_job;
+pub use process::{COMMIT, VERSION};
 
 /// Buckets of `*_seconds` histograms (request and job latencies), seconds: 100 µs to 60 s.
 pub const SECONDS_BUCKETS: [f64; 18] =
@@ -87,6 +90,7 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
         .map_err(|_| anyhow::anyhow!("another metrics recorder is already installed"))?;
     let _ = HANDLE.set(handle.clone());
     help::describe_kit();
+    process::register();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(SAMPLE_PERIOD);
@@ -186,6 +190,7 @@ async fn serve(listener: TcpListener, handle: PrometheusHandle) {
 /// `GET /metrics`: the rendered metrics; anything else: 404.
 fn respond<B>(handle: &PrometheusHandle, request: &http::Request<B>) -> http::Response<Full<Bytes>> {
     if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
+        process::collect();
         let mut response = http::Response::new(Full::new(Bytes::from(handle.render())));
         response
             .headers_mut()
@@ -228,6 +233,38 @@ mod tests {
         );
         assert_eq!(database_label("postgres://user:secret@db.example:5432"), "postgres");
         assert_eq!(database_label("postgresql://u:p@h/"), "postgres");
+    }
+
+    #[tokio::test]
+    async fn the_recorder_describes_the_kit_and_the_process() {
+        let handle = recorder().expect("recorder");
+        register_job("test_registered_job");
+        let rendered = handle.render();
+        let build = format!("economy_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1");
+        assert!(rendered.lines().any(|line| line == build), "{build} in {rendered}");
+        let processes = [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ];
+        for name in processes.iter().chain(&["economy_build_info", "economy_job_runs_total", "economy_job_items_total"])
+        {
+            assert!(rendered.contains(&format!("# HELP {name} ")), "{name} is described");
+            assert!(
+                rendered
+                    .lines()
+                    .any(|line| line.starts_with(&format!("{name} ")) || line.starts_with(&format!("{name}{{"))),
+                "{name} has a sample"
+            );
+        }
+        for outcome in ["ok", "error"] {
+            let zero = format!("economy_job_runs_total{{job=\"test_registered_job\",outcome=\"{outcome}\"}} 0");
+            assert!(rendered.lines().any(|line| line == zero), "{zero}");
+        }
+        assert!(rendered.lines().any(|line| line == "economy_job_items_total{job=\"test_registered_job\"} 0"));
     }
 
     #[test]
