@@ -11,6 +11,7 @@ pub mod consistency;
 pub mod cors;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod operations;
 pub mod policy;
 pub mod proxy;

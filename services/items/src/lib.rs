@@ -10,6 +10,7 @@
 pub mod domain;
 pub mod grpc;
 pub mod jobs;
+pub mod metrics;
 pub mod store;
 
 use std::time::Duration;

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod domain;
 pub mod grpc;
 pub mod jobs;
+pub mod metrics;
 pub mod service;
 pub mod store;
 

@@ -357,6 +357,18 @@ impl IdempotencyStore {
         Ok(count)
     }
 
+    /// Records still `processing` whose lease ended at or before `now` (ms since the epoch):
+    /// abandoned claims no retry has taken over yet (on the `processing` partial index).
+    pub async fn leases_expired(&self, now: i64) -> Result<i64, sqlx::Error> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM idempotency_records WHERE status = 'processing' AND lease_expires_at <= $1",
+        )
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(count)
+    }
+
     /// `(status, failure_reason)` of a record, for tests and operators.
     pub async fn status_of(&self, user_id: i64, key: &str) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
         Ok(self.get(user_id, key).await?.map(|record| (record.status, record.failure_reason)))

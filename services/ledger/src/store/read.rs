@@ -275,6 +275,20 @@ impl LedgerStore {
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
+
+    /// `(open, past expiry)`: the open holds and, of them, those whose expiry is at or
+    /// before `now` (two counts on the `holds_by_expiry` index).
+    pub async fn hold_counts(&self, now: i64) -> Result<(i64, i64), LedgerError> {
+        let (open,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM holds WHERE status = 'open'").fetch_one(self.db.pool()).await?;
+        let (expired,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM holds WHERE status = 'open' AND expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok((open, expired))
+    }
 }
 
 #[cfg(test)]

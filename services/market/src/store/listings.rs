@@ -91,6 +91,14 @@ pub(super) async fn move_listing(
 }
 
 impl MarketStore {
+    /// Listings on sale or being sold (on the `listings_due` index).
+    pub async fn open_listings(&self) -> Result<i64, sqlx::Error> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM listings WHERE status IN ('on_sale', 'selling')")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(count)
+    }
+
     /// Stores a new `creating` listing under its creation key.
     pub async fn insert_listing(&self, listing: &Listing, create_key: &str) -> Result<Insert, sqlx::Error> {
         let (kind, asset, amount, item, template) = match &listing.offer {

@@ -254,6 +254,17 @@ impl RedemptionStore {
         rows.iter().map(order_from_row).collect()
     }
 
+    /// Pending orders whose expiry is at or before `now` (on the `redemption_orders_open`
+    /// index).
+    pub async fn expired_pending(&self, now: i64) -> Result<i64, sqlx::Error> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM redemption_orders WHERE status = 'pending' AND expires_at <= $1")
+                .bind(now)
+                .fetch_one(self.db.pool())
+                .await?;
+        Ok(count)
+    }
+
     /// One page of orders, newest first.
     pub async fn list(&self, filter: &OrderFilter<'_>) -> Result<Vec<Order>, sqlx::Error> {
         let sql = format!(
