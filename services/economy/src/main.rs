@@ -23,7 +23,8 @@ use economy_proto::redemption::v1::redemption_service_client::RedemptionServiceC
 
 use crate::client::GlobalArgs;
 use crate::commands::{
-    admin, balances, catalog, gateway, health, history, holds, items, market, offers, redemption, statement, watch,
+    admin, balances, catalog, gateway, health, history, holds, items, jobs, market, offers, redemption, statement,
+    watch,
 };
 
 /// Virtual-economy backend: run the stack and operate the ledger, items, redemption codes and the market.
@@ -101,6 +102,8 @@ enum ClientCommand {
     Watch(watch::Watch),
     /// Run the cross-service consistency check (admin; exit status 3 on findings).
     Check,
+    /// The runs of the scheduled jobs, newest first (admin).
+    Jobs(jobs::Jobs),
     /// The player market: sell, browse, buy, cancel, trades.
     #[command(subcommand)]
     Market(market::MarketCommand),
@@ -208,6 +211,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ClientCommand::Backpack(args) => gateway::backpack(authed, args).await,
         ClientCommand::Watch(args) => watch::watch(authed, args).await,
         ClientCommand::Check => gateway::check(authed).await,
+        ClientCommand::Jobs(args) => {
+            let clients = admin::Clients {
+                ledger: &mut ledger,
+                items: &mut items,
+                redemption: &mut redemption,
+                market: &mut market,
+                gateway: authed,
+            };
+            jobs::run(clients, args).await
+        }
         ClientCommand::Admin(command) => {
             let clients = admin::Clients {
                 ledger: &mut ledger,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use economy_kit::db::DbOptions;
+use economy_kit::schedule::{Schedule, time_zone};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::{ClientTls, ServerTls};
 use serde::{Deserialize, Serialize};
@@ -53,8 +54,12 @@ pub struct GatewayConfig {
     pub streams: StreamsConfig,
     /// Period of the upstream health probe, seconds.
     pub health_interval_secs: u64,
-    /// Period of the cross-service consistency check, seconds (daily).
-    pub consistency_interval_secs: u64,
+    /// When the cross-service consistency check runs: five cron fields read in
+    /// `time_zone` (default `30 2 * * *`, 02:30), once across replicas
+    /// (docs/operations.md, "Background jobs").
+    pub consistency_schedule: String,
+    /// IANA time zone of the gateway's schedules (default `UTC`).
+    pub time_zone: String,
     /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
     /// not read from files, a test or the stack builder may inject a manual one.
     #[serde(skip, default = "system_clock")]
@@ -85,9 +90,31 @@ impl Default for GatewayConfig {
             max_in_flight: 1024,
             streams: StreamsConfig::default(),
             health_interval_secs: 5,
-            consistency_interval_secs: 24 * 3600,
+            consistency_schedule: "30 2 * * *".into(),
+            time_zone: "UTC".into(),
             clock: system_clock(),
         }
+    }
+}
+
+/// The gateway's schedules: the consistency check's and the record cleanup's.
+#[derive(Debug, Clone)]
+pub struct Schedules {
+    /// `gateway.consistency_schedule`.
+    pub consistency: Schedule,
+    /// `gateway.idempotency.cleanup_schedule`.
+    pub cleanup: Schedule,
+}
+
+impl GatewayConfig {
+    /// The schedules; refuses a bad `gateway.consistency_schedule`,
+    /// `gateway.idempotency.cleanup_schedule` or `gateway.time_zone`, naming it.
+    pub fn schedules(&self) -> anyhow::Result<Schedules> {
+        let zone = time_zone(&self.time_zone, "gateway.time_zone")?;
+        Ok(Schedules {
+            consistency: Schedule::parse(&self.consistency_schedule, zone, "gateway.consistency_schedule")?,
+            cleanup: Schedule::parse(&self.idempotency.cleanup_schedule, zone, "gateway.idempotency.cleanup_schedule")?,
+        })
     }
 }
 
@@ -106,8 +133,9 @@ pub struct IdempotencyConfig {
     pub processing_timeout_secs: u64,
     /// Period of the timeout job, seconds.
     pub timeout_job_interval_secs: u64,
-    /// Period of the cleanup job, seconds.
-    pub cleanup_interval_secs: u64,
+    /// When the cleanup job deletes expired records: five cron fields read in
+    /// `gateway.time_zone` (default `0 3 * * *`, 03:00), once across replicas.
+    pub cleanup_schedule: String,
     /// Snapshots above this many bytes log a warning.
     pub warn_snapshot_bytes: usize,
     /// Snapshots above this many bytes keep only status and business event id.
@@ -123,7 +151,7 @@ impl Default for IdempotencyConfig {
             lease_margin_secs: 15,
             processing_timeout_secs: 30 * 60,
             timeout_job_interval_secs: 5 * 60,
-            cleanup_interval_secs: 24 * 3600,
+            cleanup_schedule: "0 3 * * *".into(),
             warn_snapshot_bytes: 32 * 1024,
             max_snapshot_bytes: 64 * 1024,
             warn_rows: 100_000,

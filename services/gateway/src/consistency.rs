@@ -23,16 +23,16 @@
 //! outbox) are not findings. Every check only reads, so it is safe on several replicas.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use economy_kit::identity::Caller;
+use economy_kit::jobs::Scheduler;
+use economy_kit::schedule::Schedule;
 use economy_kit::time::from_timestamp;
 use economy_proto::gateway::v1 as pb;
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
 use economy_proto::market::v1 as market;
 use economy_proto::redemption::v1 as redemption;
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use crate::proxy::Gateway;
@@ -423,19 +423,16 @@ pub(crate) fn export(report: &Report) {
     }
 }
 
-/// Runs the check every `interval` until `shutdown`.
-pub fn spawn(gateway: Arc<Gateway>, interval: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => match check(&gateway, DEFAULT_GRACE_SECS * 1000).await {
-                    Ok(report) => export(&report),
-                    Err(error) => tracing::error!(%error, "consistency check failed"),
-                },
-            }
+/// Runs the check on `schedule`, once per scheduled time across replicas (the
+/// `gateway_consistency` job of `scheduler`; docs/operations.md, "Background jobs"); a run
+/// answers its number of findings.
+pub fn spawn(scheduler: &Scheduler, gateway: Arc<Gateway>, schedule: Schedule) {
+    scheduler.spawn("gateway_consistency", schedule, move || {
+        let gateway = gateway.clone();
+        async move {
+            let report = check(&gateway, DEFAULT_GRACE_SECS * 1000).await.map_err(|error| error.to_string())?;
+            export(&report);
+            Ok(u64::try_from(report.findings.len()).unwrap_or(u64::MAX))
         }
     });
 }

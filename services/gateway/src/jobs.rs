@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use economy_kit::jobs::every;
+use economy_kit::jobs::{Scheduler, every};
+use economy_kit::schedule::Schedule;
 use economy_kit::time::SharedClock;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -47,11 +48,15 @@ pub async fn clean_up(
     Ok((deleted, remaining))
 }
 
-/// Spawns the timeout and cleanup jobs, which read "now" from `clock`.
+/// Spawns the timeout job (every `timeout_job_interval_secs`) and the cleanup job (on
+/// `cleanup`, once per scheduled time across replicas: the `gateway_record_cleanup` job of
+/// `scheduler`), which read "now" from `clock`.
 pub fn spawn_idempotency_jobs(
+    scheduler: &Scheduler,
     store: IdempotencyStore,
     config: IdempotencyConfig,
     clock: SharedClock,
+    cleanup: Schedule,
     shutdown: CancellationToken,
 ) {
     let (timeout_store, timeout_config, timeout_clock) = (store.clone(), config.clone(), clock.clone());
@@ -67,14 +72,12 @@ pub fn spawn_idempotency_jobs(
             }
         }
     });
-    every(secs(config.cleanup_interval_secs), shutdown, move || {
+    scheduler.spawn("gateway_record_cleanup", cleanup, move || {
         let (store, config, now) = (store.clone(), config.clone(), clock.now_millis());
         async move {
             let result = clean_up(&store, &config, now).await;
             economy_kit::metrics::job_run("gateway_record_cleanup", result.as_ref().ok().map(|(deleted, _)| *deleted));
-            if let Err(error) = result {
-                tracing::error!(%error, "idempotency cleanup job failed");
-            }
+            result.map(|(deleted, _)| deleted).map_err(|error| error.to_string())
         }
     });
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use economy_kit::connect::ConnectLayer;
 use economy_kit::identity::IdentityKey;
+use economy_kit::jobs::Scheduler;
 use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -68,6 +69,7 @@ pub async fn start_with_registry(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     registry.check()?;
+    let schedules = config.schedules()?;
     let auth = auth::Authenticator::new(&config.auth)?;
     auth.start(shutdown.clone()).await;
     let store = store::IdempotencyStore::open(&config.database_url, &config.database).await?;
@@ -90,8 +92,10 @@ pub async fn start_with_registry(
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, options, shutdown.clone())
         .await?
         .draining(drain(gateway.clone()));
-    jobs::spawn_idempotency_jobs(store, config.idempotency.clone(), config.clock.clone(), shutdown.clone());
-    consistency::spawn(gateway, Duration::from_secs(config.consistency_interval_secs.max(1)), shutdown.clone());
+    let scheduler = Scheduler::new(store.db().clone(), config.clock.clone(), shutdown.clone());
+    let (idempotency, clock) = (config.idempotency.clone(), config.clock.clone());
+    jobs::spawn_idempotency_jobs(&scheduler, store, idempotency, clock, schedules.cleanup, shutdown.clone());
+    consistency::spawn(&scheduler, gateway, schedules.consistency);
     jobs::spawn_health_probe(
         probes,
         server.health.clone(),

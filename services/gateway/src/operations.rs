@@ -7,6 +7,7 @@ use std::sync::Arc;
 use economy_kit::audit::{self, AuditDraft};
 use economy_kit::error::Violations;
 use economy_kit::identity::roles;
+use economy_kit::job_runs::{self, JobRuns};
 use economy_kit::time::to_timestamp;
 use economy_proto::gateway::v1 as pb;
 use pb::operations_service_server::OperationsService;
@@ -27,6 +28,18 @@ pub struct Operations(pub Arc<Gateway>);
 
 #[tonic::async_trait]
 impl OperationsService for Operations {
+    async fn list_job_runs(
+        &self,
+        request: Request<pb::ListJobRunsRequest>,
+    ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
+        let (_, _permit) = self.0.admit(request.metadata(), roles::ADMIN).await?;
+        let request = request.get_ref();
+        let runs = JobRuns::new(self.0.store.db().clone());
+        let (runs, next_page_token) =
+            job_runs::answer(&runs, DOMAIN, &request.job, request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListJobRunsResponse { runs, next_page_token }))
+    }
+
     async fn check_consistency(
         &self,
         request: Request<pb::CheckConsistencyRequest>,

@@ -17,7 +17,7 @@ use crate::domain::ids::{IdempotencyKey, ItemId};
 use crate::domain::transition::Command;
 use crate::store::ItemStore;
 
-pub use report::ReportGauges;
+pub use report::{JOB as REPORT_JOB, ReportGauges, spawn_report};
 
 /// Instances processed per batch.
 const BATCH: i64 = 100;

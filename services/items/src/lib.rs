@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
+use economy_kit::jobs::Scheduler;
+use economy_kit::schedule::{Schedule, time_zone};
 use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::ServerTls;
@@ -51,6 +53,12 @@ pub struct ItemsConfig {
     /// listed by `GetItemReport`, counted in `economy_items_stale`, a finding of the
     /// consistency check (docs/items.md, "Reports"). At least 1.
     pub stale_lock_after_days: u64,
+    /// When the daily items report runs (docs/items.md, "Reports"): five cron fields read
+    /// in `time_zone`, once per instant across replicas (docs/operations.md, "Background
+    /// jobs"). Default `0 4 * * *`.
+    pub report_schedule: String,
+    /// IANA time zone of the schedules, e.g. `UTC` (the default) or `Europe/Berlin`.
+    pub time_zone: String,
     /// Source of the business "now" (expiries, leases, jobs' cutoffs): the system clock;
     /// not read from files, a test or the stack builder may inject a manual one.
     #[serde(skip, default = "system_clock")]
@@ -68,12 +76,22 @@ impl Default for ItemsConfig {
             lock_expiry_interval_secs: 30,
             watch_heartbeat_secs: 15,
             stale_lock_after_days: grpc::DEFAULT_STALE_LOCK_DAYS,
+            report_schedule: "0 4 * * *".into(),
+            time_zone: "UTC".into(),
             clock: system_clock(),
         }
     }
 }
 
 impl ItemsConfig {
+    /// `report_schedule` in `time_zone`.
+    ///
+    /// Errors: an unknown zone or a bad expression, naming the setting.
+    pub fn report_schedule(&self) -> anyhow::Result<Schedule> {
+        let zone = time_zone(&self.time_zone, "items.time_zone")?;
+        Schedule::parse(&self.report_schedule, zone, "items.report_schedule")
+    }
+
     /// The job periods, each at least one second.
     pub fn job_intervals(&self) -> jobs::JobIntervals {
         jobs::JobIntervals {
@@ -92,6 +110,7 @@ pub async fn start(
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
+    let report_schedule = config.report_schedule()?;
     let store = store::ItemStore::open(&config.database_url, &config.database).await?;
     jobs::spawn(store.clone(), config.clock.clone(), config.job_intervals(), shutdown.clone());
     store.spawn_relay(shutdown.clone());
@@ -100,6 +119,8 @@ pub async fn start(
         shutdown: shutdown.clone(),
     };
     let reports = grpc::ReportOptions { stale_lock_age: grpc::days(config.stale_lock_after_days.max(1)) };
+    let scheduler = Scheduler::new(store.db().clone(), config.clock.clone(), shutdown.clone());
+    jobs::spawn_report(&scheduler, report_schedule, store.clone(), config.clock.clone(), reports);
     let api = grpc::ItemsApi::new(store, config.clock.clone(), watch).with_reports(reports);
     let service = ItemServiceServer::new(api)
         .max_decoding_message_size(limits.max_message_bytes)

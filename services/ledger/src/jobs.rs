@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use economy_kit::jobs::{every, every_after_a_period};
+use economy_kit::jobs::{Scheduler, every, every_after_a_period};
+use economy_kit::schedule::Schedule;
 use economy_kit::time::SharedClock;
 use tokio_util::sync::CancellationToken;
 
@@ -61,25 +62,22 @@ pub async fn expire_holds(store: &LedgerStore, now: i64) -> Result<usize, Ledger
     }
 }
 
-/// Runs a pass of the whole check every `interval` (first one `interval` after start,
-/// never at start) until `shutdown` (docs/ledger.md, "Reconciliation"): chunk by chunk,
+/// Runs the whole check on `schedule`, once per scheduled time across replicas (the
+/// `ledger_reconciliation` job of `scheduler`; docs/ledger.md, "Reconciliation";
+/// docs/operations.md, "Background jobs"): a run starts a pass, or continues the one under
+/// way, until it completes, chunk by chunk,
 /// each followed by a pause as long as the chunk took, so a pass keeps at most half of a
 /// core busy; a pass a restart interrupted resumes where it stood. Each finding is logged
 /// with its account, asset, expected and actual values and counted in
-/// `ledger_reconcile_findings_total{kind}`. Replicas may run it together: each chunk is
-/// applied once.
-pub fn spawn_reconciliation(
-    store: LedgerStore,
-    limits: ReconcileLimits,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    let stop = shutdown.clone();
-    every_after_a_period(interval, shutdown, move || run_whole_pass(store.clone(), limits, stop.clone()));
+/// `economy_ledger_reconcile_findings_total{kind}`. Each chunk is applied once, whichever
+/// replica runs it.
+pub fn spawn_reconciliation(scheduler: &Scheduler, store: LedgerStore, limits: ReconcileLimits, schedule: Schedule) {
+    scheduler.spawn("ledger_reconciliation", schedule, move || run_whole_pass(store.clone(), limits));
 }
 
-/// Steps through the scheduled pass until it is complete or `shutdown`.
-async fn run_whole_pass(store: LedgerStore, limits: ReconcileLimits, shutdown: CancellationToken) {
+/// Steps through the scheduled pass until it is complete; answers its findings. Stopped
+/// between two chunks at shutdown (the scheduler drops it), the next run resumes it.
+async fn run_whole_pass(store: LedgerStore, limits: ReconcileLimits) -> Result<u64, String> {
     let mut may_start = true;
     loop {
         let started = Instant::now();
@@ -90,21 +88,18 @@ async fn run_whole_pass(store: LedgerStore, limits: ReconcileLimits, shutdown: C
                     let (findings, balances, entries) = step.totals;
                     count_run("ledger_reconciliation", u64::try_from(findings).unwrap_or_default());
                     tracing::info!(findings, balances, entries, "ledger reconciled (whole pass)");
-                    return;
+                    return Ok(u64::try_from(findings).unwrap_or_default());
                 }
             }
-            Ok(None) => return,
+            Ok(None) => return Ok(0),
             Err(error) => {
                 economy_kit::metrics::job_run("ledger_reconciliation", None);
                 tracing::error!(%error, "scheduled reconciliation failed; the next run resumes the pass");
-                return;
+                return Err(error.to_string());
             }
         }
         may_start = false;
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(started.elapsed()) => {}
-        }
+        tokio::time::sleep(started.elapsed()).await;
     }
 }
 

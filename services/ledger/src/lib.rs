@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::IdentityKey;
+use economy_kit::jobs::Scheduler;
+use economy_kit::schedule::{Schedule, time_zone};
 use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::ServerTls;
@@ -46,8 +48,11 @@ pub struct LedgerConfig {
     pub extra_system_accounts: Vec<String>,
     /// Period of the hold-expiry job, seconds.
     pub hold_expiry_interval_secs: u64,
-    /// Period of the scheduled whole check, seconds (daily; never at start).
-    pub reconcile_interval_secs: u64,
+    /// When the scheduled whole check runs: five cron fields read in `time_zone` (default
+    /// `0 2 * * *`, 02:00), once across replicas (docs/operations.md, "Background jobs").
+    pub reconcile_schedule: String,
+    /// IANA time zone of the schedules (default `UTC`).
+    pub time_zone: String,
     /// Postings one chunk of the whole check reads at most (at least 1; docs/ledger.md,
     /// "Reconciliation").
     pub reconcile_chunk_postings: i64,
@@ -77,7 +82,8 @@ impl Default for LedgerConfig {
             database: DbOptions::default(),
             extra_system_accounts: Vec::new(),
             hold_expiry_interval_secs: 30,
-            reconcile_interval_secs: 24 * 3600,
+            reconcile_schedule: "0 2 * * *".into(),
+            time_zone: "UTC".into(),
             reconcile_chunk_postings: ReconcileLimits::default().postings,
             reconcile_chunk_balances: ReconcileLimits::default().balances,
             reconcile_call_budget_ms: 10_000,
@@ -97,6 +103,13 @@ impl LedgerConfig {
         }
     }
 
+    /// The whole check's schedule; refuses a bad `ledger.reconcile_schedule` or
+    /// `ledger.time_zone`, naming it.
+    pub fn reconcile_schedule(&self) -> anyhow::Result<Schedule> {
+        let zone = time_zone(&self.time_zone, "ledger.time_zone")?;
+        Schedule::parse(&self.reconcile_schedule, zone, "ledger.reconcile_schedule")
+    }
+
     /// Every system account the ledger creates at start.
     pub fn system_accounts(&self) -> Vec<String> {
         let mut accounts = [SYSTEM_ISSUANCE, SYSTEM_PLATFORM_FEE, SYSTEM_SHOP_REVENUE].map(str::to_owned).to_vec();
@@ -113,6 +126,7 @@ pub async fn start(
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
+    let reconcile_schedule = config.reconcile_schedule()?;
     let store = store::LedgerStore::open(
         &config.database_url,
         &config.database,
@@ -126,12 +140,8 @@ pub async fn start(
         Duration::from_secs(config.hold_expiry_interval_secs.max(1)),
         shutdown.clone(),
     );
-    jobs::spawn_reconciliation(
-        store.clone(),
-        config.reconcile_limits(),
-        Duration::from_secs(config.reconcile_interval_secs.max(1)),
-        shutdown.clone(),
-    );
+    let scheduler = Scheduler::new(store.db().clone(), config.clock.clone(), shutdown.clone());
+    jobs::spawn_reconciliation(&scheduler, store.clone(), config.reconcile_limits(), reconcile_schedule);
     jobs::spawn_incremental_reconciliation(
         store.clone(),
         Duration::from_secs(config.incremental_reconcile_interval_secs.max(1)),

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use economy_kit::jobs::every;
+use economy_kit::jobs::{Scheduler, every};
 use economy_kit::outbox::Lease;
 use economy_kit::reasons;
+use economy_kit::schedule::Schedule;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -21,13 +22,14 @@ const BATCH: i64 = 100;
 /// Longest wait between two attempts of one row, ms.
 const MAX_BACKOFF_MS: i64 = 300_000;
 
-/// Periods of the jobs, seconds.
-#[derive(Debug, Clone, Copy)]
+/// Periods and schedules of the jobs.
+#[derive(Debug, Clone)]
 pub struct JobIntervals {
-    /// Outbox dispatcher.
+    /// Outbox dispatcher, seconds.
     pub outbox_secs: u64,
-    /// Order expiry.
-    pub expiry_secs: u64,
+    /// Order expiry: once per scheduled time across replicas (docs/operations.md,
+    /// "Background jobs").
+    pub expiry: Schedule,
     /// Stale `locking` orders older than this fail, seconds.
     pub locking_timeout_secs: u64,
 }
@@ -129,8 +131,9 @@ fn log(job: &'static str, result: Result<usize, RedemptionError>) {
     }
 }
 
-/// Spawns the dispatcher, the expiry job and the stale-locking job.
-pub fn spawn(service: Arc<Redemption>, intervals: JobIntervals, shutdown: CancellationToken) {
+/// Spawns the dispatcher, the expiry job (the `redemption_expiry` job of `scheduler`) and
+/// the stale-locking job.
+pub fn spawn(scheduler: &Scheduler, service: Arc<Redemption>, intervals: JobIntervals, shutdown: CancellationToken) {
     let secs = |value: u64| Duration::from_secs(value.max(1));
     let outbox = service.clone();
     every(secs(intervals.outbox_secs), shutdown.clone(), move || {
@@ -145,9 +148,15 @@ pub fn spawn(service: Arc<Redemption>, intervals: JobIntervals, shutdown: Cancel
         }
     });
     let expiry = service.clone();
-    every(secs(intervals.expiry_secs), shutdown.clone(), move || {
+    scheduler.spawn("redemption_expiry", intervals.expiry, move || {
         let service = expiry.clone();
-        async move { log("redemption_expiry", service.expire_due(BATCH).await) }
+        async move {
+            let result = service.expire_due(BATCH).await;
+            let outcome = result.as_ref().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
+            let outcome = outcome.map_err(ToString::to_string);
+            log("redemption_expiry", result);
+            outcome
+        }
     });
     let timeout_ms = i64::try_from(intervals.locking_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     every(secs(intervals.outbox_secs), shutdown, move || {

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use economy_kit::db::DbOptions;
 use economy_kit::identity::{Caller, IdentityKey};
+use economy_kit::jobs::Scheduler;
+use economy_kit::schedule::{Schedule, time_zone};
 use economy_kit::server::{RunningServer, ServeOptions, ServerLimits, spawn_with};
 use economy_kit::time::{SharedClock, system_clock};
 use economy_kit::tls::{ClientTls, ServerTls};
@@ -51,8 +53,13 @@ pub struct RedemptionConfig {
     pub items_url: String,
     /// How long a code redeems, seconds (30 days).
     pub order_ttl_secs: u64,
-    /// Period of the expiry job, seconds (hourly).
-    pub expiry_interval_secs: u64,
+    /// When the expiry job turns pending orders past their expiry into `expired` (and
+    /// unlocks their items): five cron fields read in `time_zone` (default `0 * * * *`,
+    /// hourly), once across replicas (docs/operations.md, "Background jobs"). A code past
+    /// its expiry is refused at once whenever the job runs.
+    pub expiry_schedule: String,
+    /// IANA time zone of the schedules (default `UTC`).
+    pub time_zone: String,
     /// Period of the outbox dispatcher and the stale-creation job, seconds.
     pub outbox_interval_secs: u64,
     /// An order still `locking` after this many seconds is failed (its creator gave up).
@@ -75,7 +82,8 @@ impl Default for RedemptionConfig {
             internal_tls: ClientTls::default(),
             items_url: "http://127.0.0.1:50062".into(),
             order_ttl_secs: 30 * 24 * 3600,
-            expiry_interval_secs: 3600,
+            expiry_schedule: "0 * * * *".into(),
+            time_zone: "UTC".into(),
             outbox_interval_secs: 5,
             locking_timeout_secs: 120,
             failed_fulfils_per_minute: 10,
@@ -93,6 +101,8 @@ pub async fn start(
     limits: &ServerLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
+    let zone = time_zone(&config.time_zone, "redemption.time_zone")?;
+    let expiry_schedule = Schedule::parse(&config.expiry_schedule, zone, "redemption.expiry_schedule")?;
     let store = store::RedemptionStore::open(&config.database_url, &config.database).await?;
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let signer = identity.signer(Caller::service("redemption"));
@@ -109,10 +119,11 @@ pub async fn start(
     });
     let intervals = jobs::JobIntervals {
         outbox_secs: config.outbox_interval_secs,
-        expiry_secs: config.expiry_interval_secs,
+        expiry: expiry_schedule,
         locking_timeout_secs: config.locking_timeout_secs,
     };
-    jobs::spawn(service.clone(), intervals, shutdown.clone());
+    let scheduler = Scheduler::new(service.store.db().clone(), config.clock.clone(), shutdown.clone());
+    jobs::spawn(&scheduler, service.clone(), intervals, shutdown.clone());
     let api = RedemptionServiceServer::new(grpc::RedemptionApi::new(service))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);

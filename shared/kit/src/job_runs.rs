@@ -355,6 +355,28 @@ pub struct JobRunPage {
     pub next_page_token: String,
 }
 
+/// Answers a `ListJobRuns` request (every service's, docs/operations.md, "Background jobs")
+/// once its caller was authorized as an admin: `job`, `page_size` and `page_token`
+/// validated ([`query`]; `INVALID_ARGUMENT` listing every bad field, in `domain`), then one
+/// page of runs and the next page's token. A storage failure is [`crate::error::storage`]'s
+/// status.
+pub async fn answer(
+    runs: &JobRuns,
+    domain: &str,
+    job: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<pb::JobRun>, String), tonic::Status> {
+    let mut violations = Violations::default();
+    let query = query(&mut violations, job, page_size, page_token);
+    violations.finish(domain)?;
+    let page = runs.list(&query).await.map_err(|error| {
+        let message = error.to_string();
+        crate::error::storage(domain, &crate::error::StorageCause::new(error), &message)
+    })?;
+    Ok((page.runs.iter().map(to_proto).collect(), page.next_page_token))
+}
+
 /// Stored run -> proto.
 pub fn to_proto(run: &JobRun) -> pb::JobRun {
     pb::JobRun {

@@ -13,6 +13,7 @@ pub mod history;
 pub mod holds;
 pub mod import;
 pub mod items;
+pub mod jobs;
 pub mod market;
 pub mod migrate;
 pub mod offers;

@@ -2,11 +2,12 @@
 //! times out and its key can be retried; expired records are deleted and their keys freed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use economy_gateway::config::IdempotencyConfig;
+use economy_gateway::config::{GatewayConfig, IdempotencyConfig};
 use economy_gateway::jobs::{clean_up, time_out_processing};
 use economy_gateway::store::IdempotencyStore;
-use economy_kit::time::now_millis;
+use economy_kit::time::{Clock as _, ManualClock, SharedClock, now_millis};
 use tonic::Code;
 
 use crate::common::*;
@@ -77,11 +78,13 @@ async fn expired_records_are_deleted_and_their_keys_freed() {
 
 #[tokio::test]
 async fn the_gateway_runs_the_jobs_on_its_own() {
+    let clock = Arc::new(ManualClock::default());
+    let gateway_clock: SharedClock = clock.clone();
     let stack = Arc::new(
         shop_stack(|config, _| {
             config.idempotency.processing_timeout_secs = 1;
             config.idempotency.timeout_job_interval_secs = 1;
-            config.idempotency.cleanup_interval_secs = 1;
+            config.clock = gateway_clock;
         })
         .await,
     );
@@ -98,6 +101,12 @@ async fn the_gateway_runs_the_jobs_on_its_own() {
         store.status_of(USER, &stuck_key).await.unwrap() == Some(("failed".into(), Some("PROCESSING_TIMEOUT".into())))
     })
     .await;
+    // The cleanup job runs at its scheduled time (03:00), not before.
+    tokio::time::sleep(economy_kit::jobs::TICK * 2).await;
+    assert!(store.status_of(USER, &done).await.unwrap().is_some(), "no cleanup before 03:00");
+    let cleanup = GatewayConfig::default().schedules().unwrap().cleanup;
+    let three = cleanup.next_after(clock.now_millis()).unwrap();
+    clock.advance(Duration::from_millis(u64::try_from(three - clock.now_millis() + 1_000).unwrap()));
     eventually("the cleanup job", || async { store.status_of(USER, &done).await.unwrap().is_none() }).await;
     drop(release);
 }

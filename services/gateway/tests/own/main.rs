@@ -5,4 +5,5 @@
 mod backpack;
 mod common;
 mod consistency;
+mod jobs;
 mod watch_backpack;

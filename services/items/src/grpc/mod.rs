@@ -18,7 +18,8 @@
 //! - `WatchItemEvents`: admins and services any events; a user only with
 //!   `owner_user_id` = themself (the events that gave them or took from them an item);
 //! - `RevokeItem`: admins;
-//! - `ForceUnlockItem` (a compensation tool, audited) and `ListAuditRecords`: admins;
+//! - `ForceUnlockItem` (a compensation tool, audited), `ListAuditRecords` and
+//!   `ListJobRuns` (docs/operations.md, "Background jobs"): admins;
 //! - `ImportItems` (docs/import.md): admins.
 
 mod compensation;
@@ -32,6 +33,7 @@ mod watch;
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
+use economy_kit::job_runs::{self, JobRuns};
 use economy_kit::time::SharedClock;
 use economy_proto::items::v1 as pb;
 use pb::item_service_server::ItemService;
@@ -328,6 +330,18 @@ impl ItemService for ItemsApi {
             audit_record: Some(audit::to_proto(&record)),
             replayed,
         }))
+    }
+
+    async fn list_job_runs(
+        &self,
+        request: Request<pb::ListJobRunsRequest>,
+    ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
+        require(caller(&request)?.is_admin(), "read job runs")?;
+        let request = request.get_ref();
+        let runs = JobRuns::new(self.store.db().clone());
+        let (runs, next_page_token) =
+            job_runs::answer(&runs, DOMAIN, &request.job, request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListJobRunsResponse { runs, next_page_token }))
     }
 
     async fn list_audit_records(

@@ -4,10 +4,38 @@
 //! `items.stale_lock_after_days`. Only reads, so every replica may run it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use economy_kit::jobs::Scheduler;
+use economy_kit::schedule::Schedule;
+use economy_kit::time::SharedClock;
 
 use crate::domain::ItemError;
 use crate::grpc::ReportOptions;
 use crate::store::ItemStore;
+
+/// The job's name in `job_runs` and the job metrics.
+pub const JOB: &str = "items_report";
+
+/// Runs the report on `schedule` (`items.report_schedule`), once per scheduled instant
+/// across replicas, at the "now" of `clock`; its run's items are the stale locks found.
+pub fn spawn_report(
+    scheduler: &Scheduler,
+    schedule: Schedule,
+    store: ItemStore,
+    clock: SharedClock,
+    options: ReportOptions,
+) {
+    let gauges = Arc::new(tokio::sync::Mutex::new(ReportGauges::default()));
+    scheduler.spawn(JOB, schedule, move || {
+        let (store, clock, gauges) = (store.clone(), clock.clone(), gauges.clone());
+        async move {
+            let result = gauges.lock().await.export(&store, clock.now_millis(), &options).await;
+            economy_kit::metrics::job_run(JOB, result.as_ref().ok().copied());
+            result.map_err(|error| error.to_string())
+        }
+    });
+}
 
 /// The gauges one replica has exported: a pair that had instances and has none any more is
 /// set back to 0 instead of keeping its last count.
@@ -18,10 +46,11 @@ pub struct ReportGauges {
 
 impl ReportGauges {
     /// Computes the report at `now` (ms since the epoch) and sets the gauges; returns how
-    /// many (template, status) pairs have instances.
+    /// many locks are stale (the run's items: the alert on stale locks reads them from the
+    /// run, which outlives a restart).
     ///
     /// Errors: the store's (`ItemError::Storage`).
-    pub async fn export(&mut self, store: &ItemStore, now: i64, options: &ReportOptions) -> Result<usize, ItemError> {
+    pub async fn export(&mut self, store: &ItemStore, now: i64, options: &ReportOptions) -> Result<u64, ItemError> {
         let report = store.report(options.stale_before(now), 0).await?;
         let mut exported = BTreeSet::new();
         for count in &report.statuses {
@@ -34,7 +63,7 @@ impl ReportGauges {
         }
         self.exported = exported;
         metrics::gauge!("economy_items_stale", "status" => "locked").set(report.stale_locked_count as f64);
-        Ok(report.statuses.len())
+        Ok(u64::try_from(report.stale_locked_count).unwrap_or(0))
     }
 }
 

@@ -59,6 +59,11 @@ impl ItemStore {
     fn backend(&self) -> Backend {
         self.db.backend()
     }
+
+    /// The database (its `job_runs` table holds the runs of the scheduled jobs).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
 }
 
 /// Which instances a list covers.

@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
+use economy_items::jobs::REPORT_JOB;
 use economy_kit::error::violated_fields;
+use economy_kit::job_runs::{JobRun, JobRunQuery, JobRuns, Outcome};
+use economy_kit::jobs::TICK;
+use economy_kit::schedule::{Schedule, time_zone};
 use economy_kit::time::Clock;
 use economy_proto::items::v1 as pb;
 use pb::ItemStatus as S;
@@ -63,4 +67,37 @@ async fn only_admins_and_services_read_the_report_and_limits_are_checked() {
     let empty = spawn_app().await.admin().await.get_item_report(pb::GetItemReportRequest::default()).await;
     let empty = empty.unwrap().into_inner();
     assert!(empty.statuses.is_empty() && empty.stale_locked.is_empty() && empty.stale_locked_count == 0);
+}
+
+/// The finished runs of the daily report, newest first.
+async fn report_runs(app: &TestApp) -> Vec<JobRun> {
+    let query = JobRunQuery { job: Some(REPORT_JOB.into()), after: None, limit: 10 };
+    let runs = JobRuns::new(app.store().await.db().clone()).list(&query).await.unwrap().runs;
+    runs.into_iter().filter(|run| run.finished_at.is_some()).collect()
+}
+
+#[tokio::test]
+async fn the_daily_report_runs_at_its_time_not_at_start_and_records_the_stale_locks() {
+    let app = spawn_app().await;
+    tokio::time::sleep(2 * TICK).await;
+    assert_eq!(report_runs(&app).await, [], "nothing runs at start");
+
+    let mut admin = app.admin_with_catalog().await;
+    let sword = grant(&mut admin, 2, "sword").await;
+    lock(&mut app.service("market").await, &sword.id, MARKET).await;
+    app.clock.advance(31 * DAY);
+    // items.report_schedule defaults to 04:00 UTC; of the instants the clock jumped over,
+    // the latest runs, once.
+    let schedule = Schedule::parse("0 4 * * *", time_zone("UTC", "zone").unwrap(), "schedule").unwrap();
+    let at = schedule.latest_at_or_before(app.clock.now_millis()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let runs = loop {
+        let runs = report_runs(&app).await;
+        if !runs.is_empty() || tokio::time::Instant::now() > deadline {
+            break runs;
+        }
+        tokio::time::sleep(TICK / 4).await;
+    };
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!((runs[0].scheduled_at, runs[0].outcome, runs[0].items), (at, Outcome::Ok, 1));
 }

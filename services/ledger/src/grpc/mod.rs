@@ -13,6 +13,7 @@ use std::time::Duration;
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{Caller, caller, idempotency_key};
+use economy_kit::job_runs::{self, JobRuns};
 use economy_kit::time::SharedClock;
 pub use economy_kit::watch::WatchOptions;
 use economy_proto::ledger::v1 as pb;
@@ -390,6 +391,18 @@ impl LedgerService for LedgerApi {
             audit_record: Some(audit::to_proto(&released.record)),
             replayed,
         }))
+    }
+
+    async fn list_job_runs(
+        &self,
+        request: Request<pb::ListJobRunsRequest>,
+    ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
+        require(caller(&request)?.is_admin(), "read job runs")?;
+        let request = request.get_ref();
+        let runs = JobRuns::new(self.store.db().clone());
+        let (runs, next_page_token) =
+            job_runs::answer(&runs, DOMAIN, &request.job, request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListJobRunsResponse { runs, next_page_token }))
     }
 
     async fn list_audit_records(

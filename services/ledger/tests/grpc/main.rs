@@ -19,6 +19,7 @@ mod properties;
 mod reconcile;
 mod resulting;
 mod retries;
+mod scheduled;
 mod validation;
 mod watch;
 mod whole_pass;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use economy_kit::db::{Db, DbOptions};
 use economy_kit::reasons;
-use economy_kit::time::system_clock;
+use economy_kit::time::{Clock as _, system_clock};
 use economy_ledger::store::{LedgerStore, ReconcileLimits};
 use economy_proto::ledger::v1 as pb;
 use economy_testkit::{Service, eventually, test_stack};
@@ -17,17 +17,17 @@ use crate::common::*;
 /// The limits of the tiny chunks: a few postings, two balance rows.
 const TINY: ReconcileLimits = ReconcileLimits { postings: 3, balances: 2 };
 
-/// A ledger whose whole check runs in [`TINY`] chunks and answers after every chunk;
-/// with `scheduled`, the scheduled pass runs every second.
-async fn tiny_chunks(scheduled: bool) -> TestApp {
+/// A ledger whose whole check runs in [`TINY`] chunks and answers after every chunk, on a
+/// manual clock (its scheduled pass runs when the test moves the clock past 02:00).
+async fn tiny_chunks() -> TestApp {
     test_stack(&[Service::Ledger])
         .configure(move |config| {
             config.ledger.reconcile_chunk_postings = TINY.postings;
             config.ledger.reconcile_chunk_balances = TINY.balances;
             config.ledger.reconcile_call_budget_ms = 0;
-            config.ledger.reconcile_interval_secs = if scheduled { 1 } else { 3600 };
             config.ledger.incremental_reconcile_interval_secs = 3600;
         })
+        .manual_clock()
         .start()
         .await
         .into()
@@ -89,7 +89,7 @@ async fn seed(admin: &mut Client) -> (String, String) {
 
 #[tokio::test]
 async fn a_pass_in_tiny_chunks_finds_exactly_what_one_chunk_finds() {
-    let app = tiny_chunks(false).await;
+    let app = tiny_chunks().await;
     let mut admin = app.admin_with_catalog().await;
     let (fifth, fourth) = seed(&mut admin).await;
     let (clean, calls) = whole_pass(&mut admin).await;
@@ -133,7 +133,7 @@ async fn a_pass_in_tiny_chunks_finds_exactly_what_one_chunk_finds() {
 
 #[tokio::test]
 async fn a_pass_while_writers_run_finds_nothing() {
-    let app = tiny_chunks(false).await;
+    let app = tiny_chunks().await;
     let mut admin = app.admin_with_catalog().await;
     for id in 2..=6 {
         adjust(&mut admin, id, "POINTS", 1_000).await.unwrap();
@@ -169,7 +169,7 @@ async fn a_pass_while_writers_run_finds_nothing() {
 
 #[tokio::test]
 async fn a_cursor_the_ledger_did_not_issue_is_refused() {
-    let app = tiny_chunks(false).await;
+    let app = tiny_chunks().await;
     let mut admin = app.admin().await;
     for cursor in ["x", "r1.00", "r1.7b7d"] {
         let request = pb::ReconcileRequest { cursor: cursor.into(), ..Default::default() };
@@ -185,7 +185,7 @@ async fn open_store(app: &TestApp) -> LedgerStore {
 
 #[tokio::test]
 async fn the_scheduled_pass_resumes_after_a_restart_and_runs_once() {
-    let app = tiny_chunks(false).await;
+    let app = tiny_chunks().await;
     let mut admin = app.admin_with_catalog().await;
     seed(&mut admin).await;
     corrupt(&app, "UPDATE balances SET available = available + 1 WHERE account = 'user:4'").await;
@@ -208,10 +208,14 @@ async fn the_scheduled_pass_resumes_after_a_restart_and_runs_once() {
 
 #[tokio::test]
 async fn the_scheduled_job_reports_a_pass_without_being_called() {
-    let app = tiny_chunks(true).await;
+    let app = tiny_chunks().await;
     let mut admin = app.admin_with_catalog().await;
     seed(&mut admin).await;
     corrupt(&app, "UPDATE balances SET available = available + 1 WHERE account = 'user:4'").await;
+    let clock = app.stack.clock();
+    let schedule = app.stack.config().ledger.reconcile_schedule().unwrap();
+    let two = schedule.next_after(clock.now_millis()).unwrap();
+    clock.advance(std::time::Duration::from_millis((two - clock.now_millis() + 1_000) as u64));
     let db = Db::connect(&app.database().url, &DbOptions::default()).await.unwrap();
     eventually("a scheduled pass to report the altered row", || async {
         let (cursor, findings): (String, i64) =

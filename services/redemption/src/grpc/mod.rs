@@ -11,6 +11,7 @@ use std::sync::Arc;
 use economy_kit::audit;
 use economy_kit::error::Violations;
 use economy_kit::identity::{caller, checked_idempotency_key};
+use economy_kit::job_runs::{self, JobRuns};
 use economy_proto::redemption::v1 as pb;
 use pb::redemption_service_server::RedemptionService;
 use tonic::{Request, Response, Status};
@@ -206,6 +207,20 @@ impl RedemptionService for RedemptionApi {
         Ok(Response::new(pb::ListStuckOutboxResponse {
             entries: entries.iter().map(compensation::outbox_entry).collect(),
         }))
+    }
+
+    async fn list_job_runs(
+        &self,
+        request: Request<pb::ListJobRunsRequest>,
+    ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
+        if !caller(&request)?.is_admin() {
+            return Err(RedemptionError::PermissionDenied("only admins may read job runs".into()).into());
+        }
+        let request = request.get_ref();
+        let runs = JobRuns::new(self.service.store.db().clone());
+        let (runs, next_page_token) =
+            job_runs::answer(&runs, DOMAIN, &request.job, request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListJobRunsResponse { runs, next_page_token }))
     }
 
     async fn list_audit_records(

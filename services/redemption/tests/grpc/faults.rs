@@ -91,7 +91,7 @@ async fn a_retried_create_of_a_pending_order_replaces_its_code() {
 
 #[tokio::test]
 async fn a_retried_create_answers_how_its_order_ended() {
-    let app = spawn_with(|config| config.expiry_interval_secs = 3600).await;
+    let app = spawn_with(|config| config.expiry_schedule = NEVER.into()).await;
     let mut owner = app.owner().await;
 
     let cancelled_item = app.grant("prize").await;
@@ -138,7 +138,7 @@ async fn a_retried_create_of_a_failed_order_is_refused() {
 #[tokio::test]
 async fn retried_fulfils_and_cancels_are_answered_from_their_keys_first() {
     let app = spawn_with(|config| {
-        config.expiry_interval_secs = 3600;
+        config.expiry_schedule = NEVER.into();
         config.failed_fulfils_per_minute = 3;
     })
     .await;
@@ -172,7 +172,7 @@ async fn retried_fulfils_and_cancels_are_answered_from_their_keys_first() {
 
 #[tokio::test]
 async fn a_retried_reissue_on_behalf_is_answered_from_its_key_after_expiry() {
-    let app = spawn_with(|config| config.expiry_interval_secs = 3600).await;
+    let app = spawn_with(|config| config.expiry_schedule = NEVER.into()).await;
     let item = app.grant("prize").await;
     let order_id = create(&mut app.owner().await, &item).await.expect("created").order.expect("order").id;
     let request = pb::ReissueCodeOnBehalfRequest {
@@ -205,7 +205,7 @@ async fn the_eleventh_attempt_after_ten_failures_is_refused() {
 
 #[tokio::test]
 async fn an_order_past_its_expiry_neither_fulfils_nor_cancels_before_the_job_runs() {
-    let app = spawn_with(|config| config.expiry_interval_secs = 3600).await;
+    let app = spawn_with(|config| config.expiry_schedule = NEVER.into()).await;
     let mut owner = app.owner().await;
     let (first, second) = (app.grant("prize").await, app.grant("prize").await);
     let code = create(&mut owner, &first).await.expect("created").code;
@@ -224,7 +224,7 @@ async fn an_order_past_its_expiry_neither_fulfils_nor_cancels_before_the_job_run
 
 #[tokio::test]
 async fn an_order_past_its_expiry_does_not_block_a_new_one() {
-    let app = spawn_with(|config| config.expiry_interval_secs = 3600).await;
+    let app = spawn_with(|config| config.expiry_schedule = NEVER.into()).await;
     let item = app.grant("prize").await;
     let mut owner = app.owner().await;
     let lapsed = create(&mut owner, &item).await.expect("created").order.expect("order").id;

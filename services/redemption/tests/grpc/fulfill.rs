@@ -57,7 +57,7 @@ async fn refusals_name_the_reason() {
 
 #[tokio::test]
 async fn expiry_applies_by_the_clock_with_or_without_the_job() {
-    let app = spawn_with(|config| config.expiry_interval_secs = 3600).await;
+    let app = spawn_with(|config| config.expiry_schedule = NEVER.into()).await;
     let item = app.grant("prize").await;
     let code = create(&mut app.owner().await, &item).await.expect("created").code;
     app.clock.advance(Duration::from_secs(30 * 24 * 3600));
@@ -65,7 +65,7 @@ async fn expiry_applies_by_the_clock_with_or_without_the_job() {
     assert_eq!(reason(fulfill(&mut app.staff().await, &code).await), "CODE_EXPIRED");
     assert_eq!(app.item(&item).await.status, items::ItemStatus::Locked as i32);
 
-    let app = spawn_with(|config| config.expiry_interval_secs = 1).await;
+    let app = spawn_with(|config| config.expiry_schedule = "0 * * * *".into()).await;
     let item = app.grant("prize").await;
     let created = create(&mut app.owner().await, &item).await.expect("created");
     app.clock.advance(Duration::from_secs(30 * 24 * 3600 + 1));
