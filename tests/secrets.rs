@@ -1,8 +1,9 @@
 //! No secret in the logs (docs/operations.md, "Observability": secrets are never logged):
-//! the real `economy up` logs at `debug` as JSON lines while a full scenario
-//! runs — a bearer token sent on every call, a redemption code created and fulfilled, a
-//! market trade — then every log line is searched for the token, the code (each form a
-//! person could type), the internal identity secret and the JWT secret.
+//! the real `economy up` logs at `debug` as JSON lines, with its access lines (one per
+//! RPC), while a full scenario runs — a bearer token sent on every call, a redemption
+//! code created and fulfilled, a market trade — then every log line is searched for the
+//! token, the code (each form a person could type), the internal identity secret and the
+//! JWT secret.
 
 use economy_e2e::{Run, Stack};
 
@@ -53,6 +54,8 @@ async fn debug_logs_of_a_full_scenario_carry_no_secret() -> anyhow::Result<()> {
     let lines: Vec<&str> = logs.lines().filter(|line| line.starts_with('{')).collect();
     assert!(lines.len() > 50, "debug JSON logs were captured ({} lines)", lines.len());
     assert!(lines.iter().any(|line| line.contains("\"level\":\"DEBUG\"")), "debug level is on");
+    let access = lines.iter().filter(|line| line.contains("\"target\":\"economy::access\"")).count();
+    assert!(access > 10, "access lines are searched too ({access})");
     let secrets = [
         ("the bearer token", token.clone()),
         ("the token's signature", token.rsplit('.').next().unwrap_or_default().to_owned()),

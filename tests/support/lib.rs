@@ -226,6 +226,13 @@ impl Stack {
         self.logs.lock().map(|logs| logs.clone()).unwrap_or_default()
     }
 
+    /// What `economy up` logged so far, readable after `stop` (which consumes the stack):
+    /// the logs keep growing until the process has exited and its pipes are drained.
+    pub fn log_reader(&self) -> impl Fn() -> String + use<> {
+        let logs = self.logs.clone();
+        move || logs.lock().map(|logs| logs.clone()).unwrap_or_default()
+    }
+
     /// Stops the stack like Ctrl-C would (SIGTERM on unix, a kill elsewhere) and returns
     /// its exit status.
     pub async fn stop(mut self) -> anyhow::Result<Option<i32>> {

@@ -1,7 +1,11 @@
 //! Typed clients of the upstream services for the gateway's own RPCs, over the proxy's
 //! channels, signed with the caller's identity (backpack) or the gateway's own
 //! (consistency checks). Failures of an upstream become `UNAVAILABLE` /
-//! `UPSTREAM_UNAVAILABLE` naming it, except business answers which pass through.
+//! `UPSTREAM_UNAVAILABLE` naming it, except business answers which pass through. And the
+//! upstreams' health changes, logged once each (`HealthChanges`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use economy_kit::error::{Upstream, classify};
 use economy_kit::identity::{Caller, Signer};
@@ -59,5 +63,75 @@ pub fn upstream_error(upstream: &'static str) -> impl Fn(Status) -> Status {
     move |status| match classify(&status) {
         Upstream::Refused(_) => status,
         Upstream::Unavailable => GatewayError::unavailable(upstream, format!("{:?}", status.code())).into(),
+    }
+}
+
+/// The last health the probe saw of each upstream (`crate::jobs::spawn_health_probe`), so
+/// that each change is logged once, naming the upstream: `warn` when it stops serving (or
+/// is not serving when first probed), `info` when it serves again.
+#[derive(Debug, Clone, Default)]
+pub struct HealthChanges(Arc<Mutex<HashMap<String, bool>>>);
+
+impl HealthChanges {
+    /// Records the probe's answer for `upstream`; returns whether it was a change (and so
+    /// logged).
+    pub fn observe(&self, upstream: &str, serving: bool) -> bool {
+        let previous = self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(upstream.to_owned(), serving);
+        let changed = previous.map_or(!serving, |before| before != serving);
+        match (changed, serving) {
+            (false, _) => {}
+            (true, true) => tracing::info!(upstream, "upstream serving again"),
+            (true, false) => tracing::warn!(upstream, "upstream not serving"),
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A writer appending to a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_health_change_is_logged_once_with_the_upstream() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let changes = HealthChanges::default();
+        let seen = tracing::subscriber::with_default(subscriber, || {
+            [("ledger", true), ("items", false), ("items", false), ("ledger", true), ("items", true), ("ledger", false)]
+                .map(|(upstream, serving)| changes.observe(upstream, serving))
+        });
+        assert_eq!(seen, [false, true, false, false, true, true]);
+        let logs = String::from_utf8(buffer.0.lock().expect("logs").clone()).expect("utf-8");
+        let lines: Vec<&str> = logs.lines().collect();
+        assert_eq!(lines.len(), 3, "{logs}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("upstream not serving")
+                && lines[0].contains("upstream=\"items\"")
+        );
+        assert!(
+            lines[1].contains("INFO")
+                && lines[1].contains("upstream serving again")
+                && lines[1].contains("upstream=\"items\"")
+        );
+        assert!(lines[2].contains("WARN") && lines[2].contains("upstream=\"ledger\""), "{logs}");
     }
 }

@@ -237,10 +237,14 @@ fn unauthenticated(reason: &str, message: &str) -> Status {
     error::status(Code::Unauthenticated, DOMAIN, reason, message, Vec::<(String, String)>::new())
 }
 
-/// Server side: verifies the identity and stores the `Caller` in the request extensions.
+/// Server side: verifies the identity and stores the `Caller` in the request extensions
+/// (and a user's id for the access line, `crate::observe::record_user`).
 impl tonic::service::Interceptor for IdentityKey {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let caller = self.verify(request.metadata())?;
+        if let Some(user_id) = caller.user_id() {
+            crate::observe::record_user(user_id);
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

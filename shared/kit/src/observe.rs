@@ -19,8 +19,15 @@
 //! inside this layer). Paths outside the descriptor sets are counted under
 //! `grpc_service` and `grpc_method` `unknown`, so arbitrary paths cannot grow the label
 //! set. Health and reflection requests are counted but not traced.
+//!
+//! Each other request also writes one access line at `info` when it ends (`access`;
+//! `log.access`).
 
+mod access;
 mod rpcs;
+
+pub use access::record_user;
+pub use access::set_enabled as set_access_log;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -98,6 +105,9 @@ where
             span
         };
         let mut completion = Completion::start(self.server.clone(), rpcs::rpc(path), span.clone());
+        if !span.is_none() {
+            completion.access = Some(AccessRecord::new(&span, path, request.headers()));
+        }
         let domain = error_domain(service);
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
@@ -106,7 +116,7 @@ where
                 if is_decode_failure(response.headers()) {
                     response = crate::error::malformed_request(&domain).into_http();
                 }
-                completion.code = status_of(response.headers());
+                completion.record_status(response.headers());
                 Ok(response.map(|body| tonic::body::Body::new(ObservedBody { inner: body, completion })))
             }
             .instrument(span),
@@ -152,14 +162,64 @@ struct Completion {
     start: Instant,
     span: tracing::Span,
     code: Option<Code>,
+    /// What the access line needs; `None` for health and reflection.
+    access: Option<AccessRecord>,
+}
+
+/// The access line's part of a request (`access`).
+struct AccessRecord {
+    access: Arc<access::Access>,
+    method: String,
+    request_id: Option<String>,
+    reason: Option<String>,
+}
+
+impl AccessRecord {
+    /// The longest path logged, characters.
+    const MAX_METHOD: usize = 256;
+
+    /// The record of the request to `path` with `headers`, attached to its `span`.
+    fn new(span: &tracing::Span, path: &str, headers: &http::HeaderMap) -> Self {
+        let access = Arc::new(access::Access::default());
+        access::attach(span, &access);
+        let method = path.chars().take(Self::MAX_METHOD).collect();
+        Self { access, method, request_id: access::request_id(headers), reason: None }
+    }
 }
 
 impl Completion {
     /// A request to `rpc` that starts now: counted in `grpc_server_started_total`.
     fn start(server: Arc<str>, rpc: &'static rpcs::Rpc, span: tracing::Span) -> Self {
-        let completion = Self { server, rpc, start: Instant::now(), span, code: None };
+        let completion = Self { server, rpc, start: Instant::now(), span, code: None, access: None };
         metrics::counter!("grpc_server_started_total", &completion.labels()).increment(1);
         completion
+    }
+
+    /// Takes the status of a header or trailer map that has one, and its `ErrorInfo`
+    /// reason for the access line.
+    fn record_status(&mut self, headers: &http::HeaderMap) {
+        let Some(code) = status_of(headers) else { return };
+        self.code = Some(code);
+        if let Some(record) = &mut self.access
+            && code != Code::Ok
+        {
+            record.reason = access::reason(headers);
+        }
+    }
+
+    /// The access line of the finished request, in its span.
+    fn log_access(&self, code: Code) {
+        let Some(record) = &self.access else { return };
+        let line = access::Line {
+            server: &self.server,
+            method: &record.method,
+            code,
+            reason: record.reason.as_deref(),
+            duration: self.start.elapsed(),
+            access: &record.access,
+            request_id: record.request_id.as_deref(),
+        };
+        self.span.in_scope(|| access::log(&line));
     }
 
     /// `server`, `grpc_service`, `grpc_method`, `grpc_type`.
@@ -185,6 +245,7 @@ impl Drop for Completion {
         if is_server_error(code) {
             self.span.record("otel.status_code", "ERROR");
         }
+        self.log_access(code);
     }
 }
 
@@ -267,8 +328,8 @@ impl http_body::Body for ObservedBody {
         let polled = Pin::new(&mut this.inner).poll_frame(context);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(status_of) {
-                    this.completion.code = Some(code);
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.completion.record_status(trailers);
                 }
             }
             Poll::Ready(Some(Err(_))) => this.completion.code = this.completion.code.or(Some(Code::Unknown)),

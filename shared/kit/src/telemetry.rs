@@ -8,7 +8,8 @@
 //! (`crate::observe`); every service-to-service call injects the current one
 //! (`crate::identity::Signer`, the gateway's proxy); work done later (outbox deliveries)
 //! stores `current_traceparent()` with its row and resumes it with `set_remote_parent`.
-//! Without an exporter no span carries a trace id, so nothing is injected or stored.
+//! Without an exporter spans still get OpenTelemetry ids (nothing is exported), so logs
+//! name their trace (`trace_ids`) and the trace context still flows between services.
 
 use std::sync::OnceLock;
 
@@ -25,6 +26,8 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+mod trace_ids;
 
 /// Environment variable that turns OTLP trace export on (e.g. `http://127.0.0.1:4317`).
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -53,13 +56,16 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 pub struct LogConfig {
     /// Filter directives, e.g. `info,economy_ledger=debug`; `RUST_LOG` wins when set.
     pub filter: String,
-    /// Emit one JSON object per line instead of human-readable text.
+    /// Emit one JSON object per line instead of human-readable text; a line written inside
+    /// a request carries its `trace_id` and `span_id`.
     pub json: bool,
+    /// One access line per RPC at `info` (target `economy::access`; `crate::observe`).
+    pub access: bool,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { filter: "info".into(), json: false }
+        Self { filter: "info".into(), json: false, access: true }
     }
 }
 
@@ -81,25 +87,30 @@ pub fn init(config: &LogConfig) {
 }
 
 /// `init` with the given tracer provider instead of the OTLP one (tests pass a provider
-/// with an in-memory exporter); `None` installs logs only. Spans at INFO and above become
-/// OpenTelemetry spans, whatever the log filter, except those of the transport crates.
+/// with an in-memory exporter); with `None`, spans are not exported but still get trace
+/// and span ids (the caller's trace, or a new one), which logs and propagation carry.
+/// Spans at INFO and above become OpenTelemetry spans, whatever the log filter, except
+/// those of the transport crates.
 pub fn init_with(config: &LogConfig, provider: Option<SdkTracerProvider>) {
+    crate::observe::set_access_log(config.access);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (json, text) = if config.json {
-        (Some(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter)), None)
+        let format = trace_ids::WithTraceIds(tracing_subscriber::fmt::format().json());
+        let layer = tracing_subscriber::fmt::layer().json().event_format(format).with_writer(std::io::stderr);
+        (Some(layer.with_filter(filter)), None)
     } else {
         (None, Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter)))
     };
-    let otel = provider.map(|provider| {
-        let tracer = provider.tracer("economy");
-        let _ = PROVIDER.set(provider);
-        let targets = Targets::new()
-            .with_default(LevelFilter::INFO)
-            .with_targets(TRANSPORT_TARGETS.map(|target| (target, LevelFilter::OFF)));
-        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(targets)
-    });
+    // Without an exporter, a provider without processors: ids, no export.
+    let provider = provider.unwrap_or_else(|| SdkTracerProvider::builder().build());
+    let tracer = provider.tracer("economy");
+    let _ = PROVIDER.set(provider);
+    let targets = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_targets(TRANSPORT_TARGETS.map(|target| (target, LevelFilter::OFF)));
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(targets);
     let _ = tracing_subscriber::registry().with(otel).with(json).with(text).try_init();
 }
 

@@ -204,7 +204,8 @@ impl Authenticator {
         }
     }
 
-    /// The caller named by the bearer token in `metadata`.
+    /// The caller named by the bearer token in `metadata` (its user id also goes to the
+    /// request's access line, `economy_kit::observe::record_user`).
     ///
     /// The scheme is case-insensitive (`Bearer`, `bearer`; RFC 7235). The key is chosen by
     /// the header's `alg` and `kid`. `exp` is required; `exp` and `nbf` (when present) are
@@ -233,7 +234,13 @@ impl Authenticator {
         let mut outcome = Err(GatewayError::TokenInvalid);
         for key in &keys {
             match decode::<serde_json::Value>(token, key, &validation) {
-                Ok(data) => return self.mapping.caller(&data.claims),
+                Ok(data) => {
+                    let caller = self.mapping.caller(&data.claims)?;
+                    if let Some(user_id) = caller.user_id() {
+                        economy_kit::observe::record_user(user_id);
+                    }
+                    return Ok(caller);
+                }
                 Err(error) if *error.kind() == ErrorKind::InvalidSignature => {}
                 Err(error) => outcome = Err(refusal(error.kind())),
             }
