@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use economy_e2e::Stack;
 use promql_parser::label::{METRIC_NAME, MatchOp, Matcher};
 use promql_parser::parser::{self, Expr};
@@ -374,17 +374,30 @@ fn word_after(text: &str, prefix: &str) -> Result<String> {
     Ok(rest.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
-/// Scrapes until the RPC counts of the traffic have landed (a response is counted when
-/// its body ends).
+/// Series that appear after the start: the RPC counts of the traffic (a response is
+/// counted when its body ends) and the items report's per-template counts (its first
+/// scheduled run, every minute here).
+const AFTER_TRAFFIC: [&str; 2] = ["grpc_server_handled_total", "economy_items_by_status"];
+
+/// The stack's settings for this test: the metrics endpoint, and the items report every
+/// minute instead of daily.
+const STACK_ENV: [(&str, &str); 2] =
+    [("ECONOMY_METRICS__LISTEN", "127.0.0.1:0"), ("ECONOMY_ITEMS__REPORT_SCHEDULE", "* * * * *")];
+
+/// Scrapes until every series of `AFTER_TRAFFIC` is there (at most three minutes: the
+/// report runs at the next minute, and the one after when it ran before the traffic).
 async fn scrape_after_traffic(url: &str) -> Result<Exposition> {
-    for _ in 0..100 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
         let exposition = Exposition::parse(&scrape(url).await?)?;
-        if exposition.samples.contains_key("grpc_server_handled_total") {
+        let missing: Vec<&str> =
+            AFTER_TRAFFIC.into_iter().filter(|name| !exposition.samples.contains_key(*name)).collect();
+        if missing.is_empty() {
             return Ok(exposition);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ensure!(tokio::time::Instant::now() < deadline, "no {missing:?} three minutes after the traffic");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    bail!("no grpc_server_handled_total after the traffic")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -541,7 +554,7 @@ fn promtool_checks_the_rules_and_passes_their_unit_tests() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_queried_metric_is_exported_by_a_running_stack() -> Result<()> {
     let selections = queried_selections()?;
-    let stack = Stack::start_with_env(&[("ECONOMY_METRICS__LISTEN", "127.0.0.1:0")]).await?;
+    let stack = Stack::start_with_env(&STACK_ENV).await?;
     let url = stack
         .banner
         .iter()
