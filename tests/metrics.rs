@@ -92,9 +92,13 @@ async fn the_stack_serves_its_metrics() -> anyhow::Result<()> {
     }
     // New: the asset definition and the first adjustment.
     for (outcome, count) in [("new", 2.0), ("replayed", 1.0), ("conflict", 1.0)] {
-        assert_eq!(value("gateway_idempotency_outcomes_total", &[("outcome", outcome)]), Some(count), "{outcome}");
+        assert_eq!(
+            value("economy_gateway_idempotency_outcomes_total", &[("outcome", outcome)]),
+            Some(count),
+            "{outcome}"
+        );
     }
-    assert!(value("gateway_idempotency_snapshot_bytes_count", &[]).is_some_and(|count| count >= 2.0));
+    assert!(value("economy_gateway_idempotency_snapshot_bytes_count", &[]).is_some_and(|count| count >= 2.0));
     // Every job runs once at start.
     for job in ["ledger_hold_expiry", "items_lock_expiry", "redemption_outbox", "market_recovery"] {
         let runs = value("economy_job_runs_total", &[("job", job), ("outcome", "ok")]);
@@ -112,9 +116,104 @@ async fn the_stack_serves_its_metrics() -> anyhow::Result<()> {
     let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
     let ledger_wal = value("economy_sqlite_wal_bytes", &[("database", "ledger")]);
     assert_eq!(ledger_wal.is_some(), !on_postgres, "{ledger_wal:?}");
-    // The reconciliations never run at start.
+    // The reconciliations never run at start: their counters are at zero.
     for job in ["ledger_reconciliation", "ledger_incremental_reconciliation"] {
-        assert_eq!(value("economy_job_runs_total", &[("job", job), ("outcome", "ok")]), None, "{job} ran at start");
+        assert_eq!(
+            value("economy_job_runs_total", &[("job", job), ("outcome", "ok")]),
+            Some(0.0),
+            "{job} ran at start"
+        );
+    }
+    assert_eq!(stack.stop().await?, Some(0));
+    Ok(())
+}
+
+/// The gateway's upstreams, as `economy_gateway_upstream_serving{upstream}` names them.
+const UPSTREAMS: [&str; 4] = ["ledger", "items", "redemption", "market"];
+
+/// The metrics README.md's "Observability" table names (every backquoted name in a row's
+/// first cell).
+fn documented_metrics() -> anyhow::Result<Vec<String>> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+    let table = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("| metric | type | labels | what |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'));
+    let names: Vec<String> = table
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    anyhow::ensure!(names.len() > 40, "README's metric table not found: {names:?}");
+    Ok(names)
+}
+
+/// The documented metrics missing from `scrape` or without their `# HELP` line.
+fn undocumented_in(scrape: &str, names: &[&String]) -> Vec<String> {
+    let present = |name: &str| {
+        scrape.lines().any(|line| {
+            let series = line.split([' ', '{']).next().unwrap_or_default();
+            !line.starts_with('#') && (series == name || series.strip_prefix(name).is_some_and(is_histogram_suffix))
+        })
+    };
+    let described = |name: &str| scrape.lines().any(|line| line.starts_with(&format!("# HELP {name} ")));
+    names.iter().filter(|name| !present(name) || !described(name)).map(|name| (*name).clone()).collect()
+}
+
+fn is_histogram_suffix(suffix: &str) -> bool {
+    ["_bucket", "_sum", "_count"].contains(&suffix)
+}
+
+/// Every documented counter and gauge exists, with HELP, in a scrape taken right after
+/// start — except the RPC metrics, whose labels come with the first call (checked after
+/// one), the items report's per-template gauge (series per template with instances) and,
+/// on PostgreSQL, the SQLite-only ones. A few calls then move the service metrics: writes
+/// by canonical operation and journal entries by business type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_metric_exists_from_start() -> anyhow::Result<()> {
+    let stack = Stack::start_with_env(&[("ECONOMY_METRICS__LISTEN", "127.0.0.1:0")]).await?;
+    let url = stack
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("  metrics ").map(|rest| rest.trim().to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("no metrics line in the banner: {:?}", stack.banner))?;
+    let at_start = scrape(&url).await?;
+    let documented = documented_metrics()?;
+    let on_postgres = std::env::var(economy_kit::testing::POSTGRES_URL_ENV).is_ok_and(|url| !url.is_empty());
+    let after_a_call = |name: &str| name.starts_with("grpc_server_");
+    let with_data =
+        |name: &str| name == "economy_items_by_status" || (on_postgres && name.starts_with("economy_sqlite_"));
+    let expected: Vec<&String> = documented.iter().filter(|name| !after_a_call(name) && !with_data(name)).collect();
+    assert_eq!(undocumented_in(&at_start, &expected), Vec::<String>::new(), "at start:\n{at_start}");
+
+    stack.ok(&["asset", "define", "POINTS", "--name", "Points", "--kind", "currency"]).await?;
+    let key = "idem_0190f0a4-2b9c-7d1e-8f00-00000000cafe";
+    let adjust = ["adjust", "--user", "3", "--asset", "POINTS", "--amount", "5", "--reason", "x"];
+    stack.ok(&[&adjust[..], &["--idempotency-key", key]].concat()).await?;
+    stack.ok(&[&adjust[..], &["--idempotency-key", key]].concat()).await?;
+    let mut metrics = String::new();
+    // The last response's count lands when its body ends: allow a moment.
+    for _ in 0..50 {
+        metrics = scrape(&url).await?;
+        let replayed = [("operation", "LEDGER_ADJUST_BALANCE"), ("outcome", "replayed")];
+        let serving = |upstream| sample(&metrics, "economy_gateway_upstream_serving", &[("upstream", upstream)]);
+        let all_serving = UPSTREAMS.iter().all(|upstream| serving(upstream) == Some(1.0));
+        if sample(&metrics, "economy_gateway_operations_total", &replayed) == Some(1.0) && all_serving {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rpcs: Vec<&String> = documented.iter().filter(|name| after_a_call(name)).collect();
+    assert_eq!(undocumented_in(&metrics, &rpcs), Vec::<String>::new(), "after calls:\n{metrics}");
+    let value = |name: &str, labels: &[(&str, &str)]| sample(&metrics, name, labels);
+    let operation = |outcome| [("operation", "LEDGER_ADJUST_BALANCE"), ("outcome", outcome)];
+    assert_eq!(value("economy_gateway_operations_total", &operation("ok")), Some(1.0), "{metrics}");
+    assert_eq!(value("economy_gateway_operations_total", &operation("replayed")), Some(1.0));
+    assert_eq!(value("economy_gateway_operations_total", &operation("error")), Some(0.0));
+    // Executed once: one entry; its replay wrote none.
+    assert_eq!(value("economy_ledger_entries_total", &[("business_type", "ADMIN_ADJUST")]), Some(1.0));
+    for upstream in UPSTREAMS {
+        assert_eq!(value("economy_gateway_upstream_serving", &[("upstream", upstream)]), Some(1.0), "{upstream}");
     }
     assert_eq!(stack.stop().await?, Some(0));
     Ok(())

@@ -415,10 +415,8 @@ fn from_timestamp_text(timestamp: Option<&prost_types::Timestamp>) -> String {
 
 /// Logs every finding and exports the count per kind.
 pub(crate) fn export(report: &Report) {
-    metrics::counter!("economy_consistency_runs_total").increment(1);
-    metrics::gauge!("economy_consistency_findings").set(report.findings.len() as f64);
+    crate::metrics::consistency_run(report.findings.iter().map(|finding| finding.kind.as_str()));
     for finding in &report.findings {
-        metrics::counter!("economy_consistency_findings_total", "kind" => finding.kind.clone()).increment(1);
         tracing::warn!(kind = %finding.kind, entities = ?finding.entities, "{}", finding.description);
     }
 }

@@ -41,7 +41,7 @@ pub async fn clean_up(
 ) -> Result<(u64, i64), sqlx::Error> {
     let deleted = store.delete_expired(now).await?;
     let remaining = store.count().await?;
-    metrics::gauge!("gateway_idempotency_records").set(remaining as f64);
+    crate::metrics::idempotency_records(remaining);
     if remaining > config.warn_rows {
         tracing::warn!(remaining, limit = config.warn_rows, "idempotency records above the warning limit");
     }
@@ -83,23 +83,28 @@ pub fn spawn_idempotency_jobs(
 }
 
 /// Probes each upstream's `grpc.health.v1` and reports its services through `reporter`
-/// (NOT_SERVING when the upstream is down or not serving).
+/// (NOT_SERVING when the upstream is down or not serving) and in
+/// `economy_gateway_upstream_serving{upstream}`, and logs each change once
+/// (`crate::upstream::HealthChanges`). `upstreams`: `(name, channel, services)`.
 pub fn spawn_health_probe(
-    upstreams: Vec<(Channel, Vec<String>)>,
+    upstreams: Vec<(String, Channel, Vec<String>)>,
     reporter: HealthReporter,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let changes = crate::upstream::HealthChanges::default();
     every(interval, shutdown, move || {
-        let (upstreams, reporter) = (upstreams.clone(), reporter.clone());
+        let (upstreams, reporter, changes) = (upstreams.clone(), reporter.clone(), changes.clone());
         async move {
-            for (channel, services) in upstreams {
+            for (upstream, channel, services) in upstreams {
                 let mut client = HealthClient::new(channel);
                 let check = client.check(HealthCheckRequest { service: String::new() });
                 let serving = matches!(
                     tokio::time::timeout(Duration::from_secs(2), check).await,
                     Ok(Ok(response)) if response.get_ref().status == ProbeStatus::Serving as i32
                 );
+                crate::metrics::upstream_serving(&upstream, serving);
+                changes.observe(&upstream, serving);
                 let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
                 for service in services {
                     reporter.set_service_status(service, status).await;

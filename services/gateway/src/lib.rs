@@ -70,11 +70,13 @@ pub async fn start_with_registry(
 ) -> anyhow::Result<RunningServer> {
     registry.check()?;
     let schedules = config.schedules()?;
+    metrics::describe(&registry);
     let auth = auth::Authenticator::new(&config.auth)?;
     auth.start(shutdown.clone()).await;
     let store = store::IdempotencyStore::open(&config.database_url, &config.database).await?;
     let upstreams = connect_upstreams(&registry, config)?;
-    let probes = upstreams.iter().map(|(name, channel)| (channel.clone(), registry.services_of(name))).collect();
+    let probes =
+        upstreams.iter().map(|(name, channel)| (name.clone(), channel.clone(), registry.services_of(name))).collect();
     let gateway = Arc::new(Gateway::new(registry, auth, identity.clone(), store.clone(), upstreams, config, limits));
     // Open streams end at shutdown: the server's graceful shutdown waits for them.
     gateway.streams.close_on(shutdown.clone());
@@ -92,6 +94,7 @@ pub async fn start_with_registry(
     let server = spawn_with(&config.listen, SERVICE_NAME, Routes::from(router), limits, options, shutdown.clone())
         .await?
         .draining(drain(gateway.clone()));
+    metrics::spawn_lease_sampler(store.clone(), config.clock.clone(), shutdown.clone());
     let scheduler = Scheduler::new(store.db().clone(), config.clock.clone(), shutdown.clone());
     let (idempotency, clock) = (config.idempotency.clone(), config.clock.clone());
     jobs::spawn_idempotency_jobs(&scheduler, store, idempotency, clock, schedules.cleanup, shutdown.clone());

@@ -220,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_findings_gauge_holds_the_last_run_and_zero_for_kinds_gone() {
-        let recorder = economy_kit::metrics::recorder().unwrap();
+        let recorder = economy_kit::metrics::recorder().expect("recorder");
         consistency_run(["TEST_ONLY_KIND", "TEST_ONLY_KIND", "OUTBOX_STUCK"]);
         let rendered = recorder.render();
         let findings = |kind| sample(&rendered, CONSISTENCY_FINDINGS, ("kind", kind));
@@ -237,9 +237,9 @@ mod tests {
     #[test]
     fn a_write_answered_from_its_record_is_a_replay() {
         let mut replayed = Response::new(());
-        replayed.metadata_mut().insert(crate::proxy::REPLAYED, "true".parse().unwrap());
+        replayed.metadata_mut().insert(crate::proxy::REPLAYED, "true".parse().expect("ascii"));
         let mut replayed_error = Status::invalid_argument("stored");
-        replayed_error.metadata_mut().insert(crate::proxy::REPLAYED, "true".parse().unwrap());
+        replayed_error.metadata_mut().insert(crate::proxy::REPLAYED, "true".parse().expect("ascii"));
         assert_eq!(outcome_of(&Ok(replayed)), "replayed");
         assert_eq!(outcome_of::<()>(&Err(replayed_error)), "replayed");
         assert_eq!(outcome_of(&Ok(Response::new(()))), "ok");

@@ -208,7 +208,11 @@ impl UnaryService<Bytes> for Handler {
         // would leave the key `processing` until its lease expires. Tracked, so that a
         // shutdown waits for it. The task stays in the request's span (and so its trace).
         let tasks = self.gateway.tasks.clone();
-        let handled = async move { gateway.handle(&path, request, callers_deadline).await };
+        let handled = async move {
+            let handled = gateway.handle(&path, request, callers_deadline).await;
+            gateway.count_write(&path, &handled);
+            handled
+        };
         let task = tasks.spawn(handled.in_current_span());
         Box::pin(async move {
             task.await.unwrap_or_else(|error| Err(GatewayError::Internal(StorageCause::new(error)).into()))
@@ -234,10 +238,23 @@ impl Gateway {
             return Err(GatewayError::RoleTooLow { min_role_level }.into());
         }
         if self.limiter.check_key(&user_id).is_err() {
+            crate::metrics::rate_limited();
             return Err(GatewayError::RateLimited.into());
         }
-        let permit = self.in_flight.try_acquire().map_err(|_| GatewayError::Overloaded)?;
+        let permit = self.in_flight.try_acquire().map_err(|_| {
+            crate::metrics::shed();
+            GatewayError::Overloaded
+        })?;
         Ok((caller, permit))
+    }
+
+    /// Counts the end of the RPC at `path` when it is a write
+    /// (`economy_gateway_operations_total{operation,outcome}`).
+    fn count_write(&self, path: &str, handled: &Result<Response<Bytes>, Status>) {
+        let operation = self.registry.method(path).filter(|method| !method.read_only);
+        if let Some(operation) = operation.and_then(|method| method.canonical_operation.as_deref()) {
+            crate::metrics::operation(operation, handled);
+        }
     }
 
     /// One unary RPC; `callers_deadline` is the request's (docs/operations.md,
@@ -288,7 +305,7 @@ impl Gateway {
             Begin::Conflict { .. } => "conflict",
             Begin::Processing { .. } => "processing",
         };
-        metrics::counter!("gateway_idempotency_outcomes_total", "outcome" => outcome).increment(1);
+        crate::metrics::idempotency_outcome(outcome);
         match begin {
             Begin::Started { business_event_id, resumed } => {
                 if resumed == Some(Resumed::Abandoned) {
@@ -523,9 +540,8 @@ impl Gateway {
 
     fn limit_snapshot(&self, snapshot: &mut StoredResponse, size: usize, method: &Method) {
         snapshot.bytes = i64::try_from(size).unwrap_or(i64::MAX);
-        metrics::histogram!("gateway_idempotency_snapshot_bytes").record(size as f64);
+        crate::metrics::snapshot(size, size > self.idempotency.warn_snapshot_bytes);
         if size > self.idempotency.warn_snapshot_bytes {
-            metrics::counter!("gateway_idempotency_large_snapshots_total").increment(1);
             tracing::warn!(size, method = %method.path, "large idempotency snapshot");
         }
         if size > self.idempotency.max_snapshot_bytes {

@@ -17,9 +17,7 @@ use tonic::Status;
 
 use crate::config::StreamsConfig;
 use crate::error::GatewayError;
-
-/// Gauge of the streams open at this gateway.
-const OPEN_STREAMS: &str = "economy_gateway_open_streams";
+use crate::metrics::OPEN_STREAMS;
 
 /// Open streams by user.
 type Counts = Arc<Mutex<HashMap<i64, usize>>>;

@@ -112,6 +112,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let report_schedule = config.report_schedule()?;
     let store = store::ItemStore::open(&config.database_url, &config.database).await?;
+    metrics::describe();
     jobs::spawn(store.clone(), config.clock.clone(), config.job_intervals(), shutdown.clone());
     store.spawn_relay(shutdown.clone());
     let watch = grpc::WatchOptions {

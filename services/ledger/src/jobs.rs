@@ -13,6 +13,7 @@ use crate::domain::LedgerError;
 use crate::domain::commands::ReleaseHold;
 use crate::domain::ids::{EntityId, IdempotencyKey};
 use crate::domain::reconcile::Finding;
+use crate::metrics::{self, Check};
 use crate::store::{LedgerStore, ReconcileLimits};
 
 /// Holds expired per batch.
@@ -33,8 +34,21 @@ pub fn spawn_hold_expiry(store: LedgerStore, clock: SharedClock, interval: Durat
                 Ok(expired) => tracing::info!(expired, "expired holds released"),
                 Err(error) => tracing::error!(%error, "hold expiry failed"),
             }
+            sample_holds(&store, now).await;
         }
     });
+}
+
+/// Samples the open holds and those past their expiry that the pass left
+/// (`economy_ledger_holds_open`, `economy_ledger_holds_expired_backlog`).
+async fn sample_holds(store: &LedgerStore, now: i64) {
+    if !economy_kit::metrics::enabled() {
+        return;
+    }
+    match store.hold_counts(now).await {
+        Ok((open, expired)) => metrics::holds(open, expired),
+        Err(error) => tracing::warn!(%error, "hold counts not measured"),
+    }
 }
 
 /// Releases every open hold whose expiry is at or before `now`; returns how many this
@@ -86,7 +100,7 @@ async fn run_whole_pass(store: LedgerStore, limits: ReconcileLimits) -> Result<u
                 log_findings(&step.findings);
                 if step.complete {
                     let (findings, balances, entries) = step.totals;
-                    count_run("ledger_reconciliation", u64::try_from(findings).unwrap_or_default());
+                    count_run("ledger_reconciliation", Check::Whole, u64::try_from(findings).unwrap_or_default());
                     tracing::info!(findings, balances, entries, "ledger reconciled (whole pass)");
                     return Ok(u64::try_from(findings).unwrap_or_default());
                 }
@@ -113,7 +127,7 @@ pub fn spawn_incremental_reconciliation(store: LedgerStore, interval: Duration, 
         async move {
             match store.reconcile_increment().await {
                 Ok(increment) => {
-                    export_findings("ledger_incremental_reconciliation", &increment.findings);
+                    export_findings("ledger_incremental_reconciliation", Check::Incremental, &increment.findings);
                     tracing::debug!(
                         findings = increment.findings.len(),
                         entries = increment.entries_checked,
@@ -131,23 +145,22 @@ pub fn spawn_incremental_reconciliation(store: LedgerStore, interval: Duration, 
 }
 
 /// Logs and counts the findings of one run of `job`.
-fn export_findings(job: &'static str, findings: &[Finding]) {
-    count_run(job, u64::try_from(findings.len()).unwrap_or(u64::MAX));
+fn export_findings(job: &'static str, check: Check, findings: &[Finding]) {
+    count_run(job, check, u64::try_from(findings.len()).unwrap_or(u64::MAX));
     log_findings(findings);
 }
 
-/// Counts a completed run of `job` that found `findings`.
-fn count_run(job: &'static str, findings: u64) {
+/// Counts a completed run of `job`, the reconciliation `check`, that found `findings`.
+fn count_run(job: &'static str, check: Check, findings: u64) {
     economy_kit::metrics::job_run(job, Some(findings));
-    metrics::counter!("ledger_reconcile_runs_total").increment(1);
-    metrics::gauge!("ledger_reconcile_findings").set(findings as f64);
+    metrics::reconciled(check, findings);
 }
 
 /// Logs each finding and counts it by kind.
 fn log_findings(findings: &[Finding]) {
     for finding in findings {
         let kind = format!("{:?}", finding.kind);
-        metrics::counter!("ledger_reconcile_findings_total", "kind" => kind.clone()).increment(1);
+        metrics::finding(finding.kind);
         tracing::warn!(
             kind,
             account = finding.account.as_ref().map(|account| account.key()).unwrap_or_default(),

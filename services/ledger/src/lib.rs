@@ -134,6 +134,7 @@ pub async fn start(
         config.clock.clone(),
     )
     .await?;
+    metrics::describe();
     jobs::spawn_hold_expiry(
         store.clone(),
         config.clock.clone(),

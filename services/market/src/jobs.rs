@@ -36,6 +36,17 @@ pub async fn recover(market: &Market, stale_ms: i64) -> Result<usize, MarketErro
     Ok(done)
 }
 
+/// Samples the listings open (`economy_market_listings_open`).
+async fn sample_listings(market: &Market) {
+    if !economy_kit::metrics::enabled() {
+        return;
+    }
+    match market.store.open_listings().await {
+        Ok(open) => crate::metrics::listings_open(open),
+        Err(error) => tracing::warn!(%error, "open listings not counted"),
+    }
+}
+
 /// Runs `recover` every `period` until `shutdown`, counting each pass
 /// (`economy_job_runs_total{job="market_recovery"}`) and the outbox depth
 /// (`economy_outbox_pending{service="market"}`).
@@ -54,9 +65,10 @@ pub fn spawn(market: Arc<Market>, period: Duration, stale: Duration, shutdown: C
             }
             // Outbox depth: every escrow return still owed, due or backing off.
             match market.store.pending_outbox().await {
-                Ok(pending) => metrics::gauge!("economy_outbox_pending", "service" => "market").set(pending as f64),
+                Ok(pending) => crate::metrics::outbox_pending(pending),
                 Err(error) => tracing::warn!(%error, "outbox depth not measured"),
             }
+            sample_listings(&market).await;
         }
     });
 }

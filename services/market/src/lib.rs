@@ -126,6 +126,7 @@ pub async fn start(
         },
     });
     let secs = |value: u64| Duration::from_secs(value.max(1));
+    metrics::describe();
     jobs::spawn(market.clone(), secs(config.recovery_interval_secs), secs(config.stale_after_secs), shutdown.clone());
     let api = MarketServiceServer::new(grpc::MarketApi::new(market))
         .max_decoding_message_size(limits.max_message_bytes)

@@ -93,7 +93,7 @@ async fn record(
         }
         Err(CallError::Refused { reason, message, .. }) => {
             tracing::error!(order_id = %row.order_id, %reason, %message, "items refused to consume a fulfilled order's item");
-            metrics::counter!("redemption_outbox_dead_total").increment(1);
+            crate::metrics::outbox_dead();
             service.store.finish_outbox(lease, false, &reason, now).await?;
             Ok(false)
         }
@@ -131,6 +131,18 @@ fn log(job: &'static str, result: Result<usize, RedemptionError>) {
     }
 }
 
+/// Samples the pending orders past their expiry that the expiry pass left
+/// (`economy_redemption_orders_expired_backlog`).
+async fn sample_expired_backlog(service: &Redemption) {
+    if !economy_kit::metrics::enabled() {
+        return;
+    }
+    match service.store.expired_pending(service.clock.now_millis()).await {
+        Ok(count) => crate::metrics::expired_backlog(count),
+        Err(error) => tracing::warn!(%error, "expired orders not counted"),
+    }
+}
+
 /// Spawns the dispatcher, the expiry job (the `redemption_expiry` job of `scheduler`) and
 /// the stale-locking job.
 pub fn spawn(scheduler: &Scheduler, service: Arc<Redemption>, intervals: JobIntervals, shutdown: CancellationToken) {
@@ -142,7 +154,7 @@ pub fn spawn(scheduler: &Scheduler, service: Arc<Redemption>, intervals: JobInte
             log("redemption_outbox", dispatch(&service, "").await);
             // Outbox depth: every row still owed, due or backing off.
             match service.store.pending_outbox().await {
-                Ok(pending) => metrics::gauge!("economy_outbox_pending", "service" => "redemption").set(pending as f64),
+                Ok(pending) => crate::metrics::outbox_pending(pending),
                 Err(error) => tracing::warn!(%error, "outbox depth not measured"),
             }
         }
@@ -155,6 +167,7 @@ pub fn spawn(scheduler: &Scheduler, service: Arc<Redemption>, intervals: JobInte
             let outcome = result.as_ref().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
             let outcome = outcome.map_err(ToString::to_string);
             log("redemption_expiry", result);
+            sample_expired_backlog(&service).await;
             outcome
         }
     });

@@ -122,6 +122,7 @@ pub async fn start(
         expiry: expiry_schedule,
         locking_timeout_secs: config.locking_timeout_secs,
     };
+    metrics::describe();
     let scheduler = Scheduler::new(service.store.db().clone(), config.clock.clone(), shutdown.clone());
     jobs::spawn(&scheduler, service.clone(), intervals, shutdown.clone());
     let api = RedemptionServiceServer::new(grpc::RedemptionApi::new(service))

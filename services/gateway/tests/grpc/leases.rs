@@ -41,8 +41,12 @@ async fn a_retry_takes_over_an_expired_lease_and_forwards_the_same_event() {
     let busy = stack.call("Export", EXPORT, Some(&key)).await;
     assert_error(busy, Code::Aborted, "REQUEST_PROCESSING");
 
+    let now = || i64::try_from(std::time::UNIX_EPOCH.elapsed().unwrap().as_millis()).unwrap();
+    assert_eq!(store.leases_expired(now()).await.unwrap(), 0, "a live lease is not counted");
     expire_lease(&store, &key).await;
+    assert_eq!(store.leases_expired(now()).await.unwrap(), 1, "economy_gateway_idempotency_leases_expired");
     let retry = stack.call("Export", EXPORT, Some(&key)).await.unwrap();
+    assert_eq!(store.leases_expired(now()).await.unwrap(), 0, "taken over");
     assert_eq!(meta(retry.metadata(), "idempotent-replayed"), None, "forwarded again");
     let retried = stack.decode("Export", retry.get_ref());
     assert_eq!(number(&retried, "attempt"), 2);

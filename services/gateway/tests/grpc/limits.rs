@@ -11,8 +11,16 @@ use tonic::Code;
 use crate::common::*;
 use crate::shop::{EXPORT, held_export, number, shop_stack};
 
+/// The value of the unlabelled series `name` in this process's recorder (installed by the
+/// first call; 0 before any).
+fn counted(name: &str) -> f64 {
+    let rendered = economy_kit::metrics::recorder().expect("recorder").render();
+    rendered.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn requests_over_the_per_user_rate_are_refused_and_not_stored() {
+    let refused_before = counted("economy_gateway_rate_limited_total");
     let stack = stack_with(|config, _| {
         config.rate_limit_per_second = 1;
         config.rate_limit_burst = 1;
@@ -26,6 +34,8 @@ async fn requests_over_the_per_user_rate_are_refused_and_not_stored() {
     assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
     let limited = outcomes.into_iter().filter(|outcome| outcome.is_err()).collect::<Vec<_>>();
     assert!(!limited.is_empty());
+    // Counted (other tests of this process may add theirs).
+    assert!(counted("economy_gateway_rate_limited_total") - refused_before >= limited.len() as f64);
     for outcome in limited {
         assert_error(outcome, Code::ResourceExhausted, "RATE_LIMITED");
     }
@@ -50,11 +60,13 @@ async fn requests_over_the_per_user_rate_are_refused_and_not_stored() {
 
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_are_shed_and_not_stored() {
+    let shed_before = counted("economy_gateway_shed_total");
     let stack = Arc::new(shop_stack(|config, _| config.max_in_flight = 1).await);
     let (release, busy) = held_export(&stack, &new_key()).await;
     let key = new_key();
     let shed = stack.call("Export", EXPORT, Some(&key)).await;
     assert_error(shed, Code::ResourceExhausted, "OVERLOADED");
+    assert!(counted("economy_gateway_shed_total") - shed_before >= 1.0, "the shed request is counted");
     assert_eq!(stack.store().await.status_of(USER, &key).await.unwrap(), None);
 
     release.send(()).unwrap();

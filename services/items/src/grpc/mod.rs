@@ -134,6 +134,9 @@ impl ItemService for ItemsApi {
         let key = idempotency_key(&request, &request.get_ref().idempotency_key);
         let plan = requests::grant(request.get_ref(), &key, &caller.actor())?;
         let (item, event, replayed) = outcome(&self.store.grant(&plan, self.clock.now_millis()).await?);
+        if !replayed {
+            crate::metrics::granted();
+        }
         Ok(Response::new(pb::GrantItemResponse { item, event, replayed }))
     }
 

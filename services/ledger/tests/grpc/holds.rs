@@ -404,3 +404,27 @@ async fn a_hold_is_not_paid_out_from_its_expiry_on_even_before_the_job() {
     assert_eq!(balance(&mut admin, 2, "POINTS").await, (70, 10));
     assert_consistent(&mut admin).await;
 }
+
+/// What the hold-expiry job samples (`economy_ledger_holds_open`,
+/// `economy_ledger_holds_expired_backlog`): the open holds and those past their expiry.
+#[tokio::test]
+async fn open_holds_and_those_past_their_expiry_are_counted() {
+    let app = spawn_app_without_expiry_job().await;
+    let mut admin = app.admin_with_catalog().await;
+    adjust(&mut admin, 2, "POINTS", 100).await.unwrap();
+    let expires_at = app.now() + 1000;
+    admin.create_hold(expiring_at(hold_request(2, "POINTS", 10), expires_at)).await.unwrap();
+    admin.create_hold(hold_request(2, "POINTS", 10)).await.unwrap();
+    let released = admin.create_hold(hold_request(2, "POINTS", 10)).await.unwrap().into_inner();
+    admin.release_hold(release(&released.hold.unwrap().id)).await.unwrap();
+    let store = economy_ledger::store::LedgerStore::open(
+        &app.database().url,
+        &economy_kit::db::DbOptions::default(),
+        &["SYSTEM_ISSUANCE".into()],
+        economy_kit::time::system_clock(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.hold_counts(expires_at - 1).await.unwrap(), (2, 0));
+    assert_eq!(store.hold_counts(expires_at).await.unwrap(), (2, 1), "due at its instant");
+}

@@ -82,7 +82,10 @@ impl Market {
             // what left none): it is answered from that exchange.
             return match self.store.exchange_by_event(key).await? {
                 Some(existing) => self.resume_exchange(caller, key, existing, same).await,
-                None => Err(refusal),
+                None => {
+                    crate::metrics::offer_purchase_refused();
+                    Err(refusal)
+                }
             };
         }
         Err(MarketError::Unavailable("market"))
@@ -259,6 +262,9 @@ impl Market {
     /// runner left it (EXCHANGE_IN_PROGRESS while that one runs).
     async fn save_or_current(&self, save: &Save, exchange: Exchange, now: i64) -> Result<Exchange, MarketError> {
         if self.store.save_exchange(save, &exchange, now).await? {
+            if exchange.kind == ExchangeKind::OfferPurchase {
+                crate::metrics::offer_purchase_moved(exchange.status);
+            }
             return Ok(exchange);
         }
         self.claimed_elsewhere(&exchange.id).await

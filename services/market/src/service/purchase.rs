@@ -220,7 +220,16 @@ impl Market {
         let mut step = Step::new(&trade.id, trade.status, to, self.now());
         step.transaction_id = transaction;
         step.listing = listing;
-        self.store.step(&step).await
+        self.moved(&step).await
+    }
+
+    /// Applies `step`, counting the trade's end when it moved to one.
+    async fn moved(&self, step: &Step<'_>) -> Result<bool, MarketError> {
+        let moved = self.store.step(step).await?;
+        if moved {
+            crate::metrics::trade_moved(step.to);
+        }
+        Ok(moved)
     }
 
     /// A refusal moves the trade to `to` with its reason; unavailability is an error.
@@ -237,7 +246,7 @@ impl Market {
         let mut step = Step::new(&trade.id, trade.status, to, self.now());
         step.failure_reason = error.reason();
         step.listing = listing;
-        self.store.step(&step).await
+        self.moved(&step).await
     }
 }
 

@@ -4,8 +4,17 @@ use economy_proto::market::v1 as pb;
 
 use crate::common::*;
 
+/// The value of `name{outcome="…"}` in this process's recorder (installed by the first
+/// call; 0 before any).
+fn counted(name: &str, outcome: &str) -> f64 {
+    let series = format!("{name}{{outcome=\"{outcome}\"}} ");
+    let rendered = economy_kit::metrics::recorder().expect("recorder").render();
+    rendered.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn an_asset_listing_sells_in_one_transaction_with_the_fee_rounded_down() {
+    let completed_before = counted("economy_market_trades_total", "completed");
     let stack = spawn_stack().await;
     stack.fund(&[(SELLER, "red_shard", 100), (BUYER, "DIAMOND", 1_000)]).await;
     let mut seller = stack.market(SELLER).await;
@@ -19,6 +28,8 @@ async fn an_asset_listing_sells_in_one_transaction_with_the_fee_rounded_down() {
     // fee = floor(139 * 500 / 10000) = floor(6.95) = 6
     assert_eq!((trade.price.as_ref().expect("price").amount, trade.fee, trade.seller_net), (139, 6, 133));
     assert_eq!(trade.status, pb::TradeStatus::Completed as i32);
+    // Counted (other tests of this process may add theirs).
+    assert!(counted("economy_market_trades_total", "completed") - completed_before >= 1.0);
     assert_eq!(trade.ledger_transaction_ids.len(), 1, "one ledger transaction holds every leg");
     assert_eq!(bought.listing.expect("listing").status, pb::ListingStatus::Sold as i32);
     assert_eq!(stack.balance(BUYER, "DIAMOND").await, (861, 0));

@@ -160,8 +160,18 @@ async fn a_purchase_pays_a_two_asset_price_and_grants_every_reward() {
     assert_eq!(diamonds.available, 20);
 }
 
+/// The value of `name{outcome="…"}` in this process's recorder (installed by the first
+/// call; 0 before any).
+fn counted(name: &str, outcome: &str) -> f64 {
+    let series = format!("{name}{{outcome=\"{outcome}\"}} ");
+    let rendered = economy_kit::metrics::recorder().expect("recorder").render();
+    rendered.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn a_refused_payment_charges_nothing_and_keeps_nothing() {
+    let purchases = |outcome| counted("economy_market_offer_purchases_total", outcome);
+    let before = [purchases("failed"), purchases("completed")];
     let stack = spawn_stack().await;
     open_shop(&stack, &[(BUYER, "POINTS", 1_000), (BUYER, "red_shard", 4)]).await;
     define(&stack, bundle_offer("pack")).await;
@@ -188,6 +198,9 @@ async fn a_refused_payment_charges_nothing_and_keeps_nothing() {
     purchase(&stack, BUYER, "pack", 1).await.expect("funded now");
     assert_eq!(stack.balance(BUYER, "red_shard").await, (0, 0));
     stack.assert_reconciled().await;
+    // Counted (other tests of this process may add theirs): one failed, one completed.
+    let after = [purchases("failed"), purchases("completed")];
+    assert!(after.iter().zip(before).all(|(after, before)| after - before >= 1.0), "{before:?} -> {after:?}");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use self::guard::FulfillGuard;
 use crate::clients::CallError;
 use crate::clients::items::Items;
 use crate::domain::{Code, Order, OrderStatus, RedemptionError, items_key, lock_holder};
+use crate::metrics;
 use crate::store::{Action, Insert, OrderFilter, OutboxAction, RedemptionStore, Resolution};
 
 /// Attempts at drawing a code whose hash is not taken.
@@ -91,6 +92,7 @@ impl Redemption {
         for _ in 0..CODE_ATTEMPTS {
             // The code of a `locking` order never redeems; the real one is drawn on activation.
             if self.store.insert_order(&order, &Code::generate().hash(), key).await? == Insert::Created {
+                metrics::order_created();
                 return self.lock_and_activate(order, false).await;
             }
             if let Some(existing) = self.store.order_by_create_key(key).await? {
@@ -149,7 +151,9 @@ impl Redemption {
             Ok(()) => {}
             Err(CallError::Unavailable(_)) => return Err(RedemptionError::ItemsUnavailable),
             Err(error) => {
-                self.store.fail_locking(&order.id, &order.item_instance_id, self.clock.now_millis(), false).await?;
+                if self.store.fail_locking(&order.id, &order.item_instance_id, self.clock.now_millis(), false).await? {
+                    metrics::order_ended(OrderStatus::Failed);
+                }
                 return Err(error.into());
             }
         }
@@ -186,6 +190,16 @@ impl Redemption {
     /// against the caller's failure budget), FULFILL_RATE_LIMITED, IDEMPOTENCY_KEY_REUSED.
     /// Returns the order and whether the key had fulfilled it already.
     pub async fn fulfill(&self, caller: &Caller, key: &str, typed: &str) -> Result<(Order, bool), RedemptionError> {
+        let fulfilled = self.fulfill_attempt(caller, key, typed).await;
+        match &fulfilled {
+            Ok((_, replayed)) if *replayed => {}
+            result => metrics::fulfilment(result.is_ok()),
+        }
+        fulfilled
+    }
+
+    /// [`Self::fulfill`], uncounted.
+    async fn fulfill_attempt(&self, caller: &Caller, key: &str, typed: &str) -> Result<(Order, bool), RedemptionError> {
         require(caller.is_staff(), "fulfil redemption orders")?;
         if let Some(order) = self.fulfil_replay(key, typed).await? {
             return Ok((order, true));
@@ -242,7 +256,7 @@ impl Redemption {
             owed: OutboxAction::Consume,
             item_instance_id: &order.item_instance_id,
         };
-        if !self.store.resolve(&resolution).await? {
+        if !self.resolve(&resolution).await? {
             let current = self.order(&order.id).await?;
             if let Some(replay) = self.replay_action(key, "fulfill", &current).await? {
                 return Ok((replay, true));
@@ -298,7 +312,7 @@ impl Redemption {
             owed: OutboxAction::Unlock,
             item_instance_id: &order.item_instance_id,
         };
-        if !self.store.resolve(&resolution).await? {
+        if !self.resolve(&resolution).await? {
             let current = self.order(order_id).await?;
             if let Some(replay) = self.replay_action(key, "cancel", &current).await? {
                 return Ok((replay, true));
@@ -353,6 +367,15 @@ impl Redemption {
         }
     }
 
+    /// The store's `resolve`, counting the order's end when it moved.
+    async fn resolve(&self, resolution: &Resolution<'_>) -> Result<bool, RedemptionError> {
+        let moved = self.store.resolve(resolution).await?;
+        if moved {
+            metrics::order_ended(resolution.to);
+        }
+        Ok(moved)
+    }
+
     /// Expires pending orders past `expires_at` (owing an unlock); returns how many.
     pub async fn expire_due(&self, limit: i64) -> Result<usize, RedemptionError> {
         let now = self.clock.now_millis();
@@ -377,7 +400,7 @@ impl Redemption {
             owed: OutboxAction::Unlock,
             item_instance_id: &order.item_instance_id,
         };
-        let expired = self.store.resolve(&resolution).await?;
+        let expired = self.resolve(&resolution).await?;
         if expired {
             self.deliver_owed(&order.id).await;
         }
@@ -391,6 +414,7 @@ impl Redemption {
         for order in self.store.due(OrderStatus::Locking, "created_at", cutoff, limit).await? {
             let now = self.clock.now_millis();
             if self.store.fail_locking(&order.id, &order.item_instance_id, now, true).await? {
+                metrics::order_ended(OrderStatus::Failed);
                 failed += 1;
                 self.deliver_owed(&order.id).await;
             }

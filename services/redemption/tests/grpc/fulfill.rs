@@ -8,8 +8,19 @@ use economy_proto::redemption::v1 as pb;
 
 use crate::common::*;
 
+/// The value of `name{outcome="…"}` in this process's recorder (installed by the first
+/// call; 0 before any).
+fn counted(name: &str, outcome: &str) -> f64 {
+    let series = format!("{name}{{outcome=\"{outcome}\"}} ");
+    let rendered = economy_kit::metrics::recorder().expect("recorder").render();
+    rendered.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn fulfil_consumes_the_item_once() {
+    let orders = |outcome| counted("economy_redemption_orders_total", outcome);
+    let fulfilments = |outcome| counted("economy_redemption_fulfilments_total", outcome);
+    let before = [orders("created"), orders("fulfilled"), fulfilments("ok"), fulfilments("failed")];
     let app = spawn_app().await;
     let item = app.grant("prize").await;
     let code = create(&mut app.owner().await, &item).await.expect("created").code;
@@ -28,6 +39,10 @@ async fn fulfil_consumes_the_item_once() {
     assert!(retry.replayed);
     assert_eq!(retry.order.expect("order").id, order.id);
     assert_eq!(reason(fulfill(&mut staff, &code).await), "CODE_ALREADY_USED");
+    // Counted (other tests of this process may add theirs): one order created and
+    // fulfilled, one fulfilment done and one refused.
+    let after = [orders("created"), orders("fulfilled"), fulfilments("ok"), fulfilments("failed")];
+    assert!(after.iter().zip(before).all(|(after, before)| after - before >= 1.0), "{before:?} -> {after:?}");
     let events = app
         .items_admin()
         .await

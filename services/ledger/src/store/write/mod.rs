@@ -100,6 +100,7 @@ impl LedgerStore {
             Some(entry) => {
                 self.known.learn(&entry.legs);
                 self.appended.committed();
+                crate::metrics::entry_written(&entry.business_type);
                 Ok(Applied { entry, replayed: false })
             }
             // The key was taken (a replay, or a concurrent writer first): the database decided.
