@@ -29,6 +29,20 @@ async fn an_operator_reads_a_record_and_cannot_release_a_finished_one() -> anyho
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_the_scheduled_job_runs_of_every_service() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    // A fresh stack: nothing runs at start (docs/operations.md, "Background jobs"), and
+    // every service with scheduled jobs answers through the gateway.
+    let listed = stack.ok(&["jobs"]).await?;
+    assert_eq!(listed.stdout, "", "no run before the first scheduled time");
+    stack.ok(&["jobs", "--service", "ledger", "--job", "ledger_reconciliation", "--limit", "5"]).await?;
+    let plain = stack.run(&["--user-id", "2", "--role", "0", "jobs", "--service", "redemption"]).await?;
+    assert!(plain.stderr.contains("ROLE_TOO_LOW"), "{}", plain.stderr);
+    stack.stop().await?;
+    Ok(())
+}
+
 /// The key a write printed (`idempotency key: K`).
 fn uuid_like(stdout: &str) -> anyhow::Result<String> {
     stdout

@@ -3,7 +3,7 @@
 //! per run:
 //!
 //! ```text
-//! ledger ledger_reconciliation 2026-12-08T02:00:00Z ok  items 0  started … finished …  owner host/12/ab12cd34  attempts 1
+//! ledger ledger_reconciliation 2026-12-07T02:00:00Z ok  items 0  started … finished …  owner host/12/ab12cd34  attempts 1
 //! ```
 
 use std::process::ExitCode;
@@ -90,4 +90,30 @@ pub fn run_line(service: &str, run: &JobRun) -> String {
         line.push_str(&format!("  error {}", run.error));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use economy_kit::time::to_timestamp;
+
+    use super::*;
+
+    #[test]
+    fn a_run_is_one_line_with_its_error_last() {
+        let run = JobRun {
+            job: "ledger_reconciliation".into(),
+            scheduled_at: Some(to_timestamp(1_796_608_800_000)),
+            outcome: economy_proto::jobs::v1::JobRunOutcome::Failed.into(),
+            owner: "h/1/ab".into(),
+            started_at: Some(to_timestamp(1_796_608_801_000)),
+            finished_at: Some(to_timestamp(1_796_608_802_000)),
+            error: "database gone".into(),
+            attempts: 2,
+            ..Default::default()
+        };
+        let line = run_line("ledger", &run);
+        assert!(line.starts_with("ledger ledger_reconciliation 2026-12-07T02:00:00"), "{line}");
+        assert!(line.contains(" failed  items 0 ") && line.contains("owner h/1/ab  attempts 2"), "{line}");
+        assert!(line.ends_with("  error database gone"), "{line}");
+    }
 }
