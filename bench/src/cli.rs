@@ -7,6 +7,9 @@
 //! `economy-bench scale [--entries 10000000] [--users 100000] [--reconcile-after 10000]`
 //! generates a ledger of that size first (scenarios::scale).
 //!
+//! `economy-bench import [--import-balances 1000000] [--import-items 1000000]` runs
+//! `economy import` of generated files (scenarios::import; needs the `economy` binary).
+//!
 //! Exit status: 0 when every scenario that ran had successful operations and no failed
 //! one (skipped scenarios do not count), 1 otherwise, 2 for bad arguments.
 
@@ -20,6 +23,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::driver::LoadOptions;
 use crate::report;
+use crate::scenarios::import::ImportOptions;
 use crate::scenarios::scale::{ScaleOptions, Shape};
 use crate::scenarios::{self, BenchOptions, LedgerOp, Scenario, ScenarioResult};
 use crate::stack::{Backend, RemoteStack, Target};
@@ -139,6 +143,16 @@ pub struct Cli {
     /// and time the whole `Reconcile` that must find it.
     #[arg(long)]
     pub corrupt_balance: bool,
+    /// `import`: rows of the generated `balances.jsonl`.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub import_balances: u64,
+    /// `import`: rows of the generated `items.jsonl` (one in 20 with a pending order, one
+    /// in 20 with a fulfilled one).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub import_items: u64,
+    /// `import`: the `economy` binary [default: beside economy-bench].
+    #[arg(long)]
+    pub economy_bin: Option<PathBuf>,
 }
 
 impl Cli {
@@ -173,7 +187,19 @@ impl Cli {
             checkpoint_history: self.checkpoint_history,
             corrupt_balance: self.corrupt_balance,
         };
-        Ok(BenchOptions { target, load, ledger_op: self.ledger_op, pgledger_dir: self.pgledger_dir.clone(), scale })
+        let import = ImportOptions {
+            balances: self.import_balances,
+            items: self.import_items,
+            economy_bin: self.economy_bin.clone(),
+        };
+        Ok(BenchOptions {
+            target,
+            load,
+            ledger_op: self.ledger_op,
+            pgledger_dir: self.pgledger_dir.clone(),
+            scale,
+            import,
+        })
     }
 
     fn remote(&self, endpoint: &str, backend: &str) -> anyhow::Result<RemoteStack> {

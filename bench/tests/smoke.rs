@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use economy_bench::scenarios::import::ImportOptions;
 use economy_bench::scenarios::scale::{ScaleOptions, Shape};
 use economy_bench::scenarios::{self, BenchOptions, LedgerOp, Run, Scenario};
 use economy_bench::{Backend, LoadOptions, Measurement, Target};
@@ -23,7 +24,14 @@ fn options(ledger_op: LedgerOp) -> BenchOptions {
         duration: Duration::from_secs(1),
         rate: None,
     };
-    BenchOptions { target: Target::InProcess(backend), load, ledger_op, pgledger_dir: None, scale: Default::default() }
+    BenchOptions {
+        target: Target::InProcess(backend),
+        load,
+        ledger_op,
+        pgledger_dir: None,
+        scale: Default::default(),
+        import: Default::default(),
+    }
 }
 
 async fn smoke(scenario: Scenario, ledger_op: LedgerOp) {
@@ -82,6 +90,29 @@ async fn watch_lag() {
         assert_eq!(check.delivered, check.written, "{report}");
     }
     assert!(report.contains("lag         WatchEntries") && report.contains("lag         WatchBackpack"), "{report}");
+}
+
+/// The built `economy` binary: `ECONOMY_BIN`, else `target/<profile>/economy` (built by
+/// `cargo test -p economy -p economy-bench`, or `cargo build -p economy`).
+fn economy_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("ECONOMY_BIN") {
+        return path.into();
+    }
+    let test_exe = std::env::current_exe().expect("the test executable");
+    let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let binary = profile_dir.join(format!("economy{}", std::env::consts::EXE_SUFFIX));
+    assert!(binary.is_file(), "{} is missing: build it with `cargo build -p economy`", binary.display());
+    binary
+}
+
+/// `economy import` of a small generated economy: every row created, the report clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import() {
+    let mut options = options(LedgerOp::Transfer);
+    options.import = ImportOptions { balances: 1_500, items: 1_200, economy_bin: Some(economy_binary()) };
+    let (measurement, report) = smoke_with(Scenario::Import, options).await;
+    assert_eq!(measurement.ok(), 1_500 + 1_200 + 120, "{report}");
+    assert!(report.contains("balances.jsonl: 1500 rows in"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

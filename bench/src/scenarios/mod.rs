@@ -15,6 +15,7 @@
 //! | `raw-db` | the ledger write's SQL transaction issued directly through sqlx, no gRPC |
 //! | `pgledger` | the peer: `pgledger_create_transfer` of [pgledger](https://github.com/pgr0ss/pgledger) on the same PostgreSQL server, same clients and accounts as `ledger-write` (needs `--pgledger-dir`) |
 //! | `watch-lag` | the `ledger-write` transfer, while a `WatchBackpack` stream per writer's user and an admin `WatchEntries` stream measure each entry's delivery lag |
+//! | `import` | `economy import` of a generated legacy economy (`--import-balances`, `--import-items`; [`import`]; not part of `all`) |
 //! | `scale` | the `ledger-write` transfer on a generated ledger of `--entries` entries, with balance, history and reconcile measurements around it ([`scale`]; not part of `all`) |
 //!
 //! The ledger write is a `PostTransaction` transfer between two user accounts of the
@@ -27,6 +28,7 @@
 //! smoke test in `tests/smoke.rs`.
 
 mod backpack;
+pub mod import;
 mod ledger;
 mod market;
 mod offer;
@@ -77,6 +79,9 @@ pub enum Scenario {
     /// Ledger transfers, balance and history reads and reconciles on a generated ledger
     /// of `--entries` entries (not part of `all`).
     Scale,
+    /// `economy import` of generated files: `--import-balances` balances and
+    /// `--import-items` items (not part of `all`).
+    Import,
 }
 
 impl Scenario {
@@ -137,6 +142,9 @@ impl Scenario {
                 "{} through the gateway on a generated ledger (notes: reads, reconciles, WAL)",
                 LedgerOp::Transfer.describe()
             ),
+            Self::Import => "one row imported by `economy import` (balances, items, orders; latency: its file's \
+                             time per row)"
+                .into(),
         }
     }
 }
@@ -175,6 +183,8 @@ pub struct BenchOptions {
     pub pgledger_dir: Option<std::path::PathBuf>,
     /// The generated ledger of the `scale` scenario.
     pub scale: scale::ScaleOptions,
+    /// The generated files of the `import` scenario.
+    pub import: import::ImportOptions,
 }
 
 /// How a scenario ended.
@@ -310,6 +320,7 @@ async fn on_stack(
             }
             scale::run(stack, options, notes).await?
         }
+        Scenario::Import => return import::run(stack, options, notes).await,
         Scenario::RawDb | Scenario::Pgledger => return Ok(None),
     };
     if measurement.exhausted_workers > 0 {

@@ -182,6 +182,7 @@ mod tests {
             ledger_op: LedgerOp::Transfer,
             pgledger_dir,
             scale: Default::default(),
+            import: Default::default(),
         }
     }
 

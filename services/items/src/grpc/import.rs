@@ -1,6 +1,7 @@
-//! `ImportItems` (docs/import.md, "Item instances"): each row is validated and written on
-//! its own, and answered with its own outcome; only a failure of the service itself (a
-//! storage error) fails the whole call, which the importer then retries.
+//! `ImportItems` (docs/import.md, "Item instances"): each row is validated on its own and
+//! answered with its own outcome; the call's new rows are written together
+//! (`ItemStore::import_items`; docs/import.md, "Speed"). Only a failure of the service
+//! itself (a storage error) fails the whole call, which the importer then retries.
 
 use economy_kit::error::{Violations, reason};
 use economy_kit::reasons;
@@ -15,7 +16,7 @@ use crate::store::{Imported, ItemStore};
 /// Most rows in one call.
 pub const MAX_ROWS: usize = 1000;
 
-/// Imports every row of `request` in order, as `actor`, at `now`.
+/// Imports every row of `request`, as `actor`, at `now`; the results in row order.
 pub async fn import_items(
     store: &ItemStore,
     request: &pb::ImportItemsRequest,
@@ -25,24 +26,24 @@ pub async fn import_items(
     let mut violations = Violations::default();
     violations.check((1..=MAX_ROWS).contains(&request.rows.len()), "rows", "must hold 1-1000 rows");
     violations.finish(DOMAIN)?;
+    let planned: Vec<_> = request.rows.iter().map(|row| plan(row, actor)).collect();
+    let plans: Vec<ImportPlan> = planned.iter().filter_map(|plan| plan.as_ref().ok()).cloned().collect();
+    let mut imported = store.import_items(&plans, now).await.map_err(Status::from)?.into_iter();
     let mut results = Vec::with_capacity(request.rows.len());
-    for row in &request.rows {
-        results.push(import_row(store, row, actor, now).await?);
+    for (row, plan) in request.rows.iter().zip(planned) {
+        let outcome = match plan {
+            Ok(_) => {
+                imported.next().ok_or_else(|| Status::internal("a planned row has no result"))?.map_err(Status::from)
+            }
+            Err(refusal) => Err(refusal),
+        };
+        results.push(result(row, outcome)?);
     }
     Ok(pb::ImportItemsResponse { results })
 }
 
-/// One row's result; `Err` only for a failure that is not the row's fault.
-async fn import_row(
-    store: &ItemStore,
-    row: &pb::ImportItemRow,
-    actor: &str,
-    now: i64,
-) -> Result<pb::ImportItemResult, Status> {
-    let outcome = match plan(row, actor) {
-        Ok(plan) => store.import_item(&plan, now).await.map_err(Status::from),
-        Err(refusal) => Err(refusal),
-    };
+/// One row's result from its outcome; `Err` only for a failure that is not the row's fault.
+fn result(row: &pb::ImportItemRow, outcome: Result<Imported, Status>) -> Result<pb::ImportItemResult, Status> {
     let result = |outcome: pb::ImportOutcome, id: String| pb::ImportItemResult {
         external_id: row.external_id.clone(),
         outcome: outcome.into(),

@@ -99,3 +99,43 @@ async fn only_admins_import_and_batches_are_bounded() {
     let empty = admin.import_items(pb::ImportItemsRequest { rows: Vec::new() }).await;
     assert_error(empty, Code::InvalidArgument, "VALIDATION_FAILED");
 }
+
+/// A batch is written together (docs/import.md, "Speed"): a bad row in it is refused with
+/// nothing of it left, every other row lands with its IMPORTED event, and the same batch
+/// again changes nothing.
+#[tokio::test]
+async fn a_batch_lands_every_good_row_and_nothing_of_a_bad_one() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    import(&mut admin, vec![row("B-0", 20, pb::ItemStatus::Available)]).await;
+    let mut rows: Vec<_> = (1..=40).map(|n| row(&format!("B-{n}"), 20 + n % 3, pb::ItemStatus::Used)).collect();
+    rows.insert(7, pb::ImportItemRow { template_code: "nope".into(), ..row("B-bad", 29, pb::ItemStatus::Available) });
+    rows.push(row("B-0", 20, pb::ItemStatus::Available));
+    let first = import(&mut admin, rows.clone()).await;
+    let outcomes: Vec<_> = first.iter().map(|result| (result.outcome(), result.reason.as_str())).collect();
+    assert_eq!(outcomes[7], (pb::ImportOutcome::Refused, "TEMPLATE_NOT_FOUND"));
+    assert_eq!(outcomes[41], (pb::ImportOutcome::Unchanged, ""));
+    let created = outcomes.iter().filter(|outcome| outcome.0 == pb::ImportOutcome::Created).count();
+    assert_eq!(created, 40);
+
+    let again = import(&mut admin, rows).await;
+    for (at, (before, after)) in first.iter().zip(&again).enumerate() {
+        let expected = if at == 7 { pb::ImportOutcome::Refused } else { pb::ImportOutcome::Unchanged };
+        assert_eq!((after.outcome(), &after.item_instance_id), (expected, &before.item_instance_id));
+    }
+    let mut owned = 0;
+    for owner in [20, 21, 22, 29] {
+        let request = pb::ListItemsRequest { owner_user_id: owner, page_size: 100, ..Default::default() };
+        owned += admin.list_items(request).await.unwrap().into_inner().items.len();
+    }
+    assert_eq!(owned, 41, "every good row once, nothing of the bad one");
+    let item = &first[12].item_instance_id;
+    let events = admin
+        .list_item_events(pb::ListItemEventsRequest { item_instance_id: item.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let kinds: Vec<_> = events.iter().map(|event| (event.r#type(), event.idempotency_key.as_str())).collect();
+    assert_eq!(kinds, [(pb::ItemEventType::Imported, "import:B-12")]);
+}

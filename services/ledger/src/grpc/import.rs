@@ -1,8 +1,10 @@
 //! `ImportBalances` (docs/import.md, "balances.jsonl"): each legacy balance becomes the
 //! journal entry a PostTransaction of it would write (business type `IMPORT`,
-//! SYSTEM_ISSUANCE to the user, key `import:balance:<external_id>`), validated and
-//! applied on its own and answered with its own outcome; only a failure of the service
-//! (storage) fails the whole call, which the importer then retries.
+//! SYSTEM_ISSUANCE to the user, key `import:balance:<external_id>`), validated on its own
+//! and answered with its own outcome. The call's valid rows are applied together (the
+//! new ones in one transaction, `LedgerStore::apply_imports`; docs/import.md, "Speed");
+//! only a failure of the service (storage) fails the whole call, which the importer then
+//! retries.
 
 use economy_kit::error::{Violations, reason};
 use economy_proto::ledger::v1 as pb;
@@ -11,14 +13,14 @@ use tonic::Status;
 
 use super::{DOMAIN, convert, requests};
 use crate::domain::ids::SYSTEM_ISSUANCE;
-use crate::store::LedgerStore;
+use crate::store::{Applied, LedgerStore};
 
 /// Most rows in one call.
 pub const MAX_ROWS: usize = 1000;
 /// Business type of every opening entry.
 pub const IMPORT_BUSINESS_TYPE: &str = "IMPORT";
 
-/// Imports every row of `request` in order, as `actor`.
+/// Imports every row of `request`, as `actor`; the results in row order.
 pub async fn import_balances(
     store: &LedgerStore,
     request: &pb::ImportBalancesRequest,
@@ -27,9 +29,25 @@ pub async fn import_balances(
     let mut violations = Violations::default();
     violations.check((1..=MAX_ROWS).contains(&request.rows.len()), "rows", "must hold 1-1000 rows");
     violations.finish(DOMAIN)?;
+    let planned: Vec<_> = request
+        .rows
+        .iter()
+        .map(|row| {
+            let entry = opening_entry(row);
+            check(row).and_then(|()| requests::post(&entry, &entry.idempotency_key, actor))
+        })
+        .collect();
+    let plans: Vec<_> = planned.iter().filter_map(|plan| plan.as_ref().ok()).cloned().collect();
+    let mut applied = store.apply_imports(&plans).await.map_err(Status::from)?.into_iter();
     let mut results = Vec::with_capacity(request.rows.len());
-    for row in &request.rows {
-        results.push(import_row(store, row, actor).await?);
+    for (row, plan) in request.rows.iter().zip(planned) {
+        let outcome = match plan {
+            Ok(_) => {
+                applied.next().ok_or_else(|| Status::internal("a planned row has no result"))?.map_err(Status::from)
+            }
+            Err(refusal) => Err(refusal),
+        };
+        results.push(result(row, outcome)?);
     }
     Ok(pb::ImportBalancesResponse { results })
 }
@@ -64,17 +82,8 @@ fn check(row: &pb::ImportBalanceRow) -> Result<(), Status> {
     violations.finish(DOMAIN)
 }
 
-/// One row's result; `Err` only for a failure that is not the row's fault.
-async fn import_row(
-    store: &LedgerStore,
-    row: &pb::ImportBalanceRow,
-    actor: &str,
-) -> Result<pb::ImportBalanceResult, Status> {
-    let entry = opening_entry(row);
-    let applied = match check(row).and_then(|()| requests::post(&entry, &entry.idempotency_key, actor)) {
-        Ok(plan) => store.apply(&plan).await.map_err(Status::from),
-        Err(refusal) => Err(refusal),
-    };
+/// One row's result from its outcome; `Err` only for a failure that is not the row's fault.
+fn result(row: &pb::ImportBalanceRow, applied: Result<Applied, Status>) -> Result<pb::ImportBalanceResult, Status> {
     let result = pb::ImportBalanceResult { external_id: row.external_id.clone(), ..Default::default() };
     match applied {
         Ok(applied) => {

@@ -88,3 +88,56 @@ async fn import_balances_writes_the_same_entries_row_by_row() {
     let refused = user.import_balances(pb::ImportBalancesRequest { rows: vec![row("aab-9", 7, "POINTS", 1)] }).await;
     assert_error(refused, Code::PermissionDenied, "PERMISSION_DENIED");
 }
+
+/// Runs the incremental check until it has nothing new to read; asserts it found nothing.
+async fn assert_incrementally_consistent(admin: &mut Client) {
+    for _ in 0..100 {
+        let request = pb::ReconcileRequest { since_checkpoint: true, ..Default::default() };
+        let report = admin.reconcile(request).await.expect("reconcile").into_inner();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        if report.entries_checked == 0 {
+            return;
+        }
+    }
+    panic!("the incremental check never caught up");
+}
+
+/// A batch is written together (docs/import.md, "Speed"): a bad row in it is refused with
+/// nothing of it left, every other row lands (new users, one user twice, a user that
+/// already had a balance), and the same batch again changes nothing.
+#[tokio::test]
+async fn a_batch_lands_every_good_row_and_nothing_of_a_bad_one() {
+    let app = spawn_app().await;
+    let mut admin = app.admin_with_catalog().await;
+    import(&mut admin, vec![row("bb-0", 30, "POINTS", 7)]).await;
+    let mut rows: Vec<_> = (31..=60).map(|user| row(&format!("bb-{user}"), user, "POINTS", user)).collect();
+    rows.insert(10, row("bb-bad", 99, "NOPE", 5));
+    rows.push(row("bb-30", 30, "POINTS", 3));
+    rows.push(row("bb-31d", 31, "DIAMOND", 2));
+    let first = import(&mut admin, rows.clone()).await;
+    let outcomes: Vec<_> = first.iter().map(|result| (result.outcome(), result.reason.as_str())).collect();
+    assert_eq!(outcomes[10], (pb::ImportOutcome::Refused, "ASSET_NOT_FOUND"));
+    assert!(outcomes.iter().enumerate().all(|(at, outcome)| at == 10 || outcome.0 == pb::ImportOutcome::Created));
+    assert_eq!(first[11].credited, 41);
+
+    let again = import(&mut admin, rows).await;
+    for (before, after) in first.iter().zip(&again) {
+        let expected = if before.outcome() == pb::ImportOutcome::Created {
+            pb::ImportOutcome::Unchanged
+        } else {
+            pb::ImportOutcome::Refused
+        };
+        assert_eq!((after.outcome(), &after.transaction_id), (expected, &before.transaction_id));
+    }
+    assert_eq!(balance(&mut admin, 30, "POINTS").await, (10, 0));
+    assert_eq!((balance(&mut admin, 45, "POINTS").await, balance(&mut admin, 31, "DIAMOND").await), ((45, 0), (2, 0)));
+    let issued: i64 = 7 + 3 + 2 + (31..=60).sum::<i64>();
+    let system = balance_of(&mut admin, system("SYSTEM_ISSUANCE"), "POINTS").await.0
+        + balance_of(&mut admin, system("SYSTEM_ISSUANCE"), "DIAMOND").await.0;
+    assert_eq!(system, -issued);
+    let request = pb::ListBalancesRequest { account: user(99), as_of: None };
+    let left = admin.list_balances(request).await.map(|answer| answer.into_inner().balances).unwrap_or_default();
+    assert!(left.is_empty(), "nothing of the bad row: {left:?}");
+    assert_consistent(&mut admin).await;
+    assert_incrementally_consistent(&mut admin).await;
+}

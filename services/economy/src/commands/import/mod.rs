@@ -55,6 +55,10 @@ pub async fn run(args: Import, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         for (file, (created, unchanged)) in sorted(&outcome.counts) {
             println!("{file:<20} created={created:<8} unchanged={unchanged}");
         }
+        for (file, took) in &outcome.timings {
+            let rows = outcome.counts.get(file).map_or(0, |(created, unchanged)| created + unchanged);
+            println!("{file:<20} {rows} rows in {:.1} s ({:.0} rows/s)", took.as_secs_f64(), rate(rows, *took));
+        }
         let mut bad = plan.bad.clone();
         bad.extend(outcome.bad);
         bad.sort_by(|left, right| (left.file, left.line).cmp(&(right.file, right.line)));
@@ -62,6 +66,12 @@ pub async fn run(args: Import, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     lines.iter().for_each(|line| println!("{line}"));
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(NOT_CLEAN) })
+}
+
+/// Rows a second over `took`.
+fn rate(rows: u64, took: Duration) -> f64 {
+    let seconds = took.as_secs_f64();
+    if seconds > 0.0 { rows as f64 / seconds } else { 0.0 }
 }
 
 fn source(source: &str) -> String {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use economy_proto::items::v1 as items;
 use economy_proto::ledger::v1 as ledger;
@@ -24,8 +24,9 @@ use super::check::{Item, LOCKED, Order, Plan};
 use super::format::{self, BadRow, Line};
 use super::report::Totals;
 
-/// Rows per ImportBalances / ImportItems / ImportOrders call.
-const BATCH: usize = 100;
+/// Rows per ImportBalances / ImportItems / ImportOrders call: each service writes a
+/// call's new rows in one transaction (docs/import.md, "Speed").
+const BATCH: usize = 500;
 /// Import calls in flight.
 const BATCHES_IN_FLIGHT: usize = 4;
 /// Attempts at a call that failed transiently.
@@ -68,6 +69,8 @@ pub struct Outcome {
     pub bad: Vec<BadRow>,
     /// Rows created now / found unchanged, per file.
     pub counts: HashMap<&'static str, (u64, u64)>,
+    /// Wall time of each bulk file's calls, in import order.
+    pub timings: Vec<(&'static str, Duration)>,
 }
 
 impl Outcome {
@@ -144,9 +147,15 @@ pub async fn run(clients: &Clients, plan: &Plan) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     assets(clients, plan, &mut outcome).await?;
     templates(clients, plan, &mut outcome).await?;
+    let started = Instant::now();
     balances(clients, plan, &mut outcome).await?;
+    outcome.timings.push((format::BALANCES, started.elapsed()));
+    let started = Instant::now();
     let ids = import_items(clients, &plan.items, &mut outcome).await?;
+    outcome.timings.push((format::ITEMS, started.elapsed()));
+    let started = Instant::now();
     import_orders(clients, &plan.orders, &plan.items, &ids, &mut outcome).await?;
+    outcome.timings.push((format::ORDERS, started.elapsed()));
     Ok(outcome)
 }
 

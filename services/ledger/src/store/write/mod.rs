@@ -27,6 +27,7 @@
 //! queued for a shared transaction; SQLite has one writer, so a shared commit is what
 //! makes concurrent writes cheap.
 
+mod import;
 mod postgres_combined;
 mod postgres_statement;
 mod rows;

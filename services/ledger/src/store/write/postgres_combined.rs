@@ -19,6 +19,7 @@ use economy_kit::db::Db;
 use economy_kit::db::params::{Params, tuple};
 use economy_kit::group_commit::{GroupCommit, Submitted};
 use futures_util::future::join_all;
+use sqlx::AnyConnection;
 
 use super::rows::{MOVE_COLUMNS, POSTING_COLUMNS, balance_locks, bind_entry, bind_moves, count, posting_rows};
 use super::{EntryWrite, batch_now};
@@ -61,6 +62,31 @@ async fn post_together(db: &Db, writes: &[EntryWrite], now: i64) -> Option<Vec<E
         sqlx::query_as_with(&sql, params.into_arguments()).fetch_all(&mut *writer).await;
     let rows = writer.finish(rows).ok()?;
     Some(with_balances(entries, &deltas, &rows))
+}
+
+/// The entries of `writes` written by one combined statement on `conn` (inside the
+/// caller's transaction: the opening balances of an import, `super::import`); `None`
+/// when they cannot go together (a duplicate key, an empty entry); `Err` when the
+/// statement failed, as it does unless every entry applied.
+pub(super) async fn post_in(
+    conn: &mut AnyConnection,
+    writes: &[EntryWrite],
+    now: i64,
+) -> Result<Option<Vec<Entry>>, sqlx::Error> {
+    let Ok(deltas) = writes.iter().map(|write| balanced_deltas(&write.plan.legs)).collect::<Result<Vec<_>, _>>() else {
+        return Ok(None);
+    };
+    let mut keys = HashSet::new();
+    if deltas.iter().any(Vec::is_empty) || !writes.iter().all(|write| keys.insert(write.plan.meta.key.as_str())) {
+        return Ok(None);
+    }
+    let entries: Vec<Entry> = writes.iter().map(|write| write.entry(now, write.plan.legs.clone())).collect();
+    let balances: BTreeSet<(&AccountId, &AssetCode)> =
+        deltas.iter().flatten().map(|delta| (&delta.account, &delta.asset)).collect();
+    let mut params = Params::numbered();
+    let sql = statement(&mut params, writes, &entries, &deltas, &balances, now)?;
+    let rows: Vec<StepRow> = sqlx::query_as_with(&sql, params.into_arguments()).fetch_all(conn).await?;
+    Ok(Some(with_balances(entries, &deltas, &rows)))
 }
 
 /// A row of [`statement`]: 1, then one balance move (its number) with the balance after
