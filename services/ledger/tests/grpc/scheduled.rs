@@ -135,3 +135,30 @@ async fn only_admins_list_job_runs_and_bad_pages_are_refused() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(economy_kit::error::violated_fields(&refused), ["page_size", "page_token"]);
 }
+
+#[tokio::test]
+async fn a_bad_schedule_a_bad_zone_or_the_old_interval_key_refuses_the_start() {
+    let database = economy_testkit::TestDatabase::new().await.expect("a database");
+    let (key, limits) = (identity(), ServerLimits::default());
+    let base = economy_ledger::LedgerConfig {
+        listen: "127.0.0.1:0".into(),
+        database_url: database.url.clone(),
+        ..Default::default()
+    };
+    let bad_schedule = economy_ledger::LedgerConfig { reconcile_schedule: "0 25 * * *".into(), ..base.clone() };
+    let bad_zone = economy_ledger::LedgerConfig { time_zone: "Mars/Olympus".into(), ..base };
+    for (config, setting) in [(bad_schedule, "ledger.reconcile_schedule"), (bad_zone, "ledger.time_zone")] {
+        let refused = economy_ledger::start(&config, &key, &limits, CancellationToken::new()).await;
+        let message = format!("{:#}", refused.expect_err("refused"));
+        assert!(message.contains(setting), "{message}");
+    }
+    // The interval setting the schedule replaced is an unknown key, named as such.
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+    #[serde(default)]
+    struct Settings {
+        ledger: economy_ledger::LedgerConfig,
+    }
+    let old = [("ECONOMY_LEDGER__RECONCILE_INTERVAL_SECS".to_owned(), "86400".to_owned())].into();
+    let refused = economy_kit::config::load_from::<Settings>(None, old).expect_err("an unknown key");
+    assert!(format!("{refused:#}").contains("ledger.reconcile_interval_secs"), "{refused:#}");
+}
