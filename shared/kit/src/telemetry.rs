@@ -96,8 +96,9 @@ pub fn init_with(config: &LogConfig, provider: Option<SdkTracerProvider>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = trace_ids::WithTraceIds::new(tracing_subscriber::fmt::format().json());
+    let dispatch = format.dispatch();
     let (json, text) = if config.json {
-        let format = trace_ids::WithTraceIds(tracing_subscriber::fmt::format().json());
         let layer = tracing_subscriber::fmt::layer().json().event_format(format).with_writer(std::io::stderr);
         (Some(layer.with_filter(filter)), None)
     } else {
@@ -111,7 +112,9 @@ pub fn init_with(config: &LogConfig, provider: Option<SdkTracerProvider>) {
         .with_default(LevelFilter::INFO)
         .with_targets(TRANSPORT_TARGETS.map(|target| (target, LevelFilter::OFF)));
     let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(targets);
-    let _ = tracing_subscriber::registry().with(otel).with(json).with(text).try_init();
+    if tracing_subscriber::registry().with(otel).with(json).with(text).try_init().is_ok() {
+        let _ = dispatch.set(tracing::dispatcher::get_default(tracing::Dispatch::downgrade));
+    }
 }
 
 /// Where spans go: the collector's endpoint and, for `https://`, how it is verified (the
