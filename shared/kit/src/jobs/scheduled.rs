@@ -14,8 +14,10 @@
 //! and, from the latest ended run row, `economy_job_last_run_timestamp_seconds{job}`
 //! (its start), `economy_job_last_run_duration_seconds{job}`,
 //! `economy_job_last_run_success{job}` (1 ok / 0 failed; 0 before any run, when the last
-//! run timestamp is 0 too) and `economy_job_last_success_timestamp_seconds{job}` (its
-//! end) — so every replica exports the same values, whichever ran the job.
+//! run timestamp is 0 too), `economy_job_last_run_items{job}` (what it handled: the
+//! findings of a check, so an alert on them outlives a restart) and
+//! `economy_job_last_success_timestamp_seconds{job}` (its end) — so every replica exports
+//! the same values, whichever ran the job.
 
 use std::future::Future;
 use std::pin::pin;
@@ -228,6 +230,7 @@ mod gauges {
     const DURATION: &str = "economy_job_last_run_duration_seconds";
     const SUCCESS: &str = "economy_job_last_run_success";
     const LAST_SUCCESS: &str = "economy_job_last_success_timestamp_seconds";
+    const ITEMS: &str = "economy_job_last_run_items";
 
     /// Describes the metrics and sets `job`'s to 0 (and its run counters).
     pub(super) fn register(job: &'static str) {
@@ -238,13 +241,17 @@ mod gauges {
             "Start of the job's latest ended run, Unix time (0: none yet)."
         );
         metrics::describe_gauge!(DURATION, metrics::Unit::Seconds, "Duration of the job's latest ended run.");
+        metrics::describe_gauge!(
+            ITEMS,
+            "Items of the job's latest ended run: rows changed, or findings for the checks (0 before any run)."
+        );
         metrics::describe_gauge!(SUCCESS, "1 when the job's latest ended run succeeded, else 0 (0 before any run).");
         metrics::describe_gauge!(
             LAST_SUCCESS,
             metrics::Unit::Seconds,
             "End of the job's latest successful run, Unix time (0: none yet)."
         );
-        for name in [NEXT, LAST, DURATION, SUCCESS, LAST_SUCCESS] {
+        for name in [NEXT, LAST, DURATION, SUCCESS, LAST_SUCCESS, ITEMS] {
             metrics::gauge!(name, "job" => job).set(0.0);
         }
         for outcome in ["ok", "error"] {
@@ -263,6 +270,7 @@ mod gauges {
             metrics::gauge!(LAST, "job" => job).set(seconds(run.started_at));
             metrics::gauge!(DURATION, "job" => job).set(seconds(ended.saturating_sub(run.started_at).max(0)));
             metrics::gauge!(SUCCESS, "job" => job).set(if run.outcome == Outcome::Ok { 1.0 } else { 0.0 });
+            metrics::gauge!(ITEMS, "job" => job).set(run.items as f64);
         }
         if let Some(at) = success_at {
             metrics::gauge!(LAST_SUCCESS, "job" => job).set(seconds(at));
@@ -283,7 +291,7 @@ mod tests {
     use super::*;
     use crate::job_runs::{JobRun, LEASE_MS, Outcome};
     use crate::schedule::time_zone;
-    use crate::time::ManualClock;
+    use crate::time::{Clock, ManualClock};
 
     /// Polls `runs` until `done` holds for the job's rows (30 s at most).
     async fn wait_for(runs: &JobRuns, done: impl Fn(&[JobRun]) -> bool) -> Vec<JobRun> {
@@ -332,6 +340,40 @@ mod tests {
         assert_eq!(done.len(), 1, "{done:?}");
         assert_eq!((done[0].scheduled_at, done[0].outcome, done[0].items), (at, Outcome::Ok, 5));
         assert_eq!(ran.load(Ordering::SeqCst), 1, "one replica ran it");
+    }
+
+    #[tokio::test]
+    async fn a_started_replica_exports_the_last_run_recorded_before() {
+        let handle = crate::metrics::recorder().expect("recorder");
+        let (_database, db) = crate::job_runs::tests::database().await;
+        let clock = Arc::new(ManualClock::default());
+        let runs = JobRuns::new(db.clone());
+        // A run of the process before the restart: 7 findings.
+        let (at, now) = (clock.now_millis() - 60_000, clock.now_millis() - 50_000);
+        assert_eq!(runs.claim("restarted", at, "gone", now).await.expect("claim"), Claim::Won { taken_over: false });
+        assert!(runs.finish("restarted", at, "gone", now + 1_500, &Ok(7)).await.expect("finish"));
+        let shutdown = CancellationToken::new();
+        let schedule = Schedule::parse("0 2 * * *", time_zone("UTC", "t").expect("zone"), "t").expect("schedule");
+        Scheduler::new(db, clock, shutdown.clone()).spawn("restarted", schedule, || async { Ok(0) });
+        let expected = [
+            "economy_job_last_run_items{job=\"restarted\"} 7",
+            "economy_job_last_run_success{job=\"restarted\"} 1",
+            "economy_job_last_run_duration_seconds{job=\"restarted\"} 1.5",
+        ];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let rendered = loop {
+            let rendered = handle.render();
+            let found = expected.iter().all(|line| rendered.lines().any(|rendered| rendered == *line));
+            if found || tokio::time::Instant::now() > deadline {
+                break rendered;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        shutdown.cancel();
+        for line in expected {
+            assert!(rendered.lines().any(|rendered| rendered == line), "{line} in {rendered}");
+        }
+        assert!(rendered.contains("# HELP economy_job_last_run_items "), "described");
     }
 
     #[tokio::test]
