@@ -123,3 +123,39 @@ async fn only_admins_import() {
         app.staff().await.import_orders(pb::ImportOrdersRequest { rows: vec![pending(&app, "R-1", &item)] }).await;
     assert_error(refused, GrpcCode::PermissionDenied, "PERMISSION_DENIED");
 }
+
+/// A batch's rows are imported side by side (docs/import.md, "Speed"): a bad row in it is
+/// refused with nothing of it left, every other row lands with its item locked, and the
+/// same batch again changes nothing.
+#[tokio::test]
+async fn a_batch_lands_every_good_row_and_nothing_of_a_bad_one() {
+    const SYMBOLS: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+    let app = spawn_app().await;
+    let mut admin = app.admin().await;
+    let mut rows = Vec::new();
+    let mut granted = Vec::new();
+    for n in 0..20 {
+        let item = app.grant("prize").await;
+        let code = format!("ABCDEFGHJK{}{}", char::from(SYMBOLS[n / 31]), char::from(SYMBOLS[n % 31]));
+        rows.push(pb::ImportOrderRow { code, ..pending(&app, &format!("RB-{n}"), &item) });
+        granted.push(item);
+    }
+    let missing = "0190a000-0000-7000-8000-000000000000";
+    rows.insert(5, pb::ImportOrderRow { code: "ZZZZ-ZZZZ-ZZZZ".into(), ..pending(&app, "RB-bad", missing) });
+    let first = import(&mut admin, rows.clone()).await;
+    let outcomes: Vec<_> = first.iter().map(|result| (result.outcome(), result.reason.as_str())).collect();
+    assert_eq!(outcomes[5], (pb::ImportOutcome::Refused, "ITEM_NOT_FOUND"));
+    assert!(outcomes.iter().enumerate().all(|(at, outcome)| at == 5 || outcome.0 == pb::ImportOutcome::Created));
+
+    let again = import(&mut admin, rows).await;
+    for (at, (before, after)) in first.iter().zip(&again).enumerate() {
+        let expected = if at == 5 { pb::ImportOutcome::Refused } else { pb::ImportOutcome::Unchanged };
+        assert_eq!((after.outcome(), &after.order_id), (expected, &before.order_id));
+    }
+    for item in &granted {
+        assert_eq!(app.item(item).await.status(), items::ItemStatus::Locked);
+    }
+    let request = pb::ListOrdersRequest { owner_user_id: OWNER, page_size: 100, ..Default::default() };
+    let listed = admin.list_orders(request).await.expect("answer").into_inner().orders;
+    assert_eq!(listed.len(), 20, "every good row once, nothing of the bad one");
+}
