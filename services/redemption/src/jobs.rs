@@ -131,6 +131,20 @@ fn log(job: &'static str, result: Result<usize, RedemptionError>) {
     }
 }
 
+/// Expires every pending order past its expiry, `BATCH` at a time, so that one scheduled
+/// run leaves no backlog however many lapsed since the last; returns how many. Stops at a
+/// batch that expired fewer (the rest resolved meanwhile, or none left).
+async fn expire_all_due(service: &Redemption) -> Result<usize, RedemptionError> {
+    let mut total = 0;
+    loop {
+        let expired = service.expire_due(BATCH).await?;
+        total += expired;
+        if i64::try_from(expired).unwrap_or(i64::MAX) < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 /// Samples the pending orders past their expiry that the expiry pass left
 /// (`economy_redemption_orders_expired_backlog`).
 async fn sample_expired_backlog(service: &Redemption) {
@@ -163,7 +177,7 @@ pub fn spawn(scheduler: &Scheduler, service: Arc<Redemption>, intervals: JobInte
     scheduler.spawn("redemption_expiry", intervals.expiry, move || {
         let service = expiry.clone();
         async move {
-            let result = service.expire_due(BATCH).await;
+            let result = expire_all_due(&service).await;
             let outcome = result.as_ref().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
             let outcome = outcome.map_err(ToString::to_string);
             log("redemption_expiry", result);

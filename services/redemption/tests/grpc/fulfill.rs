@@ -128,3 +128,21 @@ async fn repeated_failures_lock_the_caller_out() {
     let mut colleague = app.client(Caller::user(STAFF + 1, roles::MERCHANT_STAFF)).await;
     fulfill(&mut colleague, &code).await.expect("other callers are not limited");
 }
+
+#[tokio::test]
+async fn one_scheduled_expiry_run_expires_more_orders_than_a_batch() {
+    let app = spawn_with(|config| config.expiry_schedule = "0 * * * *".into()).await;
+    let mut owner = app.owner().await;
+    let mut items = Vec::new();
+    // The job expires 100 orders per batch.
+    for _ in 0..101 {
+        let item = app.grant("prize").await;
+        create(&mut owner, &item).await.expect("created");
+        items.push(item);
+    }
+    // Many hourly times pass; only the latest runs (docs/operations.md, "Background jobs").
+    app.clock.advance(Duration::from_secs(30 * 24 * 3600 + 1));
+    for item in &items {
+        assert_eq!(app.wait_item(item, items::ItemStatus::Available).await.status, items::ItemStatus::Available as i32);
+    }
+}
