@@ -160,6 +160,22 @@ fn undocumented_in(scrape: &str, names: &[&String]) -> Vec<String> {
     names.iter().filter(|name| !present(name) || !described(name)).map(|name| (*name).clone()).collect()
 }
 
+/// The scraped metrics that break the conventions: a name outside `economy_`,
+/// `grpc_server_` and `process_`, a counter not ending in `_total`, no `# HELP` line, or
+/// missing from README's table (`documented`).
+fn unconventional(scrape: &str, documented: &[String]) -> Vec<String> {
+    let types = scrape.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '));
+    types
+        .filter(|(name, kind)| {
+            let prefixed = ["economy_", "grpc_server_", "process_"].iter().any(|prefix| name.starts_with(prefix));
+            let counter_named = *kind != "counter" || name.ends_with("_total");
+            let described = scrape.lines().any(|line| line.starts_with(&format!("# HELP {name} ")));
+            !(prefixed && counter_named && described && documented.iter().any(|known| known == name))
+        })
+        .map(|(name, kind)| format!("{name} ({kind})"))
+        .collect()
+}
+
 fn is_histogram_suffix(suffix: &str) -> bool {
     ["_bucket", "_sum", "_count"].contains(&suffix)
 }
@@ -205,6 +221,7 @@ async fn every_documented_metric_exists_from_start() -> anyhow::Result<()> {
     }
     let rpcs: Vec<&String> = documented.iter().filter(|name| after_a_call(name)).collect();
     assert_eq!(undocumented_in(&metrics, &rpcs), Vec::<String>::new(), "after calls:\n{metrics}");
+    assert_eq!(unconventional(&metrics, &documented), Vec::<String>::new());
     let value = |name: &str, labels: &[(&str, &str)]| sample(&metrics, name, labels);
     let operation = |outcome| [("operation", "LEDGER_ADJUST_BALANCE"), ("outcome", outcome)];
     assert_eq!(value("economy_gateway_operations_total", &operation("ok")), Some(1.0), "{metrics}");
