@@ -52,6 +52,7 @@ impl LedgerStore {
             match entry {
                 Some(entry) => {
                     self.known.learn(&entry.legs);
+                    crate::metrics::entry_written(&entry.business_type);
                     Ok(Applied { entry, replayed: false })
                 }
                 None => self.apply(plan).await,
