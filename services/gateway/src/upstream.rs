@@ -89,28 +89,13 @@ impl HealthChanges {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use economy_kit::testing::LogBuffer;
 
     use super::*;
 
-    /// A writer appending to a shared buffer.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn each_health_change_is_logged_once_with_the_upstream() {
-        let buffer = Buffer::default();
+        let buffer = LogBuffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
         let changes = HealthChanges::default();
@@ -119,7 +104,7 @@ mod tests {
                 .map(|(upstream, serving)| changes.observe(upstream, serving))
         });
         assert_eq!(seen, [false, true, false, false, true, true]);
-        let logs = String::from_utf8(buffer.0.lock().expect("logs").clone()).expect("utf-8");
+        let logs = buffer.text();
         let lines: Vec<&str> = logs.lines().collect();
         assert_eq!(lines.len(), 3, "{logs}");
         assert!(

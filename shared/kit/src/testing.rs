@@ -1,11 +1,13 @@
 //! Test support: a fresh, empty database per test. SQLite by default (a temporary file,
 //! removed on drop); PostgreSQL when `ECONOMY_TEST_POSTGRES_URL` is set (a new database
-//! created on that server per test, dropped on drop).
+//! created on that server per test, dropped on drop). And [`LogBuffer`], where a test's
+//! subscriber writes the log lines it then reads.
 //!
 //! Compiled only for the kit's own tests and with the `testing` feature, which only
 //! economy-testkit (a dev-dependency everywhere) turns on: never in a service binary.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::{Connection, Executor};
 
@@ -76,4 +78,27 @@ fn drop_postgres(server: &str, name: &str) -> anyhow::Result<()> {
         admin.close().await?;
         Ok(())
     })
+}
+
+/// A log writer for tests (`with_writer(move || buffer.clone())`): every clone appends
+/// to the same buffer, which [`LogBuffer::text`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything written so far (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

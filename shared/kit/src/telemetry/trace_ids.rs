@@ -75,8 +75,6 @@ fn valid_ids(id: &tracing::span::Id, dispatch: &Dispatch) -> Option<(String, Str
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex, PoisonError};
-
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::SdkTracerProvider;
     use tracing_subscriber::Layer as _;
@@ -84,25 +82,11 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
-
-    /// A writer appending to a shared buffer.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::testing::LogBuffer;
 
     #[test]
     fn lines_inside_a_span_name_its_trace_and_span() {
-        let buffer = Buffer::default();
+        let buffer = LogBuffer::default();
         let writer = buffer.clone();
         let provider = SdkTracerProvider::builder().build();
         let format = WithTraceIds::new(tracing_subscriber::fmt::format().json());
@@ -125,7 +109,7 @@ mod tests {
                 tracing::debug_span!(target: "h2", "frame").in_scope(|| tracing::info!("nested"));
             });
         });
-        let text = String::from_utf8(buffer.0.lock().expect("lines").clone()).expect("utf-8");
+        let text = buffer.text();
         let lines: Vec<serde_json::Value> =
             text.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
         assert_eq!(lines.len(), 3, "{text}");
