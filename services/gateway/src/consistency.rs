@@ -428,12 +428,9 @@ pub fn spawn(scheduler: &Scheduler, gateway: Arc<Gateway>, schedule: Schedule) {
     scheduler.spawn("gateway_consistency", schedule, move || {
         let gateway = gateway.clone();
         async move {
-            let result = check(&gateway, DEFAULT_GRACE_SECS * 1000).await;
-            let findings = |report: &Report| u64::try_from(report.findings.len()).unwrap_or(u64::MAX);
-            economy_kit::metrics::job_run("gateway_consistency", result.as_ref().ok().map(findings));
-            let report = result.map_err(|error| error.to_string())?;
+            let report = check(&gateway, DEFAULT_GRACE_SECS * 1000).await.map_err(|error| error.to_string())?;
             export(&report);
-            Ok(findings(&report))
+            Ok(u64::try_from(report.findings.len()).unwrap_or(u64::MAX))
         }
     });
 }

@@ -76,7 +76,6 @@ pub fn spawn_idempotency_jobs(
         let (store, config, now) = (store.clone(), config.clone(), clock.now_millis());
         async move {
             let result = clean_up(&store, &config, now).await;
-            economy_kit::metrics::job_run("gateway_record_cleanup", result.as_ref().ok().map(|(deleted, _)| *deleted));
             result.map(|(deleted, _)| deleted).map_err(|error| error.to_string())
         }
     });

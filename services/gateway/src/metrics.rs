@@ -53,8 +53,9 @@ pub const CONSISTENCY_KINDS: [&str; 9] = [
 /// Kinds of consistency findings seen so far, so a kind gone from the last run reads 0.
 static KINDS_SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The background jobs of the service (`economy_job_runs_total{job}`), at zero from start.
-const JOBS: [&str; 2] = ["gateway_processing_timeout", "gateway_record_cleanup"];
+/// The interval jobs of the service (`economy_job_runs_total{job}`), at zero from start; the
+/// scheduler registers the scheduled ones (`economy_kit::jobs::Scheduler`).
+const JOBS: [&str; 1] = ["gateway_processing_timeout"];
 
 /// Describes every metric of the gateway and registers its known series at zero: every
 /// canonical operation of `registry` and each of its upstreams (not serving until probed).

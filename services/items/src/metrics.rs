@@ -1,7 +1,7 @@
 //! The items service's metrics (README.md, "Observability"): [`describe`] gives each its
-//! HELP text and registers the series known at start at zero; [`granted`] records. No-ops
-//! while no recorder is installed. (The report's gauges are set by the report job:
-//! `jobs::report`.)
+//! HELP text and registers the series known at start at zero; the other functions record
+//! (the report's gauges for the report job, `jobs::report`). No-ops while no recorder is
+//! installed.
 
 use ::metrics::{counter, describe_counter, describe_gauge, gauge};
 
@@ -9,7 +9,8 @@ const GRANTED: &str = "economy_items_granted_total";
 const BY_STATUS: &str = "economy_items_by_status";
 const STALE: &str = "economy_items_stale";
 
-/// The background jobs of the service (`economy_job_runs_total{job}`), at zero from start.
+/// The interval jobs of the service (`economy_job_runs_total{job}`), at zero from start; the
+/// scheduler registers the scheduled ones (`economy_kit::jobs::Scheduler`).
 const JOBS: [&str; 2] = ["items_item_expiry", "items_lock_expiry"];
 
 /// Describes the service's counters and registers them at zero. Call once the recorder is
@@ -28,4 +29,14 @@ pub fn describe() {
 /// One instance granted.
 pub fn granted() {
     counter!(GRANTED).increment(1);
+}
+
+/// Instances of `template` in `status`, from the items report.
+pub fn by_status(template: &str, status: &'static str) -> ::metrics::Gauge {
+    gauge!(BY_STATUS, "template" => template.to_owned(), "status" => status)
+}
+
+/// Locks held longer than the configured age, from the items report.
+pub fn stale_locks(count: i64) {
+    gauge!(STALE, "status" => "locked").set(count as f64);
 }

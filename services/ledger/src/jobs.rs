@@ -100,14 +100,13 @@ async fn run_whole_pass(store: LedgerStore, limits: ReconcileLimits) -> Result<u
                 log_findings(&step.findings);
                 if step.complete {
                     let (findings, balances, entries) = step.totals;
-                    count_run("ledger_reconciliation", Check::Whole, u64::try_from(findings).unwrap_or_default());
+                    metrics::reconciled(Check::Whole, u64::try_from(findings).unwrap_or_default());
                     tracing::info!(findings, balances, entries, "ledger reconciled (whole pass)");
                     return Ok(u64::try_from(findings).unwrap_or_default());
                 }
             }
             Ok(None) => return Ok(0),
             Err(error) => {
-                economy_kit::metrics::job_run("ledger_reconciliation", None);
                 tracing::error!(%error, "scheduled reconciliation failed; the next run resumes the pass");
                 return Err(error.to_string());
             }

@@ -57,8 +57,9 @@ impl Check {
     }
 }
 
-/// The background jobs of the service (`economy_job_runs_total{job}`), at zero from start.
-const JOBS: [&str; 3] = ["ledger_hold_expiry", "ledger_reconciliation", "ledger_incremental_reconciliation"];
+/// The interval jobs of the service (`economy_job_runs_total{job}`), at zero from start; the
+/// scheduler registers the scheduled ones (`economy_kit::jobs::Scheduler`).
+const JOBS: [&str; 2] = ["ledger_hold_expiry", "ledger_incremental_reconciliation"];
 
 /// Describes every metric of the ledger and registers its known series at zero. Call once
 /// the recorder is installed (`economy_kit::metrics`), before serving.

@@ -17,7 +17,8 @@ const TRADE_ENDS: [TradeStatus; 3] = [TradeStatus::Completed, TradeStatus::Faile
 /// before any (sold out, limit reached, not active).
 const PURCHASE_OUTCOMES: [&str; 3] = ["completed", "failed", "refused"];
 
-/// The background jobs of the service (`economy_job_runs_total{job}`), at zero from start.
+/// The interval jobs of the service (`economy_job_runs_total{job}`), at zero from start; the
+/// scheduler registers the scheduled ones (`economy_kit::jobs::Scheduler`).
 const JOBS: [&str; 1] = ["market_recovery"];
 
 /// Describes every metric of the market and registers its known series at zero. Call

@@ -178,11 +178,8 @@ pub fn spawn(scheduler: &Scheduler, service: Arc<Redemption>, intervals: JobInte
         let service = expiry.clone();
         async move {
             let result = expire_all_due(&service).await;
-            let outcome = result.as_ref().map(|count| u64::try_from(*count).unwrap_or(u64::MAX));
-            let outcome = outcome.map_err(ToString::to_string);
-            log("redemption_expiry", result);
             sample_expired_backlog(&service).await;
-            outcome
+            result.map(|count| u64::try_from(count).unwrap_or(u64::MAX)).map_err(|error| error.to_string())
         }
     });
     let timeout_ms = i64::try_from(intervals.locking_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);

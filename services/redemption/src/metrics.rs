@@ -16,8 +16,9 @@ const OUTBOX_PENDING: &str = "economy_outbox_pending";
 /// `created` when it is recorded, then the status it ends in.
 const ORDER_OUTCOMES: [&str; 5] = ["created", "fulfilled", "cancelled", "expired", "failed"];
 
-/// The background jobs of the service (`economy_job_runs_total{job}`), at zero from start.
-const JOBS: [&str; 3] = ["redemption_outbox", "redemption_expiry", "redemption_stale_locking"];
+/// The interval jobs of the service (`economy_job_runs_total{job}`), at zero from start; the
+/// scheduler registers the scheduled ones (`economy_kit::jobs::Scheduler`).
+const JOBS: [&str; 2] = ["redemption_outbox", "redemption_stale_locking"];
 
 /// Describes every metric of the service and registers its known series at zero. Call
 /// once the recorder is installed (`economy_kit::metrics`), before serving.

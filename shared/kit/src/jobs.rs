@@ -2,7 +2,7 @@
 //! shutdown token is cancelled. The first tick runs at once (tokio's `interval`). Daily and
 //! hourly jobs run on a cron schedule instead, once across replicas ([`Scheduler`]).
 
-mod scheduled;
+pub(crate) mod scheduled;
 
 pub use scheduled::{Scheduler, TICK};
 

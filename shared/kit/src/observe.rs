@@ -105,7 +105,7 @@ where
             span
         };
         let mut completion = Completion::start(self.server.clone(), rpcs::rpc(path), span.clone());
-        if !span.is_none() {
+        if !span.is_none() && access::enabled() {
             completion.access = Some(AccessRecord::new(&span, path, request.headers()));
         }
         let domain = error_domain(service);

@@ -31,7 +31,6 @@ pub fn spawn_report(
         let (store, clock, gauges) = (store.clone(), clock.clone(), gauges.clone());
         async move {
             let result = gauges.lock().await.export(&store, clock.now_millis(), &options).await;
-            economy_kit::metrics::job_run(JOB, result.as_ref().ok().copied());
             result.map_err(|error| error.to_string())
         }
     });
@@ -55,18 +54,14 @@ impl ReportGauges {
         let mut exported = BTreeSet::new();
         for count in &report.statuses {
             let key = (count.template_code.clone(), count.status.as_str());
-            by_status(&key).set(count.count as f64);
+            crate::metrics::by_status(&key.0, key.1).set(count.count as f64);
             exported.insert(key);
         }
         for gone in self.exported.difference(&exported) {
-            by_status(gone).set(0.0);
+            crate::metrics::by_status(&gone.0, gone.1).set(0.0);
         }
         self.exported = exported;
-        metrics::gauge!("economy_items_stale", "status" => "locked").set(report.stale_locked_count as f64);
+        crate::metrics::stale_locks(report.stale_locked_count);
         Ok(u64::try_from(report.stale_locked_count).unwrap_or(0))
     }
-}
-
-fn by_status((template, status): &(String, &'static str)) -> metrics::Gauge {
-    metrics::gauge!("economy_items_by_status", "template" => template.clone(), "status" => *status)
 }

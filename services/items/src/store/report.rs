@@ -54,8 +54,11 @@ impl ItemStore {
             "SELECT {ITEM_COLUMNS} FROM item_instances i WHERE i.status = 'locked' AND i.locked_at < $1 \
              ORDER BY i.locked_at, i.id LIMIT $2"
         );
-        let stale: Vec<ItemRow> =
-            sqlx::query_as(&sql).bind(stale_before).bind(stale_limit).fetch_all(&mut read).await?;
+        let stale: Vec<ItemRow> = if stale_limit > 0 {
+            sqlx::query_as(&sql).bind(stale_before).bind(stale_limit).fetch_all(&mut read).await?
+        } else {
+            Vec::new()
+        };
         read.finish().await?;
         Ok(ItemReport {
             statuses: counts.into_iter().map(status_count).collect::<Result<_, _>>()?,

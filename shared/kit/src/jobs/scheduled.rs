@@ -183,6 +183,7 @@ impl ScheduledJob {
     /// Records the end of this replica's run at `at`.
     async fn record(&self, at: i64, result: &Result<u64, String>) {
         let job = self.job;
+        crate::metrics::job_run(job, result.as_ref().ok().copied());
         match result {
             Ok(items) => tracing::info!(job, scheduled_at = at, items, "scheduled job finished"),
             Err(error) => tracing::error!(job, scheduled_at = at, %error, "scheduled job failed"),
@@ -222,42 +223,22 @@ impl ScheduledJob {
 }
 
 /// The job metrics (module doc).
-mod gauges {
+pub(crate) mod gauges {
     use crate::job_runs::{JobRun, Outcome};
 
-    const NEXT: &str = "economy_job_next_run_timestamp_seconds";
-    const LAST: &str = "economy_job_last_run_timestamp_seconds";
-    const DURATION: &str = "economy_job_last_run_duration_seconds";
-    const SUCCESS: &str = "economy_job_last_run_success";
-    const LAST_SUCCESS: &str = "economy_job_last_success_timestamp_seconds";
-    const ITEMS: &str = "economy_job_last_run_items";
+    pub(crate) const NEXT: &str = "economy_job_next_run_timestamp_seconds";
+    pub(crate) const LAST: &str = "economy_job_last_run_timestamp_seconds";
+    pub(crate) const DURATION: &str = "economy_job_last_run_duration_seconds";
+    pub(crate) const SUCCESS: &str = "economy_job_last_run_success";
+    pub(crate) const LAST_SUCCESS: &str = "economy_job_last_success_timestamp_seconds";
+    pub(crate) const ITEMS: &str = "economy_job_last_run_items";
 
-    /// Describes the metrics and sets `job`'s to 0 (and its run counters).
+    /// Sets `job`'s gauges and run counters to 0 (described by `crate::metrics`).
     pub(super) fn register(job: &'static str) {
-        metrics::describe_gauge!(NEXT, metrics::Unit::Seconds, "Next scheduled run of the job, Unix time.");
-        metrics::describe_gauge!(
-            LAST,
-            metrics::Unit::Seconds,
-            "Start of the job's latest ended run, Unix time (0: none yet)."
-        );
-        metrics::describe_gauge!(DURATION, metrics::Unit::Seconds, "Duration of the job's latest ended run.");
-        metrics::describe_gauge!(
-            ITEMS,
-            "Items of the job's latest ended run: rows changed, or findings for the checks (0 before any run)."
-        );
-        metrics::describe_gauge!(SUCCESS, "1 when the job's latest ended run succeeded, else 0 (0 before any run).");
-        metrics::describe_gauge!(
-            LAST_SUCCESS,
-            metrics::Unit::Seconds,
-            "End of the job's latest successful run, Unix time (0: none yet)."
-        );
         for name in [NEXT, LAST, DURATION, SUCCESS, LAST_SUCCESS, ITEMS] {
             metrics::gauge!(name, "job" => job).set(0.0);
         }
-        for outcome in ["ok", "error"] {
-            metrics::counter!("economy_job_runs_total", "job" => job, "outcome" => outcome).increment(0);
-        }
-        metrics::counter!("economy_job_items_total", "job" => job).increment(0);
+        crate::metrics::register_job(job);
     }
 
     pub(super) fn next_run(job: &'static str, next: Option<i64>) {

@@ -4,6 +4,8 @@
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
+use crate::jobs::scheduled::gauges::{DURATION, ITEMS, LAST, LAST_SUCCESS, NEXT, SUCCESS};
+
 /// Describes every metric of the kit: RPCs (`crate::observe`), jobs, pools, SQLite files,
 /// long reads and the build.
 pub(super) fn describe_kit() {
@@ -35,6 +37,15 @@ fn describe_jobs() {
         "economy_job_items_total",
         "Rows changed, deliveries or findings of a background job's successful passes."
     );
+    describe_gauge!(NEXT, Unit::Seconds, "Next scheduled run of the job, Unix time.");
+    describe_gauge!(LAST, Unit::Seconds, "Start of the job's latest ended run, Unix time (0: none yet).");
+    describe_gauge!(DURATION, Unit::Seconds, "Duration of the job's latest ended run.");
+    describe_gauge!(
+        ITEMS,
+        "Items of the job's latest ended run: rows changed, or findings for the checks (0 before any run)."
+    );
+    describe_gauge!(SUCCESS, "1 when the job's latest ended run succeeded, else 0 (0 before any run).");
+    describe_gauge!(LAST_SUCCESS, Unit::Seconds, "End of the job's latest successful run, Unix time (0: none yet).");
 }
 
 fn describe_databases() {

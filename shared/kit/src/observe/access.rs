@@ -22,6 +22,11 @@ pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
 
+/// Whether requests are logged: when not, nothing of a request is recorded for it.
+pub(super) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// The longest `x-request-id` logged, characters.
 const MAX_REQUEST_ID: usize = 128;
 
@@ -84,7 +89,7 @@ pub(super) struct Line<'a> {
 
 /// Writes `line` at `info` in the current span, when the access log is on.
 pub(super) fn log(line: &Line<'_>) {
-    if !ENABLED.load(Ordering::Relaxed) {
+    if !enabled() {
         return;
     }
     let user_id = Some(line.access.user_id.load(Ordering::Relaxed)).filter(|id| *id > 0);

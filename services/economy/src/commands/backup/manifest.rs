@@ -27,7 +27,7 @@ pub struct Manifest {
     pub created_at: String,
     /// The `economy` release that took it.
     pub economy_version: String,
-    /// The commit it was built from, when the build set `ECONOMY_GIT_COMMIT`.
+    /// The commit it was built from, when the build knew it (`economy_kit::metrics::COMMIT`).
     pub git_commit: Option<String>,
     /// One entry per service, in the order they were copied.
     pub databases: Vec<Database>,
@@ -57,7 +57,7 @@ impl Manifest {
             format: FORMAT,
             created_at: now(),
             economy_version: env!("CARGO_PKG_VERSION").to_owned(),
-            git_commit: option_env!("ECONOMY_GIT_COMMIT").map(str::to_owned),
+            git_commit: Some(economy_kit::metrics::COMMIT).filter(|commit| *commit != "unknown").map(str::to_owned),
             databases,
         }
     }
